@@ -1,0 +1,343 @@
+"""Validated Python entry points to minigrad's C kernels.
+
+Import this module only through ``minigrad._backend``.  Every argument is checked here (type, dtype, byte
+order, ndim, shapes, writability, alignment, overlap) so that the C code can trust its inputs; the kernels
+then run without the GIL.  Plain ``cnp`` macros rather than typed memoryviews keep a call near a microsecond.
+"""
+cimport numpy as cnp
+
+import numpy as np
+
+from kernels cimport *
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #ifndef MINIGRAD_SOURCE_HASH
+    #define MINIGRAD_SOURCE_HASH "unknown"
+    #endif
+    """
+    const char *MINIGRAD_SOURCE_HASH
+
+# mg_int must be numpy's npy_intp: then every numpy size and stride fits the kernels' index type unchecked.
+if sizeof(mg_int) != sizeof(cnp.npy_intp):
+    raise ImportError("minigrad._kernels: the kernels' index type does not match numpy's npy_intp")
+
+ABI_VERSION = MG_ABI_VERSION
+SOURCE_HASH = MINIGRAD_SOURCE_HASH.decode("ascii")
+
+# Indexed by the C enum MG_ISA_*.
+_ISA_NAMES = ("portable", "avx2", "avx512")
+
+mg_set_isa(mg_best_isa())
+
+
+# ---------------------------------------------------------------- validation helpers
+
+# A batch of matrices as the kernels see it: shape (batch, rows, cols), strides in elements (0 on extent-1
+# dims, so a missing or size-1 batch broadcasts), and the byte range it spans.
+cdef struct Mat:
+    char *data
+    mg_int shape[3]
+    mg_int strides[3]
+    char *lo
+    char *hi
+
+
+cdef object _shape(cnp.ndarray arr):
+    return (<object>arr).shape
+
+
+cdef object _strides(cnp.ndarray arr):
+    return (<object>arr).strides
+
+
+cdef cnp.ndarray _float_array(object obj, str fn, str name):
+    if not cnp.PyArray_Check(obj):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(obj).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>obj
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"{fn}: {name} has dtype {arr.dtype.str}; "
+                        "expected float32 or float64 in native byte order")
+    return arr
+
+
+cdef int _mat(cnp.ndarray arr, str fn, str name, Mat *m) except -1:
+    cdef int nd = cnp.PyArray_NDIM(arr)
+    cdef int i, off = 3 - nd
+    cdef mg_int itemsize = cnp.PyArray_ITEMSIZE(arr), n, s
+    if nd != 2 and nd != 3:
+        raise ValueError(f"{fn}: {name} must be 2-D (rows, cols) or 3-D (batch, rows, cols), "
+                         f"got shape {_shape(arr)}")
+    m.data = <char *>cnp.PyArray_DATA(arr)
+    m.lo = m.data
+    m.hi = m.data + itemsize
+    m.shape[0] = 1
+    m.strides[0] = 0
+    for i in range(nd):
+        n = cnp.PyArray_DIMS(arr)[i]
+        s = cnp.PyArray_STRIDES(arr)[i]
+        if s % itemsize:
+            raise ValueError(f"{fn}: {name} has strides {_strides(arr)}, "
+                             f"not multiples of its itemsize {itemsize}")
+        m.shape[off + i] = n
+        m.strides[off + i] = s // itemsize if n > 1 else 0
+        if n > 1 and s < 0:
+            m.lo += (n - 1) * s
+        elif n > 1:
+            m.hi += (n - 1) * s
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{fn}: {name}'s data is not aligned to its itemsize")
+    return 0
+
+
+cdef bint _self_overlapping(const Mat *m):
+    """Conservative: True unless each dim's stride clears the span of all shorter-stride dims."""
+    cdef mg_int ext[3]
+    cdef mg_int st[3]
+    cdef mg_int span = 1, e, s
+    cdef int k = 0, i, j
+    for i in range(3):
+        if m.shape[i] == 0:
+            return False
+        if m.shape[i] > 1:
+            ext[k] = m.shape[i]
+            st[k] = m.strides[i] if m.strides[i] >= 0 else -m.strides[i]
+            k += 1
+    for i in range(1, k):
+        j = i
+        while j > 0 and st[j - 1] > st[j]:
+            e = ext[j]; ext[j] = ext[j - 1]; ext[j - 1] = e
+            s = st[j]; st[j] = st[j - 1]; st[j - 1] = s
+            j -= 1
+    for i in range(k):
+        if st[i] < span:
+            return True
+        span = st[i] * (ext[i] - 1) + span
+    return False
+
+
+cdef bint _shares_memory(cnp.ndarray x, char *xlo, char *xhi, cnp.ndarray y, char *ylo, char *yhi) except -1:
+    """Byte ranges first (cheap), numpy's exact test only when they intersect."""
+    if cnp.PyArray_SIZE(x) == 0 or cnp.PyArray_SIZE(y) == 0 or xhi <= ylo or yhi <= xlo:
+        return False
+    try:
+        return np.shares_memory(x, y, max_work=10000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+cdef void _bounds(cnp.ndarray arr, char **lo, char **hi) noexcept:
+    cdef int i
+    cdef mg_int n, s
+    lo[0] = <char *>cnp.PyArray_DATA(arr)
+    hi[0] = lo[0] + cnp.PyArray_ITEMSIZE(arr)
+    for i in range(cnp.PyArray_NDIM(arr)):
+        n = cnp.PyArray_DIMS(arr)[i]
+        s = cnp.PyArray_STRIDES(arr)[i]
+        if n > 1 and s < 0:
+            lo[0] += (n - 1) * s
+        elif n > 1:
+            hi[0] += (n - 1) * s
+
+
+cdef int _check_writable_out(cnp.ndarray out, cnp.ndarray like, str fn) except -1:
+    if cnp.PyArray_TYPE(out) != cnp.PyArray_TYPE(like):
+        raise TypeError(f"{fn}: out has dtype {out.dtype}, expected {like.dtype}")
+    if not cnp.PyArray_ISWRITEABLE(out):
+        raise ValueError(f"{fn}: out is read-only")
+    return 0
+
+
+# ---------------------------------------------------------------- matmul
+
+def matmul(a, b, out=None, accumulate=False):
+    """a @ b for float32 or float64 arrays.
+
+    a is (M, K) or (batch, M, K), b is (K, N) or (batch, K, N); a batch of 1 (or a 2-D operand) broadcasts.
+    Any strides.  Returns ``out``: a new C-contiguous (M, N) / (batch, M, N) array when None, else the given
+    array (exact shape and dtype, writable, not overlapping a or b), which ``accumulate=True`` adds into.
+    """
+    cdef cnp.ndarray A = _float_array(a, "matmul", "a")
+    cdef cnp.ndarray B = _float_array(b, "matmul", "b")
+    cdef cnp.ndarray C
+    cdef Mat ma, mb, mc
+    cdef int typenum = cnp.PyArray_TYPE(A), rc, nd
+    cdef bint acc = accumulate
+    cdef cnp.npy_intp dims[3]
+    if cnp.PyArray_TYPE(B) != typenum:
+        raise TypeError(f"matmul: mixed dtypes {A.dtype} (a) and {B.dtype} (b); cast one of them")
+    _mat(A, "matmul", "a", &ma)
+    _mat(B, "matmul", "b", &mb)
+    if ma.shape[2] != mb.shape[1]:
+        raise ValueError(f"matmul: inner dimensions differ: a has shape {_shape(A)}, b has shape {_shape(B)}")
+    if ma.shape[0] != mb.shape[0] and ma.shape[0] != 1 and mb.shape[0] != 1:
+        raise ValueError(f"matmul: batch sizes differ: a has shape {_shape(A)}, b has shape {_shape(B)}")
+    dims[0] = mb.shape[0] if ma.shape[0] == 1 else ma.shape[0]
+    dims[1] = ma.shape[1]
+    dims[2] = mb.shape[2]
+    nd = 3 if cnp.PyArray_NDIM(A) == 3 or cnp.PyArray_NDIM(B) == 3 else 2
+    if out is None:
+        if acc:
+            raise ValueError("matmul: accumulate=True needs an out array to add into")
+        C = cnp.PyArray_EMPTY(nd, dims + 3 - nd, typenum, 0)
+        _mat(C, "matmul", "out", &mc)
+    else:
+        C = _float_array(out, "matmul", "out")
+        _check_writable_out(C, A, "matmul")
+        if cnp.PyArray_NDIM(C) != nd or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(C), dims + 3 - nd, nd):
+            expected = tuple(dims[i] for i in range(3 - nd, 3))
+            raise ValueError(f"matmul: out has shape {_shape(C)}, expected {expected} "
+                             f"for a of shape {_shape(A)} and b of shape {_shape(B)}")
+        _mat(C, "matmul", "out", &mc)
+        if _self_overlapping(&mc):
+            raise ValueError(f"matmul: out's strides {_strides(C)} make its elements overlap")
+        if (_shares_memory(C, mc.lo, mc.hi, A, ma.lo, ma.hi)
+                or _shares_memory(C, mc.lo, mc.hi, B, mb.lo, mb.hi)):
+            raise ValueError("matmul: out shares memory with a or b; pass a separate array")
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = mg_matmul_f32(dims[0], dims[1], dims[2], ma.shape[2],
+                               <const float *>ma.data, ma.strides[0], ma.strides[1], ma.strides[2],
+                               <const float *>mb.data, mb.strides[0], mb.strides[1], mb.strides[2],
+                               <float *>mc.data, mc.strides[0], mc.strides[1], mc.strides[2], acc)
+        else:
+            rc = mg_matmul_f64(dims[0], dims[1], dims[2], ma.shape[2],
+                               <const double *>ma.data, ma.strides[0], ma.strides[1], ma.strides[2],
+                               <const double *>mb.data, mb.strides[0], mb.strides[1], mb.strides[2],
+                               <double *>mc.data, mc.strides[0], mc.strides[1], mc.strides[2], acc)
+    if rc:
+        raise MemoryError("matmul: could not allocate packing buffers")
+    return C
+
+
+# ---------------------------------------------------------------- elementwise
+
+cdef inline bint _contiguous(cnp.ndarray arr):
+    return cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+
+
+cdef cnp.ndarray _elementwise_out(object out, cnp.ndarray like, str fn):
+    """out validated against `like` (same shape and dtype, writable), or a new C-contiguous array."""
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), cnp.PyArray_TYPE(like), 0)
+    cdef cnp.ndarray o = _float_array(out, fn, "out")
+    _check_writable_out(o, like, fn)
+    cdef int nd = cnp.PyArray_NDIM(like)
+    if (cnp.PyArray_NDIM(o) != nd
+            or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(o), cnp.PyArray_DIMS(like), nd)):
+        raise ValueError(f"{fn}: out has shape {_shape(o)}, expected {_shape(like)}")
+    return o
+
+
+cdef int _check_alias(cnp.ndarray out, cnp.ndarray x, str fn, str name) except -1:
+    """out may be x itself (in place) but must not otherwise share memory with it."""
+    cdef char *olo
+    cdef char *ohi
+    cdef char *xlo
+    cdef char *xhi
+    cdef int nd = cnp.PyArray_NDIM(x)
+    if (cnp.PyArray_DATA(out) == cnp.PyArray_DATA(x)
+            and cnp.PyArray_CompareLists(cnp.PyArray_STRIDES(out), cnp.PyArray_STRIDES(x), nd)):
+        return 0
+    _bounds(out, &olo, &ohi)
+    _bounds(x, &xlo, &xhi)
+    if _shares_memory(out, olo, ohi, x, xlo, xhi):
+        raise ValueError(f"{fn}: out partially overlaps {name}; "
+                         f"pass {name} itself (in place) or a separate array")
+    return 0
+
+
+def tanh(x, out=None):
+    """Elementwise tanh of a float32/float64 array of any shape and strides (at most 2 ulp from exact)."""
+    cdef cnp.ndarray X = _float_array(x, "tanh", "x")
+    cdef cnp.ndarray O = _elementwise_out(out, X, "tanh")
+    cdef cnp.ndarray src, dst
+    cdef mg_int n = cnp.PyArray_SIZE(X)
+    if out is not None:
+        _check_alias(O, X, "tanh", "x")
+    src = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
+    dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
+    with nogil:
+        if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+            mg_tanh_f32(n, <const float *>cnp.PyArray_DATA(src), <float *>cnp.PyArray_DATA(dst))
+        else:
+            mg_tanh_f64(n, <const double *>cnp.PyArray_DATA(src), <double *>cnp.PyArray_DATA(dst))
+    if dst is not O:
+        cnp.PyArray_CopyInto(O, dst)
+    return O
+
+
+def tanh_backward(grad, y, out=None):
+    """grad * (1 - y*y): the gradient through tanh from its saved output y (same shape and dtype as grad)."""
+    cdef cnp.ndarray G = _float_array(grad, "tanh_backward", "grad")
+    cdef cnp.ndarray Y = _float_array(y, "tanh_backward", "y")
+    cdef cnp.ndarray O, g, yy, dst
+    cdef mg_int n = cnp.PyArray_SIZE(G)
+    if cnp.PyArray_TYPE(G) != cnp.PyArray_TYPE(Y):
+        raise TypeError(f"tanh_backward: mixed dtypes {G.dtype} (grad) and {Y.dtype} (y)")
+    if (cnp.PyArray_NDIM(G) != cnp.PyArray_NDIM(Y)
+            or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(G), cnp.PyArray_DIMS(Y), cnp.PyArray_NDIM(G))):
+        raise ValueError(f"tanh_backward: grad has shape {_shape(G)} but y has shape {_shape(Y)}")
+    O = _elementwise_out(out, G, "tanh_backward")
+    if out is not None:
+        _check_alias(O, G, "tanh_backward", "grad")
+        _check_alias(O, Y, "tanh_backward", "y")
+    g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
+    yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
+    dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
+    with nogil:
+        if cnp.PyArray_TYPE(G) == cnp.NPY_FLOAT32:
+            mg_tanh_backward_f32(n, <const float *>cnp.PyArray_DATA(g), <const float *>cnp.PyArray_DATA(yy),
+                                 <float *>cnp.PyArray_DATA(dst))
+        else:
+            mg_tanh_backward_f64(n, <const double *>cnp.PyArray_DATA(g), <const double *>cnp.PyArray_DATA(yy),
+                                 <double *>cnp.PyArray_DATA(dst))
+    if dst is not O:
+        cnp.PyArray_CopyInto(O, dst)
+    return O
+
+
+# ---------------------------------------------------------------- kernel path and threads
+
+def isa():
+    """Name of the kernel path in use: 'avx512', 'avx2' or 'portable'."""
+    return _ISA_NAMES[mg_get_isa()]
+
+
+def available_isas():
+    """Kernel paths this CPU supports, fastest first."""
+    return [_ISA_NAMES[i] for i in range(MG_ISA_COUNT - 1, -1, -1) if mg_isa_supported(i)]
+
+
+def set_isa(name):
+    """Force a kernel path, process-wide: ValueError for an unknown name, RuntimeError if the CPU lacks it."""
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: expected a str, got {type(name).__name__}")
+    if name not in _ISA_NAMES:
+        raise ValueError(f"set_isa: unknown kernel path {name!r}; expected one of {', '.join(_ISA_NAMES)}")
+    if mg_set_isa(_ISA_NAMES.index(name)):
+        raise RuntimeError(f"set_isa: this CPU does not support {name!r}; "
+                           f"available: {', '.join(available_isas())}")
+
+
+def openmp():
+    """True when the kernels were compiled with OpenMP."""
+    return bool(mg_openmp())
+
+
+def get_num_threads():
+    """Threads the kernels use for large calls (always 1 without OpenMP)."""
+    return mg_get_num_threads()
+
+
+def set_num_threads(n):
+    """Threads for minigrad's kernels only (an OpenMP num_threads clause, not omp_set_num_threads)."""
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
+    n = n.__index__()
+    if not 1 <= n <= 1 << 16:
+        raise ValueError(f"set_num_threads: expected 1 <= n <= 65536, got {n}")
+    mg_set_num_threads(n)

@@ -1,0 +1,49 @@
+/* minigrad's compute kernels: plain C, no Python.
+ *
+ * Sizes and strides are mg_int, which is ptrdiff_t (the same width as numpy's npy_intp), counted in
+ * elements, not bytes.  Strides may be zero or negative.  Kernels return 0 on success and -1 when a scratch
+ * allocation failed; they never read or write outside the described arrays.
+ */
+#ifndef MINIGRAD_KERNELS_H
+#define MINIGRAD_KERNELS_H
+
+#include <stddef.h>
+
+/* Bump whenever a declaration below changes meaning; minigrad._backend refuses a build with another value. */
+#define MG_ABI_VERSION 1
+
+typedef ptrdiff_t mg_int;
+
+/* Kernel paths, slowest first. */
+enum { MG_ISA_PORTABLE = 0, MG_ISA_AVX2 = 1, MG_ISA_AVX512 = 2, MG_ISA_COUNT = 3 };
+
+int mg_isa_supported(int isa);
+int mg_best_isa(void);
+int mg_get_isa(void);
+/* Returns -1 (and changes nothing) when the CPU lacks the requested path. */
+int mg_set_isa(int isa);
+
+/* 1 when compiled with OpenMP. */
+int mg_openmp(void);
+int mg_get_num_threads(void);
+void mg_set_num_threads(int n);
+
+/* C[b] (=|+=) A[b] @ B[b] for b < batch, with A[b] (M, K), B[b] (K, N), C[b] (M, N).
+ * A batch stride of 0 broadcasts that operand.  C must not overlap A or B, nor itself. */
+int mg_matmul_f32(mg_int batch, mg_int M, mg_int N, mg_int K,
+                  const float *A, mg_int sab, mg_int sam, mg_int sak,
+                  const float *B, mg_int sbb, mg_int sbk, mg_int sbn,
+                  float *C, mg_int scb, mg_int scm, mg_int scn, int accumulate);
+int mg_matmul_f64(mg_int batch, mg_int M, mg_int N, mg_int K,
+                  const double *A, mg_int sab, mg_int sam, mg_int sak,
+                  const double *B, mg_int sbb, mg_int sbk, mg_int sbn,
+                  double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate);
+
+/* Contiguous elementwise kernels: y may be x itself (and out may be g or y), but no partial overlap. */
+void mg_tanh_f32(mg_int n, const float *x, float *y);
+void mg_tanh_f64(mg_int n, const double *x, double *y);
+/* out = g * (1 - y*y), the derivative of tanh from its saved output y. */
+void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out);
+void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out);
+
+#endif

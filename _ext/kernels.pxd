@@ -1,0 +1,34 @@
+# Declarations of the C kernels in kernels.h, for _kernels.pyx.
+
+cdef extern from "kernels.h" nogil:
+    int MG_ABI_VERSION
+    ctypedef Py_ssize_t mg_int
+
+    enum:
+        MG_ISA_PORTABLE
+        MG_ISA_AVX2
+        MG_ISA_AVX512
+        MG_ISA_COUNT
+
+    int mg_isa_supported(int isa)
+    int mg_best_isa()
+    int mg_get_isa()
+    int mg_set_isa(int isa)
+
+    int mg_openmp()
+    int mg_get_num_threads()
+    void mg_set_num_threads(int n)
+
+    int mg_matmul_f32(mg_int batch, mg_int M, mg_int N, mg_int K,
+                      const float *A, mg_int sab, mg_int sam, mg_int sak,
+                      const float *B, mg_int sbb, mg_int sbk, mg_int sbn,
+                      float *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+    int mg_matmul_f64(mg_int batch, mg_int M, mg_int N, mg_int K,
+                      const double *A, mg_int sab, mg_int sam, mg_int sak,
+                      const double *B, mg_int sbb, mg_int sbk, mg_int sbn,
+                      double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+
+    void mg_tanh_f32(mg_int n, const float *x, float *y)
+    void mg_tanh_f64(mg_int n, const double *x, double *y)
+    void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
+    void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)

@@ -1,0 +1,122 @@
+/* AVX2+FMA GEMM micro-kernels: 6 x 16 (float32) and 6 x 8 (float64) tiles of C in 12 ymm accumulators. */
+#include "mg_internal.h"
+
+#if MG_X86
+#include <immintrin.h>
+
+/* One specialisation per live row count: a tail panel of A (mr < 6) costs only its own rows.  Each element
+ * still sees the same FMA sequence, so the split of M does not change results. */
+#define BY_ROWS(f)                                                                          \
+    switch (mr) {                                                                           \
+    case 1: f(1, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 2: f(2, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 3: f(3, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 4: f(4, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 5: f(5, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    default: f(6, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                         \
+    }
+
+#define DECL_ROW(r) V_T c##r##0 = ZERO(), c##r##1 = ZERO()
+#define FMA_ROW(r)                                                                          \
+    do {                                                                                    \
+        if ((r) >= rows)                                                                    \
+            break;                                                                          \
+        const V_T av = BCAST(a + (r));                                                      \
+        c##r##0 = FMADD(av, b0, c##r##0);                                                   \
+        c##r##1 = FMADD(av, b1, c##r##1);                                                   \
+    } while (0)
+/* Full vectors use plain loads and stores: masked stores are slow on AMD cores. */
+#define STORE1(p, v, m, full)                                                               \
+    do {                                                                                    \
+        if (full)                                                                           \
+            STOREU(p, overwrite ? (v) : ADD(LOADU(p), v));                                  \
+        else                                                                                \
+            MSTORE(p, m, overwrite ? (v) : ADD(MLOAD(p, m), v));                            \
+    } while (0)
+#define STORE_ROW(r)                                                                        \
+    do {                                                                                    \
+        if ((r) < rows && (r) < mr) {                                                       \
+            E_T *cr = c + (r) * rsc;                                                        \
+            STORE1(cr, c##r##0, m0, nr >= W);                                               \
+            if (nr > W)                                                                     \
+                STORE1(cr + W, c##r##1, m1, nr == 2 * W);                                   \
+        }                                                                                   \
+    } while (0)
+#define SPILL_ROW(r)                                                                        \
+    do {                                                                                    \
+        STOREU(tile + (r) * 2 * W, c##r##0);                                                \
+        STOREU(tile + (r) * 2 * W + W, c##r##1);                                            \
+    } while (0)
+
+#define UKR_BODY                                                                            \
+    DECL_ROW(0); DECL_ROW(1); DECL_ROW(2); DECL_ROW(3); DECL_ROW(4); DECL_ROW(5);           \
+    for (mg_int k = 0; k < kc; ++k, a += 6, b += 2 * W) {                                   \
+        const V_T b0 = LOADA(b), b1 = LOADA(b + W);                                         \
+        FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
+    }                                                                                       \
+    if (csc == 1) {                                                                         \
+        const I_T m0 = LANEMASK(nr), m1 = LANEMASK(nr - W);                                 \
+        STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5); \
+    } else {                                                                                \
+        E_T tile[6 * 2 * W];                                                                \
+        SPILL_ROW(0); SPILL_ROW(1); SPILL_ROW(2); SPILL_ROW(3); SPILL_ROW(4); SPILL_ROW(5); \
+        for (mg_int i = 0; i < mr; ++i)                                                     \
+            for (mg_int j = 0; j < nr; ++j) {                                               \
+                E_T *p = c + i * rsc + j * csc;                                             \
+                *p = overwrite ? tile[i * 2 * W + j] : *p + tile[i * 2 * W + j];        \
+            }                                                                               \
+    }
+
+#define W 8
+#define E_T float
+#define V_T __m256
+#define I_T __m256i
+#define ZERO _mm256_setzero_ps
+#define BCAST _mm256_broadcast_ss
+#define FMADD _mm256_fmadd_ps
+#define ADD _mm256_add_ps
+#define LOADA _mm256_load_ps
+#define LOADU _mm256_loadu_ps
+#define STOREU _mm256_storeu_ps
+#define MLOAD _mm256_maskload_ps
+#define MSTORE _mm256_maskstore_ps
+#define LANEMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+MG_TARGET_AVX2 static inline __attribute__((always_inline)) void ukr_f32(const int rows, MG_UKR_ARGS(float))
+{
+    UKR_BODY
+}
+MG_TARGET_AVX2 void mg_ukr_avx2_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); }
+#undef W
+#undef E_T
+#undef V_T
+#undef ZERO
+#undef BCAST
+#undef FMADD
+#undef ADD
+#undef LOADA
+#undef LOADU
+#undef STOREU
+#undef MLOAD
+#undef MSTORE
+#undef LANEMASK
+
+#define W 4
+#define E_T double
+#define V_T __m256d
+#define ZERO _mm256_setzero_pd
+#define BCAST _mm256_broadcast_sd
+#define FMADD _mm256_fmadd_pd
+#define ADD _mm256_add_pd
+#define LOADA _mm256_load_pd
+#define LOADU _mm256_loadu_pd
+#define STOREU _mm256_storeu_pd
+#define MLOAD _mm256_maskload_pd
+#define MSTORE _mm256_maskstore_pd
+#define LANEMASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(n)), _mm256_setr_epi64x(0, 1, 2, 3))
+MG_TARGET_AVX2 static inline __attribute__((always_inline)) void ukr_f64(const int rows, MG_UKR_ARGS(double))
+{
+    UKR_BODY
+}
+MG_TARGET_AVX2 void mg_ukr_avx2_f64(MG_UKR_ARGS(double)) { BY_ROWS(ukr_f64); }
+
+#endif

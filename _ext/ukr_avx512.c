@@ -1,0 +1,135 @@
+/* AVX-512 GEMM micro-kernels: 6 x 64 (float32) and 6 x 32 (float64) tiles of C in 24 zmm accumulators.
+ * The accumulators are named variables rather than an array so that gcc keeps them in registers. */
+#include "mg_internal.h"
+
+#if MG_X86
+#include <immintrin.h>
+
+/* One specialisation per live row count: a tail panel of A (mr < 6) costs only its own rows.  Each element
+ * still sees the same FMA sequence, so the split of M does not change results. */
+#define BY_ROWS(f)                                                                          \
+    switch (mr) {                                                                           \
+    case 1: f(1, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 2: f(2, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 3: f(3, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 4: f(4, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    case 5: f(5, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
+    default: f(6, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                         \
+    }
+
+/* Lane mask for columns [off, off + lanes) of a tile whose first nr columns are live. */
+#define MG_LANES(nr, off, lanes) ((nr) >= (off) + (lanes) ? (lanes) : (nr) > (off) ? (nr) - (off) : 0)
+
+#define DECL_ROW(V, r) V c##r##0 = ZERO(), c##r##1 = ZERO(), c##r##2 = ZERO(), c##r##3 = ZERO()
+#define FMA_ROW(r)                                                                          \
+    do {                                                                                    \
+        if ((r) >= rows)                                                                    \
+            break;                                                                          \
+        const V_T av = BCAST(a[r]);                                                         \
+        c##r##0 = FMADD(av, b0, c##r##0);                                                   \
+        c##r##1 = FMADD(av, b1, c##r##1);                                                   \
+        c##r##2 = FMADD(av, b2, c##r##2);                                                   \
+        c##r##3 = FMADD(av, b3, c##r##3);                                                   \
+    } while (0)
+#define STORE1(p, v, m)                                                                     \
+    do {                                                                                    \
+        if (overwrite)                                                                      \
+            MSTORE(p, m, v);                                                                \
+        else                                                                                \
+            MSTORE(p, m, ADD(MLOAD(m, p), v));                                              \
+    } while (0)
+#define STORE_ROW(r)                                                                        \
+    do {                                                                                    \
+        if ((r) < rows && (r) < mr) {                                                       \
+            E_T *cr = c + (r) * rsc;                                                        \
+            STORE1(cr, c##r##0, m0);                                                        \
+            STORE1(cr + W, c##r##1, m1);                                                    \
+            STORE1(cr + 2 * W, c##r##2, m2);                                                \
+            STORE1(cr + 3 * W, c##r##3, m3);                                                \
+        }                                                                                   \
+    } while (0)
+#define SPILL_ROW(r)                                                                        \
+    do {                                                                                    \
+        STOREA(tile + (r) * 4 * W, c##r##0);                                                \
+        STOREA(tile + (r) * 4 * W + W, c##r##1);                                            \
+        STOREA(tile + (r) * 4 * W + 2 * W, c##r##2);                                        \
+        STOREA(tile + (r) * 4 * W + 3 * W, c##r##3);                                        \
+    } while (0)
+
+/* The body shared by both element types: W lanes per vector, tile 6 x 4W. */
+#define UKR_BODY                                                                            \
+    DECL_ROW(V_T, 0); DECL_ROW(V_T, 1); DECL_ROW(V_T, 2);                                   \
+    DECL_ROW(V_T, 3); DECL_ROW(V_T, 4); DECL_ROW(V_T, 5);                                   \
+    for (mg_int k = 0; k < kc; ++k, a += 6, b += 4 * W) {                                   \
+        const V_T b0 = LOADA(b), b1 = LOADA(b + W), b2 = LOADA(b + 2 * W), b3 = LOADA(b + 3 * W); \
+        FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
+    }                                                                                       \
+    if (csc == 1) {                                                                         \
+        const M_T m0 = MASK(MG_LANES(nr, 0, W)), m1 = MASK(MG_LANES(nr, W, W));             \
+        const M_T m2 = MASK(MG_LANES(nr, 2 * W, W)), m3 = MASK(MG_LANES(nr, 3 * W, W));     \
+        STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5); \
+    } else {                                                                                \
+        /* Strided columns: spill the tile, then update C one element at a time. */         \
+        E_T tile[6 * 4 * W] __attribute__((aligned(64)));                                   \
+        SPILL_ROW(0); SPILL_ROW(1); SPILL_ROW(2); SPILL_ROW(3); SPILL_ROW(4); SPILL_ROW(5); \
+        for (mg_int i = 0; i < mr; ++i)                                                     \
+            for (mg_int j = 0; j < nr; ++j) {                                               \
+                E_T *p = c + i * rsc + j * csc;                                             \
+                *p = overwrite ? tile[i * 4 * W + j] : *p + tile[i * 4 * W + j];        \
+            }                                                                               \
+    }
+
+#define W 16
+#define E_T float
+#define V_T __m512
+#define M_T __mmask16
+#define ZERO _mm512_setzero_ps
+#define BCAST _mm512_set1_ps
+#define FMADD _mm512_fmadd_ps
+#define ADD _mm512_add_ps
+#define LOADA _mm512_load_ps
+#define STOREA _mm512_store_ps
+#define MLOAD _mm512_maskz_loadu_ps
+#define MSTORE _mm512_mask_storeu_ps
+#define MASK(n) ((__mmask16)((1u << (n)) - 1u))
+MG_TARGET_AVX512 static inline __attribute__((always_inline))
+void ukr_f32(const int rows, MG_UKR_ARGS(float))
+{
+    UKR_BODY
+}
+MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); }
+#undef W
+#undef E_T
+#undef V_T
+#undef M_T
+#undef ZERO
+#undef BCAST
+#undef FMADD
+#undef ADD
+#undef LOADA
+#undef STOREA
+#undef MLOAD
+#undef MSTORE
+#undef MASK
+
+#define W 8
+#define E_T double
+#define V_T __m512d
+#define M_T __mmask8
+#define ZERO _mm512_setzero_pd
+#define BCAST _mm512_set1_pd
+#define FMADD _mm512_fmadd_pd
+#define ADD _mm512_add_pd
+#define LOADA _mm512_load_pd
+#define STOREA _mm512_store_pd
+#define MLOAD _mm512_maskz_loadu_pd
+#define MSTORE _mm512_mask_storeu_pd
+#define MASK(n) ((__mmask8)((1u << (n)) - 1u))
+MG_TARGET_AVX512 static inline __attribute__((always_inline))
+void ukr_f64(const int rows, MG_UKR_ARGS(double))
+{
+    UKR_BODY
+}
+MG_TARGET_AVX512 void mg_ukr_avx512_f64(MG_UKR_ARGS(double)) { BY_ROWS(ukr_f64); }
+
+#endif

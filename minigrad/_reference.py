@@ -1,0 +1,162 @@
+"""NumPy reference for every compiled kernel: same signatures, same argument checks, same errors.
+
+Selected with ``MINIGRAD_BACKEND=numpy``; the tests run it beside the C kernels.
+"""
+import numpy as np
+
+ABI_VERSION = None
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_num_threads = 1
+
+
+def _float_array(obj, fn, name):
+    if not isinstance(obj, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(obj).__name__}")
+    if obj.dtype not in _FLOATS or not obj.dtype.isnative:
+        raise TypeError(f"{fn}: {name} has dtype {obj.dtype.str}; "
+                        "expected float32 or float64 in native byte order")
+    return obj
+
+
+def _check_layout(arr, fn, name):
+    if any(s % arr.itemsize for s in arr.strides):
+        raise ValueError(f"{fn}: {name} has strides {arr.strides}, "
+                         f"not multiples of its itemsize {arr.itemsize}")
+    if not arr.flags.aligned:
+        raise ValueError(f"{fn}: {name}'s data is not aligned to its itemsize")
+
+
+def _check_out(out, like, shape, fn):
+    _float_array(out, fn, "out")
+    if out.dtype != like.dtype:
+        raise TypeError(f"{fn}: out has dtype {out.dtype}, expected {like.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{fn}: out is read-only")
+    return out.shape == shape
+
+
+def _self_overlapping(arr):
+    if arr.size == 0:
+        return False
+    span = 1
+    for st, n in sorted((abs(s) // arr.itemsize, n) for s, n in zip(arr.strides, arr.shape) if n > 1):
+        if st < span:
+            return True
+        span += st * (n - 1)
+    return False
+
+
+def _shares_memory(x, y):
+    try:
+        return np.shares_memory(x, y, max_work=10000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def matmul(a, b, out=None, accumulate=False):
+    """a @ b for float32 or float64 arrays; see minigrad._kernels.matmul for the contract."""
+    _float_array(a, "matmul", "a")
+    _float_array(b, "matmul", "b")
+    if a.dtype != b.dtype:
+        raise TypeError(f"matmul: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
+    for arr, name in ((a, "a"), (b, "b")):
+        if arr.ndim not in (2, 3):
+            raise ValueError(f"matmul: {name} must be 2-D (rows, cols) or 3-D (batch, rows, cols), "
+                             f"got shape {arr.shape}")
+        _check_layout(arr, "matmul", name)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
+    ba = a.shape[0] if a.ndim == 3 else 1
+    bb = b.shape[0] if b.ndim == 3 else 1
+    if ba != bb and ba != 1 and bb != 1:
+        raise ValueError(f"matmul: batch sizes differ: a has shape {a.shape}, b has shape {b.shape}")
+    shape = (a.shape[-2], b.shape[-1])
+    if a.ndim == 3 or b.ndim == 3:
+        shape = (max(ba, bb),) + shape
+    if out is None:
+        if accumulate:
+            raise ValueError("matmul: accumulate=True needs an out array to add into")
+        return np.matmul(a, b)
+    if not _check_out(out, a, shape, "matmul"):
+        raise ValueError(f"matmul: out has shape {out.shape}, expected {shape} "
+                         f"for a of shape {a.shape} and b of shape {b.shape}")
+    _check_layout(out, "matmul", "out")
+    if _self_overlapping(out):
+        raise ValueError(f"matmul: out's strides {out.strides} make its elements overlap")
+    if _shares_memory(out, a) or _shares_memory(out, b):
+        raise ValueError("matmul: out shares memory with a or b; pass a separate array")
+    if accumulate:
+        out += np.matmul(a, b)
+    else:
+        np.matmul(a, b, out=out)
+    return out
+
+
+def _elementwise_out(out, inputs, fn):
+    like = inputs[0][0]
+    if out is None:
+        return np.empty(like.shape, like.dtype)
+    if not _check_out(out, like, like.shape, fn):
+        raise ValueError(f"{fn}: out has shape {out.shape}, expected {like.shape}")
+    for x, name in inputs:
+        same_view = out.ctypes.data == x.ctypes.data and out.strides == x.strides
+        if not same_view and _shares_memory(out, x):
+            raise ValueError(f"{fn}: out partially overlaps {name}; pass {name} itself (in place) "
+                             f"or a separate array")
+    return out
+
+
+def tanh(x, out=None):
+    """Elementwise tanh of a float32/float64 array of any shape and strides."""
+    _float_array(x, "tanh", "x")
+    out = _elementwise_out(out, [(x, "x")], "tanh")
+    np.tanh(x, out=out)
+    return out
+
+
+def tanh_backward(grad, y, out=None):
+    """grad * (1 - y*y): the gradient through tanh from its saved output y."""
+    _float_array(grad, "tanh_backward", "grad")
+    _float_array(y, "tanh_backward", "y")
+    if grad.dtype != y.dtype:
+        raise TypeError(f"tanh_backward: mixed dtypes {grad.dtype} (grad) and {y.dtype} (y)")
+    if grad.shape != y.shape:
+        raise ValueError(f"tanh_backward: grad has shape {grad.shape} but y has shape {y.shape}")
+    out = _elementwise_out(out, [(grad, "grad"), (y, "y")], "tanh_backward")
+    np.multiply(grad, 1 - y * y, out=out)
+    return out
+
+
+def isa():
+    return "numpy-reference"
+
+
+def available_isas():
+    return ["numpy-reference"]
+
+
+def set_isa(name):
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: expected a str, got {type(name).__name__}")
+    if name != "numpy-reference":
+        raise ValueError(f"set_isa: unknown kernel path {name!r}; "
+                         "the numpy backend has only 'numpy-reference'")
+
+
+def openmp():
+    return False
+
+
+def get_num_threads():
+    """The stored setting; numpy itself threads only inside its BLAS."""
+    return _num_threads
+
+
+def set_num_threads(n):
+    global _num_threads
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
+    n = n.__index__()
+    if not 1 <= n <= 1 << 16:
+        raise ValueError(f"set_num_threads: expected 1 <= n <= 65536, got {n}")
+    _num_threads = n

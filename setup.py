@@ -1,0 +1,119 @@
+"""Build minigrad's compiled parts.
+
+Two kinds of extension modules are built:
+
+* ``minigrad._kernels`` -- the C kernels in ``_ext/*.c`` behind their Cython wrapper ``_ext/_kernels.pyx``.
+  The kernels are compiled at the baseline ISA; faster variants carry per-function ``target`` attributes and
+  are chosen at import time, so no ``-march=native`` is ever needed.
+* the Cython core -- every ``minigrad/**/*.pyx`` (tensor, autograd engine, ops).
+
+OpenMP is used when the compiler supports it; ``MINIGRAD_NO_OPENMP=1`` turns it off.  ``MINIGRAD_SANITIZE=1``
+builds the kernels with AddressSanitizer and UndefinedBehaviorSanitizer.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from glob import glob
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def source_files():
+    """Every file whose change requires a rebuild; minigrad._backend hashes the same list."""
+    pats = ["_ext/*.c", "_ext/*.h", "_ext/*.pyx", "_ext/*.pxd", "minigrad/**/*.pyx", "minigrad/**/*.pxd"]
+    files = []
+    for pat in pats:
+        files += glob(os.path.join(HERE, pat), recursive=True)
+    # Cython writes _ext/_kernels.c after this hash is taken; hashing it would make every build look stale.
+    generated = os.path.join(HERE, "_ext", "_kernels.c")
+    return sorted(f for f in files if f != generated)
+
+
+def source_hash():
+    h = hashlib.sha256()
+    for path in source_files():
+        h.update(os.path.relpath(path, HERE).replace(os.sep, "/").encode())
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def openmp_flags(compiler):
+    """(compile_args, link_args) for OpenMP, or empty lists when the compiler cannot do it."""
+    if os.environ.get("MINIGRAD_NO_OPENMP", "0") not in ("", "0"):
+        return [], []
+    ctype = compiler.compiler_type
+    if ctype == "msvc":
+        return ["/openmp"], []
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
+    for cflags, lflags in candidates:
+        if _compiles(compiler, "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n",
+                     cflags, lflags):
+            return cflags, lflags
+    print("minigrad: the compiler has no OpenMP; building single-threaded kernels", file=sys.stderr)
+    return [], []
+
+
+def _compiles(compiler, code, cflags, lflags):
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "t.c")
+        with open(src, "w") as f:
+            f.write(code)
+        cc = (sysconfig.get_config_var("CC") or "cc").split()
+        exe = os.path.join(tmp, "t")
+        cmd = cc + cflags + [src, "-o", exe] + lflags
+        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        omp_c, omp_l = openmp_flags(self.compiler)
+        unix = self.compiler.compiler_type != "msvc"
+        base = ["-O3", "-fno-math-errno", "-fno-trapping-math"] if unix else ["/O2"]
+        if unix and os.environ.get("MINIGRAD_SANITIZE", "0") not in ("", "0"):
+            base = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                    "-fno-sanitize-recover=undefined"]
+            omp_l = omp_l + ["-fsanitize=address,undefined"]
+        for ext in self.extensions:
+            ext.extra_compile_args = base + omp_c
+            ext.extra_link_args = omp_l
+            if not unix:
+                continue
+            # Cython's generated code trips a few harmless warnings; keep the build log readable.
+            ext.extra_compile_args += ["-Wno-unused-function", "-Wno-unreachable-code"]
+        super().build_extensions()
+
+
+def extensions():
+    core_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    # only the kernels module embeds the source hash, so editing one .pyx rebuilds that module and this one
+    macros = core_macros + [("MINIGRAD_SOURCE_HASH", '"%s"' % source_hash())]
+    include = [numpy.get_include(), os.path.join(HERE, "_ext")]
+    kernel_c = sorted(p for p in glob("_ext/*.c") if not p.endswith("_kernels.c"))
+    # depends: a change to any hashed file must rebuild the module that embeds the hash.
+    exts = [Extension("minigrad._kernels", ["_ext/_kernels.pyx"] + kernel_c,
+                      include_dirs=include, define_macros=macros, depends=source_files())]
+    for pyx in sorted(glob("minigrad/**/*.pyx", recursive=True)):
+        name = pyx[:-4].replace("/", ".").replace(os.sep, ".")
+        exts.append(Extension(name, [pyx], include_dirs=include, define_macros=core_macros))
+    return cythonize(exts, language_level=3, nthreads=os.cpu_count() or 1,
+                     compiler_directives={"embedsignature": True})
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

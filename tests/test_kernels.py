@@ -1,0 +1,542 @@
+"""The kernel layer (minigrad._backend): every test runs on each kernel path this CPU has and on the NumPy
+reference, and compares with float64 / longdouble NumPy results, never with minigrad's own output."""
+import ast
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigrad import _backend, _reference
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DTYPES = [np.float32, np.float64]
+# Error bound relative to (|A| @ |B|): K roundings of eps each, with margin.
+MATMUL_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def _c_isas():
+    return _backend.available_isas() if _backend.name == "c" else []
+
+
+@pytest.fixture(params=_c_isas() + ["numpy"])
+def K(request):
+    """The kernel module under test, with the requested path forced for the duration of the test."""
+    if request.param == "numpy":
+        yield _reference
+        return
+    previous = _backend.isa()
+    _backend.set_isa(request.param)
+    try:
+        yield _backend
+    finally:
+        _backend.set_isa(previous)
+
+
+@pytest.fixture(params=_c_isas() or [pytest.param(None, marks=pytest.mark.skip("C backend not selected"))])
+def C(request):
+    previous = _backend.isa()
+    _backend.set_isa(request.param)
+    try:
+        yield _backend
+    finally:
+        _backend.set_isa(previous)
+
+
+@pytest.fixture
+def threads():
+    """set_num_threads for one test, restoring the previous count."""
+    previous = _backend.get_num_threads()
+    yield _backend.set_num_threads
+    _backend.set_num_threads(previous)
+
+
+def layout(x, kind):
+    """x's values in a given layout: C order, Fortran order, transposed, stepped or reversed view."""
+    if kind == "c":
+        return np.ascontiguousarray(x)
+    if kind == "f":
+        return np.asfortranarray(x)
+    if kind == "t":
+        return np.ascontiguousarray(x.swapaxes(-1, -2)).swapaxes(-1, -2)
+    if kind == "step":
+        big = np.full(x.shape[:-2] + (2 * x.shape[-2], 3 * x.shape[-1]), np.nan, x.dtype)
+        big[..., ::2, ::3] = x
+        return big[..., ::2, ::3]
+    if kind == "neg":
+        return x[..., ::-1, ::-1].copy()[..., ::-1, ::-1]
+    raise AssertionError(kind)
+
+
+def assert_matmul_close(c, a, b, base=None):
+    """c == base + a @ b within the dtype's bound, relative to |base| + |a| @ |b| elementwise."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ref = np.matmul(a64, b64)
+    scale = np.matmul(np.abs(a64), np.abs(b64))
+    if base is not None:
+        ref = ref + base
+        scale = scale + np.abs(base)
+    assert c.shape == ref.shape and c.dtype == a.dtype
+    tol = MATMUL_RTOL[a.dtype.type] * scale + np.finfo(a.dtype).tiny
+    err = np.abs(c.astype(np.float64) - ref)
+    assert np.all(err <= tol), f"max error {np.max(err - tol)} above tolerance"
+
+
+def randn(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------- matmul: values
+
+SIZES = [(1, 1, 1), (7, 7, 7), (63, 65, 257), (65, 63, 1), (257, 7, 63), (1, 257, 65), (6, 64, 2),
+         (130, 300, 513)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", SIZES)
+def test_matmul_sizes(K, rng, dtype, m, n, k):
+    a, b = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype)
+    c = K.matmul(a, b)
+    assert c.flags.c_contiguous
+    assert_matmul_close(c, a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("la", ["c", "f", "t", "step", "neg"])
+@pytest.mark.parametrize("lb", ["c", "f", "t", "step", "neg"])
+def test_matmul_layouts(K, rng, dtype, la, lb):
+    a, b = randn(rng, (67, 45), dtype), randn(rng, (45, 71), dtype)
+    assert_matmul_close(K.matmul(layout(a, la), layout(b, lb)), a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape_a,shape_b", [
+    ((3, 9, 13), (13, 70)),      # shared 2-D b (the batch folds into rows)
+    ((3, 1, 13), (13, 70)),      # batched row vectors
+    ((9, 13), (3, 13, 70)),      # shared 2-D a
+    ((1, 9, 13), (3, 13, 70)),   # batch of 1 broadcasts
+    ((3, 9, 13), (1, 13, 70)),
+    ((3, 9, 13), (3, 13, 70)),
+    ((1, 9, 13), (1, 13, 70)),
+])
+def test_matmul_batch(K, rng, dtype, shape_a, shape_b):
+    a, b = randn(rng, shape_a, dtype), randn(rng, shape_b, dtype)
+    assert_matmul_close(K.matmul(a, b), a, b)
+    assert_matmul_close(K.matmul(layout(a, "t"), layout(b, "neg")), a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_broadcast_views(K, rng, dtype):
+    """np.broadcast_to gives a batch stride of 0; a stride-0 inner dim is a repeated row/column."""
+    a, b = randn(rng, (9, 13), dtype), randn(rng, (4, 13, 70), dtype)
+    a3 = np.broadcast_to(a, (4, 9, 13))
+    assert_matmul_close(K.matmul(a3, b), a3, b)
+    b3 = np.broadcast_to(b[1], (4, 13, 70))
+    assert_matmul_close(K.matmul(a3, b3), a3, b3)
+    row = np.broadcast_to(randn(rng, (1, 13), dtype), (5, 13))
+    assert_matmul_close(K.matmul(row, b[0]), row, b[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0)])
+def test_matmul_empty(K, dtype, m, n, k):
+    a, b = np.ones((m, k), dtype), np.ones((k, n), dtype)
+    c = K.matmul(a, b)
+    assert c.shape == (m, n) and c.dtype == dtype
+    assert np.all(c == 0)
+    out = np.full((m, n), 2.0, dtype)
+    K.matmul(a, b, out=out, accumulate=True)
+    assert np.all(out == 2.0)
+    assert K.matmul(np.ones((0, m, k), dtype), b).shape == (0, m, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["c", "f", "step", "neg"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matmul_out(K, rng, dtype, kind, accumulate):
+    """out= with any strides is written exactly on its elements; the rest of its buffer is untouched."""
+    a, b = randn(rng, (37, 70), dtype), randn(rng, (70, 66), dtype)
+    base = randn(rng, (37, 66), dtype)
+    parent = np.full((3 * 37, 3 * 66), 7.0, dtype)
+    views = {"c": parent[:37, :66], "f": np.asfortranarray(parent[:37, :66]), "step": parent[::3, ::3],
+             "neg": parent[-1::-3, -1::-3]}
+    out = views[kind]
+    out[...] = base
+    before = parent.copy()
+    res = K.matmul(a, b, out=out, accumulate=accumulate)
+    assert res is out
+    assert_matmul_close(out, a, b, base if accumulate else None)
+    if kind != "f":
+        mask = np.ones(parent.shape, bool)
+        mask[{"c": np.s_[:37, :66], "step": np.s_[::3, ::3], "neg": np.s_[-1::-3, -1::-3]}[kind]] = False
+        assert np.array_equal(parent[mask], before[mask])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_out_batched_accumulate(K, rng, dtype):
+    a, b = randn(rng, (3, 20, 31), dtype), randn(rng, (31, 17), dtype)
+    out = randn(rng, (3, 17, 20), dtype).swapaxes(1, 2)
+    base = out.copy()
+    K.matmul(a, b, out=out, accumulate=True)
+    assert_matmul_close(out, a, b, base)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_threads_bitwise_identical(C, threads, rng, dtype):
+    """K is never split, so one and two threads give the same bits (sizes leave M, N and K tails)."""
+    a, b = randn(rng, (301, 263), dtype), randn(rng, (263, 517), dtype)
+    ab, bb = randn(rng, (3, 97, 131), dtype), randn(rng, (131, 203), dtype)
+    tall, wide = randn(rng, (1201, 129), dtype), randn(rng, (129, 33), dtype)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        results.append([C.matmul(a, b), C.matmul(ab.swapaxes(1, 2).copy().swapaxes(1, 2), bb),
+                        C.matmul(layout(tall, "t"), wide)])
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
+    assert_matmul_close(results[1][0], a, b)
+    assert_matmul_close(results[1][2], tall, wide)
+
+
+# ---------------------------------------------------------------- matmul: bad input
+
+def test_matmul_inner_mismatch_names_shapes(K):
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5, 6\)"):
+        K.matmul(np.ones((3, 4)), np.ones((5, 6)))
+    with pytest.raises(ValueError, match="batch"):
+        K.matmul(np.ones((2, 3, 4)), np.ones((3, 4, 6)))
+
+
+@pytest.mark.parametrize("bad", [np.int64, np.int32, np.complex128, np.bool_, object, np.float16, ">f8"])
+def test_matmul_rejects_dtypes(K, bad):
+    x = np.ones((3, 3), dtype=bad)
+    with pytest.raises(TypeError, match="dtype"):
+        K.matmul(x, np.ones((3, 3)))
+    with pytest.raises(TypeError, match="dtype"):
+        K.matmul(np.ones((3, 3)), x)
+
+
+def test_matmul_rejects_mixed_dtypes(K):
+    with pytest.raises(TypeError, match="float32.*float64"):
+        K.matmul(np.ones((3, 3), np.float32), np.ones((3, 3), np.float64))
+
+
+def test_matmul_rejects_non_arrays(K):
+    """Lists and scalars are rejected rather than converted: the tensor layer always passes arrays."""
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        K.matmul([[1.0, 2.0]], np.ones((2, 2)))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        K.matmul(np.ones((2, 2)), 3.0)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        K.matmul(np.ones((2, 2)), np.ones((2, 2)), out=[[0.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [((3,), (3, 3)), ((3, 3), (3,)), ((1, 2, 3, 3), (3, 3)),
+                                             ((), (3, 3))])
+def test_matmul_rejects_ndim(K, shape_a, shape_b):
+    with pytest.raises(ValueError, match="2-D"):
+        K.matmul(np.ones(shape_a), np.ones(shape_b))
+
+
+def test_matmul_rejects_bad_out(K):
+    a, b = np.ones((4, 5)), np.ones((5, 6))
+    with pytest.raises(ValueError, match=r"\(6, 4\).*\(4, 6\)"):
+        K.matmul(a, b, out=np.empty((6, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        K.matmul(a, b, out=np.empty((1, 4, 6)))
+    with pytest.raises(TypeError, match="dtype"):
+        K.matmul(a, b, out=np.empty((4, 6), np.float32))
+    ro = np.empty((4, 6))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.matmul(a, b, out=ro)
+    with pytest.raises(ValueError, match="accumulate"):
+        K.matmul(a, b, accumulate=True)
+
+
+def test_matmul_rejects_overlapping_out(K):
+    buf = np.ones((8, 8))
+    with pytest.raises(ValueError, match="shares memory"):
+        K.matmul(buf[:4, :4], buf[:4, :4], out=buf[2:6, 2:6])
+    sq = np.ones((4, 4))
+    with pytest.raises(ValueError, match="shares memory"):
+        K.matmul(sq, np.ones((4, 4)), out=sq)
+    with pytest.raises(ValueError, match="shares memory"):
+        K.matmul(np.ones((4, 4)), sq.T, out=sq)
+    # Interleaved columns of one buffer do not share elements: allowed.
+    buf = np.zeros((4, 8))
+    buf[:, ::2] = 1.0
+    K.matmul(buf[:, ::2], np.eye(4), out=buf[:, 1::2])
+    assert np.all(buf == 1.0)
+    # A writable view whose elements alias each other cannot be an output.
+    alias = np.lib.stride_tricks.as_strided(np.zeros(8), shape=(4, 4), strides=(8, 8))
+    with pytest.raises(ValueError, match="overlap"):
+        K.matmul(np.ones((4, 3)), np.ones((3, 4)), out=alias)
+
+
+def test_matmul_rejects_misaligned(K):
+    raw = np.zeros(8 * 9 + 1, np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(3, 3)
+    with pytest.raises(ValueError, match="aligned"):
+        K.matmul(unaligned, np.ones((3, 3)))
+    odd = np.lib.stride_tricks.as_strided(np.zeros(64), shape=(3, 3), strides=(12, 8))
+    with pytest.raises(ValueError, match="itemsize"):
+        K.matmul(odd, np.ones((3, 3)))
+
+
+# ---------------------------------------------------------------- tanh
+
+def ulp_error(y, ref):
+    """|y - ref| in units of the spacing of ref rounded to y's dtype (ref in a wider type)."""
+    spacing = np.spacing(np.abs(ref.astype(y.dtype))).astype(ref.dtype)
+    return np.abs(y.astype(ref.dtype) - ref) / spacing
+
+
+def float32_sample():
+    """Every 193rd positive float32 (subnormals and both saturation regions included), plus dense runs
+    around the branch point 0.75 and the saturation threshold 9.01."""
+    bits = np.arange(0, 0x7F800000, 193, dtype=np.uint32)
+    near = [np.float32(0.75), np.float32(9.0109)]
+    runs = [np.arange(c.view(np.uint32) - 20000, c.view(np.uint32) + 20000, dtype=np.uint32) for c in near]
+    return np.concatenate([bits] + runs).view(np.float32)
+
+
+def test_tanh_float32_ulp(K):
+    x = float32_sample()
+    for xs in (x, -x):
+        y = K.tanh(xs)
+        err = ulp_error(y, np.tanh(xs.astype(np.float64)))
+        assert err.max() <= 2.0, f"{err.max()} ulp at x={xs[np.argmax(err)]!r}"
+
+
+def test_tanh_float64_ulp(K, rng):
+    """Against tanh in x87 long double, rounded: log-uniform magnitudes from subnormal to saturation,
+    plus the branch point and the saturation threshold."""
+    mags = [10.0 ** rng.uniform(-320, np.log10(25.0), 400_000), rng.uniform(0.7, 0.8, 100_000),
+            rng.uniform(18.5, 19.5, 20_000), rng.uniform(0.0, 5.0, 200_000)]
+    x = np.concatenate(mags)
+    x = np.concatenate([x, -x])
+    y = K.tanh(x)
+    err = ulp_error(y, np.tanh(x.astype(np.longdouble)))
+    assert err.max() <= 2.0, f"{err.max()} ulp at x={x[np.argmax(err)]!r}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_special_values(K, dtype):
+    f = np.finfo(dtype)
+    sat = 9.02 if dtype is np.float32 else 19.07
+    x = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, f.smallest_subnormal, -f.smallest_subnormal,
+                  f.smallest_normal, 1e-20, -1e-30, 30.0, f.max, -f.max], dtype)
+    y = K.tanh(x)
+    assert np.isnan(y[:2]).all()
+    assert list(y[2:4]) == [1.0, -1.0]
+    assert y[4] == 0 and not np.signbit(y[4]) and y[5] == 0 and np.signbit(y[5])
+    assert np.array_equal(y[6:11], x[6:11])  # tanh(x) rounds to x for tiny x
+    assert list(y[11:]) == [1.0, 1.0, -1.0]
+    # Exactly 1 from the saturation threshold on, below 1 just under it.  numpy's own float32 tanh is still
+    # 1 ulp below 1 just past the threshold, so the reference is held to that only a little further out.
+    just_below = np.array([8.9 if dtype is np.float32 else 18.9], dtype)
+    assert K.tanh(just_below)[0] < 1.0
+    if K is _reference:
+        sat += 1.0
+    beyond = np.linspace(sat, 60, 1000, dtype=dtype)
+    assert np.all(K.tanh(beyond) == 1.0) and np.all(K.tanh(-beyond) == -1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 15, 16, 17, 100, 70_001])
+def test_tanh_lengths_and_tails(K, rng, dtype, n):
+    x = rng.uniform(-4, 4, n).astype(dtype)
+    y = K.tanh(x)
+    ref = np.tanh(x.astype(np.longdouble))
+    assert ulp_error(y, ref).max() <= 2.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_layouts_and_out(K, rng, dtype):
+    base = rng.uniform(-3, 3, (6, 40, 10)).astype(dtype)
+    for x in (base, base[:, ::3, ::-2], base.transpose(2, 0, 1), np.asfortranarray(base), base[0, 0, 0, ...]):
+        ref = np.tanh(x.astype(np.longdouble))
+        y = K.tanh(x)
+        assert y.shape == x.shape and y.dtype == dtype and y.flags.c_contiguous
+        assert ulp_error(y, ref).max() <= 2.0
+        out = np.full((2,) + x.shape, np.nan, dtype)[1, ...]
+        assert K.tanh(x, out=out) is out
+        assert ulp_error(out, ref).max() <= 2.0
+        strided = np.zeros(x.shape[::-1], dtype).T
+        K.tanh(x, out=strided)
+        assert ulp_error(strided, ref).max() <= 2.0
+    x = base.copy()
+    ref = np.tanh(x.astype(np.longdouble))
+    assert K.tanh(x, out=x) is x
+    assert ulp_error(x, ref).max() <= 2.0
+    x = base[:, ::2].copy(order="F")[:, ::-1]
+    ref = np.tanh(x.astype(np.longdouble))
+    K.tanh(x, out=x)
+    assert ulp_error(x, ref).max() <= 2.0
+    assert K.tanh(np.empty((0, 3), dtype)).shape == (0, 3)
+
+
+def test_tanh_threads_bitwise_identical(C, threads, rng):
+    for dtype in DTYPES:
+        x = rng.uniform(-10, 10, 200_003).astype(dtype)
+        g = rng.standard_normal(x.shape).astype(dtype)
+        threads(1)
+        y1, b1 = C.tanh(x), C.tanh_backward(g, np.tanh(x))
+        threads(2)
+        y2, b2 = C.tanh(x), C.tanh_backward(g, np.tanh(x))
+        assert np.array_equal(y1, y2) and np.array_equal(b1, b2)
+
+
+def test_tanh_rejects_bad_input(K):
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        K.tanh([0.5, 1.0])
+    for bad in (np.int64, np.complex64, np.bool_, object):
+        with pytest.raises(TypeError, match="dtype"):
+            K.tanh(np.zeros(3, bad))
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="shape"):
+        K.tanh(x, out=np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="dtype"):
+        K.tanh(x, out=np.zeros((2, 3), np.float32))
+    ro = np.zeros((2, 3))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.tanh(x, out=ro)
+    buf = np.zeros(10)
+    with pytest.raises(ValueError, match="overlaps"):
+        K.tanh(buf[:8], out=buf[2:])
+
+
+# ---------------------------------------------------------------- tanh_backward
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_backward_matches_formula(K, rng, dtype):
+    edges = [1.0, -1.0, 0.0, -0.0, 0.999999]
+    y = np.concatenate([np.tanh(rng.uniform(-12, 12, 50_001)), edges]).astype(dtype)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gl, yl = g.astype(np.longdouble), y.astype(np.longdouble)
+    ref = gl * (1 - yl * yl)
+    eps = np.finfo(dtype).eps
+    # Rounding y*y costs at most eps/2 absolute inside (1 - y*y); two more roundings are relative.
+    tol = np.abs(gl) * (2 * eps * np.abs(1 - yl * yl) + eps)
+    out = K.tanh_backward(g, y)
+    assert out.flags.c_contiguous and out.dtype == dtype
+    assert np.all(np.abs(out.astype(np.longdouble) - ref) <= tol)
+    out = K.tanh_backward(g[::-1], y[::-1])[::-1]
+    assert np.all(np.abs(out.astype(np.longdouble) - ref) <= tol)
+    inplace = g.copy()
+    assert K.tanh_backward(inplace, y, out=inplace) is inplace
+    assert np.all(np.abs(inplace.astype(np.longdouble) - ref) <= tol)
+
+
+def test_tanh_backward_rejects_bad_input(K):
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
+        K.tanh_backward(np.ones((2, 3)), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        K.tanh_backward(np.ones((2, 3)), np.ones((1, 3)))
+    with pytest.raises(TypeError, match="float32.*float64"):
+        K.tanh_backward(np.ones(3, np.float32), np.ones(3, np.float64))
+    with pytest.raises(TypeError, match="dtype"):
+        K.tanh_backward(np.ones(3, np.int32), np.ones(3, np.int32))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        K.tanh_backward([1.0], np.ones(1))
+    buf = np.ones(10)
+    with pytest.raises(ValueError, match="overlaps"):
+        K.tanh_backward(buf[:8], np.ones(8), out=buf[1:9])
+
+
+# ---------------------------------------------------------------- paths, threads, backend selection
+
+def test_isa_selection(K):
+    isas = K.available_isas()
+    assert K.isa() in isas
+    with pytest.raises(ValueError, match="bogus"):
+        K.set_isa("bogus")
+    with pytest.raises(TypeError):
+        K.set_isa(2)
+    if K is _backend and _backend.name == "c":
+        assert isas[-1] == "portable" and set(isas) <= {"avx512", "avx2", "portable"}
+
+
+@pytest.mark.parametrize("impl", [_backend, _reference], ids=["backend", "reference"])
+def test_num_threads(impl):
+    previous = impl.get_num_threads()
+    try:
+        impl.set_num_threads(np.int64(1))
+        assert impl.get_num_threads() == 1
+        impl.set_num_threads(2)
+        single = impl is _backend and _backend.name == "c" and not _backend.openmp()
+        assert impl.get_num_threads() == (1 if single else 2)
+        for bad in (0, -1):
+            with pytest.raises(ValueError):
+                impl.set_num_threads(bad)
+        for bad in (1.5, "2", None, True):
+            with pytest.raises(TypeError):
+                impl.set_num_threads(bad)
+    finally:
+        impl.set_num_threads(previous)
+
+
+def test_info():
+    info = _backend.info()
+    assert info["backend"] == _backend.name in ("c", "numpy")
+    assert info["isa"] == _backend.isa() and info["num_threads"] == _backend.get_num_threads()
+    assert info["openmp"] == _backend.openmp()
+    assert info["abi_version"] == (_backend.ABI_VERSION if _backend.name == "c" else None)
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REPO, "setup.py")), reason="needs the source tree")
+def test_source_patterns_match_setup():
+    """_backend's staleness check must hash exactly the files setup.py hashes."""
+    with open(os.path.join(REPO, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "source_files")
+    pats = next(ast.literal_eval(n.value) for n in ast.walk(fn)
+                if isinstance(n, ast.Assign) and n.targets[0].id == "pats")
+    assert pats == _backend._SOURCE_PATTERNS
+
+
+def test_source_hash_sees_edits(tmp_path):
+    (tmp_path / "_ext").mkdir()
+    (tmp_path / "_ext" / "k.c").write_text("int x;")
+    (tmp_path / "_ext" / "_kernels.c").write_text("generated")
+    h = _backend._source_hash(str(tmp_path))
+    (tmp_path / "_ext" / "_kernels.c").write_text("regenerated")
+    assert _backend._source_hash(str(tmp_path)) == h
+    (tmp_path / "_ext" / "k.c").write_text("int y;")
+    assert _backend._source_hash(str(tmp_path)) != h
+
+
+def run_backend(env, code="import minigrad._backend as b; print(b.name, b.isa(), b.get_num_threads())"):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MINIGRAD_")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, cwd=REPO,
+                          check=False)
+
+
+def test_environment_variables():
+    r = run_backend({"MINIGRAD_BACKEND": "numpy", "MINIGRAD_NUM_THREADS": "3"})
+    assert r.returncode == 0 and r.stdout.split() == ["numpy", "numpy-reference", "3"], r.stderr
+    r = run_backend({"MINIGRAD_BACKEND": "bogus"})
+    assert r.returncode != 0 and "MINIGRAD_BACKEND" in r.stderr
+    r = run_backend({"MINIGRAD_BACKEND": "numpy", "MINIGRAD_NUM_THREADS": "zero"})
+    assert r.returncode != 0 and "MINIGRAD_NUM_THREADS" in r.stderr
+    if _backend.name == "c":
+        r = run_backend({"MINIGRAD_ISA": "portable", "OMP_NUM_THREADS": "1,2"})
+        assert r.returncode == 0 and r.stdout.split() == ["c", "portable", "1"], r.stderr
+        r = run_backend({"MINIGRAD_ISA": "bogus"})
+        assert r.returncode != 0 and "bogus" in r.stderr
+
+
+def test_missing_extension_message():
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'minigrad._kernels':\n"
+            "            raise ImportError('blocked')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import minigrad._backend\n")
+    r = run_backend({"MINIGRAD_BACKEND": "c"}, code)
+    assert r.returncode != 0 and "pip install -e ." in r.stderr and "MINIGRAD_BACKEND=numpy" in r.stderr
