@@ -1,0 +1,70 @@
+"""Train a tiny character-level RNN on the Zen of Python, built from minigrad's core ops only.
+
+Everything an RNN is shows up as plain tensor code: one set of weights used at every time step, the hidden
+state carried forward, backpropagation through time by calling ``backward()`` on the summed loss, and
+truncated BPTT by ``detach()``-ing the hidden state between windows.  Run:  python examples/tiny_rnn.py
+"""
+import codecs
+import contextlib
+import io
+import sys
+import time
+
+import numpy as np
+
+import minigrad as mg
+
+with contextlib.redirect_stdout(io.StringIO()):
+    import this  # the Zen of Python ships with every Python: it is our corpus
+
+
+def main(steps=800, hidden=64, window=24, lr=0.5, seed=0):
+    text = codecs.decode(this.s, "rot13")
+    chars = sorted(set(text))
+    ids = np.array([chars.index(c) for c in text])
+    V = len(chars)
+    onehot = np.eye(V, dtype=np.float32)
+    g = mg.Generator(seed)
+    s = 1 / np.sqrt(hidden)
+    params = {
+        "W_xh": mg.empty(hidden, V).uniform_(-s, s, generator=g).requires_grad_(),
+        "W_hh": mg.empty(hidden, hidden).uniform_(-s, s, generator=g).requires_grad_(),
+        "b_h": mg.zeros(hidden, requires_grad=True),
+        "W_hy": mg.empty(V, hidden).uniform_(-s, s, generator=g).requires_grad_(),
+        "b_y": mg.zeros(V, requires_grad=True),
+    }
+    W_xh, W_hh, b_h, W_hy, b_y = params.values()
+    h = mg.zeros(1, hidden)
+    pos, start, losses = 0, time.time(), []
+    for step in range(steps):
+        if pos + window + 1 >= len(ids):
+            pos, h = 0, mg.zeros(1, hidden)
+        x = mg.tensor(onehot[ids[pos:pos + window]])            # (window, V)
+        target = ids[pos + 1:pos + window + 1]
+        h = h.detach()                                          # truncated BPTT: cut the graph here
+        loss = 0
+        for t in range(window):
+            h = (x[t:t + 1] @ W_xh.T + h @ W_hh.T + b_h).tanh()  # the same weights at every step
+            logp = (h @ W_hy.T + b_y).log_softmax(1)
+            loss = loss - logp[0, int(target[t])]
+        loss = loss / window
+        for p in params.values():
+            p.grad = None
+        loss.backward()                                         # BPTT through the window
+        with mg.no_grad():
+            for p in params.values():
+                np.clip(p.grad.data, -1, 1, out=p.grad.data)    # clip against exploding gradients
+                p.data -= lr * p.grad.data
+        losses.append(loss.item())
+        pos += window
+        if step % 100 == 0 or step == steps - 1:
+            recent = np.mean(losses[-100:])
+            print("step %4d  loss %.3f  (%.1f chars/s)" % (step, recent, (step + 1) * window / (time.time() - start)))
+    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+    print("loss fell from %.3f to %.3f (uniform guess: %.3f)" % (first, last, np.log(V)))
+    return first, last
+
+
+if __name__ == "__main__":
+    first, last = main()
+    sys.exit(0 if last < first else 1)

@@ -1,0 +1,40 @@
+"""minigrad: a small, fast, Cython-compiled, C-backed reverse-mode autograd engine.
+
+Layers, bottom up: ``_ext/`` C kernels behind ``minigrad._backend``; ``minigrad.tensor`` (the Tensor);
+``minigrad.autograd`` (graph nodes, the backward engine, grad modes, gradcheck); ``minigrad.ops`` (every
+differentiable op with its backward); ``minigrad.nn`` and ``minigrad.optim`` (modules, losses, optimisers).
+"""
+from minigrad import _backend
+from minigrad.tensor import Tensor, float32, float64, get_default_dtype, set_default_dtype
+from minigrad import autograd  # noqa: E402
+from minigrad.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minigrad.factories import (arange, as_tensor, empty, empty_like, eye, full, full_like, linspace, ones,
+                                ones_like, rand, rand_like, randn, randn_like, tensor, zeros, zeros_like)
+from minigrad.ops.elementwise import (abs, add, clamp, clone, div, exp, log, masked_fill, mul, neg, pow, relu,
+                                      sigmoid, sqrt, sub, tanh, where)
+from minigrad.ops.linalg import matmul
+from minigrad.ops.reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
+from minigrad.ops.shape import (cat, chunk, expand, flatten, flip, gather, permute, reshape, split, squeeze,
+                                stack, transpose, unbind, unsqueeze)
+from minigrad.random import Generator, manual_seed
+
+__version__ = "0.1.0"
+
+
+def config():
+    """What this build of minigrad runs on: version, kernel backend, ISA path, OpenMP and thread count."""
+    info = dict(_backend.info())
+    info["version"] = __version__
+    return info
+
+
+def set_num_threads(n):
+    """Threads for minigrad's C kernels (not numpy's or torch's)."""
+    _backend.set_num_threads(n)
+
+
+def get_num_threads():
+    return _backend.get_num_threads()
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

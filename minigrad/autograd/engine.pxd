@@ -1,0 +1,26 @@
+# The autograd engine's compiled interface, shared by the tensor core and the ops.
+
+cdef class Node:
+    # One recorded operation.  next_functions[i] is (node, output_nr) for the i-th differentiable input, or
+    # None when that input needs no gradient; backward() returns one gradient (or None) per input.
+    cdef public tuple next_functions
+    cdef public tuple saved            # arrays kept for backward; None once the graph is freed
+    cdef public object shape           # output shape(s), checked against every incoming gradient
+    cdef public object dtype
+    cdef public int n_outputs
+    cdef public bint multi_output      # split/unbind: backward takes a tuple with one gradient per output
+    cdef bint _freed
+    cdef list _pre_hooks               # [(output_nr, key, fn)], hooks on a non-leaf output's gradient
+    cdef dict _retained                # output_nr -> weakref of a tensor that asked for retain_grad()
+    cdef object __weakref__
+    cpdef object backward(self, object grad)
+    cdef void release(self)
+
+
+cdef class AccumulateGrad(Node):
+    # The sink for a leaf tensor that requires grad: adds the incoming gradient into leaf.grad.
+    cdef public object variable
+
+
+cdef bint grad_enabled() noexcept nogil
+cdef void set_grad_enabled_c(bint mode) noexcept nogil

@@ -1,0 +1,274 @@
+"""The reverse-mode engine: graph nodes, gradient accumulation and the backward traversal.
+
+Every differentiable op that runs while grad mode is on records a ``Node``.  A node knows the nodes that
+produced its inputs (``next_functions``) and keeps the arrays its backward needs (``saved``); it never holds
+its own output tensor, so the recorded graph has no reference cycles and is released as soon as the last
+tensor pointing into it goes away.
+
+``run_backward`` walks the graph iteratively (no recursion, so a 100,000-step chain is fine):
+
+1. count, for every reachable node, how many edges lead into it;
+2. start from the roots and process a node once all its consumers have delivered their gradients, adding up
+   the contributions of every use (a weight used at every time step gets the sum over all steps);
+3. free each node's saved arrays right after its backward unless ``retain_graph`` is set.
+"""
+import weakref
+
+import numpy as np
+
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    static __declspec(thread) int minigrad_grad_mode = 1;
+    #else
+    static __thread int minigrad_grad_mode = 1;
+    #endif
+    """
+    int minigrad_grad_mode
+
+
+cdef bint grad_enabled() noexcept nogil:
+    return minigrad_grad_mode != 0
+
+
+cdef void set_grad_enabled_c(bint mode) noexcept nogil:
+    global minigrad_grad_mode
+    minigrad_grad_mode = 1 if mode else 0
+
+
+def is_grad_enabled():
+    """True when ops record the graph in this thread."""
+    return minigrad_grad_mode != 0
+
+
+def _set_grad_mode(bint mode):
+    """Set this thread's grad mode and return the previous one."""
+    cdef bint prev = minigrad_grad_mode != 0
+    set_grad_enabled_c(mode)
+    return prev
+
+
+FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after they have "
+    "already been freed). Saved intermediate values of the graph are freed when you call .backward(). "
+    "Specify retain_graph=True if you need to backward through the graph a second time or if you need to "
+    "access saved tensors after calling backward.")
+
+cdef object _Tensor = None
+
+
+cdef object _wrap(object array):
+    global _Tensor
+    if _Tensor is None:
+        from minigrad.tensor import Tensor as T
+        _Tensor = T
+    return _Tensor._from_array(array)
+
+
+cdef int _hook_key = 0
+
+
+cdef class Node:
+    """A recorded operation.  Subclasses implement ``backward(grad) -> tuple of input gradients``."""
+
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return "<%s>" % type(self).__name__
+
+    cpdef object backward(self, object grad):
+        raise NotImplementedError("%s has no backward" % type(self).__name__)
+
+    cdef void release(self):
+        if self.saved is not None:
+            self.saved = None
+            self._freed = True
+
+    @property
+    def saved_arrays(self):
+        """The arrays this node keeps for backward (read-only views), or None once freed."""
+        if self.saved is None:
+            return None
+        return tuple(a for a in self.saved if isinstance(a, np.ndarray))
+
+    def _register_pre_hook(self, int output_nr, fn):
+        global _hook_key
+        if self._pre_hooks is None:
+            self._pre_hooks = []
+        _hook_key += 1
+        self._pre_hooks.append((output_nr, _hook_key, fn))
+        return RemovableHandle(self._pre_hooks, _hook_key)
+
+    def _retain(self, int output_nr, tensor):
+        if self._retained is None:
+            self._retained = {}
+        self._retained[output_nr] = weakref.ref(tensor)
+
+
+cdef class AccumulateGrad(Node):
+    """Adds the incoming gradient into ``variable.grad`` (the leaf's hooks run first)."""
+
+    cpdef object backward(self, object grad):
+        leaf = self.variable
+        hooks = leaf._hooks
+        if hooks:
+            grad = _run_hooks([(0, k, fn) for k, fn in hooks], 0, grad)
+        existing = leaf.grad
+        if existing is None:
+            # A gradient may be shared (add returns the same array for both inputs): own a copy.
+            leaf.grad = _wrap(np.array(grad, dtype=self.dtype, copy=True, order="C"))
+        else:
+            buf = existing.data
+            np.add(buf, grad, out=buf, casting="unsafe")
+        return ()
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, key):
+        self._hooks = hooks
+        self._key = key
+
+    def remove(self):
+        hooks = self._hooks
+        for i, entry in enumerate(hooks):
+            if entry[-2] == self._key:
+                del hooks[i]
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+cdef object _run_hooks(list hooks, int output_nr, object grad):
+    for entry in list(hooks):
+        if entry[0] != output_nr:
+            continue
+        fn = entry[2]
+        result = fn(_wrap(grad))
+        if result is not None:
+            new = result.data if hasattr(result, "data") and not isinstance(result, np.ndarray) else result
+            new = np.asarray(new)
+            if new.shape != np.shape(grad):
+                raise RuntimeError("hook %r returned a gradient of shape %s, expected %s"
+                                   % (fn, new.shape, np.shape(grad)))
+            grad = new
+    return grad
+
+
+cdef object _check_grad(Node node, int nr, object g):
+    """Every gradient must have the shape of the tensor it belongs to; cast it to that tensor's dtype."""
+    shape = node.shape[nr] if node.multi_output else node.shape
+    dtype = node.dtype[nr] if node.multi_output else node.dtype
+    if type(g) is not np.ndarray:
+        g = np.asarray(g)
+    if g.shape != shape:
+        raise RuntimeError("%s: gradient of shape %s does not match the output's shape %s"
+                           % (node.name(), g.shape, shape))
+    if g.dtype != dtype:
+        g = g.astype(dtype)
+    return g
+
+
+def run_backward(list roots, list grads, bint retain_graph):
+    """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph."""
+    cdef Node node, nxt
+    cdef dict deps = {}
+    cdef dict buffers = {}        # node -> [grad per output], each [array, owned]
+    cdef list stack = []
+    cdef list ready = []
+    cdef int nr, i
+
+    # 1. Count the edges into every reachable node (iterative DFS).
+    for node, nr in roots:
+        if node not in deps:
+            deps[node] = 0
+            stack.append(node)
+    while stack:
+        node = stack.pop()
+        for edge in node.next_functions:
+            if edge is None:
+                continue
+            nxt = edge[0]
+            if nxt in deps:
+                deps[nxt] += 1
+            else:
+                deps[nxt] = 1
+                stack.append(nxt)
+
+    # 2. Seed the roots.
+    for (node, nr), g in zip(roots, grads):
+        _accumulate(buffers, node, nr, _check_grad(node, nr, g))
+    for node, nr in roots:
+        if deps[node] == 0 and node not in ready:
+            ready.append(node)
+
+    # 3. Process nodes whose consumers have all reported.
+    while ready:
+        node = ready.pop()
+        slots = buffers.pop(node, None)
+        if node._freed:
+            raise RuntimeError(FREED_MESSAGE)
+        if not node.multi_output:
+            g = None if slots is None or slots[0] is None else slots[0][0]
+            if g is not None:
+                g = _finish_output(node, 0, g)
+            grad_in = g
+        else:
+            outs = []
+            for i in range(node.n_outputs):
+                s = None if slots is None else slots[i]
+                outs.append(None if s is None else _finish_output(node, i, s[0]))
+            grad_in = None if all(o is None for o in outs) else tuple(outs)
+        if grad_in is None:
+            input_grads = None
+        else:
+            input_grads = node.backward(grad_in)
+        if not retain_graph:
+            node.release()
+        i = 0
+        for edge in node.next_functions:
+            if edge is not None:
+                nxt = edge[0]
+                if input_grads is not None:
+                    g = input_grads[i]
+                    if g is not None:
+                        _accumulate(buffers, nxt, edge[1], _check_grad(nxt, edge[1], g))
+                deps[nxt] -= 1
+                if deps[nxt] == 0:
+                    ready.append(nxt)
+            i += 1
+
+
+cdef object _finish_output(Node node, int nr, object g):
+    """Run tensor hooks and retain_grad for one output's total gradient."""
+    if node._pre_hooks:
+        g = _run_hooks(node._pre_hooks, nr, g)
+    if node._retained is not None and nr in node._retained:
+        t = node._retained[nr]()
+        if t is not None:
+            if t.grad is None:
+                t.grad = _wrap(np.array(g, copy=True))
+            else:
+                t.grad = _wrap(t.grad.data + g)
+    return g
+
+
+cdef void _accumulate(dict buffers, Node node, int nr, object g):
+    slots = buffers.get(node)
+    if slots is None:
+        slots = [None] * node.n_outputs
+        buffers[node] = slots
+    slot = slots[nr]
+    if slot is None:
+        slots[nr] = [g, False]
+    elif slot[1]:
+        np.add(slot[0], g, out=slot[0])
+    else:
+        # Never write into an array we did not allocate: it may be a saved tensor or a user's array.
+        slots[nr] = [slot[0] + g, True]

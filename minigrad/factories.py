@@ -1,0 +1,125 @@
+"""Tensor factories: ``tensor``, ``zeros``, ``ones``, ``randn``, ... with ``dtype=`` and ``requires_grad=``."""
+import numpy as np
+
+from minigrad.random import default_generator
+from minigrad.tensor import Tensor, check_float_dtype, get_default_dtype
+
+__all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "randn", "rand", "arange", "linspace",
+           "eye", "zeros_like", "ones_like", "full_like", "empty_like", "randn_like", "rand_like"]
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    for s in size:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError("sizes must be ints, got %r" % (s,))
+        if s < 0:
+            raise ValueError("sizes must be non-negative, got %s" % (tuple(size),))
+    return tuple(int(s) for s in size)
+
+
+def _make(array, requires_grad):
+    t = Tensor._from_array(array)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _dtype(dtype):
+    return get_default_dtype() if dtype is None else check_float_dtype(dtype)
+
+
+def tensor(data, dtype=None, requires_grad=False):
+    """A new leaf tensor holding a copy of ``data`` (array-like)."""
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None):
+    """``data`` itself if it is already a Tensor of that dtype, else a new tensor."""
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return data
+    return Tensor(data, dtype=dtype)
+
+
+def zeros(*size, dtype=None, requires_grad=False):
+    return _make(np.zeros(_size(size), dtype=_dtype(dtype)), requires_grad)
+
+
+def ones(*size, dtype=None, requires_grad=False):
+    return _make(np.ones(_size(size), dtype=_dtype(dtype)), requires_grad)
+
+
+def full(size, fill_value, dtype=None, requires_grad=False):
+    return _make(np.full(_size((size,)), fill_value, dtype=_dtype(dtype)), requires_grad)
+
+
+def empty(*size, dtype=None, requires_grad=False):
+    return _make(np.empty(_size(size), dtype=_dtype(dtype)), requires_grad)
+
+
+def randn(*size, dtype=None, requires_grad=False, generator=None):
+    """Standard normal samples."""
+    g = generator or default_generator()
+    return _make(g.numpy_rng.standard_normal(_size(size)).astype(_dtype(dtype)), requires_grad)
+
+
+def rand(*size, dtype=None, requires_grad=False, generator=None):
+    """Uniform samples from [0, 1)."""
+    g = generator or default_generator()
+    return _make(g.numpy_rng.random(_size(size)).astype(_dtype(dtype)), requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False):
+    """Evenly spaced values in [start, end) (float tensors: minigrad has no integer tensors)."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    return _make(np.arange(start, end, step, dtype=np.float64).astype(_dtype(dtype)), requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, requires_grad=False):
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError("linspace: steps must be a non-negative int, got %r" % (steps,))
+    return _make(np.linspace(start, end, steps).astype(_dtype(dtype)), requires_grad)
+
+
+def eye(n, m=None, dtype=None, requires_grad=False):
+    return _make(np.eye(n, m, dtype=_dtype(dtype)), requires_grad)
+
+
+def _like(t, dtype):
+    if not isinstance(t, Tensor):
+        raise TypeError("expected a Tensor, got %s" % type(t).__name__)
+    return t.shape, (t.dtype if dtype is None else check_float_dtype(dtype))
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    shape, d = _like(t, dtype)
+    return _make(np.zeros(shape, dtype=d), requires_grad)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    shape, d = _like(t, dtype)
+    return _make(np.ones(shape, dtype=d), requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, requires_grad=False):
+    shape, d = _like(t, dtype)
+    return _make(np.full(shape, fill_value, dtype=d), requires_grad)
+
+
+def empty_like(t, dtype=None, requires_grad=False):
+    shape, d = _like(t, dtype)
+    return _make(np.empty(shape, dtype=d), requires_grad)
+
+
+def randn_like(t, dtype=None, requires_grad=False, generator=None):
+    shape, d = _like(t, dtype)
+    return randn(*shape, dtype=d, requires_grad=requires_grad, generator=generator)
+
+
+def rand_like(t, dtype=None, requires_grad=False, generator=None):
+    shape, d = _like(t, dtype)
+    return rand(*shape, dtype=d, requires_grad=requires_grad, generator=generator)

@@ -1,0 +1,74 @@
+"""Helpers every op module shares: operand conversion, dtype promotion, and summing broadcast gradients."""
+import numpy as np
+
+from minigrad.tensor cimport Tensor, wrap
+from minigrad.tensor import as_float_array
+
+
+cdef object unbroadcast(object grad, tuple shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, so it gets back ``shape``."""
+    if grad.shape == shape:
+        return grad
+    cdef int lead = grad.ndim - len(shape)
+    axes = list(range(lead))
+    for i, n in enumerate(shape):
+        if n == 1 and grad.shape[lead + i] != 1:
+            axes.append(lead + i)
+    if axes:
+        grad = grad.sum(axis=tuple(axes))
+    return grad.reshape(shape)
+
+
+cdef Tensor as_tensor(object x, object dtype=None):
+    """``x`` itself if it is a Tensor, else a constant tensor made from it (``dtype`` for non-float data)."""
+    if isinstance(x, Tensor):
+        return <Tensor>x
+    if isinstance(x, (bool, int, float)) and dtype is not None:
+        return wrap(np.array(x, dtype=dtype))
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if dtype is not None and arr.dtype.kind in "biu":
+        return wrap(arr.astype(dtype))
+    return wrap(as_float_array(arr, None if arr.dtype.kind == "f" else dtype))
+
+
+cdef tuple operands(object a, object b):
+    """Both operands of a binary op as Tensors.
+
+    Python scalars and integer arrays take the other operand's dtype (they are "weak", as in torch); float32
+    and float64 tensors together promote to float64, like torch.
+    """
+    cdef Tensor ta, tb
+    if isinstance(a, Tensor):
+        ta = <Tensor>a
+        tb = as_tensor(b, ta.data.dtype)
+    elif isinstance(b, Tensor):
+        tb = <Tensor>b
+        ta = as_tensor(a, tb.data.dtype)
+    else:
+        raise TypeError("expected at least one minigrad Tensor, got %s and %s"
+                        % (type(a).__name__, type(b).__name__))
+    return ta, tb
+
+
+cdef int norm_dim(object dim, int ndim) except -1:
+    """A dimension index in [0, ndim) (negative counts from the end), or IndexError like torch."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError("dim must be an int, got %s" % type(dim).__name__)
+    cdef int d = dim
+    cdef int n = ndim if ndim > 0 else 1
+    if d < -n or d >= n:
+        raise IndexError("Dimension out of range (expected to be in range of [%d, %d], but got %d)"
+                         % (-n, n - 1, d))
+    return d + n if d < 0 else d
+
+
+cdef tuple norm_dims(object dims, int ndim):
+    """Sorted unique dimension indices; None means all dimensions."""
+    if dims is None:
+        return tuple(range(ndim))
+    if isinstance(dims, (int, np.integer)):
+        dims = (dims,)
+    out = sorted(set(norm_dim(d, ndim) for d in dims))
+    if len(out) != len(tuple(dims)):
+        raise ValueError("dim %s has a repeated dimension" % (tuple(dims),))
+    return tuple(out)

@@ -1,0 +1,418 @@
+"""Elementwise ops.  Each op's backward sits right under its forward.
+
+Binary ops broadcast like numpy; their backward sums each gradient back to its input's shape.
+"""
+import numpy as np
+
+from minigrad import _backend as K
+from minigrad.autograd.engine cimport Node
+from minigrad.ops.common cimport as_tensor, operands, unbroadcast
+from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor import check_float_dtype
+
+
+cdef object _broadcast(ufunc, str name, Tensor x, Tensor y):
+    try:
+        return ufunc(x._data, y._data)
+    except ValueError:
+        raise ValueError("%s: shapes %s and %s cannot be broadcast together"
+                         % (name, x._data.shape, y._data.shape)) from None
+
+
+cdef inline bint _wants(Node node, int i):
+    """Does input i of ``node`` need a gradient?"""
+    return node.next_functions[i] is not None
+
+
+# ---- add / sub ----------------------------------------------------------------------------------------
+cdef class AddBackward(Node):
+    cdef tuple a_shape, b_shape
+
+    cpdef object backward(self, object g):
+        return unbroadcast(g, self.a_shape), unbroadcast(g, self.b_shape)
+
+
+def add(a, b):
+    """a + b."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    out = _broadcast(np.add, "add", x, y)
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef AddBackward node = AddBackward.__new__(AddBackward)
+    node.a_shape = x._data.shape
+    node.b_shape = y._data.shape
+    return attach(out, node, (x, y))
+
+
+cdef class SubBackward(Node):
+    cdef tuple a_shape, b_shape
+
+    cpdef object backward(self, object g):
+        return (unbroadcast(g, self.a_shape),
+                unbroadcast(-g, self.b_shape) if _wants(self, 1) else None)
+
+
+def sub(a, b):
+    """a - b."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    out = _broadcast(np.subtract, "sub", x, y)
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef SubBackward node = SubBackward.__new__(SubBackward)
+    node.a_shape = x._data.shape
+    node.b_shape = y._data.shape
+    return attach(out, node, (x, y))
+
+
+# ---- mul / div / pow ----------------------------------------------------------------------------------
+cdef class MulBackward(Node):
+    # saved = (a, b)
+    cpdef object backward(self, object g):
+        a, b = self.saved
+        return (unbroadcast(g * b, a.shape) if _wants(self, 0) else None,
+                unbroadcast(g * a, b.shape) if _wants(self, 1) else None)
+
+
+def mul(a, b):
+    """a * b."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    out = _broadcast(np.multiply, "mul", x, y)
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef MulBackward node = MulBackward.__new__(MulBackward)
+    node.saved = (x._data, y._data)
+    return attach(out, node, (x, y))
+
+
+cdef class DivBackward(Node):
+    # saved = (a, b, a / b)
+    cpdef object backward(self, object g):
+        a, b, y = self.saved
+        ga = g / b
+        return (unbroadcast(ga, a.shape) if _wants(self, 0) else None,
+                unbroadcast(-ga * y, b.shape) if _wants(self, 1) else None)
+
+
+def div(a, b):
+    """a / b."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    out = _broadcast(np.true_divide, "div", x, y)
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef DivBackward node = DivBackward.__new__(DivBackward)
+    node.saved = (x._data, y._data, out)
+    return attach(out, node, (x, y))
+
+
+cdef class PowScalarBackward(Node):
+    # x ** p for a constant p; saved = (x,)
+    cdef double p
+
+    cpdef object backward(self, object g):
+        (x,) = self.saved
+        if self.p == 0.0:
+            return (np.zeros_like(x),)
+        return (g * (self.p * x ** (self.p - 1.0)),)
+
+
+cdef class PowBackward(Node):
+    # a ** b with tensors on both sides; saved = (a, b, a ** b)
+    cpdef object backward(self, object g):
+        a, b, y = self.saved
+        ga = gb = None
+        if _wants(self, 0):
+            ga = unbroadcast(g * b * a ** (b - 1), a.shape)
+        if _wants(self, 1):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # torch's convention: d(0 ** b)/db = 0 for b >= 0, not nan
+                dlog = np.where((a == 0) & (b >= 0), 0, y * np.log(a))
+            gb = unbroadcast(g * dlog, b.shape)
+        return ga, gb
+
+
+def pow(a, b):
+    """a ** b; either side may be a Python number."""
+    cdef Tensor x, y
+    cdef PowScalarBackward scalar_node
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        x = <Tensor>a
+        out = x._data ** b
+        if not any_requires_grad((x,)):
+            return wrap(out)
+        scalar_node = PowScalarBackward.__new__(PowScalarBackward)
+        scalar_node.p = b
+        scalar_node.saved = (x._data,)
+        return attach(out, scalar_node, (x,))
+    x, y = operands(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = _broadcast(np.power, "pow", x, y)
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    node = PowBackward.__new__(PowBackward)
+    node.saved = (x._data, y._data, out)
+    return attach(out, node, (x, y))
+
+
+# ---- unary --------------------------------------------------------------------------------------------
+cdef class NegBackward(Node):
+    cpdef object backward(self, object g):
+        return (-g,)
+
+
+def neg(x):
+    """-x."""
+    cdef Tensor t = as_tensor(x)
+    out = np.negative(t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    return attach(out, NegBackward.__new__(NegBackward), (t,))
+
+
+cdef class ExpBackward(Node):
+    # saved = (exp(x),)
+    cpdef object backward(self, object g):
+        return (g * self.saved[0],)
+
+
+def exp(x):
+    """e ** x."""
+    cdef Tensor t = as_tensor(x)
+    out = np.exp(t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = ExpBackward.__new__(ExpBackward)
+    node.saved = (out,)
+    return attach(out, node, (t,))
+
+
+cdef class LogBackward(Node):
+    # saved = (x,)
+    cpdef object backward(self, object g):
+        return (g / self.saved[0],)
+
+
+def log(x):
+    """Natural logarithm (log(0) = -inf, log(negative) = nan, as in numpy and torch)."""
+    cdef Tensor t = as_tensor(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = LogBackward.__new__(LogBackward)
+    node.saved = (t._data,)
+    return attach(out, node, (t,))
+
+
+cdef class SqrtBackward(Node):
+    # saved = (sqrt(x),)
+    cpdef object backward(self, object g):
+        with np.errstate(divide="ignore"):
+            return (g / (2 * self.saved[0]),)
+
+
+def sqrt(x):
+    """Square root."""
+    cdef Tensor t = as_tensor(x)
+    with np.errstate(invalid="ignore"):
+        out = np.sqrt(t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = SqrtBackward.__new__(SqrtBackward)
+    node.saved = (out,)
+    return attach(out, node, (t,))
+
+
+cdef class AbsBackward(Node):
+    # saved = (x,); d|x|/dx = sign(x), 0 at 0 like torch
+    cpdef object backward(self, object g):
+        return (g * np.sign(self.saved[0]),)
+
+
+def abs(x):
+    """|x|."""
+    cdef Tensor t = as_tensor(x)
+    out = np.abs(t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = AbsBackward.__new__(AbsBackward)
+    node.saved = (t._data,)
+    return attach(out, node, (t,))
+
+
+cdef class TanhBackward(Node):
+    # saved = (y,) with y = tanh(x); d tanh/dx = 1 - y², computed by the C kernel
+    cpdef object backward(self, object g):
+        return (K.tanh_backward(g, self.saved[0]),)
+
+
+def tanh(x):
+    """Hyperbolic tangent (C kernel)."""
+    cdef Tensor t = as_tensor(x)
+    out = K.tanh(t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = TanhBackward.__new__(TanhBackward)
+    node.saved = (out,)
+    return attach(out, node, (t,))
+
+
+cdef class SigmoidBackward(Node):
+    # saved = (y,) with y = sigmoid(x); dy/dx = y (1 - y)
+    cpdef object backward(self, object g):
+        y = self.saved[0]
+        return (g * y * (1 - y),)
+
+
+def sigmoid(x):
+    """1 / (1 + e ** -x)."""
+    cdef Tensor t = as_tensor(x)
+    with np.errstate(over="ignore"):
+        out = 1 / (1 + np.exp(-t._data))
+    out = out.astype(t._data.dtype, copy=False)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = SigmoidBackward.__new__(SigmoidBackward)
+    node.saved = (out,)
+    return attach(out, node, (t,))
+
+
+cdef class ReluBackward(Node):
+    # saved = (y,); the gradient passes where y > 0 (0 at x = 0, like torch)
+    cpdef object backward(self, object g):
+        return (g * (self.saved[0] > 0),)
+
+
+def relu(x):
+    """max(x, 0)."""
+    cdef Tensor t = as_tensor(x)
+    out = np.maximum(t._data, t._data.dtype.type(0))
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = ReluBackward.__new__(ReluBackward)
+    node.saved = (out,)
+    return attach(out, node, (t,))
+
+
+cdef class ClampBackward(Node):
+    # saved = (mask,): where min <= x <= max the gradient passes
+    cpdef object backward(self, object g):
+        return (g * self.saved[0],)
+
+
+def clamp(x, min=None, max=None):
+    """Limit x to [min, max] (either bound may be None)."""
+    cdef Tensor t = as_tensor(x)
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    data = t._data
+    out = data
+    mask = np.ones(data.shape, dtype=bool)
+    if min is not None:
+        out = np.maximum(out, min)
+        mask &= data >= min
+    if max is not None:
+        out = np.minimum(out, max)
+        mask &= data <= max
+    out = out.astype(data.dtype, copy=False)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = ClampBackward.__new__(ClampBackward)
+    node.saved = (mask,)
+    return attach(out, node, (t,))
+
+
+# ---- selection ----------------------------------------------------------------------------------------
+cdef object _mask(object cond):
+    arr = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
+    if arr.dtype.kind == "b":
+        return arr
+    if arr.dtype.kind in "iuf":
+        return arr != 0
+    raise TypeError("condition must be a bool array-like, got %s" % arr.dtype)
+
+
+cdef class WhereBackward(Node):
+    # saved = (cond,)
+    cdef tuple a_shape, b_shape
+
+    cpdef object backward(self, object g):
+        cond = self.saved[0]
+        zero = g.dtype.type(0)
+        return (unbroadcast(np.where(cond, g, zero), self.a_shape) if _wants(self, 0) else None,
+                unbroadcast(np.where(cond, zero, g), self.b_shape) if _wants(self, 1) else None)
+
+
+def where(condition, a, b):
+    """Elementwise ``a if condition else b`` with broadcasting; ``condition`` is a bool array-like."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    cond = _mask(condition)
+    try:
+        out = np.where(cond, x._data, y._data)
+    except ValueError:
+        raise ValueError("where: shapes %s (condition), %s and %s cannot be broadcast together"
+                         % (cond.shape, x._data.shape, y._data.shape)) from None
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef WhereBackward node = WhereBackward.__new__(WhereBackward)
+    node.a_shape = x._data.shape
+    node.b_shape = y._data.shape
+    node.saved = (np.broadcast_to(cond, out.shape),)
+    return attach(out, node, (x, y))
+
+
+cdef class MaskedFillBackward(Node):
+    # saved = (mask,): filled positions get no gradient
+    cpdef object backward(self, object g):
+        return (np.where(self.saved[0], g.dtype.type(0), g),)
+
+
+def masked_fill(x, mask, value):
+    """A copy of x with ``value`` where ``mask`` (broadcastable to x) is true."""
+    cdef Tensor t = as_tensor(x)
+    m = _mask(mask)
+    try:
+        m = np.broadcast_to(m, t._data.shape)
+    except ValueError:
+        raise ValueError("masked_fill: mask of shape %s cannot be broadcast to the tensor's shape %s"
+                         % (m.shape, t._data.shape)) from None
+    if isinstance(value, Tensor):
+        value = (<Tensor>value)._data
+    out = np.where(m, np.asarray(value, dtype=t._data.dtype), t._data)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    node = MaskedFillBackward.__new__(MaskedFillBackward)
+    node.saved = (m,)
+    return attach(out, node, (t,))
+
+
+# ---- copies and casts ---------------------------------------------------------------------------------
+cdef class CopyBackward(Node):
+    # clone and dtype casts: the gradient passes unchanged (the engine casts it to the input's dtype)
+    cpdef object backward(self, object g):
+        return (g,)
+
+
+def clone(x):
+    """A copy with its own storage; gradients flow back to x."""
+    cdef Tensor t = as_tensor(x)
+    out = np.array(t._data, copy=True)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    return attach(out, CopyBackward.__new__(CopyBackward), (t,))
+
+
+def to(x, dtype):
+    """x converted to ``dtype`` (float32 or float64); differentiable."""
+    cdef Tensor t = as_tensor(x)
+    d = check_float_dtype(dtype)
+    if d == t._data.dtype:
+        return t
+    out = t._data.astype(d)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    return attach(out, CopyBackward.__new__(CopyBackward), (t,))

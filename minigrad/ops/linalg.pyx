@@ -1,0 +1,85 @@
+"""Matrix products on the C kernel, with numpy's matmul semantics (1-D operands, batched broadcasting)."""
+import numpy as np
+
+from minigrad import _backend as K
+from minigrad.autograd.engine cimport Node
+from minigrad.ops.common cimport operands, unbroadcast
+from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+
+
+cdef object _mm(object a, object b):
+    """numpy.matmul(a, b) for arrays of at least 2 dimensions, computed by the kernel."""
+    cdef int m = a.shape[-2], n = b.shape[-1], k = a.shape[-1]
+    if a.ndim == 2 and b.ndim == 2:
+        return K.matmul(a, b)
+    if b.ndim == 2:
+        # (..., M, K) @ (K, N): fold the batch into the rows, one big product (and no per-batch calls)
+        lead = a.shape[:-2]
+        return K.matmul(a.reshape(-1, k), b).reshape(lead + (m, n))
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = np.broadcast_to(a, batch + (m, k)).reshape(-1, m, k)
+    b3 = np.broadcast_to(b, batch + (k, n)).reshape(-1, k, n)
+    return K.matmul(a3, b3).reshape(batch + (m, n))
+
+
+cdef class MatmulBackward(Node):
+    # saved = (A, B) as 2+-D arrays (1-D operands promoted), with flags to undo the promotion
+    cdef bint a_vec, b_vec
+
+    cpdef object backward(self, object g):
+        a, b = self.saved
+        if self.b_vec:
+            g = np.expand_dims(g, -1)
+        if self.a_vec:
+            g = np.expand_dims(g, -2)
+        ga = gb = None
+        if self.next_functions[0] is not None:
+            ga = unbroadcast(_mm(g, np.swapaxes(b, -1, -2)), a.shape)
+            if self.a_vec:
+                ga = ga.reshape(a.shape[-1])
+        if self.next_functions[1] is not None:
+            if b.ndim == 2 and a.ndim > 2:
+                # dL/dB summed over every batch row is one product with K = batch * M (e.g. W_hh over T*B)
+                k = a.shape[-1]
+                gb = K.matmul(a.reshape(-1, k).T, g.reshape(-1, g.shape[-1]))
+            else:
+                gb = unbroadcast(_mm(np.swapaxes(a, -1, -2), g), b.shape)
+            if self.b_vec:
+                gb = gb.reshape(b.shape[-2])
+        return ga, gb
+
+
+def matmul(a, b):
+    """Matrix product with numpy's rules: 1-D operands are vectors, leading dimensions broadcast."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    xa, ya = x._data, y._data
+    if xa.ndim == 0 or ya.ndim == 0:
+        raise ValueError("matmul: both arguments need at least 1 dimension, got shapes %s and %s"
+                         % (xa.shape, ya.shape))
+    if xa.dtype != ya.dtype:
+        # torch refuses mixed-precision products too; elementwise ops promote, a product does not
+        raise TypeError("matmul: operands have different dtypes %s and %s; convert one with .float() or "
+                        ".double()" % (xa.dtype, ya.dtype))
+    a_vec, b_vec = xa.ndim == 1, ya.ndim == 1
+    A = xa.reshape(1, -1) if a_vec else xa
+    B = ya.reshape(-1, 1) if b_vec else ya
+    if A.shape[-1] != B.shape[-2]:
+        raise ValueError("matmul: shapes %s and %s are not aligned (%d != %d in the contracted dimension)"
+                         % (xa.shape, ya.shape, A.shape[-1], B.shape[-2]))
+    try:
+        out = _mm(A, B)
+    except ValueError:
+        raise ValueError("matmul: batch dimensions of shapes %s and %s cannot be broadcast together"
+                         % (xa.shape, ya.shape)) from None
+    if a_vec:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if b_vec:
+        out = out.reshape(out.shape[:-1])
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef MatmulBackward node = MatmulBackward.__new__(MatmulBackward)
+    node.a_vec = a_vec
+    node.b_vec = b_vec
+    node.saved = (A, B)
+    return attach(out, node, (x, y))

@@ -1,0 +1,441 @@
+"""Shape ops, indexing, joining and splitting.  Each op's backward sits right under its forward.
+
+Forward results are numpy views wherever numpy gives one (reshape, transpose, basic slicing), so they share
+storage with their input just as torch views do.
+"""
+import numpy as np
+
+from minigrad.autograd.engine cimport Node
+from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
+from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor import _attach_outputs
+
+
+cdef tuple _shape_arg(tuple shape):
+    """Accept f(2, 3) and f((2, 3)) alike."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError("sizes must be ints, got %s" % type(s).__name__)
+    return shape
+
+
+# ---- reshape ------------------------------------------------------------------------------------------
+cdef class ReshapeBackward(Node):
+    cdef tuple in_shape
+
+    cpdef object backward(self, object g):
+        return (g.reshape(self.in_shape),)
+
+
+cdef object _reshaped(Tensor t, tuple shape, str name):
+    try:
+        out = t._data.reshape(shape)
+    except ValueError:
+        raise ValueError("%s: shape %s is invalid for input of shape %s (%d elements)"
+                         % (name, shape, t._data.shape, t._data.size)) from None
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef ReshapeBackward node = ReshapeBackward.__new__(ReshapeBackward)
+    node.in_shape = t._data.shape
+    return attach(out, node, (t,))
+
+
+def reshape(x, *shape):
+    """The same elements in a new shape (one size may be -1); a view when the layout allows."""
+    return _reshaped(as_tensor(x), _shape_arg(shape), "reshape")
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge dimensions start_dim..end_dim into one."""
+    cdef Tensor t = as_tensor(x)
+    shape = t._data.shape
+    if t._data.ndim == 0:
+        return _reshaped(t, (1,), "flatten")
+    s = norm_dim(start_dim, t._data.ndim)
+    e = norm_dim(end_dim, t._data.ndim)
+    if s > e:
+        raise ValueError("flatten: start_dim %d comes after end_dim %d" % (start_dim, end_dim))
+    return _reshaped(t, shape[:s] + (-1 if 0 not in shape[s:e + 1] else 0,) + shape[e + 1:], "flatten")
+
+
+def unsqueeze(x, dim):
+    """Insert a dimension of size 1 at ``dim`` (in [-ndim-1, ndim])."""
+    cdef Tensor t = as_tensor(x)
+    d = norm_dim(dim, t._data.ndim + 1)
+    shape = t._data.shape
+    return _reshaped(t, shape[:d] + (1,) + shape[d:], "unsqueeze")
+
+
+def squeeze(x, dim=None):
+    """Drop dimensions of size 1 (all of them, or only ``dim`` if it has size 1)."""
+    cdef Tensor t = as_tensor(x)
+    shape = t._data.shape
+    if dim is None:
+        new = tuple(s for s in shape if s != 1)
+    else:
+        dims = norm_dims(dim, t._data.ndim) if t._data.ndim else ()
+        new = tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1))
+    return _reshaped(t, new, "squeeze")
+
+
+# ---- transpose / permute / flip -----------------------------------------------------------------------
+cdef class PermuteBackward(Node):
+    cdef tuple inverse
+
+    cpdef object backward(self, object g):
+        return (np.transpose(g, self.inverse),)
+
+
+def permute(x, *dims):
+    """Reorder the dimensions (a view)."""
+    cdef Tensor t = as_tensor(x)
+    dims = _shape_arg(dims)
+    n = t._data.ndim
+    if len(dims) != n:
+        raise ValueError("permute: got %d dims %s for a %d-D tensor" % (len(dims), dims, n))
+    perm = tuple(norm_dim(d, n) for d in dims)
+    if sorted(perm) != list(range(n)):
+        raise ValueError("permute: %s is not a permutation of the dimensions" % (dims,))
+    out = np.transpose(t._data, perm)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef PermuteBackward node = PermuteBackward.__new__(PermuteBackward)
+    node.inverse = tuple(np.argsort(perm).tolist())
+    return attach(out, node, (t,))
+
+
+def transpose(x, dim0, dim1):
+    """Swap two dimensions (a view)."""
+    cdef Tensor t = as_tensor(x)
+    n = t._data.ndim
+    if n == 0:
+        return permute(t)
+    a, b = norm_dim(dim0, n), norm_dim(dim1, n)
+    perm = list(range(n))
+    perm[a], perm[b] = perm[b], perm[a]
+    return permute(t, *perm)
+
+
+cdef class FlipBackward(Node):
+    cdef tuple axes
+
+    cpdef object backward(self, object g):
+        return (np.flip(g, self.axes),)
+
+
+def flip(x, dims):
+    """Reverse the order of elements along ``dims`` (a view)."""
+    cdef Tensor t = as_tensor(x)
+    axes = norm_dims(dims, t._data.ndim)
+    out = np.flip(t._data, axes)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef FlipBackward node = FlipBackward.__new__(FlipBackward)
+    node.axes = axes
+    return attach(out, node, (t,))
+
+
+cdef class ExpandBackward(Node):
+    cdef tuple in_shape
+
+    cpdef object backward(self, object g):
+        return (unbroadcast(g, self.in_shape),)
+
+
+def expand(x, *sizes):
+    """Broadcast to ``sizes`` without copying (-1 keeps a dimension); the gradient sums back."""
+    cdef Tensor t = as_tensor(x)
+    sizes = _shape_arg(sizes)
+    shape = t._data.shape
+    lead = len(sizes) - len(shape)
+    if lead < 0:
+        raise ValueError("expand: the number of sizes (%d) must be at least the tensor's ndim (%d)"
+                         % (len(sizes), len(shape)))
+    target = tuple(shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    try:
+        out = np.broadcast_to(t._data, target)
+    except ValueError:
+        raise ValueError("expand: shape %s cannot be expanded to %s" % (shape, sizes)) from None
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef ExpandBackward node = ExpandBackward.__new__(ExpandBackward)
+    node.in_shape = shape
+    return attach(out, node, (t,))
+
+
+# ---- indexing -----------------------------------------------------------------------------------------
+def plain_index(index):
+    """``index`` with Tensors refused (they hold floats); numpy int/bool arrays and lists pass through."""
+    items = index if isinstance(index, tuple) else (index,)
+    for it in items:
+        if isinstance(it, Tensor):
+            raise TypeError("minigrad tensors hold floats and cannot index; use a numpy int or bool array")
+        if isinstance(it, float):
+            raise TypeError("indices must be integers, slices, None, Ellipsis or int/bool arrays, not float")
+    return index
+
+
+cdef bint _is_basic(object index):
+    items = index if isinstance(index, tuple) else (index,)
+    for it in items:
+        if not (isinstance(it, (int, np.integer, slice)) or it is None or it is Ellipsis) \
+                or isinstance(it, bool):
+            return False
+    return True
+
+
+cdef class IndexBackward(Node):
+    # basic indexing writes the gradient into place; integer arrays accumulate repeated indices
+    cdef tuple in_shape
+    cdef object index
+    cdef bint basic
+
+    cpdef object backward(self, object g):
+        gx = np.zeros(self.in_shape, dtype=g.dtype)
+        if self.basic:
+            gx[self.index] = g
+        else:
+            np.add.at(gx, self.index, g)
+        return (gx,)
+
+
+def getitem(x, index):
+    """x[index]: ints, slices, None, Ellipsis, integer arrays/lists and bool masks, as numpy does."""
+    cdef Tensor t = as_tensor(x)
+    index = plain_index(index)
+    if isinstance(index, list):
+        index = np.asarray(index)
+        if index.dtype.kind not in "biu":
+            raise TypeError("list indices must hold integers or bools, got %s" % index.dtype)
+    out = t._data[index]
+    if not isinstance(out, np.ndarray):
+        out = np.asarray(out)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef IndexBackward node = IndexBackward.__new__(IndexBackward)
+    node.in_shape = t._data.shape
+    node.index = index
+    node.basic = _is_basic(index)
+    return attach(out, node, (t,))
+
+
+cdef class GatherBackward(Node):
+    cdef tuple in_shape
+    cdef object index_tuple
+
+    cpdef object backward(self, object g):
+        gx = np.zeros(self.in_shape, dtype=g.dtype)
+        np.add.at(gx, self.index_tuple, g)
+        return (gx,)
+
+
+def gather(x, dim, index):
+    """out[i][j][k] = x[index[i][j][k]][j][k] (for dim 0), as torch.gather; ``index`` is an int array."""
+    cdef Tensor t = as_tensor(x)
+    idx = np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise TypeError("gather: index must hold integers, got %s" % idx.dtype)
+    data = t._data
+    d = norm_dim(dim, data.ndim)
+    if idx.ndim != data.ndim:
+        raise ValueError("gather: index has %d dims but the tensor has %d" % (idx.ndim, data.ndim))
+    for i in range(data.ndim):
+        if i != d and idx.shape[i] > data.shape[i]:
+            raise ValueError("gather: index shape %s exceeds the tensor's shape %s in dim %d"
+                             % (idx.shape, data.shape, i))
+    size = data.shape[d]
+    if idx.size and (idx.min() < -size or idx.max() >= size):
+        raise IndexError("gather: index out of range for dimension %d of size %d" % (d, size))
+    grids = list(np.ogrid[tuple(slice(0, s) for s in idx.shape)]) if idx.ndim else []
+    grids[d] = idx
+    index_tuple = tuple(grids)
+    out = data[index_tuple]
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef GatherBackward node = GatherBackward.__new__(GatherBackward)
+    node.in_shape = data.shape
+    node.index_tuple = index_tuple
+    return attach(out, node, (t,))
+
+
+# ---- joining ------------------------------------------------------------------------------------------
+cdef list _tensor_list(object seq, str name):
+    if isinstance(seq, Tensor) or not isinstance(seq, (list, tuple)):
+        raise TypeError("%s expects a list or tuple of tensors, got %s" % (name, type(seq).__name__))
+    if len(seq) == 0:
+        raise ValueError("%s expects a non-empty list of tensors" % name)
+    ts = [as_tensor(s) for s in seq]
+    if any((<Tensor>t)._data.dtype == np.float64 for t in ts):
+        ts = [t if (<Tensor>t)._data.dtype == np.float64 else as_tensor(t).to(np.float64) for t in ts]
+    return ts
+
+
+cdef class StackBackward(Node):
+    cdef int axis
+
+    cpdef object backward(self, object g):
+        return tuple(np.moveaxis(g, self.axis, 0))
+
+
+def stack(tensors, dim=0):
+    """Join equally shaped tensors along a new dimension ``dim``."""
+    ts = _tensor_list(tensors, "stack")
+    shape = (<Tensor>ts[0])._data.shape
+    for i, t in enumerate(ts):
+        if (<Tensor>t)._data.shape != shape:
+            raise ValueError("stack expects each tensor to be equal size, but got %s at entry 0 and %s at "
+                             "entry %d" % (shape, (<Tensor>t)._data.shape, i))
+    axis = norm_dim(dim, len(shape) + 1)
+    out = np.stack([(<Tensor>t)._data for t in ts], axis=axis)
+    inputs = tuple(ts)
+    if not any_requires_grad(inputs):
+        return wrap(out)
+    cdef StackBackward node = StackBackward.__new__(StackBackward)
+    node.axis = axis
+    return attach(out, node, inputs)
+
+
+cdef class CatBackward(Node):
+    cdef int axis
+    cdef list bounds
+
+    cpdef object backward(self, object g):
+        return tuple(np.split(g, self.bounds, axis=self.axis))
+
+
+def cat(tensors, dim=0):
+    """Join tensors along an existing dimension ``dim``; the other dimensions must match."""
+    ts = _tensor_list(tensors, "cat")
+    first = (<Tensor>ts[0])._data
+    if first.ndim == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated")
+    axis = norm_dim(dim, first.ndim)
+    bounds = []
+    total = 0
+    for i, t in enumerate(ts):
+        s = (<Tensor>t)._data.shape
+        if len(s) != first.ndim or s[:axis] + s[axis + 1:] != first.shape[:axis] + first.shape[axis + 1:]:
+            raise ValueError("cat: sizes of tensors must match except in dimension %d; got %s at entry 0 and "
+                             "%s at entry %d" % (axis, first.shape, s, i))
+        total += s[axis]
+        bounds.append(total)
+    out = np.concatenate([(<Tensor>t)._data for t in ts], axis=axis)
+    inputs = tuple(ts)
+    if not any_requires_grad(inputs):
+        return wrap(out)
+    cdef CatBackward node = CatBackward.__new__(CatBackward)
+    node.axis = axis
+    node.bounds = bounds[:-1]
+    return attach(out, node, inputs)
+
+
+# ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
+cdef class SplitBackward(Node):
+    cdef tuple in_shape
+    cdef int axis
+    cdef list starts
+
+    cpdef object backward(self, object grads):
+        gx = None
+        for g, start in zip(grads, self.starts):
+            if g is None:
+                continue
+            if gx is None:
+                gx = np.zeros(self.in_shape, dtype=g.dtype)
+            index = [slice(None)] * len(self.in_shape)
+            index[self.axis] = slice(start, start + g.shape[self.axis])
+            gx[tuple(index)] = g
+        return (gx,)
+
+
+cdef object _split_at(Tensor t, int axis, list sizes):
+    data = t._data
+    pieces = []
+    starts = []
+    start = 0
+    for n in sizes:
+        index = [slice(None)] * data.ndim
+        index[axis] = slice(start, start + n)
+        pieces.append(data[tuple(index)])
+        starts.append(start)
+        start += n
+    if not any_requires_grad((t,)):
+        return tuple(wrap(p) for p in pieces)
+    cdef SplitBackward node = SplitBackward.__new__(SplitBackward)
+    node.in_shape = data.shape
+    node.axis = axis
+    node.starts = starts
+    return tuple(_attach_outputs(pieces, node, (t,)))
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Split into pieces of ``split_size`` (the last may be smaller) or of the listed sizes (views)."""
+    cdef Tensor t = as_tensor(x)
+    if t._data.ndim == 0:
+        raise ValueError("split: a 0-d tensor cannot be split")
+    axis = norm_dim(dim, t._data.ndim)
+    n = t._data.shape[axis]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError("split: split_size must be positive, got %d" % size)
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        if n == 0:
+            sizes = [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes) or builtin_sum(sizes) != n:
+            raise ValueError("split: sizes %s do not add up to %d (the size of dimension %d)"
+                             % (sizes, n, axis))
+    return _split_at(t, axis, sizes)
+
+
+def chunk(x, chunks, dim=0):
+    """Split into ``chunks`` pieces of ceil(size / chunks) (fewer when the size is small), like torch."""
+    cdef Tensor t = as_tensor(x)
+    if not isinstance(chunks, (int, np.integer)) or chunks <= 0:
+        raise ValueError("chunk: chunks must be a positive int, got %r" % (chunks,))
+    if t._data.ndim == 0:
+        raise ValueError("chunk: a 0-d tensor cannot be chunked")
+    axis = norm_dim(dim, t._data.ndim)
+    n = t._data.shape[axis]
+    size = -(-n // chunks) if n else 1
+    return split(t, size, axis)
+
+
+cdef class UnbindBackward(Node):
+    cdef tuple in_shape
+    cdef int axis
+
+    cpdef object backward(self, object grads):
+        gx = moved = None
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            if gx is None:
+                gx = np.zeros(self.in_shape, dtype=g.dtype)
+                moved = np.moveaxis(gx, self.axis, 0)
+            moved[i] = g
+        return (gx,)
+
+
+def unbind(x, dim=0):
+    """The slices along ``dim`` as a tuple of tensors (views), e.g. the time steps of a sequence."""
+    cdef Tensor t = as_tensor(x)
+    if t._data.ndim == 0:
+        raise ValueError("unbind: a 0-d tensor cannot be unbound")
+    axis = norm_dim(dim, t._data.ndim)
+    moved = np.moveaxis(t._data, axis, 0)
+    pieces = [moved[i] for i in range(moved.shape[0])]
+    if not any_requires_grad((t,)):
+        return tuple(wrap(p) for p in pieces)
+    cdef UnbindBackward node = UnbindBackward.__new__(UnbindBackward)
+    node.in_shape = t._data.shape
+    node.axis = axis
+    return tuple(_attach_outputs(pieces, node, (t,)))
+
+
+import builtins  # noqa: E402
+builtin_sum = builtins.sum

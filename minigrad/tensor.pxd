@@ -1,0 +1,18 @@
+from minigrad.autograd.engine cimport Node
+
+
+cdef class Tensor:
+    cdef object _data                  # numpy ndarray, float32 or float64
+    cdef public object grad            # Tensor or None
+    cdef Node _grad_fn                 # the node that produced this tensor; None for a leaf
+    cdef int _output_nr
+    cdef bint _requires_grad
+    cdef public list _hooks            # leaf hooks: [(key, fn)], read by AccumulateGrad
+    cdef object _accumulator           # weakref to this leaf's AccumulateGrad
+    cdef object __weakref__
+
+
+cdef Tensor wrap(object array)
+cdef tuple grad_edge(Tensor t)
+cdef Tensor attach(object array, Node node, tuple inputs)
+cdef bint any_requires_grad(tuple inputs)

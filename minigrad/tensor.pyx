@@ -1,0 +1,646 @@
+"""The Tensor: a numpy array plus what autograd needs to know about it.
+
+Storage is a numpy ``ndarray`` of float32 or float64 (``Tensor.data``).  A tensor produced by a
+differentiable op while grad mode is on points at the ``Node`` that produced it (``grad_fn``); a leaf that
+``requires_grad`` collects its gradient in ``.grad``.  The ops themselves live in ``minigrad.ops``; the
+methods here only forward to them so that ``x.tanh()`` and ``minigrad.tanh(x)`` are the same call.
+"""
+import itertools
+import weakref
+
+import numpy as np
+
+from minigrad.autograd.engine cimport AccumulateGrad, Node, grad_enabled
+from minigrad.autograd.engine import run_backward
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+cdef object _default_dtype = float32
+cdef object _hook_keys = itertools.count()
+
+
+def get_default_dtype():
+    """The dtype of tensors made from Python scalars and lists (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype):
+    global _default_dtype
+    _default_dtype = check_float_dtype(dtype)
+
+
+def check_float_dtype(dtype):
+    """numpy dtype for ``dtype`` if it is float32 or float64, else TypeError."""
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        raise TypeError("dtype must be minigrad.float32 or minigrad.float64, got %r" % (dtype,)) from None
+    if d != float32 and d != float64:
+        raise TypeError("minigrad tensors are float32 or float64; got dtype %s" % d)
+    return d
+
+
+def as_float_array(data, dtype=None, copy=False):
+    """Convert array-like ``data`` to a float32/float64 ndarray, with a clear TypeError for anything else.
+
+    numpy float32/float64 arrays keep their dtype; Python scalars and lists get the default dtype; integer,
+    bool, complex and object data need an explicit ``dtype`` (complex and object are always refused).
+    """
+    if isinstance(data, Tensor):
+        data = (<Tensor>data)._data
+    elif not isinstance(data, (np.ndarray, np.generic)) and hasattr(data, "__array__"):
+        data = np.asarray(data)  # torch tensors and other array-likes
+    if isinstance(data, (np.ndarray, np.generic)):
+        arr = data
+        from_python = False
+    else:
+        try:
+            arr = np.asarray(data)
+        except ValueError as e:
+            raise ValueError("cannot make a tensor from %s: %s" % (type(data).__name__, e)) from None
+        from_python = True
+    kind = arr.dtype.kind
+    if kind in "cOSUVMm" or (kind == "f" and arr.dtype.itemsize > 8):
+        raise TypeError("cannot make a minigrad tensor from %s data (%s); minigrad tensors are float32 or "
+                        "float64" % (arr.dtype, type(data).__name__))
+    if dtype is not None:
+        target = check_float_dtype(dtype)
+    elif from_python:
+        target = _default_dtype
+    elif kind == "f" and arr.dtype.itemsize >= 4:
+        target = arr.dtype
+    else:
+        raise TypeError("minigrad tensors are float32 or float64, got a %s array; pass dtype=minigrad.float32 "
+                        "(or float64) to convert it" % arr.dtype)
+    return np.array(arr, dtype=target, copy=True if copy else None)
+
+
+cdef Tensor wrap(object array):
+    """A Tensor around ``array`` with no copy and no checks: for arrays the ops made themselves."""
+    cdef Tensor t = Tensor.__new__(Tensor)
+    # numpy ufuncs turn 0-d results into numpy scalars; a tensor always holds an ndarray
+    t._data = array if type(array) is np.ndarray else np.asarray(array)
+    return t
+
+
+cdef bint any_requires_grad(tuple inputs):
+    if not grad_enabled():
+        return False
+    for t in inputs:
+        if (<Tensor>t)._requires_grad:
+            return True
+    return False
+
+
+cdef tuple grad_edge(Tensor t):
+    """(node, output_nr) that receives ``t``'s gradient, or None when ``t`` needs none."""
+    cdef AccumulateGrad acc
+    if t._grad_fn is not None:
+        return (t._grad_fn, t._output_nr)
+    if not t._requires_grad:
+        return None
+    acc = t._accumulator() if t._accumulator is not None else None
+    if acc is None:
+        # The leaf holds its accumulator weakly: the accumulator holds the leaf, and cycles are not allowed.
+        acc = AccumulateGrad.__new__(AccumulateGrad)
+        acc.variable = t
+        acc.next_functions = ()
+        acc.shape = t._data.shape
+        acc.dtype = t._data.dtype
+        acc.n_outputs = 1
+        t._accumulator = weakref.ref(acc)
+    return (acc, 0)
+
+
+cdef Tensor attach(object array, Node node, tuple inputs):
+    """Wrap an op's output ``array`` and record ``node`` (whose inputs are ``inputs``) as its grad_fn."""
+    node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
+    node.shape = array.shape
+    node.dtype = array.dtype
+    node.n_outputs = 1
+    cdef Tensor out = wrap(array)
+    out._grad_fn = node
+    out._requires_grad = True
+    return out
+
+
+def _wrap_array(array):
+    return wrap(array)
+
+
+def _attach_outputs(list arrays, Node node, tuple inputs):
+    """Record one node that produces several tensors (split, unbind)."""
+    cdef Tensor out
+    node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
+    node.shape = tuple([a.shape for a in arrays])
+    node.dtype = tuple([a.dtype for a in arrays])
+    node.n_outputs = len(arrays)
+    node.multi_output = True
+    outs = []
+    for i, a in enumerate(arrays):
+        out = wrap(a)
+        out._grad_fn = node
+        out._output_nr = i
+        out._requires_grad = True
+        outs.append(out)
+    return outs
+
+
+def _tensor_args(values):
+    """Return the given items as Tensors with the dtype of the first Tensor among them."""
+    ref = None
+    for v in values:
+        if isinstance(v, Tensor):
+            ref = (<Tensor>v)._data.dtype
+            break
+    return [v if isinstance(v, Tensor) else wrap(as_float_array(v, ref)) for v in values]
+
+
+cdef class Tensor:
+    """An n-dimensional float32/float64 array that records the operations applied to it.
+
+    ``Tensor(data, dtype=None, requires_grad=False)`` is the same as ``minigrad.tensor(...)``: it copies
+    ``data``.
+    """
+    __array_priority__ = 1000
+    __array_ufunc__ = None     # numpy defers `ndarray + Tensor` to Tensor.__radd__
+
+    def __init__(self, data, dtype=None, requires_grad=False):
+        self._data = as_float_array(data, dtype, copy=True)
+        self.requires_grad = requires_grad
+
+    @staticmethod
+    def _from_array(array):
+        return wrap(array)
+
+    # ---- storage and metadata -------------------------------------------------------------------------
+    @property
+    def data(self):
+        """The numpy array holding this tensor's values (shared, not copied)."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        arr = value._data if isinstance(value, Tensor) else value
+        if not isinstance(arr, np.ndarray):
+            arr = as_float_array(arr, self._data.dtype)
+        check_float_dtype(arr.dtype)
+        self._data = arr
+        self._accumulator = None
+
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def size(self, dim=None):
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[dim]
+
+    def numel(self):
+        return self._data.size
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def numpy(self):
+        """The values as a numpy array (shares memory; works on tensors that require grad)."""
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            return self._data.astype(dtype)
+        return np.array(self._data, copy=True) if copy else self._data
+
+    def item(self):
+        if self._data.size != 1:
+            raise ValueError("a Tensor with %d elements cannot be converted to a Python scalar"
+                             % self._data.size)
+        return self._data.item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._data.item())
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self):
+        body = np.array2string(self._data, separator=", ", prefix="tensor(", precision=4)
+        extra = []
+        if self._data.dtype != _default_dtype:
+            extra.append("dtype=minigrad.%s" % self._data.dtype.name)
+        if self._grad_fn is not None:
+            extra.append("grad_fn=<%s>" % self._grad_fn.name())
+        elif self._requires_grad:
+            extra.append("requires_grad=True")
+        return "tensor(%s%s)" % (body, "".join(", " + e for e in extra))
+
+    # ---- autograd -------------------------------------------------------------------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set whether a leaf records gradients (in place); returns self."""
+        if self._grad_fn is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use "
+                               "a computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self):
+        return self._grad_fn is None
+
+    @property
+    def grad_fn(self):
+        """The Node that produced this tensor (None for leaves): walk ``grad_fn.next_functions`` by hand."""
+        return self._grad_fn
+
+    @property
+    def output_nr(self):
+        return self._output_nr
+
+    def backward(self, gradient=None, retain_graph=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``minigrad.autograd.backward``)."""
+        backward([self], None if gradient is None else [gradient], retain_graph)
+
+    def detach(self):
+        """A new tensor sharing this one's storage, cut from the graph (the truncated-BPTT idiom)."""
+        return wrap(self._data)
+
+    def detach_(self):
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` when this tensor's gradient is computed; it may return a replacement.
+
+        Returns a handle whose ``remove()`` unregisters the hook.
+        """
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if not callable(fn):
+            raise TypeError("register_hook expects a callable, got %s" % type(fn).__name__)
+        if self._grad_fn is not None:
+            return self._grad_fn._register_pre_hook(self._output_nr, fn)
+        from minigrad.autograd.engine import RemovableHandle
+        if self._hooks is None:
+            self._hooks = []
+        key = next(_hook_keys)
+        self._hooks.append((key, fn))
+        return RemovableHandle(self._hooks, key)
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep theirs)."""
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._grad_fn is not None:
+            self._grad_fn._retain(self._output_nr, self)
+
+    # ---- in-place value changes that are not recorded (initialisers, optimisers) ---------------------
+    def _check_inplace(self, what):
+        if self._grad_fn is not None or (self._requires_grad and grad_enabled()):
+            raise RuntimeError("%s: a leaf tensor that requires grad (or a tensor in a graph) cannot be "
+                               "modified in place while grad mode is on; use `with minigrad.no_grad():`"
+                               % what)
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self._data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self._data[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        arr = src._data if isinstance(src, Tensor) else np.asarray(src)
+        if arr.dtype.kind not in "fiub":
+            raise TypeError("copy_: cannot copy %s data into a float tensor" % arr.dtype)
+        try:
+            np.copyto(self._data, np.broadcast_to(arr, self._data.shape), casting="unsafe")
+        except ValueError:
+            raise ValueError("copy_: source of shape %s cannot be broadcast to %s"
+                             % (arr.shape, self._data.shape)) from None
+        return self
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        from minigrad.random import default_generator
+        self._check_inplace("uniform_")
+        g = generator if generator is not None else default_generator()
+        self._data[...] = g.numpy_rng.uniform(a, b, size=self._data.shape)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        from minigrad.random import default_generator
+        self._check_inplace("normal_")
+        g = generator if generator is not None else default_generator()
+        self._data[...] = g.numpy_rng.normal(mean, std, size=self._data.shape)
+        return self
+
+    def __setitem__(self, index, value):
+        if self._grad_fn is not None or self._requires_grad:
+            raise RuntimeError("in-place assignment to a tensor that requires grad is not supported; build the "
+                               "new value with where/masked_fill/cat, or assign to .data")
+        self._data[_ops.shape.plain_index(index)] = value._data if isinstance(value, Tensor) else value
+
+    # ---- arithmetic -----------------------------------------------------------------------------------
+    def __add__(self, other):
+        return _ops.elementwise.add(self, other)
+
+    def __radd__(self, other):
+        return _ops.elementwise.add(other, self)
+
+    def __sub__(self, other):
+        return _ops.elementwise.sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops.elementwise.sub(other, self)
+
+    def __mul__(self, other):
+        return _ops.elementwise.mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops.elementwise.mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops.elementwise.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops.elementwise.div(other, self)
+
+    def __pow__(self, other, mod):
+        return _ops.elementwise.pow(self, other)
+
+    def __rpow__(self, other, mod):
+        return _ops.elementwise.pow(other, self)
+
+    def __matmul__(self, other):
+        return _ops.linalg.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops.linalg.matmul(other, self)
+
+    def __neg__(self):
+        return _ops.elementwise.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _ops.elementwise.abs(self)
+
+    def __iadd__(self, other):
+        return _ops.elementwise.add(self, other)
+
+    def __isub__(self, other):
+        return _ops.elementwise.sub(self, other)
+
+    def __imul__(self, other):
+        return _ops.elementwise.mul(self, other)
+
+    def __itruediv__(self, other):
+        return _ops.elementwise.div(self, other)
+
+    # Comparisons give numpy bool arrays: masks, never differentiable.
+    def __lt__(self, other):
+        return self._data < _values(other)
+
+    def __le__(self, other):
+        return self._data <= _values(other)
+
+    def __gt__(self, other):
+        return self._data > _values(other)
+
+    def __ge__(self, other):
+        return self._data >= _values(other)
+
+    def __eq__(self, other):
+        return self._data == _values(other)
+
+    def __ne__(self, other):
+        return self._data != _values(other)
+
+    def add(self, other):
+        return _ops.elementwise.add(self, other)
+
+    def sub(self, other):
+        return _ops.elementwise.sub(self, other)
+
+    def mul(self, other):
+        return _ops.elementwise.mul(self, other)
+
+    def div(self, other):
+        return _ops.elementwise.div(self, other)
+
+    def pow(self, exponent):
+        return _ops.elementwise.pow(self, exponent)
+
+    def neg(self):
+        return _ops.elementwise.neg(self)
+
+    def exp(self):
+        return _ops.elementwise.exp(self)
+
+    def log(self):
+        return _ops.elementwise.log(self)
+
+    def sqrt(self):
+        return _ops.elementwise.sqrt(self)
+
+    def abs(self):
+        return _ops.elementwise.abs(self)
+
+    def tanh(self):
+        return _ops.elementwise.tanh(self)
+
+    def sigmoid(self):
+        return _ops.elementwise.sigmoid(self)
+
+    def relu(self):
+        return _ops.elementwise.relu(self)
+
+    def clamp(self, min=None, max=None):
+        return _ops.elementwise.clamp(self, min, max)
+
+    def masked_fill(self, mask, value):
+        return _ops.elementwise.masked_fill(self, mask, value)
+
+    def to(self, dtype):
+        return _ops.elementwise.to(self, dtype)
+
+    def float(self):
+        return _ops.elementwise.to(self, float32)
+
+    def double(self):
+        return _ops.elementwise.to(self, float64)
+
+    def clone(self):
+        return _ops.elementwise.clone(self)
+
+    # ---- reductions -----------------------------------------------------------------------------------
+    def sum(self, dim=None, keepdim=False):
+        return _ops.reduce.sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return _ops.reduce.mean(self, dim, keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        return _ops.reduce.max(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim=False):
+        return _ops.reduce.min(self, dim, keepdim)
+
+    def softmax(self, dim):
+        return _ops.reduce.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return _ops.reduce.log_softmax(self, dim)
+
+    def logsumexp(self, dim, keepdim=False):
+        return _ops.reduce.logsumexp(self, dim, keepdim)
+
+    # ---- linear algebra -------------------------------------------------------------------------------
+    def matmul(self, other):
+        return _ops.linalg.matmul(self, other)
+
+    # ---- shapes, views and indexing -------------------------------------------------------------------
+    def reshape(self, *shape):
+        return _ops.shape.reshape(self, *shape)
+
+    def view(self, *shape):
+        return _ops.shape.reshape(self, *shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return _ops.shape.flatten(self, start_dim, end_dim)
+
+    def transpose(self, dim0, dim1):
+        return _ops.shape.transpose(self, dim0, dim1)
+
+    def permute(self, *dims):
+        return _ops.shape.permute(self, *dims)
+
+    @property
+    def T(self):
+        if self._data.ndim != 2:
+            raise ValueError(".T expects a 2-D tensor, got %d-D; use permute or transpose" % self._data.ndim)
+        return _ops.shape.transpose(self, 0, 1)
+
+    def t(self):
+        return self.T
+
+    def unsqueeze(self, dim):
+        return _ops.shape.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None):
+        return _ops.shape.squeeze(self, dim)
+
+    def expand(self, *sizes):
+        return _ops.shape.expand(self, *sizes)
+
+    def contiguous(self):
+        return self if self._data.flags.c_contiguous else _ops.elementwise.clone(self)
+
+    def flip(self, dims):
+        return _ops.shape.flip(self, dims)
+
+    def split(self, split_size_or_sections, dim=0):
+        return _ops.shape.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return _ops.shape.chunk(self, chunks, dim)
+
+    def unbind(self, dim=0):
+        return _ops.shape.unbind(self, dim)
+
+    def gather(self, dim, index):
+        return _ops.shape.gather(self, dim, index)
+
+    def __getitem__(self, index):
+        return _ops.shape.getitem(self, index)
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(_ops.shape.unbind(self, 0))
+
+
+cdef object _values(other):
+    return (<Tensor>other)._data if isinstance(other, Tensor) else other
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None):
+    """Compute the gradients of ``tensors`` with respect to the graph leaves.
+
+    ``grad_tensors`` gives d(loss)/d(tensor) for each tensor; it may be omitted for scalar tensors.  Leaf
+    gradients accumulate into ``.grad``.  The graph's saved arrays are freed unless ``retain_graph`` is true.
+    """
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    tensors = list(tensors)
+    if grad_tensors is None:
+        grad_tensors = [None] * len(tensors)
+    elif isinstance(grad_tensors, Tensor) or isinstance(grad_tensors, np.ndarray):
+        grad_tensors = [grad_tensors]
+    grad_tensors = list(grad_tensors)
+    if len(grad_tensors) != len(tensors):
+        raise ValueError("got %d tensors but %d gradients" % (len(tensors), len(grad_tensors)))
+    roots = []
+    grads = []
+    cdef Tensor t
+    for i, (obj, g) in enumerate(zip(tensors, grad_tensors)):
+        if not isinstance(obj, Tensor):
+            raise TypeError("backward expects Tensors, got %s" % type(obj).__name__)
+        t = obj
+        edge = grad_edge(t)
+        if edge is None:
+            raise RuntimeError("element %d of tensors does not require grad and does not have a grad_fn" % i)
+        if g is None:
+            if t._data.size != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs (got shape %s); "
+                                   "pass gradient= with that shape" % (t._data.shape,))
+            g = np.ones(t._data.shape, dtype=t._data.dtype)
+        else:
+            g = as_float_array(g, t._data.dtype)
+            if g.shape != t._data.shape:
+                raise RuntimeError("gradient has shape %s but the tensor has shape %s"
+                                   % (g.shape, t._data.shape))
+        roots.append(edge)
+        grads.append(g)
+    run_backward(roots, grads, bool(retain_graph))
+
+
+import minigrad.ops as _ops  # noqa: E402  (the ops cimport Tensor, so they load after it)

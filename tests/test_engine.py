@@ -1,0 +1,238 @@
+"""The engine's structure: accumulation, traversal order, freeing, grad modes, hooks, memory."""
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+import minigrad as mg
+
+
+def test_shared_leaf_accumulates_every_use():
+    w = mg.tensor([1.5, -2.0], requires_grad=True)
+    x = mg.tensor([0.3, 0.7])
+    y = (w * x + w * w + w.tanh()).sum()
+    y.backward()
+    tw = torch.tensor([1.5, -2.0], requires_grad=True)
+    tx = torch.tensor([0.3, 0.7])
+    (tw * tx + tw * tw + tw.tanh()).sum().backward()
+    np.testing.assert_allclose(w.grad.data, tw.grad.numpy(), rtol=1e-6)
+
+
+def test_diamond_graph():
+    a = mg.tensor(0.7, dtype=mg.float64, requires_grad=True)
+    b = a * 2
+    c, d = b.exp(), b.tanh()
+    (c * d).backward()
+    ta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    tb = ta * 2
+    (tb.exp() * tb.tanh()).backward()
+    assert abs(a.grad.item() - ta.grad.item()) < 1e-12
+
+
+def test_long_chain_is_iterative():
+    x = mg.tensor([0.5], dtype=mg.float64, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    y.sum().backward()
+    assert x.grad.item() == 1.0
+
+
+def test_leaf_grad_accumulates_across_backward_calls_until_zeroed():
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+    (w * 3).sum().backward()
+    (w * 3).sum().backward()
+    np.testing.assert_array_equal(w.grad.data, [6.0, 6.0])
+    w.grad = None
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(w.grad.data, [2.0, 4.0])
+
+
+def test_shared_gradient_arrays_are_not_aliased():
+    """add returns the same gradient array for both inputs; the leaves must not share storage."""
+    a = mg.tensor([1.0], requires_grad=True)
+    b = mg.tensor([1.0], requires_grad=True)
+    (a + b).sum().backward()
+    (a * 5).sum().backward()
+    assert a.grad.item() == 6.0 and b.grad.item() == 1.0
+
+
+def test_non_leaf_grad_only_with_retain_grad():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    k = x * 3
+    k.retain_grad()
+    (h * k).sum().backward()
+    assert h.grad is None
+    np.testing.assert_array_equal(k.grad.data, (x.data * 2))
+    assert not h.is_leaf and x.is_leaf
+
+
+def test_non_scalar_backward_needs_gradient():
+    y = mg.tensor([1.0, 2.0], requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match="scalar outputs"):
+        y.backward()
+    y.backward(np.array([1.0, -1.0], dtype=np.float32))
+    with pytest.raises(RuntimeError, match="shape"):
+        (mg.tensor([1.0], requires_grad=True) * 2).backward(np.ones(3))
+
+
+def test_backward_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        mg.tensor([1.0]).sum().backward()
+
+
+def test_second_backward_raises_and_names_retain_graph():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.tanh() * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time.*retain_graph=True"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = mg.tensor([1.0, 2.0], dtype=mg.float64, requires_grad=True)
+    y = (x.tanh() * x).sum()
+    y.backward(retain_graph=True)
+    first = x.grad.data.copy()
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 2 * first)
+
+
+def test_saved_arrays_freed_after_backward():
+    x = mg.tensor(np.ones(3), requires_grad=True)
+    y = x.exp()
+    z = (y * 2).sum()
+    assert y.grad_fn.saved_arrays
+    z.backward()
+    assert y.grad_fn.saved_arrays is None
+
+
+def test_no_grad_context_decorator_and_restore():
+    x = mg.tensor([1.0], requires_grad=True)
+    with mg.no_grad():
+        assert not mg.is_grad_enabled()
+        assert (x * 2).grad_fn is None and not (x * 2).requires_grad
+        with mg.enable_grad():
+            assert (x * 2).requires_grad
+        assert not mg.is_grad_enabled()
+    assert mg.is_grad_enabled()
+
+    @mg.no_grad()
+    def f():
+        return x * 2
+    assert not f().requires_grad and mg.is_grad_enabled()
+    with mg.set_grad_enabled(False):
+        assert not mg.is_grad_enabled()
+    assert mg.is_grad_enabled()
+
+
+def test_grad_mode_is_thread_local():
+    seen = []
+
+    def worker():
+        seen.append(mg.is_grad_enabled())
+    with mg.no_grad():
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    assert seen == [True]
+
+
+def test_detach_shares_storage_and_cuts_graph():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    d = h.detach()
+    assert d.grad_fn is None and not d.requires_grad
+    assert np.shares_memory(d.data, h.data)
+    y = (d * x).sum()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, d.data)  # d is a constant: only the direct path counts
+
+
+def test_requires_grad_only_changeable_on_leaves():
+    x = mg.tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        (x * 2).requires_grad_(False)
+    assert mg.tensor([1.0]).requires_grad_().requires_grad
+
+
+def test_hooks_order_replacement_and_removal():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    calls = []
+    h1 = h.register_hook(lambda g: calls.append(("first", g.data.copy())))
+    h.register_hook(lambda g: g * 10)
+    h.register_hook(lambda g: calls.append(("third", g.data.copy())))
+    leaf_hook = x.register_hook(lambda g: calls.append(("leaf", g.data.copy())))
+    h.sum().backward()
+    assert [c[0] for c in calls] == ["first", "third", "leaf"]
+    np.testing.assert_array_equal(calls[1][1], [10, 10])
+    np.testing.assert_array_equal(x.grad.data, [20, 20])
+    calls.clear()
+    h1.remove()
+    leaf_hook.remove()
+    x.grad = None
+    h2 = x * 2
+    h2.register_hook(lambda g: calls.append("new"))
+    h2.sum().backward()
+    assert calls == ["new"]
+
+
+def test_hook_needs_requires_grad():
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        mg.tensor([1.0]).register_hook(lambda g: g)
+
+
+def test_hooks_see_gradient_at_every_time_step():
+    """The BPTT view: dL/dh_t for every step of a tiny recurrence, equal to torch's."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3)) * 0.5
+    xs = rng.standard_normal((5, 3))
+    mine, theirs = {}, {}
+    W = mg.tensor(w, requires_grad=True)
+    h = mg.zeros(3, dtype=mg.float64)
+    for t in range(5):
+        h = (W @ h + mg.tensor(xs[t])).tanh()
+        h.register_hook(lambda g, t=t: mine.__setitem__(t, g.data.copy()))
+    h.sum().backward()
+    TW = torch.tensor(w, requires_grad=True)
+    th = torch.zeros(3, dtype=torch.float64)
+    for t in range(5):
+        th = (TW @ th + torch.tensor(xs[t])).tanh()
+        th.register_hook(lambda g, t=t: theirs.__setitem__(t, g.numpy().copy()))
+    th.sum().backward()
+    for t in range(5):
+        np.testing.assert_allclose(mine[t], theirs[t], rtol=1e-12)
+    np.testing.assert_allclose(W.grad.data, TW.grad.numpy(), rtol=1e-12)
+
+
+def test_graph_released_without_garbage_collector():
+    gc.disable()
+    try:
+        x = mg.tensor(np.ones(4), requires_grad=True)
+        y = (x * 2).tanh()
+        z = y.sum()
+        node_ref = weakref.ref(y.grad_fn)
+        acc = z.grad_fn.next_functions[0][0].next_functions[0][0].next_functions[0][0]
+        acc_ref = weakref.ref(acc)
+        del acc
+        z.backward()
+        del y, z
+        assert node_ref() is None and acc_ref() is None
+    finally:
+        gc.enable()
+
+
+def test_walk_graph_by_hand():
+    x = mg.tensor([1.0], requires_grad=True)
+    y = (x * 2).tanh()
+    assert y.grad_fn.name() == "TanhBackward"
+    (mul, _), = y.grad_fn.next_functions
+    assert mul.name() == "MulBackward"
+    acc = mul.next_functions[0][0]
+    assert acc.name() == "AccumulateGrad" and acc.variable is x
+    assert mul.next_functions[1] is None  # the constant 2 needs no gradient

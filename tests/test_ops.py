@@ -1,0 +1,307 @@
+"""Every differentiable op, forward and backward, against PyTorch over shapes drawn by hypothesis."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
+
+import minigrad as mg
+from optest import check_op
+
+DTYPES = [np.float64, np.float32]
+VIEWS = ["plain", "transposed"]
+
+
+def values(shape, seed, low=-2.0, high=2.0):
+    return np.random.default_rng(seed).uniform(low, high, size=shape)
+
+
+def positive(shape, seed):
+    return np.random.default_rng(seed).uniform(0.3, 2.0, size=shape)
+
+
+pair_shapes = mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=0, max_side=4)
+shapes = array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
+nonempty = array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5)
+seeds = st.integers(0, 2**16)
+
+BINARY = {
+    "add": (lambda a, b: a + b, lambda a, b: a + b),
+    "sub": (lambda a, b: a - b, lambda a, b: a - b),
+    "mul": (lambda a, b: a * b, lambda a, b: a * b),
+    "div": (lambda a, b: a / b, lambda a, b: a / b),
+    "pow": (lambda a, b: a ** b, lambda a, b: a ** b),
+    "where": (lambda a, b: mg.where(a.data > 0.5, a, b), lambda a, b: torch.where(a > 0.5, a, b)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shapes=pair_shapes, seed=seeds)
+def test_binary_broadcasting(name, dtype, shapes, seed):
+    a_shape, b_shape = shapes.input_shapes
+    a = positive(a_shape, seed) if name == "pow" else values(a_shape, seed)
+    b = positive(b_shape, seed + 1) if name in ("div", "pow") else values(b_shape, seed + 1)
+    check_op(*BINARY[name], [a, b], dtype)
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@pytest.mark.parametrize("view", VIEWS)
+def test_binary_noncontiguous(name, view):
+    a = positive((3, 4, 5), 1)
+    b = positive((3, 4, 5), 2)
+    check_op(*BINARY[name], [a, b], np.float64, view=view)
+
+
+SCALAR = {
+    "add": (lambda a: a + 2.5, lambda a: a + 2.5),
+    "radd": (lambda a: 2.5 + a, lambda a: 2.5 + a),
+    "rsub": (lambda a: 1.5 - a, lambda a: 1.5 - a),
+    "rmul": (lambda a: -3 * a, lambda a: -3 * a),
+    "rdiv": (lambda a: 2.0 / a, lambda a: 2.0 / a),
+    "pow2": (lambda a: a ** 2, lambda a: a ** 2),
+    "pow_half": (lambda a: a ** 0.5, lambda a: a ** 0.5),
+    "pow0": (lambda a: a ** 0, lambda a: a ** 0),
+    "rpow": (lambda a: 2.0 ** a, lambda a: 2.0 ** a),
+    "neg": (lambda a: -a, lambda a: -a),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALAR))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_python_scalars(name, dtype):
+    out = check_op(*SCALAR[name], [positive((4, 3), 7)], dtype)
+    assert out.dtype == np.dtype(dtype)  # Python scalars never promote
+
+
+UNARY = {
+    "exp": (mg.exp, torch.exp, values),
+    "log": (mg.log, torch.log, positive),
+    "sqrt": (mg.sqrt, torch.sqrt, positive),
+    "abs": (mg.abs, torch.abs, values),
+    "tanh": (mg.tanh, torch.tanh, values),
+    "sigmoid": (mg.sigmoid, torch.sigmoid, values),
+    "relu": (mg.relu, torch.relu, values),
+    "neg": (mg.neg, torch.neg, values),
+    "clamp": (lambda x: x.clamp(-0.5, 0.7), lambda x: x.clamp(-0.5, 0.7), values),
+    "clamp_min": (lambda x: x.clamp(min=0.1), lambda x: x.clamp(min=0.1), values),
+    "masked_fill": (lambda x: x.masked_fill(x.data > 0.3, 2.0), lambda x: x.masked_fill(x > 0.3, 2.0), values),
+    "clone": (lambda x: x.clone(), lambda x: x.clone(), values),
+    "to64": (lambda x: x.double() * 1.5, lambda x: x.double() * 1.5, values),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=shapes, seed=seeds)
+def test_unary(name, dtype, shape, seed):
+    fm, ft, gen = UNARY[name]
+    if name == "to64":
+        mg_leaves = mg.tensor(gen(shape, seed).astype(dtype), requires_grad=True)
+        th_leaves = torch.tensor(gen(shape, seed).astype(dtype), requires_grad=True)
+        out = fm(mg_leaves)
+        ref = ft(th_leaves)
+        np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-7)
+        g = np.random.default_rng(seed).standard_normal(shape)
+        out.backward(g)
+        ref.backward(torch.tensor(g))
+        assert mg_leaves.grad.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(mg_leaves.grad.data, th_leaves.grad.numpy(), rtol=1e-6)
+        return
+    check_op(fm, ft, [gen(shape, seed)], dtype)
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_noncontiguous(name):
+    fm, ft, gen = UNARY[name]
+    if name == "to64":
+        return
+    check_op(fm, ft, [gen((4, 3, 2), 3)], np.float64, view="transposed")
+    check_op(lambda x: fm(x[::2, 1:]), lambda x: ft(x[::2, 1:]), [gen((5, 4), 4)], np.float64)
+
+
+def reduce_dims(shape):
+    return st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1) if shape else st.none(),
+                     st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True)
+                     .map(tuple) if shape else st.none())
+
+
+@pytest.mark.parametrize("op", ["sum", "mean"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), shape=shapes, seed=seeds, keepdim=st.booleans())
+def test_sum_mean(op, dtype, data, shape, seed, keepdim):
+    dim = data.draw(reduce_dims(shape))
+    if op == "mean" and 0 in shape:
+        return  # mean over an empty set is nan in both; gradients are empty
+    if dim is None:
+        check_op(lambda x: getattr(x, op)(), lambda x: getattr(x, op)(), [values(shape, seed)], dtype)
+    else:
+        check_op(lambda x: getattr(x, op)(dim, keepdim=keepdim),
+                 lambda x: getattr(x, op)(dim, keepdim=keepdim), [values(shape, seed)], dtype)
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), shape=nonempty, seed=seeds, keepdim=st.booleans())
+def test_max_min(op, dtype, data, shape, seed, keepdim):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = values(shape, seed)
+    check_op(lambda t: getattr(t, op)(dim, keepdim)[0], lambda t: getattr(t, op)(dim, keepdim)[0], [x], dtype)
+    check_op(lambda t: getattr(t, op)(), lambda t: getattr(t, op)(), [x], dtype)
+    idx = getattr(mg.tensor(x), op)(dim, keepdim).indices
+    np.testing.assert_array_equal(idx, getattr(torch.tensor(x), op)(dim, keepdim).indices.numpy())
+
+
+def test_max_ties_share_gradient():
+    x = np.array([1.0, 3.0, 3.0, 2.0])
+    check_op(lambda t: t.max() * 1.0, lambda t: t.max() * 1.0, [x])
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), shape=nonempty, seed=seeds)
+def test_softmax_family(op, dtype, data, shape, seed):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    check_op(lambda t: getattr(t, op)(dim), lambda t: getattr(t, op)(dim), [values(shape, seed, -5, 5)], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logsumexp(dtype):
+    x = values((3, 4, 5), 0, -4, 4)
+    for dim, keep in [(0, False), (1, True), (-1, False)]:
+        check_op(lambda t: t.logsumexp(dim, keep), lambda t: t.logsumexp(dim, keep), [x], dtype)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_stable_for_large_logits(op, dtype):
+    x = np.array([[1000.0, 0.0, -1000.0], [3e4, 3e4 - 1, 3e4 - 2]])
+    out = check_op(lambda t: getattr(t, op)(1), lambda t: getattr(t, op)(1), [x], dtype)
+    assert np.all(np.isfinite(out.data))
+
+
+MATMUL_SHAPES = [((3, 4), (4, 5)), ((4,), (4,)), ((4,), (4, 2)), ((3, 4), (4,)), ((2, 3, 4), (4, 5)),
+                 ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,)),
+                 ((1, 1), (1, 1)), ((0, 3), (3, 2)), ((3, 0), (0, 2)), ((7, 63), (63, 65))]
+
+
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul(shapes, dtype):
+    a, b = values(shapes[0], 1), values(shapes[1], 2)
+    check_op(lambda x, y: x @ y, lambda x, y: x @ y, [a, b], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_views(dtype):
+    a, b = values((6, 5), 1), values((4, 6), 2)
+    # a.T (5, 6) @ b.T (6, 4): both operands transposed views
+    check_op(lambda x, y: x.T @ y.T, lambda x, y: x.T @ y.T, [a, b], dtype)
+    check_op(lambda x, y: x[::2] @ y[:, ::-1][:5], lambda x, y: x[::2] @ y.flip(1)[:5],
+             [values((6, 5), 3), values((5, 4), 4)], dtype)
+
+
+def test_mixed_dtypes():
+    """Elementwise ops promote float32 with float64 like torch; matmul refuses them like torch."""
+    a32 = values((2, 3), 1).astype(np.float32)
+    b64 = values((2, 3), 2)
+    ma, mb = mg.tensor(a32, requires_grad=True), mg.tensor(b64, requires_grad=True)
+    ta, tb = torch.tensor(a32, requires_grad=True), torch.tensor(b64, requires_grad=True)
+    out, ref = ma * mb + ma, ta * tb + ta
+    assert out.dtype == np.float64 and ref.dtype == torch.float64
+    out.sum().backward()
+    ref.sum().backward()
+    assert ma.grad.dtype == np.float32 and mb.grad.dtype == np.float64
+    np.testing.assert_allclose(ma.grad.data, ta.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(mb.grad.data, tb.grad.numpy(), rtol=1e-12)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        ma @ mb.T
+
+
+SHAPE_OPS = {
+    "reshape": (lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1)),
+    "view_tuple": (lambda x: x.view((2, 12)), lambda x: x.reshape((2, 12))),
+    "transpose": (lambda x: x.transpose(0, 2), lambda x: x.transpose(0, 2)),
+    "permute": (lambda x: x.permute(2, 0, 1), lambda x: x.permute(2, 0, 1)),
+    "unsqueeze": (lambda x: x.unsqueeze(-1), lambda x: x.unsqueeze(-1)),
+    "squeeze": (lambda x: x[:, :1].squeeze(1), lambda x: x[:, :1].squeeze(1)),
+    "expand": (lambda x: x[:, :1].expand(2, 5, 4), lambda x: x[:, :1].expand(2, 5, 4)),
+    "expand_lead": (lambda x: x.expand(3, -1, -1, -1), lambda x: x.expand(3, -1, -1, -1)),
+    "flatten": (lambda x: x.flatten(1), lambda x: x.flatten(1)),
+    "flip": (lambda x: x.flip((0, 2)), lambda x: x.flip((0, 2))),
+    "slice": (lambda x: x[1:, ::2, -1], lambda x: x[1:, ::2, -1]),
+    "ellipsis_none": (lambda x: x[..., None, 1], lambda x: x[..., None, 1]),
+    "int_array": (lambda x: x[np.array([0, 1, 1, 0])], lambda x: x[torch.tensor([0, 1, 1, 0])]),
+    "int_list_dim1": (lambda x: x[:, [2, 0, 2]], lambda x: x[:, [2, 0, 2]]),
+    "bool_mask": (lambda x: x[x.data > 0], lambda x: x[x > 0]),
+    "gather": (lambda x: x.gather(1, np.array([[[0, 1, 0, 2]], [[2, 2, 2, 2]]])),
+               lambda x: x.gather(1, torch.tensor([[[0, 1, 0, 2]], [[2, 2, 2, 2]]]))),
+    "chunk_last": (lambda x: x.chunk(2, 1)[1], lambda x: x.chunk(2, 1)[1]),
+    "split_sizes": (lambda x: x.split([1, 3], dim=2)[1] * x.split([1, 3], dim=2)[1],
+                    lambda x: x.split([1, 3], dim=2)[1] * x.split([1, 3], dim=2)[1]),
+    "unbind_some": (lambda x: x.unbind(1)[0] + 2 * x.unbind(1)[2],
+                    lambda x: x.unbind(1)[0] + 2 * x.unbind(1)[2]),
+    "iterate": (lambda x: mg.stack([r * (i + 1) for i, r in enumerate(x)], 2),
+                lambda x: torch.stack([r * (i + 1) for i, r in enumerate(x)], 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_OPS))
+@pytest.mark.parametrize("view", VIEWS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_shape_ops(name, view, dtype):
+    check_op(*SHAPE_OPS[name], [values((2, 3, 4), 5)], dtype, view=view)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stack_cat(dim, dtype):
+    a, b, c = values((2, 3), 1), values((2, 3), 2), values((2, 3), 3)
+    check_op(lambda *t: mg.stack(list(t), dim), lambda *t: torch.stack(list(t), dim), [a, b, c], dtype)
+    if dim < 2:
+        c2 = values((2, 5) if dim in (1, -1) else (4, 3), 4)
+        check_op(lambda *t: mg.cat(list(t), dim), lambda *t: torch.cat(list(t), dim), [a, c2], dtype)
+
+
+def test_split_chunk_unbind_shapes_match_torch():
+    x = values((7, 5), 0)
+    for mine, theirs in [(mg.tensor(x).split(3), torch.tensor(x).split(3)),
+                         (mg.tensor(x).chunk(3), torch.tensor(x).chunk(3)),
+                         (mg.tensor(x).chunk(4, 1), torch.tensor(x).chunk(4, 1)),
+                         (mg.tensor(x).unbind(1), torch.tensor(x).unbind(1))]:
+        assert [m.shape for m in mine] == [tuple(t.shape) for t in theirs]
+        for m, t in zip(mine, theirs):
+            np.testing.assert_array_equal(m.data, t.numpy())
+
+
+def test_all_split_outputs_used():
+    x = values((6, 3), 9)
+    check_op(lambda t: mg.cat([p * (i + 1) for i, p in enumerate(t.split(2))], 0),
+             lambda t: torch.cat([p * (i + 1) for i, p in enumerate(t.split(2))], 0), [x])
+
+
+@given(shape=nonempty, seed=seeds)
+def test_repeated_integer_indices_accumulate(shape, seed):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, shape[0], size=7)
+    check_op(lambda t: t[idx], lambda t: t[torch.tensor(idx)], [values(shape, seed)])
+
+
+def test_composite_expression_reuses_inputs():
+    a, b = values((3, 4), 1), values((4,), 2)
+
+    def f(lib):
+        def run(x, y):
+            h = (x * y).tanh() + x
+            return (h @ y.unsqueeze(1) if lib == "mg" else h @ y.unsqueeze(1)).sum() * h.mean() - (x / (1 + y * y)).sum()
+        return run
+    check_op(f("mg"), f("torch"), [a, b])
+
+
+@pytest.mark.parametrize("op", ["unbind", "split", "chunk"])
+def test_single_piece_split(op):
+    """A split that yields one piece is still a multi-output node."""
+    fn = {"unbind": lambda t: t.unbind(0)[0], "split": lambda t: t.split(1, 0)[0],
+          "chunk": lambda t: t.chunk(1, 0)[0]}[op]
+    check_op(fn, fn, [values((1, 3), 2)])
