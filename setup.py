@@ -100,15 +100,32 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def hash_stamp(digest):
+    """A file whose mtime changes exactly when the source hash does.
+
+    setuptools rebuilds an extension when a dependency is newer than it, but not when only a macro changed;
+    listing this stamp among the kernels' dependencies makes a new hash always reach the compiled module.
+    """
+    stamp = os.path.join(HERE, "build", "source-hash.txt")
+    old = open(stamp).read() if os.path.exists(stamp) else None
+    if old != digest:
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(digest)
+    return stamp
+
+
 def extensions():
+    digest = source_hash()
     core_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     # only the kernels module embeds the source hash, so editing one .pyx rebuilds that module and this one
-    macros = core_macros + [("MINIGRAD_SOURCE_HASH", '"%s"' % source_hash())]
+    macros = core_macros + [("MINIGRAD_SOURCE_HASH", '"%s"' % digest)]
     include = [numpy.get_include(), os.path.join(HERE, "_ext")]
     kernel_c = sorted(p for p in glob("_ext/*.c") if not p.endswith("_kernels.c"))
     # depends: a change to any hashed file must rebuild the module that embeds the hash.
     exts = [Extension("minigrad._kernels", ["_ext/_kernels.pyx"] + kernel_c,
-                      include_dirs=include, define_macros=macros, depends=source_files())]
+                      include_dirs=include, define_macros=macros,
+                      depends=source_files() + [hash_stamp(digest)])]
     for pyx in sorted(glob("minigrad/**/*.pyx", recursive=True)):
         name = pyx[:-4].replace("/", ".").replace(os.sep, ".")
         exts.append(Extension(name, [pyx], include_dirs=include, define_macros=core_macros))

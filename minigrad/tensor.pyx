@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from minigrad.autograd.engine cimport AccumulateGrad, Node, grad_enabled
+from minigrad.autograd.engine cimport AccumulateGrad, Node, anomaly_enabled, check_forward, grad_enabled
 from minigrad.autograd.engine import run_backward
 
 float32 = np.dtype(np.float32)
@@ -118,6 +118,8 @@ cdef Tensor attach(object array, Node node, tuple inputs):
     node.shape = array.shape
     node.dtype = array.dtype
     node.n_outputs = 1
+    if anomaly_enabled():
+        check_forward(node, array)
     cdef Tensor out = wrap(array)
     out._grad_fn = node
     out._requires_grad = True
@@ -136,6 +138,9 @@ def _attach_outputs(list arrays, Node node, tuple inputs):
     node.dtype = tuple([a.dtype for a in arrays])
     node.n_outputs = len(arrays)
     node.multi_output = True
+    if anomaly_enabled():
+        for a in arrays:
+            check_forward(node, a)
     outs = []
     for i, a in enumerate(arrays):
         out = wrap(a)

@@ -236,3 +236,21 @@ def test_walk_graph_by_hand():
     acc = mul.next_functions[0][0]
     assert acc.name() == "AccumulateGrad" and acc.variable is x
     assert mul.next_functions[1] is None  # the constant 2 needs no gradient
+
+
+def test_detect_anomaly_forward_names_op_and_place():
+    x = mg.tensor([1.0, -1.0], requires_grad=True)
+    with mg.autograd.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=r"(?s)Sqrt produced nan.*test_engine\.py"):
+            x.sqrt()
+    assert not mg.autograd.is_anomaly_enabled()
+    x.sqrt()  # outside the block nan is an ordinary value, as in numpy and torch
+
+
+def test_detect_anomaly_backward():
+    x = mg.tensor([0.0, 1.0], requires_grad=True)
+    y = x.sqrt()          # finite forward, infinite derivative at 0
+    with mg.autograd.detect_anomaly():
+        z = (y * 2).sum()
+        with pytest.raises(FloatingPointError, match="SqrtBackward.*inf.*0th output"):
+            z.backward()

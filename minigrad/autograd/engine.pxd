@@ -12,6 +12,7 @@ cdef class Node:
     cdef bint _freed
     cdef list _pre_hooks               # [(output_nr, key, fn)], hooks on a non-leaf output's gradient
     cdef dict _retained                # output_nr -> weakref of a tensor that asked for retain_grad()
+    cdef public object trace           # where the op was created (recorded in anomaly mode only)
     cdef object __weakref__
     cpdef object backward(self, object grad)
     cdef void release(self)
@@ -24,3 +25,5 @@ cdef class AccumulateGrad(Node):
 
 cdef bint grad_enabled() noexcept nogil
 cdef void set_grad_enabled_c(bint mode) noexcept nogil
+cdef bint anomaly_enabled() noexcept nogil
+cdef void check_forward(Node node, object array) except *

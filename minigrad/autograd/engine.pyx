@@ -12,6 +12,7 @@ tensor pointing into it goes away.
    the contributions of every use (a weight used at every time step gets the sum over all steps);
 3. free each node's saved arrays right after its backward unless ``retain_graph`` is set.
 """
+import traceback
 import weakref
 
 import numpy as np
@@ -23,8 +24,14 @@ cdef extern from *:
     #else
     static __thread int minigrad_grad_mode = 1;
     #endif
+    #if defined(_MSC_VER)
+    static __declspec(thread) int minigrad_anomaly_mode = 0;
+    #else
+    static __thread int minigrad_anomaly_mode = 0;
+    #endif
     """
     int minigrad_grad_mode
+    int minigrad_anomaly_mode
 
 
 cdef bint grad_enabled() noexcept nogil:
@@ -46,6 +53,55 @@ def _set_grad_mode(bint mode):
     cdef bint prev = minigrad_grad_mode != 0
     set_grad_enabled_c(mode)
     return prev
+
+
+cdef bint anomaly_enabled() noexcept nogil:
+    return minigrad_anomaly_mode != 0
+
+
+def is_anomaly_enabled():
+    """True inside ``detect_anomaly()`` in this thread."""
+    return minigrad_anomaly_mode != 0
+
+
+def _set_anomaly_mode(bint mode):
+    """Set this thread's anomaly mode and return the previous one."""
+    global minigrad_anomaly_mode
+    cdef bint prev = minigrad_anomaly_mode != 0
+    minigrad_anomaly_mode = 1 if mode else 0
+    return prev
+
+
+cdef str _where(Node node):
+    if node.trace is None:
+        return ""
+    return "\nThe op was created at (most recent call last):\n" + "".join(node.trace)
+
+
+cdef void check_forward(Node node, object array) except *:
+    """Anomaly mode: record where ``node`` was created and refuse a non-finite forward result."""
+    node.trace = traceback.format_stack()  # compiled frames do not appear: the last entry is the caller
+    if not np.isfinite(array).all():
+        raise FloatingPointError("%s produced %s in its forward output (shape %s)%s"
+                                 % (node.name().replace("Backward", ""), _bad_values(array),
+                                    np.shape(array), _where(node)))
+
+
+cdef str _bad_values(object array):
+    arr = np.asarray(array)
+    kinds = []
+    if np.isnan(arr).any():
+        kinds.append("nan")
+    if np.isinf(arr).any():
+        kinds.append("inf")
+    return " and ".join(kinds)
+
+
+cdef void _check_backward(Node node, object grads) except *:
+    for i, g in enumerate(grads):
+        if g is not None and not np.isfinite(g).all():
+            raise FloatingPointError("Function '%s' returned %s values in its %dth output%s"
+                                     % (node.name(), _bad_values(g), i, _where(node)))
 
 
 FREED_MESSAGE = (
@@ -229,6 +285,8 @@ def run_backward(list roots, list grads, bint retain_graph):
             input_grads = None
         else:
             input_grads = node.backward(grad_in)
+            if minigrad_anomaly_mode:
+                _check_backward(node, input_grads)
         if not retain_graph:
             node.release()
         i = 0

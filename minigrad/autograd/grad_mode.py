@@ -1,9 +1,10 @@
 """Grad-mode switches.  The flag itself is a C thread-local in the engine, so each thread has its own."""
 import functools
 
-from minigrad.autograd.engine import _set_grad_mode, is_grad_enabled
+from minigrad.autograd.engine import _set_anomaly_mode, _set_grad_mode, is_anomaly_enabled, is_grad_enabled
 
-__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "detect_anomaly",
+           "is_anomaly_enabled"]
 
 
 class _GradMode:
@@ -60,4 +61,28 @@ class set_grad_enabled(_GradMode):
                 return fn(*args, **kwargs)
             finally:
                 _set_grad_mode(prev)
+        return wrapper
+
+
+class detect_anomaly:
+    """Raise at the first op whose forward output or backward gradient holds nan or inf.
+
+    Inside the block every recorded op also remembers where it was created, and the error names the op
+    and prints that stack.  It costs a finiteness check per op: use it to debug, not to train.  Also usable
+    as ``@detect_anomaly()``.
+    """
+
+    def __enter__(self):
+        self._prev = _set_anomaly_mode(True)
+        return self
+
+    def __exit__(self, *exc):
+        _set_anomaly_mode(self._prev)
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with detect_anomaly():
+                return fn(*args, **kwargs)
         return wrapper
