@@ -8,7 +8,7 @@ cdef class Tensor:
     cdef int _output_nr
     cdef bint _requires_grad
     cdef public list _hooks            # leaf hooks: [(key, fn)], read by AccumulateGrad
-    cdef object _accumulator           # weakref to this leaf's AccumulateGrad
+    cdef object _accumulator           # this leaf's AccumulateGrad node, made on first use
     cdef object __weakref__
 
 

@@ -10,8 +10,8 @@ import weakref
 
 import numpy as np
 
-from minigrad.autograd.engine cimport AccumulateGrad, Node, anomaly_enabled, check_forward, grad_enabled
-from minigrad.autograd.engine import run_backward
+from minigrad.autograd.engine cimport Node, anomaly_enabled, check_forward, grad_enabled
+from minigrad.autograd.engine import new_accumulator, run_backward
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -94,27 +94,24 @@ cdef bint any_requires_grad(tuple inputs):
 
 cdef tuple grad_edge(Tensor t):
     """(node, output_nr) that receives ``t``'s gradient, or None when ``t`` needs none."""
-    cdef AccumulateGrad acc
     if t._grad_fn is not None:
         return (t._grad_fn, t._output_nr)
     if not t._requires_grad:
         return None
-    acc = t._accumulator() if t._accumulator is not None else None
-    if acc is None:
-        # The leaf holds its accumulator weakly: the accumulator holds the leaf, and cycles are not allowed.
-        acc = AccumulateGrad.__new__(AccumulateGrad)
-        acc.variable = t
-        acc.next_functions = ()
-        acc.shape = t._data.shape
-        acc.dtype = t._data.dtype
-        acc.n_outputs = 1
-        t._accumulator = weakref.ref(acc)
-    return (acc, 0)
+    if t._accumulator is None:
+        t._accumulator = new_accumulator(t)
+    return (t._accumulator, 0)
 
 
 cdef Tensor attach(object array, Node node, tuple inputs):
     """Wrap an op's output ``array`` and record ``node`` (whose inputs are ``inputs``) as its grad_fn."""
-    node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
+    cdef Py_ssize_t n = len(inputs)
+    if n == 1:
+        node.next_functions = (grad_edge(<Tensor>inputs[0]),)
+    elif n == 2:
+        node.next_functions = (grad_edge(<Tensor>inputs[0]), grad_edge(<Tensor>inputs[1]))
+    else:
+        node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
     node.shape = array.shape
     node.dtype = array.dtype
     node.n_outputs = 1
@@ -384,28 +381,28 @@ cdef class Tensor:
 
     # ---- arithmetic -----------------------------------------------------------------------------------
     def __add__(self, other):
-        return _ops.elementwise.add(self, other)
+        return _add(self, other)
 
     def __radd__(self, other):
-        return _ops.elementwise.add(other, self)
+        return _add(other, self)
 
     def __sub__(self, other):
-        return _ops.elementwise.sub(self, other)
+        return _sub(self, other)
 
     def __rsub__(self, other):
-        return _ops.elementwise.sub(other, self)
+        return _sub(other, self)
 
     def __mul__(self, other):
-        return _ops.elementwise.mul(self, other)
+        return _mul(self, other)
 
     def __rmul__(self, other):
-        return _ops.elementwise.mul(other, self)
+        return _mul(other, self)
 
     def __truediv__(self, other):
-        return _ops.elementwise.div(self, other)
+        return _div(self, other)
 
     def __rtruediv__(self, other):
-        return _ops.elementwise.div(other, self)
+        return _div(other, self)
 
     def __pow__(self, other, mod):
         return _ops.elementwise.pow(self, other)
@@ -414,7 +411,7 @@ cdef class Tensor:
         return _ops.elementwise.pow(other, self)
 
     def __matmul__(self, other):
-        return _ops.linalg.matmul(self, other)
+        return _matmul(self, other)
 
     def __rmatmul__(self, other):
         return _ops.linalg.matmul(other, self)
@@ -490,7 +487,7 @@ cdef class Tensor:
         return _ops.elementwise.abs(self)
 
     def tanh(self):
-        return _ops.elementwise.tanh(self)
+        return _tanh(self)
 
     def sigmoid(self):
         return _ops.elementwise.sigmoid(self)
@@ -649,3 +646,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None):
 
 
 import minigrad.ops as _ops  # noqa: E402  (the ops cimport Tensor, so they load after it)
+
+# the hottest methods call these directly instead of looking them up through the modules each time
+_add = _ops.elementwise.add
+_sub = _ops.elementwise.sub
+_mul = _ops.elementwise.mul
+_div = _ops.elementwise.div
+_tanh = _ops.elementwise.tanh
+_matmul = _ops.linalg.matmul

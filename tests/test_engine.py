@@ -218,11 +218,13 @@ def test_graph_released_without_garbage_collector():
         z = y.sum()
         node_ref = weakref.ref(y.grad_fn)
         acc = z.grad_fn.next_functions[0][0].next_functions[0][0].next_functions[0][0]
-        acc_ref = weakref.ref(acc)
+        acc_ref, leaf_ref = weakref.ref(acc), weakref.ref(x)
         del acc
         z.backward()
         del y, z
-        assert node_ref() is None and acc_ref() is None
+        assert node_ref() is None
+        del x
+        assert acc_ref() is None and leaf_ref() is None
     finally:
         gc.enable()
 

@@ -19,8 +19,10 @@ cdef class Node:
 
 
 cdef class AccumulateGrad(Node):
-    # The sink for a leaf tensor that requires grad: adds the incoming gradient into leaf.grad.
-    cdef public object variable
+    # The sink for a leaf tensor that requires grad: adds the incoming gradient into leaf.grad.  The leaf owns
+    # its accumulator and the accumulator refers back weakly, so there is no cycle; a leaf nobody can reach
+    # any more has no observable gradient, and its accumulator then does nothing.
+    cdef object _leaf_ref
 
 
 cdef bint grad_enabled() noexcept nogil

@@ -113,6 +113,17 @@ FREED_MESSAGE = (
 cdef object _Tensor = None
 
 
+def new_accumulator(leaf):
+    """The AccumulateGrad node of ``leaf`` (the tensor module caches it on the leaf)."""
+    cdef AccumulateGrad acc = AccumulateGrad.__new__(AccumulateGrad)
+    acc._leaf_ref = weakref.ref(leaf)
+    acc.next_functions = ()
+    acc.shape = leaf.data.shape
+    acc.dtype = leaf.data.dtype
+    acc.n_outputs = 1
+    return acc
+
+
 cdef object _wrap(object array):
     global _Tensor
     if _Tensor is None:
@@ -165,8 +176,15 @@ cdef class Node:
 cdef class AccumulateGrad(Node):
     """Adds the incoming gradient into ``variable.grad`` (the leaf's hooks run first)."""
 
+    @property
+    def variable(self):
+        """The leaf tensor this node accumulates into (None once that tensor is gone)."""
+        return self._leaf_ref()
+
     cpdef object backward(self, object grad):
-        leaf = self.variable
+        leaf = self._leaf_ref()
+        if leaf is None:
+            return ()
         hooks = leaf._hooks
         if hooks:
             grad = _run_hooks([(0, k, fn) for k, fn in hooks], 0, grad)

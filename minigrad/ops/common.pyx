@@ -1,6 +1,7 @@
 """Helpers every op module shares: operand conversion, dtype promotion, and summing broadcast gradients."""
 import numpy as np
 
+from minigrad.ops.fast cimport scalar_array
 from minigrad.tensor cimport Tensor, wrap
 from minigrad.tensor import as_float_array
 
@@ -40,10 +41,14 @@ cdef tuple operands(object a, object b):
     cdef Tensor ta, tb
     if isinstance(a, Tensor):
         ta = <Tensor>a
-        tb = as_tensor(b, ta.data.dtype)
+        if type(b) is float or type(b) is int:
+            return ta, wrap(scalar_array(b, ta._data))
+        tb = as_tensor(b, ta._data.dtype)
     elif isinstance(b, Tensor):
         tb = <Tensor>b
-        ta = as_tensor(a, tb.data.dtype)
+        if type(a) is float or type(a) is int:
+            return wrap(scalar_array(a, tb._data)), tb
+        ta = as_tensor(a, tb._data.dtype)
     else:
         raise TypeError("expected at least one minigrad Tensor, got %s and %s"
                         % (type(a).__name__, type(b).__name__))

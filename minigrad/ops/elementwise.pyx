@@ -7,16 +7,25 @@ import numpy as np
 from minigrad import _backend as K
 from minigrad.autograd.engine cimport Node
 from minigrad.ops.common cimport as_tensor, operands, unbroadcast
+from minigrad.ops.fast cimport OP_ADD, OP_DIV, OP_MUL, OP_SUB, binary
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 from minigrad.tensor import check_float_dtype
 
 
-cdef object _broadcast(ufunc, str name, Tensor x, Tensor y):
+cdef object _broadcast(int op, ufunc, str name, Tensor x, Tensor y):
+    out = binary(op, x._data, y._data) if op >= 0 else None
+    if out is not None:
+        return out
     try:
         return ufunc(x._data, y._data)
     except ValueError:
         raise ValueError("%s: shapes %s and %s cannot be broadcast together"
                          % (name, x._data.shape, y._data.shape)) from None
+
+
+cdef inline object _mul(object a, object b):
+    out = binary(OP_MUL, a, b)
+    return a * b if out is None else out
 
 
 cdef inline bint _wants(Node node, int i):
@@ -36,7 +45,7 @@ def add(a, b):
     """a + b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    out = _broadcast(np.add, "add", x, y)
+    out = _broadcast(OP_ADD, np.add, "add", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
     cdef AddBackward node = AddBackward.__new__(AddBackward)
@@ -57,7 +66,7 @@ def sub(a, b):
     """a - b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    out = _broadcast(np.subtract, "sub", x, y)
+    out = _broadcast(OP_SUB, np.subtract, "sub", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
     cdef SubBackward node = SubBackward.__new__(SubBackward)
@@ -71,15 +80,15 @@ cdef class MulBackward(Node):
     # saved = (a, b)
     cpdef object backward(self, object g):
         a, b = self.saved
-        return (unbroadcast(g * b, a.shape) if _wants(self, 0) else None,
-                unbroadcast(g * a, b.shape) if _wants(self, 1) else None)
+        return (unbroadcast(_mul(g, b), a.shape) if _wants(self, 0) else None,
+                unbroadcast(_mul(g, a), b.shape) if _wants(self, 1) else None)
 
 
 def mul(a, b):
     """a * b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    out = _broadcast(np.multiply, "mul", x, y)
+    out = _broadcast(OP_MUL, np.multiply, "mul", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
     cdef MulBackward node = MulBackward.__new__(MulBackward)
@@ -100,7 +109,7 @@ def div(a, b):
     """a / b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    out = _broadcast(np.true_divide, "div", x, y)
+    out = _broadcast(OP_DIV, np.true_divide, "div", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
     cdef DivBackward node = DivBackward.__new__(DivBackward)
@@ -149,7 +158,7 @@ def pow(a, b):
         return attach(out, scalar_node, (x,))
     x, y = operands(a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = _broadcast(np.power, "pow", x, y)
+        out = _broadcast(-1, np.power, "pow", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
     node = PowBackward.__new__(PowBackward)
