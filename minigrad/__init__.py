@@ -17,6 +17,7 @@ from minigrad.ops.reduce import log_softmax, logsumexp, max, mean, min, softmax,
 from minigrad.ops.shape import (cat, chunk, expand, flatten, flip, gather, permute, reshape, split, squeeze,
                                 stack, transpose, unbind, unsqueeze)
 from minigrad.random import Generator, manual_seed
+from minigrad import nn, optim, tbptt  # noqa: E402  (built on the core above)
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,340 @@
+"""RNNCell and RNN against torch.nn: outputs, h_n and every gradient, over a sampled configuration grid."""
+import itertools
+import math
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from nn_torch_helpers import TORCH_DTYPE, assert_close, assert_grads_match, pair, torch_twin
+
+import minigrad as mg
+from minigrad import nn
+
+
+def _grid():
+    """A deterministic sample of the full grid, plus its corners (T = B = 1, all features on)."""
+    full = list(itertools.product(
+        [1, 2, 3],                       # num_layers
+        [False, True],                   # bidirectional
+        [False, True],                   # batch_first
+        ["tanh", "relu"],                # nonlinearity
+        [True, False],                   # bias
+        [(1, 1), (5, 3), (7, 1), (1, 4), (4, 2)],  # (T, B)
+        [False, True],                   # h0 given
+        [np.float64, np.float32]))
+    sample = random.Random(1234).sample(full, 40)
+    corners = [(3, True, True, "relu", False, (1, 1), True, np.float64),
+               (2, True, False, "tanh", True, (6, 5), True, np.float32),
+               (1, False, False, "tanh", True, (1, 1), False, np.float32)]
+    return sample + corners
+
+
+def _run_pair(cfg, x_np, h0_np, lengths=None):
+    """Run a minigrad RNN and its torch twin on the same data under a loss weighting every element
+    differently; return (mg rnn, torch rnn, mg tensors, torch tensors, outputs)."""
+    num_layers, bidir, batch_first, nonlin, bias, dtype, in_size, hidden = cfg
+    rnn = nn.RNN(in_size, hidden, num_layers, nonlinearity=nonlin, bias=bias, batch_first=batch_first,
+                 bidirectional=bidir, dtype=dtype)
+    trnn = torch_twin(rnn, torch.nn.RNN(in_size, hidden, num_layers, nonlinearity=nonlin, bias=bias,
+                                        batch_first=batch_first, bidirectional=bidir,
+                                        dtype=TORCH_DTYPE[dtype]))
+    x, tx = pair(x_np, requires_grad=True)
+    h0 = th0 = None
+    if h0_np is not None:
+        h0, th0 = pair(h0_np, requires_grad=True)
+    out, hn = rnn(x, h0, lengths=lengths)
+    if lengths is None:
+        tout, thn = trnn(tx, th0)
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths), batch_first=batch_first,
+                                                         enforce_sorted=False)
+        tpacked, thn = trnn(packed, th0)
+        tout, _ = torch.nn.utils.rnn.pad_packed_sequence(tpacked, batch_first=batch_first,
+                                                         total_length=x_np.shape[1 if batch_first else 0])
+    rng = np.random.default_rng(7)
+    w_out = rng.standard_normal(out.shape).astype(dtype)
+    w_hn = rng.standard_normal(hn.shape).astype(dtype)
+    loss = (out * mg.tensor(w_out)).sum() + (hn * mg.tensor(w_hn)).sum()
+    tloss = (tout * torch.from_numpy(w_out)).sum() + (thn * torch.from_numpy(w_hn)).sum()
+    loss.backward()
+    tloss.backward()
+    return rnn, trnn, (x, h0, out, hn), (tx, th0, tout, thn)
+
+
+@pytest.mark.parametrize("num_layers,bidir,batch_first,nonlin,bias,tb,given_h0,dtype", _grid())
+def test_rnn_matches_torch(num_layers, bidir, batch_first, nonlin, bias, tb, given_h0, dtype):
+    mg.manual_seed(num_layers * 100 + tb[0] * 10 + tb[1])
+    seq_len, batch = tb
+    in_size, hidden = 3, 5
+    rng = np.random.default_rng(0)
+    shape = (batch, seq_len, in_size) if batch_first else (seq_len, batch, in_size)
+    x_np = rng.standard_normal(shape).astype(dtype)
+    d = 2 if bidir else 1
+    h0_np = rng.standard_normal((d * num_layers, batch, hidden)).astype(dtype) if given_h0 else None
+    cfg = (num_layers, bidir, batch_first, nonlin, bias, dtype, in_size, hidden)
+    rnn, trnn, (x, h0, out, hn), (tx, th0, tout, thn) = _run_pair(cfg, x_np, h0_np)
+    assert out.dtype == dtype and hn.dtype == dtype
+    assert_close(out, tout, dtype, "output")
+    assert_close(hn, thn, dtype, "h_n")
+    assert_close(x.grad, tx.grad, dtype, "input grad")
+    if given_h0:
+        assert_close(h0.grad, th0.grad, dtype, "h0 grad")
+    assert_grads_match(rnn, trnn, dtype)
+
+
+@pytest.mark.parametrize("bidir,batch_first,num_layers,dtype", [(True, False, 2, np.float64),
+                                                                 (True, True, 1, np.float32),
+                                                                 (False, True, 3, np.float64)])
+def test_variable_lengths_match_packed_sequence(bidir, batch_first, num_layers, dtype):
+    mg.manual_seed(3)
+    seq_len, batch, in_size, hidden = 6, 4, 3, 4
+    lengths = [4, 6, 1, 3]  # unsorted, as with enforce_sorted=False
+    rng = np.random.default_rng(1)
+    shape = (batch, seq_len, in_size) if batch_first else (seq_len, batch, in_size)
+    x_np = rng.standard_normal(shape).astype(dtype)
+    h0_np = rng.standard_normal(((2 if bidir else 1) * num_layers, batch, hidden)).astype(dtype)
+    cfg = (num_layers, bidir, batch_first, "tanh", True, dtype, in_size, hidden)
+    rnn, trnn, (x, h0, out, hn), (tx, th0, tout, thn) = _run_pair(cfg, x_np, h0_np, lengths)
+    assert_close(out, tout, dtype, "output")
+    assert_close(hn, thn, dtype, "h_n")
+    assert_close(x.grad, tx.grad, dtype, "input grad")
+    assert_close(h0.grad, th0.grad, dtype, "h0 grad")
+    assert_grads_match(rnn, trnn, dtype)
+    # Padding: zero output, zero gradient, and its values do not matter at all.
+    time_axis = 1 if batch_first else 0
+    for b, n in enumerate(lengths):
+        pad = (slice(b, b + 1), slice(n, None)) if batch_first else (slice(n, None), slice(b, b + 1))
+        assert not out.data[pad].any() and not x.grad.data[pad].any()
+    x_np2 = x_np.copy()
+    pad_mask = np.arange(seq_len)[:, None] >= np.array(lengths)[None, :]
+    if batch_first:
+        pad_mask = pad_mask.T
+    x_np2[pad_mask] = np.nan
+    out2, hn2 = rnn(mg.tensor(x_np2), mg.tensor(h0_np), lengths=lengths)
+    np.testing.assert_array_equal(out2.data, out.data)
+    np.testing.assert_array_equal(hn2.data, hn.data)
+    assert out.shape[time_axis] == seq_len
+
+
+def test_unbatched_input_shapes_and_values():
+    mg.manual_seed(0)
+    rnn = nn.RNN(3, 4, num_layers=2, bidirectional=True, dtype=mg.float64)
+    trnn = torch_twin(rnn, torch.nn.RNN(3, 4, 2, bidirectional=True, dtype=torch.float64))
+    x, tx = pair(np.random.default_rng(0).standard_normal((5, 3)))
+    h0, th0 = pair(np.random.default_rng(1).standard_normal((4, 4)))
+    for args, targs in [((x,), (tx,)), ((x, h0), (tx, th0))]:
+        out, hn = rnn(*args)
+        tout, thn = trnn(*targs)
+        assert out.shape == (5, 8) and hn.shape == (4, 4)
+        assert_close(out, tout, np.float64, "output")
+        assert_close(hn, thn, np.float64, "h_n")
+
+
+def test_shapes_batch_first_and_reverse_final_state():
+    rnn = nn.RNN(3, 4, num_layers=3, bidirectional=True, batch_first=True)
+    out, hn = rnn(mg.randn(2, 7, 3))
+    assert out.shape == (2, 7, 8) and hn.shape == (6, 2, 4)  # batch_first never applies to h_n
+    np.testing.assert_array_equal(hn.data[-2], out.data[:, -1, :4])  # last layer, forward: last step
+    np.testing.assert_array_equal(hn.data[-1], out.data[:, 0, 4:])  # last layer, reverse: step 0
+    assert out.dtype == mg.float32 and hn.dtype == mg.float32
+
+
+def test_parameter_names_shapes_order_and_init():
+    mg.manual_seed(0)
+    rnn = nn.RNN(3, 16, num_layers=2, bidirectional=True, bias=True)
+    trnn = torch.nn.RNN(3, 16, 2, bidirectional=True)
+    ours = [(n, tuple(p.shape)) for n, p in rnn.named_parameters()]
+    theirs = [(n, tuple(p.shape)) for n, p in trnn.named_parameters()]
+    assert ours == theirs
+    bound = 1 / math.sqrt(16)
+    values = np.concatenate([p.data.ravel() for p in rnn.parameters()])
+    assert np.abs(values).max() <= bound
+    assert abs(values.std() - bound / math.sqrt(3)) < 0.1 * bound  # uniform on [-k, k]
+    assert [n for n, _ in nn.RNN(3, 4, bias=False).named_parameters()] == ["weight_ih_l0", "weight_hh_l0"]
+    cell = nn.RNNCell(3, 16)
+    assert ([(n, tuple(p.shape)) for n, p in cell.named_parameters()]
+            == [(n, tuple(p.shape)) for n, p in torch.nn.RNNCell(3, 16).named_parameters()])
+    assert all(np.abs(p.data).max() <= bound for p in cell.parameters())
+
+
+def test_all_weights_are_distinct_per_layer_and_direction():
+    rnn = nn.RNN(2, 3, num_layers=2, bidirectional=True)
+    ids = [id(p) for group in rnn.all_weights for p in group]
+    assert len(ids) == len(set(ids)) == 16
+    assert rnn.all_weights[1][0] is rnn.weight_ih_l0_reverse
+
+
+@pytest.mark.parametrize("nonlin,bias,dtype", [("tanh", True, np.float64), ("relu", False, np.float32)])
+def test_rnncell_matches_torch(nonlin, bias, dtype):
+    mg.manual_seed(1)
+    cell = nn.RNNCell(4, 3, bias=bias, nonlinearity=nonlin, dtype=dtype)
+    tcell = torch_twin(cell, torch.nn.RNNCell(4, 3, bias=bias, nonlinearity=nonlin, dtype=TORCH_DTYPE[dtype]))
+    rng = np.random.default_rng(2)
+    x, tx = pair(rng.standard_normal((5, 4)).astype(dtype), requires_grad=True)
+    h, th = pair(rng.standard_normal((5, 3)).astype(dtype), requires_grad=True)
+    w = rng.standard_normal((5, 3)).astype(dtype)
+    out, tout = cell(x, h), tcell(tx, th)
+    (out * mg.tensor(w)).sum().backward()
+    (tout * torch.from_numpy(w)).sum().backward()
+    assert_close(out, tout, dtype, "h'")
+    assert_close(x.grad, tx.grad, dtype, "x grad")
+    assert_close(h.grad, th.grad, dtype, "h grad")
+    assert_grads_match(cell, tcell, dtype)
+    # default hx and unbatched input
+    assert_close(cell(x), tcell(tx), dtype, "default hx")
+    assert_close(cell(x[0]), tcell(tx[0]), dtype, "unbatched")
+    assert_close(cell(x[0], h[0]), tcell(tx[0], th[0]), dtype, "unbatched with hx")
+    assert cell(x[0]).shape == (3,)
+
+
+def test_cell_loop_equals_rnn_and_shared_cell_accumulates():
+    mg.manual_seed(5)
+    cell = nn.RNNCell(3, 4, dtype=mg.float64)
+    rnn = nn.RNN(3, 4, dtype=mg.float64)
+    rnn.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    rng = np.random.default_rng(3)
+    xs = [mg.tensor(rng.standard_normal((6, 2, 3))) for _ in range(2)]
+    out, hn = rnn(xs[0])
+    h = None
+    steps = []
+    for x_t in xs[0]:
+        h = cell(x_t, h)
+        steps.append(h)
+    np.testing.assert_allclose(mg.stack(steps).data, out.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h.data, hn.data[0], rtol=1e-12, atol=1e-14)
+
+    # One cell used by two sequences: its gradients are the sum over both (vs torch doing the same).
+    tcell = torch_twin(cell, torch.nn.RNNCell(3, 4, dtype=torch.float64))
+    total, ttotal = 0, 0
+    for x in xs:
+        h, th = None, None
+        for x_t, tx_t in zip(x, torch.from_numpy(x.data.copy())):
+            h, th = cell(x_t, h), tcell(tx_t, th)
+        total = total + (h * h).sum()
+        ttotal = ttotal + (th * th).sum()
+    total.backward()
+    ttotal.backward()
+    assert_grads_match(cell, tcell, np.float64)
+
+
+def test_full_bptt_gradient_sums_over_time():
+    """BPTT is just backward(): the gradient of the shared W_hh is the sum of the gradients that separate
+    per-step copies of it would receive."""
+    mg.manual_seed(2)
+    rnn = nn.RNN(2, 3, dtype=mg.float64)
+    x = mg.tensor(np.random.default_rng(4).standard_normal((5, 1, 2)))
+    out, _ = rnn(x)
+    out.sum().backward()
+    copies = [nn.Parameter(rnn.weight_hh_l0.data) for _ in range(5)]
+    h = mg.zeros(1, 3, dtype=mg.float64)
+    outs = []
+    for t in range(5):
+        h = (x[t] @ rnn.weight_ih_l0.T + rnn.bias_ih_l0 + h @ copies[t].T + rnn.bias_hh_l0).tanh()
+        outs.append(h)
+    mg.stack(outs).sum().backward()
+    assert all(np.abs(c.grad.data).max() > 0 for c in copies[1:])  # step 0 multiplies h0 = 0
+    np.testing.assert_allclose(sum(c.grad.data for c in copies), rnn.weight_hh_l0.grad.data,
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_between_layers_train_only():
+    mg.manual_seed(0)
+    rnn = nn.RNN(3, 8, num_layers=2, dropout=0.5, dtype=mg.float64)
+    trnn = torch_twin(rnn, torch.nn.RNN(3, 8, 2, dropout=0.5, dtype=torch.float64))
+    x, tx = pair(np.random.default_rng(0).standard_normal((5, 2, 3)))
+    rnn.eval()
+    trnn.eval()
+    assert_close(rnn(x)[0], trnn(tx)[0], np.float64, "eval output")
+    np.testing.assert_array_equal(rnn(x)[0].data, rnn(x)[0].data)
+    rnn.train()
+    mg.manual_seed(11)
+    a = rnn(x)
+    mg.manual_seed(11)
+    b = rnn(x)
+    np.testing.assert_array_equal(a[0].data, b[0].data)  # the mask comes from minigrad's generator
+    assert np.abs(a[0].data - rnn.eval()(x)[0].data).max() > 1e-3
+    # Layer 0's h_n is untouched by dropout (it applies to its output, between the layers).
+    assert_close(a[1][0], trnn(tx)[1][0], np.float64, "layer 0 h_n")
+
+
+def test_gradcheck_two_layer_bidirectional():
+    mg.manual_seed(4)
+    rnn = nn.RNN(2, 2, num_layers=2, bidirectional=True, dtype=mg.float64)
+    rng = np.random.default_rng(5)
+    x = mg.tensor(rng.standard_normal((3, 2, 2)), requires_grad=True)
+    h0 = mg.tensor(rng.standard_normal((4, 2, 2)), requires_grad=True)
+    params = list(rnn.parameters())
+
+    def fn(x, h0, *weights):  # gradcheck perturbs the weights in place, so rnn sees them
+        return rnn(x, h0)
+
+    assert mg.autograd.gradcheck(fn, [x, h0] + params, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_state_dict_round_trip_with_torch():
+    mg.manual_seed(8)
+    tr = torch.nn.RNN(3, 4, num_layers=2, nonlinearity="relu", bidirectional=True, batch_first=True)
+    rnn = nn.RNN(3, 4, num_layers=2, nonlinearity="relu", bidirectional=True, batch_first=True)
+    rnn.load_state_dict(tr.state_dict())  # torch -> minigrad (torch tensors are array-likes)
+    x, tx = pair(np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32))
+    assert_close(rnn(x)[0], tr(tx)[0], np.float32, "torch -> minigrad")
+    rnn2 = nn.RNN(3, 4, num_layers=2, nonlinearity="relu", bidirectional=True, batch_first=True)
+    tr.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in rnn2.state_dict().items()})
+    assert_close(rnn2(x)[1], tr(tx)[1], np.float32, "minigrad -> torch")
+
+
+def test_rnn_errors():
+    rnn = nn.RNN(3, 4, num_layers=2, bidirectional=True)
+    with pytest.raises(ValueError, match="Expected input to be 2D or 3D, got 4D"):
+        rnn(mg.zeros(2, 3, 4, 3))
+    with pytest.raises(ValueError, match="got 1D"):
+        rnn(mg.zeros(3))
+    with pytest.raises(RuntimeError, match="input_size. Expected 3, got 7"):
+        rnn(mg.zeros(5, 2, 7))
+    with pytest.raises(RuntimeError, match=r"Expected hidden size \(4, 2, 4\), got \[4, 3, 4\]"):
+        rnn(mg.zeros(5, 2, 3), mg.zeros(4, 3, 4))
+    with pytest.raises(RuntimeError, match="hx should also be 3-D"):
+        rnn(mg.zeros(5, 2, 3), mg.zeros(4, 4))
+    with pytest.raises(RuntimeError, match="hx should also be 2-D"):
+        rnn(mg.zeros(5, 3), mg.zeros(4, 1, 4))
+    with pytest.raises(RuntimeError, match=r"Expected hidden size \(4, 1, 4\)"):
+        rnn(mg.zeros(5, 3), mg.zeros(3, 4))
+    with pytest.raises(ValueError, match="dtype"):
+        rnn(mg.zeros(5, 2, 3, dtype=mg.float64))
+    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
+        nn.RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="Unknown nonlinearity"):
+        nn.RNNCell(3, 4, nonlinearity="gelu")
+    for p in (1.5, -0.1, True):
+        with pytest.raises(ValueError, match="dropout should be a number in range"):
+            nn.RNN(3, 4, num_layers=2, dropout=p)
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        nn.RNN(3, 4, dropout=0.5)
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero"):
+        nn.RNN(3, 0)
+    with pytest.raises(TypeError, match="hidden_size should be of type int"):
+        nn.RNN(3, 4.0)
+    with pytest.raises(ValueError, match="lengths"):
+        rnn(mg.zeros(5, 2, 3), lengths=[5, 6])
+    with pytest.raises(ValueError, match="lengths"):
+        rnn(mg.zeros(5, 2, 3), lengths=[5])
+    cell = nn.RNNCell(3, 4)
+    with pytest.raises(ValueError, match="Expected input to be 1D or 2D, got 3D"):
+        cell(mg.zeros(2, 2, 3))
+    with pytest.raises(RuntimeError, match="inconsistent input_size: got 5 expected 3"):
+        cell(mg.zeros(2, 5))
+    with pytest.raises(RuntimeError, match="Input batch size 2 doesn't match hidden0 batch size 3"):
+        cell(mg.zeros(2, 3), mg.zeros(3, 4))
+    with pytest.raises(RuntimeError, match="hidden0 has inconsistent hidden_size: got 5, expected 4"):
+        cell(mg.zeros(2, 3), mg.zeros(2, 5))
+
+
+def test_repr_matches_torch():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for args, kwargs in [((3, 4), {}), ((3, 4, 2), {"bidirectional": True}),
+                             ((3, 4, 2), {"bias": False, "batch_first": True, "dropout": 0.1})]:
+            assert repr(nn.RNN(*args, **kwargs)) == repr(torch.nn.RNN(*args, **kwargs))
+    assert repr(nn.RNNCell(3, 4, bias=False)) == repr(torch.nn.RNNCell(3, 4, bias=False))

@@ -1,0 +1,242 @@
+"""Truncated BPTT: the stream layout, windows, the training helper against torch doing the same with detach(),
+the k1/k2 variant, TBPTT(T, T) == full BPTT, and memory that stays flat over hundreds of windows."""
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from nn_torch_helpers import assert_close, assert_grads_match, assert_params_match, torch_twin
+
+import minigrad as mg
+from minigrad import nn, optim, tbptt
+from minigrad.autograd import Node
+from minigrad.nn import functional as F
+
+VOCAB = 7
+
+
+class CharLM(nn.Module):
+    def __init__(self, hidden=6):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 4, dtype=mg.float64)
+        self.rnn = nn.RNN(4, hidden, num_layers=2, dtype=mg.float64)
+        self.head = nn.Linear(hidden, VOCAB, dtype=mg.float64)
+
+    def forward(self, ids, h):
+        out, h = self.rnn(self.emb(ids), h)
+        return self.head(out), h
+
+
+class TorchCharLM(torch.nn.Module):
+    def __init__(self, hidden=6):
+        super().__init__()
+        self.emb = torch.nn.Embedding(VOCAB, 4, dtype=torch.float64)
+        self.rnn = torch.nn.RNN(4, hidden, num_layers=2, dtype=torch.float64)
+        self.head = torch.nn.Linear(hidden, VOCAB, dtype=torch.float64)
+
+    def forward(self, ids, h):
+        out, h = self.rnn(self.emb(ids), h)
+        return self.head(out), h
+
+
+def lm_loss(logits, targets):
+    return F.cross_entropy(logits.reshape(-1, VOCAB), np.asarray(targets).reshape(-1))
+
+
+def torch_lm_loss(logits, targets):
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.as_tensor(targets).reshape(-1))
+
+
+def _models(seed=0):
+    mg.manual_seed(seed)
+    model = CharLM()
+    return model, torch_twin(model, TorchCharLM())
+
+
+def _streams(n=101, batch=3):
+    return tbptt.batchify(np.random.default_rng(0).integers(0, VOCAB, n), batch)
+
+
+def test_batchify_layout_and_windows():
+    streams = tbptt.batchify(np.arange(1000), 2)
+    assert streams.shape == (500, 2)
+    np.testing.assert_array_equal(streams[:, 0], np.arange(500))
+    np.testing.assert_array_equal(streams[:, 1], np.arange(500, 1000))
+    assert tbptt.batchify(np.arange(1001), 2).shape == (500, 2)  # the remainder is dropped
+    feats = tbptt.batchify(np.arange(30.0).reshape(10, 3), 3)
+    assert feats.shape == (3, 3, 3)
+    np.testing.assert_array_equal(feats[:, 1], np.arange(30.0).reshape(10, 3)[3:6])
+    wins = list(tbptt.windows(streams, 35))
+    assert len(wins) == 15 and [len(x) for x, _ in wins] == [35] * 14 + [9]
+    for i, (x, y) in enumerate(wins):
+        np.testing.assert_array_equal(y, x + 1)  # next-step targets
+        assert x[0, 0] == 35 * i and x[0, 1] == 500 + 35 * i
+    assert isinstance(x, np.ndarray)  # integer data stays numpy (token ids / class targets)
+    fx, fy = next(tbptt.windows(feats, 2))
+    assert isinstance(fx, mg.Tensor) and fx.shape == (2, 3, 3) and fy.shape == (2, 3, 3)
+    with pytest.raises(ValueError):
+        tbptt.batchify(np.arange(5), 6)
+    with pytest.raises(ValueError):
+        tbptt.batchify(np.arange(5), 0)
+
+
+def _torch_windowed(tmodel, streams, k, topt=None, max_norm=None):
+    """The textbook loop in torch: windows of k steps, h.detach() at every boundary."""
+    h, losses = None, []
+    for i in range(0, len(streams) - 1, k):
+        x, y = streams[i:i + k], streams[i + 1:i + k + 1]
+        x = x[:len(y)]
+        out, h = tmodel(torch.from_numpy(x), h)
+        loss = torch_lm_loss(out, y)
+        if topt is not None:
+            topt.zero_grad()
+        loss.backward()
+        if topt is not None:
+            torch.nn.utils.clip_grad_norm_(tmodel.parameters(), max_norm)
+            topt.step()
+        losses.append(loss.item())
+        h = h.detach()
+    return losses, h
+
+
+def test_run_matches_torch_with_detach_training():
+    model, tmodel = _models()
+    streams = _streams()
+    opt = optim.SGD(model.parameters(), lr=0.5, momentum=0.5)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.5, momentum=0.5)
+    losses, h = tbptt.run(model, lm_loss, streams, 5, optimizer=opt, max_norm=0.5)
+    tlosses, th = _torch_windowed(tmodel, streams, 5, topt, max_norm=0.5)
+    assert len(losses) == 7  # 32 steps in windows of 5: the last one has 2
+    assert_close(losses, tlosses, np.float64, "window losses")
+    assert_close(h, th, np.float64, "final state")
+    assert_params_match(model, tmodel, np.float64)
+    assert not h.requires_grad
+
+
+def test_accumulated_truncated_gradient_matches_torch():
+    model, tmodel = _models(1)
+    streams = _streams()
+    losses, _ = tbptt.run(model, lm_loss, streams, 4)  # no optimizer: the gradients of all windows add up
+    tlosses, _ = _torch_windowed(tmodel, streams, 4)
+    assert_close(losses, tlosses, np.float64, "window losses")
+    assert_grads_match(model, tmodel, np.float64)
+
+
+def test_tbptt_over_whole_sequence_is_full_bptt():
+    model, tmodel = _models(2)
+    streams = _streams()
+    steps = len(streams) - 1
+    losses, _ = tbptt.run(model, lm_loss, streams, steps)
+    out, _ = tmodel(torch.from_numpy(streams[:-1]), None)
+    tloss = torch_lm_loss(out, streams[1:])
+    tloss.backward()
+    assert len(losses) == 1
+    assert_close(losses[0], tloss.item(), np.float64, "loss")
+    assert_grads_match(model, tmodel, np.float64)
+
+
+def _torch_k1_k2(tmodel, streams, k1, k2, topt):
+    """TBPTT(k1, k2) written independently in torch: one step per call, every state remembered (detached) by
+    position; each update reruns its k1 new steps and the k2 - k1 before them from the remembered state and
+    scores the new ones."""
+    steps = len(streams) - 1
+    state_at = {0: None}
+    losses, done = [], 0
+    while done < steps:
+        end = min(done + k1, steps)
+        start = max(0, done - (k2 - k1))
+        h = state_at[start]
+        outs = []
+        for t in range(start, end):
+            out, h = tmodel(torch.from_numpy(streams[t:t + 1]), h)
+            outs.append(out)
+            state_at[t + 1] = h.detach()
+        loss = torch_lm_loss(torch.cat(outs[len(outs) - (end - done):]), streams[done + 1:end + 1])
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+        losses.append(loss.item())
+        done = end
+    return losses
+
+
+@pytest.mark.parametrize("k1,k2", [(3, 7), (4, 8), (5, 6), (2, 40)])
+def test_k1_k2_truncation_matches_torch(k1, k2):
+    model, tmodel = _models(3)
+    streams = _streams(80, 3)  # 25 steps: the last update is partial for every (k1, k2) here
+    opt = optim.SGD(model.parameters(), lr=0.3)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.3)
+    losses, _ = tbptt.run(model, lm_loss, streams, k1, k2, optimizer=opt)
+    tlosses = _torch_k1_k2(tmodel, streams, k1, k2, topt)
+    assert len(losses) == -(-25 // k1)
+    assert_close(losses, tlosses, np.float64, "update losses")
+    assert_params_match(model, tmodel, np.float64)
+
+
+def test_k1_equal_k2_is_plain_windowed_training():
+    model, tmodel = _models(4)
+    streams = _streams()
+    opt = optim.SGD(model.parameters(), lr=0.3)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.3)
+    losses, _ = tbptt.run(model, lm_loss, streams, 6, 6, optimizer=opt)
+    assert_close(losses, _torch_k1_k2(tmodel, streams, 6, 6, topt), np.float64, "losses")
+
+
+def test_gradient_stops_at_window_boundary():
+    mg.manual_seed(5)
+    rnn = nn.RNN(1, 4, dtype=mg.float64)
+    series = mg.tensor(tbptt.batchify(np.sin(np.arange(40.0) / 3)[:, None], 2), requires_grad=True)
+    (x1, _), (x2, y2) = list(tbptt.windows(series, 5))[:2]
+    for detach in (True, False):
+        series.grad = None
+        _, h = rnn(x1)
+        out, _ = rnn(x2, tbptt.detach_state(h) if detach else h)
+        F.mse_loss(out[:, :, :1], y2.detach()).backward()
+        first = np.abs(series.grad.data[:5]).max()
+        assert np.abs(series.grad.data[5:10]).max() > 0
+        assert (first == 0) == detach  # with detach nothing reaches the first window
+    assert tbptt.detach_state((h, [h]))[1][0].requires_grad is False
+
+
+def test_memory_flat_over_500_windows():
+    mg.manual_seed(6)
+    model = CharLM(hidden=8)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    streams = tbptt.batchify(np.random.default_rng(1).integers(0, VOCAB, 2 * 4 * 520 + 2), 2)
+    traced, live = [], []
+
+    def loss_fn(logits, targets):  # called once per window, while that window's graph is alive
+        traced.append(tracemalloc.get_traced_memory()[0])
+        if len(traced) % 100 == 0:
+            # No gc.collect(): the graph has no reference cycles, so reference counting alone must free it.
+            kinds = [type(o) for o in gc.get_objects()]
+            live.append((sum(issubclass(k, mg.Tensor) for k in kinds),
+                         sum(issubclass(k, Node) for k in kinds)))
+        return lm_loss(logits, targets)
+
+    tracemalloc.start()
+    try:
+        losses, _ = tbptt.run(model, loss_fn, streams, 4, optimizer=opt, max_norm=1.0)
+    finally:
+        tracemalloc.stop()
+    assert len(losses) == 520
+    # The same number of live tensors and graph nodes at every check: each window's graph is freed.
+    assert len(set(live)) == 1, live
+    # After warm-up, traced memory grows only by the list of returned losses (~40 B per window); keeping even
+    # one tensor per window would cost > 200 B per window.
+    growth = (np.mean(traced[-50:]) - np.mean(traced[100:150])) / (len(traced) - 125)
+    assert growth < 100, growth
+
+
+def test_run_errors():
+    model, _ = _models()
+    streams = _streams()
+    with pytest.raises(ValueError, match="k2 must be >= k1"):
+        tbptt.run(model, lm_loss, streams, 5, 3)
+    with pytest.raises(ValueError, match="max_norm"):
+        tbptt.run(model, lm_loss, streams, 5, max_norm=1.0)
+    with pytest.raises(ValueError, match="positive int"):
+        tbptt.run(model, lm_loss, streams, 0)
+    with pytest.raises(ValueError, match="at least 2 time steps"):
+        tbptt.run(model, lm_loss, streams[:1], 5)
