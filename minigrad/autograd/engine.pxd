@@ -29,3 +29,10 @@ cdef bint grad_enabled() noexcept nogil
 cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
+
+
+cdef class ProductSum:
+    # A gradient kept as sum_i lefts[i].T @ rights[i] until it is needed (see engine.pyx).
+    cdef public list lefts, rights
+    cdef public tuple shape
+    cdef public object dtype

@@ -111,6 +111,32 @@ FREED_MESSAGE = (
     "access saved tensors after calling backward.")
 
 cdef object _Tensor = None
+cdef object _K = None
+
+
+cdef class ProductSum:
+    """A gradient held as a sum of matrix products, ``sum_i lefts[i].T @ rights[i]``, until it is needed.
+
+    matmul's backward hands the gradient of a weight W in ``x @ W`` over as the product ``x.T @ g``.  A weight
+    used at every time step receives one such product per step; the engine merges them here and computes
+    the sum as ONE product of the stacked factors (inner dimension steps x batch) when the weight's node runs:
+    far faster than many thin products added one by one, and the graph stays the unrolled one.
+    """
+
+    def __init__(self, left, right):
+        self.lefts = [left]
+        self.rights = [right]
+        self.shape = (left.shape[1], right.shape[1])
+        self.dtype = right.dtype
+
+    def materialize(self):
+        global _K
+        if _K is None:
+            from minigrad import _backend
+            _K = _backend
+        if len(self.lefts) == 1:
+            return _K.matmul(self.lefts[0].T, self.rights[0])
+        return _K.matmul(np.concatenate(self.lefts, axis=0).T, np.concatenate(self.rights, axis=0))
 
 
 def new_accumulator(leaf):
@@ -239,6 +265,10 @@ cdef object _check_grad(Node node, int nr, object g):
     """Every gradient must have the shape of the tensor it belongs to; cast it to that tensor's dtype."""
     shape = node.shape[nr] if node.multi_output else node.shape
     dtype = node.dtype[nr] if node.multi_output else node.dtype
+    if type(g) is ProductSum:
+        if (<ProductSum>g).shape == shape and (<ProductSum>g).dtype == dtype:
+            return g
+        g = (<ProductSum>g).materialize()
     if type(g) is not np.ndarray:
         g = np.asarray(g)
     if g.shape != shape:
@@ -291,13 +321,13 @@ def run_backward(list roots, list grads, bint retain_graph):
         if not node.multi_output:
             g = None if slots is None or slots[0] is None else slots[0][0]
             if g is not None:
-                g = _finish_output(node, 0, g)
+                g = _finish_output(node, 0, _concrete(g))
             grad_in = g
         else:
             outs = []
             for i in range(node.n_outputs):
                 s = None if slots is None else slots[i]
-                outs.append(None if s is None else _finish_output(node, i, s[0]))
+                outs.append(None if s is None else _finish_output(node, i, _concrete(s[0])))
             grad_in = None if all(o is None for o in outs) else tuple(outs)
         if grad_in is None:
             input_grads = None
@@ -319,6 +349,10 @@ def run_backward(list roots, list grads, bint retain_graph):
                 if deps[nxt] == 0:
                     ready.append(nxt)
             i += 1
+
+
+cdef inline object _concrete(object g):
+    return (<ProductSum>g).materialize() if type(g) is ProductSum else g
 
 
 cdef object _finish_output(Node node, int nr, object g):
@@ -343,7 +377,18 @@ cdef void _accumulate(dict buffers, Node node, int nr, object g):
     slot = slots[nr]
     if slot is None:
         slots[nr] = [g, False]
-    elif slot[1]:
+        return
+    old = slot[0]
+    if type(old) is ProductSum:
+        if type(g) is ProductSum:
+            # the engine created both and owns them: merge the factor lists
+            (<ProductSum>old).lefts.extend((<ProductSum>g).lefts)
+            (<ProductSum>old).rights.extend((<ProductSum>g).rights)
+            return
+        slots[nr] = slot = [(<ProductSum>old).materialize(), True]
+    if type(g) is ProductSum:
+        g = (<ProductSum>g).materialize()
+    if slot[1]:
         np.add(slot[0], g, out=slot[0])
     else:
         # Never write into an array we did not allocate: it may be a saved tensor or a user's array.

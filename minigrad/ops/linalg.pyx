@@ -2,7 +2,7 @@
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node
+from minigrad.autograd.engine cimport Node, ProductSum
 from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 
@@ -38,10 +38,13 @@ cdef class MatmulBackward(Node):
             if self.a_vec:
                 ga = ga.reshape(a.shape[-1])
         if self.next_functions[1] is not None:
-            if b.ndim == 2 and a.ndim > 2:
-                # dL/dB summed over every batch row is one product with K = batch * M (e.g. W_hh over T*B)
-                k = a.shape[-1]
-                gb = K.matmul(a.reshape(-1, k).T, g.reshape(-1, g.shape[-1]))
+            if b.ndim == 2 and not self.b_vec:
+                # dL/dB = A.T @ G summed over all rows of A; handed to the engine unevaluated, so that a weight
+                # used at every time step gets its gradient as one product (see ProductSum)
+                rows = 1
+                for d in a.shape[:-1]:
+                    rows *= d
+                gb = ProductSum(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
             else:
                 gb = unbroadcast(_mm(np.swapaxes(a, -1, -2), g), b.shape)
             if self.b_vec:
