@@ -4,19 +4,23 @@
  *
  * BLIS-style: for each NC-wide column block and KC-deep slice, B is packed into NR-wide panels; for each
  * MC-tall row block A is packed into MR-tall panels; the micro-kernel multiplies one A panel by one B panel
- * with the MR x NR tile of C held in registers.  Panels are zero-padded to full MR / NR, so every element of
- * C goes through the same instructions whatever the tile position, block split or thread count: results
- * are bitwise reproducible.  K is never split across threads.
+ * with the MR x NR tile of C held in registers.  Small products read an operand in place when its layout
+ * already suits the micro-kernel (see gemm_serial).  Every element of C goes through the same FMA sequence
+ * whatever its tile position, the packing, the block split or the thread count, so results are bitwise
+ * reproducible; K is never split across threads.
  */
 #define MG_CAT_(a, b) a##_##b
 #define MG_CAT(a, b) MG_CAT_(a, b)
 #define FN(name) MG_CAT(name, SFX)
 
 typedef void (*FN(ukr_fn))(MG_UKR_ARGS(T));
+typedef void (*FN(pack_t_fn))(MG_PACK_T_ARGS(T));
 
 typedef struct {
     mg_int mr, nr, mc, kc, nc;
     FN(ukr_fn) ukr;
+    FN(pack_t_fn) pack_t;
+    int direct_b; /* the micro-kernel can read an unpacked, row-major B */
 } FN(gemm_cfg);
 
 #define PMR 4
@@ -24,10 +28,10 @@ typedef struct {
 static void FN(ukr_portable)(MG_UKR_ARGS(T))
 {
     T acc[PMR][PNR] = {{0}};
-    for (mg_int k = 0; k < kc; ++k, a += PMR, b += PNR)
-        for (int i = 0; i < PMR; ++i)
+    for (mg_int k = 0; k < kc; ++k)
+        for (mg_int i = 0; i < mr; ++i)
             for (int j = 0; j < PNR; ++j)
-                acc[i][j] += a[i] * b[j];
+                acc[i][j] += a[i * ars + k * aks] * b[k * bks + j];
     for (mg_int i = 0; i < mr; ++i)
         for (mg_int j = 0; j < nr; ++j) {
             T *p = c + i * rsc + j * csc;
@@ -35,9 +39,22 @@ static void FN(ukr_portable)(MG_UKR_ARGS(T))
         }
 }
 
-/* Blocking per path, indexed by MG_ISA_*: MR x NR micro-tile, then MC, KC, NC. */
+/* Panel of an operand whose k dimension is contiguous: read each source line along k. */
+static void FN(pack_t_portable)(MG_PACK_T_ARGS(T))
+{
+    for (mg_int j = 0; j < w; ++j) {
+        const T *s = src + j * sw;
+        for (mg_int k = 0; k < kc; ++k)
+            dst[k * W + j] = s[k];
+    }
+    for (mg_int k = 0; w < W && k < kc; ++k)
+        for (mg_int j = w; j < W; ++j)
+            dst[k * W + j] = 0;
+}
+
+/* Per path, indexed by MG_ISA_*: MR x NR tile, MC, KC, NC blocking, micro-kernel, transposing packer. */
 static const FN(gemm_cfg) FN(gemm_cfgs)[MG_ISA_COUNT] = {
-    {PMR, PNR, PMC, PKC, PNC, FN(ukr_portable)},
+    {PMR, PNR, PMC, PKC, PNC, FN(ukr_portable), FN(pack_t_portable), 0},
 #if MG_X86
     CFG_AVX2,
     CFG_AVX512,
@@ -45,31 +62,24 @@ static const FN(gemm_cfg) FN(gemm_cfgs)[MG_ISA_COUNT] = {
 };
 
 /* dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W: one packed panel, kc deep. */
-static void FN(pack_panel)(mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk, mg_int sw, T *dst)
+static void FN(pack_panel)(const FN(gemm_cfg) *g, mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk,
+                           mg_int sw, T *dst)
 {
-    if (sw == 1 || sk != 1) {
-        for (mg_int k = 0; k < kc; ++k) {
-            const T *s = src + k * sk;
-            T *d = dst + k * W;
-            if (sw == 1)
-                for (mg_int j = 0; j < w; ++j)
-                    d[j] = s[j];
-            else
-                for (mg_int j = 0; j < w; ++j)
-                    d[j] = s[j * sw];
-            for (mg_int j = w; j < W; ++j)
-                d[j] = 0;
-        }
-    } else {
-        /* Unit stride along k (a transposed operand): read each source line contiguously. */
-        for (mg_int j = 0; j < w; ++j) {
-            const T *s = src + j * sw;
-            for (mg_int k = 0; k < kc; ++k)
-                dst[k * W + j] = s[k];
-        }
-        for (mg_int k = 0; w < W && k < kc; ++k)
-            for (mg_int j = w; j < W; ++j)
-                dst[k * W + j] = 0;
+    if (sk == 1 && sw != 1) {
+        g->pack_t(kc, w, W, src, sw, dst);
+        return;
+    }
+    for (mg_int k = 0; k < kc; ++k) {
+        const T *s = src + k * sk;
+        T *d = dst + k * W;
+        if (sw == 1)
+            for (mg_int j = 0; j < w; ++j)
+                d[j] = s[j];
+        else
+            for (mg_int j = 0; j < w; ++j)
+                d[j] = s[j * sw];
+        for (mg_int j = w; j < W; ++j)
+            d[j] = 0;
     }
 }
 
@@ -78,23 +88,32 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             T *C, mg_int scm, mg_int scn, int accumulate, T *abuf, T *bbuf)
 {
     const mg_int mr = g->mr, nr = g->nr;
+    /* Skip packing when it would not pay: A in one block with rows contiguous along k, or B row-major
+     * with few rows of A to reuse each packed panel. */
+    const int direct_a = sak == 1 && M <= g->mc && K <= g->kc;
+    const int direct_b = g->direct_b && sbn == 1 && M <= MG_DIRECT_B_ROWS;
+    const mg_int ars = direct_a ? sam : 1, aks = direct_a ? 1 : mr, bks = direct_b ? sbk : nr;
     for (mg_int jc = 0; jc < N; jc += g->nc) {
         const mg_int nc = N - jc < g->nc ? N - jc : g->nc;
         for (mg_int pc = 0; pc < K; pc += g->kc) {
             const mg_int kc = K - pc < g->kc ? K - pc : g->kc;
             const int overwrite = pc == 0 && !accumulate;
-            for (mg_int jr = 0; jr < nc; jr += nr)
-                FN(pack_panel)(kc, nc - jr < nr ? nc - jr : nr, nr, B + pc * sbk + (jc + jr) * sbn, sbk, sbn,
-                               bbuf + jr * kc);
+            for (mg_int jr = 0; !direct_b && jr < nc; jr += nr)
+                FN(pack_panel)(g, kc, nc - jr < nr ? nc - jr : nr, nr, B + pc * sbk + (jc + jr) * sbn, sbk,
+                               sbn, bbuf + jr * kc);
             for (mg_int ic = 0; ic < M; ic += g->mc) {
                 const mg_int mc = M - ic < g->mc ? M - ic : g->mc;
-                for (mg_int ir = 0; ir < mc; ir += mr)
-                    FN(pack_panel)(kc, mc - ir < mr ? mc - ir : mr, mr, A + (ic + ir) * sam + pc * sak, sak,
-                                   sam, abuf + ir * kc);
-                for (mg_int jr = 0; jr < nc; jr += nr)
-                    for (mg_int ir = 0; ir < mc; ir += mr)
-                        g->ukr(kc, abuf + ir * kc, bbuf + jr * kc, C + (ic + ir) * scm + (jc + jr) * scn,
-                               scm, scn, mc - ir < mr ? mc - ir : mr, nc - jr < nr ? nc - jr : nr, overwrite);
+                for (mg_int ir = 0; !direct_a && ir < mc; ir += mr)
+                    FN(pack_panel)(g, kc, mc - ir < mr ? mc - ir : mr, mr, A + (ic + ir) * sam + pc * sak,
+                                   sak, sam, abuf + ir * kc);
+                for (mg_int jr = 0; jr < nc; jr += nr) {
+                    const T *bp = direct_b ? B + pc * sbk + (jc + jr) : bbuf + jr * kc;
+                    for (mg_int ir = 0; ir < mc; ir += mr) {
+                        const T *ap = direct_a ? A + (ic + ir) * sam + pc : abuf + ir * kc;
+                        g->ukr(kc, ap, ars, aks, bp, bks, C + (ic + ir) * scm + (jc + jr) * scn, scm, scn,
+                               mc - ir < mr ? mc - ir : mr, nc - jr < nr ? nc - jr : nr, overwrite);
+                    }
+                }
             }
         }
     }
@@ -159,7 +178,15 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
     if (!buf)
         return -1;
 
-    MG_OMP(omp parallel for num_threads(nt) schedule(static) if (nt > 1))
+    if (nt == 1) {
+        /* No parallel region at all: even an inactive one costs most of a microsecond. */
+        for (mg_int b = 0; b < batch; ++b)
+            FN(gemm_serial)(g, M, N, K, A + b * sab, sam, sak, B + b * sbb, sbk, sbn, C + b * scb, scm, scn,
+                            accumulate, buf, buf + a_len);
+        free(buf);
+        return 0;
+    }
+    MG_OMP(omp parallel for num_threads(nt) schedule(static))
     for (mg_int t = 0; t < ntasks; ++t) {
         const mg_int b = t / parts, lo = t % parts * chunk;
         const mg_int dim = split_n ? N : M, hi = lo + chunk < dim ? lo + chunk : dim;

@@ -27,10 +27,18 @@
 int mg_active_isa(void);
 int mg_active_threads(void);
 
-/* Micro-kernels: C[0:mr, 0:nr] (=|+=) packed A panel (kc x MR) @ packed B panel (kc x NR). */
-#define MG_UKR_ARGS(T) \
-    mg_int kc, const T *a, const T *b, T *c, mg_int rsc, mg_int csc, mg_int mr, mg_int nr, int overwrite
+/* Micro-kernels: C[0:mr, 0:nr] (=|+=) A[0:mr, 0:kc] @ B[0:kc, 0:nr], with A(i, k) at a[i*ars + k*aks] and
+ * B(k, j) at b[k*bks + j].  A packed panel has ars = 1, aks = MR and a packed B panel bks = NR, zero-padded
+ * to MR rows / NR columns; unpacked operands are read in place (only the AVX-512 kernels take an unpacked B,
+ * under lane masks). */
+#define MG_UKR_ARGS(T)                                                                      \
+    mg_int kc, const T *a, mg_int ars, mg_int aks, const T *b, mg_int bks, T *c, mg_int rsc, mg_int csc, \
+        mg_int mr, mg_int nr, int overwrite
+/* Packers for an operand contiguous along k: dst[k*W + j] = src[j*sw + k], j < w, zero up to W. */
+#define MG_PACK_T_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *src, mg_int sw, T *dst
 #if MG_X86
+void mg_pack_t_f32(MG_PACK_T_ARGS(float));
+void mg_pack_t_f64(MG_PACK_T_ARGS(double));
 void mg_ukr_avx512_f32(MG_UKR_ARGS(float));
 void mg_ukr_avx512_f64(MG_UKR_ARGS(double));
 void mg_ukr_avx2_f32(MG_UKR_ARGS(float));

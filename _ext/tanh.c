@@ -347,13 +347,18 @@ static int split(mg_int n, mg_int *chunk)
     return nt;
 }
 
-/* The path is read once per call, so a concurrent set_isa cannot mix paths within one result. */
+/* The path is read once per call, so a concurrent set_isa cannot mix paths within one result.  Small calls
+ * skip the parallel region entirely: even an inactive one costs most of a microsecond. */
 #define RUN_UNARY(F_T, table, n, x, y)                                                      \
     do {                                                                                    \
         const F_T f = table[mg_active_isa()];                                               \
         mg_int chunk;                                                                       \
         const int nt = split(n, &chunk);                                                    \
-        MG_OMP(omp parallel for num_threads(nt) schedule(static) if (nt > 1))               \
+        if (nt == 1) {                                                                      \
+            f(n, x, y);                                                                     \
+            break;                                                                          \
+        }                                                                                   \
+        MG_OMP(omp parallel for num_threads(nt) schedule(static))                           \
         for (int t = 0; t < nt; ++t) {                                                      \
             const mg_int lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;              \
             if (lo < hi)                                                                    \
@@ -366,7 +371,11 @@ static int split(mg_int n, mg_int *chunk)
         const F_T f = table[mg_active_isa()];                                               \
         mg_int chunk;                                                                       \
         const int nt = split(n, &chunk);                                                    \
-        MG_OMP(omp parallel for num_threads(nt) schedule(static) if (nt > 1))               \
+        if (nt == 1) {                                                                      \
+            f(n, g, y, out);                                                                \
+            break;                                                                          \
+        }                                                                                   \
+        MG_OMP(omp parallel for num_threads(nt) schedule(static))                           \
         for (int t = 0; t < nt; ++t) {                                                      \
             const mg_int lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;              \
             if (lo < hi)                                                                    \

@@ -8,12 +8,12 @@
  * still sees the same FMA sequence, so the split of M does not change results. */
 #define BY_ROWS(f)                                                                          \
     switch (mr) {                                                                           \
-    case 1: f(1, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 2: f(2, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 3: f(3, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 4: f(4, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 5: f(5, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    default: f(6, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                         \
+    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;          \
     }
 
 #define DECL_ROW(r) V_T c##r##0 = ZERO(), c##r##1 = ZERO()
@@ -21,7 +21,7 @@
     do {                                                                                    \
         if ((r) >= rows)                                                                    \
             break;                                                                          \
-        const V_T av = BCAST(a + (r));                                                      \
+        const V_T av = BCAST(a + (r) * ars + ka);                                           \
         c##r##0 = FMADD(av, b0, c##r##0);                                                   \
         c##r##1 = FMADD(av, b1, c##r##1);                                                   \
     } while (0)
@@ -50,8 +50,8 @@
 
 #define UKR_BODY                                                                            \
     DECL_ROW(0); DECL_ROW(1); DECL_ROW(2); DECL_ROW(3); DECL_ROW(4); DECL_ROW(5);           \
-    for (mg_int k = 0; k < kc; ++k, a += 6, b += 2 * W) {                                   \
-        const V_T b0 = LOADA(b), b1 = LOADA(b + W);                                         \
+    for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {                 \
+        const V_T b0 = LOADU(b + kb), b1 = LOADU(b + kb + W);                               \
         FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
     }                                                                                       \
     if (csc == 1) {                                                                         \
@@ -63,7 +63,7 @@
         for (mg_int i = 0; i < mr; ++i)                                                     \
             for (mg_int j = 0; j < nr; ++j) {                                               \
                 E_T *p = c + i * rsc + j * csc;                                             \
-                *p = overwrite ? tile[i * 2 * W + j] : *p + tile[i * 2 * W + j];        \
+                *p = overwrite ? tile[i * 2 * W + j] : *p + tile[i * 2 * W + j];            \
             }                                                                               \
     }
 
@@ -75,7 +75,6 @@
 #define BCAST _mm256_broadcast_ss
 #define FMADD _mm256_fmadd_ps
 #define ADD _mm256_add_ps
-#define LOADA _mm256_load_ps
 #define LOADU _mm256_loadu_ps
 #define STOREU _mm256_storeu_ps
 #define MLOAD _mm256_maskload_ps
@@ -93,7 +92,6 @@ MG_TARGET_AVX2 void mg_ukr_avx2_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); }
 #undef BCAST
 #undef FMADD
 #undef ADD
-#undef LOADA
 #undef LOADU
 #undef STOREU
 #undef MLOAD
@@ -107,7 +105,6 @@ MG_TARGET_AVX2 void mg_ukr_avx2_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); }
 #define BCAST _mm256_broadcast_sd
 #define FMADD _mm256_fmadd_pd
 #define ADD _mm256_add_pd
-#define LOADA _mm256_load_pd
 #define LOADU _mm256_loadu_pd
 #define STOREU _mm256_storeu_pd
 #define MLOAD _mm256_maskload_pd

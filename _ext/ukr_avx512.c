@@ -9,12 +9,12 @@
  * still sees the same FMA sequence, so the split of M does not change results. */
 #define BY_ROWS(f)                                                                          \
     switch (mr) {                                                                           \
-    case 1: f(1, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 2: f(2, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 3: f(3, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 4: f(4, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    case 5: f(5, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                          \
-    default: f(6, kc, a, b, c, rsc, csc, mr, nr, overwrite); break;                         \
+    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
+    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;          \
     }
 
 /* Lane mask for columns [off, off + lanes) of a tile whose first nr columns are live. */
@@ -25,7 +25,7 @@
     do {                                                                                    \
         if ((r) >= rows)                                                                    \
             break;                                                                          \
-        const V_T av = BCAST(a[r]);                                                         \
+        const V_T av = BCAST(a[(r) * ars + ka]);                                            \
         c##r##0 = FMADD(av, b0, c##r##0);                                                   \
         c##r##1 = FMADD(av, b1, c##r##1);                                                   \
         c##r##2 = FMADD(av, b2, c##r##2);                                                   \
@@ -60,13 +60,15 @@
 #define UKR_BODY                                                                            \
     DECL_ROW(V_T, 0); DECL_ROW(V_T, 1); DECL_ROW(V_T, 2);                                   \
     DECL_ROW(V_T, 3); DECL_ROW(V_T, 4); DECL_ROW(V_T, 5);                                   \
-    for (mg_int k = 0; k < kc; ++k, a += 6, b += 4 * W) {                                   \
-        const V_T b0 = LOADA(b), b1 = LOADA(b + W), b2 = LOADA(b + 2 * W), b3 = LOADA(b + 3 * W); \
+    /* Lanes past nr are never loaded (an unpacked B ends there) nor stored. */             \
+    const M_T m0 = MASK(MG_LANES(nr, 0, W)), m1 = MASK(MG_LANES(nr, W, W));                 \
+    const M_T m2 = MASK(MG_LANES(nr, 2 * W, W)), m3 = MASK(MG_LANES(nr, 3 * W, W));         \
+    for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {                 \
+        const V_T b0 = MLOAD(m0, b + kb), b1 = MLOAD(m1, b + kb + W);                       \
+        const V_T b2 = MLOAD(m2, b + kb + 2 * W), b3 = MLOAD(m3, b + kb + 3 * W);           \
         FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
     }                                                                                       \
     if (csc == 1) {                                                                         \
-        const M_T m0 = MASK(MG_LANES(nr, 0, W)), m1 = MASK(MG_LANES(nr, W, W));             \
-        const M_T m2 = MASK(MG_LANES(nr, 2 * W, W)), m3 = MASK(MG_LANES(nr, 3 * W, W));     \
         STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5); \
     } else {                                                                                \
         /* Strided columns: spill the tile, then update C one element at a time. */         \
@@ -75,7 +77,7 @@
         for (mg_int i = 0; i < mr; ++i)                                                     \
             for (mg_int j = 0; j < nr; ++j) {                                               \
                 E_T *p = c + i * rsc + j * csc;                                             \
-                *p = overwrite ? tile[i * 4 * W + j] : *p + tile[i * 4 * W + j];        \
+                *p = overwrite ? tile[i * 4 * W + j] : *p + tile[i * 4 * W + j];            \
             }                                                                               \
     }
 
@@ -87,7 +89,6 @@
 #define BCAST _mm512_set1_ps
 #define FMADD _mm512_fmadd_ps
 #define ADD _mm512_add_ps
-#define LOADA _mm512_load_ps
 #define STOREA _mm512_store_ps
 #define MLOAD _mm512_maskz_loadu_ps
 #define MSTORE _mm512_mask_storeu_ps
@@ -106,7 +107,6 @@ MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); 
 #undef BCAST
 #undef FMADD
 #undef ADD
-#undef LOADA
 #undef STOREA
 #undef MLOAD
 #undef MSTORE
@@ -120,7 +120,6 @@ MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); 
 #define BCAST _mm512_set1_pd
 #define FMADD _mm512_fmadd_pd
 #define ADD _mm512_add_pd
-#define LOADA _mm512_load_pd
 #define STOREA _mm512_store_pd
 #define MLOAD _mm512_maskz_loadu_pd
 #define MSTORE _mm512_mask_storeu_pd

@@ -105,8 +105,10 @@ def test_matmul_sizes(K, rng, dtype, m, n, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("la", ["c", "f", "t", "step", "neg"])
 @pytest.mark.parametrize("lb", ["c", "f", "t", "step", "neg"])
-def test_matmul_layouts(K, rng, dtype, la, lb):
-    a, b = randn(rng, (67, 45), dtype), randn(rng, (45, 71), dtype)
+@pytest.mark.parametrize("m,k,n", [(67, 45, 71), (13, 600, 70)])
+def test_matmul_layouts(K, rng, dtype, la, lb, m, k, n):
+    """Both shapes cover packed and in-place operand paths; K = 600 spans two K blocks."""
+    a, b = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype)
     assert_matmul_close(K.matmul(layout(a, la), layout(b, lb)), a, b)
 
 
@@ -188,11 +190,13 @@ def test_matmul_threads_bitwise_identical(C, threads, rng, dtype):
     a, b = randn(rng, (301, 263), dtype), randn(rng, (263, 517), dtype)
     ab, bb = randn(rng, (3, 97, 131), dtype), randn(rng, (131, 203), dtype)
     tall, wide = randn(rng, (1201, 129), dtype), randn(rng, (129, 33), dtype)
+    # Split over M, each half is small enough to read B in place while the whole product packs it.
+    rows, narrow = randn(rng, (100, 400), dtype), randn(rng, (400, 64), dtype)
     results = []
     for n in (1, 2):
         threads(n)
         results.append([C.matmul(a, b), C.matmul(ab.swapaxes(1, 2).copy().swapaxes(1, 2), bb),
-                        C.matmul(layout(tall, "t"), wide)])
+                        C.matmul(layout(tall, "t"), wide), C.matmul(rows, narrow)])
     for one, two in zip(*results):
         assert np.array_equal(one, two)
     assert_matmul_close(results[1][0], a, b)
