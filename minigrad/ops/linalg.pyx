@@ -28,6 +28,10 @@ cdef class MatmulBackward(Node):
 
     cpdef object backward(self, object g):
         a, b = self.saved
+        if a.ndim == 2 and b.ndim == 2 and not (self.a_vec or self.b_vec):
+            # the common case (an RNN step, a Linear layer) without numpy's Python-level helpers
+            return (K.matmul(g, b.T) if self.next_functions[0] is not None else None,
+                    ProductSum(a, g) if self.next_functions[1] is not None else None)
         if self.b_vec:
             g = np.expand_dims(g, -1)
         if self.a_vec:
