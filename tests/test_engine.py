@@ -256,3 +256,9 @@ def test_detect_anomaly_backward():
         z = (y * 2).sum()
         with pytest.raises(FloatingPointError, match="SqrtBackward.*inf.*0th output"):
             z.backward()
+
+
+def test_zero_dim_gradient_accumulated_many_times():
+    x = mg.tensor(0.5, requires_grad=True)
+    (x + x + x + x * x).backward()
+    assert x.grad.item() == 4.0

@@ -13,6 +13,7 @@ cdef class Node:
     cdef list _pre_hooks               # [(output_nr, key, fn)], hooks on a non-leaf output's gradient
     cdef dict _retained                # output_nr -> weakref of a tensor that asked for retain_grad()
     cdef public object trace           # where the op was created (recorded in anomaly mode only)
+    cdef public object tag             # free for tools: minigrad.viz stores (layer, direction, step) here
     cdef object __weakref__
     cpdef object backward(self, object grad)
     cdef void release(self)

@@ -392,4 +392,5 @@ cdef void _accumulate(dict buffers, Node node, int nr, object g):
         np.add(slot[0], g, out=slot[0])
     else:
         # Never write into an array we did not allocate: it may be a saved tensor or a user's array.
-        slots[nr] = [slot[0] + g, True]
+        # (np.asarray: numpy turns a 0-d sum into a scalar, which cannot be added into later.)
+        slots[nr] = [np.asarray(slot[0] + g), True]
