@@ -18,7 +18,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     import this  # the Zen of Python ships with every Python: it is our corpus
 
 
-def main(steps=800, hidden=64, window=24, lr=0.5, seed=0):
+def main(steps=800, hidden=64, window=24, lr=0.3, max_norm=5.0, seed=0):
     text = codecs.decode(this.s, "rot13")
     chars = sorted(set(text))
     ids = np.array([chars.index(c) for c in text])
@@ -51,10 +51,12 @@ def main(steps=800, hidden=64, window=24, lr=0.5, seed=0):
         for p in params.values():
             p.grad = None
         loss.backward()                                         # BPTT through the window
+        # clip the gradients' global norm against exploding gradients, then take an SGD step
+        norm = np.sqrt(sum(float((p.grad.data ** 2).sum()) for p in params.values()))
+        scale = min(1.0, max_norm / (norm + 1e-6))
         with mg.no_grad():
             for p in params.values():
-                np.clip(p.grad.data, -1, 1, out=p.grad.data)    # clip against exploding gradients
-                p.data -= lr * p.grad.data
+                p.data -= (lr * scale) * p.grad.data
         losses.append(loss.item())
         pos += window
         if step % 100 == 0 or step == steps - 1:
