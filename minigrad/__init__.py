@@ -18,6 +18,7 @@ from minigrad.ops.shape import (cat, chunk, expand, flatten, flip, gather, permu
                                 stack, transpose, unbind, unsqueeze)
 from minigrad.random import Generator, manual_seed
 from minigrad import nn, optim, tbptt  # noqa: E402  (built on the core above)
+from minigrad.serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
 

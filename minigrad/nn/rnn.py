@@ -24,6 +24,7 @@ from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor
+from minigrad.viz import mark_step
 
 _ACTIVATIONS = {"tanh": Tensor.tanh, "relu": Tensor.relu}
 
@@ -219,7 +220,7 @@ class RNN(Module):
             for direction in range(num_directions):
                 i = layer * num_directions + direction
                 out, h_last = _run_layer(layer_input, initial[i], weights[i], self._act,
-                                         reverse=direction == 1, valid=valid)
+                                         reverse=direction == 1, valid=valid, layer=layer)
                 outputs.append(out)
                 finals.append(h_last)
             layer_input = mg.cat(outputs, dim=2) if num_directions == 2 else outputs[0]
@@ -287,12 +288,14 @@ class RNN(Module):
 
 
 def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: bool,
-               valid: np.ndarray | None) -> tuple[Tensor, Tensor]:
+               valid: np.ndarray | None, layer: int = 0) -> tuple[Tensor, Tensor]:
     """Run one layer in one direction over ``x`` (L, N, F) from state ``h`` (N, H).
 
     Returns (outputs (L, N, H) in time order, final state (N, H)).  ``valid`` (L, N, 1) marks the real steps
-    of a padded batch; elsewhere the state is carried through unchanged and the output is zero.
+    of a padded batch; elsewhere the state is carried through unchanged and the output is zero.  Each step's
+    ops are tagged (``viz.mark_step``) so that drawings of the graph cluster them by layer, direction, step.
     """
+    direction = int(reverse)
     w_ih, w_hh = weights[0], weights[1]
     seq_len, batch, features = x.shape
     # The input projection of every step is one matrix product; only h @ W_hh^T stays inside the loop.
@@ -303,12 +306,12 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
     w_hh_t = w_hh.T
     outputs = [None] * seq_len
     for t in (range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
-        h_new = act(xw[t] + h @ w_hh_t)
+        h_new = mark_step(act(xw[t] + h @ w_hh_t), t, layer, direction)
         if valid is None:
             h = outputs[t] = h_new
         else:
-            h = mg.where(valid[t], h_new, h)
-            outputs[t] = h_new.masked_fill(~valid[t], 0.0)
+            h = mark_step(mg.where(valid[t], h_new, h), t, layer, direction)
+            outputs[t] = mark_step(h_new.masked_fill(~valid[t], 0.0), t, layer, direction)
     return mg.stack(outputs, dim=0), h
 
 

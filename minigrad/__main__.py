@@ -1,0 +1,4 @@
+"""``python -m minigrad``: the same as the ``minigrad`` command."""
+from minigrad.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""The ``minigrad`` command: each subcommand does what it says; bad input gets one line, not a traceback."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigrad.cli import bench, demo, main
+
+ROOT = Path(__file__).resolve().parent.parent
+ZEN = """Beautiful is better than ugly. Explicit is better than implicit. Simple is better than complex.
+Complex is better than complicated. Flat is better than nested. Sparse is better than dense.
+Readability counts. Special cases aren't special enough to break the rules.
+"""
+# Small and fast: a tiny model on a repeated text, one thread (tiny matrices gain nothing from more).
+TINY = ["--hidden", "32", "--embed", "8", "--window", "16", "--streams", "8", "--threads", "1"]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "zen.txt"
+    path.write_text(ZEN * 40, encoding="utf-8")
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def final_sample(out):
+    match = re.search(r"--- sample \(seed \d+, temperature [\d.]+\) ---\n(.*)\n---\n", out, re.DOTALL)
+    assert match, out
+    return match.group(1)
+
+
+def test_demo_loss_falls_and_checkpoint_reproduces_the_sample(capsys, tmp_path, text_file):
+    ckpt = tmp_path / "model.npz"
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 300, "--lr", 0.01, "--seed", 3,
+                             "--save", ckpt, *TINY)
+    assert code == 0, err
+    first, last = re.search(r"train loss: ([\d.]+) -> ([\d.]+)", out).groups()
+    assert float(last) < 0.3 * float(first)
+    perplexity, unigram = re.search(r"perplexity ([\d.]+) \(unigram frequencies: ([\d.]+)", out).groups()
+    assert float(perplexity) < 0.25 * float(unigram)  # held-out text: it learned the text, not the letters
+    assert "chars/s" in out and "--- sample at step" in out
+    sample = final_sample(out)
+    assert len(sample) == demo.SAMPLE_LENGTH
+
+    code, again, err = run_cli(capsys, "demo", "--load", ckpt, "--sample", demo.SAMPLE_LENGTH, "--seed", 3)
+    assert code == 0, err
+    assert again == sample
+    code, other, _ = run_cli(capsys, "demo", "--load", ckpt, "--sample", demo.SAMPLE_LENGTH, "--seed", 4)
+    assert code == 0 and other != sample
+
+
+def test_demo_resumes_from_a_checkpoint(capsys, tmp_path, text_file):
+    ckpt = tmp_path / "model.npz"
+    train = ["demo", "--text", text_file, "--lr", 0.01]
+    code, _, err = run_cli(capsys, *train, "--steps", 60, "--save", ckpt, *TINY)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *train, "--steps", 5, "--load", ckpt, "--threads", 1)
+    assert code == 0, err
+    start = float(re.search(r"train loss: ([\d.]+)", out).group(1))
+    assert start < 3.0  # already trained: far below the ~3.7 of an untrained model
+    code, _, err = run_cli(capsys, "demo", "--load", ckpt, "--hidden", 64, "--sample", 5)
+    assert code == 2 and "disagrees with the checkpoint" in err
+
+
+def test_demo_default_corpus_is_the_standard_library(capsys):
+    code, out, err = run_cli(capsys, "demo", "--steps", 3, *TINY)
+    assert code == 0, err
+    assert "Python standard library sources" in out and "validation:" in out
+
+
+def test_demo_plot(capsys, tmp_path, text_file):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    code, _, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 10, "--plot", png, *TINY)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_draws_the_first_window(capsys, tmp_path, text_file):
+    dot = tmp_path / "window.dot"
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 2, "--graph", dot, *TINY)
+    assert code == 0, err
+    assert f"graph of the first window written to {dot}" in out
+    text = dot.read_text()
+    assert text.startswith("digraph") and "rnn.weight_hh_l0" in text and "|grad|" in text
+
+
+def test_demo_plot_without_matplotlib_says_what_to_install(capsys, monkeypatch, tmp_path, text_file):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--plot", tmp_path / "x.png", *TINY)
+    assert code == 2 and out == ""
+    assert "pip install matplotlib" in err
+
+
+def bad_arguments(tmp_path):
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)))
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café".encode("latin-1"))
+    short = tmp_path / "short.txt"
+    short.write_text("just a few characters\n")
+    not_ckpt = tmp_path / "not_a_checkpoint.npz"
+    np.savez(not_ckpt, x=np.zeros(3))
+    return {
+        "missing file": (["--text", tmp_path / "nope.txt"], "no such file"),
+        "binary file": (["--text", binary], "binary"),
+        "not utf-8": (["--text", latin1], "not UTF-8"),
+        "directory": (["--text", tmp_path], "directory"),
+        "negative hidden": (["--hidden", "-4"], "positive integer"),
+        "zero streams": (["--streams", "0"], "positive integer"),
+        "negative lr": (["--lr", "-0.1"], "> 0"),
+        "negative clip": (["--clip", "-1"], ">= 0"),
+        "zero temperature": (["--temperature", "0"], "> 0"),
+        "window longer than data": (["--text", short], "longer than the data"),
+        "sample without load": (["--sample", "10"], "--load"),
+        "missing checkpoint": (["--load", tmp_path / "nope.npz", "--sample", "5"], "no such file"),
+        "not a checkpoint": (["--load", not_ckpt, "--sample", "5"], "not a minigrad checkpoint"),
+        "save into missing dir": (["--save", tmp_path / "no" / "ckpt.npz"], "does not exist"),
+        "unknown option": (["--hiddne", "3"], "unrecognized"),
+        "graph file type": (["--graph", tmp_path / "graph.jpg"], ".svg"),
+    }
+
+
+BAD_CASES = ["missing file", "binary file", "not utf-8", "directory", "negative hidden", "zero streams",
+             "negative lr", "negative clip", "zero temperature", "window longer than data",
+             "sample without load", "missing checkpoint", "not a checkpoint", "save into missing dir",
+             "unknown option", "graph file type"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_arguments_give_one_line_and_exit_2(capsys, tmp_path, case):
+    argv, message = bad_arguments(tmp_path)[case]
+    code, out, err = run_cli(capsys, "demo", *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("minigrad: error:") and message in err
+
+
+def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ok = subprocess.run([sys.executable, "-m", "minigrad", "info"], capture_output=True, text=True, env=env,
+                        cwd=tmp_path, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "minigrad", "demo", "--text", str(tmp_path / "missing.txt")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and bad.stderr.strip().startswith("minigrad: error:")
+
+
+def test_info_reports_the_build(capsys):
+    code, out, _ = run_cli(capsys, "info")
+    assert code == 0
+    for field in ("minigrad", "backend", "ISA path", "OpenMP", "threads", "numpy BLAS", "OPENBLAS_CORETYPE"):
+        assert re.search(rf"^{re.escape(field)}\s", out, re.MULTILINE), field
+
+
+def test_info_without_threadpoolctl_reads_numpy_config(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    code, out, _ = run_cli(capsys, "info")
+    assert code == 0 and "numpy build configuration" in out
+
+
+def test_verify_agrees_with_torch(capsys):
+    pytest.importorskip("torch")
+    code, out, err = run_cli(capsys, "verify")
+    assert code == 0, out + err
+    assert "all 64 configurations agree with torch" in out
+    rows = [line for line in out.splitlines() if line.endswith(" ok")]
+    assert len(rows) == 64
+
+
+def test_verify_without_torch_says_what_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    code, _, err = run_cli(capsys, "verify")
+    assert code == 2 and "pip install torch" in err
+
+
+def test_bench_runs_the_report_script_or_explains(capfd, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "suite_dir", lambda: tmp_path / "bench")
+    assert main(["bench"]) == 2
+    assert "source checkout" in capfd.readouterr().err
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "report.py").write_text("import sys\nprint('ratio table', sys.argv[1:])\n")
+    assert main(["bench", "--quick", "--only", "rnn"]) == 0
+    assert "ratio table ['--quick', '--only', 'rnn']" in capfd.readouterr().out
