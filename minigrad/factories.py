@@ -1,8 +1,8 @@
 """Tensor factories: ``tensor``, ``zeros``, ``ones``, ``randn``, ... with ``dtype=`` and ``requires_grad=``."""
 import numpy as np
 
-from minigrad.random import default_generator
-from minigrad.tensor import Tensor, check_float_dtype, get_default_dtype
+from minigrad.random import Generator, default_generator
+from minigrad.tensor import Tensor, check_float_dtype, get_default_dtype, real_scalar
 
 __all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "randn", "rand", "arange", "linspace",
            "eye", "zeros_like", "ones_like", "full_like", "empty_like", "randn_like", "rand_like"]
@@ -24,6 +24,14 @@ def _make(array, requires_grad):
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+def _generator(generator):
+    if generator is None:
+        return default_generator()
+    if not isinstance(generator, Generator):
+        raise TypeError("generator must be a minigrad.Generator, got %s" % type(generator).__name__)
+    return generator
 
 
 def _dtype(dtype):
@@ -51,7 +59,7 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, requires_grad=False):
-    return _make(np.full(_size((size,)), fill_value, dtype=_dtype(dtype)), requires_grad)
+    return _make(np.full(_size((size,)), real_scalar(fill_value, "full"), dtype=_dtype(dtype)), requires_grad)
 
 
 def empty(*size, dtype=None, requires_grad=False):
@@ -60,13 +68,13 @@ def empty(*size, dtype=None, requires_grad=False):
 
 def randn(*size, dtype=None, requires_grad=False, generator=None):
     """Standard normal samples."""
-    g = generator or default_generator()
+    g = _generator(generator)
     return _make(g.numpy_rng.standard_normal(_size(size)).astype(_dtype(dtype)), requires_grad)
 
 
 def rand(*size, dtype=None, requires_grad=False, generator=None):
     """Uniform samples from [0, 1)."""
-    g = generator or default_generator()
+    g = _generator(generator)
     return _make(g.numpy_rng.random(_size(size)).astype(_dtype(dtype)), requires_grad)
 
 
@@ -107,7 +115,7 @@ def ones_like(t, dtype=None, requires_grad=False):
 
 def full_like(t, fill_value, dtype=None, requires_grad=False):
     shape, d = _like(t, dtype)
-    return _make(np.full(shape, fill_value, dtype=d), requires_grad)
+    return _make(np.full(shape, real_scalar(fill_value, "full_like"), dtype=d), requires_grad)
 
 
 def empty_like(t, dtype=None, requires_grad=False):

@@ -65,7 +65,9 @@ def detach_state(h: Any) -> Any:
         return None
     if isinstance(h, Tensor):
         return h.detach()
-    return type(h)(detach_state(x) for x in h)
+    if isinstance(h, (tuple, list)):
+        return type(h)(detach_state(x) for x in h)
+    raise TypeError(f"detach_state expects a Tensor, None, or a tuple/list of them, got {type(h).__name__}")
 
 
 def run(model: Model, loss_fn: Callable[[Tensor, Any], Tensor], streams: Any, k1: int, k2: int | None = None,

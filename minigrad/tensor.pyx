@@ -75,6 +75,26 @@ def as_float_array(data, dtype=None, copy=False):
     return np.array(arr, dtype=target, copy=True if copy else None)
 
 
+def _check_generator(generator):
+    from minigrad.random import Generator, default_generator
+    if generator is None:
+        return default_generator()
+    if not isinstance(generator, Generator):
+        raise TypeError("generator must be a minigrad.Generator, got %s" % type(generator).__name__)
+    return generator
+
+
+def real_scalar(value, what):
+    """``value`` as a Python float if it is a real number (or a one-element array/tensor), else TypeError."""
+    if isinstance(value, Tensor):
+        value = (<Tensor>value)._data
+    if isinstance(value, (bool, int, float)) and not isinstance(value, complex):
+        return float(value)
+    if isinstance(value, (np.ndarray, np.generic)) and value.size == 1 and value.dtype.kind in "biuf":
+        return float(value)
+    raise TypeError("%s: expected a real number, got %r (%s)" % (what, value, type(value).__name__))
+
+
 cdef Tensor wrap(object array):
     """A Tensor around ``array`` with no copy and no checks: for arrays the ops made themselves."""
     cdef Tensor t = Tensor.__new__(Tensor)
@@ -263,6 +283,26 @@ cdef class Tensor:
 
     # ---- autograd -------------------------------------------------------------------------------------
     @property
+    def grad(self):
+        """The accumulated gradient (a Tensor of this tensor's shape and dtype), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is None:
+            self._grad = None
+            return
+        if not isinstance(value, Tensor):
+            raise TypeError("assigned grad must be a minigrad Tensor or None, got %s" % type(value).__name__)
+        cdef Tensor g = value
+        if g._data.shape != self._data.shape:
+            raise RuntimeError("attempting to assign a gradient of shape %s to a tensor of shape %s"
+                               % (g._data.shape, self._data.shape))
+        if g._data.dtype != self._data.dtype:
+            raise TypeError("assigned grad has dtype %s, but the tensor is %s" % (g._data.dtype, self._data.dtype))
+        self._grad = g
+
+    @property
     def requires_grad(self):
         return self._requires_grad
 
@@ -344,7 +384,7 @@ cdef class Tensor:
 
     def fill_(self, value):
         self._check_inplace("fill_")
-        self._data[...] = value
+        self._data[...] = real_scalar(value, "fill_")
         return self
 
     def copy_(self, src):
@@ -360,16 +400,14 @@ cdef class Tensor:
         return self
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
-        from minigrad.random import default_generator
         self._check_inplace("uniform_")
-        g = generator if generator is not None else default_generator()
+        g = _check_generator(generator)
         self._data[...] = g.numpy_rng.uniform(a, b, size=self._data.shape)
         return self
 
     def normal_(self, mean=0.0, std=1.0, generator=None):
-        from minigrad.random import default_generator
         self._check_inplace("normal_")
-        g = generator if generator is not None else default_generator()
+        g = _check_generator(generator)
         self._data[...] = g.numpy_rng.normal(mean, std, size=self._data.shape)
         return self
 
@@ -377,7 +415,11 @@ cdef class Tensor:
         if self._grad_fn is not None or self._requires_grad:
             raise RuntimeError("in-place assignment to a tensor that requires grad is not supported; build the "
                                "new value with where/masked_fill/cat, or assign to .data")
-        self._data[_ops.shape.plain_index(index)] = value._data if isinstance(value, Tensor) else value
+        if isinstance(value, Tensor):
+            value = (<Tensor>value)._data
+        elif not isinstance(value, np.ndarray):
+            value = as_float_array(value, self._data.dtype)
+        self._data[_ops.shape.plain_index(index)] = value
 
     # ---- arithmetic -----------------------------------------------------------------------------------
     def __add__(self, other):

@@ -281,6 +281,12 @@ cdef object _check_grad(Node node, int nr, object g):
 
 def run_backward(list roots, list grads, bint retain_graph):
     """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph."""
+    # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find them
+    with np.errstate(all="ignore"):
+        _run_backward(roots, grads, retain_graph)
+
+
+cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
     cdef Node node, nxt
     cdef dict deps = {}
     cdef dict buffers = {}        # node -> [grad per output], each [array, owned]

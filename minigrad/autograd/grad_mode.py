@@ -1,6 +1,8 @@
 """Grad-mode switches.  The flag itself is a C thread-local in the engine, so each thread has its own."""
 import functools
 
+import numpy as np
+
 from minigrad.autograd.engine import _set_anomaly_mode, _set_grad_mode, is_anomaly_enabled, is_grad_enabled
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "detect_anomaly",
@@ -44,6 +46,8 @@ class set_grad_enabled(_GradMode):
     """``set_grad_enabled(False)`` sets the mode now; as a context manager it restores the previous one."""
 
     def __init__(self, mode):
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError("set_grad_enabled expects a bool, got %r" % (mode,))
         self.mode = bool(mode)
         self._prev = _set_grad_mode(self.mode)
 

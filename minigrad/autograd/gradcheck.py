@@ -45,6 +45,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
             raise ValueError("gradcheck: input %d is not a leaf tensor" % i)
 
     outs = _outputs(fn, inputs)
+    if not outs:
+        raise TypeError("gradcheck: fn returned no minigrad Tensor, so there is nothing to check")
     sizes = [o.data.size for o in outs]
     n_out = sum(sizes)
 

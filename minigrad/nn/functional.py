@@ -16,9 +16,15 @@ from minigrad.tensor import Tensor
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _tensor_input(input: Any, what: str) -> Tensor:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{what}: input must be a minigrad Tensor, got {type(input).__name__}")
+    return input
+
+
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias``; input (*, in), weight (out, in), bias (out,) -> (*, out)."""
-    out = input @ weight.T
+    out = _tensor_input(input, "linear") @ weight.T
     return out if bias is None else out + bias
 
 
@@ -46,6 +52,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Identity when ``training`` is False.  The mask comes from minigrad's default generator
     (``minigrad.manual_seed``), a fresh draw per call.
     """
+    _tensor_input(input, "dropout")
     _check_probability(p, "dropout probability")
     if not training or p == 0:
         return input
@@ -124,6 +131,8 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
 
     Shapes as in ``nll_loss``: logits (N, C), (C,) or (N, C, d1, ...); classes along dim 1 (dim 0 if 1-D).
     """
+    if _tensor_input(input, "cross_entropy").ndim == 0:
+        raise ValueError("cross_entropy: input must have at least 1 dimension (classes), got a 0-d tensor")
     return nll_loss(input.log_softmax(0 if input.ndim == 1 else 1), target, weight, ignore_index, reduction)
 
 

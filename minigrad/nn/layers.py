@@ -57,6 +57,8 @@ class Linear(Module):
         self.register_parameter("bias", _uniform_parameter((out_features,), bound, dtype) if bias else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Linear: input must be a minigrad Tensor, got {type(x).__name__}")
         if x.shape[-1:] != (self.in_features,):
             raise RuntimeError(f"Linear: expected input with last dimension {self.in_features}, got shape "
                                f"{tuple(x.shape)}")

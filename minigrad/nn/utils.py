@@ -19,7 +19,13 @@ Params = Union[Tensor, Iterable[Tensor]]
 def _grads(parameters: Params) -> list[np.ndarray]:
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    return [p.grad.data for p in parameters if p.grad is not None]
+    grads = []
+    for p in parameters:
+        if not isinstance(p, Tensor):
+            raise TypeError(f"expected minigrad Tensors (parameters), got {type(p).__name__}")
+        if p.grad is not None:
+            grads.append(p.grad.data)
+    return grads
 
 
 def clip_grad_norm_(parameters: Params, max_norm: float, norm_type: float = 2.0,

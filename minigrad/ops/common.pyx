@@ -26,6 +26,9 @@ cdef Tensor as_tensor(object x, object dtype=None):
         return <Tensor>x
     if isinstance(x, (bool, int, float)) and dtype is not None:
         return wrap(np.array(x, dtype=dtype))
+    if isinstance(x, (list, tuple, bool, int, float)):
+        # Python data is weak like a Python scalar: the other operand's dtype, else the default dtype
+        return wrap(as_float_array(x, dtype))
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if dtype is not None and arr.dtype.kind in "biu":
         return wrap(arr.astype(dtype))
@@ -73,6 +76,8 @@ cdef tuple norm_dims(object dims, int ndim):
         return tuple(range(ndim))
     if isinstance(dims, (int, np.integer)):
         dims = (dims,)
+    elif not isinstance(dims, (tuple, list)):
+        raise TypeError("dim must be an int or a tuple of ints, got %s" % type(dims).__name__)
     out = sorted(set(norm_dim(d, ndim) for d in dims))
     if len(out) != len(tuple(dims)):
         raise ValueError("dim %s has a repeated dimension" % (tuple(dims),))

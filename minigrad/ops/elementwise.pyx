@@ -9,7 +9,7 @@ from minigrad.autograd.engine cimport Node
 from minigrad.ops.common cimport as_tensor, operands, unbroadcast
 from minigrad.ops.fast cimport OP_ADD, OP_DIV, OP_MUL, OP_SUB, binary
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
-from minigrad.tensor import check_float_dtype
+from minigrad.tensor import check_float_dtype, real_scalar
 
 
 cdef object _broadcast(int op, ufunc, str name, Tensor x, Tensor y):
@@ -17,7 +17,8 @@ cdef object _broadcast(int op, ufunc, str name, Tensor x, Tensor y):
     if out is not None:
         return out
     try:
-        return ufunc(x._data, y._data)
+        with np.errstate(all="ignore"):  # inf and nan are values, as in torch: no warnings
+            return ufunc(x._data, y._data)
     except ValueError:
         raise ValueError("%s: shapes %s and %s cannot be broadcast together"
                          % (name, x._data.shape, y._data.shape)) from None
@@ -149,7 +150,8 @@ def pow(a, b):
     cdef PowScalarBackward scalar_node
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         x = <Tensor>a
-        out = x._data ** b
+        with np.errstate(all="ignore"):
+            out = x._data ** b
         if not any_requires_grad((x,)):
             return wrap(out)
         scalar_node = PowScalarBackward.__new__(PowScalarBackward)
@@ -157,8 +159,7 @@ def pow(a, b):
         scalar_node.saved = (x._data,)
         return attach(out, scalar_node, (x,))
     x, y = operands(a, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = _broadcast(-1, np.power, "pow", x, y)
+    out = _broadcast(-1, np.power, "pow", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
     node = PowBackward.__new__(PowBackward)
@@ -190,7 +191,8 @@ cdef class ExpBackward(Node):
 def exp(x):
     """e ** x."""
     cdef Tensor t = as_tensor(x)
-    out = np.exp(t._data)
+    with np.errstate(all="ignore"):
+        out = np.exp(t._data)
     if not any_requires_grad((t,)):
         return wrap(out)
     node = ExpBackward.__new__(ExpBackward)
@@ -317,6 +319,10 @@ def clamp(x, min=None, max=None):
     cdef Tensor t = as_tensor(x)
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
+    if min is not None:
+        min = real_scalar(min, "clamp")
+    if max is not None:
+        max = real_scalar(max, "clamp")
     data = t._data
     out = data
     mask = np.ones(data.shape, dtype=bool)
@@ -389,9 +395,8 @@ def masked_fill(x, mask, value):
     except ValueError:
         raise ValueError("masked_fill: mask of shape %s cannot be broadcast to the tensor's shape %s"
                          % (m.shape, t._data.shape)) from None
-    if isinstance(value, Tensor):
-        value = (<Tensor>value)._data
-    out = np.where(m, np.asarray(value, dtype=t._data.dtype), t._data)
+    value = real_scalar(value, "masked_fill")
+    out = np.where(m, t._data.dtype.type(value), t._data)
     if not any_requires_grad((t,)):
         return wrap(out)
     node = MaskedFillBackward.__new__(MaskedFillBackward)

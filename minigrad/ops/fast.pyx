@@ -6,6 +6,7 @@ C-contiguous arrays of the same float dtype with equal shapes, or one of them ho
 and return None for everything else, which then takes the general numpy path.  Results are bitwise equal to
 numpy's (one IEEE operation per element).
 """
+cimport cython
 cimport numpy as cnp
 
 cnp.import_array()
@@ -57,6 +58,7 @@ cdef object binary(int op, object a, object b):
     return out
 
 
+@cython.cdivision(True)  # IEEE division: x / 0 is inf or nan, as in numpy, never a Python exception
 cdef void _loop_f64(int op, cnp.npy_intp n, double* a, cnp.npy_intp sa, double* b, cnp.npy_intp sb,
                     double* out) noexcept nogil:
     cdef cnp.npy_intp i
@@ -74,6 +76,7 @@ cdef void _loop_f64(int op, cnp.npy_intp n, double* a, cnp.npy_intp sa, double* 
             out[i] = a[i * sa] / b[i * sb]
 
 
+@cython.cdivision(True)
 cdef void _loop_f32(int op, cnp.npy_intp n, float* a, cnp.npy_intp sa, float* b, cnp.npy_intp sb,
                     float* out) noexcept nogil:
     cdef cnp.npy_intp i

@@ -7,18 +7,26 @@ from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 
 
+cdef Py_ssize_t _prod(tuple dims):
+    cdef Py_ssize_t n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
 cdef object _mm(object a, object b):
     """numpy.matmul(a, b) for arrays of at least 2 dimensions, computed by the kernel."""
-    cdef int m = a.shape[-2], n = b.shape[-1], k = a.shape[-1]
+    cdef Py_ssize_t m = a.shape[-2], n = b.shape[-1], k = a.shape[-1]
     if a.ndim == 2 and b.ndim == 2:
         return K.matmul(a, b)
     if b.ndim == 2:
         # (..., M, K) @ (K, N): fold the batch into the rows, one big product (and no per-batch calls)
         lead = a.shape[:-2]
-        return K.matmul(a.reshape(-1, k), b).reshape(lead + (m, n))
+        return K.matmul(a.reshape(_prod(lead) * m, k), b).reshape(lead + (m, n))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a3 = np.broadcast_to(a, batch + (m, k)).reshape(-1, m, k)
-    b3 = np.broadcast_to(b, batch + (k, n)).reshape(-1, k, n)
+    count = _prod(batch)
+    a3 = np.broadcast_to(a, batch + (m, k)).reshape(count, m, k)
+    b3 = np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)
     return K.matmul(a3, b3).reshape(batch + (m, n))
 
 
@@ -45,9 +53,7 @@ cdef class MatmulBackward(Node):
             if b.ndim == 2 and not self.b_vec:
                 # dL/dB = A.T @ G summed over all rows of A; handed to the engine unevaluated, so that a weight
                 # used at every time step gets its gradient as one product (see ProductSum)
-                rows = 1
-                for d in a.shape[:-1]:
-                    rows *= d
+                rows = _prod(a.shape[:-1])
                 gb = ProductSum(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
             else:
                 gb = unbroadcast(_mm(np.swapaxes(a, -1, -2), g), b.shape)
@@ -75,10 +81,11 @@ def matmul(a, b):
         raise ValueError("matmul: shapes %s and %s are not aligned (%d != %d in the contracted dimension)"
                          % (xa.shape, ya.shape, A.shape[-1], B.shape[-2]))
     try:
-        out = _mm(A, B)
+        np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
     except ValueError:
         raise ValueError("matmul: batch dimensions of shapes %s and %s cannot be broadcast together"
                          % (xa.shape, ya.shape)) from None
+    out = _mm(A, B)
     if a_vec:
         out = out.reshape(out.shape[:-2] + out.shape[-1:])
     if b_vec:

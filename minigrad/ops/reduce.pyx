@@ -137,11 +137,14 @@ def min(x, dim=None, keepdim=False):
     return _extreme(x, dim, keepdim, False)
 
 
-cdef object _shifted(object data, int axis):
-    """data - max(data, axis): the shift that keeps exp() from overflowing on large logits."""
-    m = data.max(axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, data.dtype.type(0))
-    return data - m
+cdef object _row_max(object data, int axis):
+    """max over ``axis`` (kept), with -inf for an empty axis and 0 where a whole row is -inf.
+
+    Subtracting it keeps exp() from overflowing on large logits; a +inf or nan logit still makes its row
+    nan, as in torch.
+    """
+    m = data.max(axis=axis, keepdims=True, initial=-np.inf)
+    return np.where(m == -np.inf, data.dtype.type(0), m)
 
 
 cdef class SoftmaxBackward(Node):
@@ -160,8 +163,9 @@ def softmax(x, dim):
     if t._data.ndim == 0:
         out = np.ones((), dtype=t._data.dtype)
     else:
-        e = np.exp(_shifted(t._data, axis))
-        out = e / e.sum(axis=axis, keepdims=True)
+        with np.errstate(all="ignore"):
+            e = np.exp(t._data - _row_max(t._data, axis))
+            out = e / e.sum(axis=axis, keepdims=True)
     if not any_requires_grad((t,)):
         return wrap(out)
     cdef SoftmaxBackward node = SoftmaxBackward.__new__(SoftmaxBackward)
@@ -186,8 +190,9 @@ def log_softmax(x, dim):
     if t._data.ndim == 0:
         out = np.zeros((), dtype=t._data.dtype)
     else:
-        s = _shifted(t._data, axis)
-        out = s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+        with np.errstate(all="ignore"):
+            s = t._data - _row_max(t._data, axis)
+            out = s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
     if not any_requires_grad((t,)):
         return wrap(out)
     cdef LogSoftmaxBackward node = LogSoftmaxBackward.__new__(LogSoftmaxBackward)
@@ -215,9 +220,11 @@ def logsumexp(x, dim, keepdim=False):
     axis = norm_dim(dim, data.ndim)
     if data.ndim == 0:
         return t.clone()
-    m = data.max(axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, data.dtype.type(0))
-    lse = m + np.log(np.exp(data - m).sum(axis=axis, keepdims=True))
+    # torch's convention: an infinite max is not subtracted, so a +inf entry gives +inf, not nan
+    m = data.max(axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isinf(m), data.dtype.type(0), m)
+    with np.errstate(all="ignore"):
+        lse = m + np.log(np.exp(data - m).sum(axis=axis, keepdims=True))
     out = lse if keepdim else lse.squeeze(axis)
     if not any_requires_grad((t,)):
         return wrap(out)

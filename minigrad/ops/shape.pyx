@@ -44,7 +44,11 @@ cdef object _reshaped(Tensor t, tuple shape, str name):
 
 def reshape(x, *shape):
     """The same elements in a new shape (one size may be -1); a view when the layout allows."""
-    return _reshaped(as_tensor(x), _shape_arg(shape), "reshape")
+    shape = _shape_arg(shape)
+    for s in shape:
+        if s < -1:
+            raise ValueError("reshape: invalid shape dimension %d in %s" % (s, shape))
+    return _reshaped(as_tensor(x), shape, "reshape")
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -57,7 +61,10 @@ def flatten(x, start_dim=0, end_dim=-1):
     e = norm_dim(end_dim, t._data.ndim)
     if s > e:
         raise ValueError("flatten: start_dim %d comes after end_dim %d" % (start_dim, end_dim))
-    return _reshaped(t, shape[:s] + (-1 if 0 not in shape[s:e + 1] else 0,) + shape[e + 1:], "flatten")
+    merged = 1
+    for d in shape[s:e + 1]:
+        merged *= d
+    return _reshaped(t, shape[:s] + (merged,) + shape[e + 1:], "flatten")
 
 
 def unsqueeze(x, dim):
@@ -377,6 +384,10 @@ def split(x, split_size_or_sections, dim=0):
         raise ValueError("split: a 0-d tensor cannot be split")
     axis = norm_dim(dim, t._data.ndim)
     n = t._data.shape[axis]
+    if isinstance(split_size_or_sections, bool) or not isinstance(split_size_or_sections,
+                                                                  (int, np.integer, list, tuple)):
+        raise TypeError("split: split_size_or_sections must be an int or a list of ints, got %r"
+                        % (split_size_or_sections,))
     if isinstance(split_size_or_sections, (int, np.integer)):
         size = int(split_size_or_sections)
         if size <= 0:
@@ -401,8 +412,9 @@ def chunk(x, chunks, dim=0):
         raise ValueError("chunk: a 0-d tensor cannot be chunked")
     axis = norm_dim(dim, t._data.ndim)
     n = t._data.shape[axis]
-    size = -(-n // chunks) if n else 1
-    return split(t, size, axis)
+    if n == 0:
+        return _split_at(t, axis, [0] * chunks)  # torch: `chunks` empty pieces
+    return split(t, -(-n // chunks), axis)
 
 
 cdef class UnbindBackward(Node):
