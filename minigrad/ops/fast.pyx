@@ -50,35 +50,22 @@ cdef object binary(int op, object a, object b):
                                              typenum, 0)
     cdef cnp.npy_intp sa = 1 if na == n else 0, sb = 1 if nb == n else 0
     if typenum == cnp.NPY_FLOAT64:
-        _loop_f64(op, n, <double*>cnp.PyArray_DATA(A), sa, <double*>cnp.PyArray_DATA(B), sb,
-                  <double*>cnp.PyArray_DATA(out))
+        _loop(op, n, <double*>cnp.PyArray_DATA(A), sa, <double*>cnp.PyArray_DATA(B), sb,
+              <double*>cnp.PyArray_DATA(out))
     else:
-        _loop_f32(op, n, <float*>cnp.PyArray_DATA(A), sa, <float*>cnp.PyArray_DATA(B), sb,
-                  <float*>cnp.PyArray_DATA(out))
+        _loop(op, n, <float*>cnp.PyArray_DATA(A), sa, <float*>cnp.PyArray_DATA(B), sb,
+              <float*>cnp.PyArray_DATA(out))
     return out
 
 
+ctypedef fused real:
+    float
+    double
+
+
 @cython.cdivision(True)  # IEEE division: x / 0 is inf or nan, as in numpy, never a Python exception
-cdef void _loop_f64(int op, cnp.npy_intp n, double* a, cnp.npy_intp sa, double* b, cnp.npy_intp sb,
-                    double* out) noexcept nogil:
-    cdef cnp.npy_intp i
-    if op == OP_ADD:
-        for i in range(n):
-            out[i] = a[i * sa] + b[i * sb]
-    elif op == OP_SUB:
-        for i in range(n):
-            out[i] = a[i * sa] - b[i * sb]
-    elif op == OP_MUL:
-        for i in range(n):
-            out[i] = a[i * sa] * b[i * sb]
-    else:
-        for i in range(n):
-            out[i] = a[i * sa] / b[i * sb]
-
-
-@cython.cdivision(True)
-cdef void _loop_f32(int op, cnp.npy_intp n, float* a, cnp.npy_intp sa, float* b, cnp.npy_intp sb,
-                    float* out) noexcept nogil:
+cdef void _loop(int op, cnp.npy_intp n, real* a, cnp.npy_intp sa, real* b, cnp.npy_intp sb,
+                real* out) noexcept nogil:
     cdef cnp.npy_intp i
     if op == OP_ADD:
         for i in range(n):
