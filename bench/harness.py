@@ -1,0 +1,260 @@
+"""Thread control, interleaved timing and the machine description, shared by ``report.py``, the
+pytest-benchmark suite and the CI smoke.
+
+Nothing here changes ``OPENBLAS_*``: numpy runs with whatever kernel the environment gives it, and
+``machine()`` records which one that was.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+import minigrad as mg
+
+try:  # optional: without it numpy's BLAS thread count cannot be set, and the run says so
+    import threadpoolctl
+except ImportError:  # pragma: no cover - threadpoolctl is in the test extra
+    threadpoolctl = None
+
+
+# ---- threads -----------------------------------------------------------------------------------------
+
+def thread_counts() -> dict[str, Any]:
+    return {"minigrad": mg.get_num_threads(), "torch": torch.get_num_threads(),
+            "numpy": numpy_blas().get("num_threads")}
+
+
+@contextmanager
+def minigrad_threads(n: int) -> Iterator[None]:
+    """Only minigrad's thread count (e.g. to time its 1-thread run inside a 2-thread case)."""
+    old = mg.get_num_threads()
+    mg.set_num_threads(n)
+    try:
+        yield
+    finally:
+        mg.set_num_threads(old)
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Run minigrad's kernels, numpy's BLAS and torch's intra-op pool with ``n`` threads each (None: leave
+    every library at its default), restoring the previous counts afterwards."""
+    if n is None:
+        yield
+        return
+    old_mg, old_torch = mg.get_num_threads(), torch.get_num_threads()
+    mg.set_num_threads(n)
+    torch.set_num_threads(n)
+    try:
+        if threadpoolctl is None:
+            yield
+        else:
+            # user_api="blas" only: an "openmp" limit would also hit minigrad's and torch's OpenMP runtimes
+            with threadpoolctl.threadpool_limits(limits=n, user_api="blas"):
+                yield
+    finally:
+        mg.set_num_threads(old_mg)
+        torch.set_num_threads(old_torch)
+
+
+# ---- timing ------------------------------------------------------------------------------------------
+
+def _block(fn: Callable[[], Any], loops: int) -> float:
+    """Seconds per call of ``fn`` over ``loops`` back-to-back calls."""
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter() - t0) / loops
+
+
+def calibrate(fn: Callable[[], Any], min_block: float) -> int:
+    """Calls per timed block so that one block lasts at least ``min_block`` seconds (timeit's autorange)."""
+    loops = 1
+    while True:
+        t = _block(fn, loops) * loops
+        if t >= min_block:
+            return loops
+        # grow towards the goal, at most 10x per try, so a slow first call cannot overshoot much
+        loops = max(loops + 1, min(loops * 10, int(loops * min_block / max(t, 1e-9) * 1.2)))
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, min_block: float,
+                fixed_loops: int | None = None,
+                around: dict[str, Callable[[], AbstractContextManager[Any]]] | None = None,
+                budget: float | None = None) -> dict[str, dict[str, float]]:
+    """Time every callable in ``fns`` in interleaved rounds, A B C then C B A, so that the machine's
+    background load falls on all of them alike.
+
+    Each round times one block per callable (``fixed_loops`` calls, or as many as make ``min_block``
+    seconds); ``around[name]()`` is entered around that callable's blocks (e.g. another thread count).
+    After ``budget`` seconds no new round starts once 3 are done: on a busy machine a 2-thread round can take
+    100x its best, and the best of fewer rounds is still a fair ratio.
+    Returns per name: ``best`` and ``median`` seconds per call over the rounds, ``rounds``, ``loops``.
+    The garbage collector stays on (it is part of what an autograd graph costs) but starts each case empty.
+    """
+    around = around or {}
+    gc.collect()
+    started = time.perf_counter()
+    loops = {}
+    for name, fn in fns.items():
+        with around.get(name, nullcontext)():
+            loops[name] = fixed_loops or calibrate(fn, min_block)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    for r in range(rounds):
+        if budget is not None and r >= 3 and time.perf_counter() - started > budget:
+            break
+        for name in order if r % 2 == 0 else order[::-1]:
+            with around.get(name, nullcontext)():
+                samples[name].append(_block(fns[name], loops[name]))
+    return {name: {"best": min(s), "median": statistics.median(s), "rounds": len(s), "loops": loops[name]}
+            for name, s in samples.items()}
+
+
+# ---- what ran ----------------------------------------------------------------------------------------
+
+def numpy_blas() -> dict[str, Any]:
+    """numpy's BLAS as loaded in this process: library, version, kernel ("architecture": OpenBLAS's core
+    type, e.g. Haswell or SkylakeX), thread count, and the OPENBLAS_CORETYPE the environment set."""
+    info: dict[str, Any] = {"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)")}
+    if threadpoolctl is not None:
+        pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+        # torch may bring a BLAS of its own; numpy's lives in numpy's wheel (numpy.libs) or is the only one
+        mine = [p for p in pools if "numpy" in p.get("filepath", "")] or pools
+        if mine:
+            p = mine[0]
+            info.update(internal_api=p.get("internal_api"), version=p.get("version"),
+                        architecture=p.get("architecture"), num_threads=p.get("num_threads"),
+                        threading_layer=p.get("threading_layer"))
+            return info
+    try:  # without threadpoolctl: the build's BLAS name, the kernel stays unknown
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(internal_api=blas.get("name"), version=blas.get("version"), architecture="unknown")
+    except Exception:  # noqa: BLE001 - show_config's layout is not a stable API
+        info.update(internal_api="unknown", architecture="unknown")
+    return info
+
+
+def numpy_kernel_label() -> str:
+    """A short name for numpy's matmul kernel, e.g. ``OpenBLAS SkylakeX``."""
+    b = numpy_blas()
+    api = {"openblas": "OpenBLAS", "mkl": "MKL"}.get(str(b.get("internal_api")), str(b.get("internal_api")))
+    return f"{api} {b.get('architecture')}"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openmp_runtime() -> dict[str, Any]:
+    """The OpenMP runtime(s) this process loaded (torch and minigrad share libgomp: see bench/__init__.py)
+    and the OMP_WAIT_POLICY it read when it loaded."""
+    libs: list[str] = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if name.startswith(("libgomp", "libiomp", "libomp")) and path not in libs:
+                    libs.append(path)
+    except OSError:
+        pass
+    import bench  # the package records the policy before torch loads
+
+    policy = bench.OMP_WAIT_POLICY_AT_LOAD
+    return {"libraries": libs, "OMP_WAIT_POLICY_at_load": policy,
+            "loaded_before_bench": bench.LOADED_BEFORE_BENCH}
+
+
+def load_average() -> list[float] | None:
+    """1-, 5- and 15-minute load averages: on this shared 2-core machine, the context every number needs."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """The machine and every library's configuration, recorded with each run."""
+    model, cores = platform.processor() or "unknown", None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("unknown", "", platform.processor()):
+                    model = value.strip()
+                elif key == "cpu cores" and cores is None:
+                    cores = int(value)
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    flags = cpu_flags()
+    return {
+        "cpu": model,
+        "physical_cores": cores,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "isa_flags": sorted(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16")
+                            if f in flags),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numpy_blas": numpy_blas(),
+        "minigrad": mg.config(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "openmp": openmp_runtime(),
+        "load_average": load_average(),
+        "threadpoolctl": threadpoolctl.__version__ if threadpoolctl is not None else None,
+        "env": {k: os.environ[k] for k in sorted(os.environ)
+                if k.startswith(("OPENBLAS_", "OMP_", "MINIGRAD_", "MKL_", "GOMP_"))},
+    }
+
+
+def describe(m: dict[str, Any]) -> list[str]:
+    """``machine()`` as a few human-readable lines."""
+    cfg, blas = m["minigrad"], m["numpy_blas"]
+    cpu = (f"CPU: {m['cpu']}, {m['physical_cores']} cores ({m['usable_cpus']} usable CPUs), "
+           f"{' '.join(m['isa_flags'])}")
+    mini = (f"minigrad {cfg['version']}: backend {cfg['backend']}, ISA path {cfg['isa']}, "
+            f"OpenMP {'on' if cfg['openmp'] else 'off'}, {cfg['num_threads']} threads")
+    numpy = (f"numpy {m['numpy']}: {blas.get('internal_api')} {blas.get('version')}, kernel "
+             f"{blas.get('architecture')} (OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']}), "
+             f"{blas.get('num_threads')} threads")
+    tor = f"torch {m['torch']}: {m['torch_threads']} threads, CPU capability {m['torch_cpu_capability']}"
+    omp = m["openmp"]
+    libs = ", ".join("/".join(lib.split("/")[-3:]) for lib in omp["libraries"]) or "none loaded"
+    owner = "torch's" if any("torch" in lib for lib in omp["libraries"]) else "the system's"
+    policy = omp["OMP_WAIT_POLICY_at_load"]
+    if policy == "(unset)":
+        policy = "unset (libgomp's default: spin, then sleep)"
+    ompl = (f"OpenMP: {owner} runtime, shared by minigrad and torch ({libs}); OMP_WAIT_POLICY when it loaded: "
+            f"{policy}")
+    py = f"Python {m['python']}" + (f"; environment now: {m['env']}" if m["env"] else "")
+    lines = [cpu, mini, numpy, tor, ompl, py]
+    load = m.get("load_average")
+    if load:
+        busy = load[0] > 0.5 * (m["usable_cpus"] or 1)
+        lines.append(f"load average at the start (1/5/15 min): {load[0]} / {load[1]} / {load[2]} on "
+                     f"{m['usable_cpus']} CPUs" + (" -- a busy machine: 2-thread rows are unreliable" if busy else ""))
+    return lines

@@ -1,0 +1,64 @@
+"""CI smoke of the benchmark suite in ``bench/``: every benchmarked callable of every case runs once and
+its result is checked (against float64/long-double numpy or float64 torch) -- no time is measured or
+asserted.  The cases are the very definitions ``pytest bench/`` and ``bench/report.py`` time.
+
+Also: minigrad's results are bitwise identical with 1 and 2 threads, a TBPTT window's memory does not grow
+with its position, and ``bench/report.py`` renders its tables.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # bench/ lives beside the package, not inside it
+    sys.path.insert(0, str(ROOT))
+
+from bench import cases, harness, report
+
+# The full case list, except that the "late" TBPTT window comes after 30 windows instead of 200.
+CASES = [c for fam in ("matmul", "tanh", "engine", "rnn") for c in cases.FAMILIES[fam]()]
+CASES.append(cases.tbptt_case(late=30, rounds=1))
+
+
+@pytest.mark.parametrize("case,impl", [pytest.param(c, impl, id=f"{c.id}-{impl.replace(' ', '-')}")
+                                       for c in CASES for impl in c.impls])
+def test_benchmarked_call_is_right(case, impl):
+    # cases timed at the libraries' default thread counts (RNN, TBPTT) run on one thread here: the
+    # results do not depend on it, and a busy CI machine makes idle OpenMP threads spin
+    with harness.threads(case.threads or 1):
+        fn = case.impls[impl]()
+        case.check(impl, fn())
+
+
+def _minigrad_result(case):
+    with harness.threads(case.threads):
+        return np.array(cases.as_numpy(case.impls["minigrad"]()()))
+
+
+@pytest.mark.parametrize("one", [pytest.param(c, id=c.id) for c in CASES
+                                 if c.family in ("matmul", "tanh") and c.threads == 1])
+def test_minigrad_bitwise_same_with_2_threads(one):
+    two = next(c for c in CASES if c.id == one.id.replace("-1t", "-2t"))
+    np.testing.assert_array_equal(_minigrad_result(one), _minigrad_result(two))
+
+
+def test_tbptt_window_memory_flat():
+    mem = cases.tbptt_memory(late=30, windows=3)
+    early, late = mem["early"], mem["late"]
+    assert late["peak"] <= report.TBPTT_PEAK_FLAT * early["peak"] + report.TBPTT_RETAINED_SLACK, mem
+    assert late["retained"] <= early["retained"] + report.TBPTT_RETAINED_SLACK, mem
+
+
+def test_report_renders(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    status = report.main(["--only", "engine", "--rounds", "1", "--block", "0.0005", "--markdown",
+                          "--json", str(out)])
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "| add (1, 4) + (1, 4), one requires grad |" in text and "targets met" in text
+    data = json.loads(out.read_text())
+    assert data["machine"]["minigrad"]["backend"] and {c["id"] for c in data["cases"]} == {
+        "engine-add-1x4", "engine-chain-4000"}
