@@ -87,8 +87,9 @@ class BuildExt(build_ext):
         unix = self.compiler.compiler_type != "msvc"
         base = ["-O3", "-fno-math-errno", "-fno-trapping-math"] if unix else ["/O2"]
         if unix and os.environ.get("MINIGRAD_SANITIZE", "0") not in ("", "0"):
+            # -fno-wrapv: Python's own -fwrapv would hide signed overflow from UBSan
             base = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                    "-fno-sanitize-recover=undefined"]
+                    "-fno-sanitize-recover=undefined", "-fno-wrapv"]
             omp_l = omp_l + ["-fsanitize=address,undefined"]
         for ext in self.extensions:
             ext.extra_compile_args = base + omp_c

@@ -8,7 +8,8 @@ The file is an ordinary ``.npz`` archive read with ``allow_pickle=False``: every
 and the nesting is a JSON document in the member ``__minigrad__``.  Loading never runs code from the file.
 
 Writing is atomic: the archive goes to a temporary file in the destination's directory, is flushed to disk,
-and only then renamed over ``path``.  A crash or a full disk mid-save leaves the previous checkpoint intact.
+and only then renamed over ``path``.  A crash or a full disk mid-save leaves the previous checkpoint intact
+(a process killed outright may leave its ``.NAME.*.tmp`` file behind; nothing ever reads it).
 Loading reads and CRC-checks every member before returning, so a truncated or corrupted file raises
 ``CheckpointError`` (naming the file and the problem) instead of giving a partial result; loading into a model
 with ``load_state_dict`` therefore happens only once the whole file has been read.
