@@ -153,20 +153,147 @@ cdef int _check_writable_out(cnp.ndarray out, cnp.ndarray like, str fn) except -
 
 # ---------------------------------------------------------------- matmul
 
+cdef object _PACK_TOKEN = object()
+
+
+cdef class PackedMatrix:
+    """A right-hand matmul operand ``b`` (K, N) packed once, for products that reuse it: ``pack(b)``.
+
+    ``matmul(a, p)`` then skips the per-call packing of ``b`` (a transposed weight ``W.T``, say) and gives the
+    same bits as ``matmul(a, b)`` on the kernel path the matrix was packed for (``isa``).  The packing is a
+    snapshot: later writes to ``b`` are not seen, so re-pack after changing it (after an optimiser step).
+    Immutable and safe to share between threads.
+    """
+    cdef readonly tuple shape
+    cdef readonly object dtype
+    cdef readonly str isa
+    cdef cnp.ndarray _buf
+    cdef mg_int _k, _n
+    cdef int _isa, _typenum
+
+    def __cinit__(self, token=None):
+        if token is not _PACK_TOKEN:
+            raise TypeError("PackedMatrix objects are made by pack(b)")
+
+    @property
+    def nbytes(self):
+        """Bytes held by the packed copy."""
+        return self._buf.nbytes
+
+    def __repr__(self):
+        return f"PackedMatrix(shape={self.shape}, dtype={self.dtype}, isa={self.isa!r})"
+
+    def __reduce__(self):
+        raise TypeError("PackedMatrix cannot be pickled; pickle the array and pack it again")
+
+
+def pack(b):
+    """Pack a 2-D float32/float64 array b (K, N), any strides, for reuse as matmul's right operand."""
+    cdef cnp.ndarray B = _float_array(b, "pack", "b")
+    cdef Mat mb
+    cdef PackedMatrix p
+    cdef int isa = mg_get_isa(), typenum = cnp.PyArray_TYPE(B)
+    cdef mg_int length
+    cdef cnp.npy_intp n
+    if cnp.PyArray_NDIM(B) != 2:
+        raise ValueError(f"pack: b must be 2-D (K, N), got shape {_shape(B)}")
+    _mat(B, "pack", "b", &mb)
+    if typenum == cnp.NPY_FLOAT32:
+        length = mg_packed_len_f32(isa, mb.shape[1], mb.shape[2])
+    else:
+        length = mg_packed_len_f64(isa, mb.shape[1], mb.shape[2])
+    n = length if length > 0 else 1
+    p = PackedMatrix(_PACK_TOKEN)
+    p._buf = cnp.PyArray_EMPTY(1, &n, typenum, 0)
+    p._k = mb.shape[1]
+    p._n = mb.shape[2]
+    p._isa = isa
+    p._typenum = typenum
+    p.shape = (p._k, p._n)
+    p.dtype = B.dtype
+    p.isa = _ISA_NAMES[isa]
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            mg_pack_b_f32(isa, mb.shape[1], mb.shape[2], <const float *>mb.data, mb.strides[1], mb.strides[2],
+                          <float *>cnp.PyArray_DATA(p._buf))
+        else:
+            mg_pack_b_f64(isa, mb.shape[1], mb.shape[2], <const double *>mb.data, mb.strides[1], mb.strides[2],
+                          <double *>cnp.PyArray_DATA(p._buf))
+    p._buf.flags.writeable = False
+    return p
+
+
+cdef cnp.ndarray _matmul_out(object out, cnp.ndarray A, int nd, cnp.npy_intp *dims, int typenum, bint acc,
+                             object shape_b, Mat *mc):
+    """out validated for a product of shape dims[3 - nd:], or a new C-contiguous array."""
+    cdef cnp.ndarray C
+    if out is None:
+        if acc:
+            raise ValueError("matmul: accumulate=True needs an out array to add into")
+        C = cnp.PyArray_EMPTY(nd, dims + 3 - nd, typenum, 0)
+        _mat(C, "matmul", "out", mc)
+        return C
+    C = _float_array(out, "matmul", "out")
+    _check_writable_out(C, A, "matmul")
+    if cnp.PyArray_NDIM(C) != nd or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(C), dims + 3 - nd, nd):
+        expected = tuple(dims[i] for i in range(3 - nd, 3))
+        raise ValueError(f"matmul: out has shape {_shape(C)}, expected {expected} "
+                         f"for a of shape {_shape(A)} and b of shape {shape_b}")
+    _mat(C, "matmul", "out", mc)
+    if _self_overlapping(mc):
+        raise ValueError(f"matmul: out's strides {_strides(C)} make its elements overlap")
+    return C
+
+
+cdef object _matmul_packed(cnp.ndarray A, PackedMatrix P, object out, bint acc):
+    cdef Mat ma, mc
+    cdef cnp.ndarray C
+    cdef int typenum = cnp.PyArray_TYPE(A), rc, nd = cnp.PyArray_NDIM(A)
+    cdef cnp.npy_intp dims[3]
+    if typenum != P._typenum:
+        raise TypeError(f"matmul: mixed dtypes {A.dtype} (a) and {P.dtype} (b); cast one of them")
+    _mat(A, "matmul", "a", &ma)
+    if ma.shape[2] != P._k:
+        raise ValueError(f"matmul: inner dimensions differ: a has shape {_shape(A)}, b has shape {P.shape}")
+    dims[0] = ma.shape[0]
+    dims[1] = ma.shape[1]
+    dims[2] = P._n
+    C = _matmul_out(out, A, nd, dims, typenum, acc, P.shape, &mc)
+    if out is not None and _shares_memory(C, mc.lo, mc.hi, A, ma.lo, ma.hi):
+        raise ValueError("matmul: out shares memory with a or b; pass a separate array")
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = mg_matmul_packed_f32(P._isa, dims[0], dims[1], dims[2], ma.shape[2],
+                                      <const float *>ma.data, ma.strides[0], ma.strides[1], ma.strides[2],
+                                      <const float *>cnp.PyArray_DATA(P._buf),
+                                      <float *>mc.data, mc.strides[0], mc.strides[1], mc.strides[2], acc)
+        else:
+            rc = mg_matmul_packed_f64(P._isa, dims[0], dims[1], dims[2], ma.shape[2],
+                                      <const double *>ma.data, ma.strides[0], ma.strides[1], ma.strides[2],
+                                      <const double *>cnp.PyArray_DATA(P._buf),
+                                      <double *>mc.data, mc.strides[0], mc.strides[1], mc.strides[2], acc)
+    if rc:
+        raise MemoryError("matmul: could not allocate packing buffers")
+    return C
+
+
 def matmul(a, b, out=None, accumulate=False):
     """a @ b for float32 or float64 arrays.
 
     a is (M, K) or (batch, M, K), b is (K, N) or (batch, K, N); a batch of 1 (or a 2-D operand) broadcasts.
-    Any strides.  Returns ``out``: a new C-contiguous (M, N) / (batch, M, N) array when None, else the given
-    array (exact shape and dtype, writable, not overlapping a or b), which ``accumulate=True`` adds into.
+    b may also be a PackedMatrix from pack() (one (K, N) matrix).  Any strides.  Returns ``out``: a new
+    C-contiguous (M, N) / (batch, M, N) array when None, else the given array (exact shape and dtype,
+    writable, not overlapping a or b), which ``accumulate=True`` adds into.
     """
     cdef cnp.ndarray A = _float_array(a, "matmul", "a")
-    cdef cnp.ndarray B = _float_array(b, "matmul", "b")
-    cdef cnp.ndarray C
+    cdef cnp.ndarray B, C
     cdef Mat ma, mb, mc
     cdef int typenum = cnp.PyArray_TYPE(A), rc, nd
     cdef bint acc = accumulate
     cdef cnp.npy_intp dims[3]
+    if type(b) is PackedMatrix:
+        return _matmul_packed(A, <PackedMatrix>b, out, acc)
+    B = _float_array(b, "matmul", "b")
     if cnp.PyArray_TYPE(B) != typenum:
         raise TypeError(f"matmul: mixed dtypes {A.dtype} (a) and {B.dtype} (b); cast one of them")
     _mat(A, "matmul", "a", &ma)
@@ -179,24 +306,10 @@ def matmul(a, b, out=None, accumulate=False):
     dims[1] = ma.shape[1]
     dims[2] = mb.shape[2]
     nd = 3 if cnp.PyArray_NDIM(A) == 3 or cnp.PyArray_NDIM(B) == 3 else 2
-    if out is None:
-        if acc:
-            raise ValueError("matmul: accumulate=True needs an out array to add into")
-        C = cnp.PyArray_EMPTY(nd, dims + 3 - nd, typenum, 0)
-        _mat(C, "matmul", "out", &mc)
-    else:
-        C = _float_array(out, "matmul", "out")
-        _check_writable_out(C, A, "matmul")
-        if cnp.PyArray_NDIM(C) != nd or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(C), dims + 3 - nd, nd):
-            expected = tuple(dims[i] for i in range(3 - nd, 3))
-            raise ValueError(f"matmul: out has shape {_shape(C)}, expected {expected} "
-                             f"for a of shape {_shape(A)} and b of shape {_shape(B)}")
-        _mat(C, "matmul", "out", &mc)
-        if _self_overlapping(&mc):
-            raise ValueError(f"matmul: out's strides {_strides(C)} make its elements overlap")
-        if (_shares_memory(C, mc.lo, mc.hi, A, ma.lo, ma.hi)
-                or _shares_memory(C, mc.lo, mc.hi, B, mb.lo, mb.hi)):
-            raise ValueError("matmul: out shares memory with a or b; pass a separate array")
+    C = _matmul_out(out, A, nd, dims, typenum, acc, _shape(B), &mc)
+    if out is not None and (_shares_memory(C, mc.lo, mc.hi, A, ma.lo, ma.hi)
+                            or _shares_memory(C, mc.lo, mc.hi, B, mb.lo, mb.hi)):
+        raise ValueError("matmul: out shares memory with a or b; pass a separate array")
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = mg_matmul_f32(dims[0], dims[1], dims[2], ma.shape[2],
@@ -324,20 +437,26 @@ def set_isa(name):
 
 
 def openmp():
-    """True when the kernels were compiled with OpenMP."""
+    """True when the kernels can use several threads (minigrad's own thread pool; the name is historical)."""
     return bool(mg_openmp())
 
 
 def get_num_threads():
-    """Threads the kernels use for large calls (always 1 without OpenMP)."""
+    """Threads the kernels use for large calls (always 1 without thread support)."""
     return mg_get_num_threads()
 
 
 def set_num_threads(n):
-    """Threads for minigrad's kernels only (an OpenMP num_threads clause, not omp_set_num_threads)."""
+    """Threads for minigrad's kernels only (its own pool: numpy's, torch's and OpenMP settings are untouched).
+
+    At most 64.  A large call is cut into tasks that the calling thread and up to n - 1 pool threads claim;
+    the caller never waits for a pool thread that has not started yet, so on a busy machine a call is at
+    worst about as fast as on one thread.  Results are bitwise identical for any n.
+    """
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
     n = n.__index__()
     if not 1 <= n <= 1 << 16:
         raise ValueError(f"set_num_threads: expected 1 <= n <= 65536, got {n}")
+    # values above the pool's limit are clamped to it
     mg_set_num_threads(n)

@@ -1,4 +1,7 @@
-/* Runtime choice of the kernel path and of the thread count. */
+/* Runtime choice of the kernel path and of the thread count; per-thread scratch memory; the thread pool. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* sched_getcpu */
+#endif
 #include "mg_internal.h"
 
 /* Portable until minigrad._kernels picks the best path at import; plain ints because a kernel racing a
@@ -47,17 +50,266 @@ int mg_set_isa(int isa)
 
 int mg_active_isa(void) { return current_isa; }
 
-int mg_openmp(void)
+int mg_openmp(void) { return MG_THREADS; }
+
+int mg_get_num_threads(void) { return MG_THREADS ? num_threads : 1; }
+
+void mg_set_num_threads(int n) { num_threads = n < 1 ? 1 : n > MG_MAX_THREADS ? MG_MAX_THREADS : n; }
+
+int mg_active_threads(void) { return mg_get_num_threads(); }
+
+/* ---- per-thread scratch ---- */
+#include <stdlib.h>
+#if MG_THREADS
+#include <pthread.h>
+
+typedef struct {
+    void *p;
+    size_t n;
+} scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_destroy(void *s)
 {
-#ifdef _OPENMP
-    return 1;
+    free(((scratch_t *)s)->p);
+    free(s);
+}
+
+static void scratch_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0; }
+
+void *mg_scratch(size_t bytes)
+{
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_key_ok)
+        return NULL;
+    scratch_t *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return NULL;
+        if (pthread_setspecific(scratch_key, s)) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->n < bytes) {
+        /* Grow by at least half, so that a sequence of growing products reallocates only a few times. */
+        size_t n = bytes > s->n + s->n / 2 ? bytes : s->n + s->n / 2;
+        n = (n + 4095) / 4096 * 4096;
+        void *p = aligned_alloc(64, n);
+        if (!p)
+            return NULL;
+        free(s->p);
+        s->p = p;
+        s->n = n;
+    }
+    return s->p;
+}
+
+/* ---- thread pool ----
+ *
+ * Helper threads are started on the first parallel call and then wait for jobs, spinning for a short while
+ * (a kernel called in a loop finds them awake) before sleeping on a condition variable.  A job is a number
+ * of independent tasks claimed one at a time through one atomic word (generation | next task | task count),
+ * and the calling thread claims tasks too.  The caller never waits for a helper to arrive -- on a busy
+ * machine a helper that is not scheduled in time simply finds no task left -- only for the tasks helpers
+ * have claimed to finish.  So a parallel call is never much slower than running its tasks serially, and
+ * which thread runs a task does not change its result.  One job at a time: a second caller that finds the
+ * pool busy runs its tasks itself.
+ */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define BITS 20
+#define FIELD ((1ull << BITS) - 1)
+#define GEN(s) ((s) >> (2 * BITS))
+#define NEXT(s) (((s) >> BITS) & FIELD)
+#define COUNT(s) ((s) & FIELD)
+/* About 200 microseconds of spinning before a helper sleeps (a pause is ~60 cycles on Zen 4). */
+#define SPIN 10000
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* held by the caller running a job */
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sleep_cond = PTHREAD_COND_INITIALIZER;
+static _Atomic uint64_t pool_state;
+static atomic_long pool_done;  /* tasks of the current job finished */
+static atomic_int pool_joined; /* helpers that took a slot in the current job */
+static atomic_int pool_sleepers;
+static atomic_int pool_slots; /* helpers allowed into the current job */
+static int pool_helpers; /* started; guarded by pool_lock */
+static mg_task_fn job_fn;
+static void *job_ctx;
+static atomic_int job_cpu = -1; /* the CPU the caller of the current job runs on (-1: unknown) */
+
+static inline int current_cpu(void)
+{
+#ifdef __linux__
+    return sched_getcpu();
 #else
-    return 0;
+    return -1;
 #endif
 }
 
-int mg_get_num_threads(void) { return mg_openmp() ? num_threads : 1; }
+/* A helper on the caller's own CPU would only time-slice that core with the caller (on a busy machine the
+ * scheduler may put them there): it stays out of the job, and yields rather than spins. */
+static inline int on_callers_cpu(void)
+{
+    const int cpu = atomic_load_explicit(&job_cpu, memory_order_relaxed);
+    return cpu >= 0 && current_cpu() == cpu;
+}
 
-void mg_set_num_threads(int n) { num_threads = n < 1 ? 1 : n; }
+static inline void cpu_relax(void)
+{
+#if MG_X86
+    __builtin_ia32_pause();
+#endif
+}
 
-int mg_active_threads(void) { return mg_get_num_threads(); }
+/* Claim and run tasks of generation gen until none is left.  job_fn and job_ctx are read only after a
+ * successful claim, which orders them after the caller's publication of gen; they cannot change before this
+ * task is counted done. */
+static void run_tasks(uint64_t gen, int helper)
+{
+    uint64_t s = atomic_load(&pool_state);
+    while (GEN(s) == gen && NEXT(s) < COUNT(s) && !(helper && on_callers_cpu())) {
+        if (atomic_compare_exchange_weak(&pool_state, &s, s + (1ull << BITS))) {
+            job_fn(job_ctx, (mg_int)NEXT(s));
+            atomic_fetch_add(&pool_done, 1);
+            s = atomic_load(&pool_state);
+        }
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    uint64_t seen = GEN(atomic_load(&pool_state));
+    (void)arg;
+    for (;;) {
+        uint64_t s = atomic_load(&pool_state);
+        for (int spins = 0; GEN(s) == seen && spins < SPIN; ++spins) {
+            if (spins % 64 == 0 && on_callers_cpu())
+                sched_yield();
+            else
+                cpu_relax();
+            s = atomic_load(&pool_state);
+        }
+        if (GEN(s) == seen) {
+            pthread_mutex_lock(&sleep_lock);
+            atomic_fetch_add(&pool_sleepers, 1);
+            while (GEN(s = atomic_load(&pool_state)) == seen)
+                pthread_cond_wait(&sleep_cond, &sleep_lock);
+            atomic_fetch_sub(&pool_sleepers, 1);
+            pthread_mutex_unlock(&sleep_lock);
+        }
+        seen = GEN(s);
+        if (atomic_fetch_add(&pool_joined, 1) < atomic_load(&pool_slots))
+            run_tasks(seen, 1);
+    }
+    return NULL;
+}
+
+/* A forked child has none of the helpers: start afresh. */
+static void pool_after_fork_child(void)
+{
+    pthread_mutex_init(&pool_lock, NULL);
+    pthread_mutex_init(&sleep_lock, NULL);
+    pthread_cond_init(&sleep_cond, NULL);
+    atomic_store(&pool_sleepers, 0);
+    pool_helpers = 0;
+}
+
+int mg_pool_awake(void)
+{
+    const int awake = pool_helpers - atomic_load(&pool_sleepers);
+    return awake > 0 ? awake : 0;
+}
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
+
+void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx)
+{
+    mg_int t = 0;
+    if (nthreads > 1 && ntasks > 1 && (uint64_t)ntasks <= FIELD && pthread_mutex_trylock(&pool_lock) == 0) {
+        if (!wake && atomic_load(&pool_sleepers) >= pool_helpers) {
+            /* a small job, and every helper asleep: waking one would cost more than it saves */
+            pthread_mutex_unlock(&pool_lock);
+            goto serial;
+        }
+        pthread_once(&pool_once, pool_init);
+        const int want = (nthreads < ntasks ? nthreads : (int)ntasks) - 1;
+        while (pool_helpers < want) {
+            pthread_t th;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            const int failed = pthread_create(&th, &attr, helper_main, NULL);
+            pthread_attr_destroy(&attr);
+            if (failed)
+                break;
+            ++pool_helpers;
+        }
+        if (pool_helpers > 0) {
+            job_fn = fn;
+            job_ctx = ctx;
+            atomic_store_explicit(&job_cpu, current_cpu(), memory_order_relaxed);
+            atomic_store(&pool_slots, want);
+            atomic_store(&pool_done, 0);
+            atomic_store(&pool_joined, 0);
+            const uint64_t gen = (GEN(atomic_load(&pool_state)) + 1) & ((1ull << (64 - 2 * BITS)) - 1);
+            atomic_store(&pool_state, gen << (2 * BITS) | (uint64_t)ntasks);
+            if (wake && atomic_load(&pool_sleepers) > 0) {
+                pthread_mutex_lock(&sleep_lock);
+                pthread_cond_broadcast(&sleep_cond);
+                pthread_mutex_unlock(&sleep_lock);
+            }
+            run_tasks(gen, 0);
+            /* Only tasks that helpers claimed can still be running.  Yield soon: a helper just woken may
+             * be queued on this very core. */
+            for (int spins = 0; atomic_load(&pool_done) < ntasks; ++spins) {
+                if (spins < 256)
+                    cpu_relax();
+                else
+                    sched_yield();
+            }
+            pthread_mutex_unlock(&pool_lock);
+            return;
+        }
+        pthread_mutex_unlock(&pool_lock);
+    }
+serial:
+    for (; t < ntasks; ++t)
+        fn(ctx, t);
+}
+#else
+/* No POSIX threads: one buffer per thread, never freed. */
+void *mg_scratch(size_t bytes)
+{
+    static _Thread_local void *p;
+    static _Thread_local size_t n;
+    if (n < bytes) {
+        const size_t m = (bytes + 4095) / 4096 * 4096;
+        void *q = aligned_alloc(64, m);
+        if (!q)
+            return NULL;
+        free(p);
+        p = q;
+        n = m;
+    }
+    return p;
+}
+
+int mg_pool_awake(void) { return 0; }
+
+void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx)
+{
+    (void)nthreads;
+    (void)wake;
+    for (mg_int t = 0; t < ntasks; ++t)
+        fn(ctx, t);
+}
+#endif

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 /* Bump whenever a declaration below changes meaning; minigrad._backend refuses a build with another value. */
-#define MG_ABI_VERSION 1
+#define MG_ABI_VERSION 2
 
 typedef ptrdiff_t mg_int;
 
@@ -38,6 +38,21 @@ int mg_matmul_f64(mg_int batch, mg_int M, mg_int N, mg_int K,
                   const double *A, mg_int sab, mg_int sam, mg_int sak,
                   const double *B, mg_int sbb, mg_int sbk, mg_int sbn,
                   double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate);
+
+/* A right operand B (K, N) packed once into the layout a kernel path's micro-kernel reads, for products
+ * that reuse it (a recurrent weight multiplies every time step).  mg_packed_len gives the elements dst needs
+ * (-1 for a bad isa); mg_pack_b copies B (any strides) into dst; mg_matmul_packed is mg_matmul with that B
+ * shared by the whole batch, computed on the packing's path: the same bits as mg_matmul on that path. */
+mg_int mg_packed_len_f32(int isa, mg_int K, mg_int N);
+mg_int mg_packed_len_f64(int isa, mg_int K, mg_int N);
+void mg_pack_b_f32(int isa, mg_int K, mg_int N, const float *B, mg_int sbk, mg_int sbn, float *dst);
+void mg_pack_b_f64(int isa, mg_int K, mg_int N, const double *B, mg_int sbk, mg_int sbn, double *dst);
+int mg_matmul_packed_f32(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
+                         const float *A, mg_int sab, mg_int sam, mg_int sak, const float *P,
+                         float *C, mg_int scb, mg_int scm, mg_int scn, int accumulate);
+int mg_matmul_packed_f64(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
+                         const double *A, mg_int sab, mg_int sam, mg_int sak, const double *P,
+                         double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate);
 
 /* Contiguous elementwise kernels: y may be x itself (and out may be g or y), but no partial overlap. */
 void mg_tanh_f32(mg_int n, const float *x, float *y);

@@ -28,6 +28,17 @@ cdef extern from "kernels.h" nogil:
                       const double *B, mg_int sbb, mg_int sbk, mg_int sbn,
                       double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
 
+    mg_int mg_packed_len_f32(int isa, mg_int K, mg_int N)
+    mg_int mg_packed_len_f64(int isa, mg_int K, mg_int N)
+    void mg_pack_b_f32(int isa, mg_int K, mg_int N, const float *B, mg_int sbk, mg_int sbn, float *dst)
+    void mg_pack_b_f64(int isa, mg_int K, mg_int N, const double *B, mg_int sbk, mg_int sbn, double *dst)
+    int mg_matmul_packed_f32(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
+                             const float *A, mg_int sab, mg_int sam, mg_int sak, const float *P,
+                             float *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+    int mg_matmul_packed_f64(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
+                             const double *A, mg_int sab, mg_int sam, mg_int sak, const double *P,
+                             double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+
     void mg_tanh_f32(mg_int n, const float *x, float *y)
     void mg_tanh_f64(mg_int n, const double *x, double *y)
     void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)

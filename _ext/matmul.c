@@ -1,39 +1,41 @@
 /* Matrix multiply for float32 and float64: per-path blocking and the shared driver in matmul_tmpl.h. */
-#include <stdlib.h>
+#include <stdatomic.h>
 
 #include "mg_internal.h"
 
-/* Below this many FLOPs a parallel region costs more than it saves. */
-#define MG_PARALLEL_FLOPS 4e6
-/* Up to this many rows of A, a row-major B is read in place rather than packed (AVX-512 path). */
-#define MG_DIRECT_B_ROWS 64
+/* Products of at least MG_SHARE_FLOPS are cut into tasks that pool threads still awake from recent calls
+ * (a loop of small products) join; from MG_WAKE_FLOPS on, sleeping pool threads are woken for them too. */
+#ifndef MG_SHARE_FLOPS
+#define MG_SHARE_FLOPS 5e5
+#endif
+#ifndef MG_WAKE_FLOPS
+#define MG_WAKE_FLOPS 4e6
+#endif
+/* Blocking (AVX-512): KC = 256 rows of B per slice; a packed KC x NC block of B is 512 KB (half of L2), swept
+ * for every MR-row panel of A.  Swept on this Zen machine over KC 128..512 and NC 256..1024 (n = 256..1024,
+ * one core): within noise of each other from KC 256 on; KC 128 loses 5-10 %. */
+#define KC32 256
+#define NC32 512
+#define KC64 256
+#define NC64 256
+/* Up to this many rows of A a row-major B is read in place: packing it would not pay for itself. */
+#define DIRECT_B_ROWS 64
 
-/* The MC x KC block of A (~200-300 KB) stays in the 1 MiB L2 and the KC x NC block of B in L3; KC is long
- * to amortise C updates.  Swept on 1024^3 products on Zen 5 (one core): flat within noise around these. */
 #define T float
 #define SFX f32
-#define PNR 16
-#define PMC 64
-#define PKC 256
-#define PNC 1024
-#define CFG_AVX2 {6, 16, 96, 512, 2048, mg_ukr_avx2_f32, mg_pack_t_f32, 0}
-#define CFG_AVX512 {6, 64, 96, 512, 2048, mg_ukr_avx512_f32, mg_pack_t_f32, 1}
+#define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0}
+#define CFG_AVX2 {6, 16, 256, 1024, mg_ukr_avx2_f32, mg_pack_t_f32, NULL, 0}
+#define CFG_AVX512 {6, 64, KC32, NC32, mg_ukr_avx512_f32, mg_pack_t_f32, mg_pack_n_avx512_f32, DIRECT_B_ROWS}
 #include "matmul_tmpl.h"
 #undef T
 #undef SFX
-#undef PNR
-#undef PMC
-#undef PKC
-#undef PNC
+#undef CFG_PORTABLE
 #undef CFG_AVX2
 #undef CFG_AVX512
 
 #define T double
 #define SFX f64
-#define PNR 8
-#define PMC 64
-#define PKC 256
-#define PNC 1024
-#define CFG_AVX2 {6, 8, 96, 384, 2048, mg_ukr_avx2_f64, mg_pack_t_f64, 0}
-#define CFG_AVX512 {6, 32, 96, 384, 2048, mg_ukr_avx512_f64, mg_pack_t_f64, 1}
+#define CFG_PORTABLE {4, 16, 256, 512, ukr_portable_f64, NULL, NULL, 0}
+#define CFG_AVX2 {6, 8, 256, 512, mg_ukr_avx2_f64, mg_pack_t_f64, NULL, 0}
+#define CFG_AVX512 {6, 32, KC64, NC64, mg_ukr_avx512_f64, mg_pack_t_f64, mg_pack_n_avx512_f64, DIRECT_B_ROWS}
 #include "matmul_tmpl.h"

@@ -1,29 +1,34 @@
 /* GEMM driver, instantiated by matmul.c for one element type.
- * Expects T (element type), SFX (f32/f64), the portable blocking PNR, PMC, PKC, PNC and the SIMD paths'
- * CFG_AVX2, CFG_AVX512 to be defined.
+ * Expects T (element type), SFX (f32/f64) and the per-path configurations CFG_PORTABLE, CFG_AVX2, CFG_AVX512.
  *
- * BLIS-style: for each NC-wide column block and KC-deep slice, B is packed into NR-wide panels; for each
- * MC-tall row block A is packed into MR-tall panels; the micro-kernel multiplies one A panel by one B panel
- * with the MR x NR tile of C held in registers.  Small products read an operand in place when its layout
- * already suits the micro-kernel (see gemm_serial).  Every element of C goes through the same FMA sequence
- * whatever its tile position, the packing, the block split or the thread count, so results are bitwise
- * reproducible; K is never split across threads.
+ * BLIS-style, with the loops ordered for a micro-kernel that broadcasts A and streams wide rows of B:
+ *
+ *   for each NC-wide column block of B, for each KC-deep slice of K:
+ *       pack B[pc:pc+kc, jc:jc+nc] into NR-wide panels (about half of L2), unless it is read in place
+ *       for each MR-tall row panel of A (packed only when A is not row-major; a few KB, it stays in L1):
+ *           for each NR-wide panel of B: micro-kernel, C[ir:ir+mr, jc+jr:jc+jr+nr] (=|+=) A-panel @ B-panel
+ *
+ * Every element of C goes through the same FMA sequence (k in order, KC slices added in order) whatever its
+ * tile position, the packing, the block split or the thread count, so results are bitwise reproducible;
+ * K is never split across threads.
  */
 #define MG_CAT_(a, b) a##_##b
 #define MG_CAT(a, b) MG_CAT_(a, b)
 #define FN(name) MG_CAT(name, SFX)
 
 typedef void (*FN(ukr_fn))(MG_UKR_ARGS(T));
-typedef void (*FN(pack_t_fn))(MG_PACK_T_ARGS(T));
+typedef void (*FN(pack_fn))(MG_PACK_ARGS(T));
 
 typedef struct {
-    mg_int mr, nr, mc, kc, nc;
+    mg_int mr, nr, kc, nc;
     FN(ukr_fn) ukr;
-    FN(pack_t_fn) pack_t;
-    int direct_b; /* the micro-kernel can read an unpacked, row-major B */
+    FN(pack_fn) pack_t; /* panel of an operand contiguous along k (a transposed B) */
+    FN(pack_fn) pack_n; /* panel of an operand contiguous along the panel's width (a row-major B) */
+    mg_int direct_b_rows; /* up to this many rows of A, a row-major B is read in place (0: never) */
 } FN(gemm_cfg);
 
 #define PMR 4
+#define PNR 16
 
 static void FN(ukr_portable)(MG_UKR_ARGS(T))
 {
@@ -39,87 +44,184 @@ static void FN(ukr_portable)(MG_UKR_ARGS(T))
         }
 }
 
-/* Panel of an operand whose k dimension is contiguous: read each source line along k. */
-static void FN(pack_t_portable)(MG_PACK_T_ARGS(T))
+/* dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W: one packed panel, kc deep. */
+static void FN(pack_portable)(MG_PACK_ARGS(T))
 {
-    for (mg_int j = 0; j < w; ++j) {
-        const T *s = src + j * sw;
-        for (mg_int k = 0; k < kc; ++k)
-            dst[k * W + j] = s[k];
-    }
-    for (mg_int k = 0; w < W && k < kc; ++k)
+    for (mg_int k = 0; k < kc; ++k) {
+        const T *s = src + k * sk;
+        T *d = dst + k * W;
+        for (mg_int j = 0; j < w; ++j)
+            d[j] = s[j * sw];
         for (mg_int j = w; j < W; ++j)
-            dst[k * W + j] = 0;
+            d[j] = 0;
+    }
 }
 
-/* Per path, indexed by MG_ISA_*: MR x NR tile, MC, KC, NC blocking, micro-kernel, transposing packer. */
 static const FN(gemm_cfg) FN(gemm_cfgs)[MG_ISA_COUNT] = {
-    {PMR, PNR, PMC, PKC, PNC, FN(ukr_portable), FN(pack_t_portable), 0},
+    CFG_PORTABLE,
 #if MG_X86
     CFG_AVX2,
     CFG_AVX512,
 #endif
 };
 
-/* dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W: one packed panel, kc deep. */
 static void FN(pack_panel)(const FN(gemm_cfg) *g, mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk,
                            mg_int sw, T *dst)
 {
-    if (sk == 1 && sw != 1) {
-        g->pack_t(kc, w, W, src, sw, dst);
-        return;
-    }
-    for (mg_int k = 0; k < kc; ++k) {
-        const T *s = src + k * sk;
-        T *d = dst + k * W;
-        if (sw == 1)
-            for (mg_int j = 0; j < w; ++j)
-                d[j] = s[j];
-        else
-            for (mg_int j = 0; j < w; ++j)
-                d[j] = s[j * sw];
-        for (mg_int j = w; j < W; ++j)
-            d[j] = 0;
-    }
+    if (sk == 1 && sw != 1 && g->pack_t)
+        g->pack_t(kc, w, W, src, sk, sw, dst);
+    else if (sw == 1 && g->pack_n)
+        g->pack_n(kc, w, W, src, sk, sw, dst);
+    else
+        FN(pack_portable)(kc, w, W, src, sk, sw, dst);
 }
 
+/* B as the micro-kernel reads it for one (jc, pc) block: panel jr/nr starts at base + (jr/nr)*ps, row k of a
+ * panel is bks further. */
+typedef struct {
+    const T *base;
+    mg_int ps, bks;
+} FN(bview);
+
+/* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
+ * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             const T *A, mg_int sam, mg_int sak, const T *B, mg_int sbk, mg_int sbn,
-                            T *C, mg_int scm, mg_int scn, int accumulate, T *abuf, T *bbuf)
+                            const T *packed, T *C, mg_int scm, mg_int scn, int accumulate, T *scratch)
 {
     const mg_int mr = g->mr, nr = g->nr;
-    /* Skip packing when it would not pay: A in one block with rows contiguous along k, or B row-major
-     * with few rows of A to reuse each packed panel. */
-    const int direct_a = sak == 1 && M <= g->mc && K <= g->kc;
-    const int direct_b = g->direct_b && sbn == 1 && M <= MG_DIRECT_B_ROWS;
-    const mg_int ars = direct_a ? sam : 1, aks = direct_a ? 1 : mr, bks = direct_b ? sbk : nr;
+    /* A row- or column-major A is read in place (only other strides are packed): its micro-panel, mr rows of
+     * kc, stays in L1 through the jr loop. */
+    const int direct_a = sak == 1 || sam == 1;
+    const int direct_b = !packed && sbn == 1 && M <= g->direct_b_rows;
+    const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
+    T *abuf = scratch, *bbuf = scratch + g->kc * mr;
     for (mg_int jc = 0; jc < N; jc += g->nc) {
         const mg_int nc = N - jc < g->nc ? N - jc : g->nc;
         for (mg_int pc = 0; pc < K; pc += g->kc) {
             const mg_int kc = K - pc < g->kc ? K - pc : g->kc;
             const int overwrite = pc == 0 && !accumulate;
-            for (mg_int jr = 0; !direct_b && jr < nc; jr += nr)
-                FN(pack_panel)(g, kc, nc - jr < nr ? nc - jr : nr, nr, B + pc * sbk + (jc + jr) * sbn, sbk,
-                               sbn, bbuf + jr * kc);
-            for (mg_int ic = 0; ic < M; ic += g->mc) {
-                const mg_int mc = M - ic < g->mc ? M - ic : g->mc;
-                for (mg_int ir = 0; !direct_a && ir < mc; ir += mr)
-                    FN(pack_panel)(g, kc, mc - ir < mr ? mc - ir : mr, mr, A + (ic + ir) * sam + pc * sak,
-                                   sak, sam, abuf + ir * kc);
-                for (mg_int jr = 0; jr < nc; jr += nr) {
-                    const T *bp = direct_b ? B + pc * sbk + (jc + jr) : bbuf + jr * kc;
-                    for (mg_int ir = 0; ir < mc; ir += mr) {
-                        const T *ap = direct_a ? A + (ic + ir) * sam + pc : abuf + ir * kc;
-                        g->ukr(kc, ap, ars, aks, bp, bks, C + (ic + ir) * scm + (jc + jr) * scn, scm, scn,
-                               mc - ir < mr ? mc - ir : mr, nc - jr < nr ? nc - jr : nr, overwrite);
-                    }
+            FN(bview) bv;
+            if (packed) {
+                bv.base = packed + jc * K + pc * nr;
+                bv.ps = K * nr;
+                bv.bks = nr;
+            } else if (direct_b) {
+                bv.base = B + pc * sbk + jc;
+                bv.ps = nr;
+                bv.bks = sbk;
+            } else {
+                for (mg_int jr = 0; jr < nc; jr += nr)
+                    FN(pack_panel)(g, kc, nc - jr < nr ? nc - jr : nr, nr, B + pc * sbk + (jc + jr) * sbn, sbk,
+                                   sbn, bbuf + jr * kc);
+                bv.base = bbuf;
+                bv.ps = kc * nr;
+                bv.bks = nr;
+            }
+            for (mg_int ir = 0; ir < M; ir += mr) {
+                const mg_int mrr = M - ir < mr ? M - ir : mr;
+                const T *ap;
+                if (direct_a) {
+                    ap = A + ir * sam + pc * sak;
+                } else {
+                    FN(pack_panel)(g, kc, mrr, mr, A + ir * sam + pc * sak, sak, sam, abuf);
+                    ap = abuf;
                 }
+                T *cr = C + ir * scm + jc * scn;
+                for (mg_int jr = 0, p = 0; jr < nc; jr += nr, ++p)
+                    g->ukr(kc, ap, ars, aks, bv.base + p * bv.ps, bv.bks, cr + jr * scn, scm, scn, mrr,
+                           nc - jr < nr ? nc - jr : nr, overwrite);
             }
         }
     }
 }
 
-static mg_int FN(round_up)(mg_int x, mg_int m) { return (x + m - 1) / m * m; }
+static mg_int FN(scratch_len)(const FN(gemm_cfg) *g, mg_int N)
+{
+    const mg_int nc = N < g->nc ? N : g->nc;
+    return g->kc * (g->mr + (nc + g->nr - 1) / g->nr * g->nr);
+}
+
+/* One parallel matmul: the operands, and how the work is cut into tasks (see matmul_run). */
+typedef struct {
+    const FN(gemm_cfg) *g;
+    mg_int M, N, K, parts, chunk;
+    int split_n, accumulate;
+    const T *A, *B, *packed;
+    T *C;
+    mg_int sab, sam, sak, sbb, sbk, sbn, scb, scm, scn, slen;
+    _Atomic int failed;
+} FN(mm_job);
+
+static void FN(mm_task)(void *ctx, mg_int t)
+{
+    FN(mm_job) *j = ctx;
+    const mg_int b = t / j->parts, lo = t % j->parts * j->chunk;
+    const mg_int dim = j->split_n ? j->N : j->M, hi = lo + j->chunk < dim ? lo + j->chunk : dim;
+    T *scratch = mg_scratch((size_t)j->slen * sizeof(T));
+    if (!scratch) {
+        j->failed = 1;
+        return;
+    }
+    if (lo >= hi)
+        return;
+    const T *A = j->A + b * j->sab, *B = j->B + b * j->sbb;
+    T *C = j->C + b * j->scb;
+    if (j->split_n)
+        FN(gemm_serial)(j->g, j->M, hi - lo, j->K, A, j->sam, j->sak, B + lo * j->sbn, j->sbk, j->sbn,
+                        j->packed ? j->packed + lo * j->K : NULL, C + lo * j->scn, j->scm, j->scn, j->accumulate,
+                        scratch);
+    else
+        FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A + lo * j->sam, j->sam, j->sak, B, j->sbk, j->sbn, j->packed,
+                        C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
+}
+
+/* The shared back end of mg_matmul and mg_matmul_packed: B is either (B, sbb, sbk, sbn) or the packed
+ * panels `packed` of one K x N matrix shared by the whole batch. */
+static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int N, mg_int K,
+                          const T *A, mg_int sab, mg_int sam, mg_int sak,
+                          const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *packed,
+                          T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+{
+    const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
+    const int wake = flops >= MG_WAKE_FLOPS;
+    int nt = flops >= MG_SHARE_FLOPS ? mg_active_threads() : 1;
+    if (nt > 1 && !wake && !mg_pool_awake())
+        nt = 1; /* no helper to share a small product with: do not cut it up */
+    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, C, sab, sam, sak, sbb, sbk, sbn, scb, scm, scn,
+                    0, 0};
+
+    /* Tasks: whole products when the batch alone keeps the threads busy; else every product is cut along N
+     * into groups of B panels (no packing is repeated; a few tasks per thread, so that a thread that starts
+     * late still finds work), or along M into nt slices when N has too few panels (each slice packs B). */
+    const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
+    if (nt > 1 && batch < 2 * nt) {
+        if (nb_n >= nt) {
+            j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
+            j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
+        } else {
+            j.split_n = 0;
+            j.parts = nb_m < nt ? nb_m : nt;
+            j.chunk = (nb_m + j.parts - 1) / j.parts * g->mr;
+        }
+        j.parts = ((j.split_n ? N : M) + j.chunk - 1) / j.chunk; /* no empty trailing parts */
+    } else {
+        j.chunk = N;
+    }
+    j.slen = FN(scratch_len)(g, j.split_n ? j.chunk : N);
+    mg_parallel_for(batch * j.parts, nt, wake, FN(mm_task), &j);
+    return j.failed ? -1 : 0;
+}
+
+static void FN(zero_or_keep)(mg_int batch, mg_int M, mg_int N, T *C, mg_int scb, mg_int scm, mg_int scn,
+                             int accumulate)
+{
+    if (!accumulate)
+        for (mg_int b = 0; b < batch; ++b)
+            for (mg_int i = 0; i < M; ++i)
+                for (mg_int j = 0; j < N; ++j)
+                    C[b * scb + i * scm + j * scn] = 0;
+}
 
 int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
                   const T *A, mg_int sab, mg_int sam, mg_int sak,
@@ -129,11 +231,7 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
     if (batch <= 0 || M <= 0 || N <= 0)
         return 0;
     if (K <= 0) {
-        if (!accumulate)
-            for (mg_int b = 0; b < batch; ++b)
-                for (mg_int i = 0; i < M; ++i)
-                    for (mg_int j = 0; j < N; ++j)
-                        C[b * scb + i * scm + j * scn] = 0;
+        FN(zero_or_keep)(batch, M, N, C, scb, scm, scn, accumulate);
         return 0;
     }
     if (scn != 1 && scm == 1) {
@@ -157,56 +255,55 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
             batch = 1;
         }
     }
+    return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, B, sbb, sbk, sbn,
+                          NULL, C, scb, scm, scn, accumulate);
+}
 
-    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[mg_active_isa()];
-    const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
-    const int nt = flops >= MG_PARALLEL_FLOPS ? mg_active_threads() : 1;
+/* ---- a right operand packed once, reused by many products ---- */
 
-    /* Each task is one product, or one of `parts` slices of a product along M or N (whichever has more
-     * micro-tiles), so threads stay busy when the batch is smaller than (or not a multiple of) nt. */
-    const mg_int parts = batch % nt ? nt : 1;
-    const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
-    const int split_n = nb_n >= nb_m;
-    const mg_int unit = split_n ? g->nr : g->mr;
-    const mg_int chunk = ((split_n ? nb_n : nb_m) + parts - 1) / parts * unit;
-    const mg_int ntasks = batch * parts;
-
-    const mg_int kc = K < g->kc ? K : g->kc;
-    const mg_int a_len = FN(round_up)(FN(round_up)(M < g->mc ? M : g->mc, g->mr) * kc, 64);
-    const mg_int b_len = FN(round_up)(FN(round_up)(N < g->nc ? N : g->nc, g->nr) * kc, 64);
-    T *buf = aligned_alloc(64, (size_t)(a_len + b_len) * (size_t)nt * sizeof(T));
-    if (!buf)
+mg_int FN(mg_packed_len)(int isa, mg_int K, mg_int N)
+{
+    if (isa < 0 || isa >= MG_ISA_COUNT || K < 0 || N < 0)
         return -1;
+    const mg_int nr = FN(gemm_cfgs)[isa].nr;
+    return (N + nr - 1) / nr * nr * K;
+}
 
-    if (nt == 1) {
-        /* No parallel region at all: even an inactive one costs most of a microsecond. */
-        for (mg_int b = 0; b < batch; ++b)
-            FN(gemm_serial)(g, M, N, K, A + b * sab, sam, sak, B + b * sbb, sbk, sbn, C + b * scb, scm, scn,
-                            accumulate, buf, buf + a_len);
-        free(buf);
+void FN(mg_pack_b)(int isa, mg_int K, mg_int N, const T *B, mg_int sbk, mg_int sbn, T *dst)
+{
+    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
+    for (mg_int j = 0; j < N; j += g->nr)
+        FN(pack_panel)(g, K, N - j < g->nr ? N - j : g->nr, g->nr, B + j * sbn, sbk, sbn, dst + j * K);
+}
+
+int FN(mg_matmul_packed)(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
+                         const T *A, mg_int sab, mg_int sam, mg_int sak, const T *P,
+                         T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+{
+    if (batch <= 0 || M <= 0 || N <= 0)
+        return 0;
+    if (K <= 0) {
+        FN(zero_or_keep)(batch, M, N, C, scb, scm, scn, accumulate);
         return 0;
     }
-    MG_OMP(omp parallel for num_threads(nt) schedule(static))
-    for (mg_int t = 0; t < ntasks; ++t) {
-        const mg_int b = t / parts, lo = t % parts * chunk;
-        const mg_int dim = split_n ? N : M, hi = lo + chunk < dim ? lo + chunk : dim;
-        if (lo >= hi)
-            continue;
-        T *abuf = buf + (a_len + b_len) * MG_THREAD_ID();
-        const T *Ab = A + b * sab, *Bb = B + b * sbb;
-        T *Cb = C + b * scb;
-        if (split_n)
-            FN(gemm_serial)(g, M, hi - lo, K, Ab, sam, sak, Bb + lo * sbn, sbk, sbn, Cb + lo * scn, scm, scn,
-                            accumulate, abuf, abuf + a_len);
-        else
-            FN(gemm_serial)(g, hi - lo, N, K, Ab + lo * sam, sam, sak, Bb, sbk, sbn, Cb + lo * scm, scm, scn,
-                            accumulate, abuf, abuf + a_len);
+    if (batch > 1) {
+        /* B is shared by construction: fold the batch into rows when A and C allow it. */
+        if (M == 1) {
+            sam = sab;
+            scm = scb;
+            M = batch;
+            batch = 1;
+        } else if (sab == M * sam && scb == M * scm) {
+            M *= batch;
+            batch = 1;
+        }
     }
-    free(buf);
-    return 0;
+    return FN(matmul_run)(&FN(gemm_cfgs)[isa], batch, M, N, K, A, sab, sam, sak, P, 0, 0, 0, P, C, scb, scm, scn,
+                          accumulate);
 }
 
 #undef PMR
+#undef PNR
 #undef FN
 #undef MG_CAT
 #undef MG_CAT_

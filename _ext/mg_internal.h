@@ -13,15 +13,27 @@
 #define MG_X86 0
 #endif
 
-/* OpenMP pragmas through a macro, so that builds without OpenMP compile them away silently. */
-#ifdef _OPENMP
-#include <omp.h>
-#define MG_OMP(directive) _Pragma(#directive)
-#define MG_THREAD_ID() omp_get_thread_num()
+/* Threads come from minigrad's own pool (cpu.c) on POSIX systems; elsewhere the kernels run serially. */
+#if defined(__unix__) || defined(__APPLE__)
+#define MG_THREADS 1
 #else
-#define MG_OMP(directive)
-#define MG_THREAD_ID() 0
+#define MG_THREADS 0
 #endif
+#define MG_MAX_THREADS 64
+
+/* Runs fn(ctx, t) exactly once for every t < ntasks, on up to nthreads threads including the caller, and
+ * returns when all have finished.  Tasks are claimed dynamically, so they must be independent; a task's
+ * result must not depend on the thread that runs it.  Without `wake` (a job too small to pay for waking a
+ * sleeping thread) only pool threads that are still awake from recent jobs join in. */
+typedef void (*mg_task_fn)(void *ctx, mg_int task);
+void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx);
+/* Pool threads awake right now (a hint: it may change at once). */
+int mg_pool_awake(void);
+
+/* Scratch memory owned by the calling thread, 64-byte aligned, at least `bytes` long; NULL when out of
+ * memory (or without thread support).  Valid until the same thread asks again; kept between calls (so large
+ * packing buffers are not mapped and faulted in on every product) and freed when the thread exits. */
+void *mg_scratch(size_t bytes);
 
 /* Path and thread count the kernels use; set only through kernels.h. */
 int mg_active_isa(void);
@@ -34,11 +46,14 @@ int mg_active_threads(void);
 #define MG_UKR_ARGS(T)                                                                      \
     mg_int kc, const T *a, mg_int ars, mg_int aks, const T *b, mg_int bks, T *c, mg_int rsc, mg_int csc, \
         mg_int mr, mg_int nr, int overwrite
-/* Packers for an operand contiguous along k: dst[k*W + j] = src[j*sw + k], j < w, zero up to W. */
-#define MG_PACK_T_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *src, mg_int sw, T *dst
+/* Packers of one panel: dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W, k < kc.  A "_t"
+ * packer needs sk == 1 (a transposed operand), an "_n" packer sw == 1 (rows contiguous). */
+#define MG_PACK_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk, mg_int sw, T *dst
 #if MG_X86
-void mg_pack_t_f32(MG_PACK_T_ARGS(float));
-void mg_pack_t_f64(MG_PACK_T_ARGS(double));
+void mg_pack_t_f32(MG_PACK_ARGS(float));
+void mg_pack_t_f64(MG_PACK_ARGS(double));
+void mg_pack_n_avx512_f32(MG_PACK_ARGS(float));
+void mg_pack_n_avx512_f64(MG_PACK_ARGS(double));
 void mg_ukr_avx512_f32(MG_UKR_ARGS(float));
 void mg_ukr_avx512_f64(MG_UKR_ARGS(double));
 void mg_ukr_avx2_f32(MG_UKR_ARGS(float));

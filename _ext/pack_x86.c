@@ -1,13 +1,15 @@
-/* Packing of operands whose k dimension is contiguous (a transposed B, as in x @ W.T, or a row-major A):
- * blocks of 8 x 8 (float) or 4 x 4 (double) are transposed in registers, several times faster than the
- * scalar strided copy.  Used by the AVX2 and AVX-512 paths (every AVX-512 CPU has AVX2). */
+/* Packers for B panels.  An operand whose k dimension is contiguous (a transposed B, as in x @ W.T): blocks
+ * of 8 x 8 (float) or 4 x 4 (double) are transposed in registers, several times faster than the scalar
+ * strided copy (AVX2 and AVX-512 paths; every AVX-512 CPU has AVX2).  A row-major B: masked vector copies
+ * (AVX-512 path). */
 #include "mg_internal.h"
 
 #if MG_X86
 #include <immintrin.h>
 
-MG_TARGET_AVX2 void mg_pack_t_f32(MG_PACK_T_ARGS(float))
+MG_TARGET_AVX2 void mg_pack_t_f32(MG_PACK_ARGS(float))
 {
+    (void)sk;
     mg_int j = 0;
     for (; j + 8 <= w; j += 8) {
         const float *s = src + j * sw;
@@ -47,8 +49,9 @@ MG_TARGET_AVX2 void mg_pack_t_f32(MG_PACK_T_ARGS(float))
             dst[k * W + jj] = 0;
 }
 
-MG_TARGET_AVX2 void mg_pack_t_f64(MG_PACK_T_ARGS(double))
+MG_TARGET_AVX2 void mg_pack_t_f64(MG_PACK_ARGS(double))
 {
+    (void)sk;
     mg_int j = 0;
     for (; j + 4 <= w; j += 4) {
         const double *s = src + j * sw;
@@ -74,5 +77,36 @@ MG_TARGET_AVX2 void mg_pack_t_f64(MG_PACK_T_ARGS(double))
     for (mg_int k = 0; w < W && k < kc; ++k)
         for (mg_int jj = w; jj < W; ++jj)
             dst[k * W + jj] = 0;
+}
+#endif
+
+#if MG_X86
+/* Row-major operand (sw == 1): each packed row is a masked copy of w contiguous elements, zero-filled to W.
+ * W is at most four vectors (the AVX-512 micro-kernels' NR: 64 floats / 32 doubles). */
+#define PACK_N_BODY(LANES, MASK_T, LOAD, STORE)                                             \
+    (void)sw;                                                                               \
+    MASK_T m[4];                                                                            \
+    for (int v = 0; v < 4; ++v) {                                                           \
+        const mg_int lo = v * LANES, n = w - lo < 0 ? 0 : w - lo > LANES ? LANES : w - lo;  \
+        m[v] = (MASK_T)((1ull << n) - 1);                                                   \
+    }                                                                                       \
+    const int nv = (int)((W + LANES - 1) / LANES);                                          \
+    const MASK_T full = (MASK_T)((1ull << (W - (nv - 1) * LANES)) - 1);                     \
+    for (mg_int k = 0; k < kc; ++k) {                                                       \
+        const __typeof__(src) s = src + k * sk;                                             \
+        __typeof__(dst) d = dst + k * W;                                                    \
+        for (int v = 0; v < nv; ++v)                                                        \
+            STORE(d + v * LANES, v == nv - 1 ? full : (MASK_T)~(MASK_T)0,                   \
+                  LOAD(m[v], s + v * LANES));                                               \
+    }
+
+MG_TARGET_AVX512 void mg_pack_n_avx512_f32(MG_PACK_ARGS(float))
+{
+    PACK_N_BODY(16, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps)
+}
+
+MG_TARGET_AVX512 void mg_pack_n_avx512_f64(MG_PACK_ARGS(double))
+{
+    PACK_N_BODY(8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd)
 }
 #endif

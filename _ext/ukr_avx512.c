@@ -31,12 +31,13 @@
         c##r##2 = FMADD(av, b2, c##r##2);                                                   \
         c##r##3 = FMADD(av, b3, c##r##3);                                                   \
     } while (0)
+/* Full vectors are stored unmasked (cheaper on AMD cores); only an N tail uses lane masks. */
 #define STORE1(p, v, m)                                                                     \
     do {                                                                                    \
-        if (overwrite)                                                                      \
-            MSTORE(p, m, v);                                                                \
+        if (full)                                                                           \
+            STOREU(p, overwrite ? (v) : ADD(LOADU(p), v));                                  \
         else                                                                                \
-            MSTORE(p, m, ADD(MLOAD(m, p), v));                                              \
+            MSTORE(p, m, overwrite ? (v) : ADD(MLOAD(m, p), v));                            \
     } while (0)
 #define STORE_ROW(r)                                                                        \
     do {                                                                                    \
@@ -56,6 +57,16 @@
         STOREA(tile + (r) * 4 * W + 3 * W, c##r##3);                                        \
     } while (0)
 
+/* The C tile is prefetched before the k loop so that its update after the loop does not wait on memory. */
+#define PREFETCH_C                                                                          \
+    if (csc == 1)                                                                           \
+        for (mg_int r_ = 0; r_ < mr; ++r_) {                                                \
+            const char *p_ = (const char *)(c + r_ * rsc);                                  \
+            _mm_prefetch(p_, _MM_HINT_T0);                                                  \
+            _mm_prefetch(p_ + 64, _MM_HINT_T0);                                             \
+            _mm_prefetch(p_ + 128, _MM_HINT_T0);                                            \
+            _mm_prefetch(p_ + 192, _MM_HINT_T0);                                            \
+        }
 /* The body shared by both element types: W lanes per vector, tile 6 x 4W. */
 #define UKR_BODY                                                                            \
     DECL_ROW(V_T, 0); DECL_ROW(V_T, 1); DECL_ROW(V_T, 2);                                   \
@@ -63,12 +74,14 @@
     /* Lanes past nr are never loaded (an unpacked B ends there) nor stored. */             \
     const M_T m0 = MASK(MG_LANES(nr, 0, W)), m1 = MASK(MG_LANES(nr, W, W));                 \
     const M_T m2 = MASK(MG_LANES(nr, 2 * W, W)), m3 = MASK(MG_LANES(nr, 3 * W, W));         \
+    PREFETCH_C                                                                              \
     for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {                 \
         const V_T b0 = MLOAD(m0, b + kb), b1 = MLOAD(m1, b + kb + W);                       \
         const V_T b2 = MLOAD(m2, b + kb + 2 * W), b3 = MLOAD(m3, b + kb + 3 * W);           \
         FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
     }                                                                                       \
     if (csc == 1) {                                                                         \
+        const int full = nr == 4 * W;                                                       \
         STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5); \
     } else {                                                                                \
         /* Strided columns: spill the tile, then update C one element at a time. */         \
@@ -92,6 +105,8 @@
 #define STOREA _mm512_store_ps
 #define MLOAD _mm512_maskz_loadu_ps
 #define MSTORE _mm512_mask_storeu_ps
+#define LOADU _mm512_loadu_ps
+#define STOREU _mm512_storeu_ps
 #define MASK(n) ((__mmask16)((1u << (n)) - 1u))
 MG_TARGET_AVX512 static inline __attribute__((always_inline))
 void ukr_f32(const int rows, MG_UKR_ARGS(float))
@@ -110,6 +125,8 @@ MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); 
 #undef STOREA
 #undef MLOAD
 #undef MSTORE
+#undef LOADU
+#undef STOREU
 #undef MASK
 
 #define W 8
@@ -123,6 +140,8 @@ MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); 
 #define STOREA _mm512_store_pd
 #define MLOAD _mm512_maskz_loadu_pd
 #define MSTORE _mm512_mask_storeu_pd
+#define LOADU _mm512_loadu_pd
+#define STOREU _mm512_storeu_pd
 #define MASK(n) ((__mmask8)((1u << (n)) - 1u))
 MG_TARGET_AVX512 static inline __attribute__((always_inline))
 void ukr_f64(const int rows, MG_UKR_ARGS(double))

@@ -5,26 +5,27 @@ Environment variables, read once at import:
 * ``MINIGRAD_BACKEND``: ``c`` (default) for the compiled kernels, ``numpy`` for the NumPy reference.
 * ``MINIGRAD_ISA``: ``avx512``, ``avx2`` or ``portable`` forces a kernel path (an error if the CPU lacks it).
 * ``MINIGRAD_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the number of usable cores: threads for large
-  kernel calls.
-* ``OMP_WAIT_POLICY`` defaults to ``passive`` here (unless set): with OpenMP's spinning waits, a worker
-  that loses its core to another process stalls every parallel region for a scheduler slice (measured:
-  `minigrad demo` 8x slower per step on a busy 2-core machine).
+  kernel calls.  They come from minigrad's own pool (no OpenMP runtime), whose calls never wait for a pool
+  thread that the OS has not scheduled yet: on a busy machine a parallel call degrades to about one thread's
+  speed instead of stalling for a scheduler slice.
 
-Public surface: ``name``, ``matmul``, ``tanh``, ``tanh_backward``, ``isa``, ``available_isas``, ``set_isa``,
-``openmp``, ``get_num_threads``, ``set_num_threads``, ``info``.
+Public surface: ``name``, ``matmul``, ``pack``, ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``isa``,
+``available_isas``, ``set_isa``, ``openmp``, ``get_num_threads``, ``set_num_threads``, ``info``.
+
+``pack(w)`` packs a right-hand operand once for products that reuse it -- an RNN multiplies by the same
+``W_hh.T`` at every time step -- and ``matmul(x, packed)`` then skips packing it on every call (same bits as
+``matmul(x, w)``).  The packed copy is a snapshot owned by the caller: it does not see later writes to ``w``,
+so re-pack after the weight changes (after each optimiser step).
 """
 import hashlib
 import os
 from glob import glob
 
-# Before the extension (and with it the OpenMP runtime) is loaded: see the module docstring.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-__all__ = ["available_isas", "get_num_threads", "info", "isa", "matmul", "name", "openmp", "set_isa",
-           "set_num_threads", "tanh", "tanh_backward"]
+__all__ = ["PackedMatrix", "available_isas", "get_num_threads", "info", "isa", "matmul", "name", "openmp",
+           "pack", "set_isa", "set_num_threads", "tanh", "tanh_backward"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # Must equal setup.py's source_files() patterns: the build embeds the hash of these files.
 _SOURCE_PATTERNS = ["_ext/*.c", "_ext/*.h", "_ext/*.pyx", "_ext/*.pxd",
@@ -93,6 +94,8 @@ else:
     raise ValueError(f"MINIGRAD_BACKEND must be 'c' or 'numpy', got {name!r}")
 
 matmul = _impl.matmul
+pack = _impl.pack
+PackedMatrix = _impl.PackedMatrix
 tanh = _impl.tanh
 tanh_backward = _impl.tanh_backward
 isa = _impl.isa

@@ -53,9 +53,45 @@ def _shares_memory(x, y):
         return True
 
 
+class PackedMatrix:
+    """The reference's packed operand: a private copy of b (a snapshot, like the kernels' packing)."""
+    __slots__ = ("_b", "isa")
+
+    def __init__(self, b=None, token=None):
+        if token is not _PACK_TOKEN:
+            raise TypeError("PackedMatrix objects are made by pack(b)")
+        self._b = np.array(b, order="C")
+        self._b.flags.writeable = False
+        self.isa = "numpy-reference"
+
+    shape = property(lambda self: self._b.shape)
+    dtype = property(lambda self: self._b.dtype)
+    nbytes = property(lambda self: self._b.nbytes)
+
+    def __repr__(self):
+        return f"PackedMatrix(shape={self.shape}, dtype={self.dtype}, isa={self.isa!r})"
+
+    def __reduce__(self):
+        raise TypeError("PackedMatrix cannot be pickled; pickle the array and pack it again")
+
+
+_PACK_TOKEN = object()
+
+
+def pack(b):
+    """A snapshot of the 2-D float array b (K, N) for reuse as matmul's right operand."""
+    _float_array(b, "pack", "b")
+    if b.ndim != 2:
+        raise ValueError(f"pack: b must be 2-D (K, N), got shape {b.shape}")
+    _check_layout(b, "pack", "b")
+    return PackedMatrix(b, _PACK_TOKEN)
+
+
 def matmul(a, b, out=None, accumulate=False):
     """a @ b for float32 or float64 arrays; see minigrad._kernels.matmul for the contract."""
     _float_array(a, "matmul", "a")
+    if type(b) is PackedMatrix:
+        b = b._b
     _float_array(b, "matmul", "b")
     if a.dtype != b.dtype:
         raise TypeError(f"matmul: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
