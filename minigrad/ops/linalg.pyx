@@ -81,7 +81,8 @@ def matmul(a, b):
         raise ValueError("matmul: shapes %s and %s are not aligned (%d != %d in the contracted dimension)"
                          % (xa.shape, ya.shape, A.shape[-1], B.shape[-2]))
     try:
-        np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+        if A.ndim > 2 and B.ndim > 2:  # only batched operands have batch dimensions to reconcile
+            np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
     except ValueError:
         raise ValueError("matmul: batch dimensions of shapes %s and %s cannot be broadcast together"
                          % (xa.shape, ya.shape)) from None
