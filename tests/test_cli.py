@@ -160,7 +160,7 @@ def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
 def test_info_reports_the_build(capsys):
     code, out, _ = run_cli(capsys, "info")
     assert code == 0
-    for field in ("minigrad", "backend", "ISA path", "OpenMP", "threads", "numpy BLAS", "OPENBLAS_CORETYPE"):
+    for field in ("minigrad", "backend", "ISA path", "parallel kernels", "threads", "numpy BLAS", "OPENBLAS_CORETYPE"):
         assert re.search(rf"^{re.escape(field)}\s", out, re.MULTILINE), field
 
 
