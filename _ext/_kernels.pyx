@@ -460,3 +460,61 @@ def set_num_threads(n):
         raise ValueError(f"set_num_threads: expected 1 <= n <= 65536, got {n}")
     # values above the pool's limit are clamped to it
     mg_set_num_threads(n)
+
+
+# ---------------------------------------------------------------- caching allocator for numpy buffers
+
+cdef extern from *:
+    """
+    static PyDataMem_Handler mg_cache_handler = {
+        "minigrad_cache", 1,
+        {NULL, mg_cache_malloc, mg_cache_calloc, mg_cache_realloc, mg_cache_free}
+    };
+    static PyObject *mg_cache_capsule(void)
+    {
+        return PyCapsule_New(&mg_cache_handler, "mem_handler", NULL);
+    }
+    """
+    object mg_cache_capsule()
+    object PyDataMem_SetHandler(object handler)
+
+
+def install_allocator():
+    """Make numpy allocate array data through minigrad's caching allocator in the current thread's context
+    (numpy keeps its allocator in a context variable: other threads keep numpy's default).  An array always
+    returns its memory to the allocator that made it, so switching back and forth is safe."""
+    PyDataMem_SetHandler(mg_cache_capsule())
+
+
+def allocator_installed():
+    """True when numpy allocates through minigrad's caching allocator in the current context."""
+    try:
+        from numpy._core.multiarray import get_handler_name
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import get_handler_name
+    return get_handler_name() == "minigrad_cache"
+
+
+def cache_stats():
+    """The caching allocator's counters: idle bytes and blocks kept for reuse, the idle limit, and the
+    cached-size allocations served from the cache (hits) or from malloc (misses)."""
+    cdef size_t idle, blocks, limit
+    cdef unsigned long long hits, misses
+    mg_cache_stats(&idle, &blocks, &limit, &hits, &misses)
+    return {"idle_bytes": idle, "idle_blocks": blocks, "limit_bytes": limit, "hits": hits,
+            "misses": misses}
+
+
+def empty_cache():
+    """Return every idle cached block to the system allocator."""
+    mg_cache_empty()
+
+
+def set_cache_limit(nbytes):
+    """Keep at most nbytes of freed blocks for reuse (0: keep none; excess idle blocks are freed now)."""
+    if isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
+        raise TypeError(f"set_cache_limit: expected an int number of bytes, got {type(nbytes).__name__}")
+    nbytes = nbytes.__index__()
+    if nbytes < 0:
+        raise ValueError(f"set_cache_limit: expected a non-negative number of bytes, got {nbytes}")
+    mg_cache_set_limit(<size_t>min(nbytes, 1 << 62))

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 /* Bump whenever a declaration below changes meaning; minigrad._backend refuses a build with another value. */
-#define MG_ABI_VERSION 2
+#define MG_ABI_VERSION 3
 
 typedef ptrdiff_t mg_int;
 
@@ -60,5 +60,16 @@ void mg_tanh_f64(mg_int n, const double *x, double *y);
 /* out = g * (1 - y*y), the derivative of tanh from its saved output y. */
 void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out);
 void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out);
+
+/* The caching allocator behind numpy's data buffers (alloc.c), with the signatures of numpy's
+ * PyDataMemAllocator.  mg_cache_set_limit bounds the bytes kept idle (0: keep none). */
+void *mg_cache_malloc(void *ctx, size_t size);
+void *mg_cache_calloc(void *ctx, size_t nelem, size_t elsize);
+void *mg_cache_realloc(void *ctx, void *ptr, size_t new_size);
+void mg_cache_free(void *ctx, void *ptr, size_t size);
+void mg_cache_empty(void);
+void mg_cache_set_limit(size_t bytes);
+void mg_cache_stats(size_t *idle, size_t *blocks, size_t *limit, unsigned long long *hits,
+                    unsigned long long *misses);
 
 #endif

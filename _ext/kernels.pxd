@@ -43,3 +43,12 @@ cdef extern from "kernels.h" nogil:
     void mg_tanh_f64(mg_int n, const double *x, double *y)
     void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
     void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
+
+    void *mg_cache_malloc(void *ctx, size_t size)
+    void *mg_cache_calloc(void *ctx, size_t nelem, size_t elsize)
+    void *mg_cache_realloc(void *ctx, void *ptr, size_t new_size)
+    void mg_cache_free(void *ctx, void *ptr, size_t size)
+    void mg_cache_empty()
+    void mg_cache_set_limit(size_t bytes)
+    void mg_cache_stats(size_t *idle, size_t *blocks, size_t *limit, unsigned long long *hits,
+                        unsigned long long *misses)

@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 
 def config():
-    """What this build of minigrad runs on: version, kernel backend, ISA path, OpenMP and thread count."""
+    """What this build of minigrad runs on: version, kernel backend, ISA path, threads, caching allocator."""
     info = dict(_backend.info())
     info["version"] = __version__
     return info
@@ -37,6 +37,22 @@ def set_num_threads(n):
 
 def get_num_threads():
     return _backend.get_num_threads()
+
+
+def memory_stats():
+    """The caching allocator behind numpy's array data (see ``MINIGRAD_CACHE_MB``): whether it is in use in
+    this thread, the idle bytes and blocks it keeps for reuse, its limit, and its hits and misses."""
+    return _backend.memory_stats()
+
+
+def empty_cache():
+    """Free the idle blocks the caching allocator keeps for reuse (as ``torch.cuda.empty_cache``)."""
+    _backend.empty_cache()
+
+
+def set_cache_limit(nbytes):
+    """Keep at most ``nbytes`` of freed array memory for reuse; 0 keeps none."""
+    _backend.set_cache_limit(nbytes)
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -69,13 +69,18 @@ run_tests() {
     fi
 }
 
+# The kernel and op tests run without the caching allocator (MINIGRAD_CACHE_MB=0), so that every numpy
+# buffer is its own malloc block whose exact bounds AddressSanitizer checks; the allocator's own tests run
+# with it, under the sanitizers too.
 # The kernel tests force every ISA path this CPU has through their own fixtures: one run covers them all.
 pytest_args=(tests/test_kernels.py "$@")
-run_tests "tests/test_kernels.py (every ISA path)"
+run_tests "tests/test_kernels.py (every ISA path)" MINIGRAD_CACHE_MB=0
 # The op tests use whichever path is selected at import, so they run once per path.
 pytest_args=(tests/test_ops.py "$@")
 for isa in $isas; do
-    run_tests "tests/test_ops.py with MINIGRAD_ISA=$isa" MINIGRAD_ISA="$isa"
+    run_tests "tests/test_ops.py with MINIGRAD_ISA=$isa" MINIGRAD_ISA="$isa" MINIGRAD_CACHE_MB=0
 done
+pytest_args=(tests/test_allocator.py "$@")
+run_tests "tests/test_allocator.py (the caching allocator)"
 echo "sanitize: $( [ $status -eq 0 ] && echo clean || echo FAILED ) in $((SECONDS - start)) s"
 exit $status
