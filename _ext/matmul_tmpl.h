@@ -90,9 +90,11 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             const T *packed, T *C, mg_int scm, mg_int scn, int accumulate, T *scratch)
 {
     const mg_int mr = g->mr, nr = g->nr;
-    /* A row- or column-major A is read in place (only other strides are packed): its micro-panel, mr rows of
-     * kc, stays in L1 through the jr loop. */
-    const int direct_a = sak == 1 || sam == 1;
+    /* A row-major A is read in place: its micro-panel, mr rows of kc, stays in L1 through the jr loop.  So is
+     * a column-major one whose columns are short; a long-column one (the transposed activations of a weight
+     * gradient, x.T @ g) is packed, since its micro-panel would be kc lines a whole column apart, which
+     * share a few L1 sets (at 4 KiB apart, one) and evict each other. */
+    const int direct_a = sak == 1 || (sam == 1 && sak <= 2 * mr);
     const int direct_b = !packed && sbn == 1 && M <= g->direct_b_rows;
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
     T *abuf = scratch, *bbuf = scratch + g->kc * mr;
@@ -192,11 +194,13 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
                     0, 0};
 
     /* Tasks: whole products when the batch alone keeps the threads busy; else every product is cut along N
-     * into groups of B panels (no packing is repeated; a few tasks per thread, so that a thread that starts
-     * late still finds work), or along M into nt slices when N has too few panels (each slice packs B). */
+     * into groups of B panels (a few tasks per thread, so that a thread that starts late still finds work;
+     * each task reads all of A), or along M into nt slices (each packs all of B).  The cut is the one that
+     * re-reads less: along N while A, read 4 nt times, is no bigger than B read nt times -- the small
+     * A of an RNN step, h (N, H); along M for a tall A, such as a weight gradient's x.T with K = T * N. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
     if (nt > 1 && batch < 2 * nt) {
-        if (nb_n >= nt) {
+        if (nb_n >= nt && (4 * M <= N || nb_m < nt)) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
         } else {
