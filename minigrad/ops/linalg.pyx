@@ -98,3 +98,26 @@ def matmul(a, b):
     node.b_vec = b_vec
     node.saved = (A, B)
     return attach(out, node, (x, y))
+
+
+def matmul_packed(a, b, packed):
+    """``a @ b`` for 2-D tensors, given ``packed = minigrad._backend.pack(b.data)``: the product skips packing
+    ``b`` (an RNN multiplies by the same ``W_hh.T`` at every step); the graph node and its backward are
+    matmul's own, and the result has the same bits as ``matmul(a, b)``."""
+    cdef Tensor x, y
+    x, y = operands(a, b)
+    xa, ya = x._data, y._data
+    if xa.ndim != 2 or ya.ndim != 2 or xa.shape[1] != ya.shape[0]:
+        raise ValueError("matmul_packed: expected 2-D operands (M, K) and (K, N), got shapes %s and %s"
+                         % (xa.shape, ya.shape))
+    if xa.dtype != ya.dtype:
+        raise TypeError("matmul_packed: operands have different dtypes %s and %s" % (xa.dtype, ya.dtype))
+    if not isinstance(packed, K.PackedMatrix) or packed.shape != ya.shape or packed.dtype != ya.dtype:
+        raise ValueError("matmul_packed: packed must be pack(b.data) for b of shape %s and dtype %s, got %r"
+                         % (ya.shape, ya.dtype, packed))
+    out = K.matmul(xa, packed)
+    if not any_requires_grad((x, y)):
+        return wrap(out)
+    cdef MatmulBackward node = MatmulBackward.__new__(MatmulBackward)
+    node.saved = (xa, ya)
+    return attach(out, node, (x, y))
