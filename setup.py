@@ -7,8 +7,8 @@ Two kinds of extension modules are built:
   are chosen at import time, so no ``-march=native`` is ever needed.
 * the Cython core -- every ``minigrad/**/*.pyx`` (tensor, autograd engine, ops).
 
-OpenMP is used when the compiler supports it; ``MINIGRAD_NO_OPENMP=1`` turns it off.  ``MINIGRAD_SANITIZE=1``
-builds the kernels with AddressSanitizer and UndefinedBehaviorSanitizer.
+Parallel kernels run on minigrad's own POSIX-threads pool (``_ext/cpu.c``); no OpenMP runtime is linked.
+``MINIGRAD_SANITIZE=1`` builds the kernels with AddressSanitizer and UndefinedBehaviorSanitizer.
 """
 import hashlib
 import os
@@ -47,53 +47,19 @@ def source_hash():
     return h.hexdigest()[:16]
 
 
-def openmp_flags(compiler):
-    """(compile_args, link_args) for OpenMP, or empty lists when the compiler cannot do it."""
-    if os.environ.get("MINIGRAD_NO_OPENMP", "0") not in ("", "0"):
-        return [], []
-    ctype = compiler.compiler_type
-    if ctype == "msvc":
-        return ["/openmp"], []
-    candidates = [(["-fopenmp"], ["-fopenmp"])]
-    if sys.platform == "darwin":
-        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
-    for cflags, lflags in candidates:
-        if _compiles(compiler, "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n",
-                     cflags, lflags):
-            return cflags, lflags
-    print("minigrad: the compiler has no OpenMP; building single-threaded kernels", file=sys.stderr)
-    return [], []
-
-
-def _compiles(compiler, code, cflags, lflags):
-    tmp = tempfile.mkdtemp()
-    try:
-        src = os.path.join(tmp, "t.c")
-        with open(src, "w") as f:
-            f.write(code)
-        cc = (sysconfig.get_config_var("CC") or "cc").split()
-        exe = os.path.join(tmp, "t")
-        cmd = cc + cflags + [src, "-o", exe] + lflags
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    except OSError:
-        return False
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 class BuildExt(build_ext):
     def build_extensions(self):
-        omp_c, omp_l = openmp_flags(self.compiler)
         unix = self.compiler.compiler_type != "msvc"
-        base = ["-O3", "-fno-math-errno", "-fno-trapping-math"] if unix else ["/O2"]
+        base = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-pthread"] if unix else ["/O2"]
+        link = ["-pthread"] if unix else []
         if unix and os.environ.get("MINIGRAD_SANITIZE", "0") not in ("", "0"):
             # -fno-wrapv: Python's own -fwrapv would hide signed overflow from UBSan
             base = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                    "-fno-sanitize-recover=undefined", "-fno-wrapv"]
-            omp_l = omp_l + ["-fsanitize=address,undefined"]
+                    "-fno-sanitize-recover=undefined", "-fno-wrapv", "-pthread"]
+            link = link + ["-fsanitize=address,undefined"]
         for ext in self.extensions:
-            ext.extra_compile_args = base + omp_c
-            ext.extra_link_args = omp_l
+            ext.extra_compile_args = list(base)
+            ext.extra_link_args = list(link)
             if not unix:
                 continue
             # Cython's generated code trips a few harmless warnings; keep the build log readable.

@@ -23,7 +23,7 @@ int mg_get_isa(void);
 /* Returns -1 (and changes nothing) when the CPU lacks the requested path. */
 int mg_set_isa(int isa);
 
-/* 1 when compiled with OpenMP. */
+/* 1 when built with thread support (minigrad's own pool, _ext/cpu.c); the name is historical. */
 int mg_openmp(void);
 int mg_get_num_threads(void);
 void mg_set_num_threads(int n);

@@ -163,8 +163,8 @@ def cpu_flags() -> set[str]:
 
 
 def openmp_runtime() -> dict[str, Any]:
-    """The OpenMP runtime(s) this process loaded (torch and minigrad share libgomp: see bench/__init__.py)
-    and the OMP_WAIT_POLICY it read when it loaded."""
+    """The OpenMP runtime(s) this process loaded (torch's libgomp: see bench/__init__.py) and the
+    OMP_WAIT_POLICY it read when it loaded."""
     libs: list[str] = []
     try:
         with open("/proc/self/maps") as f:
@@ -237,7 +237,8 @@ def describe(m: dict[str, Any]) -> list[str]:
     cpu = (f"CPU: {m['cpu']}, {m['physical_cores']} cores ({m['usable_cpus']} usable CPUs), "
            f"{' '.join(m['isa_flags'])}")
     mini = (f"minigrad {cfg['version']}: backend {cfg['backend']}, ISA path {cfg['isa']}, "
-            f"OpenMP {'on' if cfg['openmp'] else 'off'}, {cfg['num_threads']} threads")
+            + (f"{cfg['num_threads']} threads on its own pool" if cfg["openmp"] else "single-threaded kernels")
+            + (", caching allocator" if cfg.get("caching_allocator") else ", numpy's allocator"))
     numpy = (f"numpy {m['numpy']}: {blas.get('internal_api')} {blas.get('version')}, kernel "
              f"{blas.get('architecture')} (OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']}), "
              f"{blas.get('num_threads')} threads")
@@ -248,8 +249,7 @@ def describe(m: dict[str, Any]) -> list[str]:
     policy = omp["OMP_WAIT_POLICY_at_load"]
     if policy == "(unset)":
         policy = "unset (libgomp's default: spin, then sleep)"
-    ompl = (f"OpenMP: {owner} runtime, shared by minigrad and torch ({libs}); OMP_WAIT_POLICY when it loaded: "
-            f"{policy}")
+    ompl = f"OpenMP (torch's kernels only): {owner} runtime ({libs}); OMP_WAIT_POLICY when it loaded: {policy}"
     py = f"Python {m['python']}" + (f"; environment now: {m['env']}" if m["env"] else "")
     lines = [cpu, mini, numpy, tor, ompl, py]
     load = m.get("load_average")
