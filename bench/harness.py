@@ -9,7 +9,11 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -182,6 +186,32 @@ def openmp_runtime() -> dict[str, Any]:
             "loaded_before_bench": bench.LOADED_BEFORE_BENCH}
 
 
+def fma_peak() -> dict[str, Any] | None:
+    """One core's measured FMA peak, {'f32', 'f64' (GFLOP/s), 'isa'}: bench/fma_peak.c compiled with the C
+    compiler Python was built with and run once per process.  None when there is no compiler or no x86-64."""
+    global _FMA_PEAK
+    if _FMA_PEAK is not False:
+        return _FMA_PEAK
+    _FMA_PEAK = None
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    tmp = tempfile.mkdtemp()
+    try:
+        exe = os.path.join(tmp, "fma_peak")
+        if subprocess.run(cc + ["-O2", src, "-o", exe], capture_output=True).returncode == 0:
+            out = subprocess.run([exe], capture_output=True, text=True, timeout=60).stdout.split()
+            if len(out) == 5 and out[0] == "f32" and out[2] == "f64":
+                _FMA_PEAK = {"f32": float(out[1]), "f64": float(out[3]), "isa": out[4]}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _FMA_PEAK
+
+
+_FMA_PEAK: Any = False
+
+
 def load_average() -> list[float] | None:
     """1-, 5- and 15-minute load averages: on this shared 2-core machine, the context every number needs."""
     try:
@@ -224,6 +254,7 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "openmp": openmp_runtime(),
+        "fma_peak_per_core": fma_peak(),
         "load_average": load_average(),
         "threadpoolctl": threadpoolctl.__version__ if threadpoolctl is not None else None,
         "env": {k: os.environ[k] for k in sorted(os.environ)
@@ -251,7 +282,10 @@ def describe(m: dict[str, Any]) -> list[str]:
         policy = "unset (libgomp's default: spin, then sleep)"
     ompl = f"OpenMP (torch's kernels only): {owner} runtime ({libs}); OMP_WAIT_POLICY when it loaded: {policy}"
     py = f"Python {m['python']}" + (f"; environment now: {m['env']}" if m["env"] else "")
-    lines = [cpu, mini, numpy, tor, ompl, py]
+    peak = m.get("fma_peak_per_core")
+    peakl = (f"one core's FMA peak, measured (bench/fma_peak.c, {peak['isa']}): {peak['f32']:.0f} GFLOP/s f32, "
+             f"{peak['f64']:.0f} f64" if peak else "one core's FMA peak: not measured (no C compiler or not x86-64)")
+    lines = [cpu, peakl, mini, numpy, tor, ompl, py]
     load = m.get("load_average")
     if load:
         busy = load[0] > 0.5 * (m["usable_cpus"] or 1)
