@@ -9,7 +9,7 @@
 #define MG_SHARE_FLOPS 5e5
 #endif
 #ifndef MG_WAKE_FLOPS
-#define MG_WAKE_FLOPS 4e6
+#define MG_WAKE_FLOPS 1e6
 #endif
 /* Blocking (AVX-512): KC = 256 rows of B per slice; a packed KC x NC block of B is 512 KB (half of L2), swept
  * for every MR-row panel of A.  Swept on this Zen machine over KC 128..512 and NC 256..1024 (n = 256..1024,

@@ -205,37 +205,46 @@ def test_matmul_views(dtype):
 @pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((32, 128), (128, 128)), ((1, 7), (7, 70)),
                                     ((6, 65), (65, 33))], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_matmul_packed(shapes, dtype):
-    """The RNN's product with a weight packed once: matmul's values and gradients (against torch), and the
-    same bits as an unpacked product."""
+def test_matmul_reused(shapes, dtype):
+    """The RNN's product with a weight packed once (forward and backward): matmul's values and gradients
+    against torch, over several products sharing the weight, and the same bits as unpacked products."""
     from minigrad import _backend
-    from minigrad.ops.linalg import matmul_packed
+    from minigrad.ops.linalg import ReusedOperand, matmul_reused
 
-    def packed_product(x, w):
-        wt = w.T
-        return matmul_packed(x, wt, _backend.pack(wt.data))
+    def two_steps(x, w):
+        r = ReusedOperand(w.T)
+        return matmul_reused(matmul_reused(x, r).tanh()[:, :r.b.shape[0]], r) if shapes[1][1] >= shapes[1][0] \
+            else matmul_reused(x, r)
 
-    a, w = values(shapes[0], 1), values(shapes[1][::-1], 2)
-    out = check_op(packed_product, lambda x, y: x @ y.T, [a, w], dtype)
-    plain = mg.tensor(a.astype(dtype)) @ mg.tensor(w.astype(dtype)).T
+    def two_steps_torch(x, w):
+        return ((x @ w.T).tanh()[:, :w.shape[1]] @ w.T) if shapes[1][1] >= shapes[1][0] else x @ w.T
+
+    a, w = values(shapes[0], 1), values(shapes[1][::-1], 2) / np.sqrt(shapes[1][0])  # tanh off saturation
+    out = check_op(two_steps, two_steps_torch, [a, w], dtype)
+    x, wt = mg.tensor(a.astype(dtype)), mg.tensor(w.astype(dtype))
+    plain = two_steps_torch(x, wt)
+    assert out.grad_fn.name() == "MatmulBackward" and repr(out.grad_fn) == "<MatmulBackward>"
     if _backend.name == "c":  # the kernels promise the same bits; numpy's reference sees another layout
         assert np.array_equal(out.data, plain.data)
 
 
-def test_matmul_packed_rejects_a_mismatched_packing():
-    from minigrad import _backend
-    from minigrad.ops.linalg import matmul_packed
-    x, w = mg.randn(2, 3), mg.randn(3, 4)
-    with pytest.raises(ValueError, match="packed must be pack"):
-        matmul_packed(x, w, _backend.pack(np.zeros((4, 3), np.float32)))
-    with pytest.raises(ValueError, match="packed must be pack"):
-        matmul_packed(x, w, _backend.pack(np.zeros((3, 4), np.float64)))
-    with pytest.raises(ValueError, match="packed must be pack"):
-        matmul_packed(x, w, w.data)
-    with pytest.raises(ValueError, match="expected 2-D operands"):
-        matmul_packed(x, mg.randn(4, 4), _backend.pack(np.zeros((4, 4), np.float32)))
+def test_matmul_reused_rejects_bad_operands():
+    from minigrad.ops.linalg import ReusedOperand, matmul_reused
+    with pytest.raises(TypeError, match="2-D minigrad Tensor"):
+        ReusedOperand(np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="2-D minigrad Tensor"):
+        ReusedOperand(mg.randn(3))
+    r = ReusedOperand(mg.randn(3, 4))
+    with pytest.raises(ValueError, match="not aligned"):
+        matmul_reused(mg.randn(2, 4), r)
+    with pytest.raises(ValueError, match="not aligned"):
+        matmul_reused(mg.randn(2, 2, 3), r)
     with pytest.raises(TypeError, match="different dtypes"):
-        matmul_packed(x.double(), w, _backend.pack(w.data))
+        matmul_reused(mg.randn(2, 3).double(), r)
+    with pytest.raises(TypeError, match="expected a minigrad Tensor"):
+        matmul_reused(np.zeros((2, 3), np.float32), r)
+    with pytest.raises(TypeError):
+        matmul_reused(mg.randn(2, 3), mg.randn(3, 4))
 
 
 def test_mixed_dtypes():

@@ -168,7 +168,7 @@ cdef class Node:
         return type(self).__name__
 
     def __repr__(self):
-        return "<%s>" % type(self).__name__
+        return "<%s>" % self.name()
 
     cpdef object backward(self, object grad):
         raise NotImplementedError("%s has no backward" % type(self).__name__)

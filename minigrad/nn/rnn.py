@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
-from minigrad import _backend
 from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
-from minigrad.ops.linalg import matmul_packed
+from minigrad.ops.linalg import ReusedOperand, matmul_reused
 from minigrad.tensor import Tensor
 from minigrad.viz import mark_step
 
@@ -305,13 +304,12 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
     if len(weights) == 4:
         xw = xw + (weights[2] + weights[3])
     xw = xw.reshape(seq_len, batch, w_ih.shape[0]).unbind(0)
-    # W_hh^T is packed for the kernel once per call rather than at every step; each step is still an
-    # ordinary matmul node (same bits as h @ w_hh_t).
-    w_hh_t = w_hh.T
-    packed = _backend.pack(w_hh_t.data)
+    # W_hh^T is packed for the kernel once per call (and W_hh once for the backward), not at every step;
+    # each step is still an ordinary matmul node, with the same bits as h @ w_hh.T.
+    w_hh_t = ReusedOperand(w_hh.T)
     outputs = [None] * seq_len
     for t in (range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
-        h_new = mark_step(act(xw[t] + matmul_packed(h, w_hh_t, packed)), t, layer, direction)
+        h_new = mark_step(act(xw[t] + matmul_reused(h, w_hh_t)), t, layer, direction)
         if valid is None:
             h = outputs[t] = h_new
         else:

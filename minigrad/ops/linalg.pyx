@@ -100,24 +100,58 @@ def matmul(a, b):
     return attach(out, node, (x, y))
 
 
-def matmul_packed(a, b, packed):
-    """``a @ b`` for 2-D tensors, given ``packed = minigrad._backend.pack(b.data)``: the product skips packing
-    ``b`` (an RNN multiplies by the same ``W_hh.T`` at every step); the graph node and its backward are
-    matmul's own, and the result has the same bits as ``matmul(a, b)``."""
-    cdef Tensor x, y
-    x, y = operands(a, b)
-    xa, ya = x._data, y._data
-    if xa.ndim != 2 or ya.ndim != 2 or xa.shape[1] != ya.shape[0]:
-        raise ValueError("matmul_packed: expected 2-D operands (M, K) and (K, N), got shapes %s and %s"
+cdef class ReusedOperand:
+    """A right operand ``b`` (a 2-D tensor) of many products, packed for the kernel once: ``b`` now for the
+    forward products, ``b.T`` at the first backward product that needs it (an RNN multiplies every step's
+    state by the same ``W_hh.T``, and its backward every step's gradient by ``W_hh``).  A snapshot: make a
+    new one after ``b`` changes (the RNN makes one per forward call)."""
+    cdef readonly Tensor b
+    cdef readonly object packed
+    cdef object _packed_t
+
+    def __init__(self, b):
+        cdef Tensor t = b if isinstance(b, Tensor) else None
+        if t is None or t._data.ndim != 2:
+            raise TypeError("ReusedOperand: expected a 2-D minigrad Tensor, got %r" % (b,))
+        self.b = t
+        self.packed = K.pack(t._data)
+        self._packed_t = None
+
+    cdef object packed_t(self):
+        if self._packed_t is None:
+            self._packed_t = K.pack(self.b._data.T)
+        return self._packed_t
+
+
+cdef class ReusedMatmulBackward(MatmulBackward):
+    """matmul's backward for ``x @ r.b`` (same gradients and bits), taking ``g @ b.T`` from ``r``'s packing."""
+    cdef ReusedOperand reused
+
+    cpdef object backward(self, object g):
+        a, b = self.saved
+        return (K.matmul(g, self.reused.packed_t()) if self.next_functions[0] is not None else None,
+                ProductSum(a, g) if self.next_functions[1] is not None else None)
+
+    def name(self):
+        return "MatmulBackward"
+
+
+def matmul_reused(a, ReusedOperand r):
+    """``a @ r.b`` for a 2-D tensor ``a``, with ``r.b`` packed once for every such product (see
+    ReusedOperand): the same values, bits and gradients as ``matmul(a, r.b)``."""
+    cdef Tensor x = a if isinstance(a, Tensor) else None
+    if x is None:
+        raise TypeError("matmul_reused: expected a minigrad Tensor, got %s" % type(a).__name__)
+    xa, ya = x._data, r.b._data
+    if xa.ndim != 2 or xa.shape[1] != ya.shape[0]:
+        raise ValueError("matmul_reused: shapes %s and %s are not aligned for a 2-D product"
                          % (xa.shape, ya.shape))
     if xa.dtype != ya.dtype:
-        raise TypeError("matmul_packed: operands have different dtypes %s and %s" % (xa.dtype, ya.dtype))
-    if not isinstance(packed, K.PackedMatrix) or packed.shape != ya.shape or packed.dtype != ya.dtype:
-        raise ValueError("matmul_packed: packed must be pack(b.data) for b of shape %s and dtype %s, got %r"
-                         % (ya.shape, ya.dtype, packed))
-    out = K.matmul(xa, packed)
-    if not any_requires_grad((x, y)):
+        raise TypeError("matmul_reused: operands have different dtypes %s and %s" % (xa.dtype, ya.dtype))
+    out = K.matmul(xa, r.packed)
+    if not any_requires_grad((x, r.b)):
         return wrap(out)
-    cdef MatmulBackward node = MatmulBackward.__new__(MatmulBackward)
+    cdef ReusedMatmulBackward node = ReusedMatmulBackward.__new__(ReusedMatmulBackward)
     node.saved = (xa, ya)
-    return attach(out, node, (x, y))
+    node.reused = r
+    return attach(out, node, (x, r.b))
