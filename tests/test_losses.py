@@ -41,6 +41,32 @@ def test_mse_loss(reduction, dtype):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mse_loss_is_one_node_with_both_gradients(reduction, dtype):
+    """Equal shapes and dtypes: one MseLossBackward node (as in torch); a target that requires grad gets
+    -d/dinput; large inputs (a sequence model's output) against torch."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((64, 8, 33)).astype(dtype), rng.standard_normal((64, 8, 33)).astype(dtype)
+    x, t = mg.tensor(a, requires_grad=True), mg.tensor(b, requires_grad=True)
+    tx, tt = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    out, ref = F.mse_loss(x, t, reduction=reduction), TF.mse_loss(tx, tt, reduction=reduction)
+    assert out.grad_fn.name() == "MseLossBackward"
+    w = rng.standard_normal(ref.shape).astype(dtype)
+    out.backward(w)
+    ref.backward(torch.from_numpy(w))
+    assert_close(out, ref, dtype, "value")
+    assert_close(x.grad, tx.grad, dtype, "input grad")
+    assert_close(t.grad, tt.grad, dtype, "target grad")
+    with mg.no_grad():
+        assert F.mse_loss(x, t, reduction=reduction).grad_fn is None
+
+
+def test_mse_loss_needs_a_tensor_input():
+    with pytest.raises(TypeError, match="mse_loss: input must be a minigrad Tensor"):
+        F.mse_loss(np.zeros(3), mg.zeros(3))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_2d_with_weights_and_ignore_index(reduction):
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((6, 5))

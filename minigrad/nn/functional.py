@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
+from minigrad.ops import loss as _loss
 from minigrad.tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -78,14 +79,19 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     ``target`` is a Tensor or array-like (it receives gradient only if it is a Tensor that requires it).
     """
     _check_reduction(reduction)
+    input = _tensor_input(input, "mse_loss")
     if not isinstance(target, Tensor):
         target = mg.tensor(np.asarray(target), dtype=input.dtype)
     if target.shape != input.shape:
         warnings.warn(f"Using a target size ({target.shape}) that is different to the input size "
                       f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
                       "Please ensure they have the same size.", stacklevel=2)
-    diff = input - target
-    return _reduce(diff * diff, reduction)
+        diff = input - target  # broadcasting: composed from elementwise ops, whose backward unbroadcasts
+        return _reduce(diff * diff, reduction)
+    if target.dtype != input.dtype:
+        diff = input - target  # mixed dtypes promote like any elementwise op
+        return _reduce(diff * diff, reduction)
+    return _loss.mse_loss(input, target, reduction)
 
 
 def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
