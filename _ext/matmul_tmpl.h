@@ -195,12 +195,14 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
 
     /* Tasks: whole products when the batch alone keeps the threads busy; else every product is cut along N
      * into groups of B panels (a few tasks per thread, so that a thread that starts late still finds work;
-     * each task reads all of A), or along M into nt slices (each packs all of B).  The cut is the one that
-     * re-reads less: along N while A, read 4 nt times, is no bigger than B read nt times -- the small
-     * A of an RNN step, h (N, H); along M for a tall A, such as a weight gradient's x.T with K = T * N. */
+     * each task reads all of A), or along M into nt slices (each packs all of B).  Along N whenever A is
+     * read in place (a row-major A costs only cache traffic to re-read) or is small -- A, read 4 nt times,
+     * no bigger than B read nt times, as the h (N, H) of an RNN step; along M for an A that every task
+     * would have to pack again, such as a weight gradient's x.T with K = T * N. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
+    const int a_in_place = sak == 1 || (sam == 1 && sak <= 2 * g->mr); /* as in gemm_serial */
     if (nt > 1 && batch < 2 * nt) {
-        if (nb_n >= nt && (4 * M <= N || nb_m < nt)) {
+        if (nb_n >= nt && (a_in_place || 4 * M <= N || nb_m < nt)) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
         } else {

@@ -80,6 +80,22 @@ def _block(fn: Callable[[], Any], loops: int) -> float:
     return (time.perf_counter() - t0) / loops
 
 
+def quiesce(max_wait: float = 0.3, window: float = 0.005) -> float:
+    """Wait, at most ``max_wait`` seconds, until no other thread of this process burns CPU; returns the wait.
+
+    A library leaves its worker threads spinning after a call -- OpenBLAS for tens of milliseconds, libgomp
+    and minigrad's pool for less -- and on 2 cores a spinning thread takes a core from the next block, which
+    then measures two libraries at once.  Every block of every implementation starts after this.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait:
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(window)
+        if time.process_time() - cpu < 0.2 * (time.perf_counter() - wall):
+            break
+    return time.perf_counter() - start
+
+
 def calibrate(fn: Callable[[], Any], min_block: float) -> int:
     """Calls per timed block so that one block lasts at least ``min_block`` seconds (timeit's autorange)."""
     loops = 1
@@ -102,6 +118,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, min_block: float
     seconds); ``around[name]()`` is entered around that callable's blocks (e.g. another thread count).
     After ``budget`` seconds no new round starts once 3 are done: on a busy machine a 2-thread round can take
     100x its best, and the best of fewer rounds is still a fair ratio.
+    Each block starts once the previous one's worker threads have stopped spinning (``quiesce``).
     Returns per name: ``best`` and ``median`` seconds per call over the rounds, ``rounds``, ``loops``.
     The garbage collector stays on (it is part of what an autograd graph costs) but starts each case empty.
     """
@@ -119,6 +136,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, min_block: float
             break
         for name in order if r % 2 == 0 else order[::-1]:
             with around.get(name, nullcontext)():
+                quiesce()
                 samples[name].append(_block(fns[name], loops[name]))
     return {name: {"best": min(s), "median": statistics.median(s), "rounds": len(s), "loops": loops[name]}
             for name, s in samples.items()}
