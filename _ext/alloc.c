@@ -39,6 +39,16 @@ typedef struct free_block {
 } free_block;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork() while another thread holds the lock would leave it locked forever in the child: hold it across the
+ * fork instead (registered once, when the module loads). */
+static void fork_prepare(void) { pthread_mutex_lock(&lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&lock); }
+static void fork_child(void) { pthread_mutex_unlock(&lock); }
+__attribute__((constructor)) static void register_fork_handlers(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 static free_block *lists[MG_NUM_CLASSES];
 static size_t idle_bytes, idle_blocks, limit_bytes = (size_t)512 << 20;
 static unsigned long long hits, misses;

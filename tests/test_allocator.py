@@ -142,3 +142,29 @@ def test_env_sets_the_limit():
     out = _run("import minigrad as mg; print(mg.memory_stats()['limit_bytes'])", MINIGRAD_CACHE_MB="64")
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == 64 << 20
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_while_another_thread_allocates():
+    """The child of a fork can allocate and free even if a thread of the parent was inside the allocator."""
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            a = np.ones(20_000)
+            del a
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:  # child: allocate, free, exit without running Python's cleanup
+                ok = np.ones(50_000).sum() == 50_000
+                os._exit(0 if ok else 1)
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        stop.set()
+        t.join()
