@@ -423,11 +423,17 @@ cdef class UnbindBackward(Node):
 
     cpdef object backward(self, object grads):
         gx = moved = None
+        # Every slice has a gradient in the common case (an RNN's steps): no need to zero the result first.
+        complete = True
+        for g in grads:
+            if g is None:
+                complete = False
+                break
         for i, g in enumerate(grads):
             if g is None:
                 continue
             if gx is None:
-                gx = np.zeros(self.in_shape, dtype=g.dtype)
+                gx = (np.empty if complete else np.zeros)(self.in_shape, dtype=g.dtype)
                 moved = np.moveaxis(gx, self.axis, 0)
             moved[i] = g
         return (gx,)
