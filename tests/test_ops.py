@@ -224,6 +224,12 @@ def test_matmul_reused(shapes, dtype):
     x, wt = mg.tensor(a.astype(dtype)), mg.tensor(w.astype(dtype))
     plain = two_steps_torch(x, wt)
     assert out.grad_fn.name() == "MatmulBackward" and repr(out.grad_fn) == "<MatmulBackward>"
+    r = ReusedOperand(mg.tensor(w.astype(dtype), requires_grad=True).T)
+    h = mg.tensor(a.astype(dtype), requires_grad=True)
+    y = matmul_reused(h, r)
+    assert r.packed_transposed is None
+    y.sum().backward()
+    assert r.packed_transposed is not None and r.packed_transposed.shape == r.b.shape[::-1]
     if _backend.name == "c":  # the kernels promise the same bits; numpy's reference sees another layout
         assert np.array_equal(out.data, plain.data)
 

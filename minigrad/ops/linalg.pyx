@@ -34,11 +34,15 @@ cdef class MatmulBackward(Node):
     # saved = (A, B) as 2+-D arrays (1-D operands promoted), with flags to undo the promotion
     cdef bint a_vec, b_vec
 
+    cdef object b_transposed(self, object b):
+        """B.T as the right operand of the 2-D backward product g @ B.T."""
+        return b.T
+
     cpdef object backward(self, object g):
         a, b = self.saved
         if a.ndim == 2 and b.ndim == 2 and not (self.a_vec or self.b_vec):
             # the common case (an RNN step, a Linear layer) without numpy's Python-level helpers
-            return (K.matmul(g, b.T) if self.next_functions[0] is not None else None,
+            return (K.matmul(g, self.b_transposed(b)) if self.next_functions[0] is not None else None,
                     ProductSum(a, g) if self.next_functions[1] is not None else None)
         if self.b_vec:
             g = np.expand_dims(g, -1)
@@ -117,6 +121,11 @@ cdef class ReusedOperand:
         self.packed = K.pack(t._data)
         self._packed_t = None
 
+    @property
+    def packed_transposed(self):
+        """pack(b.T), made by the first backward product that needed it (None before)."""
+        return self._packed_t
+
     cdef object packed_t(self):
         if self._packed_t is None:
             self._packed_t = K.pack(self.b._data.T)
@@ -127,10 +136,8 @@ cdef class ReusedMatmulBackward(MatmulBackward):
     """matmul's backward for ``x @ r.b`` (same gradients and bits), taking ``g @ b.T`` from ``r``'s packing."""
     cdef ReusedOperand reused
 
-    cpdef object backward(self, object g):
-        a, b = self.saved
-        return (K.matmul(g, self.reused.packed_t()) if self.next_functions[0] is not None else None,
-                ProductSum(a, g) if self.next_functions[1] is not None else None)
+    cdef object b_transposed(self, object b):
+        return self.reused.packed_t()
 
     def name(self):
         return "MatmulBackward"
