@@ -10,7 +10,7 @@ Environment variables, read once at import:
   speed instead of stalling for a scheduler slice.
 * ``MINIGRAD_CACHE_MB`` (default 512): idle memory the caching allocator may keep, in MiB; ``0`` leaves
   numpy's own allocator in place.  With the C backend, importing minigrad makes numpy allocate array data
-  (in the importing thread's context) through a caching allocator that keeps freed blocks of 64 KiB and more
+  (in the importing thread's context) through a caching allocator that keeps freed blocks of 4 KiB and more
   for reuse: a training step frees and re-allocates the same large arrays every iteration, and fresh pages
   from the OS cost a page fault per 4 KiB.  ``empty_cache()`` returns the idle blocks, ``memory_stats()``
   counts them.
@@ -139,7 +139,7 @@ def memory_stats():
     """The caching allocator: {'enabled', 'idle_bytes', 'idle_blocks', 'limit_bytes', 'hits', 'misses'}.
 
     ``enabled`` is whether numpy allocates through it in the calling thread's context; hits and misses count
-    allocations of cached sizes (64 KiB and more) served from idle blocks or from the system allocator."""
+    allocations of cached sizes (4 KiB and more) served from idle blocks or from the system allocator."""
     if name != "c":
         return {"enabled": False, "idle_bytes": 0, "idle_blocks": 0, "limit_bytes": 0, "hits": 0,
                 "misses": 0}
