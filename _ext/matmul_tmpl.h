@@ -229,6 +229,22 @@ static void FN(zero_or_keep)(mg_int batch, mg_int M, mg_int N, T *C, mg_int scb,
                     C[b * scb + i * scm + j * scn] = 0;
 }
 
+/* A batch of products sharing one B: treat the batch as extra rows of one product when A and C allow it. */
+static void FN(fold_batch)(mg_int *batch, mg_int *M, mg_int sab, mg_int *sam, mg_int scb, mg_int *scm)
+{
+    if (*batch <= 1)
+        return;
+    if (*M == 1) {
+        *sam = sab;
+        *scm = scb;
+        *M = *batch;
+        *batch = 1;
+    } else if (sab == *M * *sam && scb == *M * *scm) {
+        *M *= *batch;
+        *batch = 1;
+    }
+}
+
 int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
                   const T *A, mg_int sab, mg_int sam, mg_int sak,
                   const T *B, mg_int sbb, mg_int sbk, mg_int sbn,
@@ -249,18 +265,8 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
         t = sak; sak = sbk; sbk = t;
         t = scm; scm = scn; scn = t;
     }
-    if (batch > 1 && sbb == 0) {
-        /* Every product shares B: treat the batch as extra rows of one product when A and C allow it. */
-        if (M == 1) {
-            sam = sab;
-            scm = scb;
-            M = batch;
-            batch = 1;
-        } else if (sab == M * sam && scb == M * scm) {
-            M *= batch;
-            batch = 1;
-        }
-    }
+    if (sbb == 0) /* every product shares B */
+        FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm);
     return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, B, sbb, sbk, sbn,
                           NULL, C, scb, scm, scn, accumulate);
 }
@@ -292,18 +298,7 @@ int FN(mg_matmul_packed)(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
         FN(zero_or_keep)(batch, M, N, C, scb, scm, scn, accumulate);
         return 0;
     }
-    if (batch > 1) {
-        /* B is shared by construction: fold the batch into rows when A and C allow it. */
-        if (M == 1) {
-            sam = sab;
-            scm = scb;
-            M = batch;
-            batch = 1;
-        } else if (sab == M * sam && scb == M * scm) {
-            M *= batch;
-            batch = 1;
-        }
-    }
+    FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm); /* B is shared by construction */
     return FN(matmul_run)(&FN(gemm_cfgs)[isa], batch, M, N, K, A, sab, sam, sak, P, 0, 0, 0, P, C, scb, scm, scn,
                           accumulate);
 }
