@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from minigrad.nn.utils import zero_grad_
 from minigrad.tensor import Tensor
 
 
@@ -182,13 +183,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters (to None by default, else to zeros in place)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
+        zero_grad_(self.parameters(), set_to_none)
 
     # ---- state dict --------------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, Tensor]:

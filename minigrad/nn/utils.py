@@ -28,6 +28,18 @@ def _grads(parameters: Params) -> list[np.ndarray]:
     return grads
 
 
+def zero_grad_(parameters: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Reset each parameter's gradient: to None (default), or to zeros in place.  ``Module.zero_grad`` and
+    ``Optimizer.zero_grad`` are this over their parameters."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.data[...] = 0
+
+
 def clip_grad_norm_(parameters: Params, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False) -> Tensor:
     """Scale all gradients together so that their total ``norm_type``-norm is at most ``max_norm``.

@@ -10,6 +10,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from minigrad.nn.utils import zero_grad_
 from minigrad.tensor import Tensor
 
 ParamsT = Union[Iterable[Tensor], Iterable[dict[str, Any]]]
@@ -54,14 +55,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient: to None (default) or to zeros in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
+        zero_grad_((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define step()")
