@@ -235,36 +235,28 @@ def _chain_reference(x0: np.ndarray) -> np.ndarray:
 def _engine_chain_case() -> Case:
     x0 = _rng(2, 4).standard_normal((1, 4)).astype(F32)
 
-    def minigrad_impl():
-        x = mg.tensor(x0, requires_grad=True)
+    def chain_impl(make_leaf):
+        """The same code on either library: only the leaf's constructor differs."""
+        def build():
+            x = make_leaf(x0)
 
-        def run():
-            x.grad = None
-            y = x
-            for _ in range(CHAIN_PAIRS):
-                y = (y * CHAIN_SCALE).tanh()
-            y.sum().backward()
-            return x.grad
-        return run
-
-    def torch_impl():
-        x = torch.tensor(x0, requires_grad=True)
-
-        def run():
-            x.grad = None
-            y = x
-            for _ in range(CHAIN_PAIRS):
-                y = (y * CHAIN_SCALE).tanh()
-            y.sum().backward()
-            return x.grad
-        return run
+            def run():
+                x.grad = None
+                y = x
+                for _ in range(CHAIN_PAIRS):
+                    y = (y * CHAIN_SCALE).tanh()
+                y.sum().backward()
+                return x.grad
+            return run
+        return build
 
     def check(impl: str, result: Any) -> None:
         np.testing.assert_allclose(as_numpy(result), _chain_reference(x0), rtol=1e-3, err_msg=impl)
 
     return Case(id="engine-chain-4000", family="engine",
                 title=f"engine: forward+backward of a {2 * CHAIN_PAIRS}-node chain (mul by a scalar, tanh)",
-                impls={"minigrad": minigrad_impl, "torch": torch_impl}, check=check,
+                impls={"minigrad": chain_impl(lambda a: mg.tensor(a, requires_grad=True)),
+                       "torch": chain_impl(lambda a: torch.tensor(a, requires_grad=True))}, check=check,
                 per=2 * CHAIN_PAIRS, per_what="node", meta={"what": "chain"})
 
 
