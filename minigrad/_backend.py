@@ -16,7 +16,8 @@ Environment variables, read once at import:
   counts them.
 
 Public surface: ``name``, ``matmul``, ``pack``, ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``isa``,
-``available_isas``, ``set_isa``, ``openmp``, ``get_num_threads``, ``set_num_threads``, ``info``.
+``available_isas``, ``set_isa``, ``openmp``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
+``empty_cache``, ``set_cache_limit``, ``info``.
 
 ``pack(w)`` packs a right-hand operand once for products that reuse it -- an RNN multiplies by the same
 ``W_hh.T`` at every time step -- and ``matmul(x, packed)`` then skips packing it on every call (same bits as
@@ -126,13 +127,13 @@ def _cache_limit_mb():
     return int(value)
 
 
-_cache_enabled = False
 _cache_mb = _cache_limit_mb()
-if name == "c":
-    _impl.set_cache_limit(_cache_mb << 20)
-    if _cache_mb > 0:
-        _impl.install_allocator()
-        _cache_enabled = True
+_impl.set_cache_limit(_cache_mb << 20)
+if _cache_mb > 0:
+    _impl.install_allocator()
+_cache_enabled = _impl.allocator_installed()  # False on the numpy backend, which has no cache
+empty_cache = _impl.empty_cache
+set_cache_limit = _impl.set_cache_limit
 
 
 def memory_stats():
@@ -140,30 +141,12 @@ def memory_stats():
 
     ``enabled`` is whether numpy allocates through it in the calling thread's context; hits and misses count
     allocations of cached sizes (4 KiB and more) served from idle blocks or from the system allocator."""
-    if name != "c":
-        return {"enabled": False, "idle_bytes": 0, "idle_blocks": 0, "limit_bytes": 0, "hits": 0,
-                "misses": 0}
     return {"enabled": _impl.allocator_installed(), **_impl.cache_stats()}
 
 
-def empty_cache():
-    """Free the idle blocks the caching allocator keeps (arrays in use are untouched)."""
-    if name == "c":
-        _impl.empty_cache()
-
-
-def set_cache_limit(nbytes):
-    """Let the caching allocator keep at most ``nbytes`` idle (0 keeps none; the excess is freed now)."""
-    if name == "c":
-        _impl.set_cache_limit(nbytes)
-    elif isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
-        raise TypeError(f"set_cache_limit: expected an int number of bytes, got {type(nbytes).__name__}")
-    elif nbytes.__index__() < 0:
-        raise ValueError(f"set_cache_limit: expected a non-negative number of bytes, got {nbytes}")
-
-
 def info():
-    """The backend in use: {'backend', 'isa', 'available_isas', 'openmp', 'num_threads', 'abi_version'}."""
+    """The backend in use: {'backend', 'isa', 'available_isas', 'openmp', 'num_threads', 'caching_allocator',
+    'abi_version'}."""
     return {
         "backend": name,
         "isa": isa(),

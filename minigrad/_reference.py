@@ -196,3 +196,29 @@ def set_num_threads(n):
     if not 1 <= n <= 1 << 16:
         raise ValueError(f"set_num_threads: expected 1 <= n <= 65536, got {n}")
     _num_threads = n
+
+
+# ---- the caching allocator: the C backend's alone; numpy keeps its own allocator here ----
+
+def install_allocator():
+    pass
+
+
+def allocator_installed():
+    return False
+
+
+def cache_stats():
+    return {"idle_bytes": 0, "idle_blocks": 0, "limit_bytes": 0, "hits": 0, "misses": 0}
+
+
+def empty_cache():
+    pass
+
+
+def set_cache_limit(nbytes):
+    """Validated like the kernels' setter; there is no cache to limit."""
+    if isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
+        raise TypeError(f"set_cache_limit: expected an int number of bytes, got {type(nbytes).__name__}")
+    if nbytes.__index__() < 0:
+        raise ValueError(f"set_cache_limit: expected a non-negative number of bytes, got {nbytes}")
