@@ -86,10 +86,9 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
         warnings.warn(f"Using a target size ({target.shape}) that is different to the input size "
                       f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
                       "Please ensure they have the same size.", stacklevel=2)
-        diff = input - target  # broadcasting: composed from elementwise ops, whose backward unbroadcasts
-        return _reduce(diff * diff, reduction)
-    if target.dtype != input.dtype:
-        diff = input - target  # mixed dtypes promote like any elementwise op
+    if target.shape != input.shape or target.dtype != input.dtype:
+        # broadcasting or mixed dtypes: composed from elementwise ops, which unbroadcast and promote
+        diff = input - target
         return _reduce(diff * diff, reduction)
     return _loss.mse_loss(input, target, reduction)
 
