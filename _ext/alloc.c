@@ -38,7 +38,10 @@ typedef struct free_block {
     struct free_block *next;
 } free_block;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards everything below */
+static free_block *lists[MG_NUM_CLASSES];
+static size_t idle_bytes, idle_blocks, limit_bytes = (size_t)512 << 20;
+static unsigned long long hits, misses;
 
 /* fork() while another thread holds the lock would leave it locked forever in the child: hold it across the
  * fork instead (registered once, when the module loads). */
@@ -49,9 +52,6 @@ __attribute__((constructor)) static void register_fork_handlers(void)
 {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
-static free_block *lists[MG_NUM_CLASSES];
-static size_t idle_bytes, idle_blocks, limit_bytes = (size_t)512 << 20;
-static unsigned long long hits, misses;
 
 /* The class of a size >= MG_CACHE_MIN and the capacity it stands for (>= size). */
 static size_t size_class(size_t size)
