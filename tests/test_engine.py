@@ -262,3 +262,106 @@ def test_zero_dim_gradient_accumulated_many_times():
     x = mg.tensor(0.5, requires_grad=True)
     (x + x + x + x * x).backward()
     assert x.grad.item() == 4.0
+
+
+# ---- the graph and Python's cycle collector -------------------------------------------------------------
+# Nodes are hidden from the collector while no node holds a user's object (engine.pyx).  These tests check
+# that: the speed side (nodes untracked), and the safety side (every cycle a user can build through the
+# graph is still found and freed by gc.collect(), however the hook and the graph were made).
+
+from minigrad.autograd import engine as _engine  # noqa: E402
+
+
+def _chain(x, n=3):
+    y = x
+    for _ in range(n):
+        y = (y * 2.0).tanh()
+    return y
+
+
+def _collector_sees(node):
+    return gc.is_tracked(node) and any(o is node for o in gc.get_objects())
+
+
+def test_plain_graph_is_hidden_from_collector_and_listed_live():
+    assert _engine.graph_hidden()
+    x = mg.tensor(np.ones((2, 3)), requires_grad=True)
+    y = _chain(x)
+    nodes = [y.grad_fn, y.grad_fn.next_functions[0][0]]
+    live = _engine.live_nodes()
+    for node in nodes:
+        assert not gc.is_tracked(node) and not gc.is_tracked(node.next_functions)
+        assert any(o is node for o in live)
+    refs = [weakref.ref(node) for node in nodes]
+    del nodes, live, y, node
+    assert all(r() is None for r in refs)  # reference counting alone frees the hidden graph
+    assert not any(type(o).__name__ == "TanhBackward" for o in _engine.live_nodes())
+
+
+@pytest.mark.parametrize("hook_first", [True, False])
+def test_cycle_through_a_tensor_hook_is_collected(hook_first):
+    """A hook on a non-leaf tensor whose closure holds a tensor computed from it: a cycle through the graph.
+    Registered before or after the downstream nodes exist, gc.collect() must free it."""
+    x = mg.tensor(np.ones(3), requires_grad=True)
+    h = x * 3.0
+    box = {}
+    if hook_first:
+        h.register_hook(lambda g: box["z"])
+        z = _chain(h)
+    else:
+        z = _chain(h)       # these nodes were made hidden
+        h.register_hook(lambda g: box["z"])
+    box["z"] = z
+    assert not _engine.graph_hidden()
+    assert _collector_sees(z.grad_fn) and _collector_sees(h.grad_fn)
+    refs = [weakref.ref(z.grad_fn), weakref.ref(h.grad_fn)]
+    del h, z, box
+    gc.collect()
+    assert all(r() is None for r in refs)
+    assert _engine.graph_hidden()  # the last node holding a user object is gone: hiding resumes
+
+
+def test_tag_that_is_not_plain_data_exposes_the_graph():
+    x = mg.tensor(np.ones(3), requires_grad=True)
+    y = _chain(x)
+    y.grad_fn.tag = (0, 1, 2)  # plain data (what minigrad.viz stores): stays hidden
+    assert _engine.graph_hidden() and not gc.is_tracked(y.grad_fn)
+
+    class Label:
+        pass
+
+    label = Label()
+    y.grad_fn.tag = label
+    label.node = y.grad_fn  # a cycle: node -> tag -> node
+    assert not _engine.graph_hidden() and gc.is_tracked(y.grad_fn)
+    ref = weakref.ref(y.grad_fn)
+    del y, label
+    gc.collect()
+    assert ref() is None and _engine.graph_hidden()
+
+
+def test_backward_is_the_same_hidden_or_exposed():
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((4, 4))
+    xs = rng.standard_normal((6, 2, 4))
+
+    def run(expose):
+        w = mg.tensor(w0, requires_grad=True)
+        h = mg.zeros(2, 4, dtype=mg.float64)
+        keep = []
+        for t in range(6):
+            h = (mg.tensor(xs[t]) + h @ w).tanh()
+            if expose and t == 2:
+                keep.append(h.register_hook(lambda g: None))
+        assert _engine.graph_hidden() is not expose
+        h.sum().backward()
+        return w.grad.data
+
+    tw = torch.tensor(w0, requires_grad=True)
+    th = torch.zeros(2, 4, dtype=torch.float64)
+    for t in range(6):
+        th = (torch.tensor(xs[t]) + th @ tw).tanh()
+    th.sum().backward()
+    for expose in (False, True):
+        np.testing.assert_allclose(run(expose), tw.grad.numpy(), rtol=1e-12)
+    assert _engine.graph_hidden()

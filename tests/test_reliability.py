@@ -61,7 +61,7 @@ def _rss():
 def _live_counts():
     # type() rather than isinstance: some objects' __class__ is a property with side effects (torch warns)
     types = [type(o) for o in gc.get_objects()]
-    return (sum(issubclass(t, mg.Tensor) for t in types), sum(issubclass(t, mg.autograd.Node) for t in types))
+    return (sum(issubclass(t, mg.Tensor) for t in types), len(mg.autograd.live_nodes()))
 
 
 def soak(windows=2000, k=8, batch=4, per_pass=100, warmup=200):
@@ -145,8 +145,7 @@ def test_tbptt_pass_leaves_no_graph_behind():
 
 
 def _graph_node_ids():
-    return {id(o) for o in gc.get_objects()
-            if issubclass(type(o), mg.autograd.Node) and type(o) is not mg.autograd.AccumulateGrad}
+    return {id(o) for o in mg.autograd.live_nodes() if type(o) is not mg.autograd.AccumulateGrad}
 
 
 # ---- threads ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 # The autograd engine's compiled interface, shared by the tensor core and the ops.
+from cpython.object cimport PyObject
 
 cdef class Node:
     # One recorded operation.  next_functions[i] is (node, output_nr) for the i-th differentiable input, or
@@ -13,8 +14,12 @@ cdef class Node:
     cdef list _pre_hooks               # [(output_nr, key, fn)], hooks on a non-leaf output's gradient
     cdef dict _retained                # output_nr -> weakref of a tensor that asked for retain_grad()
     cdef public object trace           # where the op was created (recorded in anomaly mode only)
-    cdef public object tag             # free for tools: minigrad.viz stores (layer, direction, step) here
+    cdef object _tag                   # free for tools (the `tag` property): minigrad.viz stores
+                                       # (layer, direction, step) here
     cdef object __weakref__
+    cdef PyObject* _live_prev          # every live node is on one list (engine.pyx, "hidden from the
+    cdef PyObject* _live_next          # cycle collector"); raw pointers, so the list owns nothing
+    cdef bint _holds_user_object       # a pre-hook or a tag that is not plain data: see expose_graph
     cpdef object backward(self, object grad)
     cdef void release(self)
 
@@ -30,6 +35,7 @@ cdef bint grad_enabled() noexcept nogil
 cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
+cdef void hide_fields(Node node)
 
 
 cdef class ProductSum:

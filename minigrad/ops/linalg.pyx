@@ -104,40 +104,51 @@ def matmul(a, b):
     return attach(out, node, (x, y))
 
 
+cdef class _Packing:
+    # The packed copies of one operand's array, shared by every product node that uses them: a node holds
+    # this, never the operand's tensor (a graph node refers to no tensor; see engine.pyx).
+    cdef object data, packed, packed_t
+
+    cdef object transposed(self):
+        if self.packed_t is None:
+            self.packed_t = K.pack(self.data.T)
+        return self.packed_t
+
+
 cdef class ReusedOperand:
     """A right operand ``b`` (a 2-D tensor) of many products, packed for the kernel once: ``b`` now for the
     forward products, ``b.T`` at the first backward product that needs it (an RNN multiplies every step's
     state by the same ``W_hh.T``, and its backward every step's gradient by ``W_hh``).  A snapshot: make a
     new one after ``b`` changes (the RNN makes one per forward call)."""
     cdef readonly Tensor b
-    cdef readonly object packed
-    cdef object _packed_t
+    cdef _Packing _packing
 
     def __init__(self, b):
         cdef Tensor t = b if isinstance(b, Tensor) else None
         if t is None or t._data.ndim != 2:
             raise TypeError("ReusedOperand: expected a 2-D minigrad Tensor, got %r" % (b,))
         self.b = t
-        self.packed = K.pack(t._data)
-        self._packed_t = None
+        self._packing = _Packing.__new__(_Packing)
+        self._packing.data = t._data
+        self._packing.packed = K.pack(t._data)
+
+    @property
+    def packed(self):
+        """pack(b), made when this operand was."""
+        return self._packing.packed
 
     @property
     def packed_transposed(self):
         """pack(b.T), made by the first backward product that needed it (None before)."""
-        return self._packed_t
-
-    cdef object packed_t(self):
-        if self._packed_t is None:
-            self._packed_t = K.pack(self.b._data.T)
-        return self._packed_t
+        return self._packing.packed_t
 
 
 cdef class ReusedMatmulBackward(MatmulBackward):
     """matmul's backward for ``x @ r.b`` (same gradients and bits), taking ``g @ b.T`` from ``r``'s packing."""
-    cdef ReusedOperand reused
+    cdef _Packing packing
 
     cdef object b_transposed(self, object b):
-        return self.reused.packed_t()
+        return self.packing.transposed()
 
     def name(self):
         return "MatmulBackward"
@@ -155,10 +166,10 @@ def matmul_reused(a, ReusedOperand r):
                          % (xa.shape, ya.shape))
     if xa.dtype != ya.dtype:
         raise TypeError("matmul_reused: operands have different dtypes %s and %s" % (xa.dtype, ya.dtype))
-    out = K.matmul(xa, r.packed)
+    out = K.matmul(xa, r._packing.packed)
     if not any_requires_grad((x, r.b)):
         return wrap(out)
     cdef ReusedMatmulBackward node = ReusedMatmulBackward.__new__(ReusedMatmulBackward)
     node.saved = (xa, ya)
-    node.reused = r
+    node.packing = r._packing
     return attach(out, node, (x, r.b))
