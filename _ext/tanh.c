@@ -5,9 +5,8 @@
  * h = -expm1(-2v)/2 = v + v^2 R(v), R a Chebyshev fit (mpmath, 60 digits; coefficients rounded to the
  * element type), so that 1 - e = (1 - 2^n) + 2^(n+1) h and 1 + e are each one FMA from exact terms:
  *
- * float32 (fastest form, two formulas sharing e, the denominator and the division):
- *     a <  0.75:  tanh(a) = (1 - e) / (1 + e)
- *     a >= 0.75:  tanh(a) = 1 - 2e / (1 + e)        (the subtracted term is below 0.64: its error shrinks)
+ * float32 (the fewest operations: the kernel is bound by their throughput, not by the division):
+ *     tanh(a) = (1 - e) / (1 + e)
  * float64 (one formula, its denominator's rounding carried into the numerator):
  *     tanh(a) = (2 - D - dd) / (D + dd) ~= (N0 - 2 dd / D) / D
  *     with D = 1 + e rounded, dd = (1 + e) - D exactly (an FMA), N0 = 2 - D exactly (Sterbenz); where n = 0
@@ -15,7 +14,7 @@
  *
  * 2^n is built from the bits of the rounding shifter 1.5 * 2^23 (2^52).  |x| is clamped at 10 (float) /
  * 20 (double), where tanh already rounds to exactly 1; the sign is copied back from x, so -0 stays -0; NaN
- * propagates (min keeps it); tiny x returns x.  Measured: at most 1.91 ulp for float32 (every float, both
+ * propagates (min keeps it); tiny x returns x.  Measured: at most 1.95 ulp for float32 (every float, both
  * SIMD paths), 1.81 ulp for float64 (4e6 samples against long double).
  *
  * The portable path keeps two branches (cheap in scalar code): an odd polynomial below 0.75, the exp form
@@ -39,7 +38,8 @@
 #define MG_WAKE_ELEMS 65536
 #endif
 
-#define SMALL_F32 0.75f /* where both the portable and the SIMD float32 code switch formulas */
+#define SMALL_F32 0.75f /* where the portable code switches formulas */
+#define SAT_F32 0x1.205968p+3f /* 9.010914: the smallest float32 whose tanh rounds to 1 */
 #define CLAMP_F32 10.0f
 #define LOG2E_F32 0x1.715476p+0f
 #define LN2HI_F32 0x1.62e400p-1f
@@ -162,59 +162,72 @@ static void tanh_backward_portable_f64(mg_int n, const double *g, const double *
 #if MG_X86
 /* ---- the SIMD formulas, written once for both widths and both element types ---- */
 
-/* The shared start: clamp, n, h and the scales 2^n, 2^(n+1), -2^(n+2) from the shifter's bits. */
-#define TANH_PROLOGUE(V, SET1, ABS, MIN, FMADD, SUB, MUL, SHL_ADD, R, CLAMP, LOG2E, LN2HI, LN2LO, SHIFT) \
+/* The shared start: clamp, n, h and the scales 2^n, 2^(n+1) from the shifter's bits. */
+#define TANH_PROLOGUE(V, SET1, ABS, MIN, FMADD, SUB, MUL, SHL_ADD, R, ESTRIN, CLAMP, LOG2E, LN2HI, LN2LO, SHIFT) \
     const V one = SET1(1), a = ABS(x);                                                      \
     const V ac = MIN(SET1(CLAMP), a); /* NaN stays NaN */                                   \
     const V nm = FMADD(ac, SET1(-2 * LOG2E), SET1(SHIFT));                                  \
     const V n = SUB(nm, SET1(SHIFT));                                                       \
     V v = FMADD(n, SET1(LN2HI / 2), ac);                                                    \
     v = FMADD(n, SET1(LN2LO / 2), v);                                                       \
-    V q = SET1(R[NCOEF(R) - 1]);                                                            \
-    for (int i_ = NCOEF(R) - 2; i_ >= 0; --i_)                                              \
-        q = FMADD(q, v, SET1(R[i_]));                                                       \
-    const V h = FMADD(MUL(v, v), q, v); /* e = 2^n (1 - 2h) */                              \
-    V sc, sc2, nsc4;                                                                        \
-    SHL_ADD(nm, sc, sc2, nsc4);
+    /* R(v): float32 by Estrin's scheme (pairs c0 + c1 v, then pairs of pairs with v^2, v^4): a third  \
+     * of Horner's dependent chain, which bounds this kernel; float64 by Horner, whose rounding keeps  \
+     * it further from 2 ulp (1.81 against 1.98 measured) */                                          \
+    const V v2 = MUL(v, v);                                                                 \
+    V q_[NCOEF(R)];                                                                         \
+    int m_ = 0;                                                                             \
+    if (ESTRIN) {                                                                           \
+        for (int i_ = 0; i_ < NCOEF(R); i_ += 2, ++m_)                                      \
+            q_[m_] = i_ + 1 < NCOEF(R) ? FMADD(SET1(R[i_ + 1]), v, SET1(R[i_])) : SET1(R[i_]); \
+        for (V pw_ = v2; m_ > 1; pw_ = MUL(pw_, pw_)) {                                     \
+            int k_ = 0;                                                                     \
+            for (int j_ = 0; j_ < m_; j_ += 2, ++k_)                                        \
+                q_[k_] = j_ + 1 < m_ ? FMADD(q_[j_ + 1], pw_, q_[j_]) : q_[j_];             \
+            m_ = k_;                                                                        \
+        }                                                                                   \
+    } else {                                                                                \
+        q_[0] = SET1(R[NCOEF(R) - 1]);                                                      \
+        for (int i_ = NCOEF(R) - 2; i_ >= 0; --i_)                                          \
+            q_[0] = FMADD(q_[0], v, SET1(R[i_]));                                           \
+    }                                                                                       \
+    const V h = FMADD(v2, q_[0], v); /* e = 2^n (1 - 2h) */                                 \
+    V sc, sc2;                                                                              \
+    SHL_ADD(nm, sc, sc2);
 
-/* float32: the two-formula form (see the top of the file). */
-#define TANH_TAIL_TWO(V, M, SET1, FMADD, FNMADD, SUB, ADD, DIV, CMPGE, BLEND, MASK_SUB, COPYSIGN, SMALL) \
-    const V D = FNMADD(sc2, h, ADD(one, sc)); /* 1 + e */                                   \
-    const M big = CMPGE(a, SET1(SMALL));                                                    \
-    /* numerator: 1 - e = (1 - 2^n) + 2^(n+1) h, or 2e = 2^(n+1) - 2^(n+2) h */             \
-    const V A = BLEND(big, SUB(one, sc), sc2), B = BLEND(big, sc2, nsc4);                   \
-    const V qq = DIV(FMADD(B, h, A), D);                                                    \
-    return COPYSIGN(MASK_SUB(qq, big, one, qq), x);
+/* float32: (1 - e) / (1 + e), numerator and denominator each one FMA from exact terms.  From a = 8.66 on,
+ * 1 - e rounds to 1 and so does the quotient, while the correctly rounded tanh is 1 - 2^-24 up to 9.0109:
+ * below that bound the result is capped at 1 - 2^-24, so that tanh saturates where torch's does. */
+#define TANH_TAIL_F32(V, FMADD, FNMADD, SUB, ADD, DIV, CAP_BELOW, COPYSIGN)                  \
+    const V D = FNMADD(sc2, h, ADD(one, sc));                                               \
+    const V r = DIV(FMADD(sc2, h, SUB(one, sc)), D);                                        \
+    return COPYSIGN(CAP_BELOW(r, a, SAT_F32, 0x1.fffffep-1f), x);
 
 /* float64: the one-formula form with the denominator's rounding moved into the numerator. */
 #define TANH_TAIL_ONE(V, SET1, FMADD, FNMADD, MUL, SUB, ADD, DIV, RCP, BLEND_N0, COPYSIGN)     \
-    (void)nsc4;                                                                             \
     const V D = FNMADD(sc2, h, ADD(one, sc));                                               \
     const V dd = FNMADD(sc2, h, ADD(SUB(one, D), sc));                                      \
     const V N1 = FMADD(MUL(dd, RCP(D)), SET1(-2), SUB(SET1(2), D));                         \
     return COPYSIGN(DIV(BLEND_N0(n, N1, ADD(h, h)), D), x);
 
 /* The shifter's low mantissa bits are n: shifted into the exponent field, plus a bias, they make 2^n. */
-#define NEG_F32 ((int)0x80000000u)
 
 /* ---- AVX-512 ---- */
 
-#define M512_SHL_ADD_PS(nm, sc, sc2, nsc4)                                                  \
+#define M512_SHL_ADD_PS(nm, sc, sc2)                                                  \
     do {                                                                                    \
         const __m512i e_ = _mm512_slli_epi32(_mm512_castps_si512(nm), 23);                  \
         sc = _mm512_castsi512_ps(_mm512_add_epi32(e_, _mm512_set1_epi32(127 << 23)));       \
         sc2 = _mm512_castsi512_ps(_mm512_add_epi32(e_, _mm512_set1_epi32(128 << 23)));      \
-        nsc4 = _mm512_castsi512_ps(_mm512_add_epi32(e_, _mm512_set1_epi32(NEG_F32 | 129 << 23))); \
     } while (0)
-#define M512_SHL_ADD_PD(nm, sc, sc2, nsc4)                                                  \
+#define M512_SHL_ADD_PD(nm, sc, sc2)                                                  \
     do {                                                                                    \
         const __m512i e_ = _mm512_slli_epi64(_mm512_castpd_si512(nm), 52);                  \
         sc = _mm512_castsi512_pd(_mm512_add_epi64(e_, _mm512_set1_epi64(1023ll << 52)));    \
         sc2 = _mm512_castsi512_pd(_mm512_add_epi64(e_, _mm512_set1_epi64(1024ll << 52)));   \
-        nsc4 = sc2;                                                                         \
     } while (0)
-#define M512_CMPGE_PS(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ)
-#define M512_BLEND_PS(m, a, b) _mm512_mask_blend_ps(m, a, b)
+/* min(r, cap) where a < bound, else r */
+#define M512_CAP_BELOW_PS(r, a, bound, cap)                                                 \
+    _mm512_mask_min_ps(r, _mm512_cmp_ps_mask(a, _mm512_set1_ps(bound), _CMP_LT_OQ), r, _mm512_set1_ps(cap))
 /* a where n == 0, else b */
 #define M512_BLEND_N0_PD(n, b, a) _mm512_mask_blend_pd(_mm512_cmp_pd_mask(n, _mm512_setzero_pd(), _CMP_EQ_OQ), b, a)
 /* r with the sign bit of x: bitwise select (0xE4: c ? a : b) with c = all bits but the sign */
@@ -225,19 +238,18 @@ static void tanh_backward_portable_f64(mg_int n, const double *g, const double *
     _mm512_castsi512_pd(_mm512_ternarylogic_epi64(_mm512_castpd_si512(r), _mm512_castpd_si512(x), \
                                                   _mm512_set1_epi64(0x7fffffffffffffffll), 0xE4))
 
-MG_TARGET_AVX512 static inline __m512 tanh_v16(__m512 x)
+MG_TARGET_AVX512 static inline __attribute__((always_inline)) __m512 tanh_v16(__m512 x)
 {
     TANH_PROLOGUE(__m512, _mm512_set1_ps, _mm512_abs_ps, _mm512_min_ps, _mm512_fmadd_ps, _mm512_sub_ps,
-                  _mm512_mul_ps, M512_SHL_ADD_PS, R32, CLAMP_F32, LOG2E_F32, LN2HI_F32, LN2LO_F32, SHIFT_F32)
-    TANH_TAIL_TWO(__m512, __mmask16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_sub_ps,
-                  _mm512_add_ps, _mm512_div_ps, M512_CMPGE_PS, M512_BLEND_PS, _mm512_mask_sub_ps,
-                  M512_COPYSIGN_PS, SMALL_F32)
+                  _mm512_mul_ps, M512_SHL_ADD_PS, R32, 1, CLAMP_F32, LOG2E_F32, LN2HI_F32, LN2LO_F32, SHIFT_F32)
+    TANH_TAIL_F32(__m512, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_sub_ps, _mm512_add_ps, _mm512_div_ps,
+                  M512_CAP_BELOW_PS, M512_COPYSIGN_PS)
 }
 
-MG_TARGET_AVX512 static inline __m512d tanh_v8d(__m512d x)
+MG_TARGET_AVX512 static inline __attribute__((always_inline)) __m512d tanh_v8d(__m512d x)
 {
     TANH_PROLOGUE(__m512d, _mm512_set1_pd, _mm512_abs_pd, _mm512_min_pd, _mm512_fmadd_pd, _mm512_sub_pd,
-                  _mm512_mul_pd, M512_SHL_ADD_PD, R64, CLAMP_F64, LOG2E_F64, LN2HI_F64, LN2LO_F64, SHIFT_F64)
+                  _mm512_mul_pd, M512_SHL_ADD_PD, R64, 0, CLAMP_F64, LOG2E_F64, LN2HI_F64, LN2LO_F64, SHIFT_F64)
     TANH_TAIL_ONE(__m512d, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sub_pd,
                   _mm512_add_pd, _mm512_div_pd, _mm512_rcp14_pd, M512_BLEND_N0_PD, M512_COPYSIGN_PD)
 }
@@ -246,6 +258,14 @@ MG_TARGET_AVX512 static inline __m512d tanh_v8d(__m512d x)
 MG_TARGET_AVX512 static void tanh_avx512_f32(mg_int n, const float *x, float *y)
 {
     mg_int i = 0;
+    for (; i + 64 <= n; i += 64) { /* four independent vectors in flight: the formula is one long chain */
+        const __m512 r0 = tanh_v16(_mm512_loadu_ps(x + i)), r1 = tanh_v16(_mm512_loadu_ps(x + i + 16));
+        const __m512 r2 = tanh_v16(_mm512_loadu_ps(x + i + 32)), r3 = tanh_v16(_mm512_loadu_ps(x + i + 48));
+        _mm512_storeu_ps(y + i, r0);
+        _mm512_storeu_ps(y + i + 16, r1);
+        _mm512_storeu_ps(y + i + 32, r2);
+        _mm512_storeu_ps(y + i + 48, r3);
+    }
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(y + i, tanh_v16(_mm512_loadu_ps(x + i)));
     if (i < n) {
@@ -291,42 +311,38 @@ MG_TARGET_AVX512 static void tanh_backward_avx512_f64(mg_int n, const double *g,
 
 #define M256_ABS_PS(v) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
 #define M256_ABS_PD(v) _mm256_andnot_pd(_mm256_set1_pd(-0.0), v)
-#define M256_SHL_ADD_PS(nm, sc, sc2, nsc4)                                                  \
+#define M256_SHL_ADD_PS(nm, sc, sc2)                                                  \
     do {                                                                                    \
         const __m256i e_ = _mm256_slli_epi32(_mm256_castps_si256(nm), 23);                  \
         sc = _mm256_castsi256_ps(_mm256_add_epi32(e_, _mm256_set1_epi32(127 << 23)));       \
         sc2 = _mm256_castsi256_ps(_mm256_add_epi32(e_, _mm256_set1_epi32(128 << 23)));      \
-        nsc4 = _mm256_castsi256_ps(_mm256_add_epi32(e_, _mm256_set1_epi32(NEG_F32 | 129 << 23))); \
     } while (0)
-#define M256_SHL_ADD_PD(nm, sc, sc2, nsc4)                                                  \
+#define M256_SHL_ADD_PD(nm, sc, sc2)                                                  \
     do {                                                                                    \
         const __m256i e_ = _mm256_slli_epi64(_mm256_castpd_si256(nm), 52);                  \
         sc = _mm256_castsi256_pd(_mm256_add_epi64(e_, _mm256_set1_epi64x(1023ll << 52)));   \
         sc2 = _mm256_castsi256_pd(_mm256_add_epi64(e_, _mm256_set1_epi64x(1024ll << 52)));  \
-        nsc4 = sc2;                                                                         \
     } while (0)
-#define M256_CMPGE_PS(a, b) _mm256_cmp_ps(a, b, _CMP_GE_OQ)
-#define M256_BLEND_PS(m, a, b) _mm256_blendv_ps(a, b, m)
-#define M256_MASK_SUB_PS(src, m, a, b) _mm256_blendv_ps(src, _mm256_sub_ps(a, b), m)
+#define M256_CAP_BELOW_PS(r, a, bound, cap)                                                 \
+    _mm256_blendv_ps(r, _mm256_min_ps(r, _mm256_set1_ps(cap)), _mm256_cmp_ps(a, _mm256_set1_ps(bound), _CMP_LT_OQ))
 #define M256_BLEND_N0_PD(n, b, a) _mm256_blendv_pd(b, a, _mm256_cmp_pd(n, _mm256_setzero_pd(), _CMP_EQ_OQ))
 /* 1/D to 12 bits (all the correction term needs); AVX2 has no double-precision estimate */
 #define M256_RCP_PD(d) _mm256_cvtps_pd(_mm_rcp_ps(_mm256_cvtpd_ps(d)))
 #define M256_COPYSIGN_PS(r, x) _mm256_or_ps(r, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)))
 #define M256_COPYSIGN_PD(r, x) _mm256_or_pd(r, _mm256_and_pd(x, _mm256_set1_pd(-0.0)))
 
-MG_TARGET_AVX2 static inline __m256 tanh_v8(__m256 x)
+MG_TARGET_AVX2 static inline __attribute__((always_inline)) __m256 tanh_v8(__m256 x)
 {
     TANH_PROLOGUE(__m256, _mm256_set1_ps, M256_ABS_PS, _mm256_min_ps, _mm256_fmadd_ps, _mm256_sub_ps,
-                  _mm256_mul_ps, M256_SHL_ADD_PS, R32, CLAMP_F32, LOG2E_F32, LN2HI_F32, LN2LO_F32, SHIFT_F32)
-    TANH_TAIL_TWO(__m256, __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_sub_ps,
-                  _mm256_add_ps, _mm256_div_ps, M256_CMPGE_PS, M256_BLEND_PS, M256_MASK_SUB_PS,
-                  M256_COPYSIGN_PS, SMALL_F32)
+                  _mm256_mul_ps, M256_SHL_ADD_PS, R32, 1, CLAMP_F32, LOG2E_F32, LN2HI_F32, LN2LO_F32, SHIFT_F32)
+    TANH_TAIL_F32(__m256, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_sub_ps, _mm256_add_ps, _mm256_div_ps,
+                  M256_CAP_BELOW_PS, M256_COPYSIGN_PS)
 }
 
-MG_TARGET_AVX2 static inline __m256d tanh_v4d(__m256d x)
+MG_TARGET_AVX2 static inline __attribute__((always_inline)) __m256d tanh_v4d(__m256d x)
 {
     TANH_PROLOGUE(__m256d, _mm256_set1_pd, M256_ABS_PD, _mm256_min_pd, _mm256_fmadd_pd, _mm256_sub_pd,
-                  _mm256_mul_pd, M256_SHL_ADD_PD, R64, CLAMP_F64, LOG2E_F64, LN2HI_F64, LN2LO_F64, SHIFT_F64)
+                  _mm256_mul_pd, M256_SHL_ADD_PD, R64, 0, CLAMP_F64, LOG2E_F64, LN2HI_F64, LN2LO_F64, SHIFT_F64)
     TANH_TAIL_ONE(__m256d, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sub_pd,
                   _mm256_add_pd, _mm256_div_pd, M256_RCP_PD, M256_BLEND_N0_PD, M256_COPYSIGN_PD)
 }
@@ -415,14 +431,15 @@ typedef struct {
     void *out;
 } ew_job;
 
-static int ew_split(mg_int n, ew_job *j)
+static int ew_split(mg_int n, int cost, ew_job *j)
 {
-    int nt = n >= MG_SHARE_ELEMS ? mg_active_threads() : 1;
-    if (nt > 1 && n < MG_WAKE_ELEMS && !mg_pool_awake())
+    const mg_int share = MG_SHARE_ELEMS / cost, wake = MG_WAKE_ELEMS / cost;
+    int nt = n >= share ? mg_active_threads() : 1;
+    if (nt > 1 && n < wake && !mg_pool_awake())
         nt = 1;
     mg_int chunk = (n + 4 * nt - 1) / (4 * nt);
-    if (chunk < MG_SHARE_ELEMS / 2)
-        chunk = MG_SHARE_ELEMS / 2;
+    if (chunk < share / 2)
+        chunk = share / 2;
     j->n = n;
     j->chunk = (chunk + 63) / 64 * 64;
     return nt;
@@ -442,26 +459,31 @@ EW_TASK(tanh_bw_task_f32, b32,
 EW_TASK(tanh_bw_task_f64, b64,
         j->f.b64(len, (const double *)j->x + lo, (const double *)j->y + lo, (double *)j->out + lo))
 
-#define RUN(field, table, task, n, X, Y, OUT)                                               \
+/* COST: time per element relative to float32 tanh; the thresholds shrink by it (float64 tanh takes about
+ * 3.5x as long per element, so sharing and waking pay off at a quarter of the size). */
+#define RUN(field, table, task, cost, n, X, Y, OUT)                                         \
     do {                                                                                    \
         ew_job j;                                                                           \
         j.f.field = table[mg_active_isa()];                                                 \
         j.x = X;                                                                            \
         j.y = Y;                                                                            \
         j.out = OUT;                                                                        \
-        const int nt = ew_split(n, &j);                                                     \
-        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, n >= MG_WAKE_ELEMS, task, &j);     \
+        const int nt = ew_split(n, cost, &j);                                               \
+        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, n >= MG_WAKE_ELEMS / (cost), task, &j); \
     } while (0)
 
-void mg_tanh_f32(mg_int n, const float *x, float *y) { RUN(u32, tanh_f32_by_isa, tanh_task_f32, n, x, NULL, y); }
-void mg_tanh_f64(mg_int n, const double *x, double *y) { RUN(u64, tanh_f64_by_isa, tanh_task_f64, n, x, NULL, y); }
+void mg_tanh_f32(mg_int n, const float *x, float *y) { RUN(u32, tanh_f32_by_isa, tanh_task_f32, 1, n, x, NULL, y); }
+void mg_tanh_f64(mg_int n, const double *x, double *y)
+{
+    RUN(u64, tanh_f64_by_isa, tanh_task_f64, 4, n, x, NULL, y);
+}
 
 void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
 {
-    RUN(b32, tanh_backward_f32_by_isa, tanh_bw_task_f32, n, g, y, out);
+    RUN(b32, tanh_backward_f32_by_isa, tanh_bw_task_f32, 1, n, g, y, out);
 }
 
 void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
 {
-    RUN(b64, tanh_backward_f64_by_isa, tanh_bw_task_f64, n, g, y, out);
+    RUN(b64, tanh_backward_f64_by_isa, tanh_bw_task_f64, 1, n, g, y, out);
 }
