@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import minigrad as mg
-from optest import check_op
+from optest import assert_close, check_op
 
 DTYPES = [np.float64, np.float32]
 VIEWS = ["plain", "transposed"]
@@ -240,6 +240,66 @@ def test_matmul_reused(shapes, dtype):
     if _backend.name == "c":  # the kernels promise the same bits; numpy's reference sees another layout
         assert np.array_equal(out.data, plain.data)
         assert np.array_equal(h.grad.data, h2.grad.data)  # g @ W from the backward's packing
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((32, 128), (128, 128)), ((6, 65), (65, 33))], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm_reused(shapes, dtype):
+    """The RNN step's c + h @ W.T as one node: values and all three gradients against torch.addmm, alone,
+    chained over steps sharing the packing, and with only some inputs requiring grad."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    (m, k), (_, n) = shapes
+    c, a, w = values((m, n), 0), values((m, k), 1), values((n, k), 2) / np.sqrt(k)
+    check_op(lambda z, x, y: addmm_reused(z, x, ReusedOperand(y.T)), lambda z, x, y: torch.addmm(z, x, y.T),
+             [c, a, w], dtype)
+
+    def steps(z, x, y):  # three steps through one packing; the state is cut to k columns between steps
+        r, h = ReusedOperand(y.T), x
+        for _ in range(3):
+            h = addmm_reused(z, h, r).tanh()
+            h = h[:, :k] if n >= k else h
+        return h
+
+    def steps_torch(z, x, y):
+        h = x
+        for _ in range(3):
+            h = torch.addmm(z, h, y.T).tanh()
+            h = h[:, :k] if n >= k else h
+        return h
+
+    if n >= k and dtype == np.float64:
+        check_op(steps, steps_torch, [c, a, w], dtype)
+    # gradients only where asked: c and W constant, then h constant
+    z, x = mg.tensor(c.astype(dtype)), mg.tensor(a.astype(dtype), requires_grad=True)
+    r = ReusedOperand(mg.tensor(w.astype(dtype)).T)
+    out = addmm_reused(z, x, r)
+    assert out.grad_fn.name() == "AddmmBackward"
+    out.sum().backward()
+    tx = torch.tensor(a.astype(dtype), requires_grad=True)
+    torch.addmm(torch.tensor(c.astype(dtype)), tx, torch.tensor(w.astype(dtype)).T).sum().backward()
+    assert_close(x.grad.data, tx.grad, dtype, "gradient of h")
+    assert z.grad is None
+    with mg.no_grad():
+        assert addmm_reused(z, x, r).grad_fn is None
+
+
+def test_addmm_reused_rejects_bad_operands():
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    r = ReusedOperand(mg.randn(3, 4))
+    with pytest.raises(ValueError, match="c has shape"):
+        addmm_reused(mg.randn(2, 3), mg.randn(2, 3), r)
+    with pytest.raises(ValueError, match="c has shape"):
+        addmm_reused(mg.randn(4), mg.randn(2, 3), r)  # no broadcasting: c is the product's shape
+    with pytest.raises(ValueError, match="not aligned"):
+        addmm_reused(mg.randn(2, 4), mg.randn(2, 4), r)
+    with pytest.raises(TypeError, match="different dtypes"):
+        addmm_reused(mg.randn(2, 4).double(), mg.randn(2, 3), r)
+    with pytest.raises(TypeError, match="different dtypes"):
+        addmm_reused(mg.randn(2, 4), mg.randn(2, 3).double(), r)
+    with pytest.raises(TypeError, match="expected minigrad Tensors"):
+        addmm_reused(np.zeros((2, 4), np.float32), mg.randn(2, 3), r)
+    with pytest.raises(TypeError):
+        addmm_reused(mg.randn(2, 4), mg.randn(2, 3), mg.randn(3, 4))
 
 
 def test_matmul_reused_rejects_bad_operands():

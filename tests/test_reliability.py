@@ -115,7 +115,7 @@ def test_rnn_graph_released_without_garbage_collector():
         out, h = model(x, None)
         loss = nn.functional.mse_loss(out, x) + h.sum()
         refs = [weakref.ref(n) for n in _graph_nodes(loss)]
-        assert len(refs) > 12 * 2 * 3
+        assert len(refs) > 12 * 2 * 2  # at least addmm and tanh per step and layer
         loss.backward()
         del out, h, loss
         assert sum(r() is not None for r in refs) == 0
@@ -279,7 +279,7 @@ def test_detect_anomaly_names_first_overflowing_op_of_a_diverging_rnn():
     out, _ = rnn(x)
     assert not np.isfinite(out.sum().item())  # without the detector the loss is silently inf/nan
     with mg.autograd.detect_anomaly(), \
-            pytest.raises(FloatingPointError, match=r"(?s)^(Matmul|Add) produced inf.*rnn\.py") as info:
+            pytest.raises(FloatingPointError, match=r"(?s)^(Matmul|Add|Addmm) produced inf.*rnn\.py") as info:
         rnn(x)
     assert "_run_layer" in str(info.value)
 

@@ -23,7 +23,7 @@ import minigrad as mg
 from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
-from minigrad.ops.linalg import ReusedOperand, matmul_reused
+from minigrad.ops.linalg import ReusedOperand, addmm_reused
 from minigrad.tensor import Tensor
 from minigrad.viz import mark_step
 
@@ -305,11 +305,11 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
         xw = xw + (weights[2] + weights[3])
     xw = xw.reshape(seq_len, batch, w_ih.shape[0]).unbind(0)
     # W_hh^T is packed for the kernel once per call (and W_hh once for the backward), not at every step;
-    # each step is still an ordinary matmul node, with the same bits as h @ w_hh.T.
+    # each step is one addmm node, xw[t] + h @ W_hh^T, as torch's RNN records it.
     w_hh_t = ReusedOperand(w_hh.T)
     outputs = [None] * seq_len
     for t in (range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
-        h_new = mark_step(act(xw[t] + matmul_reused(h, w_hh_t)), t, layer, direction)
+        h_new = mark_step(act(addmm_reused(xw[t], h, w_hh_t)), t, layer, direction)
         if valid is None:
             h = outputs[t] = h_new
         else:
