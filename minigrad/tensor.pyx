@@ -10,7 +10,7 @@ import weakref
 
 import numpy as np
 
-from minigrad.autograd.engine cimport Node, anomaly_enabled, check_forward, grad_enabled, hide_fields
+from minigrad.autograd.engine cimport Node, anomaly_enabled, check_forward, grad_enabled, record
 from minigrad.autograd.engine import new_accumulator, run_backward
 
 float32 = np.dtype(np.float32)
@@ -135,7 +135,7 @@ cdef Tensor attach(object array, Node node, tuple inputs):
     node.shape = array.shape
     node.dtype = array.dtype
     node.n_outputs = 1
-    hide_fields(node)
+    record(node)
     if anomaly_enabled():
         check_forward(node, array)
     cdef Tensor out = wrap(array)
@@ -156,7 +156,7 @@ def _attach_outputs(list arrays, Node node, tuple inputs):
     node.dtype = tuple([a.dtype for a in arrays])
     node.n_outputs = len(arrays)
     node.multi_output = True
-    hide_fields(node)
+    record(node)
     if anomaly_enabled():
         for a in arrays:
             check_forward(node, a)

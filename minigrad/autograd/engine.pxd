@@ -35,7 +35,7 @@ cdef bint grad_enabled() noexcept nogil
 cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
-cdef void hide_fields(Node node)
+cdef void record(Node node)
 
 
 cdef class ProductSum:

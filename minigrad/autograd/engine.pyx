@@ -157,6 +157,7 @@ def new_accumulator(leaf):
     acc.shape = leaf.data.shape
     acc.dtype = leaf.data.dtype
     acc.n_outputs = 1
+    record(acc)
     return acc
 
 
@@ -210,20 +211,23 @@ cdef bint _plain(object v):
     return False
 
 
-cdef void hide_fields(Node node):
-    """Untrack the tuples ``attach`` gave ``node``: its edges, its shape and its saved arrays."""
+cdef void record(Node node):
+    """Put a node that ``attach`` has just filled in on the live list and, while the graph is hidden, untrack
+    it and its edge tuples (tuples of ints and arrays the collector untracks by itself on its first pass)."""
+    global _live_head
+    node._live_next = _live_head
+    if _live_head != NULL:
+        (<Node>_live_head)._live_prev = <PyObject*>node
+    _live_head = <PyObject*>node
     if not _graph_hidden:
         return
+    PyObject_GC_UnTrack(<PyObject*>node)
     edges = node.next_functions
     if edges is not None:
         for edge in <tuple>edges:
             if edge is not None:
-                _untrack(edge)
-        _untrack(edges)
-    if type(node.shape) is tuple and _plain(node.shape):
-        _untrack(node.shape)
-    if type(node.saved) is tuple and _plain(node.saved):
-        _untrack(node.saved)
+                PyObject_GC_UnTrack(<PyObject*>edge)
+        PyObject_GC_UnTrack(<PyObject*>edges)
 
 
 cdef void _holds_user_object(Node node):
@@ -276,15 +280,6 @@ cdef int _hook_key = 0
 cdef class Node:
     """A recorded operation.  Subclasses implement ``backward(grad) -> tuple of input gradients``."""
 
-    def __cinit__(self):
-        global _live_head
-        self._live_next = _live_head
-        if _live_head != NULL:
-            (<Node>_live_head)._live_prev = <PyObject*>self
-        _live_head = <PyObject*>self
-        if _graph_hidden:
-            PyObject_GC_UnTrack(<PyObject*>self)
-
     def __dealloc__(self):
         global _live_head, _holders, _graph_hidden
         if self._holds_user_object:
@@ -293,8 +288,10 @@ cdef class Node:
                 _graph_hidden = True
         if self._live_prev != NULL:
             (<Node>self._live_prev)._live_next = self._live_next
-        else:
+        elif _live_head == <PyObject*>self:
             _live_head = self._live_next
+        else:
+            return  # never recorded (made by hand or unpickled): not on the list
         if self._live_next != NULL:
             (<Node>self._live_next)._live_prev = self._live_prev
 
