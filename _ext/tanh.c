@@ -162,52 +162,54 @@ static void tanh_backward_portable_f64(mg_int n, const double *g, const double *
 #if MG_X86
 /* ---- the SIMD formulas, written once for both widths and both element types ---- */
 
-/* The shared start: clamp, n, h and the scales 2^n, 2^(n+1) from the shifter's bits. */
+/* Every SIMD function below computes tanh of NV vectors x[0..NV-1] into y[] in lockstep: each statement
+ * runs for all NV vectors before the next.  The formula is one long dependent chain; issued vector after
+ * vector, the out-of-order window holds about two chains, while four side by side keep the ports busy.
+ * Each element gets the same operations for any NV, so results do not depend on where it sits. */
+#define LANES _Pragma("GCC unroll 4") for (int j = 0; j < NV; ++j)
+
+/* The shared start: clamp, n, h and the scales 2^n, 2^(n+1) from the shifter's bits.
+ * R(v): float32 by Estrin's scheme, (R0 + R1 v) + v^2 (R2 + R3 v) + v^4 (R4 + R5 v), half of Horner's
+ * dependent chain; float64 by Horner, whose rounding keeps it further from 2 ulp (1.81 against 1.98). */
 #define TANH_PROLOGUE(V, SET1, ABS, MIN, FMADD, SUB, MUL, SHL_ADD, R, ESTRIN, CLAMP, LOG2E, LN2HI, LN2LO, SHIFT) \
-    const V one = SET1(1), a = ABS(x);                                                      \
-    const V ac = MIN(SET1(CLAMP), a); /* NaN stays NaN */                                   \
-    const V nm = FMADD(ac, SET1(-2 * LOG2E), SET1(SHIFT));                                  \
-    const V n = SUB(nm, SET1(SHIFT));                                                       \
-    V v = FMADD(n, SET1(LN2HI / 2), ac);                                                    \
-    v = FMADD(n, SET1(LN2LO / 2), v);                                                       \
-    /* R(v): float32 by Estrin's scheme (pairs c0 + c1 v, then pairs of pairs with v^2, v^4): a third  \
-     * of Horner's dependent chain, which bounds this kernel; float64 by Horner, whose rounding keeps  \
-     * it further from 2 ulp (1.81 against 1.98 measured) */                                          \
-    const V v2 = MUL(v, v);                                                                 \
-    V q_[NCOEF(R)];                                                                         \
-    int m_ = 0;                                                                             \
+    const V one = SET1(1);                                                                  \
+    V a[4], n[4], nm[4], v[4], v2[4], q[4], h[4], sc[4], sc2[4];                            \
+    LANES a[j] = ABS(x[j]);                                                                 \
+    LANES nm[j] = FMADD(MIN(SET1(CLAMP), a[j]), SET1(-2 * LOG2E), SET1(SHIFT)); /* NaN stays */ \
+    LANES n[j] = SUB(nm[j], SET1(SHIFT));                                                   \
+    LANES v[j] = FMADD(n[j], SET1(LN2HI / 2), MIN(SET1(CLAMP), a[j]));                      \
+    LANES v[j] = FMADD(n[j], SET1(LN2LO / 2), v[j]);                                        \
+    LANES v2[j] = MUL(v[j], v[j]);                                                          \
     if (ESTRIN) {                                                                           \
-        for (int i_ = 0; i_ < NCOEF(R); i_ += 2, ++m_)                                      \
-            q_[m_] = i_ + 1 < NCOEF(R) ? FMADD(SET1(R[i_ + 1]), v, SET1(R[i_])) : SET1(R[i_]); \
-        for (V pw_ = v2; m_ > 1; pw_ = MUL(pw_, pw_)) {                                     \
-            int k_ = 0;                                                                     \
-            for (int j_ = 0; j_ < m_; j_ += 2, ++k_)                                        \
-                q_[k_] = j_ + 1 < m_ ? FMADD(q_[j_ + 1], pw_, q_[j_]) : q_[j_];             \
-            m_ = k_;                                                                        \
-        }                                                                                   \
+        _Static_assert(NCOEF(R) == 6 || !(ESTRIN), "the Estrin form is written for 6 coefficients"); \
+        LANES q[j] = FMADD(FMADD(SET1(R[3 % NCOEF(R)]), v[j], SET1(R[2])), v2[j],           \
+                           FMADD(SET1(R[1]), v[j], SET1(R[0])));                            \
+        LANES q[j] = FMADD(FMADD(SET1(R[5 % NCOEF(R)]), v[j], SET1(R[4 % NCOEF(R)])),       \
+                           MUL(v2[j], v2[j]), q[j]);                                        \
     } else {                                                                                \
-        q_[0] = SET1(R[NCOEF(R) - 1]);                                                      \
+        LANES q[j] = SET1(R[NCOEF(R) - 1]);                                                 \
         for (int i_ = NCOEF(R) - 2; i_ >= 0; --i_)                                          \
-            q_[0] = FMADD(q_[0], v, SET1(R[i_]));                                           \
+            LANES q[j] = FMADD(q[j], v[j], SET1(R[i_]));                                    \
     }                                                                                       \
-    const V h = FMADD(v2, q_[0], v); /* e = 2^n (1 - 2h) */                                 \
-    V sc, sc2;                                                                              \
-    SHL_ADD(nm, sc, sc2);
+    LANES h[j] = FMADD(v2[j], q[j], v[j]); /* e = 2^n (1 - 2h) */                           \
+    LANES SHL_ADD(nm[j], sc[j], sc2[j]);
 
 /* float32: (1 - e) / (1 + e), numerator and denominator each one FMA from exact terms.  From a = 8.66 on,
  * 1 - e rounds to 1 and so does the quotient, while the correctly rounded tanh is 1 - 2^-24 up to 9.0109:
  * below that bound the result is capped at 1 - 2^-24, so that tanh saturates where torch's does. */
 #define TANH_TAIL_F32(V, FMADD, FNMADD, SUB, ADD, DIV, CAP_BELOW, COPYSIGN)                  \
-    const V D = FNMADD(sc2, h, ADD(one, sc));                                               \
-    const V r = DIV(FMADD(sc2, h, SUB(one, sc)), D);                                        \
-    return COPYSIGN(CAP_BELOW(r, a, SAT_F32, 0x1.fffffep-1f), x);
+    (void)n;                                                                                \
+    LANES y[j] = COPYSIGN(CAP_BELOW(DIV(FMADD(sc2[j], h[j], SUB(one, sc[j])),               \
+                                        FNMADD(sc2[j], h[j], ADD(one, sc[j]))),             \
+                                    a[j], SAT_F32, 0x1.fffffep-1f), x[j]);
 
 /* float64: the one-formula form with the denominator's rounding moved into the numerator. */
 #define TANH_TAIL_ONE(V, SET1, FMADD, FNMADD, MUL, SUB, ADD, DIV, RCP, BLEND_N0, COPYSIGN)     \
-    const V D = FNMADD(sc2, h, ADD(one, sc));                                               \
-    const V dd = FNMADD(sc2, h, ADD(SUB(one, D), sc));                                      \
-    const V N1 = FMADD(MUL(dd, RCP(D)), SET1(-2), SUB(SET1(2), D));                         \
-    return COPYSIGN(DIV(BLEND_N0(n, N1, ADD(h, h)), D), x);
+    V D[4], dd[4];                                                                          \
+    LANES D[j] = FNMADD(sc2[j], h[j], ADD(one, sc[j]));                                     \
+    LANES dd[j] = FNMADD(sc2[j], h[j], ADD(SUB(one, D[j]), sc[j]));                         \
+    LANES y[j] = COPYSIGN(DIV(BLEND_N0(n[j], FMADD(MUL(dd[j], RCP(D[j])), SET1(-2), SUB(SET1(2), D[j])), \
+                                       ADD(h[j], h[j])), D[j]), x[j]);
 
 /* The shifter's low mantissa bits are n: shifted into the exponent field, plus a bias, they make 2^n. */
 
@@ -238,7 +240,8 @@ static void tanh_backward_portable_f64(mg_int n, const double *g, const double *
     _mm512_castsi512_pd(_mm512_ternarylogic_epi64(_mm512_castpd_si512(r), _mm512_castpd_si512(x), \
                                                   _mm512_set1_epi64(0x7fffffffffffffffll), 0xE4))
 
-MG_TARGET_AVX512 static inline __attribute__((always_inline)) __m512 tanh_v16(__m512 x)
+MG_TARGET_AVX512 static inline __attribute__((always_inline)) void tanh_v16(const int NV, const __m512 *x,
+                                                                        __m512 *y)
 {
     TANH_PROLOGUE(__m512, _mm512_set1_ps, _mm512_abs_ps, _mm512_min_ps, _mm512_fmadd_ps, _mm512_sub_ps,
                   _mm512_mul_ps, M512_SHL_ADD_PS, R32, 1, CLAMP_F32, LOG2E_F32, LN2HI_F32, LN2LO_F32, SHIFT_F32)
@@ -246,7 +249,8 @@ MG_TARGET_AVX512 static inline __attribute__((always_inline)) __m512 tanh_v16(__
                   M512_CAP_BELOW_PS, M512_COPYSIGN_PS)
 }
 
-MG_TARGET_AVX512 static inline __attribute__((always_inline)) __m512d tanh_v8d(__m512d x)
+MG_TARGET_AVX512 static inline __attribute__((always_inline)) void tanh_v8d(const int NV, const __m512d *x,
+                                                                        __m512d *y)
 {
     TANH_PROLOGUE(__m512d, _mm512_set1_pd, _mm512_abs_pd, _mm512_min_pd, _mm512_fmadd_pd, _mm512_sub_pd,
                   _mm512_mul_pd, M512_SHL_ADD_PD, R64, 0, CLAMP_F64, LOG2E_F64, LN2HI_F64, LN2LO_F64, SHIFT_F64)
@@ -254,58 +258,42 @@ MG_TARGET_AVX512 static inline __attribute__((always_inline)) __m512d tanh_v8d(_
                   _mm512_add_pd, _mm512_div_pd, _mm512_rcp14_pd, M512_BLEND_N0_PD, M512_COPYSIGN_PD)
 }
 
-/* Four vectors in lockstep: for each, exactly tanh_v16's operations (so the same bits), interleaved.  The
- * formula is one long dependent chain, and issued vector after vector the out-of-order window holds about
- * two of them; four chains side by side keep the ports busy. */
-#define L4 _Pragma("GCC unroll 4") for (int j = 0; j < 4; ++j)
-MG_TARGET_AVX512 static inline __attribute__((always_inline)) void tanh_v16x4(const float *x, float *y)
-{
-    const __m512 one = _mm512_set1_ps(1.0f), shift = _mm512_set1_ps(SHIFT_F32);
-    __m512 a[4], nm[4], v[4], v2[4], q[4], h[4], sc[4], sc2[4], r[4];
-    L4 a[j] = _mm512_abs_ps(_mm512_loadu_ps(x + 16 * j));
-    L4 nm[j] = _mm512_fmadd_ps(_mm512_min_ps(_mm512_set1_ps(CLAMP_F32), a[j]), _mm512_set1_ps(-2 * LOG2E_F32),
-                               shift);
-    L4 v[j] = _mm512_fmadd_ps(_mm512_sub_ps(nm[j], shift), _mm512_set1_ps(LN2HI_F32 / 2),
-                              _mm512_min_ps(_mm512_set1_ps(CLAMP_F32), a[j]));
-    L4 v[j] = _mm512_fmadd_ps(_mm512_sub_ps(nm[j], shift), _mm512_set1_ps(LN2LO_F32 / 2), v[j]);
-    L4 v2[j] = _mm512_mul_ps(v[j], v[j]);
-    /* Estrin as in TANH_PROLOGUE: (R0 + R1 v) + v^2 (R2 + R3 v) + v^4 (R4 + R5 v) */
-    L4 q[j] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(R32[3]), v[j], _mm512_set1_ps(R32[2])), v2[j],
-                              _mm512_fmadd_ps(_mm512_set1_ps(R32[1]), v[j], _mm512_set1_ps(R32[0])));
-    L4 q[j] = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(R32[5]), v[j], _mm512_set1_ps(R32[4])),
-                              _mm512_mul_ps(v2[j], v2[j]), q[j]);
-    L4 h[j] = _mm512_fmadd_ps(v2[j], q[j], v[j]);
-    L4 M512_SHL_ADD_PS(nm[j], sc[j], sc2[j]);
-    L4 r[j] = _mm512_div_ps(_mm512_fmadd_ps(sc2[j], h[j], _mm512_sub_ps(one, sc[j])),
-                            _mm512_fnmadd_ps(sc2[j], h[j], _mm512_add_ps(one, sc[j])));
-    L4 r[j] = M512_CAP_BELOW_PS(r[j], a[j], SAT_F32, 0x1.fffffep-1f);
-    L4 _mm512_storeu_ps(y + 16 * j, M512_COPYSIGN_PS(r[j], _mm512_loadu_ps(x + 16 * j)));
-}
-#undef L4
+/* The loops: blocks of four vectors, then single vectors, then the tail under a lane mask (masked-off
+ * lanes are never touched). */
+#define SIMD_LOOP(V, W, LOADU, STOREU, TAIL_LOAD, TAIL_STORE, F)                            \
+    mg_int i = 0;                                                                           \
+    V xs[4], ys[4];                                                                         \
+    for (; i + 4 * W <= n; i += 4 * W) {                                                    \
+        for (int j = 0; j < 4; ++j)                                                         \
+            xs[j] = LOADU(x + i + j * W);                                                   \
+        F(4, xs, ys);                                                                       \
+        for (int j = 0; j < 4; ++j)                                                         \
+            STOREU(y + i + j * W, ys[j]);                                                   \
+    }                                                                                       \
+    for (; i + W <= n; i += W) {                                                            \
+        xs[0] = LOADU(x + i);                                                               \
+        F(1, xs, ys);                                                                       \
+        STOREU(y + i, ys[0]);                                                               \
+    }                                                                                       \
+    if (i < n) {                                                                            \
+        xs[0] = TAIL_LOAD(x + i, n - i);                                                    \
+        F(1, xs, ys);                                                                       \
+        TAIL_STORE(y + i, n - i, ys[0]);                                                    \
+    }
 
-/* Tails go through the same vector code under a lane mask (masked-off lanes are never touched). */
+#define M512_TAIL_LOAD_PS(p, k) _mm512_maskz_loadu_ps((__mmask16)((1u << (k)) - 1u), p)
+#define M512_TAIL_STORE_PS(p, k, v) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (k)) - 1u), v)
+#define M512_TAIL_LOAD_PD(p, k) _mm512_maskz_loadu_pd((__mmask8)((1u << (k)) - 1u), p)
+#define M512_TAIL_STORE_PD(p, k, v) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (k)) - 1u), v)
+
 MG_TARGET_AVX512 static void tanh_avx512_f32(mg_int n, const float *x, float *y)
 {
-    mg_int i = 0;
-    for (; i + 64 <= n; i += 64)
-        tanh_v16x4(x + i, y + i);
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, tanh_v16(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(y + i, m, tanh_v16(_mm512_maskz_loadu_ps(m, x + i)));
-    }
+    SIMD_LOOP(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, M512_TAIL_LOAD_PS, M512_TAIL_STORE_PS, tanh_v16)
 }
 
 MG_TARGET_AVX512 static void tanh_avx512_f64(mg_int n, const double *x, double *y)
 {
-    mg_int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm512_storeu_pd(y + i, tanh_v8d(_mm512_loadu_pd(x + i)));
-    if (i < n) {
-        const __mmask8 m = (__mmask8)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_pd(y + i, m, tanh_v8d(_mm512_maskz_loadu_pd(m, x + i)));
-    }
+    SIMD_LOOP(__m512d, 8, _mm512_loadu_pd, _mm512_storeu_pd, M512_TAIL_LOAD_PD, M512_TAIL_STORE_PD, tanh_v8d)
 }
 
 MG_TARGET_AVX512 static void tanh_backward_avx512_f32(mg_int n, const float *g, const float *y, float *out)
@@ -354,7 +342,7 @@ MG_TARGET_AVX512 static void tanh_backward_avx512_f64(mg_int n, const double *g,
 #define M256_COPYSIGN_PS(r, x) _mm256_or_ps(r, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)))
 #define M256_COPYSIGN_PD(r, x) _mm256_or_pd(r, _mm256_and_pd(x, _mm256_set1_pd(-0.0)))
 
-MG_TARGET_AVX2 static inline __attribute__((always_inline)) __m256 tanh_v8(__m256 x)
+MG_TARGET_AVX2 static inline __attribute__((always_inline)) void tanh_v8(const int NV, const __m256 *x, __m256 *y)
 {
     TANH_PROLOGUE(__m256, _mm256_set1_ps, M256_ABS_PS, _mm256_min_ps, _mm256_fmadd_ps, _mm256_sub_ps,
                   _mm256_mul_ps, M256_SHL_ADD_PS, R32, 1, CLAMP_F32, LOG2E_F32, LN2HI_F32, LN2LO_F32, SHIFT_F32)
@@ -362,7 +350,8 @@ MG_TARGET_AVX2 static inline __attribute__((always_inline)) __m256 tanh_v8(__m25
                   M256_CAP_BELOW_PS, M256_COPYSIGN_PS)
 }
 
-MG_TARGET_AVX2 static inline __attribute__((always_inline)) __m256d tanh_v4d(__m256d x)
+MG_TARGET_AVX2 static inline __attribute__((always_inline)) void tanh_v4d(const int NV, const __m256d *x,
+                                                                      __m256d *y)
 {
     TANH_PROLOGUE(__m256d, _mm256_set1_pd, M256_ABS_PD, _mm256_min_pd, _mm256_fmadd_pd, _mm256_sub_pd,
                   _mm256_mul_pd, M256_SHL_ADD_PD, R64, 0, CLAMP_F64, LOG2E_F64, LN2HI_F64, LN2LO_F64, SHIFT_F64)
@@ -371,30 +360,42 @@ MG_TARGET_AVX2 static inline __attribute__((always_inline)) __m256d tanh_v4d(__m
 }
 
 /* AVX2 has no cheap lane masks: tails are copied through a full-width buffer. */
+MG_TARGET_AVX2 static inline __m256 tail_load_ps(const float *p, mg_int k)
+{
+    float buf[8] = {0};
+    memcpy(buf, p, (size_t)k * sizeof(float));
+    return _mm256_loadu_ps(buf);
+}
+
+MG_TARGET_AVX2 static inline void tail_store_ps(float *p, mg_int k, __m256 v)
+{
+    float buf[8];
+    _mm256_storeu_ps(buf, v);
+    memcpy(p, buf, (size_t)k * sizeof(float));
+}
+
+MG_TARGET_AVX2 static inline __m256d tail_load_pd(const double *p, mg_int k)
+{
+    double buf[4] = {0};
+    memcpy(buf, p, (size_t)k * sizeof(double));
+    return _mm256_loadu_pd(buf);
+}
+
+MG_TARGET_AVX2 static inline void tail_store_pd(double *p, mg_int k, __m256d v)
+{
+    double buf[4];
+    _mm256_storeu_pd(buf, v);
+    memcpy(p, buf, (size_t)k * sizeof(double));
+}
+
 MG_TARGET_AVX2 static void tanh_avx2_f32(mg_int n, const float *x, float *y)
 {
-    mg_int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, tanh_v8(_mm256_loadu_ps(x + i)));
-    if (i < n) {
-        float buf[8] = {0};
-        memcpy(buf, x + i, (size_t)(n - i) * sizeof(float));
-        _mm256_storeu_ps(buf, tanh_v8(_mm256_loadu_ps(buf)));
-        memcpy(y + i, buf, (size_t)(n - i) * sizeof(float));
-    }
+    SIMD_LOOP(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, tail_load_ps, tail_store_ps, tanh_v8)
 }
 
 MG_TARGET_AVX2 static void tanh_avx2_f64(mg_int n, const double *x, double *y)
 {
-    mg_int i = 0;
-    for (; i + 4 <= n; i += 4)
-        _mm256_storeu_pd(y + i, tanh_v4d(_mm256_loadu_pd(x + i)));
-    if (i < n) {
-        double buf[4] = {0};
-        memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
-        _mm256_storeu_pd(buf, tanh_v4d(_mm256_loadu_pd(buf)));
-        memcpy(y + i, buf, (size_t)(n - i) * sizeof(double));
-    }
+    SIMD_LOOP(__m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, tail_load_pd, tail_store_pd, tanh_v4d)
 }
 
 MG_TARGET_AVX2 static void tanh_backward_avx2_f32(mg_int n, const float *g, const float *y, float *out)
