@@ -360,33 +360,21 @@ MG_TARGET_AVX2 static inline __attribute__((always_inline)) void tanh_v4d(const 
 }
 
 /* AVX2 has no cheap lane masks: tails are copied through a full-width buffer. */
-MG_TARGET_AVX2 static inline __m256 tail_load_ps(const float *p, mg_int k)
-{
-    float buf[8] = {0};
-    memcpy(buf, p, (size_t)k * sizeof(float));
-    return _mm256_loadu_ps(buf);
-}
-
-MG_TARGET_AVX2 static inline void tail_store_ps(float *p, mg_int k, __m256 v)
-{
-    float buf[8];
-    _mm256_storeu_ps(buf, v);
-    memcpy(p, buf, (size_t)k * sizeof(float));
-}
-
-MG_TARGET_AVX2 static inline __m256d tail_load_pd(const double *p, mg_int k)
-{
-    double buf[4] = {0};
-    memcpy(buf, p, (size_t)k * sizeof(double));
-    return _mm256_loadu_pd(buf);
-}
-
-MG_TARGET_AVX2 static inline void tail_store_pd(double *p, mg_int k, __m256d v)
-{
-    double buf[4];
-    _mm256_storeu_pd(buf, v);
-    memcpy(p, buf, (size_t)k * sizeof(double));
-}
+#define AVX2_TAIL(T, V, W, SFX, LOADU, STOREU)                                              \
+    MG_TARGET_AVX2 static inline V tail_load_##SFX(const T *p, mg_int k)                    \
+    {                                                                                       \
+        T buf[W] = {0};                                                                     \
+        memcpy(buf, p, (size_t)k * sizeof(T));                                              \
+        return LOADU(buf);                                                                  \
+    }                                                                                       \
+    MG_TARGET_AVX2 static inline void tail_store_##SFX(T *p, mg_int k, V v)                 \
+    {                                                                                       \
+        T buf[W];                                                                           \
+        STOREU(buf, v);                                                                     \
+        memcpy(p, buf, (size_t)k * sizeof(T));                                              \
+    }
+AVX2_TAIL(float, __m256, 8, ps, _mm256_loadu_ps, _mm256_storeu_ps)
+AVX2_TAIL(double, __m256d, 4, pd, _mm256_loadu_pd, _mm256_storeu_pd)
 
 MG_TARGET_AVX2 static void tanh_avx2_f32(mg_int n, const float *x, float *y)
 {
