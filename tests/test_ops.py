@@ -296,8 +296,10 @@ def test_addmm_reused_rejects_bad_operands():
         addmm_reused(mg.randn(2, 4).double(), mg.randn(2, 3), r)
     with pytest.raises(TypeError, match="different dtypes"):
         addmm_reused(mg.randn(2, 4), mg.randn(2, 3).double(), r)
-    with pytest.raises(TypeError, match="expected minigrad Tensors"):
+    with pytest.raises(TypeError, match="expected a minigrad Tensor for c"):
         addmm_reused(np.zeros((2, 4), np.float32), mg.randn(2, 3), r)
+    with pytest.raises(TypeError, match="expected a minigrad Tensor"):
+        addmm_reused(mg.randn(2, 4), np.zeros((2, 3), np.float32), r)
     with pytest.raises(TypeError):
         addmm_reused(mg.randn(2, 4), mg.randn(2, 3), mg.randn(3, 4))
 

@@ -187,11 +187,6 @@ cdef PyObject* _live_head = NULL
 cdef Py_ssize_t _holders = 0         # live nodes with _holds_user_object set
 
 
-cdef inline void _untrack(object o):
-    if PyObject_GC_IsTracked(o):
-        PyObject_GC_UnTrack(<PyObject*>o)
-
-
 cdef inline void _track(object o):
     if not PyObject_GC_IsTracked(o):
         PyObject_GC_Track(<PyObject*>o)

@@ -154,18 +154,24 @@ cdef class ReusedMatmulBackward(MatmulBackward):
         return "MatmulBackward"
 
 
+cdef Tensor _reused_left(object a, ReusedOperand r, str fn):
+    """``a`` checked as the 2-D left operand of a product with ``r.b``."""
+    cdef Tensor x = a if isinstance(a, Tensor) else None
+    if x is None:
+        raise TypeError("%s: expected a minigrad Tensor, got %s" % (fn, type(a).__name__))
+    xa, ya = x._data, r.b._data
+    if xa.ndim != 2 or xa.shape[1] != ya.shape[0]:
+        raise ValueError("%s: shapes %s and %s are not aligned for a 2-D product" % (fn, xa.shape, ya.shape))
+    if xa.dtype != ya.dtype:
+        raise TypeError("%s: operands have different dtypes %s and %s" % (fn, xa.dtype, ya.dtype))
+    return x
+
+
 def matmul_reused(a, ReusedOperand r):
     """``a @ r.b`` for a 2-D tensor ``a``, with ``r.b`` packed once for every such product (see
     ReusedOperand): the same values, bits and gradients as ``matmul(a, r.b)``."""
-    cdef Tensor x = a if isinstance(a, Tensor) else None
-    if x is None:
-        raise TypeError("matmul_reused: expected a minigrad Tensor, got %s" % type(a).__name__)
+    cdef Tensor x = _reused_left(a, r, "matmul_reused")
     xa, ya = x._data, r.b._data
-    if xa.ndim != 2 or xa.shape[1] != ya.shape[0]:
-        raise ValueError("matmul_reused: shapes %s and %s are not aligned for a 2-D product"
-                         % (xa.shape, ya.shape))
-    if xa.dtype != ya.dtype:
-        raise TypeError("matmul_reused: operands have different dtypes %s and %s" % (xa.dtype, ya.dtype))
     out = K.matmul(xa, r._packing.packed)
     if not any_requires_grad((x, r.b)):
         return wrap(out)
@@ -190,21 +196,16 @@ def addmm_reused(c, a, ReusedOperand r):
     """``c + a @ r.b`` as one node, as torch's addmm (and its RNN's step) records it: ``c`` has the product's
     shape and dtype, the product adds into a copy of it.  One op and one pass over the step's state fewer
     than ``c + matmul_reused(a, r)``, with the same gradients."""
-    cdef Tensor x = a if isinstance(a, Tensor) else None
     cdef Tensor z = c if isinstance(c, Tensor) else None
-    if x is None or z is None:
-        raise TypeError("addmm_reused: expected minigrad Tensors for c and a, got %s and %s"
-                        % (type(c).__name__, type(a).__name__))
+    if z is None:
+        raise TypeError("addmm_reused: expected a minigrad Tensor for c, got %s" % type(c).__name__)
+    cdef Tensor x = _reused_left(a, r, "addmm_reused")
     xa, ya, ca = x._data, r.b._data, z._data
-    if xa.ndim != 2 or xa.shape[1] != ya.shape[0]:
-        raise ValueError("addmm_reused: shapes %s and %s are not aligned for a 2-D product"
-                         % (xa.shape, ya.shape))
     if ca.shape != (xa.shape[0], ya.shape[1]):
         raise ValueError("addmm_reused: c has shape %s, the product has shape %s"
                          % (ca.shape, (xa.shape[0], ya.shape[1])))
-    if xa.dtype != ya.dtype or ca.dtype != ya.dtype:
-        raise TypeError("addmm_reused: operands have different dtypes %s, %s and %s"
-                        % (ca.dtype, xa.dtype, ya.dtype))
+    if ca.dtype != ya.dtype:
+        raise TypeError("addmm_reused: operands have different dtypes %s (c) and %s" % (ca.dtype, ya.dtype))
     out = np.array(ca, order="C", copy=True)
     K.matmul(xa, r._packing.packed, out=out, accumulate=True)
     if not any_requires_grad((z, x, r.b)):
