@@ -29,8 +29,8 @@
 #include <immintrin.h>
 #endif
 
-/* Arrays of at least MG_SHARE_ELEMS elements are cut into tasks for pool threads that are awake; from
- * MG_WAKE_ELEMS on, sleeping pool threads are woken for them too. */
+/* float32 arrays of at least MG_SHARE_ELEMS elements are cut into tasks for pool threads that are awake;
+ * from MG_WAKE_ELEMS on, sleeping pool threads are woken for them too (float64 tanh: see RUN below). */
 #ifndef MG_SHARE_ELEMS
 #define MG_SHARE_ELEMS 16384
 #endif
@@ -428,7 +428,7 @@ static const unary_f64 tanh_f64_by_isa[MG_ISA_COUNT] = BY_ISA(tanh, f64);
 static const binary_f32 tanh_backward_f32_by_isa[MG_ISA_COUNT] = BY_ISA(tanh_backward, f32);
 static const binary_f64 tanh_backward_f64_by_isa[MG_ISA_COUNT] = BY_ISA(tanh_backward, f64);
 
-/* Large arrays are cut into tasks of at least MG_SHARE_ELEMS / 2 elements (a multiple of 64, so tasks start
+/* Large arrays are cut into tasks of at least half the share threshold (a multiple of 64, so tasks start
  * on cache lines), a few per thread.  The path is read once per call, so a concurrent set_isa cannot mix
  * paths within one result. */
 typedef struct {
@@ -443,9 +443,8 @@ typedef struct {
     void *out;
 } ew_job;
 
-static int ew_split(mg_int n, int cost, ew_job *j)
+static int ew_split(mg_int n, mg_int share, mg_int wake, ew_job *j)
 {
-    const mg_int share = MG_SHARE_ELEMS / cost, wake = MG_WAKE_ELEMS / cost;
     int nt = n >= share ? mg_active_threads() : 1;
     if (nt > 1 && n < wake && !mg_pool_awake())
         nt = 1;
@@ -471,31 +470,36 @@ EW_TASK(tanh_bw_task_f32, b32,
 EW_TASK(tanh_bw_task_f64, b64,
         j->f.b64(len, (const double *)j->x + lo, (const double *)j->y + lo, (double *)j->out + lo))
 
-/* COST: time per element relative to float32 tanh; the thresholds shrink by it (float64 tanh takes about
- * 3.5x as long per element, so sharing and waking pay off at a quarter of the size). */
-#define RUN(field, table, task, cost, n, X, Y, OUT)                                         \
+/* SHARE, WAKE: the element counts from which an array is shared with awake pool threads, and from which
+ * sleeping ones are woken for it.  float64 tanh takes about 3.5x as long per element as float32: two tasks
+ * pay for their hand-off from 8192 elements (not at 4096, measured), and a wake-up from 16384. */
+#define RUN(field, table, task, share, wake, n, X, Y, OUT)                                  \
     do {                                                                                    \
         ew_job j;                                                                           \
         j.f.field = table[mg_active_isa()];                                                 \
         j.x = X;                                                                            \
         j.y = Y;                                                                            \
         j.out = OUT;                                                                        \
-        const int nt = ew_split(n, cost, &j);                                               \
-        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, n >= MG_WAKE_ELEMS / (cost), task, &j); \
+        const int nt = ew_split(n, share, wake, &j);                                        \
+        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, n >= (wake), task, &j);            \
     } while (0)
 
-void mg_tanh_f32(mg_int n, const float *x, float *y) { RUN(u32, tanh_f32_by_isa, tanh_task_f32, 1, n, x, NULL, y); }
+void mg_tanh_f32(mg_int n, const float *x, float *y)
+{
+    RUN(u32, tanh_f32_by_isa, tanh_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, x, NULL, y);
+}
+
 void mg_tanh_f64(mg_int n, const double *x, double *y)
 {
-    RUN(u64, tanh_f64_by_isa, tanh_task_f64, 4, n, x, NULL, y);
+    RUN(u64, tanh_f64_by_isa, tanh_task_f64, MG_SHARE_ELEMS / 2, MG_WAKE_ELEMS / 4, n, x, NULL, y);
 }
 
 void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
 {
-    RUN(b32, tanh_backward_f32_by_isa, tanh_bw_task_f32, 1, n, g, y, out);
+    RUN(b32, tanh_backward_f32_by_isa, tanh_bw_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
 }
 
 void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
 {
-    RUN(b64, tanh_backward_f64_by_isa, tanh_bw_task_f64, 1, n, g, y, out);
+    RUN(b64, tanh_backward_f64_by_isa, tanh_bw_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
 }
