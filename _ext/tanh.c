@@ -181,6 +181,7 @@ static void tanh_backward_portable_f64(mg_int n, const double *g, const double *
     LANES v[j] = FMADD(n[j], SET1(LN2LO / 2), v[j]);                                        \
     LANES v2[j] = MUL(v[j], v[j]);                                                          \
     if (ESTRIN) {                                                                           \
+        /* written for 6 coefficients; "% NCOEF" keeps this branch in bounds where it is not taken */   \
         _Static_assert(NCOEF(R) == 6 || !(ESTRIN), "the Estrin form is written for 6 coefficients"); \
         LANES q[j] = FMADD(FMADD(SET1(R[3 % NCOEF(R)]), v[j], SET1(R[2])), v2[j],           \
                            FMADD(SET1(R[1]), v[j], SET1(R[0])));                            \
