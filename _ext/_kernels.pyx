@@ -5,6 +5,7 @@ order, ndim, shapes, writability, alignment, overlap) so that the C code can tru
 then run without the GIL.  Plain ``cnp`` macros rather than typed memoryviews keep a call near a microsecond.
 """
 cimport numpy as cnp
+from libc.stdlib cimport free, malloc
 
 import numpy as np
 
@@ -323,6 +324,181 @@ def matmul(a, b, out=None, accumulate=False):
                                <double *>mc.data, mc.strides[0], mc.strides[1], mc.strides[2], acc)
     if rc:
         raise MemoryError("matmul: could not allocate packing buffers")
+    return C
+
+
+cdef int _broadcast_mat(cnp.ndarray c, cnp.npy_intp *dims, Mat *m) except -1:
+    """c (at most 2-D) as a (dims[0], dims[1]) matrix, broadcast by numpy's rules (zero strides)."""
+    cdef int nd = cnp.PyArray_NDIM(c), i
+    cdef mg_int itemsize = cnp.PyArray_ITEMSIZE(c), n, s
+    if nd > 2:
+        raise ValueError(f"addmm: c of shape {_shape(c)} does not broadcast to the product's shape "
+                         f"{(dims[0], dims[1])}")
+    m.data = <char *>cnp.PyArray_DATA(c)
+    m.shape[0] = 1
+    m.strides[0] = 0
+    for i in range(2):
+        m.shape[1 + i] = dims[i]
+        m.strides[1 + i] = 0
+        if i < 2 - nd:
+            continue
+        n = cnp.PyArray_DIMS(c)[i - 2 + nd]
+        s = cnp.PyArray_STRIDES(c)[i - 2 + nd]
+        if n != dims[i] and n != 1:
+            raise ValueError(f"addmm: c of shape {_shape(c)} does not broadcast to the product's shape "
+                             f"{(dims[0], dims[1])}")
+        if s % itemsize:
+            raise ValueError(f"addmm: c has strides {_strides(c)}, not multiples of its itemsize {itemsize}")
+        if n > 1:
+            m.strides[1 + i] = s // itemsize
+    if not cnp.PyArray_ISALIGNED(c):
+        raise ValueError("addmm: c's data is not aligned to its itemsize")
+    return 0
+
+
+def addmm(c, a, b):
+    """``c + a @ b`` as a new C-contiguous (M, N) array, for a 2-D ``a`` (M, K) and ``b`` (K, N) (or a
+    PackedMatrix), with ``c`` broadcastable to (M, N) (a bias row (N,), say): the product is added to ``c``
+    as the kernel writes it, so there is no separate pass for the sum.  The same bits as
+    ``matmul(a, b, out=broadcast copy of c, accumulate=True)``."""
+    cdef cnp.ndarray A = _float_array(a, "addmm", "a")
+    cdef cnp.ndarray B = None, C, Cin
+    cdef PackedMatrix P = None
+    cdef Mat ma, mb, mi, mc
+    cdef int typenum = cnp.PyArray_TYPE(A), rc, isa = 0
+    cdef mg_int N
+    cdef cnp.npy_intp dims[2]
+    if cnp.PyArray_NDIM(A) != 2:
+        raise ValueError(f"addmm: a must be 2-D (M, K), got shape {_shape(A)}")
+    _mat(A, "addmm", "a", &ma)
+    if type(b) is PackedMatrix:
+        P = <PackedMatrix>b
+        if P._typenum != typenum:
+            raise TypeError(f"addmm: mixed dtypes {A.dtype} (a) and {P.dtype} (b); cast one of them")
+        shape_b = P.shape
+        N = P._n
+        isa = P._isa
+        if P._k != ma.shape[2]:
+            raise ValueError(f"addmm: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
+    else:
+        B = _float_array(b, "addmm", "b")
+        if cnp.PyArray_TYPE(B) != typenum:
+            raise TypeError(f"addmm: mixed dtypes {A.dtype} (a) and {B.dtype} (b); cast one of them")
+        if cnp.PyArray_NDIM(B) != 2:
+            raise ValueError(f"addmm: b must be 2-D (K, N), got shape {_shape(B)}")
+        _mat(B, "addmm", "b", &mb)
+        shape_b = _shape(B)
+        N = mb.shape[2]
+        if mb.shape[1] != ma.shape[2]:
+            raise ValueError(f"addmm: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
+    Cin = _float_array(c, "addmm", "c")
+    if cnp.PyArray_TYPE(Cin) != typenum:
+        raise TypeError(f"addmm: c has dtype {Cin.dtype}, the product {A.dtype}; cast one of them")
+    dims[0] = ma.shape[1]
+    dims[1] = N
+    _broadcast_mat(Cin, dims, &mi)
+    C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    _mat(C, "addmm", "out", &mc)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            rc = mg_addmm_f32(isa, dims[0], dims[1], ma.shape[2], <const float *>mi.data, mi.strides[1],
+                              mi.strides[2], <const float *>ma.data, ma.strides[1], ma.strides[2],
+                              <const float *>(mb.data if P is None else NULL), 0 if P is not None else mb.strides[1],
+                              0 if P is not None else mb.strides[2],
+                              <const float *>(NULL if P is None else cnp.PyArray_DATA(P._buf)),
+                              <float *>mc.data, mc.strides[1], mc.strides[2])
+        else:
+            rc = mg_addmm_f64(isa, dims[0], dims[1], ma.shape[2], <const double *>mi.data, mi.strides[1],
+                              mi.strides[2], <const double *>ma.data, ma.strides[1], ma.strides[2],
+                              <const double *>(mb.data if P is None else NULL), 0 if P is not None else mb.strides[1],
+                              0 if P is not None else mb.strides[2],
+                              <const double *>(NULL if P is None else cnp.PyArray_DATA(P._buf)),
+                              <double *>mc.data, mc.strides[1], mc.strides[2])
+    if rc:
+        raise MemoryError("addmm: could not allocate packing buffers")
+    return C
+
+
+cdef cnp.ndarray _row_factor(object obj, str name, Py_ssize_t i, int typenum, mg_int width, str dim):
+    """One factor of matmul_stacked_t, 2-D with `width` columns, its rows made contiguous if they are not."""
+    cdef cnp.ndarray arr = _float_array(obj, "matmul_stacked_t", f"{name}[{i}]")
+    if cnp.PyArray_NDIM(arr) != 2:
+        raise ValueError(f"matmul_stacked_t: {name}[{i}] must be 2-D, got shape {_shape(arr)}")
+    if typenum >= 0 and cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"matmul_stacked_t: {name}[{i}] has dtype {arr.dtype}, lefts[0] has "
+                        f"{cnp.PyArray_DescrFromType(typenum)}; all factors need one dtype")
+    if width >= 0 and cnp.PyArray_DIMS(arr)[1] != width:
+        raise ValueError(f"matmul_stacked_t: {name}[{i}] has shape {_shape(arr)}, expected {width} columns "
+                         f"({dim}, as {name}[0])")
+    if ((cnp.PyArray_DIMS(arr)[1] > 1 and cnp.PyArray_STRIDES(arr)[1] != cnp.PyArray_ITEMSIZE(arr))
+            or not cnp.PyArray_ISALIGNED(arr)):
+        arr = cnp.PyArray_NewCopy(arr, cnp.NPY_CORDER)
+    return arr
+
+
+def matmul_stacked_t(lefts, rights):
+    """``concatenate(lefts).T @ concatenate(rights)``, i.e. ``sum_i lefts[i].T @ rights[i]``, as ONE product
+    read from the pieces in place (nothing is stacked): the same bits as that product.
+
+    lefts[i] is (K_i, M) and rights[i] (K_i, N), float32 or float64 (all one dtype); the inner dimension is
+    K = sum K_i.  Returns a new C-contiguous (M, N) array.  This is the weight gradient of a product used at
+    many time steps (minigrad.autograd's ProductSum).
+    """
+    if not isinstance(lefts, (list, tuple)) or not isinstance(rights, (list, tuple)):
+        raise TypeError(f"matmul_stacked_t: lefts and rights must be lists or tuples of arrays, got "
+                        f"{type(lefts).__name__} and {type(rights).__name__}")
+    cdef Py_ssize_t n = len(lefts), i, r, rows
+    if n == 0 or len(rights) != n:
+        raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts and "
+                         f"{len(rights)} rights")
+    cdef cnp.ndarray L = _row_factor(lefts[0], "lefts", 0, -1, -1, "")
+    cdef int typenum = cnp.PyArray_TYPE(L), rc
+    cdef mg_int M = cnp.PyArray_DIMS(L)[1], N = -1, K = 0, ls, rs
+    cdef list ls_ = [], rs_ = []
+    cdef cnp.ndarray R
+    for i in range(n):
+        L = _row_factor(lefts[i], "lefts", i, typenum, M, "M")
+        R = _row_factor(rights[i], "rights", i, typenum, N, "N")
+        if i == 0:
+            N = cnp.PyArray_DIMS(R)[1]
+        if cnp.PyArray_DIMS(L)[0] != cnp.PyArray_DIMS(R)[0]:
+            raise ValueError(f"matmul_stacked_t: lefts[{i}] has shape {_shape(L)} but rights[{i}] has shape "
+                             f"{_shape(R)}; a pair needs the same number of rows")
+        ls_.append(L)
+        rs_.append(R)
+        K += cnp.PyArray_DIMS(L)[0]
+    cdef cnp.npy_intp dims[2]
+    dims[0] = M
+    dims[1] = N
+    cdef cnp.ndarray C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    cdef const char **arows = <const char **>malloc(max(K, 1) * sizeof(char *))
+    cdef const char **brows = <const char **>malloc(max(K, 1) * sizeof(char *))
+    cdef mg_int k = 0
+    try:
+        if arows == NULL or brows == NULL:
+            raise MemoryError("matmul_stacked_t: could not allocate the row tables")
+        for i in range(n):
+            L = ls_[i]
+            R = rs_[i]
+            ls = cnp.PyArray_STRIDES(L)[0]
+            rs = cnp.PyArray_STRIDES(R)[0]
+            rows = cnp.PyArray_DIMS(L)[0]
+            for r in range(rows):
+                arows[k] = <const char *>cnp.PyArray_DATA(L) + r * ls
+                brows[k] = <const char *>cnp.PyArray_DATA(R) + r * rs
+                k += 1
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = mg_matmul_rows_f32(M, N, K, <const float *const *>arows, <const float *const *>brows,
+                                        <float *>cnp.PyArray_DATA(C), N, 0)
+            else:
+                rc = mg_matmul_rows_f64(M, N, K, <const double *const *>arows, <const double *const *>brows,
+                                        <double *>cnp.PyArray_DATA(C), N, 0)
+    finally:
+        free(arows)
+        free(brows)
+    if rc:
+        raise MemoryError("matmul_stacked_t: could not allocate the packing buffer")
     return C
 
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 /* Bump whenever a declaration below changes meaning; minigrad._backend refuses a build with another value. */
-#define MG_ABI_VERSION 3
+#define MG_ABI_VERSION 4
 
 typedef ptrdiff_t mg_int;
 
@@ -53,6 +53,27 @@ int mg_matmul_packed_f32(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
 int mg_matmul_packed_f64(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
                          const double *A, mg_int sab, mg_int sam, mg_int sak, const double *P,
                          double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate);
+
+/* C = Cin + A @ B for A (M, K), B (K, N), Cin and C (M, N), 2-D: the same bits as copying Cin into C and
+ * accumulating the product into it, in one pass over C.  Cin may broadcast (strides 0) but must not overlap
+ * C.  B is either (B, sbk, sbn) or, when P is not NULL, the packing P of mg_pack_b made on path `isa` (which
+ * the product then runs on; isa is ignored when P is NULL). */
+int mg_addmm_f32(int isa, mg_int M, mg_int N, mg_int K, const float *Cin, mg_int sim, mg_int sin,
+                 const float *A, mg_int sam, mg_int sak, const float *B, mg_int sbk, mg_int sbn, const float *P,
+                 float *C, mg_int scm, mg_int scn);
+int mg_addmm_f64(int isa, mg_int M, mg_int N, mg_int K, const double *Cin, mg_int sim, mg_int sin,
+                 const double *A, mg_int sam, mg_int sak, const double *B, mg_int sbk, mg_int sbn, const double *P,
+                 double *C, mg_int scm, mg_int scn);
+
+/* C (=|+=) A.T @ B for A (K, M) and B (K, N) given row by row: row k of A is the M elements at arows[k],
+ * row k of B the N elements at brows[k] (each contiguous; rows may lie anywhere).  So sum_i A_i.T @ B_i
+ * over several pairs of factors, the weight gradient of a product used at many time steps, is one product
+ * without stacking the factors first: the same bits as mg_matmul on the stacked arrays.  C is (M, N) with
+ * row stride scm and contiguous rows, overlapping no row.  Returns -1 when an allocation failed. */
+int mg_matmul_rows_f32(mg_int M, mg_int N, mg_int K, const float *const *arows, const float *const *brows,
+                       float *C, mg_int scm, int accumulate);
+int mg_matmul_rows_f64(mg_int M, mg_int N, mg_int K, const double *const *arows, const double *const *brows,
+                       double *C, mg_int scm, int accumulate);
 
 /* Contiguous elementwise kernels: y may be x itself (and out may be g or y), but no partial overlap. */
 void mg_tanh_f32(mg_int n, const float *x, float *y);

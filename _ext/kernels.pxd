@@ -39,6 +39,17 @@ cdef extern from "kernels.h" nogil:
                              const double *A, mg_int sab, mg_int sam, mg_int sak, const double *P,
                              double *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
 
+    int mg_addmm_f32(int isa, mg_int M, mg_int N, mg_int K, const float *Cin, mg_int sim, mg_int sin,
+                     const float *A, mg_int sam, mg_int sak, const float *B, mg_int sbk, mg_int sbn,
+                     const float *P, float *C, mg_int scm, mg_int scn)
+    int mg_addmm_f64(int isa, mg_int M, mg_int N, mg_int K, const double *Cin, mg_int sim, mg_int sin,
+                     const double *A, mg_int sam, mg_int sak, const double *B, mg_int sbk, mg_int sbn,
+                     const double *P, double *C, mg_int scm, mg_int scn)
+    int mg_matmul_rows_f32(mg_int M, mg_int N, mg_int K, const float *const *arows, const float *const *brows,
+                           float *C, mg_int scm, int accumulate)
+    int mg_matmul_rows_f64(mg_int M, mg_int N, mg_int K, const double *const *arows,
+                           const double *const *brows, double *C, mg_int scm, int accumulate)
+
     void mg_tanh_f32(mg_int n, const float *x, float *y)
     void mg_tanh_f64(mg_int n, const double *x, double *y)
     void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)

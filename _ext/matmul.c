@@ -1,5 +1,7 @@
 /* Matrix multiply for float32 and float64: per-path blocking and the shared driver in matmul_tmpl.h. */
 #include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "mg_internal.h"
 
@@ -25,9 +27,11 @@
 
 #define T float
 #define SFX f32
-#define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0}
-#define CFG_AVX2 {6, 16, 256, 1024, mg_ukr_avx2_f32, mg_pack_t_f32, NULL, 0}
-#define CFG_AVX512 {6, 64, KC32, NC32, mg_ukr_avx512_f32, mg_pack_t_f32, mg_pack_n_avx512_f32, DIRECT_B_ROWS}
+#define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0, pack_rows_portable_f32}
+#define CFG_AVX2 {6, 16, 256, 1024, mg_ukr_avx2_f32, mg_pack_t_f32, NULL, 0, pack_rows_portable_f32}
+#define CFG_AVX512                                                                                         \
+    {6, 64, KC32, NC32, mg_ukr_avx512_f32, mg_pack_t_f32, mg_pack_n_avx512_f32, DIRECT_B_ROWS,                   \
+     mg_pack_rows_avx512_f32}
 #include "matmul_tmpl.h"
 #undef T
 #undef SFX
@@ -37,7 +41,9 @@
 
 #define T double
 #define SFX f64
-#define CFG_PORTABLE {4, 16, 256, 512, ukr_portable_f64, NULL, NULL, 0}
-#define CFG_AVX2 {6, 8, 256, 512, mg_ukr_avx2_f64, mg_pack_t_f64, NULL, 0}
-#define CFG_AVX512 {6, 32, KC64, NC64, mg_ukr_avx512_f64, mg_pack_t_f64, mg_pack_n_avx512_f64, DIRECT_B_ROWS}
+#define CFG_PORTABLE {4, 16, 256, 512, ukr_portable_f64, NULL, NULL, 0, pack_rows_portable_f64}
+#define CFG_AVX2 {6, 8, 256, 512, mg_ukr_avx2_f64, mg_pack_t_f64, NULL, 0, pack_rows_portable_f64}
+#define CFG_AVX512                                                                                         \
+    {6, 32, KC64, NC64, mg_ukr_avx512_f64, mg_pack_t_f64, mg_pack_n_avx512_f64, DIRECT_B_ROWS,                   \
+     mg_pack_rows_avx512_f64}
 #include "matmul_tmpl.h"

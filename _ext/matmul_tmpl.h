@@ -18,6 +18,7 @@
 
 typedef void (*FN(ukr_fn))(MG_UKR_ARGS(T));
 typedef void (*FN(pack_fn))(MG_PACK_ARGS(T));
+typedef void (*FN(pack_rows_fn))(MG_PACK_ROWS_ARGS(T));
 
 typedef struct {
     mg_int mr, nr, kc, nc;
@@ -25,6 +26,7 @@ typedef struct {
     FN(pack_fn) pack_t; /* panel of an operand contiguous along k (a transposed B) */
     FN(pack_fn) pack_n; /* panel of an operand contiguous along the panel's width (a row-major B) */
     mg_int direct_b_rows; /* up to this many rows of A, a row-major B is read in place (0: never) */
+    FN(pack_rows_fn) pack_rows; /* panel of an operand given as a table of row pointers (mg_matmul_rows) */
 } FN(gemm_cfg);
 
 #define PMR 4
@@ -57,6 +59,20 @@ static void FN(pack_portable)(MG_PACK_ARGS(T))
     }
 }
 
+/* dst[k*W + j] = rows[k][off + j] for j < w, zero for w <= j < W: one panel of an operand whose rows are
+ * scattered (one row pointer per k). */
+static void FN(pack_rows_portable)(MG_PACK_ROWS_ARGS(T))
+{
+    for (mg_int k = 0; k < kc; ++k) {
+        const T *s = rows[k] + off;
+        T *d = dst + k * W;
+        for (mg_int j = 0; j < w; ++j)
+            d[j] = s[j];
+        for (mg_int j = w; j < W; ++j)
+            d[j] = 0;
+    }
+}
+
 static const FN(gemm_cfg) FN(gemm_cfgs)[MG_ISA_COUNT] = {
     CFG_PORTABLE,
 #if MG_X86
@@ -84,25 +100,30 @@ typedef struct {
 } FN(bview);
 
 /* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
- * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
+ * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
+ * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: each
+ * row block of Cin is copied into C just before the micro-kernels add the product to it, while it is in L1.
+ * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
-                            const T *A, mg_int sam, mg_int sak, const T *B, mg_int sbk, mg_int sbn,
-                            const T *packed, T *C, mg_int scm, mg_int scn, int accumulate, T *scratch)
+                            const T *A, mg_int sam, mg_int sak, const T *const *arows, mg_int aoff,
+                            const T *B, mg_int sbk, mg_int sbn, const T *const *brows, mg_int boff,
+                            const T *packed, const T *cin, mg_int sim, mg_int sin,
+                            T *C, mg_int scm, mg_int scn, int accumulate, T *scratch)
 {
     const mg_int mr = g->mr, nr = g->nr;
     /* A row-major A is read in place: its micro-panel, mr rows of kc, stays in L1 through the jr loop.  So is
      * a column-major one whose columns are short; a long-column one (the transposed activations of a weight
      * gradient, x.T @ g) is packed, since its micro-panel would be kc lines a whole column apart, which
      * share a few L1 sets (at 4 KiB apart, one) and evict each other. */
-    const int direct_a = sak == 1 || (sam == 1 && sak <= 2 * mr);
-    const int direct_b = !packed && sbn == 1 && M <= g->direct_b_rows;
+    const int direct_a = !arows && (sak == 1 || (sam == 1 && sak <= 2 * mr));
+    const int direct_b = !packed && !brows && sbn == 1 && M <= g->direct_b_rows;
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
     T *abuf = scratch, *bbuf = scratch + g->kc * mr;
     for (mg_int jc = 0; jc < N; jc += g->nc) {
         const mg_int nc = N - jc < g->nc ? N - jc : g->nc;
         for (mg_int pc = 0; pc < K; pc += g->kc) {
             const mg_int kc = K - pc < g->kc ? K - pc : g->kc;
-            const int overwrite = pc == 0 && !accumulate;
+            const int overwrite = pc == 0 && !accumulate && !cin;
             FN(bview) bv;
             if (packed) {
                 bv.base = packed + jc * K + pc * nr;
@@ -113,9 +134,13 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                 bv.ps = nr;
                 bv.bks = sbk;
             } else {
-                for (mg_int jr = 0; jr < nc; jr += nr)
-                    FN(pack_panel)(g, kc, nc - jr < nr ? nc - jr : nr, nr, B + pc * sbk + (jc + jr) * sbn, sbk,
-                                   sbn, bbuf + jr * kc);
+                for (mg_int jr = 0; jr < nc; jr += nr) {
+                    const mg_int w = nc - jr < nr ? nc - jr : nr;
+                    if (brows)
+                        g->pack_rows(kc, w, nr, brows + pc, boff + jc + jr, bbuf + jr * kc);
+                    else
+                        FN(pack_panel)(g, kc, w, nr, B + pc * sbk + (jc + jr) * sbn, sbk, sbn, bbuf + jr * kc);
+                }
                 bv.base = bbuf;
                 bv.ps = kc * nr;
                 bv.bks = nr;
@@ -125,11 +150,24 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                 const T *ap;
                 if (direct_a) {
                     ap = A + ir * sam + pc * sak;
+                } else if (arows) {
+                    g->pack_rows(kc, mrr, mr, arows + pc, aoff + ir, abuf);
+                    ap = abuf;
                 } else {
                     FN(pack_panel)(g, kc, mrr, mr, A + ir * sam + pc * sak, sak, sam, abuf);
                     ap = abuf;
                 }
                 T *cr = C + ir * scm + jc * scn;
+                if (cin && pc == 0)
+                    for (mg_int i = 0; i < mrr; ++i) {
+                        const T *s = cin + (ir + i) * sim + jc * sin;
+                        T *d = cr + i * scm;
+                        if (sin == 1 && scn == 1)
+                            memcpy(d, s, (size_t)nc * sizeof(T));
+                        else
+                            for (mg_int j = 0; j < nc; ++j)
+                                d[j * scn] = s[j * sin];
+                    }
                 for (mg_int jr = 0, p = 0; jr < nc; jr += nr, ++p)
                     g->ukr(kc, ap, ars, aks, bv.base + p * bv.ps, bv.bks, cr + jr * scn, scm, scn, mrr,
                            nc - jr < nr ? nc - jr : nr, overwrite);
@@ -150,8 +188,10 @@ typedef struct {
     mg_int M, N, K, parts, chunk;
     int split_n, accumulate;
     const T *A, *B, *packed;
+    const T *const *arows, *const *brows;
+    const T *cin;
     T *C;
-    mg_int sab, sam, sak, sbb, sbk, sbn, scb, scm, scn, slen;
+    mg_int sab, sam, sak, sbb, sbk, sbn, sim, sin, scb, scm, scn, slen;
     _Atomic int failed;
 } FN(mm_job);
 
@@ -167,22 +207,28 @@ static void FN(mm_task)(void *ctx, mg_int t)
     }
     if (lo >= hi)
         return;
-    const T *A = j->A + b * j->sab, *B = j->B + b * j->sbb;
+    /* (row tables and cin come with a batch of one: b == 0) */
+    const T *A = j->A ? j->A + b * j->sab : NULL, *B = j->B ? j->B + b * j->sbb : NULL;
     T *C = j->C + b * j->scb;
     if (j->split_n)
-        FN(gemm_serial)(j->g, j->M, hi - lo, j->K, A, j->sam, j->sak, B + lo * j->sbn, j->sbk, j->sbn,
-                        j->packed ? j->packed + lo * j->K : NULL, C + lo * j->scn, j->scm, j->scn, j->accumulate,
-                        scratch);
+        FN(gemm_serial)(j->g, j->M, hi - lo, j->K, A, j->sam, j->sak, j->arows, 0, B ? B + lo * j->sbn : NULL,
+                        j->sbk, j->sbn, j->brows, lo, j->packed ? j->packed + lo * j->K : NULL,
+                        j->cin ? j->cin + lo * j->sin : NULL, j->sim, j->sin, C + lo * j->scn, j->scm, j->scn,
+                        j->accumulate, scratch);
     else
-        FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A + lo * j->sam, j->sam, j->sak, B, j->sbk, j->sbn, j->packed,
-                        C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
+        FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A ? A + lo * j->sam : NULL, j->sam, j->sak, j->arows, lo, B,
+                        j->sbk, j->sbn, j->brows, 0, j->packed, j->cin ? j->cin + lo * j->sim : NULL, j->sim,
+                        j->sin, C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
 }
 
-/* The shared back end of mg_matmul and mg_matmul_packed: B is either (B, sbb, sbk, sbn) or the packed
- * panels `packed` of one K x N matrix shared by the whole batch. */
+/* The shared back end of mg_matmul, mg_matmul_packed, mg_matmul_rows and mg_addmm: B is (B, sbb, sbk, sbn),
+ * the packed panels `packed` of one K x N matrix shared by the whole batch, or (batch of one) the row table
+ * `brows`; A is (A, sab, sam, sak) or (batch of one) the row table `arows` of A.T; `cin` (batch of one) is
+ * added to the product. */
 static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int N, mg_int K,
-                          const T *A, mg_int sab, mg_int sam, mg_int sak,
-                          const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *packed,
+                          const T *A, mg_int sab, mg_int sam, mg_int sak, const T *const *arows,
+                          const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *const *brows, const T *packed,
+                          const T *cin, mg_int sim, mg_int sin,
                           T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
 {
     const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
@@ -190,8 +236,8 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
     int nt = flops >= MG_SHARE_FLOPS ? mg_active_threads() : 1;
     if (nt > 1 && !wake && !mg_pool_awake())
         nt = 1; /* no helper to share a small product with: do not cut it up */
-    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, C, sab, sam, sak, sbb, sbk, sbn, scb, scm, scn,
-                    0, 0};
+    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, C, sab, sam, sak, sbb, sbk, sbn,
+                    sim, sin, scb, scm, scn, 0, 0};
 
     /* Tasks: whole products when the batch alone keeps the threads busy; else every product is cut along N
      * into groups of B panels (a few tasks per thread, so that a thread that starts late still finds work;
@@ -200,7 +246,7 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * no bigger than B read nt times, as the h (N, H) of an RNN step; along M for an A that every task
      * would have to pack again, such as a weight gradient's x.T with K = T * N. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
-    const int a_in_place = sak == 1 || (sam == 1 && sak <= 2 * g->mr); /* as in gemm_serial */
+    const int a_in_place = !arows && (sak == 1 || (sam == 1 && sak <= 2 * g->mr)); /* as in gemm_serial */
     if (nt > 1 && batch < 2 * nt) {
         if (nb_n >= nt && (a_in_place || 4 * M <= N || nb_m < nt)) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
@@ -267,8 +313,8 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
     }
     if (sbb == 0) /* every product shares B */
         FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm);
-    return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, B, sbb, sbk, sbn,
-                          NULL, C, scb, scm, scn, accumulate);
+    return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, NULL, B, sbb, sbk,
+                          sbn, NULL, NULL, NULL, 0, 0, C, scb, scm, scn, accumulate);
 }
 
 /* ---- a right operand packed once, reused by many products ---- */
@@ -299,8 +345,39 @@ int FN(mg_matmul_packed)(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
         return 0;
     }
     FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm); /* B is shared by construction */
-    return FN(matmul_run)(&FN(gemm_cfgs)[isa], batch, M, N, K, A, sab, sam, sak, P, 0, 0, 0, P, C, scb, scm, scn,
-                          accumulate);
+    return FN(matmul_run)(&FN(gemm_cfgs)[isa], batch, M, N, K, A, sab, sam, sak, NULL, P, 0, 0, 0, NULL, P, NULL, 0,
+                          0, C, scb, scm, scn, accumulate);
+}
+
+int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim, mg_int sin,
+                 const T *A, mg_int sam, mg_int sak, const T *B, mg_int sbk, mg_int sbn, const T *P,
+                 T *C, mg_int scm, mg_int scn)
+{
+    if (M <= 0 || N <= 0)
+        return 0;
+    if (K <= 0) {
+        for (mg_int i = 0; i < M; ++i)
+            for (mg_int j = 0; j < N; ++j)
+                C[i * scm + j * scn] = Cin[i * sim + j * sin];
+        return 0;
+    }
+    return FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak, NULL,
+                          P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, C, 0, scm, scn, 0);
+}
+
+/* ---- a product of row-stacked factors, without stacking them ---- */
+
+int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, const T *const *brows,
+                       T *C, mg_int scm, int accumulate)
+{
+    if (M <= 0 || N <= 0)
+        return 0;
+    if (K <= 0) {
+        FN(zero_or_keep)(1, M, N, C, 0, scm, 1, accumulate);
+        return 0;
+    }
+    return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], 1, M, N, K, NULL, 0, 0, 0, arows, NULL, 0, 0, 0, brows,
+                          NULL, NULL, 0, 0, C, 0, scm, 1, accumulate);
 }
 
 #undef PMR

@@ -49,11 +49,15 @@ int mg_active_threads(void);
 /* Packers of one panel: dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W, k < kc.  A "_t"
  * packer needs sk == 1 (a transposed operand), an "_n" packer sw == 1 (rows contiguous). */
 #define MG_PACK_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk, mg_int sw, T *dst
+/* The same from a table of row pointers: dst[k*W + j] = rows[k][off + j] (mg_matmul_rows). */
+#define MG_PACK_ROWS_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *const *rows, mg_int off, T *dst
 #if MG_X86
 void mg_pack_t_f32(MG_PACK_ARGS(float));
 void mg_pack_t_f64(MG_PACK_ARGS(double));
 void mg_pack_n_avx512_f32(MG_PACK_ARGS(float));
 void mg_pack_n_avx512_f64(MG_PACK_ARGS(double));
+void mg_pack_rows_avx512_f32(MG_PACK_ROWS_ARGS(float));
+void mg_pack_rows_avx512_f64(MG_PACK_ROWS_ARGS(double));
 void mg_ukr_avx512_f32(MG_UKR_ARGS(float));
 void mg_ukr_avx512_f64(MG_UKR_ARGS(double));
 void mg_ukr_avx2_f32(MG_UKR_ARGS(float));

@@ -82,9 +82,9 @@ MG_TARGET_AVX2 void mg_pack_t_f64(MG_PACK_ARGS(double))
 
 #if MG_X86
 /* Row-major operand (sw == 1): each packed row is a masked copy of w contiguous elements, zero-filled to W.
- * W is at most four vectors (the AVX-512 micro-kernels' NR: 64 floats / 32 doubles). */
-#define PACK_N_BODY(LANES, MASK_T, LOAD, STORE)                                             \
-    (void)sw;                                                                               \
+ * W is at most four vectors (the AVX-512 micro-kernels' NR: 64 floats / 32 doubles).  ROW(k) is where
+ * packed row k comes from: src + k * sk, or a row table's rows[k] + off. */
+#define PACK_N_BODY(LANES, MASK_T, LOAD, STORE, ROW)                                        \
     MASK_T m[4];                                                                            \
     for (int v = 0; v < 4; ++v) {                                                           \
         const mg_int lo = v * LANES, n = w - lo < 0 ? 0 : w - lo > LANES ? LANES : w - lo;  \
@@ -93,7 +93,7 @@ MG_TARGET_AVX2 void mg_pack_t_f64(MG_PACK_ARGS(double))
     const int nv = (int)((W + LANES - 1) / LANES);                                          \
     const MASK_T full = (MASK_T)((1ull << (W - (nv - 1) * LANES)) - 1);                     \
     for (mg_int k = 0; k < kc; ++k) {                                                       \
-        const __typeof__(src) s = src + k * sk;                                             \
+        const __typeof__(*dst) *s = (ROW);                                                  \
         __typeof__(dst) d = dst + k * W;                                                    \
         for (int v = 0; v < nv; ++v)                                                        \
             STORE(d + v * LANES, v == nv - 1 ? full : (MASK_T)~(MASK_T)0,                   \
@@ -102,11 +102,23 @@ MG_TARGET_AVX2 void mg_pack_t_f64(MG_PACK_ARGS(double))
 
 MG_TARGET_AVX512 void mg_pack_n_avx512_f32(MG_PACK_ARGS(float))
 {
-    PACK_N_BODY(16, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps)
+    (void)sw;
+    PACK_N_BODY(16, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, src + k * sk)
 }
 
 MG_TARGET_AVX512 void mg_pack_n_avx512_f64(MG_PACK_ARGS(double))
 {
-    PACK_N_BODY(8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd)
+    (void)sw;
+    PACK_N_BODY(8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, src + k * sk)
+}
+
+MG_TARGET_AVX512 void mg_pack_rows_avx512_f32(MG_PACK_ROWS_ARGS(float))
+{
+    PACK_N_BODY(16, __mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, rows[k] + off)
+}
+
+MG_TARGET_AVX512 void mg_pack_rows_avx512_f64(MG_PACK_ROWS_ARGS(double))
+{
+    PACK_N_BODY(8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, rows[k] + off)
 }
 #endif

@@ -12,7 +12,7 @@ from minigrad.factories import (arange, as_tensor, empty, empty_like, eye, full,
                                 ones_like, rand, rand_like, randn, randn_like, tensor, zeros, zeros_like)
 from minigrad.ops.elementwise import (abs, add, clamp, clone, div, exp, log, masked_fill, mul, neg, pow, relu,
                                       sigmoid, sqrt, sub, tanh, where)
-from minigrad.ops.linalg import matmul
+from minigrad.ops.linalg import addmm, matmul
 from minigrad.ops.reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
 from minigrad.ops.shape import (cat, chunk, expand, flatten, flip, gather, permute, reshape, split, squeeze,
                                 stack, transpose, unbind, unsqueeze)

@@ -33,7 +33,7 @@ __all__ = ["PackedMatrix", "available_isas", "empty_cache", "get_num_threads", "
            "tanh_backward"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 # Must equal setup.py's source_files() patterns: the build embeds the hash of these files.
 _SOURCE_PATTERNS = ["_ext/*.c", "_ext/*.h", "_ext/*.pyx", "_ext/*.pxd",
@@ -102,6 +102,8 @@ else:
     raise ValueError(f"MINIGRAD_BACKEND must be 'c' or 'numpy', got {name!r}")
 
 matmul = _impl.matmul
+addmm = _impl.addmm
+matmul_stacked_t = _impl.matmul_stacked_t
 pack = _impl.pack
 PackedMatrix = _impl.PackedMatrix
 tanh = _impl.tanh

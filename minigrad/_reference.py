@@ -142,6 +142,71 @@ def _elementwise_out(out, inputs, fn):
     return out
 
 
+
+
+def addmm(c, a, b):
+    """c + a @ b as a new array; see minigrad._kernels.addmm for the contract."""
+    _float_array(a, "addmm", "a")
+    if a.ndim != 2:
+        raise ValueError(f"addmm: a must be 2-D (M, K), got shape {a.shape}")
+    _check_layout(a, "addmm", "a")
+    if type(b) is PackedMatrix:
+        b = b._b
+        if b.dtype != a.dtype:
+            raise TypeError(f"addmm: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
+    else:
+        _float_array(b, "addmm", "b")
+        if b.dtype != a.dtype:
+            raise TypeError(f"addmm: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
+        if b.ndim != 2:
+            raise ValueError(f"addmm: b must be 2-D (K, N), got shape {b.shape}")
+        _check_layout(b, "addmm", "b")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"addmm: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
+    _float_array(c, "addmm", "c")
+    if c.dtype != a.dtype:
+        raise TypeError(f"addmm: c has dtype {c.dtype}, the product {a.dtype}; cast one of them")
+    shape = (a.shape[0], b.shape[1])
+    try:
+        cb = np.broadcast_to(c, shape)
+    except ValueError:
+        raise ValueError(f"addmm: c of shape {c.shape} does not broadcast to the product's shape {shape}") from None
+    _check_layout(cb, "addmm", "c")
+    out = np.array(cb, order="C", copy=True)
+    out += np.matmul(a, b)
+    return out
+
+def matmul_stacked_t(lefts, rights):
+    """concatenate(lefts).T @ concatenate(rights); see minigrad._kernels.matmul_stacked_t for the contract."""
+    if not isinstance(lefts, (list, tuple)) or not isinstance(rights, (list, tuple)):
+        raise TypeError(f"matmul_stacked_t: lefts and rights must be lists or tuples of arrays, got "
+                        f"{type(lefts).__name__} and {type(rights).__name__}")
+    n = len(lefts)
+    if n == 0 or len(rights) != n:
+        raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts and "
+                         f"{len(rights)} rights")
+    dtype = _float_array(lefts[0], "matmul_stacked_t", "lefts[0]").dtype
+    widths = {"lefts": None, "rights": None}
+    for i in range(n):
+        pair = []
+        for name, dim, arr in (("lefts", "M", lefts[i]), ("rights", "N", rights[i])):
+            _float_array(arr, "matmul_stacked_t", f"{name}[{i}]")
+            if arr.ndim != 2:
+                raise ValueError(f"matmul_stacked_t: {name}[{i}] must be 2-D, got shape {arr.shape}")
+            if arr.dtype != dtype:
+                raise TypeError(f"matmul_stacked_t: {name}[{i}] has dtype {arr.dtype}, lefts[0] has {dtype}; "
+                                "all factors need one dtype")
+            if widths[name] is None:
+                widths[name] = arr.shape[1]
+            elif arr.shape[1] != widths[name]:
+                raise ValueError(f"matmul_stacked_t: {name}[{i}] has shape {arr.shape}, expected "
+                                 f"{widths[name]} columns ({dim}, as {name}[0])")
+            pair.append(arr)
+        if pair[0].shape[0] != pair[1].shape[0]:
+            raise ValueError(f"matmul_stacked_t: lefts[{i}] has shape {pair[0].shape} but rights[{i}] has shape "
+                             f"{pair[1].shape}; a pair needs the same number of rows")
+    return np.ascontiguousarray(np.matmul(np.concatenate(lefts, axis=0).T, np.concatenate(rights, axis=0)))
+
 def tanh(x, out=None):
     """Elementwise tanh of a float32/float64 array of any shape and strides."""
     _float_array(x, "tanh", "x")

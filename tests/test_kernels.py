@@ -299,6 +299,121 @@ def test_threads_after_fork(C, threads, rng):
     assert np.array_equal(C.matmul(a, b), want)
 
 
+# ---------------------------------------------------------------- addmm: c + a @ b in one pass
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c_shape", ["full", "row", "row1", "col", "scalar"])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (32, 128, 128), (67, 300, 71), (2048, 64, 128), (5, 0, 4)])
+def test_addmm_matches_matmul_into_c(K, rng, dtype, c_shape, m, k, n):
+    """addmm(c, a, b) is c + a @ b for c broadcast to (M, N), and on the kernel paths the bits of copying c
+    and accumulating the product into it, with b as an array in any layout or packed."""
+    a, b = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype)
+    c = randn(rng, {"full": (m, n), "row": (n,), "row1": (1, n), "col": (m, 1), "scalar": ()}[c_shape], dtype)
+    base = np.broadcast_to(c, (m, n))
+    for right in (b, layout(b, "t"), layout(b, "neg"), K.pack(b)):
+        got = K.addmm(c, layout(a, "f") if right is b else a, right)
+        assert got.shape == (m, n) and got.dtype == dtype and got.flags.c_contiguous
+        assert_matmul_close(got, a, b, base.astype(np.float64))
+        want = np.array(base, order="C")
+        K.matmul(a, right, out=want, accumulate=True)
+        if K is not _reference:
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm_threads_bitwise_identical(C, threads, rng, dtype):
+    a, b, c = randn(rng, (2048, 64), dtype), randn(rng, (64, 128), dtype), randn(rng, (128,), dtype)
+    h, w, x = randn(rng, (32, 128), dtype), randn(rng, (128, 128), dtype), randn(rng, (32, 128), dtype)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        results.append([C.addmm(c, a, b), C.addmm(x, h, C.pack(w)), C.addmm(c, a.T.copy().T, b)])
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
+
+
+def test_addmm_rejects_bad_input(K):
+    a, b = np.ones((3, 4)), np.ones((4, 5))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        K.addmm(np.ones(4), a, b)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        K.addmm(np.ones((2, 3, 5)), a, b)
+    with pytest.raises(TypeError, match="c has dtype float32"):
+        K.addmm(np.ones(5, np.float32), a, b)
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        K.addmm(np.ones(5), a, b.astype(np.float32))
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        K.addmm(np.ones(5), a, np.ones((3, 5)))
+    with pytest.raises(ValueError, match="a must be 2-D"):
+        K.addmm(np.ones(5), np.ones((2, 3, 4)), b)
+    with pytest.raises(ValueError, match="b must be 2-D"):
+        K.addmm(np.ones(5), a, np.ones(4))
+    with pytest.raises(TypeError, match="must be a numpy.ndarray"):
+        K.addmm([1.0] * 5, a, b)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        K.addmm(np.ones(5, np.int64), a, b)
+
+
+# ---------------------------------------------------------------- matmul_stacked_t: a sum of products
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pieces,rows,m,n", [(64, 32, 128, 128), (3, 5, 7, 9), (1, 1, 1, 1), (10, 33, 130, 70),
+                                             (7, 3, 300, 513), (2, 700, 6, 64)])
+def test_matmul_stacked_t_matches_the_stacked_product(K, rng, dtype, pieces, rows, m, n):
+    """sum_i lefts[i].T @ rights[i] with nothing stacked: the bits of the product of the stacked arrays on
+    the kernel paths, whatever the pieces' layouts."""
+    lefts = [randn(rng, (rows + i % 3, m), dtype) for i in range(pieces)]
+    rights = [randn(rng, (rows + i % 3, n), dtype) for i in range(pieces)]
+    kinds = ["c", "step", "neg", "f"]
+    got = K.matmul_stacked_t([layout(x, kinds[i % 4]) for i, x in enumerate(lefts)],
+                             tuple(layout(x, kinds[(i + 1) % 4]) for i, x in enumerate(rights)))
+    a, b = np.concatenate(lefts).T, np.concatenate(rights)
+    assert got.shape == (m, n) and got.dtype == dtype and got.flags.c_contiguous
+    assert_matmul_close(got, a, b)
+    if K is not _reference:
+        assert np.array_equal(got, K.matmul(a, b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_stacked_t_threads_bitwise_identical(C, threads, rng, dtype):
+    lefts = [randn(rng, (32, 128), dtype) for _ in range(64)]
+    rights = [randn(rng, (32, 128), dtype) for _ in range(64)]
+    wide = [randn(rng, (20, 40), dtype) for _ in range(9)], [randn(rng, (20, 600), dtype) for _ in range(9)]
+    results = []
+    for n in (1, 2):
+        threads(n)
+        results.append([C.matmul_stacked_t(lefts, rights), C.matmul_stacked_t(*wide)])
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
+
+
+def test_matmul_stacked_t_empty_rows(K):
+    got = K.matmul_stacked_t([np.ones((0, 3))], [np.ones((0, 4))])
+    assert got.shape == (3, 4) and not got.any()
+
+
+def test_matmul_stacked_t_rejects_bad_input(K):
+    a, b = np.ones((4, 3)), np.ones((4, 5))
+    with pytest.raises(TypeError, match="lists or tuples"):
+        K.matmul_stacked_t(a, b)
+    with pytest.raises(ValueError, match="as many rights as lefts"):
+        K.matmul_stacked_t([a, a], [b])
+    with pytest.raises(ValueError, match="as many rights as lefts"):
+        K.matmul_stacked_t([], [])
+    with pytest.raises(ValueError, match=r"lefts\[1\] has shape \(4, 2\), expected 3 columns"):
+        K.matmul_stacked_t([a, np.ones((4, 2))], [b, b])
+    with pytest.raises(ValueError, match=r"rights\[1\] has shape \(4, 6\), expected 5 columns"):
+        K.matmul_stacked_t([a, a], [b, np.ones((4, 6))])
+    with pytest.raises(ValueError, match="same number of rows"):
+        K.matmul_stacked_t([a], [np.ones((3, 5))])
+    with pytest.raises(TypeError, match=r"rights\[0\] has dtype float32"):
+        K.matmul_stacked_t([a], [b.astype(np.float32)])
+    with pytest.raises(ValueError, match="must be 2-D"):
+        K.matmul_stacked_t([np.ones(4)], [b])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        K.matmul_stacked_t([a.astype(np.int32)], [b])
+
+
 # ---------------------------------------------------------------- matmul: a packed right operand
 
 @pytest.mark.parametrize("dtype", DTYPES)

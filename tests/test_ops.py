@@ -283,6 +283,62 @@ def test_addmm_reused(shapes, dtype):
         assert addmm_reused(z, x, r).grad_fn is None
 
 
+@pytest.mark.parametrize("c_shape", ["full", "row", "row1", "col", "scalar"])
+@pytest.mark.parametrize("view", VIEWS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm(c_shape, view, dtype):
+    """mg.addmm(input, mat1, mat2) against torch.addmm, input broadcast as a bias row, a column or a scalar:
+    values and the gradients of all three (input's summed over the broadcast dimensions)."""
+    m, k, n = 6, 65, 33
+    c = values({"full": (m, n), "row": (n,), "row1": (1, n), "col": (m, 1), "scalar": ()}[c_shape], 0)
+    check_op(mg.addmm, torch.addmm, [c, values((m, k), 1), values((k, n), 2)], dtype, view)
+    out = mg.addmm(mg.tensor(c, dtype=dtype), mg.randn(m, k, requires_grad=True, dtype=dtype),
+                   mg.randn(k, n, dtype=dtype))
+    assert out.grad_fn.name() == "AddmmBackward"
+
+
+def test_addmm_gradcheck():
+    from minigrad.autograd.gradcheck import gradcheck
+    rng = np.random.default_rng(3)
+    args = [mg.tensor(rng.standard_normal(s), requires_grad=True) for s in ((5,), (4, 3), (3, 5))]
+    assert gradcheck(mg.addmm, args)
+
+
+def test_linear_is_one_addmm_node():
+    """nn.functional.linear with a bias records one AddmmBackward (as torch does) for 2-D and N-D inputs,
+    and matches torch's linear; without a bias or with mixed dtypes it is a product and an add."""
+    import torch.nn.functional as TF
+    from minigrad.nn import functional as F
+    for shape in ((4, 3), (2, 4, 3), (0, 3), (2, 0, 3)):
+        check_op(F.linear, TF.linear, [values(shape, 0), values((5, 3), 1), values((5,), 2)])
+    x, w, b = mg.randn(4, 3), mg.randn(5, 3, requires_grad=True), mg.randn(5, requires_grad=True)
+    assert F.linear(x, w, b).grad_fn.name() == "AddmmBackward"
+    assert F.linear(x.reshape(2, 2, 3), w, b).grad_fn.name() == "ReshapeBackward"
+    assert F.linear(x, w).grad_fn.name() == "MatmulBackward"
+    assert F.linear(x, w, b.double()).dtype == np.float64  # mixed dtypes promote, as before
+    with pytest.raises(ValueError, match="does not broadcast"):
+        F.linear(x, w, mg.randn(4))
+
+
+def test_addmm_rejects_bad_operands():
+    with pytest.raises(ValueError, match="must be 2-D"):
+        mg.addmm(mg.randn(5), mg.randn(2, 4, 3), mg.randn(3, 5))
+    with pytest.raises(ValueError, match="must be 2-D"):
+        mg.addmm(mg.randn(5), mg.randn(4, 3), mg.randn(3))
+    with pytest.raises(ValueError, match=r"cannot be multiplied \(4x3 and 2x5\)"):
+        mg.addmm(mg.randn(5), mg.randn(4, 3), mg.randn(2, 5))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        mg.addmm(mg.randn(4), mg.randn(4, 3), mg.randn(3, 5))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        mg.addmm(mg.randn(1, 4, 5), mg.randn(4, 3), mg.randn(3, 5))
+    with pytest.raises(TypeError, match="expected one dtype"):
+        mg.addmm(mg.randn(5).double(), mg.randn(4, 3), mg.randn(3, 5))
+    with pytest.raises(TypeError, match="expected one dtype"):
+        mg.addmm(mg.randn(5), mg.randn(4, 3), mg.randn(3, 5).double())
+    with pytest.raises(TypeError):
+        mg.addmm("bias", mg.randn(4, 3), mg.randn(3, 5))
+
+
 def test_addmm_reused_rejects_bad_operands():
     from minigrad.ops.linalg import ReusedOperand, addmm_reused
     r = ReusedOperand(mg.randn(3, 4))

@@ -76,10 +76,11 @@ def test_one_cluster_per_time_step_with_named_parameters():
     nodes, _, clusters = parse_dot(viz.to_dot(loss, params=cell))
     steps = step_clusters(clusters)
     assert len(steps) == 6
-    for ids in steps.values():  # each step holds its own tanh, matmuls and adds
+    for ids in steps.values():  # each step holds its own tanh, its two linear maps (addmm, as torch's) and add
         labels = [nodes[i] for i in ids]
         assert sum(label.startswith("TanhBackward") for label in labels) == 1
-        assert sum(label.startswith("MatmulBackward") for label in labels) == 2
+        assert sum(label.startswith("AddmmBackward") for label in labels) == 2
+        assert sum(label.startswith("AddBackward") for label in labels) == 1
     labels = list(nodes.values())
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         assert sum(label.startswith(name + "\\n") for label in labels) == 1  # shared: one node, not six
@@ -95,7 +96,7 @@ def test_truncation_boundary_is_marked_where_the_state_enters_without_gradient()
         cuts = [i for i, label in nodes.items() if label.startswith("detached")]
         assert len(cuts) == 1
         (target,) = [b for a, b in edges if a == cuts[0]]
-        assert nodes[target].startswith("MatmulBackward")  # the h @ W_hh^T of the first step
+        assert nodes[target].startswith("AddmmBackward")  # the h @ W_hh^T + b_hh of the first step
     # A state that carries gradient in (full BPTT across the boundary) is not a cut.
     h0 = mg.zeros(2, 4, requires_grad=True)
     *_, loss3, _ = cell_loop(3, h=h0)

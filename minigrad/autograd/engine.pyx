@@ -129,7 +129,8 @@ cdef class ProductSum:
 
     matmul's backward hands the gradient of a weight W in ``x @ W`` over as the product ``x.T @ g``.  A weight
     used at every time step receives one such product per step; the engine merges them here and computes
-    the sum as ONE product of the stacked factors (inner dimension steps x batch) when the weight's node runs:
+    the sum as ONE product of the stacked factors (inner dimension steps x batch, read in place by
+    ``matmul_stacked_t``) when the weight's node runs:
     far faster than many thin products added one by one, and the graph stays the unrolled one.
     """
 
@@ -146,7 +147,8 @@ cdef class ProductSum:
             _K = _backend
         if len(self.lefts) == 1:
             return _K.matmul(self.lefts[0].T, self.rights[0])
-        return _K.matmul(np.concatenate(self.lefts, axis=0).T, np.concatenate(self.rights, axis=0))
+        # the kernel packs the factors from where they lie: no stacked copies of them
+        return _K.matmul_stacked_t(self.lefts, self.rights)
 
 
 def new_accumulator(leaf):

@@ -25,7 +25,17 @@ def _tensor_input(input: Any, what: str) -> Tensor:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias``; input (*, in), weight (out, in), bias (out,) -> (*, out)."""
-    out = _tensor_input(input, "linear") @ weight.T
+    input = _tensor_input(input, "linear")
+    if (bias is not None and isinstance(weight, Tensor) and isinstance(bias, Tensor) and input.ndim >= 2
+            and weight.ndim == 2 and bias.ndim <= 1 and input.dtype == weight.dtype == bias.dtype
+            and input.shape[-1] == weight.shape[1]):
+        # one addmm node: the kernel adds the bias as it writes the product (no second pass over the output)
+        if input.ndim == 2:
+            return mg.addmm(bias, input, weight.T)
+        lead = input.shape[:-1]
+        out = mg.addmm(bias, input.reshape(int(np.prod(lead)), input.shape[-1]), weight.T)
+        return out.reshape(*lead, out.shape[-1])
+    out = input @ weight.T
     return out if bias is None else out + bias
 
 

@@ -300,9 +300,9 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
     w_ih, w_hh = weights[0], weights[1]
     seq_len, batch, features = x.shape
     # The input projection of every step is one matrix product; only h @ W_hh^T stays inside the loop.
-    xw = x.reshape(seq_len * batch, features) @ w_ih.T
-    if len(weights) == 4:
-        xw = xw + (weights[2] + weights[3])
+    # With biases it is one addmm node: the kernel adds b_ih + b_hh as it writes the product.
+    x2 = x.reshape(seq_len * batch, features)
+    xw = F.linear(x2, w_ih, weights[2] + weights[3]) if len(weights) == 4 else x2 @ w_ih.T
     xw = xw.reshape(seq_len, batch, w_ih.shape[0]).unbind(0)
     # W_hh^T is packed for the kernel once per call (and W_hh once for the backward), not at every step;
     # each step is one addmm node, xw[t] + h @ W_hh^T, as torch's RNN records it.

@@ -182,20 +182,57 @@ def matmul_reused(a, ReusedOperand r):
 
 
 cdef class AddmmBackward(Node):
-    # out = c + a @ B (B from a _Packing); saved = (a,).  Gradients: g for c, g @ B.T for a, a.T @ g for B.
+    # out = c + a @ b; saved = (a,) when b's packing is kept (addmm_reused), else (a, b).  Gradients: g summed
+    # to c's shape (c_shape None: c has the product's shape), g @ b.T for a, a.T @ g for b.
     cdef _Packing packing
+    cdef tuple c_shape
 
     cpdef object backward(self, object g):
         wants = self.next_functions
-        return (g if wants[0] is not None else None,
-                K.matmul(g, self.packing.transposed()) if wants[1] is not None else None,
-                ProductSum(self.saved[0], g) if wants[2] is not None else None)
+        gc = ga = gb = None
+        if wants[0] is not None:
+            gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
+        if wants[1] is not None:
+            ga = K.matmul(g, self.packing.transposed() if self.packing is not None else self.saved[1].T)
+        if wants[2] is not None:
+            gb = ProductSum(self.saved[0], g)
+        return gc, ga, gb
+
+
+def addmm(input, mat1, mat2):
+    """``input + mat1 @ mat2`` as one node (torch.addmm with beta = alpha = 1): ``mat1`` (n, m) and ``mat2``
+    (m, p) are 2-D, ``input`` broadcasts to (n, p) (a bias (p,), say).  The kernel adds the product into
+    ``input`` as it writes the result: one pass over the output instead of two.  ``nn.functional.linear``
+    uses it."""
+    cdef Tensor z, x, y
+    z, x = operands(input, mat1)
+    y = operands(mat1, mat2)[1]
+    za, xa, ya = z._data, x._data, y._data
+    if xa.ndim != 2 or ya.ndim != 2:
+        raise ValueError("addmm: mat1 and mat2 must be 2-D, got shapes %s and %s" % (xa.shape, ya.shape))
+    if xa.shape[1] != ya.shape[0]:
+        raise ValueError("addmm: mat1 and mat2 shapes cannot be multiplied (%dx%d and %dx%d)"
+                         % (xa.shape[0], xa.shape[1], ya.shape[0], ya.shape[1]))
+    if not (za.dtype == xa.dtype == ya.dtype):
+        raise TypeError("addmm: expected one dtype, got %s (input), %s (mat1) and %s (mat2)"
+                        % (za.dtype, xa.dtype, ya.dtype))
+    shape = (xa.shape[0], ya.shape[1])
+    if za.ndim > 2 or any(d != 1 and d != e for d, e in zip(za.shape[::-1], shape[::-1])):
+        raise ValueError("addmm: input of shape %s does not broadcast to the product's shape %s"
+                         % (za.shape, shape))
+    out = K.addmm(za, xa, ya)
+    if not any_requires_grad((z, x, y)):
+        return wrap(out)
+    cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
+    node.saved = (xa, ya)
+    node.c_shape = None if za.shape == shape else za.shape
+    return attach(out, node, (z, x, y))
 
 
 def addmm_reused(c, a, ReusedOperand r):
     """``c + a @ r.b`` as one node, as torch's addmm (and its RNN's step) records it: ``c`` has the product's
-    shape and dtype, the product adds into a copy of it.  One op and one pass over the step's state fewer
-    than ``c + matmul_reused(a, r)``, with the same gradients."""
+    shape and dtype, the product is added to it as the kernel writes the result.  One op and one pass over
+    the step's state fewer than ``c + matmul_reused(a, r)``, with the same gradients."""
     cdef Tensor z = c if isinstance(c, Tensor) else None
     if z is None:
         raise TypeError("addmm_reused: expected a minigrad Tensor for c, got %s" % type(c).__name__)
@@ -206,8 +243,7 @@ def addmm_reused(c, a, ReusedOperand r):
                          % (ca.shape, (xa.shape[0], ya.shape[1])))
     if ca.dtype != ya.dtype:
         raise TypeError("addmm_reused: operands have different dtypes %s (c) and %s" % (ca.dtype, ya.dtype))
-    out = np.array(ca, order="C", copy=True)
-    K.matmul(xa, r._packing.packed, out=out, accumulate=True)
+    out = K.addmm(ca, xa, r._packing.packed)
     if not any_requires_grad((z, x, r.b)):
         return wrap(out)
     cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
