@@ -30,17 +30,13 @@ def mse_loss(Tensor input, Tensor target, str reduction):
     x, t = input._data, target._data
     with np.errstate(all="ignore"):  # inf and nan are values, as in torch
         diff = np.subtract(x, t)
+        sq = np.multiply(diff, diff)
         if reduction == "none":
-            out = np.multiply(diff, diff)
+            out = sq
+        elif reduction == "sum":
+            out = np.asarray(sq.sum())
         else:
-            if x.dtype == np.float64:
-                # one read of diff and no array of squares: BLAS's dot.  It adds in a few running partial sums,
-                # ~n/8 roundings each at worst (1e-11 relative at a million elements) in float64; float32
-                # keeps numpy's pairwise sum, since BLAS would add in float32
-                total = x.dtype.type(np.vdot(diff, diff))
-            else:
-                total = np.multiply(diff, diff).sum()
-            out = np.asarray(total if reduction == "sum" else total / x.dtype.type(x.size))
+            out = np.asarray(sq.sum() / x.dtype.type(x.size))
     if not any_requires_grad((input, target)):
         return wrap(out)
     cdef MseLossBackward node = MseLossBackward.__new__(MseLossBackward)
