@@ -356,11 +356,13 @@ cdef int _broadcast_mat(cnp.ndarray c, cnp.npy_intp *dims, Mat *m) except -1:
     return 0
 
 
-def addmm(c, a, b):
+def addmm(c, a, b, activation=None):
     """``c + a @ b`` as a new C-contiguous (M, N) array, for a 2-D ``a`` (M, K) and ``b`` (K, N) (or a
     PackedMatrix), with ``c`` broadcastable to (M, N) (a bias row (N,), say): the product is added to ``c``
     as the kernel writes it, so there is no separate pass for the sum.  The same bits as
-    ``matmul(a, b, out=broadcast copy of c, accumulate=True)``."""
+    ``matmul(a, b, out=broadcast copy of c, accumulate=True)``.  ``activation="tanh"`` returns
+    ``tanh(c + a @ b)``, each block mapped while the product still has it in cache: the bits of ``tanh``
+    applied to the sum afterwards (RNN step: one kernel call, shared by the threads, instead of two)."""
     cdef cnp.ndarray A = _float_array(a, "addmm", "a")
     cdef cnp.ndarray B = None, C, Cin
     cdef PackedMatrix P = None
@@ -368,6 +370,13 @@ def addmm(c, a, b):
     cdef int typenum = cnp.PyArray_TYPE(A), rc, isa = 0
     cdef mg_int N
     cdef cnp.npy_intp dims[2]
+    cdef int act
+    if activation is None:
+        act = 0
+    elif isinstance(activation, str) and activation == "tanh":
+        act = 1
+    else:
+        raise ValueError(f"addmm: activation must be None or 'tanh', got {activation!r}")
     if cnp.PyArray_NDIM(A) != 2:
         raise ValueError(f"addmm: a must be 2-D (M, K), got shape {_shape(A)}")
     _mat(A, "addmm", "a", &ma)
@@ -406,14 +415,14 @@ def addmm(c, a, b):
                               <const float *>(mb.data if P is None else NULL), 0 if P is not None else mb.strides[1],
                               0 if P is not None else mb.strides[2],
                               <const float *>(NULL if P is None else cnp.PyArray_DATA(P._buf)),
-                              <float *>mc.data, mc.strides[1], mc.strides[2])
+                              <float *>mc.data, mc.strides[1], mc.strides[2], act)
         else:
             rc = mg_addmm_f64(isa, dims[0], dims[1], ma.shape[2], <const double *>mi.data, mi.strides[1],
                               mi.strides[2], <const double *>ma.data, ma.strides[1], ma.strides[2],
                               <const double *>(mb.data if P is None else NULL), 0 if P is not None else mb.strides[1],
                               0 if P is not None else mb.strides[2],
                               <const double *>(NULL if P is None else cnp.PyArray_DATA(P._buf)),
-                              <double *>mc.data, mc.strides[1], mc.strides[2])
+                              <double *>mc.data, mc.strides[1], mc.strides[2], act)
     if rc:
         raise MemoryError("addmm: could not allocate packing buffers")
     return C

@@ -57,13 +57,14 @@ int mg_matmul_packed_f64(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
 /* C = Cin + A @ B for A (M, K), B (K, N), Cin and C (M, N), 2-D: the same bits as copying Cin into C and
  * accumulating the product into it, in one pass over C.  Cin may broadcast (strides 0) but must not overlap
  * C.  B is either (B, sbk, sbn) or, when P is not NULL, the packing P of mg_pack_b made on path `isa` (which
- * the product then runs on; isa is ignored when P is NULL). */
+ * the product then runs on; isa is ignored when P is NULL).  With tanh_out, C = tanh(Cin + A @ B): the bits
+ * of mg_tanh applied to that result afterwards, each block mapped as the product finishes it. */
 int mg_addmm_f32(int isa, mg_int M, mg_int N, mg_int K, const float *Cin, mg_int sim, mg_int sin,
                  const float *A, mg_int sam, mg_int sak, const float *B, mg_int sbk, mg_int sbn, const float *P,
-                 float *C, mg_int scm, mg_int scn);
+                 float *C, mg_int scm, mg_int scn, int tanh_out);
 int mg_addmm_f64(int isa, mg_int M, mg_int N, mg_int K, const double *Cin, mg_int sim, mg_int sin,
                  const double *A, mg_int sam, mg_int sak, const double *B, mg_int sbk, mg_int sbn, const double *P,
-                 double *C, mg_int scm, mg_int scn);
+                 double *C, mg_int scm, mg_int scn, int tanh_out);
 
 /* C (=|+=) A.T @ B for A (K, M) and B (K, N) given row by row: row k of A is the M elements at arows[k],
  * row k of B the N elements at brows[k] (each contiguous; rows may lie anywhere).  So sum_i A_i.T @ B_i

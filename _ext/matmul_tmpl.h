@@ -19,6 +19,7 @@
 typedef void (*FN(ukr_fn))(MG_UKR_ARGS(T));
 typedef void (*FN(pack_fn))(MG_PACK_ARGS(T));
 typedef void (*FN(pack_rows_fn))(MG_PACK_ROWS_ARGS(T));
+typedef void (*FN(epi_fn))(mg_int n, const T *x, T *y);
 
 typedef struct {
     mg_int mr, nr, kc, nc;
@@ -102,12 +103,13 @@ typedef struct {
 /* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
  * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
  * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: each
- * row block of Cin is copied into C just before the micro-kernels add the product to it, while it is in L1.
+ * row block of Cin is copied into C just before the micro-kernels add the product to it, while it is in L1;
+ * `epi` (optional, C row-major) then maps each finished row block in place, while it is still there.
  * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             const T *A, mg_int sam, mg_int sak, const T *const *arows, mg_int aoff,
                             const T *B, mg_int sbk, mg_int sbn, const T *const *brows, mg_int boff,
-                            const T *packed, const T *cin, mg_int sim, mg_int sin,
+                            const T *packed, const T *cin, mg_int sim, mg_int sin, FN(epi_fn) epi,
                             T *C, mg_int scm, mg_int scn, int accumulate, T *scratch)
 {
     const mg_int mr = g->mr, nr = g->nr;
@@ -171,6 +173,9 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                 for (mg_int jr = 0, p = 0; jr < nc; jr += nr, ++p)
                     g->ukr(kc, ap, ars, aks, bv.base + p * bv.ps, bv.bks, cr + jr * scn, scm, scn, mrr,
                            nc - jr < nr ? nc - jr : nr, overwrite);
+                if (epi && pc + kc >= K)
+                    for (mg_int i = 0; i < mrr; ++i)
+                        epi(nc, cr + i * scm, cr + i * scm);
             }
         }
     }
@@ -190,6 +195,7 @@ typedef struct {
     const T *A, *B, *packed;
     const T *const *arows, *const *brows;
     const T *cin;
+    FN(epi_fn) epi;
     T *C;
     mg_int sab, sam, sak, sbb, sbk, sbn, sim, sin, scb, scm, scn, slen;
     _Atomic int failed;
@@ -213,12 +219,12 @@ static void FN(mm_task)(void *ctx, mg_int t)
     if (j->split_n)
         FN(gemm_serial)(j->g, j->M, hi - lo, j->K, A, j->sam, j->sak, j->arows, 0, B ? B + lo * j->sbn : NULL,
                         j->sbk, j->sbn, j->brows, lo, j->packed ? j->packed + lo * j->K : NULL,
-                        j->cin ? j->cin + lo * j->sin : NULL, j->sim, j->sin, C + lo * j->scn, j->scm, j->scn,
-                        j->accumulate, scratch);
+                        j->cin ? j->cin + lo * j->sin : NULL, j->sim, j->sin, j->epi, C + lo * j->scn, j->scm,
+                        j->scn, j->accumulate, scratch);
     else
         FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A ? A + lo * j->sam : NULL, j->sam, j->sak, j->arows, lo, B,
                         j->sbk, j->sbn, j->brows, 0, j->packed, j->cin ? j->cin + lo * j->sim : NULL, j->sim,
-                        j->sin, C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
+                        j->sin, j->epi, C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
 }
 
 /* The shared back end of mg_matmul, mg_matmul_packed, mg_matmul_rows and mg_addmm: B is (B, sbb, sbk, sbn),
@@ -228,7 +234,7 @@ static void FN(mm_task)(void *ctx, mg_int t)
 static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int N, mg_int K,
                           const T *A, mg_int sab, mg_int sam, mg_int sak, const T *const *arows,
                           const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *const *brows, const T *packed,
-                          const T *cin, mg_int sim, mg_int sin,
+                          const T *cin, mg_int sim, mg_int sin, FN(epi_fn) epi,
                           T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
 {
     const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
@@ -236,8 +242,8 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
     int nt = flops >= MG_SHARE_FLOPS ? mg_active_threads() : 1;
     if (nt > 1 && !wake && !mg_pool_awake())
         nt = 1; /* no helper to share a small product with: do not cut it up */
-    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, C, sab, sam, sak, sbb, sbk, sbn,
-                    sim, sin, scb, scm, scn, 0, 0};
+    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, epi, C, sab, sam, sak, sbb, sbk,
+                    sbn, sim, sin, scb, scm, scn, 0, 0};
 
     /* Tasks: whole products when the batch alone keeps the threads busy; else every product is cut along N
      * into groups of B panels (a few tasks per thread, so that a thread that starts late still finds work;
@@ -314,7 +320,7 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
     if (sbb == 0) /* every product shares B */
         FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm);
     return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, NULL, B, sbb, sbk,
-                          sbn, NULL, NULL, NULL, 0, 0, C, scb, scm, scn, accumulate);
+                          sbn, NULL, NULL, NULL, 0, 0, NULL, C, scb, scm, scn, accumulate);
 }
 
 /* ---- a right operand packed once, reused by many products ---- */
@@ -346,23 +352,37 @@ int FN(mg_matmul_packed)(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
     }
     FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm); /* B is shared by construction */
     return FN(matmul_run)(&FN(gemm_cfgs)[isa], batch, M, N, K, A, sab, sam, sak, NULL, P, 0, 0, 0, NULL, P, NULL, 0,
-                          0, C, scb, scm, scn, accumulate);
+                          0, NULL, C, scb, scm, scn, accumulate);
 }
 
 int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim, mg_int sin,
                  const T *A, mg_int sam, mg_int sak, const T *B, mg_int sbk, mg_int sbn, const T *P,
-                 T *C, mg_int scm, mg_int scn)
+                 T *C, mg_int scm, mg_int scn, int tanh_out)
 {
     if (M <= 0 || N <= 0)
         return 0;
-    if (K <= 0) {
-        for (mg_int i = 0; i < M; ++i)
-            for (mg_int j = 0; j < N; ++j)
-                C[i * scm + j * scn] = Cin[i * sim + j * sin];
+    /* the path's tanh is read once, so every task maps its rows with the same one */
+    FN(epi_fn) epi = tanh_out ? FN(mg_tanh_serial)(mg_active_isa()) : NULL;
+    if (K <= 0 || (epi && scn != 1)) {
+        if (K > 0) { /* (C column-strided: the product first, then tanh element by element) */
+            const int rc = FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak,
+                                          NULL, P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, NULL, C, 0, scm,
+                                          scn, 0);
+            if (rc)
+                return rc;
+        } else {
+            for (mg_int i = 0; i < M; ++i)
+                for (mg_int j = 0; j < N; ++j)
+                    C[i * scm + j * scn] = Cin[i * sim + j * sin];
+        }
+        if (epi)
+            for (mg_int i = 0; i < M; ++i)
+                for (mg_int j = 0; j < N; ++j)
+                    epi(1, C + i * scm + j * scn, C + i * scm + j * scn);
         return 0;
     }
     return FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak, NULL,
-                          P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, C, 0, scm, scn, 0);
+                          P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, epi, C, 0, scm, scn, 0);
 }
 
 /* ---- a product of row-stacked factors, without stacking them ---- */
@@ -377,7 +397,7 @@ int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, cons
         return 0;
     }
     return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], 1, M, N, K, NULL, 0, 0, 0, arows, NULL, 0, 0, 0, brows,
-                          NULL, NULL, 0, 0, C, 0, scm, 1, accumulate);
+                          NULL, NULL, 0, 0, NULL, C, 0, scm, 1, accumulate);
 }
 
 #undef PMR

@@ -35,6 +35,13 @@ int mg_pool_awake(void);
  * packing buffers are not mapped and faulted in on every product) and freed when the thread exits. */
 void *mg_scratch(size_t bytes);
 
+/* The serial tanh of one path (tanh.c), for a product's epilogue (mg_addmm): the bits of mg_tanh on that path,
+ * wherever the row starts. */
+typedef void (*mg_unary_f32)(mg_int n, const float *x, float *y);
+typedef void (*mg_unary_f64)(mg_int n, const double *x, double *y);
+mg_unary_f32 mg_tanh_serial_f32(int isa);
+mg_unary_f64 mg_tanh_serial_f64(int isa);
+
 /* Path and thread count the kernels use; set only through kernels.h. */
 int mg_active_isa(void);
 int mg_active_threads(void);

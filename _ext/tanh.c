@@ -429,6 +429,16 @@ static const unary_f64 tanh_f64_by_isa[MG_ISA_COUNT] = BY_ISA(tanh, f64);
 static const binary_f32 tanh_backward_f32_by_isa[MG_ISA_COUNT] = BY_ISA(tanh_backward, f32);
 static const binary_f64 tanh_backward_f64_by_isa[MG_ISA_COUNT] = BY_ISA(tanh_backward, f64);
 
+mg_unary_f32 mg_tanh_serial_f32(int isa)
+{
+    return tanh_f32_by_isa[isa];
+}
+
+mg_unary_f64 mg_tanh_serial_f64(int isa)
+{
+    return tanh_f64_by_isa[isa];
+}
+
 /* Large arrays are cut into tasks of at least half the share threshold (a multiple of 64, so tasks start
  * on cache lines), a few per thread.  The path is read once per call, so a concurrent set_isa cannot mix
  * paths within one result. */

@@ -144,8 +144,10 @@ def _elementwise_out(out, inputs, fn):
 
 
 
-def addmm(c, a, b):
-    """c + a @ b as a new array; see minigrad._kernels.addmm for the contract."""
+def addmm(c, a, b, activation=None):
+    """c + a @ b (or its tanh) as a new array; see minigrad._kernels.addmm for the contract."""
+    if not (activation is None or (isinstance(activation, str) and activation == "tanh")):
+        raise ValueError(f"addmm: activation must be None or 'tanh', got {activation!r}")
     _float_array(a, "addmm", "a")
     if a.ndim != 2:
         raise ValueError(f"addmm: a must be 2-D (M, K), got shape {a.shape}")
@@ -174,7 +176,7 @@ def addmm(c, a, b):
     _check_layout(cb, "addmm", "c")
     out = np.array(cb, order="C", copy=True)
     out += np.matmul(a, b)
-    return out
+    return out if activation is None else tanh(out, out=out)
 
 def matmul_stacked_t(lefts, rights):
     """concatenate(lefts).T @ concatenate(rights); see minigrad._kernels.matmul_stacked_t for the contract."""

@@ -332,7 +332,30 @@ def test_addmm_threads_bitwise_identical(C, threads, rng, dtype):
         assert np.array_equal(one, two)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (32, 128, 128), (67, 300, 71), (130, 70, 600), (5, 0, 4)])
+def test_addmm_tanh_is_tanh_of_the_sum(K, threads, rng, dtype, m, k, n):
+    """activation='tanh' maps each block as the product finishes it: the bits of tanh(addmm(...)) on the
+    kernel paths, for 1 and 2 threads; within tanh's 2 ulp of float64 numpy everywhere."""
+    a, b = randn(rng, (m, k), dtype) / 4, randn(rng, (k, n), dtype) / 4
+    c = randn(rng, (n,), dtype)
+    for nt in (1, 2):
+        threads(nt)
+        for right in (b, K.pack(b)):
+            got = K.addmm(c, a, right, activation="tanh")
+            assert got.shape == (m, n) and got.dtype == dtype and got.flags.c_contiguous
+            if K is not _reference:
+                assert np.array_equal(got, K.tanh(K.addmm(c, a, right)))
+            # tanh is 1-Lipschitz: its error is at most the sum's, plus its own 2 ulp
+            want = np.tanh(c.astype(np.float64) + a.astype(np.float64) @ b)
+            scale = np.abs(c.astype(np.float64)) + np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+            tol = MATMUL_RTOL[dtype] * scale + 2 * np.finfo(dtype).eps
+            assert np.all(np.abs(got - want) <= tol)
+
+
 def test_addmm_rejects_bad_input(K):
+    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
+        K.addmm(np.ones(5), np.ones((3, 4)), np.ones((4, 5)), activation="relu")
     a, b = np.ones((3, 4)), np.ones((4, 5))
     with pytest.raises(ValueError, match="does not broadcast"):
         K.addmm(np.ones(4), a, b)

@@ -339,6 +339,48 @@ def test_addmm_rejects_bad_operands():
         mg.addmm("bias", mg.randn(4, 3), mg.randn(3, 5))
 
 
+# (float32 at the RNN step's size sums 32 rows per weight gradient: beyond check_op's absolute tolerance on
+# some kernel paths, so it runs in float64 only)
+@pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
+                                          (((32, 128), (128, 128)), np.float64)], ids=str)
+def test_addmm_reused_tanh(shapes, dtype):
+    """activation='tanh': tanh(c + h @ W.T) from one kernel call, recorded as AddmmBackward then TanhBackward
+    (the graph of the two-op form), against torch over three chained steps."""
+    from minigrad import _backend
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    (m, k), (_, n) = shapes
+    c, a, w = values((m, n), 0), values((m, k), 1), values((n, k), 2) / np.sqrt(k)
+    check_op(lambda z, x, y: addmm_reused(z, x, ReusedOperand(y.T), activation="tanh"),
+             lambda z, x, y: torch.addmm(z, x, y.T).tanh(), [c, a, w], dtype)
+
+    def steps(z, x, y):
+        r, h = ReusedOperand(y.T), x
+        for _ in range(3):
+            h = addmm_reused(z, h, r, activation="tanh")[:, :k]
+        return h
+
+    def steps_torch(z, x, y):
+        h = x
+        for _ in range(3):
+            h = torch.addmm(z, h, y.T).tanh()[:, :k]
+        return h
+
+    if n >= k and dtype == np.float64:
+        check_op(steps, steps_torch, [c, a, w], dtype)
+    z, x = mg.tensor(c.astype(dtype), requires_grad=True), mg.tensor(a.astype(dtype), requires_grad=True)
+    r = ReusedOperand(mg.tensor(w.astype(dtype), requires_grad=True).T)
+    out = addmm_reused(z, x, r, activation="tanh")
+    assert out.grad_fn.name() == "TanhBackward"
+    (inner, _), = out.grad_fn.next_functions
+    assert inner.name() == "AddmmBackward"
+    if _backend.name == "c":  # the same bits as the two ops
+        assert np.array_equal(out.data, addmm_reused(z, x, r).tanh().data)
+    with mg.no_grad():
+        assert addmm_reused(z, x, r, activation="tanh").grad_fn is None
+    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
+        addmm_reused(z, x, r, activation="sigmoid")
+
+
 def test_addmm_reused_rejects_bad_operands():
     from minigrad.ops.linalg import ReusedOperand, addmm_reused
     r = ReusedOperand(mg.randn(3, 4))

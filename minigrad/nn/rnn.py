@@ -308,8 +308,13 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
     # each step is one addmm node, xw[t] + h @ W_hh^T, as torch's RNN records it.
     w_hh_t = ReusedOperand(w_hh.T)
     outputs = [None] * seq_len
+    fused = act is Tensor.tanh  # tanh(xw[t] + h @ W_hh^T) in one kernel call, recorded as the two nodes
     for t in (range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
-        h_new = mark_step(act(addmm_reused(xw[t], h, w_hh_t)), t, layer, direction)
+        if fused:
+            h_new = addmm_reused(xw[t], h, w_hh_t, activation="tanh")
+        else:
+            h_new = act(addmm_reused(xw[t], h, w_hh_t))
+        h_new = mark_step(h_new, t, layer, direction)
         if valid is None:
             h = outputs[t] = h_new
         else:

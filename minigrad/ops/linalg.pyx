@@ -3,6 +3,7 @@ import numpy as np
 
 from minigrad import _backend as K
 from minigrad.autograd.engine cimport Node, ProductSum
+from minigrad.ops.elementwise import TanhBackward
 from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 
@@ -229,10 +230,15 @@ def addmm(input, mat1, mat2):
     return attach(out, node, (z, x, y))
 
 
-def addmm_reused(c, a, ReusedOperand r):
+def addmm_reused(c, a, ReusedOperand r, activation=None):
     """``c + a @ r.b`` as one node, as torch's addmm (and its RNN's step) records it: ``c`` has the product's
     shape and dtype, the product is added to it as the kernel writes the result.  One op and one pass over
-    the step's state fewer than ``c + matmul_reused(a, r)``, with the same gradients."""
+    the step's state fewer than ``c + matmul_reused(a, r)``, with the same gradients.
+
+    ``activation="tanh"`` gives ``tanh(c + a @ r.b)``, recorded as the same two nodes as
+    ``addmm_reused(c, a, r).tanh()`` (AddmmBackward, then TanhBackward) with the same values and gradients,
+    but computed by one kernel call: the sum itself is never stored (nothing needs it), and the threads
+    that share the product share the tanh too."""
     cdef Tensor z = c if isinstance(c, Tensor) else None
     if z is None:
         raise TypeError("addmm_reused: expected a minigrad Tensor for c, got %s" % type(c).__name__)
@@ -243,10 +249,19 @@ def addmm_reused(c, a, ReusedOperand r):
                          % (ca.shape, (xa.shape[0], ya.shape[1])))
     if ca.dtype != ya.dtype:
         raise TypeError("addmm_reused: operands have different dtypes %s (c) and %s" % (ca.dtype, ya.dtype))
-    out = K.addmm(ca, xa, r._packing.packed)
+    if activation is not None and activation != "tanh":
+        raise ValueError("addmm_reused: activation must be None or 'tanh', got %r" % (activation,))
+    out = K.addmm(ca, xa, r._packing.packed, activation)
     if not any_requires_grad((z, x, r.b)):
         return wrap(out)
     cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
     node.saved = (xa,)
     node.packing = r._packing
-    return attach(out, node, (z, x, r.b))
+    if activation is None:
+        return attach(out, node, (z, x, r.b))
+    # The sum's tensor only carries the edge from the tanh node to the addmm node (its node records the
+    # shape and dtype, which out shares); it is dropped here, as the sum of the two-op form would be.
+    cdef Tensor pre = attach(out, node, (z, x, r.b))
+    cdef Node act = TanhBackward.__new__(TanhBackward)
+    act.saved = (out,)
+    return attach(out, act, (pre,))
