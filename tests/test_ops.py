@@ -381,6 +381,45 @@ def test_addmm_reused_tanh(shapes, dtype):
         addmm_reused(z, x, r, activation="sigmoid")
 
 
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stack_cat(dim, dtype):
+    """stack_cat(groups, dim) is cat([stack(g) for g in groups], dim): values and gradients against torch,
+    recorded as the same nodes (CatBackward over one StackBackward per group)."""
+    from minigrad.ops.shape import stack_cat
+    # groups of 3 and 3 steps of (2, 4): cat along any dim of the (3, 2, 4) stacks; along 0 the groups may
+    # differ in length
+    arrays = [values((2, 4), i) for i in range(6 if dim != 0 else 7)]
+    split = 3
+
+    def mine(*ts):
+        return stack_cat([list(ts[:split]), list(ts[split:])], dim)
+
+    def theirs(*ts):
+        return torch.cat([torch.stack(ts[:split]), torch.stack(ts[split:])], dim)
+
+    out = check_op(mine, theirs, arrays, dtype)
+    assert out.grad_fn.name() == "CatBackward"
+    assert [e[0].name() for e in out.grad_fn.next_functions] == ["StackBackward", "StackBackward"]
+
+
+def test_stack_cat_promotes_and_rejects():
+    from minigrad.ops.shape import stack_cat
+    a, b = mg.randn(2, 3), mg.randn(2, 3).double()
+    assert stack_cat([[a, a], [b, b]], -1).dtype == np.float64
+    assert stack_cat([[a], [a]], 1).grad_fn is None
+    with pytest.raises(ValueError, match="equal size"):
+        stack_cat([[a, mg.randn(3, 2)], [a, a]], 2)
+    with pytest.raises(ValueError, match="must match except in dimension"):
+        stack_cat([[a, a], [a]], 2)
+    with pytest.raises(TypeError):
+        stack_cat([a, a], 0)
+    with pytest.raises(TypeError):
+        stack_cat([], 0)
+    with pytest.raises(TypeError):
+        stack_cat([[a], []], 0)
+
+
 def test_addmm_reused_rejects_bad_operands():
     from minigrad.ops.linalg import ReusedOperand, addmm_reused
     r = ReusedOperand(mg.randn(3, 4))

@@ -24,6 +24,7 @@ from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
 from minigrad.ops.linalg import ReusedOperand, addmm_reused
+from minigrad.ops.shape import stack_cat
 from minigrad.tensor import Tensor
 from minigrad.viz import mark_step
 
@@ -224,7 +225,8 @@ class RNN(Module):
                                          reverse=direction == 1, valid=valid, layer=layer)
                 outputs.append(out)
                 finals.append(h_last)
-            layer_input = mg.cat(outputs, dim=2) if num_directions == 2 else outputs[0]
+            # the steps of both directions straight into their halves of the output (one copy, not two)
+            layer_input = stack_cat(outputs, dim=2) if num_directions == 2 else mg.stack(outputs[0], dim=0)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         output, h_n = layer_input, mg.stack(finals, dim=0)
@@ -292,7 +294,7 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
                valid: np.ndarray | None, layer: int = 0) -> tuple[Tensor, Tensor]:
     """Run one layer in one direction over ``x`` (L, N, F) from state ``h`` (N, H).
 
-    Returns (outputs (L, N, H) in time order, final state (N, H)).  ``valid`` (L, N, 1) marks the real steps
+    Returns (the L outputs (N, H) in time order, final state (N, H)); the caller stacks them.  ``valid`` (L, N, 1) marks the real steps
     of a padded batch; elsewhere the state is carried through unchanged and the output is zero.  Each step's
     ops are tagged (``viz.mark_step``) so that drawings of the graph cluster them by layer, direction, step.
     """
@@ -320,7 +322,7 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
         else:
             h = mark_step(mg.where(valid[t], h_new, h), t, layer, direction)
             outputs[t] = mark_step(h_new.masked_fill(~valid[t], 0.0), t, layer, direction)
-    return mg.stack(outputs, dim=0), h
+    return outputs, h
 
 
 def _valid_steps(lengths: Sequence[int], seq_len: int, batch: int, batched: bool) -> np.ndarray:

@@ -338,6 +338,71 @@ def cat(tensors, dim=0):
     return attach(out, node, inputs)
 
 
+def stack_cat(groups, dim=-1):
+    """``cat([stack(g) for g in groups], dim)``: the same values and the same graph (a StackBackward per
+    group, then one CatBackward), but each tensor is copied once, straight into its place in the result,
+    instead of once into its group's stack and again into the cat.  The output of a bidirectional RNN layer
+    is this, with its two directions' steps as the groups."""
+    if not isinstance(groups, (list, tuple)) or len(groups) == 0:
+        raise TypeError("stack_cat expects a non-empty list of lists of tensors, got %r" % (groups,))
+    sizes = []
+    flat = []
+    for g in groups:
+        if isinstance(g, Tensor) or not isinstance(g, (list, tuple)) or len(g) == 0:
+            raise TypeError("stack_cat expects each group to be a non-empty list or tuple of tensors")
+        sizes.append(len(g))
+        flat.extend(g)
+    ts = _tensor_list(flat, "stack_cat")  # one dtype for all, as cat would promote
+    lists, start = [], 0
+    for n in sizes:
+        lists.append(ts[start:start + n])
+        start += n
+    shapes = []
+    for k, g in enumerate(lists):
+        shape = (<Tensor>g[0])._data.shape
+        for i, t in enumerate(g):
+            if (<Tensor>t)._data.shape != shape:
+                raise ValueError("stack expects each tensor to be equal size, but got %s at entry 0 and %s at "
+                                 "entry %d of group %d" % (shape, (<Tensor>t)._data.shape, i, k))
+        shapes.append((len(g),) + shape)
+    first = shapes[0]
+    axis = norm_dim(dim, len(first))
+    total = 0
+    bounds = []
+    for k, s in enumerate(shapes):
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ValueError("cat: sizes of tensors must match except in dimension %d; got %s at entry 0 and "
+                             "%s at entry %d" % (axis, first, s, k))
+        total += s[axis]
+        bounds.append(total)
+    out = np.empty(first[:axis] + (total,) + first[axis + 1:], dtype=(<Tensor>ts[0])._data.dtype)
+    views = []
+    start = 0
+    for g, s in zip(lists, shapes):
+        index = [slice(None)] * len(first)
+        index[axis] = slice(start, start + s[axis])
+        view = out[tuple(index)]
+        np.stack([(<Tensor>t)._data for t in g], axis=0, out=view)
+        views.append(view)
+        start += s[axis]
+    if not any_requires_grad(tuple(ts)):
+        return wrap(out)
+    cdef StackBackward snode
+    stacked = []
+    for g, view in zip(lists, views):
+        inputs = tuple(g)
+        if any_requires_grad(inputs):
+            snode = StackBackward.__new__(StackBackward)
+            snode.axis = 0
+            stacked.append(attach(view, snode, inputs))  # its tensor carries only the edge to the cat
+        else:
+            stacked.append(wrap(view))
+    cdef CatBackward node = CatBackward.__new__(CatBackward)
+    node.axis = axis
+    node.bounds = bounds[:-1]
+    return attach(out, node, tuple(stacked))
+
+
 # ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
 cdef class SplitBackward(Node):
     cdef tuple in_shape
