@@ -408,21 +408,24 @@ def addmm(c, a, b, activation=None):
     _broadcast_mat(Cin, dims, &mi)
     C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
     _mat(C, "addmm", "out", &mc)
+    cdef const char *bdata = NULL
+    cdef const char *pdata = NULL
+    cdef mg_int sbk = 0, sbn = 0
+    if P is None:
+        bdata, sbk, sbn = mb.data, mb.strides[1], mb.strides[2]
+    else:
+        pdata = <const char *>cnp.PyArray_DATA(P._buf)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             rc = mg_addmm_f32(isa, dims[0], dims[1], ma.shape[2], <const float *>mi.data, mi.strides[1],
                               mi.strides[2], <const float *>ma.data, ma.strides[1], ma.strides[2],
-                              <const float *>(mb.data if P is None else NULL), 0 if P is not None else mb.strides[1],
-                              0 if P is not None else mb.strides[2],
-                              <const float *>(NULL if P is None else cnp.PyArray_DATA(P._buf)),
-                              <float *>mc.data, mc.strides[1], mc.strides[2], act)
+                              <const float *>bdata, sbk, sbn, <const float *>pdata, <float *>mc.data,
+                              mc.strides[1], mc.strides[2], act)
         else:
             rc = mg_addmm_f64(isa, dims[0], dims[1], ma.shape[2], <const double *>mi.data, mi.strides[1],
                               mi.strides[2], <const double *>ma.data, ma.strides[1], ma.strides[2],
-                              <const double *>(mb.data if P is None else NULL), 0 if P is not None else mb.strides[1],
-                              0 if P is not None else mb.strides[2],
-                              <const double *>(NULL if P is None else cnp.PyArray_DATA(P._buf)),
-                              <double *>mc.data, mc.strides[1], mc.strides[2], act)
+                              <const double *>bdata, sbk, sbn, <const double *>pdata, <double *>mc.data,
+                              mc.strides[1], mc.strides[2], act)
     if rc:
         raise MemoryError("addmm: could not allocate packing buffers")
     return C
