@@ -46,6 +46,12 @@ def _self_overlapping(arr):
     return False
 
 
+def _matmul(a, b, out=None):
+    """np.matmul without numpy's floating-point warnings: inf and nan are values, as in the C kernels."""
+    with np.errstate(all="ignore"):
+        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
+
+
 def _shares_memory(x, y):
     try:
         return np.shares_memory(x, y, max_work=10000)
@@ -112,7 +118,7 @@ def matmul(a, b, out=None, accumulate=False):
     if out is None:
         if accumulate:
             raise ValueError("matmul: accumulate=True needs an out array to add into")
-        return np.matmul(a, b)
+        return _matmul(a, b)
     if not _check_out(out, a, shape, "matmul"):
         raise ValueError(f"matmul: out has shape {out.shape}, expected {shape} "
                          f"for a of shape {a.shape} and b of shape {b.shape}")
@@ -122,9 +128,9 @@ def matmul(a, b, out=None, accumulate=False):
     if _shares_memory(out, a) or _shares_memory(out, b):
         raise ValueError("matmul: out shares memory with a or b; pass a separate array")
     if accumulate:
-        out += np.matmul(a, b)
+        out += _matmul(a, b)
     else:
-        np.matmul(a, b, out=out)
+        _matmul(a, b, out=out)
     return out
 
 
@@ -175,7 +181,7 @@ def addmm(c, a, b, activation=None):
         raise ValueError(f"addmm: c of shape {c.shape} does not broadcast to the product's shape {shape}") from None
     _check_layout(cb, "addmm", "c")
     out = np.array(cb, order="C", copy=True)
-    out += np.matmul(a, b)
+    out += _matmul(a, b)
     return out if activation is None else tanh(out, out=out)
 
 def matmul_stacked_t(lefts, rights):
@@ -207,7 +213,7 @@ def matmul_stacked_t(lefts, rights):
         if pair[0].shape[0] != pair[1].shape[0]:
             raise ValueError(f"matmul_stacked_t: lefts[{i}] has shape {pair[0].shape} but rights[{i}] has shape "
                              f"{pair[1].shape}; a pair needs the same number of rows")
-    return np.ascontiguousarray(np.matmul(np.concatenate(lefts, axis=0).T, np.concatenate(rights, axis=0)))
+    return np.ascontiguousarray(_matmul(np.concatenate(lefts, axis=0).T, np.concatenate(rights, axis=0)))
 
 def tanh(x, out=None):
     """Elementwise tanh of a float32/float64 array of any shape and strides."""
