@@ -387,8 +387,6 @@ def addmm(c, a, b, activation=None):
         shape_b = P.shape
         N = P._n
         isa = P._isa
-        if P._k != ma.shape[2]:
-            raise ValueError(f"addmm: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
     else:
         B = _float_array(b, "addmm", "b")
         if cnp.PyArray_TYPE(B) != typenum:
@@ -398,8 +396,8 @@ def addmm(c, a, b, activation=None):
         _mat(B, "addmm", "b", &mb)
         shape_b = _shape(B)
         N = mb.shape[2]
-        if mb.shape[1] != ma.shape[2]:
-            raise ValueError(f"addmm: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
+    if shape_b[0] != ma.shape[2]:
+        raise ValueError(f"addmm: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
     Cin = _float_array(c, "addmm", "c")
     if cnp.PyArray_TYPE(Cin) != typenum:
         raise TypeError(f"addmm: c has dtype {Cin.dtype}, the product {A.dtype}; cast one of them")
@@ -461,8 +459,8 @@ def matmul_stacked_t(lefts, rights):
                         f"{type(lefts).__name__} and {type(rights).__name__}")
     cdef Py_ssize_t n = len(lefts), i, r, rows
     if n == 0 or len(rights) != n:
-        raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts and "
-                         f"{len(rights)} rights")
+        raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts "
+                         f"and {len(rights)} rights")
     cdef cnp.ndarray L = _row_factor(lefts[0], "lefts", 0, -1, -1, "")
     cdef int typenum = cnp.PyArray_TYPE(L), rc
     cdef mg_int M = cnp.PyArray_DIMS(L)[1], N = -1, K = 0, ls, rs

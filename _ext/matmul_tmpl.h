@@ -141,7 +141,8 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                     if (brows)
                         g->pack_rows(kc, w, nr, brows + pc, boff + jc + jr, bbuf + jr * kc);
                     else
-                        FN(pack_panel)(g, kc, w, nr, B + pc * sbk + (jc + jr) * sbn, sbk, sbn, bbuf + jr * kc);
+                        FN(pack_panel)(g, kc, w, nr, B + pc * sbk + (jc + jr) * sbn, sbk, sbn,
+                                       bbuf + jr * kc);
                 }
                 bv.base = bbuf;
                 bv.ps = kc * nr;
@@ -222,9 +223,9 @@ static void FN(mm_task)(void *ctx, mg_int t)
                         j->cin ? j->cin + lo * j->sin : NULL, j->sim, j->sin, j->epi, C + lo * j->scn, j->scm,
                         j->scn, j->accumulate, scratch);
     else
-        FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A ? A + lo * j->sam : NULL, j->sam, j->sak, j->arows, lo, B,
-                        j->sbk, j->sbn, j->brows, 0, j->packed, j->cin ? j->cin + lo * j->sim : NULL, j->sim,
-                        j->sin, j->epi, C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
+        FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A ? A + lo * j->sam : NULL, j->sam, j->sak, j->arows, lo,
+                        B, j->sbk, j->sbn, j->brows, 0, j->packed, j->cin ? j->cin + lo * j->sim : NULL,
+                        j->sim, j->sin, j->epi, C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
 }
 
 /* The shared back end of mg_matmul, mg_matmul_packed, mg_matmul_rows and mg_addmm: B is (B, sbb, sbk, sbn),
@@ -233,7 +234,8 @@ static void FN(mm_task)(void *ctx, mg_int t)
  * added to the product. */
 static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int N, mg_int K,
                           const T *A, mg_int sab, mg_int sam, mg_int sak, const T *const *arows,
-                          const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *const *brows, const T *packed,
+                          const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *const *brows,
+                          const T *packed,
                           const T *cin, mg_int sim, mg_int sin, FN(epi_fn) epi,
                           T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
 {

@@ -191,8 +191,8 @@ def matmul_stacked_t(lefts, rights):
                         f"{type(lefts).__name__} and {type(rights).__name__}")
     n = len(lefts)
     if n == 0 or len(rights) != n:
-        raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts and "
-                         f"{len(rights)} rights")
+        raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts "
+                         f"and {len(rights)} rights")
     dtype = _float_array(lefts[0], "matmul_stacked_t", "lefts[0]").dtype
     widths = {"lefts": None, "rights": None}
     for i in range(n):

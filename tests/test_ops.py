@@ -308,6 +308,7 @@ def test_linear_is_one_addmm_node():
     """nn.functional.linear with a bias records one AddmmBackward (as torch does) for 2-D and N-D inputs,
     and matches torch's linear; without a bias or with mixed dtypes it is a product and an add."""
     import torch.nn.functional as TF
+
     from minigrad.nn import functional as F
     for shape in ((4, 3), (2, 4, 3), (0, 3), (2, 0, 3)):
         check_op(F.linear, TF.linear, [values(shape, 0), values((5, 3), 1), values((5,), 2)])
@@ -383,7 +384,7 @@ def test_addmm_reused_tanh(shapes, dtype):
 
 @pytest.mark.parametrize("dim", [0, 1, 2, -1])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_stack_cat(dim, dtype):
+def test_stack_cat_is_cat_of_stacks(dim, dtype):
     """stack_cat(groups, dim) is cat([stack(g) for g in groups], dim): values and gradients against torch,
     recorded as the same nodes (CatBackward over one StackBackward per group)."""
     from minigrad.ops.shape import stack_cat

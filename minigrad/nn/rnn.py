@@ -294,9 +294,10 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
                valid: np.ndarray | None, layer: int = 0) -> tuple[Tensor, Tensor]:
     """Run one layer in one direction over ``x`` (L, N, F) from state ``h`` (N, H).
 
-    Returns (the L outputs (N, H) in time order, final state (N, H)); the caller stacks them.  ``valid`` (L, N, 1) marks the real steps
-    of a padded batch; elsewhere the state is carried through unchanged and the output is zero.  Each step's
-    ops are tagged (``viz.mark_step``) so that drawings of the graph cluster them by layer, direction, step.
+    Returns (the L outputs (N, H) in time order, final state (N, H)); the caller stacks the outputs.
+    ``valid`` (L, N, 1) marks the real steps of a padded batch; elsewhere the state is carried through
+    unchanged and the output is zero.  Each step's ops are tagged (``viz.mark_step``) so that drawings of the
+    graph cluster them by layer, direction, step.
     """
     direction = int(reverse)
     w_ih, w_hh = weights[0], weights[1]

@@ -362,8 +362,8 @@ def stack_cat(groups, dim=-1):
         shape = (<Tensor>g[0])._data.shape
         for i, t in enumerate(g):
             if (<Tensor>t)._data.shape != shape:
-                raise ValueError("stack expects each tensor to be equal size, but got %s at entry 0 and %s at "
-                                 "entry %d of group %d" % (shape, (<Tensor>t)._data.shape, i, k))
+                raise ValueError("stack expects each tensor to be equal size, but got %s at entry 0 and %s "
+                                 "at entry %d of group %d" % (shape, (<Tensor>t)._data.shape, i, k))
         shapes.append((len(g),) + shape)
     first = shapes[0]
     axis = norm_dim(dim, len(first))
