@@ -461,13 +461,15 @@ def matmul_stacked_t(lefts, rights):
     if n == 0 or len(rights) != n:
         raise ValueError(f"matmul_stacked_t: expected as many rights as lefts (at least one), got {n} lefts "
                          f"and {len(rights)} rights")
-    cdef cnp.ndarray L = _row_factor(lefts[0], "lefts", 0, -1, -1, "")
-    cdef int typenum = cnp.PyArray_TYPE(L), rc
-    cdef mg_int M = cnp.PyArray_DIMS(L)[1], N = -1, K = 0, ls, rs
+    cdef int typenum = -1, rc  # typenum, M and N come from the first pair
+    cdef mg_int M = -1, N = -1, K = 0, ls, rs
     cdef list ls_ = [], rs_ = []
-    cdef cnp.ndarray R
+    cdef cnp.ndarray L, R
     for i in range(n):
         L = _row_factor(lefts[i], "lefts", i, typenum, M, "M")
+        if i == 0:
+            typenum = cnp.PyArray_TYPE(L)
+            M = cnp.PyArray_DIMS(L)[1]
         R = _row_factor(rights[i], "rights", i, typenum, N, "N")
         if i == 0:
             N = cnp.PyArray_DIMS(R)[1]

@@ -148,8 +148,6 @@ def _elementwise_out(out, inputs, fn):
     return out
 
 
-
-
 def addmm(c, a, b, activation=None):
     """c + a @ b (or its tanh) as a new array; see minigrad._kernels.addmm for the contract."""
     if not (activation is None or (isinstance(activation, str) and activation == "tanh")):
@@ -160,15 +158,13 @@ def addmm(c, a, b, activation=None):
     _check_layout(a, "addmm", "a")
     if type(b) is PackedMatrix:
         b = b._b
-        if b.dtype != a.dtype:
-            raise TypeError(f"addmm: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
     else:
         _float_array(b, "addmm", "b")
-        if b.dtype != a.dtype:
-            raise TypeError(f"addmm: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
-        if b.ndim != 2:
-            raise ValueError(f"addmm: b must be 2-D (K, N), got shape {b.shape}")
-        _check_layout(b, "addmm", "b")
+    if b.dtype != a.dtype:
+        raise TypeError(f"addmm: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
+    if b.ndim != 2:
+        raise ValueError(f"addmm: b must be 2-D (K, N), got shape {b.shape}")
+    _check_layout(b, "addmm", "b")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"addmm: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
     _float_array(c, "addmm", "c")
@@ -178,11 +174,13 @@ def addmm(c, a, b, activation=None):
     try:
         cb = np.broadcast_to(c, shape)
     except ValueError:
-        raise ValueError(f"addmm: c of shape {c.shape} does not broadcast to the product's shape {shape}") from None
+        raise ValueError(f"addmm: c of shape {c.shape} does not broadcast to the product's shape "
+                         f"{shape}") from None
     _check_layout(cb, "addmm", "c")
     out = np.array(cb, order="C", copy=True)
     out += _matmul(a, b)
     return out if activation is None else tanh(out, out=out)
+
 
 def matmul_stacked_t(lefts, rights):
     """concatenate(lefts).T @ concatenate(rights); see minigrad._kernels.matmul_stacked_t for the contract."""
@@ -211,9 +209,10 @@ def matmul_stacked_t(lefts, rights):
                                  f"{widths[name]} columns ({dim}, as {name}[0])")
             pair.append(arr)
         if pair[0].shape[0] != pair[1].shape[0]:
-            raise ValueError(f"matmul_stacked_t: lefts[{i}] has shape {pair[0].shape} but rights[{i}] has shape "
-                             f"{pair[1].shape}; a pair needs the same number of rows")
+            raise ValueError(f"matmul_stacked_t: lefts[{i}] has shape {pair[0].shape} but rights[{i}] has "
+                             f"shape {pair[1].shape}; a pair needs the same number of rows")
     return np.ascontiguousarray(_matmul(np.concatenate(lefts, axis=0).T, np.concatenate(rights, axis=0)))
+
 
 def tanh(x, out=None):
     """Elementwise tanh of a float32/float64 array of any shape and strides."""

@@ -286,22 +286,30 @@ cdef class StackBackward(Node):
         return tuple(np.moveaxis(g, self.axis, 0))
 
 
-def stack(tensors, dim=0):
-    """Join equally shaped tensors along a new dimension ``dim``."""
-    ts = _tensor_list(tensors, "stack")
+cdef tuple _equal_shape(list ts, str where):
+    """The shape all of ``ts`` share (a stack's inputs), else ValueError."""
     shape = (<Tensor>ts[0])._data.shape
     for i, t in enumerate(ts):
         if (<Tensor>t)._data.shape != shape:
             raise ValueError("stack expects each tensor to be equal size, but got %s at entry 0 and %s at "
-                             "entry %d" % (shape, (<Tensor>t)._data.shape, i))
-    axis = norm_dim(dim, len(shape) + 1)
-    out = np.stack([(<Tensor>t)._data for t in ts], axis=axis)
-    inputs = tuple(ts)
+                             "entry %d%s" % (shape, (<Tensor>t)._data.shape, i, where))
+    return shape
+
+
+cdef object _stacked(object out, tuple inputs, int axis):
+    """``out`` (the inputs stacked along ``axis``) as a tensor, with its StackBackward when one is needed."""
     if not any_requires_grad(inputs):
         return wrap(out)
     cdef StackBackward node = StackBackward.__new__(StackBackward)
     node.axis = axis
     return attach(out, node, inputs)
+
+
+def stack(tensors, dim=0):
+    """Join equally shaped tensors along a new dimension ``dim``."""
+    ts = _tensor_list(tensors, "stack")
+    axis = norm_dim(dim, len(_equal_shape(ts, "")) + 1)
+    return _stacked(np.stack([(<Tensor>t)._data for t in ts], axis=axis), tuple(ts), axis)
 
 
 cdef class CatBackward(Node):
@@ -312,6 +320,30 @@ cdef class CatBackward(Node):
         return tuple(np.split(g, self.bounds, axis=self.axis))
 
 
+cdef list _cat_ends(list shapes, int axis):
+    """Where each piece of a cat along ``axis`` ends, after checking the other dimensions match."""
+    first = shapes[0]
+    ends = []
+    total = 0
+    for i, s in enumerate(shapes):
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ValueError("cat: sizes of tensors must match except in dimension %d; got %s at entry 0 and "
+                             "%s at entry %d" % (axis, first, s, i))
+        total += s[axis]
+        ends.append(total)
+    return ends
+
+
+cdef object _catted(object out, tuple inputs, int axis, list ends):
+    """``out`` (the inputs joined along ``axis``) as a tensor, with its CatBackward when one is needed."""
+    if not any_requires_grad(inputs):
+        return wrap(out)
+    cdef CatBackward node = CatBackward.__new__(CatBackward)
+    node.axis = axis
+    node.bounds = ends[:-1]
+    return attach(out, node, inputs)
+
+
 def cat(tensors, dim=0):
     """Join tensors along an existing dimension ``dim``; the other dimensions must match."""
     ts = _tensor_list(tensors, "cat")
@@ -319,23 +351,8 @@ def cat(tensors, dim=0):
     if first.ndim == 0:
         raise ValueError("cat: zero-dimensional tensors cannot be concatenated")
     axis = norm_dim(dim, first.ndim)
-    bounds = []
-    total = 0
-    for i, t in enumerate(ts):
-        s = (<Tensor>t)._data.shape
-        if len(s) != first.ndim or s[:axis] + s[axis + 1:] != first.shape[:axis] + first.shape[axis + 1:]:
-            raise ValueError("cat: sizes of tensors must match except in dimension %d; got %s at entry 0 and "
-                             "%s at entry %d" % (axis, first.shape, s, i))
-        total += s[axis]
-        bounds.append(total)
-    out = np.concatenate([(<Tensor>t)._data for t in ts], axis=axis)
-    inputs = tuple(ts)
-    if not any_requires_grad(inputs):
-        return wrap(out)
-    cdef CatBackward node = CatBackward.__new__(CatBackward)
-    node.axis = axis
-    node.bounds = bounds[:-1]
-    return attach(out, node, inputs)
+    ends = _cat_ends([(<Tensor>t)._data.shape for t in ts], axis)
+    return _catted(np.concatenate([(<Tensor>t)._data for t in ts], axis=axis), tuple(ts), axis, ends)
 
 
 def stack_cat(groups, dim=-1):
@@ -357,50 +374,21 @@ def stack_cat(groups, dim=-1):
     for n in sizes:
         lists.append(ts[start:start + n])
         start += n
-    shapes = []
-    for k, g in enumerate(lists):
-        shape = (<Tensor>g[0])._data.shape
-        for i, t in enumerate(g):
-            if (<Tensor>t)._data.shape != shape:
-                raise ValueError("stack expects each tensor to be equal size, but got %s at entry 0 and %s "
-                                 "at entry %d of group %d" % (shape, (<Tensor>t)._data.shape, i, k))
-        shapes.append((len(g),) + shape)
+    shapes = [(len(g),) + _equal_shape(g, " of group %d" % k) for k, g in enumerate(lists)]
     first = shapes[0]
     axis = norm_dim(dim, len(first))
-    total = 0
-    bounds = []
-    for k, s in enumerate(shapes):
-        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
-            raise ValueError("cat: sizes of tensors must match except in dimension %d; got %s at entry 0 and "
-                             "%s at entry %d" % (axis, first, s, k))
-        total += s[axis]
-        bounds.append(total)
-    out = np.empty(first[:axis] + (total,) + first[axis + 1:], dtype=(<Tensor>ts[0])._data.dtype)
-    views = []
+    ends = _cat_ends(shapes, axis)
+    out = np.empty(first[:axis] + (ends[-1],) + first[axis + 1:], dtype=(<Tensor>ts[0])._data.dtype)
+    stacked = []
     start = 0
-    for g, s in zip(lists, shapes):
+    for g, end in zip(lists, ends):
         index = [slice(None)] * len(first)
-        index[axis] = slice(start, start + s[axis])
+        index[axis] = slice(start, end)
         view = out[tuple(index)]
         np.stack([(<Tensor>t)._data for t in g], axis=0, out=view)
-        views.append(view)
-        start += s[axis]
-    if not any_requires_grad(tuple(ts)):
-        return wrap(out)
-    cdef StackBackward snode
-    stacked = []
-    for g, view in zip(lists, views):
-        inputs = tuple(g)
-        if any_requires_grad(inputs):
-            snode = StackBackward.__new__(StackBackward)
-            snode.axis = 0
-            stacked.append(attach(view, snode, inputs))  # its tensor carries only the edge to the cat
-        else:
-            stacked.append(wrap(view))
-    cdef CatBackward node = CatBackward.__new__(CatBackward)
-    node.axis = axis
-    node.bounds = bounds[:-1]
-    return attach(out, node, tuple(stacked))
+        stacked.append(_stacked(view, tuple(g), 0))  # its tensor carries only the edge to the cat
+        start = end
+    return _catted(out, tuple(stacked), axis, ends)
 
 
 # ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
