@@ -225,24 +225,24 @@ def pack(b):
 
 
 cdef cnp.ndarray _matmul_out(object out, cnp.ndarray A, int nd, cnp.npy_intp *dims, int typenum, bint acc,
-                             object shape_b, Mat *mc):
+                             object shape_b, Mat *mc, str fn="matmul"):
     """out validated for a product of shape dims[3 - nd:], or a new C-contiguous array."""
     cdef cnp.ndarray C
     if out is None:
         if acc:
-            raise ValueError("matmul: accumulate=True needs an out array to add into")
+            raise ValueError(f"{fn}: accumulate=True needs an out array to add into")
         C = cnp.PyArray_EMPTY(nd, dims + 3 - nd, typenum, 0)
-        _mat(C, "matmul", "out", mc)
+        _mat(C, fn, "out", mc)
         return C
-    C = _float_array(out, "matmul", "out")
-    _check_writable_out(C, A, "matmul")
+    C = _float_array(out, fn, "out")
+    _check_writable_out(C, A, fn)
     if cnp.PyArray_NDIM(C) != nd or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(C), dims + 3 - nd, nd):
         expected = tuple(dims[i] for i in range(3 - nd, 3))
-        raise ValueError(f"matmul: out has shape {_shape(C)}, expected {expected} "
+        raise ValueError(f"{fn}: out has shape {_shape(C)}, expected {expected} "
                          f"for a of shape {_shape(A)} and b of shape {shape_b}")
-    _mat(C, "matmul", "out", mc)
+    _mat(C, fn, "out", mc)
     if _self_overlapping(mc):
-        raise ValueError(f"matmul: out's strides {_strides(C)} make its elements overlap")
+        raise ValueError(f"{fn}: out's strides {_strides(C)} make its elements overlap")
     return C
 
 
@@ -356,8 +356,9 @@ cdef int _broadcast_mat(cnp.ndarray c, cnp.npy_intp *dims, Mat *m) except -1:
     return 0
 
 
-def addmm(c, a, b, activation=None):
-    """``c + a @ b`` as a new C-contiguous (M, N) array, for a 2-D ``a`` (M, K) and ``b`` (K, N) (or a
+def addmm(c, a, b, activation=None, out=None):
+    """``c + a @ b`` as a new C-contiguous (M, N) array (or in ``out``: exactly (M, N), the dtype, writable,
+    any strides, sharing no memory with a, b or c), for a 2-D ``a`` (M, K) and ``b`` (K, N) (or a
     PackedMatrix), with ``c`` broadcastable to (M, N) (a bias row (N,), say): the product is added to ``c``
     as the kernel writes it, so there is no separate pass for the sum.  The same bits as
     ``matmul(a, b, out=broadcast copy of c, accumulate=True)``.  ``activation="tanh"`` returns
@@ -369,7 +370,7 @@ def addmm(c, a, b, activation=None):
     cdef Mat ma, mb, mi, mc
     cdef int typenum = cnp.PyArray_TYPE(A), rc, isa = 0
     cdef mg_int N
-    cdef cnp.npy_intp dims[2]
+    cdef cnp.npy_intp dims[3]
     cdef int act
     if activation is None:
         act = 0
@@ -401,11 +402,16 @@ def addmm(c, a, b, activation=None):
     Cin = _float_array(c, "addmm", "c")
     if cnp.PyArray_TYPE(Cin) != typenum:
         raise TypeError(f"addmm: c has dtype {Cin.dtype}, the product {A.dtype}; cast one of them")
-    dims[0] = ma.shape[1]
-    dims[1] = N
-    _broadcast_mat(Cin, dims, &mi)
-    C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
-    _mat(C, "addmm", "out", &mc)
+    dims[0] = 1
+    dims[1] = ma.shape[1]
+    dims[2] = N
+    _broadcast_mat(Cin, dims + 1, &mi)
+    C = _matmul_out(out, A, 2, dims, typenum, False, shape_b, &mc, "addmm")
+    if out is not None:
+        _bounds(Cin, &mi.lo, &mi.hi)
+        if (_shares_memory(C, mc.lo, mc.hi, A, ma.lo, ma.hi) or _shares_memory(C, mc.lo, mc.hi, Cin, mi.lo, mi.hi)
+                or (B is not None and _shares_memory(C, mc.lo, mc.hi, B, mb.lo, mb.hi))):
+            raise ValueError("addmm: out shares memory with a, b or c; pass a separate array")
     cdef const char *bdata = NULL
     cdef const char *pdata = NULL
     cdef mg_int sbk = 0, sbn = 0
@@ -415,12 +421,12 @@ def addmm(c, a, b, activation=None):
         pdata = <const char *>cnp.PyArray_DATA(P._buf)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            rc = mg_addmm_f32(isa, dims[0], dims[1], ma.shape[2], <const float *>mi.data, mi.strides[1],
+            rc = mg_addmm_f32(isa, dims[1], dims[2], ma.shape[2], <const float *>mi.data, mi.strides[1],
                               mi.strides[2], <const float *>ma.data, ma.strides[1], ma.strides[2],
                               <const float *>bdata, sbk, sbn, <const float *>pdata, <float *>mc.data,
                               mc.strides[1], mc.strides[2], act)
         else:
-            rc = mg_addmm_f64(isa, dims[0], dims[1], ma.shape[2], <const double *>mi.data, mi.strides[1],
+            rc = mg_addmm_f64(isa, dims[1], dims[2], ma.shape[2], <const double *>mi.data, mi.strides[1],
                               mi.strides[2], <const double *>ma.data, ma.strides[1], ma.strides[2],
                               <const double *>bdata, sbk, sbn, <const double *>pdata, <double *>mc.data,
                               mc.strides[1], mc.strides[2], act)
@@ -520,6 +526,14 @@ cdef inline bint _contiguous(cnp.ndarray arr):
     return cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
 
 
+cdef inline bint _contiguous_rows(cnp.ndarray arr):
+    """2-D, each row contiguous and aligned, rows any (non-negative) distance apart: a column block of a
+    wider matrix, such as one direction's half of a bidirectional RNN's output at one step."""
+    return (cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_STRIDES(arr)[1] == cnp.PyArray_ITEMSIZE(arr) and cnp.PyArray_STRIDES(arr)[0] >= 0
+            and cnp.PyArray_STRIDES(arr)[0] % cnp.PyArray_ITEMSIZE(arr) == 0)
+
+
 cdef cnp.ndarray _elementwise_out(object out, cnp.ndarray like, str fn):
     """out validated against `like` (same shape and dtype, writable), or a new C-contiguous array."""
     if out is None:
@@ -586,6 +600,23 @@ def tanh_backward(grad, y, out=None):
     if out is not None:
         _check_alias(O, G, "tanh_backward", "grad")
         _check_alias(O, Y, "tanh_backward", "y")
+    cdef mg_int rows, cols, isz = cnp.PyArray_ITEMSIZE(G)
+    if (not (_contiguous(G) and _contiguous(Y) and _contiguous(O))
+            and _contiguous_rows(G) and _contiguous_rows(Y) and _contiguous_rows(O)):
+        # rows in place, wherever they lie (one direction's half of a bidirectional RNN's state): no copies
+        rows, cols = cnp.PyArray_DIMS(G)[0], cnp.PyArray_DIMS(G)[1]
+        with nogil:
+            if cnp.PyArray_TYPE(G) == cnp.NPY_FLOAT32:
+                mg_tanh_backward_rows_f32(rows, cols, <const float *>cnp.PyArray_DATA(G),
+                                          cnp.PyArray_STRIDES(G)[0] // isz, <const float *>cnp.PyArray_DATA(Y),
+                                          cnp.PyArray_STRIDES(Y)[0] // isz, <float *>cnp.PyArray_DATA(O),
+                                          cnp.PyArray_STRIDES(O)[0] // isz)
+            else:
+                mg_tanh_backward_rows_f64(rows, cols, <const double *>cnp.PyArray_DATA(G),
+                                          cnp.PyArray_STRIDES(G)[0] // isz, <const double *>cnp.PyArray_DATA(Y),
+                                          cnp.PyArray_STRIDES(Y)[0] // isz, <double *>cnp.PyArray_DATA(O),
+                                          cnp.PyArray_STRIDES(O)[0] // isz)
+        return O
     g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
     yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)

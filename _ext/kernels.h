@@ -82,6 +82,11 @@ void mg_tanh_f64(mg_int n, const double *x, double *y);
 /* out = g * (1 - y*y), the derivative of tanh from its saved output y. */
 void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out);
 void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out);
+/* The same for `rows` rows of `cols` contiguous elements whose rows lie gs, ys, os elements apart. */
+void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y, mg_int ys,
+                               float *out, mg_int os);
+void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y, mg_int ys,
+                               double *out, mg_int os);
 
 /* The caching allocator behind numpy's data buffers (alloc.c), with the signatures of numpy's
  * PyDataMemAllocator.  mg_cache_set_limit bounds the bytes kept idle (0: keep none). */

@@ -54,6 +54,10 @@ cdef extern from "kernels.h" nogil:
     void mg_tanh_f64(mg_int n, const double *x, double *y)
     void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
     void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
+    void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y,
+                                   mg_int ys, float *out, mg_int os)
+    void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y,
+                                   mg_int ys, double *out, mg_int os)
 
     void *mg_cache_malloc(void *ctx, size_t size)
     void *mg_cache_calloc(void *ctx, size_t nelem, size_t elsize)

@@ -148,8 +148,8 @@ def _elementwise_out(out, inputs, fn):
     return out
 
 
-def addmm(c, a, b, activation=None):
-    """c + a @ b (or its tanh) as a new array; see minigrad._kernels.addmm for the contract."""
+def addmm(c, a, b, activation=None, out=None):
+    """c + a @ b (or its tanh) as a new array or in out; see minigrad._kernels.addmm for the contract."""
     if not (activation is None or (isinstance(activation, str) and activation == "tanh")):
         raise ValueError(f"addmm: activation must be None or 'tanh', got {activation!r}")
     _float_array(a, "addmm", "a")
@@ -177,9 +177,23 @@ def addmm(c, a, b, activation=None):
         raise ValueError(f"addmm: c of shape {c.shape} does not broadcast to the product's shape "
                          f"{shape}") from None
     _check_layout(cb, "addmm", "c")
-    out = np.array(cb, order="C", copy=True)
-    out += _matmul(a, b)
-    return out if activation is None else tanh(out, out=out)
+    if out is not None:
+        if not _check_out(out, a, shape, "addmm"):
+            raise ValueError(f"addmm: out has shape {out.shape}, expected {shape} "
+                             f"for a of shape {a.shape} and b of shape {b.shape}")
+        _check_layout(out, "addmm", "out")
+        if _self_overlapping(out):
+            raise ValueError(f"addmm: out's strides {out.strides} make its elements overlap")
+        if _shares_memory(out, a) or _shares_memory(out, b) or _shares_memory(out, c):
+            raise ValueError("addmm: out shares memory with a, b or c; pass a separate array")
+    s = np.array(cb, order="C", copy=True)
+    s += _matmul(a, b)
+    if activation == "tanh":
+        tanh(s, out=s)
+    if out is None:
+        return s
+    out[...] = s
+    return out
 
 
 def matmul_stacked_t(lefts, rights):

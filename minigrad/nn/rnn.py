@@ -24,7 +24,7 @@ from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
 from minigrad.ops.linalg import ReusedOperand, addmm_reused
-from minigrad.ops.shape import stack_cat
+from minigrad.ops.shape import stack_cat, stack_into
 from minigrad.tensor import Tensor
 from minigrad.viz import mark_step
 
@@ -217,16 +217,21 @@ class RNN(Module):
         weights = self.all_weights
         finals = []
         layer_input = x
+        hidden = self.hidden_size
         for layer in range(self.num_layers):
+            # Each step writes its state straight into its place in the layer's output, so joining the steps
+            # (and the two directions) copies nothing; the graph is still that of stack (and cat).
+            buf = np.empty((seq_len, batch, num_directions * hidden), dtype=x.dtype)
             outputs = []
             for direction in range(num_directions):
                 i = layer * num_directions + direction
                 out, h_last = _run_layer(layer_input, initial[i], weights[i], self._act,
-                                         reverse=direction == 1, valid=valid, layer=layer)
+                                         reverse=direction == 1, valid=valid, layer=layer,
+                                         out=buf[:, :, direction * hidden:(direction + 1) * hidden])
                 outputs.append(out)
                 finals.append(h_last)
-            # the steps of both directions straight into their halves of the output (one copy, not two)
-            layer_input = stack_cat(outputs, dim=2) if num_directions == 2 else mg.stack(outputs[0], dim=0)
+            layer_input = stack_cat(outputs, dim=2, out=buf) if num_directions == 2 else \
+                stack_into(outputs[0], buf)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         output, h_n = layer_input, mg.stack(finals, dim=0)
@@ -291,10 +296,13 @@ class RNN(Module):
 
 
 def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: bool,
-               valid: np.ndarray | None, layer: int = 0) -> tuple[Tensor, Tensor]:
+               valid: np.ndarray | None, layer: int = 0,
+               out: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
     """Run one layer in one direction over ``x`` (L, N, F) from state ``h`` (N, H).
 
-    Returns (the L outputs (N, H) in time order, final state (N, H)); the caller stacks the outputs.
+    Returns (the L outputs (N, H) in time order, final state (N, H)); the caller stacks the outputs.  With
+    ``out`` (an (L, N, H) array, this direction's part of the layer's output), each step's tanh state is
+    written straight into ``out[t]`` and is a view of it.
     ``valid`` (L, N, 1) marks the real steps of a padded batch; elsewhere the state is carried through
     unchanged and the output is zero.  Each step's ops are tagged (``viz.mark_step``) so that drawings of the
     graph cluster them by layer, direction, step.
@@ -312,9 +320,11 @@ def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: boo
     w_hh_t = ReusedOperand(w_hh.T)
     outputs = [None] * seq_len
     fused = act is Tensor.tanh  # tanh(xw[t] + h @ W_hh^T) in one kernel call, recorded as the two nodes
+    if valid is not None:
+        out = None  # a padded batch's output is the state masked, not the state itself
     for t in (range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
         if fused:
-            h_new = addmm_reused(xw[t], h, w_hh_t, activation="tanh")
+            h_new = addmm_reused(xw[t], h, w_hh_t, activation="tanh", out=None if out is None else out[t])
         else:
             h_new = act(addmm_reused(xw[t], h, w_hh_t))
         h_new = mark_step(h_new, t, layer, direction)

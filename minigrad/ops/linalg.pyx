@@ -230,7 +230,7 @@ def addmm(input, mat1, mat2):
     return attach(out, node, (z, x, y))
 
 
-def addmm_reused(c, a, ReusedOperand r, activation=None):
+def addmm_reused(c, a, ReusedOperand r, activation=None, out=None):
     """``c + a @ r.b`` as one node, as torch's addmm (and its RNN's step) records it: ``c`` has the product's
     shape and dtype, the product is added to it as the kernel writes the result.  One op and one pass over
     the step's state fewer than ``c + matmul_reused(a, r)``, with the same gradients.
@@ -238,7 +238,11 @@ def addmm_reused(c, a, ReusedOperand r, activation=None):
     ``activation="tanh"`` gives ``tanh(c + a @ r.b)``, recorded as the same two nodes as
     ``addmm_reused(c, a, r).tanh()`` (AddmmBackward, then TanhBackward) with the same values and gradients,
     but computed by one kernel call: the sum itself is never stored (nothing needs it), and the threads
-    that share the product share the tanh too."""
+    that share the product share the tanh too.
+
+    ``out`` (optional) is a numpy array of the result's shape and dtype, sharing no memory with the operands,
+    that the kernel writes the result into, and the result's storage: an RNN writes each step's state
+    straight into its place in the layer's output this way (see ``ops.shape.stack_cat``)."""
     cdef Tensor z = c if isinstance(c, Tensor) else None
     if z is None:
         raise TypeError("addmm_reused: expected a minigrad Tensor for c, got %s" % type(c).__name__)
@@ -251,7 +255,7 @@ def addmm_reused(c, a, ReusedOperand r, activation=None):
         raise TypeError("addmm_reused: operands have different dtypes %s (c) and %s" % (ca.dtype, ya.dtype))
     if activation is not None and activation != "tanh":
         raise ValueError("addmm_reused: activation must be None or 'tanh', got %r" % (activation,))
-    out = K.addmm(ca, xa, r._packing.packed, activation)
+    out = K.addmm(ca, xa, r._packing.packed, activation, out)
     if not any_requires_grad((z, x, r.b)):
         return wrap(out)
     cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)

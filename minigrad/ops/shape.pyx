@@ -5,6 +5,10 @@ storage with their input just as torch views do.
 """
 import numpy as np
 
+cimport numpy as cnp
+
+cnp.import_array()
+
 from minigrad.autograd.engine cimport Node
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
@@ -312,6 +316,52 @@ def stack(tensors, dim=0):
     return _stacked(np.stack([(<Tensor>t)._data for t in ts], axis=axis), tuple(ts), axis)
 
 
+cdef bint _lies_at(cnp.ndarray piece, cnp.ndarray place):
+    """Whether ``piece`` is the very memory of ``place`` (same address, shape and strides)."""
+    cdef int nd = cnp.PyArray_NDIM(place)
+    return (cnp.PyArray_DATA(piece) == cnp.PyArray_DATA(place) and cnp.PyArray_NDIM(piece) == nd
+            and cnp.PyArray_CompareLists(cnp.PyArray_DIMS(piece), cnp.PyArray_DIMS(place), nd)
+            and cnp.PyArray_CompareLists(cnp.PyArray_STRIDES(piece), cnp.PyArray_STRIDES(place), nd))
+
+
+cdef void _stack_into(list ts, cnp.ndarray view) except *:
+    """view[i] = ts[i] for every tensor not already lying there (an RNN step written in place)."""
+    cdef Py_ssize_t i
+    cdef cnp.ndarray place
+    if not _lies_at((<Tensor>ts[0])._data, view[0]):  # the usual case: one copy of them all
+        np.stack([(<Tensor>t)._data for t in ts], axis=0, out=view)
+        return
+    for i in range(len(ts)):
+        place = view[i]
+        if not _lies_at((<Tensor>ts[i])._data, place):
+            place[...] = (<Tensor>ts[i])._data
+
+
+cdef cnp.ndarray _check_result_buffer(object out, tuple shape, object dtype, str fn):
+    """``out`` if it is a writable numpy array of exactly ``shape`` and ``dtype``, else ValueError/TypeError."""
+    if type(out) is not np.ndarray:
+        raise TypeError("%s: out must be a numpy array, got %s" % (fn, type(out).__name__))
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError("%s: out has shape %s and dtype %s; the result has shape %s and dtype %s"
+                         % (fn, out.shape, out.dtype, shape, dtype))
+    cdef cnp.ndarray o = out
+    if not cnp.PyArray_ISWRITEABLE(o):
+        raise ValueError("%s: out is read-only" % fn)
+    return o
+
+
+def stack_into(tensors, out):
+    """``stack(tensors, 0)`` with ``out`` (a numpy array of the result's shape and dtype) as the result's
+    storage.  A tensor that already lies at its place in ``out`` (an RNN's step state, written there by
+    ``ops.linalg.addmm_reused(..., out=out[t])``) is not copied again; the others are.  The same graph as
+    ``stack``: one StackBackward."""
+    ts = _tensor_list(tensors, "stack_into")
+    shape = (len(ts),) + _equal_shape(ts, "")
+    cdef cnp.ndarray o = _check_result_buffer(out, shape, (<Tensor>ts[0])._data.dtype, "stack_into")
+    _stack_into(ts, o)
+    return _stacked(o, tuple(ts), 0)
+
+
 cdef class CatBackward(Node):
     cdef int axis
     cdef list bounds
@@ -355,11 +405,14 @@ def cat(tensors, dim=0):
     return _catted(np.concatenate([(<Tensor>t)._data for t in ts], axis=axis), tuple(ts), axis, ends)
 
 
-def stack_cat(groups, dim=-1):
+def stack_cat(groups, dim=-1, out=None):
     """``cat([stack(g) for g in groups], dim)``: the same values and the same graph (a StackBackward per
     group, then one CatBackward), but each tensor is copied once, straight into its place in the result,
     instead of once into its group's stack and again into the cat.  The output of a bidirectional RNN layer
-    is this, with its two directions' steps as the groups."""
+    is this, with its two directions' steps as the groups.
+
+    ``out`` (optional): a numpy array of the result's shape and dtype to be the result's storage; tensors
+    that already lie at their place in it (the RNN writes each step's state there) are not copied at all."""
     if not isinstance(groups, (list, tuple)) or len(groups) == 0:
         raise TypeError("stack_cat expects a non-empty list of lists of tensors, got %r" % (groups,))
     sizes = []
@@ -378,14 +431,19 @@ def stack_cat(groups, dim=-1):
     first = shapes[0]
     axis = norm_dim(dim, len(first))
     ends = _cat_ends(shapes, axis)
-    out = np.empty(first[:axis] + (ends[-1],) + first[axis + 1:], dtype=(<Tensor>ts[0])._data.dtype)
+    shape = first[:axis] + (ends[-1],) + first[axis + 1:]
+    dtype = (<Tensor>ts[0])._data.dtype
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    else:
+        _check_result_buffer(out, shape, dtype, "stack_cat")
     stacked = []
     start = 0
     for g, end in zip(lists, ends):
         index = [slice(None)] * len(first)
         index[axis] = slice(start, end)
         view = out[tuple(index)]
-        np.stack([(<Tensor>t)._data for t in g], axis=0, out=view)
+        _stack_into(g, view)
         stacked.append(_stacked(view, tuple(g), 0))  # its tensor carries only the edge to the cat
         start = end
     return _catted(out, tuple(stacked), axis, ends)
