@@ -21,6 +21,7 @@ cdef class Node:
     cdef PyObject* _live_next          # cycle collector"); raw pointers, so the list owns nothing
     cdef bint _holds_user_object       # a pre-hook or a tag that is not plain data: see expose_graph
     cpdef object backward(self, object grad)
+    cpdef object grad_place(self, int nr)
     cdef void release(self)
 
 
@@ -36,6 +37,7 @@ cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
 cdef void record(Node node)
+cdef unsigned long long backward_run() noexcept
 
 
 cdef class ProductSum:

@@ -313,6 +313,16 @@ cdef class Node:
     cpdef object backward(self, object grad):
         raise NotImplementedError("%s has no backward" % type(self).__name__)
 
+    cpdef object grad_place(self, int nr):
+        """Where the gradient of output ``nr`` should be written in the running backward pass, or None.
+
+        A node whose backward collects its outputs' gradients into one array (unbind) hands out the slice
+        of that array each gradient will be copied to; a node that passes a gradient on unchanged (addmm's
+        ``input``) forwards the question.  The node computing the gradient (tanh) then writes it there,
+        and the copy does not happen.  Each place is handed out once per pass; a gradient that does not
+        end up exactly there (it was summed with another, say) is copied as before."""
+        return None
+
     cdef void release(self):
         if self.saved is not None:
             self.saved = None
@@ -427,7 +437,17 @@ def run_backward(list roots, list grads, bint retain_graph):
         _run_backward(roots, grads, retain_graph)
 
 
+cdef unsigned long long _backward_run = 0
+
+
+cdef unsigned long long backward_run() noexcept:
+    """The number of the backward pass running (or last run): gradient places are per pass."""
+    return _backward_run
+
+
 cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
+    global _backward_run
+    _backward_run += 1
     cdef Node node, nxt
     cdef dict deps = {}
     cdef dict buffers = {}        # node -> [grad per output], each [array, owned]

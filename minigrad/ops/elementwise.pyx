@@ -255,9 +255,15 @@ def abs(x):
 
 
 cdef class TanhBackward(Node):
-    # saved = (y,) with y = tanh(x); d tanh/dx = 1 - y², computed by the C kernel
+    # saved = (y,) with y = tanh(x); d tanh/dx = 1 - y², computed by the C kernel, written where the
+    # gradient is going if the next node has a place for it (Node.grad_place: an RNN step's xw[t])
     cpdef object backward(self, object g):
-        return (K.tanh_backward(g, self.saved[0]),)
+        y = self.saved[0]
+        edge = self.next_functions[0]
+        place = None if edge is None else (<Node>edge[0]).grad_place(edge[1])
+        if place is not None and (place.shape != y.shape or place.dtype != y.dtype):
+            place = None
+        return (K.tanh_backward(g, y, place),)
 
 
 def tanh(x):

@@ -188,6 +188,13 @@ cdef class AddmmBackward(Node):
     cdef _Packing packing
     cdef tuple c_shape
 
+    cpdef object grad_place(self, int nr):
+        # c's gradient is the output's, unchanged, when c has the product's shape: its place is c's
+        edge = self.next_functions[0]
+        if edge is None or self.c_shape is not None:
+            return None
+        return (<Node>edge[0]).grad_place(edge[1])
+
     cpdef object backward(self, object g):
         wants = self.next_functions
         gc = ga = gb = None

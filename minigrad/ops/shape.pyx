@@ -9,7 +9,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from minigrad.autograd.engine cimport Node
+from minigrad.autograd.engine cimport Node, backward_run
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 from minigrad.tensor import _attach_outputs
@@ -531,8 +531,35 @@ def chunk(x, chunks, dim=0):
 cdef class UnbindBackward(Node):
     cdef tuple in_shape
     cdef int axis
+    # The gradient being collected in this backward pass (see grad_place): the array, its slices' view
+    # (axis moved first), which slices were handed out, and the pass.
+    cdef object arena, arena_moved
+    cdef bytearray handed
+    cdef unsigned long long arena_run
+
+    cpdef object grad_place(self, int nr):
+        cdef unsigned long long run = backward_run()
+        if self.arena is None or self.arena_run != run:
+            self.arena = np.empty(self.in_shape, dtype=self.dtype[0])
+            self.arena_moved = np.moveaxis(self.arena, self.axis, 0)
+            self.handed = bytearray(self.n_outputs)
+            self.arena_run = run
+        if self.handed[nr]:
+            return None  # two gradients cannot both be written to one place
+        self.handed[nr] = 1
+        return self.arena_moved[nr]
 
     cpdef object backward(self, object grads):
+        arena, moved = self.arena, self.arena_moved
+        self.arena = self.arena_moved = self.handed = None
+        if arena is not None and self.arena_run == backward_run():
+            # Every slice's gradient written in place already (an RNN's steps, by tanh's backward): done.
+            # Otherwise a fresh array: a place handed out may still hold a gradient others refer to.
+            for i, g in enumerate(grads):
+                if g is None or not _lies_at(g, moved[i]):
+                    break
+            else:
+                return (arena,)
         gx = moved = None
         # Every slice has a gradient in the common case (an RNN's steps): no need to zero the result first.
         complete = True
