@@ -632,6 +632,37 @@ def tanh_backward(grad, y, out=None):
     return O
 
 
+# ---------------------------------------------------------------- squared error
+
+def sub_sqsum(x, t):
+    """``(x - t, sum((x - t)**2))`` in one pass: the difference as a new C-contiguous array of x's shape and
+    dtype, the sum as a Python float accumulated in double precision (for float32 too), in an order that
+    does not depend on the thread count.  x and t: float32 or float64 arrays of one shape and dtype.  The
+    forward of mse_loss with reduction 'mean' or 'sum'."""
+    cdef cnp.ndarray X = _float_array(x, "sub_sqsum", "x")
+    cdef cnp.ndarray T = _float_array(t, "sub_sqsum", "t")
+    cdef int nd = cnp.PyArray_NDIM(X), rc
+    cdef double total = 0
+    if cnp.PyArray_TYPE(X) != cnp.PyArray_TYPE(T):
+        raise TypeError(f"sub_sqsum: mixed dtypes {X.dtype} (x) and {T.dtype} (t)")
+    if cnp.PyArray_NDIM(T) != nd or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(X), cnp.PyArray_DIMS(T), nd):
+        raise ValueError(f"sub_sqsum: x has shape {_shape(X)} but t has shape {_shape(T)}")
+    cdef cnp.ndarray xs = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
+    cdef cnp.ndarray ts = T if _contiguous(T) else cnp.PyArray_NewCopy(T, cnp.NPY_CORDER)
+    cdef cnp.ndarray D = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(X), cnp.PyArray_TYPE(X), 0)
+    cdef mg_int n = cnp.PyArray_SIZE(X)
+    with nogil:
+        if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+            rc = mg_sub_sqsum_f32(n, <const float *>cnp.PyArray_DATA(xs), <const float *>cnp.PyArray_DATA(ts),
+                                  <float *>cnp.PyArray_DATA(D), &total)
+        else:
+            rc = mg_sub_sqsum_f64(n, <const double *>cnp.PyArray_DATA(xs), <const double *>cnp.PyArray_DATA(ts),
+                                  <double *>cnp.PyArray_DATA(D), &total)
+    if rc:
+        raise MemoryError("sub_sqsum: could not allocate the partial sums")
+    return D, total
+
+
 # ---------------------------------------------------------------- kernel path and threads
 
 def isa():

@@ -88,6 +88,11 @@ void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int 
 void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y, mg_int ys,
                                double *out, mg_int os);
 
+/* Squared error (loss.c): diff = x - t and *sum = sum(diff^2) (accumulated in double) in one pass; -1 when an
+ * allocation failed.  Contiguous arrays. */
+int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum);
+int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum);
+
 /* The caching allocator behind numpy's data buffers (alloc.c), with the signatures of numpy's
  * PyDataMemAllocator.  mg_cache_set_limit bounds the bytes kept idle (0: keep none). */
 void *mg_cache_malloc(void *ctx, size_t size);

@@ -54,6 +54,8 @@ cdef extern from "kernels.h" nogil:
     void mg_tanh_f64(mg_int n, const double *x, double *y)
     void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
     void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
+    int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum)
+    int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum)
     void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y,
                                    mg_int ys, float *out, mg_int os)
     void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y,

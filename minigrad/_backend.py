@@ -108,6 +108,7 @@ pack = _impl.pack
 PackedMatrix = _impl.PackedMatrix
 tanh = _impl.tanh
 tanh_backward = _impl.tanh_backward
+sub_sqsum = _impl.sub_sqsum
 isa = _impl.isa
 available_isas = _impl.available_isas
 set_isa = _impl.set_isa

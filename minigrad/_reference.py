@@ -236,6 +236,20 @@ def tanh(x, out=None):
     return out
 
 
+def sub_sqsum(x, t):
+    """(x - t, sum((x - t)**2) in double precision); see minigrad._kernels.sub_sqsum for the contract."""
+    _float_array(x, "sub_sqsum", "x")
+    _float_array(t, "sub_sqsum", "t")
+    if x.dtype != t.dtype:
+        raise TypeError(f"sub_sqsum: mixed dtypes {x.dtype} (x) and {t.dtype} (t)")
+    if x.shape != t.shape:
+        raise ValueError(f"sub_sqsum: x has shape {x.shape} but t has shape {t.shape}")
+    with np.errstate(all="ignore"):
+        diff = np.subtract(x, t)
+        d = diff.astype(np.float64)
+        return diff, float(np.sum(d * d))
+
+
 def tanh_backward(grad, y, out=None):
     """grad * (1 - y*y): the gradient through tanh from its saved output y."""
     _float_array(grad, "tanh_backward", "grad")

@@ -2,6 +2,7 @@
 difference array instead of three tensors, and the backward is one pass over it."""
 import numpy as np
 
+from minigrad import _backend as K
 from minigrad.autograd.engine cimport Node
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 
@@ -28,15 +29,17 @@ def mse_loss(Tensor input, Tensor target, str reduction):
     """``(input - target)**2`` reduced by 'mean', 'sum' or 'none', for tensors of one shape and dtype (the
     caller, ``nn.functional.mse_loss``, checks the arguments and handles broadcasting)."""
     x, t = input._data, target._data
+    dtype = x.dtype.type
     with np.errstate(all="ignore"):  # inf and nan are values, as in torch
-        diff = np.subtract(x, t)
-        sq = np.multiply(diff, diff)
         if reduction == "none":
-            out = sq
-        elif reduction == "sum":
-            out = np.asarray(sq.sum())
+            diff = np.subtract(x, t)
+            out = np.multiply(diff, diff)
         else:
-            out = np.asarray(sq.sum() / x.dtype.type(x.size))
+            # one pass (the kernel): the difference, kept for backward, and the sum of its squares in double
+            diff, total = K.sub_sqsum(x, t)
+            if reduction == "mean":
+                total = total / x.size if x.size else float("nan")  # torch: the mean of nothing is nan
+            out = np.asarray(dtype(total))
     if not any_requires_grad((input, target)):
         return wrap(out)
     cdef MseLossBackward node = MseLossBackward.__new__(MseLossBackward)

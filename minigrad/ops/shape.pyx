@@ -324,17 +324,47 @@ cdef bint _lies_at(cnp.ndarray piece, cnp.ndarray place):
             and cnp.PyArray_CompareLists(cnp.PyArray_STRIDES(piece), cnp.PyArray_STRIDES(place), nd))
 
 
-cdef void _stack_into(list ts, cnp.ndarray view) except *:
-    """view[i] = ts[i] for every tensor not already lying there (an RNN step written in place)."""
-    cdef Py_ssize_t i
-    cdef cnp.ndarray place
-    if not _lies_at((<Tensor>ts[0])._data, view[0]):  # the usual case: one copy of them all
-        np.stack([(<Tensor>t)._data for t in ts], axis=0, out=view)
+cdef void _byte_range(cnp.ndarray a, char **lo, char **hi) noexcept:
+    cdef int i
+    cdef Py_ssize_t n, s
+    lo[0] = hi[0] = <char *>cnp.PyArray_DATA(a)
+    if cnp.PyArray_SIZE(a) == 0:
         return
+    hi[0] += cnp.PyArray_ITEMSIZE(a)
+    for i in range(cnp.PyArray_NDIM(a)):
+        n, s = cnp.PyArray_DIMS(a)[i], cnp.PyArray_STRIDES(a)[i]
+        if s < 0:
+            lo[0] += (n - 1) * s
+        else:
+            hi[0] += (n - 1) * s
+
+
+cdef void _stack_into(list ts, cnp.ndarray view, cnp.ndarray out) except *:
+    """view[i] = ts[i] for every tensor not already lying there (an RNN step written in place).  A tensor
+    lying anywhere else in ``out`` is refused: copying the others could overwrite it (its own value)."""
+    cdef Py_ssize_t i
+    cdef cnp.ndarray place, data
+    cdef char *olo
+    cdef char *ohi
+    cdef char *lo
+    cdef char *hi
+    _byte_range(out, &olo, &ohi)
+    cdef list todo = []
     for i in range(len(ts)):
+        data = (<Tensor>ts[i])._data
         place = view[i]
-        if not _lies_at((<Tensor>ts[i])._data, place):
-            place[...] = (<Tensor>ts[i])._data
+        if _lies_at(data, place):
+            continue
+        _byte_range(data, &lo, &hi)
+        if lo < ohi and olo < hi and np.shares_memory(data, out):
+            raise ValueError("stack: input %d is a part of out other than its place in the result; copying "
+                             "the others into out would overwrite it" % i)
+        todo.append(i)
+    if len(todo) == len(ts):  # the usual case: one copy of them all
+        np.stack([(<Tensor>t)._data for t in ts], axis=0, out=view)
+    else:
+        for i in todo:
+            view[i] = (<Tensor>ts[i])._data
 
 
 cdef cnp.ndarray _check_result_buffer(object out, tuple shape, object dtype, str fn):
@@ -358,7 +388,7 @@ def stack_into(tensors, out):
     ts = _tensor_list(tensors, "stack_into")
     shape = (len(ts),) + _equal_shape(ts, "")
     cdef cnp.ndarray o = _check_result_buffer(out, shape, (<Tensor>ts[0])._data.dtype, "stack_into")
-    _stack_into(ts, o)
+    _stack_into(ts, o, o)
     return _stacked(o, tuple(ts), 0)
 
 
@@ -443,7 +473,7 @@ def stack_cat(groups, dim=-1, out=None):
         index = [slice(None)] * len(first)
         index[axis] = slice(start, end)
         view = out[tuple(index)]
-        _stack_into(g, view)
+        _stack_into(g, view, out)
         stacked.append(_stacked(view, tuple(g), 0))  # its tensor carries only the edge to the cat
         start = end
     return _catted(out, tuple(stacked), axis, ends)
