@@ -377,6 +377,151 @@ def test_addmm_rejects_bad_input(K):
         K.addmm(np.ones(5, np.int64), a, b)
 
 
+# ---------------------------------------------------------------- addmm: out=
+
+def addmm_out_view(kind, m, n):
+    """Where an (m, n) out lies in a (3m, 3n) parent: a column block of a wider array (one direction's half
+    of a bidirectional RNN's output at a step), a stepped or a reversed view; None for the standalone
+    kinds."""
+    return {"block": np.s_[:m, n:2 * n], "step": np.s_[::3, ::3], "neg": np.s_[-1::-3, -1::-3]}.get(kind)
+
+
+def assert_addmm_close(got, c, a, b, activation):
+    """got == c + a @ b (or its tanh: 1-Lipschitz, so the sum's bound plus tanh's own 2 ulp)."""
+    base = np.broadcast_to(c, got.shape).astype(np.float64)
+    if activation is None:
+        assert_matmul_close(got, a, b, base)
+        return
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    want = np.tanh(base + a64 @ b64)
+    tol = MATMUL_RTOL[a.dtype.type] * (np.abs(base) + np.abs(a64) @ np.abs(b64)) + 2 * np.finfo(a.dtype).eps
+    assert got.dtype == a.dtype and np.all(np.abs(got - want) <= tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["c", "f", "block", "step", "neg"])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (32, 128, 128), (67, 300, 71), (5, 0, 4)])
+def test_addmm_out(K, rng, dtype, kind, m, k, n):
+    """addmm(..., out=out) writes c + a @ b (or its tanh) into out of any strides -- a column block of a
+    wider array like big[:, 128:256], a stepped or reversed view, Fortran order -- on exactly its elements,
+    and returns out: against float64 numpy, and the bits of the call without out, for b an array or packed
+    and c a bias row or a full matrix."""
+    a, b = randn(rng, (m, k), dtype) / 4, randn(rng, (k, n), dtype) / 4
+    parent = np.empty((3 * m, 3 * n), dtype)
+    place = addmm_out_view(kind, m, n)
+    for c in (randn(rng, (n,), dtype), randn(rng, (m, n), dtype)):
+        for right in (b, K.pack(b)):
+            for activation in (None, "tanh"):
+                parent[...] = np.nan
+                if place is None:
+                    out = np.full((m, n), np.nan, dtype, order="F" if kind == "f" else "C")
+                else:
+                    out = parent[place]
+                assert K.addmm(c, a, right, activation, out=out) is out
+                assert_addmm_close(out, c, a, b, activation)
+                assert np.array_equal(out, K.addmm(c, a, right, activation))
+                if place is not None:
+                    outside = np.ones(parent.shape, bool)
+                    outside[place] = False
+                    assert np.isnan(parent[outside]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm_out_threads_bitwise_identical(C, threads, rng, dtype):
+    """A product large enough to be split across threads, written into a column block of a wider array and
+    into a stepped view: the bits of one thread and of the call without out."""
+    a, b, c = randn(rng, (2048, 64), dtype) / 4, randn(rng, (64, 128), dtype) / 4, randn(rng, (128,), dtype)
+    results = []
+    for nt in (1, 2, 3):
+        threads(nt)
+        wide = np.full((2048, 384), np.nan, dtype)
+        stepped = np.full((2 * 2048, 2 * 128), np.nan, dtype)[::2, ::2]
+        got = [C.addmm(c, a, b, "tanh", out=wide[:, 128:256]), C.addmm(c, a, C.pack(b), out=stepped)]
+        assert np.isnan(wide[:, :128]).all() and np.isnan(wide[:, 256:]).all()
+        results.append([g.copy() for g in got] + [C.addmm(c, a, b, "tanh"), C.addmm(c, a, b)])
+    for other in results[1:]:
+        for one, two in zip(results[0], other):
+            assert np.array_equal(one, two)
+    assert np.array_equal(results[0][0], results[0][2]) and np.array_equal(results[0][1], results[0][3])
+    assert_addmm_close(results[0][0], c, a, b, "tanh")
+
+
+def test_addmm_out_accepts_disjoint_blocks_of_one_array(K, rng):
+    """a, c and out as interleaved but disjoint column blocks of one array (their byte ranges intersect,
+    their elements do not), and out as the next step's rows of an RNN-like buffer: accepted."""
+    big = randn(rng, (32, 384), np.float64)
+    a, c, out = big[:, :128], big[:, 256:], big[:, 128:256]
+    w = randn(rng, (128, 128), np.float64) / 16
+    a0, c0 = a.copy(), c.copy()
+    for right in (w, K.pack(w)):
+        assert K.addmm(c, a, right, "tanh", out=out) is out
+        assert np.array_equal(a, a0) and np.array_equal(c, c0)
+        assert_addmm_close(out, c0, a0, w, "tanh")
+    steps = np.zeros((3, 32, 256))
+    steps[0, :, :128] = a0
+    nxt = steps[1, :, :128]
+    assert K.addmm(c0, steps[0, :, :128], w, "tanh", out=nxt) is nxt
+    assert_addmm_close(steps[1, :, :128], c0, a0, w, "tanh")
+
+
+def test_addmm_out_rejects_bad_out(K):
+    a, b, c = np.ones((3, 4)), np.full((4, 5), 0.5), np.ones(5)
+    packed = K.pack(b)
+    for right in (b, packed):
+        with pytest.raises(ValueError, match=r"out has shape \(5, 3\), expected \(3, 5\)"):
+            K.addmm(c, a, right, out=np.empty((5, 3)))
+        with pytest.raises(ValueError, match="out has shape"):
+            K.addmm(c, a, right, out=np.empty((1, 3, 5)))
+        with pytest.raises(ValueError, match="out has shape"):
+            K.addmm(c, a, right, out=np.empty(15))
+        with pytest.raises(TypeError, match="out has dtype float32, expected float64"):
+            K.addmm(c, a, right, out=np.empty((3, 5), np.float32))
+        with pytest.raises(TypeError, match="float32 or float64"):
+            K.addmm(c, a, right, out=np.empty((3, 5), np.int64))
+        with pytest.raises(TypeError, match="must be a numpy.ndarray"):
+            K.addmm(c, a, right, out=[[0.0] * 5] * 3)
+        ro = np.zeros((3, 5))
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            K.addmm(c, a, right, out=ro, activation="tanh")
+        assert not ro.any()
+        overlapping = np.lib.stride_tricks.as_strided(np.zeros(8), shape=(3, 5), strides=(8, 8))
+        with pytest.raises(ValueError, match="overlap"):
+            K.addmm(c, a, right, out=overlapping)
+    with pytest.raises(TypeError, match="out has dtype float64, expected float32"):
+        K.addmm(c.astype(np.float32), a.astype(np.float32), K.pack(b.astype(np.float32)),
+                out=np.empty((3, 5)))
+
+
+def test_addmm_out_rejects_overlap_with_operands(K):
+    """out sharing any element with a, b or c is refused before anything is written."""
+    sq = np.arange(9.0).reshape(3, 3)
+
+    def fresh():
+        return sq.copy(), sq.copy() / 10, sq.copy() / 100
+
+    for who in ("a", "b", "c"):
+        a, b, c = fresh()
+        out = {"a": a, "b": b, "c": c}[who]
+        with pytest.raises(ValueError, match="shares memory"):
+            K.addmm(c, a, b, out=out)
+        assert all(np.array_equal(x, y) for x, y in zip((a, b, c), fresh()))
+    a, b, c = fresh()
+    with pytest.raises(ValueError, match="shares memory"):
+        K.addmm(c, a, K.pack(b), out=a)
+    # partial overlaps: out one column over from a; a bias row c inside out; out a transposed view of b
+    buf = np.zeros((3, 4))
+    buf[:, :3] = sq
+    with pytest.raises(ValueError, match="shares memory"):
+        K.addmm(np.ones(3), buf[:, :3], sq, out=buf[:, 1:])
+    buf = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="shares memory"):
+        K.addmm(buf[2], sq, sq, out=buf[:3])
+    with pytest.raises(ValueError, match="shares memory"):
+        K.addmm(np.ones(3), sq, b, out=b.T)
+    assert np.array_equal(b, sq / 10) and not buf.any()
+
+
 # ---------------------------------------------------------------- matmul_stacked_t: a sum of products
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -785,6 +930,112 @@ def test_tanh_backward_rejects_bad_input(K):
     buf = np.ones(10)
     with pytest.raises(ValueError, match="overlaps"):
         K.tanh_backward(buf[:8], np.ones(8), out=buf[1:9])
+
+
+def tanh_backward_bound(g, y):
+    """grad * (1 - y*y) in long double and the bound of test_tanh_backward_matches_formula around it."""
+    gl, yl = g.astype(np.longdouble), y.astype(np.longdouble)
+    eps = np.finfo(g.dtype).eps
+    return gl * (1 - yl * yl), np.abs(gl) * (2 * eps * np.abs(1 - yl * yl) + eps)
+
+
+def column_block(rng, rows, cols, width, offset, dtype, fill=None):
+    """(wide, block): a (rows, width) array of NaN whose columns [offset, offset + cols) are `fill` (or
+    standard normal): rows contiguous, `width` elements apart."""
+    wide = np.full((rows, width), np.nan, dtype)
+    block = wide[:, offset:offset + cols]
+    block[...] = randn(rng, (rows, cols), dtype) if fill is None else fill
+    return wide, block
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,cols,width", [(32, 128, 256), (600, 300, 700), (5, 33, 41)])
+def test_tanh_backward_strided_rows(K, rng, dtype, rows, cols, width):
+    """2-D operands whose rows are contiguous but lie any distance apart (big[:, :128]: one direction's half
+    of a bidirectional RNN's state) are read and written in place: the bits of the call on contiguous copies
+    and within the formula's bound of grad * (1 - y*y) in long double, for every mix of strided and
+    contiguous grad, y and out, out=grad in place, and a broadcast y row; the wider arrays' other columns
+    untouched.  600 x 300 is large enough to be split across threads."""
+    y_vals = np.tanh(rng.uniform(-5, 5, (rows, cols))).astype(dtype)
+    y_vals[0, :4] = [1.0, -1.0, 0.0, -0.0]
+    gw, g = column_block(rng, rows, cols, width, 0, dtype)
+    yw, y = column_block(rng, rows, cols, width, width - cols, dtype, y_vals)
+    gc, yc = g.copy(), y.copy()
+    want = K.tanh_backward(gc, yc)
+    ref, tol = tanh_backward_bound(gc, yc)
+    assert np.all(np.abs(want.astype(np.longdouble) - ref) <= tol)
+
+    def fresh_out():
+        return column_block(rng, rows, cols, width, 3, dtype)
+
+    got = K.tanh_backward(g, y)
+    assert got.flags.c_contiguous and np.array_equal(got, want)
+    ow, out = fresh_out()
+    assert K.tanh_backward(g, y, out=out) is out
+    assert np.array_equal(out, want)
+    assert np.isnan(ow[:, :3]).all() and np.isnan(ow[:, 3 + cols:]).all()
+    assert np.array_equal(K.tanh_backward(gc, y), want)                 # grad contiguous, y strided
+    ow, out = fresh_out()
+    assert np.array_equal(K.tanh_backward(g, yc, out=out), want)      # y contiguous, grad and out strided
+    ow, out = fresh_out()
+    assert np.array_equal(K.tanh_backward(gc, yc, out=out), want)     # only out strided
+    assert np.isnan(ow[:, :3]).all() and np.isnan(ow[:, 3 + cols:]).all()
+    assert np.array_equal(g, gc) and np.array_equal(y, yc)
+    assert np.isnan(gw[:, cols:]).all() and np.isnan(yw[:, :width - cols]).all()
+    inplace_w, inplace = column_block(rng, rows, cols, width, 0, dtype, gc)
+    assert K.tanh_backward(inplace, y, out=inplace) is inplace         # out=grad, in place
+    assert np.array_equal(inplace, want) and np.isnan(inplace_w[:, cols:]).all()
+    # y one row broadcast to all (rows zero elements apart)
+    row = np.broadcast_to(y[1], (rows, cols))
+    assert np.array_equal(K.tanh_backward(g, row), K.tanh_backward(gc, np.ascontiguousarray(row)))
+    # rows in reverse order (negative row stride)
+    assert np.array_equal(K.tanh_backward(g[::-1], y[::-1]), want[::-1])
+    assert K.tanh_backward(g[:0], y[:0]).shape == (0, cols)
+    assert K.tanh_backward(gw[:, :0], yw[:, :0]).shape == (rows, 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_backward_strided_rows_threads_bitwise_identical(C, threads, rng, dtype):
+    """A column block of 600 x 300 in a 600 x 700 array is split into blocks of rows across threads: the
+    bits of one thread and of the contiguous call, for 1, 2 and 3 threads."""
+    _, g = column_block(rng, 600, 300, 700, 400, dtype)
+    _, y = column_block(rng, 600, 300, 700, 0, dtype, np.tanh(rng.uniform(-4, 4, (600, 300))))
+    threads(1)
+    want = C.tanh_backward(g.copy(), y.copy())
+    ref, tol = tanh_backward_bound(g, y)
+    assert np.all(np.abs(want.astype(np.longdouble) - ref) <= tol)
+    for nt in (1, 2, 3):
+        threads(nt)
+        ow, out = column_block(rng, 600, 300, 700, 200, dtype)
+        C.tanh_backward(g, y, out=out)
+        assert np.array_equal(out, want) and np.array_equal(C.tanh_backward(g, y), want)
+        assert np.isnan(ow[:, :200]).all() and np.isnan(ow[:, 500:]).all()
+
+
+def test_tanh_backward_strided_rows_no_copies(C, threads, rng):
+    """Contiguous rows lying apart are used where they are: no temporary copies of grad, y or out (numpy
+    reports its allocations to tracemalloc), where rows with a column step still go through copies."""
+    import tracemalloc
+    threads(2)
+    gw, g = column_block(rng, 600, 300, 700, 0, np.float64)
+    yw, y = column_block(rng, 600, 300, 700, 400, np.float64, 0.5)
+    _, out = column_block(rng, 600, 300, 700, 200, np.float64)
+    stepped_out = np.zeros((600, 600))[:, ::2]
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        C.tanh_backward(g, y, out=out)
+        rows_peak = tracemalloc.get_traced_memory()[1] - before
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        C.tanh_backward(gw[:, ::2][:, :300], yw[:, ::2][:, :300], out=stepped_out)
+        stepped_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert rows_peak < 64 * 1024, f"{rows_peak} bytes allocated for strided rows"
+    assert stepped_peak >= g.nbytes  # the measurement sees copies
+    assert np.array_equal(out, 0.75 * g)
 
 
 # ---------------------------------------------------------------- paths, threads, backend selection

@@ -442,6 +442,240 @@ def test_addmm_reused_rejects_bad_operands():
         addmm_reused(mg.randn(2, 4), mg.randn(2, 3), mg.randn(3, 4))
 
 
+# ---- out=: results written straight into a given buffer (an RNN layer's output) -------------------------
+
+def same_storage(arr, out):
+    """Whether ``arr`` is ``out``'s very memory: same address, shape and strides."""
+    return (arr.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            and arr.shape == out.shape and arr.strides == out.strides)
+
+
+@pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
+                                          (((32, 128), (128, 128)), np.float64)], ids=str)
+@pytest.mark.parametrize("activation", ["tanh", None])
+def test_addmm_reused_out(shapes, dtype, activation):
+    """out=: the result's storage is out itself -- here a column block of a wider array, one direction's
+    half of a bidirectional RNN's output -- with torch's values and gradients of tanh(c + a @ W.T) (or
+    c + a @ W.T) and the same graph; the rest of the wider array untouched."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    (m, k), (_, n) = shapes
+    c, a, w = values((m, n), 0), values((m, k), 1), values((n, k), 2) / np.sqrt(k)
+    wide = np.full((m, 3 * n), np.nan, dtype)
+    out = wide[:, n:2 * n]
+    results = []
+
+    def mine(z, x, y):
+        results.append(addmm_reused(z, x, ReusedOperand(y.T), activation=activation, out=out))
+        return results[-1]
+
+    def theirs(z, x, y):
+        s = torch.addmm(z, x, y.T)
+        return s.tanh() if activation else s
+
+    check_op(mine, theirs, [c, a, w], dtype)
+    res, = results
+    assert np.shares_memory(res.data, out) and same_storage(res.data, out)
+    assert res.grad_fn.name() == ("TanhBackward" if activation else "AddmmBackward")
+    assert np.isnan(wide[:, :n]).all() and np.isnan(wide[:, 2 * n:]).all()
+    with mg.no_grad():
+        plain = np.empty((m, n), dtype)
+        t = addmm_reused(mg.tensor(c, dtype=dtype), mg.tensor(a, dtype=dtype),
+                         ReusedOperand(mg.tensor(w, dtype=dtype).T), activation=activation, out=plain)
+    assert t.grad_fn is None and same_storage(t.data, plain)
+    assert_close(plain, theirs(*(torch.tensor(v.astype(dtype)) for v in (c, a, w))), dtype, "no grad")
+
+
+def test_addmm_reused_out_rejects_bad_out():
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    r = ReusedOperand(mg.randn(3, 3))
+    z, x = mg.randn(2, 3), mg.randn(2, 3)
+    with pytest.raises(ValueError, match="out has shape"):
+        addmm_reused(z, x, r, out=np.empty((3, 2), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        addmm_reused(z, x, r, activation="tanh", out=np.empty((2, 3)))
+    ro = np.zeros((2, 3), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        addmm_reused(z, x, r, out=ro)
+    with pytest.raises(TypeError):
+        addmm_reused(z, x, r, out=[[0.0] * 3] * 2)
+    before = (z.data.copy(), x.data.copy())
+    for operand in (z, x):
+        with pytest.raises(ValueError, match="shares memory"):
+            addmm_reused(z, x, r, activation="tanh", out=operand.data)
+    assert np.array_equal(z.data, before[0]) and np.array_equal(x.data, before[1])
+
+
+STEPS_PLACED = {"none": (), "all": (0, 1, 2, 3), "first": (0,), "alternate": (1, 3),
+                "all_but_first": (1, 2, 3)}
+
+
+@pytest.mark.parametrize("placed", sorted(STEPS_PLACED))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stack_into_steps_written_in_place(placed, dtype):
+    """stack_into(steps, out) with an RNN's steps h_t = tanh(c_t + h_{t-1} @ W.T), some written straight
+    into out[t] by addmm_reused(..., out=out[t]) (not copied again), the others computed apart (copied):
+    out becomes the result's storage, with torch.stack's values and the gradients of every c_t, h_0 and W."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    from minigrad.ops.shape import stack_into
+    steps, m, n = 4, 3, 5
+    in_place = STEPS_PLACED[placed]
+    arrays = [values((m, n), t) for t in range(steps)] + [values((m, n), 10), values((n, n), 11) / np.sqrt(n)]
+    seen = {}
+
+    def mine(*ts):
+        *cs, h, w = ts
+        r, out, pieces = ReusedOperand(w.T), np.full((steps, m, n), np.nan, dtype), []
+        for t, c in enumerate(cs):
+            h = addmm_reused(c, h, r, activation="tanh", out=out[t] if t in in_place else None)
+            pieces.append(h)
+        seen.update(out=out, pieces=pieces)
+        return stack_into(pieces, out)
+
+    def theirs(*ts):
+        *cs, h, w = ts
+        pieces = []
+        for c in cs:
+            h = torch.tanh(c + h @ w.T)
+            pieces.append(h)
+        return torch.stack(pieces)
+
+    res = check_op(mine, theirs, arrays, dtype)
+    assert same_storage(res.data, seen["out"]) and res.grad_fn.name() == "StackBackward"
+    for t, piece in enumerate(seen["pieces"]):
+        assert same_storage(piece.data, seen["out"][t]) == (t in in_place)
+
+
+@pytest.mark.parametrize("layout", ["c", "f", "strided"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stack_into_copies_other_tensors(layout, dtype):
+    """Tensors lying elsewhere are copied into out (of any strides), which becomes the result's storage:
+    torch.stack's values and gradients, the rest of a wider buffer untouched; no graph without grads."""
+    from minigrad.ops.shape import stack_into
+    arrays = [values((2, 3), i) for i in range(3)]
+    wide = np.full((3, 2, 6), np.nan, dtype)
+    out = {"c": np.empty((3, 2, 3), dtype), "f": np.empty((3, 2, 3), dtype, order="F"),
+           "strided": wide[:, :, ::2]}[layout]
+    res = check_op(lambda *ts: stack_into(list(ts), out), lambda *ts: torch.stack(ts), arrays, dtype)
+    assert same_storage(res.data, out) and res.grad_fn.name() == "StackBackward"
+    if layout == "strided":
+        assert np.isnan(wide[:, :, 1::2]).all()
+    plain = np.empty((3, 2, 3), dtype)
+    t = stack_into([mg.tensor(a, dtype=dtype) for a in arrays], plain)
+    assert t.grad_fn is None and same_storage(t.data, plain)
+    np.testing.assert_array_equal(plain, torch.stack([torch.tensor(a.astype(dtype)) for a in arrays]).numpy())
+
+
+DIRECTIONS_PLACED = {"none": (), "all": tuple((d, t) for d in range(2) for t in range(3)),
+                     "some": ((0, 1), (0, 2), (1, 0))}
+
+
+@pytest.mark.parametrize("placed", sorted(DIRECTIONS_PLACED))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stack_cat_out_bidirectional_layer(placed, dtype):
+    """stack_cat([forward steps, reverse steps], dim=2, out=buf), as a bidirectional RNN layer builds its
+    output: each direction's steps computed into its half of buf[t] by addmm_reused(..., out=) (not copied)
+    or apart (copied; in "some", a group's first step is in place and the other's is not); buf becomes the
+    storage, with torch.cat([stack(fwd), stack(rev)], 2)'s values and every gradient."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    from minigrad.ops.shape import stack_cat
+    steps, m, n = 3, 2, 4
+    in_place = DIRECTIONS_PLACED[placed]
+    arrays = ([values((m, n), s) for s in range(2 * steps)] + [values((m, n), 10)]
+              + [values((n, n), 11 + d) / np.sqrt(n) for d in range(2)])
+    seen = {}
+
+    def layer(ts, step, buf=None):
+        h0, ws = ts[2 * steps], ts[2 * steps + 1:]
+        groups = []
+        for d in range(2):
+            h, outs = h0, [None] * steps
+            for t in (range(steps) if d == 0 else range(steps - 1, -1, -1)):
+                h = outs[t] = step(ts[d * steps + t], h, ws[d], None if buf is None or (d, t) not in in_place
+                                   else buf[t, :, d * n:(d + 1) * n])
+            groups.append(outs)
+        return groups
+
+    def mine(*ts):
+        buf = np.full((steps, m, 2 * n), np.nan, dtype)
+        groups = layer(ts, lambda c, h, w, out: addmm_reused(c, h, ReusedOperand(w.T), "tanh", out), buf)
+        seen.update(buf=buf, groups=groups)
+        return stack_cat(groups, dim=2, out=buf)
+
+    def theirs(*ts):
+        groups = layer(ts, lambda c, h, w, out: torch.tanh(c + h @ w.T))
+        return torch.cat([torch.stack(g) for g in groups], 2)
+
+    res = check_op(mine, theirs, arrays, dtype)
+    buf = seen["buf"]
+    assert same_storage(res.data, buf) and res.grad_fn.name() == "CatBackward"
+    assert [e[0].name() for e in res.grad_fn.next_functions] == ["StackBackward", "StackBackward"]
+    for d, group in enumerate(seen["groups"]):
+        for t, piece in enumerate(group):
+            assert same_storage(piece.data, buf[t, :, d * n:(d + 1) * n]) == ((d, t) in in_place)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stack_cat_out_any_dim(dim, dtype):
+    """stack_cat(groups, dim, out=) with tensors lying elsewhere (all copied): torch's cat of stacks, and
+    out the result's storage."""
+    from minigrad.ops.shape import stack_cat
+    arrays = [values((2, 4), i) for i in range(6 if dim != 0 else 7)]
+    shape = {0: (7, 2, 4), 1: (3, 4, 4), 2: (3, 2, 8), -1: (3, 2, 8)}[dim]
+    out = np.full(shape, np.nan, dtype)
+    res = check_op(lambda *ts: stack_cat([list(ts[:3]), list(ts[3:])], dim, out=out),
+                   lambda *ts: torch.cat([torch.stack(ts[:3]), torch.stack(ts[3:])], dim), arrays, dtype)
+    assert same_storage(res.data, out)
+
+
+def test_stack_into_and_stack_cat_reject_bad_out():
+    from minigrad.ops.shape import stack_cat, stack_into
+    a = mg.randn(2, 3)
+    ro = np.zeros((2, 2, 3), np.float32)
+    ro.flags.writeable = False
+    for join in (lambda out: stack_into([a, a], out), lambda out: stack_cat([[a], [a]], 0, out=out)):
+        for not_numpy in ([[[0.0] * 3] * 2] * 2, mg.zeros(2, 2, 3), torch.zeros(2, 2, 3)):
+            with pytest.raises(TypeError, match="out must be a numpy array"):
+                join(not_numpy)
+        with pytest.raises(ValueError, match="shape"):
+            join(np.zeros((3, 2, 3), np.float32))
+        with pytest.raises(ValueError, match="shape"):
+            join(np.zeros((2, 3, 2), np.float32))
+        with pytest.raises(ValueError, match="dtype"):
+            join(np.zeros((2, 2, 3), np.float64))
+        with pytest.raises(ValueError, match="read-only"):
+            join(ro)
+    # the result's dtype is the promoted one
+    with pytest.raises(ValueError, match="dtype"):
+        stack_cat([[a], [a.double()]], 0, out=np.zeros((2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        stack_into([a, a.double()], np.zeros((2, 2, 3), np.float32))
+    out = np.zeros((2, 2, 3))
+    assert same_storage(stack_into([a, a.double()], out).data, out)
+    np.testing.assert_array_equal(out, np.stack([a.data, a.data]).astype(np.float64))
+
+
+def test_stack_into_piece_lying_at_another_place_of_out():
+    """Two steps written into each other's places of out: copying either would overwrite the other (its
+    own value, saved for its backward), so the call is refused, as torch.stack(..., out=) refuses
+    overlapping inputs; and the pieces keep their values."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+    from minigrad.ops.shape import stack_cat, stack_into
+    c0, c1, h, w = values((2, 3), 0), values((2, 3), 1), values((2, 3), 2), values((3, 3), 3)
+    r = ReusedOperand(mg.tensor(w, dtype=np.float64).T)
+    out = np.empty((2, 2, 3))
+    p0 = addmm_reused(mg.tensor(c0, dtype=np.float64), mg.tensor(h, dtype=np.float64), r, "tanh", out[1])
+    p1 = addmm_reused(mg.tensor(c1, dtype=np.float64), mg.tensor(h, dtype=np.float64), r, "tanh", out[0])
+    want = [torch.tanh(torch.tensor(c) + torch.tensor(h) @ torch.tensor(w).T) for c in (c0, c1)]
+    with pytest.raises(ValueError, match="other than its place"):
+        stack_into([p0, p1], out)
+    with pytest.raises(ValueError, match="other than its place"):
+        stack_cat([[p0], [p1]], 0, out=out)
+    assert_close(p0.data, want[0], np.float64, "the first piece's own values")
+    assert_close(p1.data, want[1], np.float64, "the second piece's own values")
+
+
 def test_matmul_reused_rejects_bad_operands():
     from minigrad.ops.linalg import ReusedOperand, matmul_reused
     with pytest.raises(TypeError, match="2-D minigrad Tensor"):

@@ -118,6 +118,39 @@ def test_variable_lengths_match_packed_sequence(bidir, batch_first, num_layers, 
     assert out.shape[time_axis] == seq_len
 
 
+@pytest.mark.parametrize("num_layers,dtype", [(1, np.float32), (1, np.float64), (2, np.float32),
+                                              (2, np.float64)])
+def test_bidirectional_steps_in_output_buffer_match_torch(num_layers, dtype):
+    """Each step's state lies in its half of the layer's output buffer (written there by the step's kernel,
+    read there by the next step and by the backward): with the per-step outputs consumed by different ops,
+    and a second forward pass run before the first one's backward, still torch's outputs and gradients."""
+    mg.manual_seed(6)
+    seq_len, batch, in_size, hidden = 5, 3, 4, 64
+    rnn = nn.RNN(in_size, hidden, num_layers, bidirectional=True, dtype=dtype)
+    trnn = torch_twin(rnn, torch.nn.RNN(in_size, hidden, num_layers, bidirectional=True,
+                                        dtype=TORCH_DTYPE[dtype]))
+    rng = np.random.default_rng(9)
+    x, tx = pair(rng.standard_normal((seq_len, batch, in_size)).astype(dtype), requires_grad=True)
+    w = rng.standard_normal((seq_len, batch, 2 * hidden)).astype(dtype)
+
+    def loss(out, hn, weights):
+        total = (out * weights).sum() + hn.sum()
+        for t in range(seq_len):  # each step's two halves through different ops
+            fwd, rev = out[t][:, :hidden], out[t][:, hidden:]
+            total = total + (fwd * fwd).sum() * (t + 1) + rev.tanh().sum()
+        return total
+
+    out, hn = rnn(x)
+    tout, thn = trnn(tx)
+    rnn(mg.tensor(rng.standard_normal((seq_len, batch, in_size)).astype(dtype)))  # new buffers, same weights
+    loss(out, hn, mg.tensor(w)).backward()
+    loss(tout, thn, torch.from_numpy(w)).backward()
+    assert_close(out, tout, dtype, "output")
+    assert_close(hn, thn, dtype, "h_n")
+    assert_close(x.grad, tx.grad, dtype, "input grad")
+    assert_grads_match(rnn, trnn, dtype)
+
+
 def test_unbatched_input_shapes_and_values():
     mg.manual_seed(0)
     rnn = nn.RNN(3, 4, num_layers=2, bidirectional=True, dtype=mg.float64)
