@@ -365,3 +365,367 @@ def test_backward_is_the_same_hidden_or_exposed():
     for expose in (False, True):
         np.testing.assert_allclose(run(expose), tw.grad.numpy(), rtol=1e-12)
     assert _engine.graph_hidden()
+
+
+# ---- gradient places (Node.grad_place) ------------------------------------------------------------------
+# An RNN step's tanh writes its input's gradient straight into the step's slice of the gradient unbind
+# collects for xw: UnbindBackward hands each slice out once per backward pass, AddmmBackward forwards the
+# question to its input edge, and unbind returns that array itself only when every slice's gradient lies
+# exactly at its slice.  These tests take the ways a slice's gradient can differ from one tanh's (a second
+# chain, another term, no gradient at all, a hook, a second, nested or aborted pass) and compare with torch.
+
+_addmm_reused, _ReusedOperand = mg.ops.linalg.addmm_reused, mg.ops.linalg.ReusedOperand
+_GP_T, _GP_N, _GP_F, _GP_H = 4, 3, 5, 6
+_GP_TOL = {"rtol": 1e-12, "atol": 1e-14}
+_GP_VARIANTS = {"every-step": {}, "slice-in-two-chains": {"second": (0, 2)},
+                "slice-with-another-term": {"extra": (1, 3)}, "steps-left-out": {"steps": (1, 3)}}
+_GP_FUSED = pytest.mark.parametrize("fused", [False, True], ids=["addmm-tanh", "addmm_reused-tanh"])
+
+
+class _GpAbort(Exception):
+    pass
+
+
+def _gp_np(g):
+    """A hook's gradient as an array (minigrad: the array itself, not a copy)."""
+    return g.data if isinstance(g, mg.Tensor) else g.detach().numpy()
+
+
+def _gp_leaves(lib, leaf_xw=False, dtype=np.float64):
+    """x, w_ih, w_hh, h0 as leaves of ``lib`` (minigrad or torch); ``leaf_xw``: xw instead of x, w_ih."""
+    rng = np.random.default_rng(11)
+    arrays = {"x": rng.standard_normal((_GP_T * _GP_N, _GP_F)), "w_ih": rng.standard_normal((_GP_H, _GP_F)),
+              "w_hh": rng.standard_normal((_GP_H, _GP_H)) * 0.4, "h0": rng.standard_normal((_GP_N, _GP_H))}
+    if leaf_xw:
+        arrays = {"xw": rng.standard_normal((_GP_T, _GP_N, _GP_H)),
+                  "w_hh": arrays["w_hh"], "h0": arrays["h0"]}
+    return {k: lib.tensor(v.astype(dtype), requires_grad=True) for k, v in arrays.items()}
+
+
+def _gp_rnn(lib, p, fused=False, steps=None, second=(), extra=(), dim=0, dtype=np.float64):
+    """An RNN layer's steps as nn.RNN runs them: xw = (x @ w_ih.T) unbound into steps (along ``dim`` of a
+    permutation of it), h = tanh(addmm(xw[t], h, w_hh.T)) (``fused``: minigrad's addmm_reused(...,
+    activation="tanh")), loss = the states weighted by fixed random numbers.  ``steps``: the steps run (all
+    by default); ``second``: steps whose slice also feeds a second chain, from h0; ``extra``: steps whose
+    slice also gets the gradient of (xw[t] * c).sum().  Returns loss, xw (the tensor unbound), xs, states."""
+    rng = np.random.default_rng(5)
+
+    def const(shape=(_GP_N, _GP_H)):
+        a = rng.standard_normal(shape).astype(dtype)
+        return mg.tensor(a) if lib is mg else torch.tensor(a)
+
+    if fused and lib is mg:
+        w = _ReusedOperand(p["w_hh"].T)
+
+        def step(c, h):
+            return _addmm_reused(c, h, w, activation="tanh")
+    else:
+        def step(c, h):
+            return lib.addmm(c, h, p["w_hh"].T).tanh()
+
+    if "xw" in p:
+        xw = p["xw"]
+    else:
+        xw = (p["x"] @ p["w_ih"].T).reshape(_GP_T, _GP_N, _GP_H)
+        xw = xw.permute(*[(0, 1, 2), (1, 0, 2), (1, 2, 0)][dim])
+    xs = xw.unbind(dim)
+    h, hs, loss = p["h0"], [], 0
+    for t in range(_GP_T) if steps is None else steps:
+        h = step(xs[t], h)
+        hs.append(h)
+        loss = loss + (h * const()).sum()
+        if t in second:
+            loss = loss + (step(xs[t], p["h0"]) * const()).sum()
+    for t in extra:
+        loss = loss + (xs[t] * const()).sum()
+    return loss, xw, xs, hs
+
+
+def _gp_run(lib, fused=False, leaf_xw=False, dtype=np.float64, **kw):
+    """One backward pass: the leaves' gradients and xw's (d_xw, from a hook), copied."""
+    p = _gp_leaves(lib, leaf_xw, dtype)
+    loss, xw, _, _ = _gp_rnn(lib, p, fused, dtype=dtype, **kw)
+    seen = {}
+    xw.register_hook(lambda g: seen.__setitem__("d_xw", _gp_np(g).copy()))
+    loss.backward()
+    return dict(_gp_grads(p), **seen)
+
+
+def _gp_grads(p):
+    return {k: _gp_np(v.grad).copy() for k, v in p.items()}
+
+
+def _gp_assert_grads(mine, theirs, scale=1.0):
+    assert mine.keys() == theirs.keys()
+    for k in mine:
+        np.testing.assert_allclose(mine[k], scale * theirs[k], err_msg=k, **_GP_TOL)
+
+
+@_GP_FUSED
+def test_grad_place_rnn_steps_match_torch(fused):
+    """1. tanh(addmm(xw[t], h, W_hh^T)) at every step of one unbind: torch's gradients, and every step's
+    gradient was written in place (each slice's gradient lies in the very array unbind hands on)."""
+    p = _gp_leaves(mg)
+    loss, xw, xs, _ = _gp_rnn(mg, p, fused)
+    seen = {}
+    xw.register_hook(lambda g: seen.__setitem__("d_xw", _gp_np(g)))
+    for t, s in enumerate(xs):
+        s.register_hook(lambda g, t=t: seen.__setitem__(t, _gp_np(g)))
+    loss.backward()
+    assert all(np.shares_memory(seen[t], seen["d_xw"]) for t in range(_GP_T))  # the protocol was exercised
+    _gp_assert_grads(dict(_gp_grads(p), d_xw=seen["d_xw"]), _gp_run(torch))
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+@_GP_FUSED
+def test_grad_place_strided_slices_match_torch(dim, fused):
+    """Unbound along a later dimension, each step's place is a strided view of the gradient."""
+    _gp_assert_grads(_gp_run(mg, fused, dim=dim), _gp_run(torch, dim=dim))
+
+
+@pytest.mark.parametrize("variant", [v for v in _GP_VARIANTS if v != "every-step"])
+@_GP_FUSED
+def test_grad_place_slice_not_written_by_one_tanh_matches_torch(variant, fused):
+    """2.-4. A slice feeding two tanh(addmm) chains (both tanh nodes ask for its place: one gets it), a slice
+    whose gradient also has another term, and slices that get no gradient (their gradient is zero, not
+    whatever the unwritten place held)."""
+    kw = _GP_VARIANTS[variant]
+    mine = _gp_run(mg, fused, **kw)
+    _gp_assert_grads(mine, _gp_run(torch, **kw))
+    if variant == "steps-left-out":
+        assert not mine["d_xw"][[0, 2]].any()
+
+
+@pytest.mark.parametrize("leaf_xw", [False, True], ids=["xw-computed", "xw-leaf"])
+@pytest.mark.parametrize("variant", list(_GP_VARIANTS))
+@_GP_FUSED
+def test_grad_place_second_backward_leaves_first_gradients_alone(leaf_xw, variant, fused):
+    """5. retain_graph=True, then backward again: the leaves get exactly twice torch's gradient, and the
+    arrays the first pass handed to hooks (xw's gradient, the slices' and the leaf's, not copies) keep their
+    values: the second pass writes its places into new arrays."""
+    kw = _GP_VARIANTS[variant]
+    p = _gp_leaves(mg, leaf_xw)
+    loss, xw, xs, _ = _gp_rnn(mg, p, fused, **kw)
+    caught = {}
+    for name, t in [("xw", xw), ("h0", p["h0"])] + list(enumerate(xs)):
+        t.register_hook(lambda g, name=name: caught.__setitem__(name, _gp_np(g)))
+    loss.backward(retain_graph=True)
+    first = dict(caught)
+    kept = {k: a.copy() for k, a in first.items()}
+    caught.clear()
+    loss.backward()
+    theirs = _gp_run(torch, leaf_xw=leaf_xw, **kw)
+    _gp_assert_grads(_gp_grads(p), {k: v for k, v in theirs.items() if k != "d_xw"}, scale=2.0)
+    np.testing.assert_allclose(kept["xw"], theirs["d_xw"], **_GP_TOL)
+    assert caught.keys() == first.keys()
+    for k, a in first.items():
+        np.testing.assert_array_equal(a, kept[k], err_msg=str(k))
+        assert not np.shares_memory(a, caught[k]), k
+        np.testing.assert_allclose(caught[k], kept[k], err_msg=str(k), **_GP_TOL)
+
+
+@pytest.mark.parametrize("where", ["state", "slice"])
+@_GP_FUSED
+def test_grad_place_after_an_aborted_backward(where, fused):
+    """6. minigrad has neither autograd.grad nor backward(inputs=...): a hook raising aborts a first pass
+    after tanh nodes took places but before unbind's backward ran (on a state: half the steps done; on a
+    slice: unbind's own hook, every place handed out).  Then a pass that reaches unbind but no tanh, then a
+    full one: torch's gradients for those two."""
+    p = _gp_leaves(mg)
+    loss, _, xs, hs = _gp_rnn(mg, p, fused)
+    armed = [True]
+
+    def abort(g):
+        if armed:
+            armed.clear()
+            raise _GpAbort
+
+    (hs[1] if where == "state" else xs[0]).register_hook(abort)
+    with pytest.raises(_GpAbort):
+        loss.backward(retain_graph=True)
+    for v in p.values():
+        v.grad = None
+    c = np.random.default_rng(3).standard_normal((_GP_N, _GP_H))
+    (xs[2] * mg.tensor(c)).sum().backward(retain_graph=True)
+    loss.backward()
+    tp = _gp_leaves(torch)
+    tloss, _, txs, _ = _gp_rnn(torch, tp)
+    (txs[2] * torch.tensor(c)).sum().backward(retain_graph=True)
+    tloss.backward()
+    _gp_assert_grads(_gp_grads(p), _gp_grads(tp))
+
+
+@_GP_FUSED
+def test_grad_place_backward_from_a_hook_inside_a_backward(fused):
+    """A second pass over the same graph run from a hook halfway through the first (both take places from
+    the one unbind): each is torch's, so the leaves get twice torch's gradient."""
+    p = _gp_leaves(mg)
+    loss, _, _, hs = _gp_rnn(mg, p, fused)
+    armed = [True]
+
+    def reenter(g):
+        if armed:
+            armed.clear()
+            loss.backward(retain_graph=True)
+
+    hs[1].register_hook(reenter)
+    loss.backward(retain_graph=True)
+    assert not armed
+    theirs = _gp_run(torch)
+    _gp_assert_grads(_gp_grads(p), {k: v for k, v in theirs.items() if k != "d_xw"}, scale=2.0)
+
+
+@pytest.mark.parametrize("variant", list(_GP_VARIANTS))
+@_GP_FUSED
+def test_grad_place_hooks_on_slices_see_torch_values(variant, fused):
+    """7. Hooks on the slices xw[t] see torch's gradients (torch calls a slice's hook with None when it gets
+    no gradient); a hook replacing one slice's gradient (so it no longer lies at its place) is honoured."""
+    kw = _GP_VARIANTS[variant]
+    seen, grads = {}, {}
+    for lib in (mg, torch):
+        box = seen[lib] = {}
+        p = _gp_leaves(lib)
+        loss, _, xs, _ = _gp_rnn(lib, p, fused, **kw)
+        for t, s in enumerate(xs):
+            s.register_hook(lambda g, t=t, box=box: box.__setitem__(t, g if g is None else _gp_np(g).copy()))
+        xs[1].register_hook(lambda g: g * 2.0)
+        loss.backward()
+        grads[lib] = _gp_grads(p)
+    theirs = {t: g for t, g in seen[torch].items() if g is not None}
+    assert sorted(seen[mg]) == sorted(theirs)
+    for t, g in theirs.items():
+        np.testing.assert_allclose(seen[mg][t], g, err_msg=str(t), **_GP_TOL)
+    _gp_assert_grads(grads[mg], grads[torch])
+
+
+@_GP_FUSED
+def test_grad_place_dtypes(fused):
+    """8. addmm does not promote (neither does torch's), so a place never meets a gradient of another dtype
+    through addmm: float32 slices cast to float64 for the step get torch's gradients (the cast's node has no
+    place to give); an all-float32 run matches torch's float32 run."""
+    c32 = mg.tensor(np.ones((2, 3), np.float32))
+    a, b = mg.tensor(np.ones((2, 2))), mg.tensor(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="dtype"):
+        mg.addmm(c32, a, b)
+    with pytest.raises(TypeError, match="dtype"):
+        _addmm_reused(c32, a, _ReusedOperand(b), activation="tanh")
+    with pytest.raises(RuntimeError, match="dtype"):
+        torch.addmm(torch.ones(2, 3), *(torch.ones(2, n, dtype=torch.float64) for n in (2, 3)))
+
+    rng = np.random.default_rng(9)
+    xw0 = rng.standard_normal((_GP_T, _GP_N, _GP_H)).astype(np.float32)
+    w0, h0 = rng.standard_normal((_GP_H, _GP_H)) * 0.4, rng.standard_normal((_GP_N, _GP_H))
+    cs = rng.standard_normal((_GP_T, _GP_N, _GP_H))
+    grads = []
+    for lib in (mg, torch):
+        xw, w, h = (lib.tensor(v, requires_grad=True) for v in (xw0, w0, h0))
+        leaves, xs, loss = (xw, w, h), (xw * 2.0).unbind(0), 0
+        wt = _ReusedOperand(w.T) if lib is mg else None
+        for t in range(_GP_T):
+            if fused and lib is mg:
+                h = _addmm_reused(xs[t].double(), h, wt, activation="tanh")
+            else:
+                h = lib.addmm(xs[t].double(), h, w.T).tanh()
+            loss = loss + (h * lib.tensor(cs[t])).sum()
+        loss.backward()
+        grads.append([_gp_np(v.grad) for v in leaves])
+    assert grads[0][0].dtype == np.float32
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6, atol=1e-7)
+    for mine, theirs in zip(grads[0][1:], grads[1][1:]):
+        np.testing.assert_allclose(mine, theirs, **_GP_TOL)
+
+    mine, theirs = (_gp_run(lib, fused, dtype=np.float32) for lib in (mg, torch))
+    for k in mine:
+        assert mine[k].dtype == np.float32
+        np.testing.assert_allclose(mine[k], theirs[k], rtol=2e-5, atol=2e-6, err_msg=k)
+
+
+def _gp_tanh_of_slice(lib, xs, h, w, c):
+    return [(xs[t].tanh() * c()).sum() for t in range(_GP_T)]  # tanh asks unbind itself
+
+
+def _gp_two_tanh_of_one_addmm(lib, xs, h, w, c):
+    terms = []
+    for t in range(_GP_T):
+        z = lib.addmm(xs[t], h, w)
+        h = z.tanh()  # z's two tanh nodes ask the same addmm, so the same place
+        terms += [(h * c()).sum(), (z.tanh() * c()).sum()]
+    return terms
+
+
+def _gp_addmm_of_addmm(lib, xs, h, w, c):
+    terms = []
+    for t in range(_GP_T):
+        h = lib.addmm(lib.addmm(xs[t], h, w), h, w.T).tanh()  # the question forwarded twice
+        terms.append((h * c()).sum())
+    return terms
+
+
+def _gp_slice_also_a_factor(lib, xs, h, w, c):
+    # xw[t-1] is the step's addend and the next step's left factor: two gradients for one slice
+    return [(lib.addmm(xs[t], xs[t - 1], w).tanh() * c()).sum() for t in range(1, _GP_T)]
+
+
+def _gp_addmm_output_also_used(lib, xs, h, w, c):
+    terms = []
+    for t in range(_GP_T):
+        z = lib.addmm(xs[t], h, w)
+        h = z.tanh()
+        terms += [(h * c()).sum(), (z * c()).sum()]  # the place is tanh's, addmm's gradient is a sum
+    return terms
+
+
+@pytest.mark.parametrize("graph", [_gp_tanh_of_slice, _gp_two_tanh_of_one_addmm, _gp_addmm_of_addmm,
+                                   _gp_slice_also_a_factor, _gp_addmm_output_also_used],
+                         ids=lambda f: f.__name__[4:])
+def test_grad_place_other_graphs_asking_for_places_match_torch(graph):
+    """Other graphs whose tanh nodes ask unbind for a place, directly or through one or two addmm."""
+    grads = []
+    for lib in (mg, torch):
+        rng = np.random.default_rng(4)
+        xw, w, h = (lib.tensor(rng.standard_normal(s), requires_grad=True)
+                    for s in ((_GP_T, _GP_N, _GP_H), (_GP_H, _GP_H), (_GP_N, _GP_H)))
+
+        def c(rng=rng, lib=lib):
+            return lib.tensor(rng.standard_normal((_GP_N, _GP_H)))
+
+        terms = graph(lib, (xw * 0.5).unbind(0), h, w * 0.4, c)
+        loss = terms[0]
+        for term in terms[1:]:
+            loss = loss + term
+        loss.backward()
+        grads.append({k: v.grad if v.grad is None else _gp_np(v.grad)
+                      for k, v in (("xw", xw), ("w", w), ("h", h))})
+    for k, mine in grads[0].items():
+        theirs = grads[1][k]
+        assert (mine is None) == (theirs is None), k
+        if mine is not None:
+            np.testing.assert_allclose(mine, theirs, err_msg=k, **_GP_TOL)
+
+
+def test_grad_place_rnn_module_backward_twice_matches_torch():
+    """nn.RNN (whose layers run on the places: addmm_reused(..., activation="tanh") on an unbind), two layers,
+    both directions, retain_graph and a second backward: twice torch's gradients, and hooks on the input
+    see torch's gradient in both passes, in separate arrays."""
+    mg.manual_seed(0)
+    rnn = mg.nn.RNN(3, 5, num_layers=2, bidirectional=True, dtype=np.float64)
+    trnn = torch.nn.RNN(3, 5, num_layers=2, bidirectional=True, dtype=torch.float64)
+    trnn.load_state_dict({k: torch.from_numpy(np.array(v.numpy())) for k, v in rnn.state_dict().items()})
+    rng = np.random.default_rng(6)
+    x0, w_out = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 10))
+    x, tx = mg.tensor(x0, requires_grad=True), torch.tensor(x0, requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(_gp_np(g)))
+    loss = (rnn(x)[0] * mg.tensor(w_out)).sum()
+    loss.backward(retain_graph=True)
+    kept = seen[0].copy()
+    loss.backward()
+    (trnn(tx)[0] * torch.tensor(w_out)).sum().backward()
+    np.testing.assert_array_equal(seen[0], kept)
+    assert len(seen) == 2 and not np.shares_memory(seen[0], seen[1])
+    for g in seen:
+        np.testing.assert_allclose(g, tx.grad.numpy(), **_GP_TOL)
+    np.testing.assert_allclose(x.grad.data, 2 * tx.grad.numpy(), **_GP_TOL)
+    tparams = dict(trnn.named_parameters())
+    for name, p in rnn.named_parameters():
+        np.testing.assert_allclose(p.grad.data, 2 * tparams[name].grad.numpy(), err_msg=name, **_GP_TOL)
