@@ -356,6 +356,94 @@ cdef int _broadcast_mat(cnp.ndarray c, cnp.npy_intp *dims, Mat *m) except -1:
     return 0
 
 
+cdef struct AddmmArgs:
+    # one validated addmm: C = Cin + A @ B (B in place, or packed: pdata on path isa)
+    int typenum, isa
+    Mat ma, mi, mc
+    const char *bdata
+    const char *pdata
+    mg_int sbk, sbn
+
+
+cdef int _activation(object activation, str fn) except -1:
+    if activation is None:
+        return 0
+    if isinstance(activation, str) and activation == "tanh":
+        return 1
+    raise ValueError(f"{fn}: activation must be None or 'tanh', got {activation!r}")
+
+
+cdef cnp.ndarray _addmm_args(object c, object a, object b, object out, str fn, AddmmArgs *r):
+    """Validate one addmm; fill r; return its output (``out``, or a new C-contiguous array)."""
+    cdef cnp.ndarray A = _float_array(a, fn, "a")
+    cdef cnp.ndarray B = None, C, Cin
+    cdef PackedMatrix P = None
+    cdef Mat mb
+    cdef int typenum = cnp.PyArray_TYPE(A)
+    cdef mg_int N
+    cdef cnp.npy_intp dims[3]
+    if cnp.PyArray_NDIM(A) != 2:
+        raise ValueError(f"{fn}: a must be 2-D (M, K), got shape {_shape(A)}")
+    _mat(A, fn, "a", &r.ma)
+    r.typenum = typenum
+    r.isa = 0
+    r.bdata = r.pdata = NULL
+    r.sbk = r.sbn = 0
+    if type(b) is PackedMatrix:
+        P = <PackedMatrix>b
+        if P._typenum != typenum:
+            raise TypeError(f"{fn}: mixed dtypes {A.dtype} (a) and {P.dtype} (b); cast one of them")
+        shape_b = P.shape
+        N = P._n
+        r.isa = P._isa
+        r.pdata = <const char *>cnp.PyArray_DATA(P._buf)
+    else:
+        B = _float_array(b, fn, "b")
+        if cnp.PyArray_TYPE(B) != typenum:
+            raise TypeError(f"{fn}: mixed dtypes {A.dtype} (a) and {B.dtype} (b); cast one of them")
+        if cnp.PyArray_NDIM(B) != 2:
+            raise ValueError(f"{fn}: b must be 2-D (K, N), got shape {_shape(B)}")
+        _mat(B, fn, "b", &mb)
+        shape_b = _shape(B)
+        N = mb.shape[2]
+        r.bdata, r.sbk, r.sbn = mb.data, mb.strides[1], mb.strides[2]
+    if shape_b[0] != r.ma.shape[2]:
+        raise ValueError(f"{fn}: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
+    Cin = _float_array(c, fn, "c")
+    if cnp.PyArray_TYPE(Cin) != typenum:
+        raise TypeError(f"{fn}: c has dtype {Cin.dtype}, the product {A.dtype}; cast one of them")
+    dims[0] = 1
+    dims[1] = r.ma.shape[1]
+    dims[2] = N
+    _broadcast_mat(Cin, dims + 1, &r.mi)
+    C = _matmul_out(out, A, 2, dims, typenum, False, shape_b, &r.mc, fn)
+    _bounds(Cin, &r.mi.lo, &r.mi.hi)
+    if out is not None:
+        if (_shares_memory(C, r.mc.lo, r.mc.hi, A, r.ma.lo, r.ma.hi)
+                or _shares_memory(C, r.mc.lo, r.mc.hi, Cin, r.mi.lo, r.mi.hi)
+                or (B is not None and _shares_memory(C, r.mc.lo, r.mc.hi, B, mb.lo, mb.hi))):
+            raise ValueError(f"{fn}: out shares memory with a, b or c; pass a separate array")
+    return C
+
+
+cdef int _addmm_run(AddmmArgs *r, int act) except -1:
+    cdef int rc
+    with nogil:
+        if r.typenum == cnp.NPY_FLOAT32:
+            rc = mg_addmm_f32(r.isa, r.mc.shape[1], r.mc.shape[2], r.ma.shape[2], <const float *>r.mi.data,
+                              r.mi.strides[1], r.mi.strides[2], <const float *>r.ma.data, r.ma.strides[1],
+                              r.ma.strides[2], <const float *>r.bdata, r.sbk, r.sbn, <const float *>r.pdata,
+                              <float *>r.mc.data, r.mc.strides[1], r.mc.strides[2], act)
+        else:
+            rc = mg_addmm_f64(r.isa, r.mc.shape[1], r.mc.shape[2], r.ma.shape[2], <const double *>r.mi.data,
+                              r.mi.strides[1], r.mi.strides[2], <const double *>r.ma.data, r.ma.strides[1],
+                              r.ma.strides[2], <const double *>r.bdata, r.sbk, r.sbn, <const double *>r.pdata,
+                              <double *>r.mc.data, r.mc.strides[1], r.mc.strides[2], act)
+    if rc:
+        raise MemoryError("addmm: could not allocate packing buffers")
+    return 0
+
+
 def addmm(c, a, b, activation=None, out=None):
     """``c + a @ b`` as a new C-contiguous (M, N) array (or in ``out``: exactly (M, N), the dtype, writable,
     any strides, sharing no memory with a, b or c), for a 2-D ``a`` (M, K) and ``b`` (K, N) (or a
@@ -364,75 +452,92 @@ def addmm(c, a, b, activation=None, out=None):
     ``matmul(a, b, out=broadcast copy of c, accumulate=True)``.  ``activation="tanh"`` returns
     ``tanh(c + a @ b)``, each block mapped while the product still has it in cache: the bits of ``tanh``
     applied to the sum afterwards (RNN step: one kernel call, shared by the threads, instead of two)."""
-    cdef cnp.ndarray A = _float_array(a, "addmm", "a")
-    cdef cnp.ndarray B = None, C, Cin
-    cdef PackedMatrix P = None
-    cdef Mat ma, mb, mi, mc
-    cdef int typenum = cnp.PyArray_TYPE(A), rc, isa = 0
-    cdef mg_int N
-    cdef cnp.npy_intp dims[3]
-    cdef int act
-    if activation is None:
-        act = 0
-    elif isinstance(activation, str) and activation == "tanh":
-        act = 1
-    else:
-        raise ValueError(f"addmm: activation must be None or 'tanh', got {activation!r}")
-    if cnp.PyArray_NDIM(A) != 2:
-        raise ValueError(f"addmm: a must be 2-D (M, K), got shape {_shape(A)}")
-    _mat(A, "addmm", "a", &ma)
-    if type(b) is PackedMatrix:
-        P = <PackedMatrix>b
-        if P._typenum != typenum:
-            raise TypeError(f"addmm: mixed dtypes {A.dtype} (a) and {P.dtype} (b); cast one of them")
-        shape_b = P.shape
-        N = P._n
-        isa = P._isa
-    else:
-        B = _float_array(b, "addmm", "b")
-        if cnp.PyArray_TYPE(B) != typenum:
-            raise TypeError(f"addmm: mixed dtypes {A.dtype} (a) and {B.dtype} (b); cast one of them")
-        if cnp.PyArray_NDIM(B) != 2:
-            raise ValueError(f"addmm: b must be 2-D (K, N), got shape {_shape(B)}")
-        _mat(B, "addmm", "b", &mb)
-        shape_b = _shape(B)
-        N = mb.shape[2]
-    if shape_b[0] != ma.shape[2]:
-        raise ValueError(f"addmm: inner dimensions differ: a has shape {_shape(A)}, b has shape {shape_b}")
-    Cin = _float_array(c, "addmm", "c")
-    if cnp.PyArray_TYPE(Cin) != typenum:
-        raise TypeError(f"addmm: c has dtype {Cin.dtype}, the product {A.dtype}; cast one of them")
-    dims[0] = 1
-    dims[1] = ma.shape[1]
-    dims[2] = N
-    _broadcast_mat(Cin, dims + 1, &mi)
-    C = _matmul_out(out, A, 2, dims, typenum, False, shape_b, &mc, "addmm")
-    if out is not None:
-        _bounds(Cin, &mi.lo, &mi.hi)
-        if (_shares_memory(C, mc.lo, mc.hi, A, ma.lo, ma.hi) or _shares_memory(C, mc.lo, mc.hi, Cin, mi.lo, mi.hi)
-                or (B is not None and _shares_memory(C, mc.lo, mc.hi, B, mb.lo, mb.hi))):
-            raise ValueError("addmm: out shares memory with a, b or c; pass a separate array")
-    cdef const char *bdata = NULL
-    cdef const char *pdata = NULL
-    cdef mg_int sbk = 0, sbn = 0
-    if P is None:
-        bdata, sbk, sbn = mb.data, mb.strides[1], mb.strides[2]
-    else:
-        pdata = <const char *>cnp.PyArray_DATA(P._buf)
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            rc = mg_addmm_f32(isa, dims[1], dims[2], ma.shape[2], <const float *>mi.data, mi.strides[1],
-                              mi.strides[2], <const float *>ma.data, ma.strides[1], ma.strides[2],
-                              <const float *>bdata, sbk, sbn, <const float *>pdata, <float *>mc.data,
-                              mc.strides[1], mc.strides[2], act)
-        else:
-            rc = mg_addmm_f64(isa, dims[1], dims[2], ma.shape[2], <const double *>mi.data, mi.strides[1],
-                              mi.strides[2], <const double *>ma.data, ma.strides[1], ma.strides[2],
-                              <const double *>bdata, sbk, sbn, <const double *>pdata, <double *>mc.data,
-                              mc.strides[1], mc.strides[2], act)
-    if rc:
-        raise MemoryError("addmm: could not allocate packing buffers")
+    cdef int act = _activation(activation, "addmm")
+    cdef AddmmArgs r
+    C = _addmm_args(c, a, b, out, "addmm", &r)
+    _addmm_run(&r, act)
     return C
+
+
+cdef bint _same_layout(AddmmArgs *x, AddmmArgs *y) noexcept:
+    cdef int i
+    if (x.typenum != y.typenum or x.isa != y.isa or x.pdata == NULL or y.pdata == NULL
+            or x.ma.shape[2] != y.ma.shape[2]):
+        return False
+    for i in range(1, 3):
+        if (x.mc.shape[i] != y.mc.shape[i] or x.ma.strides[i] != y.ma.strides[i]
+                or x.mi.strides[i] != y.mi.strides[i] or x.mc.strides[i] != y.mc.strides[i]):
+            return False
+    return True
+
+
+def addmm_many(cs, as_, bs, activation=None, outs=None):
+    """``[addmm(cs[i], as_[i], bs[i], activation, outs[i]) for i ...]`` (each as addmm, the same bits), run
+    as ONE parallel job when every b is a PackedMatrix of one path and every product has one shape and one
+    set of strides: the threads share the tasks of all of them, one hand-off to the pool instead of one per
+    product (the two directions of a bidirectional RNN's step).  No output may share memory with another
+    product's operands or output (the products run at the same time).  Returns the list of outputs."""
+    cdef int act = _activation(activation, "addmm_many")
+    if not isinstance(cs, (list, tuple)) or not isinstance(as_, (list, tuple)) or not isinstance(bs, (list, tuple)):
+        raise TypeError("addmm_many: cs, as_ and bs must be lists or tuples of arrays")
+    cdef Py_ssize_t n = len(cs), i, k
+    if len(as_) != n or len(bs) != n or (outs is not None and len(outs) != n):
+        raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, {len(bs)}"
+                         + ("" if outs is None else f", {len(outs)}"))
+    if n == 0:
+        return []
+    cdef AddmmArgs *r = <AddmmArgs *>malloc(n * sizeof(AddmmArgs))
+    cdef const void **ptrs = <const void **>malloc(4 * n * sizeof(void *))
+    cdef list results = []
+    cdef bint one_job = True
+    cdef int rc = 0
+    cdef cnp.ndarray ci, ck
+    try:
+        if r == NULL or ptrs == NULL:
+            raise MemoryError("addmm_many: out of memory")
+        for i in range(n):
+            results.append(_addmm_args(cs[i], as_[i], bs[i], None if outs is None else outs[i],
+                                       "addmm_many", &r[i]))
+            one_job = one_job and _same_layout(&r[0], &r[i])
+        for i in range(n):  # the products run at once: no output may be another's input or output
+            ci = results[i]
+            for k in range(n):
+                if k == i:
+                    continue
+                ck = results[k]
+                if (_shares_memory(ci, r[i].mc.lo, r[i].mc.hi, ck, r[k].mc.lo, r[k].mc.hi)
+                        or _shares_memory(ci, r[i].mc.lo, r[i].mc.hi, as_[k], r[k].ma.lo, r[k].ma.hi)
+                        or _shares_memory(ci, r[i].mc.lo, r[i].mc.hi, cs[k], r[k].mi.lo, r[k].mi.hi)):
+                    raise ValueError(f"addmm_many: output {i} shares memory with an operand or the output of "
+                                     f"product {k}; the products run at the same time")
+        if not one_job:
+            for i in range(n):
+                _addmm_run(&r[i], act)
+            return results
+        for i in range(n):
+            ptrs[i] = r[i].mi.data
+            ptrs[n + i] = r[i].ma.data
+            ptrs[2 * n + i] = r[i].pdata
+            ptrs[3 * n + i] = r[i].mc.data
+        with nogil:
+            if r[0].typenum == cnp.NPY_FLOAT32:
+                rc = mg_addmm_many_f32(r[0].isa, n, r[0].mc.shape[1], r[0].mc.shape[2], r[0].ma.shape[2],
+                                       <const float *const *>ptrs, r[0].mi.strides[1], r[0].mi.strides[2],
+                                       <const float *const *>(ptrs + n), r[0].ma.strides[1], r[0].ma.strides[2],
+                                       <const float *const *>(ptrs + 2 * n), <float *const *>(ptrs + 3 * n),
+                                       r[0].mc.strides[1], r[0].mc.strides[2], act)
+            else:
+                rc = mg_addmm_many_f64(r[0].isa, n, r[0].mc.shape[1], r[0].mc.shape[2], r[0].ma.shape[2],
+                                       <const double *const *>ptrs, r[0].mi.strides[1], r[0].mi.strides[2],
+                                       <const double *const *>(ptrs + n), r[0].ma.strides[1], r[0].ma.strides[2],
+                                       <const double *const *>(ptrs + 2 * n), <double *const *>(ptrs + 3 * n),
+                                       r[0].mc.strides[1], r[0].mc.strides[2], act)
+        if rc:
+            raise MemoryError("addmm_many: could not allocate packing buffers")
+        return results
+    finally:
+        free(r)
+        free(ptrs)
 
 
 cdef cnp.ndarray _row_factor(object obj, str name, Py_ssize_t i, int typenum, mg_int width, str dim):

@@ -66,6 +66,16 @@ int mg_addmm_f64(int isa, mg_int M, mg_int N, mg_int K, const double *Cin, mg_in
                  const double *A, mg_int sam, mg_int sak, const double *B, mg_int sbk, mg_int sbn, const double *P,
                  double *C, mg_int scm, mg_int scn, int tanh_out);
 
+/* `count` such products of one shape and one set of strides, B packed (P[i] on path isa), as one parallel
+ * job: C[i] = Cin[i] + A[i] @ P[i] (tanh of it with tanh_out), the bits of mg_addmm on each.  The C[i] must
+ * not overlap each other or any operand. */
+int mg_addmm_many_f32(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const float *const *Cin, mg_int sim,
+                      mg_int sin, const float *const *A, mg_int sam, mg_int sak, const float *const *P,
+                      float *const *C, mg_int scm, mg_int scn, int tanh_out);
+int mg_addmm_many_f64(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const double *const *Cin, mg_int sim,
+                      mg_int sin, const double *const *A, mg_int sam, mg_int sak, const double *const *P,
+                      double *const *C, mg_int scm, mg_int scn, int tanh_out);
+
 /* C (=|+=) A.T @ B for A (K, M) and B (K, N) given row by row: row k of A is the M elements at arows[k],
  * row k of B the N elements at brows[k] (each contiguous; rows may lie anywhere).  So sum_i A_i.T @ B_i
  * over several pairs of factors, the weight gradient of a product used at many time steps, is one product

@@ -45,6 +45,12 @@ cdef extern from "kernels.h" nogil:
     int mg_addmm_f64(int isa, mg_int M, mg_int N, mg_int K, const double *Cin, mg_int sim, mg_int sin,
                      const double *A, mg_int sam, mg_int sak, const double *B, mg_int sbk, mg_int sbn,
                      const double *P, double *C, mg_int scm, mg_int scn, int tanh_out)
+    int mg_addmm_many_f32(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const float *const *Cin,
+                          mg_int sim, mg_int sin, const float *const *A, mg_int sam, mg_int sak,
+                          const float *const *P, float *const *C, mg_int scm, mg_int scn, int tanh_out)
+    int mg_addmm_many_f64(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const double *const *Cin,
+                          mg_int sim, mg_int sin, const double *const *A, mg_int sam, mg_int sak,
+                          const double *const *P, double *const *C, mg_int scm, mg_int scn, int tanh_out)
     int mg_matmul_rows_f32(mg_int M, mg_int N, mg_int K, const float *const *arows, const float *const *brows,
                            float *C, mg_int scm, int accumulate)
     int mg_matmul_rows_f64(mg_int M, mg_int N, mg_int K, const double *const *arows,

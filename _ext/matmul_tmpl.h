@@ -188,6 +188,12 @@ static mg_int FN(scratch_len)(const FN(gemm_cfg) *g, mg_int N)
     return g->kc * (g->mr + (nc + g->nr - 1) / g->nr * g->nr);
 }
 
+/* A batch of products given by pointers, one per product (mg_addmm_many): A, packed B, Cin and C. */
+typedef struct {
+    const T *const *a, *const *p, *const *cin;
+    T *const *c;
+} FN(batch_tab);
+
 /* One parallel matmul: the operands, and how the work is cut into tasks (see matmul_run). */
 typedef struct {
     const FN(gemm_cfg) *g;
@@ -196,6 +202,7 @@ typedef struct {
     const T *A, *B, *packed;
     const T *const *arows, *const *brows;
     const T *cin;
+    const FN(batch_tab) *tab;
     FN(epi_fn) epi;
     T *C;
     mg_int sab, sam, sak, sbb, sbk, sbn, sim, sin, scb, scm, scn, slen;
@@ -214,17 +221,24 @@ static void FN(mm_task)(void *ctx, mg_int t)
     }
     if (lo >= hi)
         return;
-    /* (row tables and cin come with a batch of one: b == 0) */
+    /* (row tables and cin come with a batch of one, b == 0, or with a table) */
     const T *A = j->A ? j->A + b * j->sab : NULL, *B = j->B ? j->B + b * j->sbb : NULL;
+    const T *packed = j->packed, *cin = j->cin;
     T *C = j->C + b * j->scb;
+    if (j->tab) {
+        A = j->tab->a[b];
+        packed = j->tab->p[b];
+        cin = j->tab->cin[b];
+        C = j->tab->c[b];
+    }
     if (j->split_n)
         FN(gemm_serial)(j->g, j->M, hi - lo, j->K, A, j->sam, j->sak, j->arows, 0, B ? B + lo * j->sbn : NULL,
-                        j->sbk, j->sbn, j->brows, lo, j->packed ? j->packed + lo * j->K : NULL,
-                        j->cin ? j->cin + lo * j->sin : NULL, j->sim, j->sin, j->epi, C + lo * j->scn, j->scm,
+                        j->sbk, j->sbn, j->brows, lo, packed ? packed + lo * j->K : NULL,
+                        cin ? cin + lo * j->sin : NULL, j->sim, j->sin, j->epi, C + lo * j->scn, j->scm,
                         j->scn, j->accumulate, scratch);
     else
         FN(gemm_serial)(j->g, hi - lo, j->N, j->K, A ? A + lo * j->sam : NULL, j->sam, j->sak, j->arows, lo,
-                        B, j->sbk, j->sbn, j->brows, 0, j->packed, j->cin ? j->cin + lo * j->sim : NULL,
+                        B, j->sbk, j->sbn, j->brows, 0, packed, cin ? cin + lo * j->sim : NULL,
                         j->sim, j->sin, j->epi, C + lo * j->scm, j->scm, j->scn, j->accumulate, scratch);
 }
 
@@ -237,15 +251,15 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
                           const T *B, mg_int sbb, mg_int sbk, mg_int sbn, const T *const *brows,
                           const T *packed,
                           const T *cin, mg_int sim, mg_int sin, FN(epi_fn) epi,
-                          T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate)
+                          T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate, const FN(batch_tab) *tab)
 {
     const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
     const int wake = flops >= MG_WAKE_FLOPS;
     int nt = flops >= MG_SHARE_FLOPS ? mg_active_threads() : 1;
     if (nt > 1 && !wake && !mg_pool_awake())
         nt = 1; /* no helper to share a small product with: do not cut it up */
-    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, epi, C, sab, sam, sak, sbb, sbk,
-                    sbn, sim, sin, scb, scm, scn, 0, 0};
+    FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, tab, epi, C, sab, sam, sak, sbb,
+                    sbk, sbn, sim, sin, scb, scm, scn, 0, 0};
 
     /* Tasks: whole products when the batch alone keeps the threads busy; else every product is cut along N
      * into groups of B panels (a few tasks per thread, so that a thread that starts late still finds work;
@@ -322,7 +336,7 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
     if (sbb == 0) /* every product shares B */
         FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm);
     return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, NULL, B, sbb, sbk,
-                          sbn, NULL, NULL, NULL, 0, 0, NULL, C, scb, scm, scn, accumulate);
+                          sbn, NULL, NULL, NULL, 0, 0, NULL, C, scb, scm, scn, accumulate, NULL);
 }
 
 /* ---- a right operand packed once, reused by many products ---- */
@@ -354,7 +368,7 @@ int FN(mg_matmul_packed)(int isa, mg_int batch, mg_int M, mg_int N, mg_int K,
     }
     FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm); /* B is shared by construction */
     return FN(matmul_run)(&FN(gemm_cfgs)[isa], batch, M, N, K, A, sab, sam, sak, NULL, P, 0, 0, 0, NULL, P, NULL, 0,
-                          0, NULL, C, scb, scm, scn, accumulate);
+                          0, NULL, C, scb, scm, scn, accumulate, NULL);
 }
 
 int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim, mg_int sin,
@@ -369,7 +383,7 @@ int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim
         if (K > 0) { /* (C column-strided: the product first, then tanh element by element) */
             const int rc = FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak,
                                           NULL, P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, NULL, C, 0, scm,
-                                          scn, 0);
+                                          scn, 0, NULL);
             if (rc)
                 return rc;
         } else {
@@ -384,7 +398,31 @@ int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim
         return 0;
     }
     return FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak, NULL,
-                          P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, epi, C, 0, scm, scn, 0);
+                          P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, epi, C, 0, scm, scn, 0, NULL);
+}
+
+/* `count` independent addmm (each C[i] = Cin[i] + A[i] @ P[i], or its tanh) of one shape and one set of
+ * strides, with packed right operands, as ONE parallel job: the threads share the tasks of all of them (the
+ * two directions of a bidirectional RNN's step: one hand-off to the pool, not two). */
+int FN(mg_addmm_many)(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const T *const *Cin, mg_int sim,
+                      mg_int sin, const T *const *A, mg_int sam, mg_int sak, const T *const *P, T *const *C,
+                      mg_int scm, mg_int scn, int tanh_out)
+{
+    if (count <= 0 || M <= 0 || N <= 0)
+        return 0;
+    if (count == 1 || K <= 0 || (tanh_out && scn != 1)) { /* nothing to share, or the general path's cases */
+        for (mg_int i = 0; i < count; ++i) {
+            const int rc = FN(mg_addmm)(isa, M, N, K, Cin[i], sim, sin, A[i], sam, sak, NULL, 0, 0, P[i], C[i], scm,
+                                        scn, tanh_out);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    FN(epi_fn) epi = tanh_out ? FN(mg_tanh_serial)(mg_active_isa()) : NULL;
+    const FN(batch_tab) tab = {A, P, Cin, C};
+    return FN(matmul_run)(&FN(gemm_cfgs)[isa], count, M, N, K, A[0], 0, sam, sak, NULL, P[0], 0, 0, 0, NULL, P[0],
+                          Cin[0], sim, sin, epi, C[0], 0, scm, scn, 0, &tab);
 }
 
 /* ---- a product of row-stacked factors, without stacking them ---- */
@@ -399,7 +437,7 @@ int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, cons
         return 0;
     }
     return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], 1, M, N, K, NULL, 0, 0, 0, arows, NULL, 0, 0, 0, brows,
-                          NULL, NULL, 0, 0, NULL, C, 0, scm, 1, accumulate);
+                          NULL, NULL, 0, 0, NULL, C, 0, scm, 1, accumulate, NULL);
 }
 
 #undef PMR

@@ -103,6 +103,7 @@ else:
 
 matmul = _impl.matmul
 addmm = _impl.addmm
+addmm_many = _impl.addmm_many
 matmul_stacked_t = _impl.matmul_stacked_t
 pack = _impl.pack
 PackedMatrix = _impl.PackedMatrix

@@ -196,6 +196,28 @@ def addmm(c, a, b, activation=None, out=None):
     return out
 
 
+def addmm_many(cs, as_, bs, activation=None, outs=None):
+    """[addmm(...) for each product]; see minigrad._kernels.addmm_many for the contract."""
+    if not (activation is None or (isinstance(activation, str) and activation == "tanh")):
+        raise ValueError(f"addmm_many: activation must be None or 'tanh', got {activation!r}")
+    if not all(isinstance(x, (list, tuple)) for x in (cs, as_, bs)):
+        raise TypeError("addmm_many: cs, as_ and bs must be lists or tuples of arrays")
+    n = len(cs)
+    if len(as_) != n or len(bs) != n or (outs is not None and len(outs) != n):
+        raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, {len(bs)}"
+                         + ("" if outs is None else f", {len(outs)}"))
+    outs = [None] * n if outs is None else list(outs)
+    for i in range(n):  # validate every product before any runs, as the kernels do
+        addmm(cs[i], as_[i], bs[i], activation, None)
+        if outs[i] is not None:
+            for k in range(n):
+                if k != i and any(_shares_memory(outs[i], x) for x in (as_[k], cs[k])
+                                  + (() if outs[k] is None else (outs[k],))):
+                    raise ValueError(f"addmm_many: output {i} shares memory with an operand or the output of "
+                                     f"product {k}; the products run at the same time")
+    return [addmm(cs[i], as_[i], bs[i], activation, outs[i]) for i in range(n)]
+
+
 def matmul_stacked_t(lefts, rights):
     """concatenate(lefts).T @ concatenate(rights); see minigrad._kernels.matmul_stacked_t for the contract."""
     if not isinstance(lefts, (list, tuple)) or not isinstance(rights, (list, tuple)):

@@ -23,7 +23,7 @@ import minigrad as mg
 from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
-from minigrad.ops.linalg import ReusedOperand, addmm_reused
+from minigrad.ops.linalg import ReusedOperand, addmm_reused, addmm_reused_many
 from minigrad.ops.shape import stack_cat, stack_into
 from minigrad.tensor import Tensor
 from minigrad.viz import mark_step
@@ -222,14 +222,12 @@ class RNN(Module):
             # Each step writes its state straight into its place in the layer's output, so joining the steps
             # (and the two directions) copies nothing; the graph is still that of stack (and cat).
             buf = np.empty((seq_len, batch, num_directions * hidden), dtype=x.dtype)
-            outputs = []
-            for direction in range(num_directions):
-                i = layer * num_directions + direction
-                out, h_last = _run_layer(layer_input, initial[i], weights[i], self._act,
-                                         reverse=direction == 1, valid=valid, layer=layer,
-                                         out=buf[:, :, direction * hidden:(direction + 1) * hidden])
-                outputs.append(out)
-                finals.append(h_last)
+            first = layer * num_directions
+            outputs, states = _run_layer(
+                layer_input, initial[first:first + num_directions], weights[first:first + num_directions],
+                self._act, valid=valid, layer=layer,
+                outs=[buf[:, :, d * hidden:(d + 1) * hidden] for d in range(num_directions)])
+            finals.extend(states)
             layer_input = stack_cat(outputs, dim=2, out=buf) if num_directions == 2 else \
                 stack_into(outputs[0], buf)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
@@ -295,45 +293,57 @@ class RNN(Module):
         return s
 
 
-def _run_layer(x: Tensor, h: Tensor, weights: list[Parameter], act, reverse: bool,
+def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter]], act,
                valid: np.ndarray | None, layer: int = 0,
-               out: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
-    """Run one layer in one direction over ``x`` (L, N, F) from state ``h`` (N, H).
+               outs: Sequence[np.ndarray] | None = None) -> tuple[list[list[Tensor]], list[Tensor]]:
+    """Run one layer over ``x`` (L, N, F) in each of its directions (forward, then reverse if there are two
+    states ``hs``, each (N, H), and two weight lists).
 
-    Returns (the L outputs (N, H) in time order, final state (N, H)); the caller stacks the outputs.  With
-    ``out`` (an (L, N, H) array, this direction's part of the layer's output), each step's tanh state is
-    written straight into ``out[t]`` and is a view of it.
+    Returns (per direction, the L outputs (N, H) in time order; per direction, the final state (N, H)); the
+    caller stacks the outputs.  With ``outs`` (per direction an (L, N, H) array, its part of the layer's
+    output), each step's tanh state is written straight into ``out[t]`` and is a view of it; the steps of
+    the two directions at one moment (forward step s, reverse step L-1-s) are independent and run as one
+    kernel call (``addmm_reused_many``), each with its own nodes.
     ``valid`` (L, N, 1) marks the real steps of a padded batch; elsewhere the state is carried through
     unchanged and the output is zero.  Each step's ops are tagged (``viz.mark_step``) so that drawings of the
     graph cluster them by layer, direction, step.
     """
-    direction = int(reverse)
-    w_ih, w_hh = weights[0], weights[1]
     seq_len, batch, features = x.shape
-    # The input projection of every step is one matrix product; only h @ W_hh^T stays inside the loop.
-    # With biases it is one addmm node: the kernel adds b_ih + b_hh as it writes the product.
     x2 = x.reshape(seq_len * batch, features)
-    xw = F.linear(x2, w_ih, weights[2] + weights[3]) if len(weights) == 4 else x2 @ w_ih.T
-    xw = xw.reshape(seq_len, batch, w_ih.shape[0]).unbind(0)
-    # W_hh^T is packed for the kernel once per call (and W_hh once for the backward), not at every step;
-    # each step is one addmm node, xw[t] + h @ W_hh^T, as torch's RNN records it.
-    w_hh_t = ReusedOperand(w_hh.T)
-    outputs = [None] * seq_len
+    xws, w_hh_ts = [], []
+    for w in weights:
+        # The input projection of every step is one matrix product; only h @ W_hh^T stays inside the loop.
+        # With biases it is one addmm node: the kernel adds b_ih + b_hh as it writes the product.
+        xw = F.linear(x2, w[0], w[2] + w[3]) if len(w) == 4 else x2 @ w[0].T
+        xws.append(xw.reshape(seq_len, batch, w[0].shape[0]).unbind(0))
+        # W_hh^T is packed for the kernel once per call (and W_hh once for the backward), not at every step;
+        # each step is one addmm node, xw[t] + h @ W_hh^T, as torch's RNN records it.
+        w_hh_ts.append(ReusedOperand(w[1].T))
+    directions = range(len(weights))
+    states = list(hs)
+    outputs = [[None] * seq_len for _ in directions]
     fused = act is Tensor.tanh  # tanh(xw[t] + h @ W_hh^T) in one kernel call, recorded as the two nodes
-    if valid is not None:
-        out = None  # a padded batch's output is the state masked, not the state itself
-    for t in (range(seq_len - 1, -1, -1) if reverse else range(seq_len)):
-        if fused:
-            h_new = addmm_reused(xw[t], h, w_hh_t, activation="tanh", out=None if out is None else out[t])
+    if valid is not None or outs is None:
+        outs = [None] * len(weights)  # a padded batch's output is the state masked, not the state itself
+    for s in range(seq_len):
+        ts = [seq_len - 1 - s if d == 1 else s for d in directions]  # the reverse direction runs backwards
+        if fused and len(ts) == 2:
+            news = addmm_reused_many([xws[d][ts[d]] for d in directions], states, w_hh_ts, activation="tanh",
+                                     outs=None if outs[0] is None else [outs[d][ts[d]] for d in directions])
+        elif fused:
+            news = [addmm_reused(xws[0][s], states[0], w_hh_ts[0], activation="tanh",
+                                 out=None if outs[0] is None else outs[0][s])]
         else:
-            h_new = act(addmm_reused(xw[t], h, w_hh_t))
-        h_new = mark_step(h_new, t, layer, direction)
-        if valid is None:
-            h = outputs[t] = h_new
-        else:
-            h = mark_step(mg.where(valid[t], h_new, h), t, layer, direction)
-            outputs[t] = mark_step(h_new.masked_fill(~valid[t], 0.0), t, layer, direction)
-    return outputs, h
+            news = [act(addmm_reused(xws[d][ts[d]], states[d], w_hh_ts[d])) for d in directions]
+        for d in directions:
+            t = ts[d]
+            h_new = mark_step(news[d], t, layer, d)
+            if valid is None:
+                states[d] = outputs[d][t] = h_new
+            else:
+                states[d] = mark_step(mg.where(valid[t], h_new, states[d]), t, layer, d)
+                outputs[d][t] = mark_step(h_new.masked_fill(~valid[t], 0.0), t, layer, d)
+    return outputs, states
 
 
 def _valid_steps(lengths: Sequence[int], seq_len: int, batch: int, batched: bool) -> np.ndarray:

@@ -250,23 +250,38 @@ def addmm_reused(c, a, ReusedOperand r, activation=None, out=None):
     ``out`` (optional) is a numpy array of the result's shape and dtype, sharing no memory with the operands,
     that the kernel writes the result into, and the result's storage: an RNN writes each step's state
     straight into its place in the layer's output this way (see ``ops.shape.stack_cat``)."""
+    _check_activation(activation, "addmm_reused")
+    cdef Tensor z = _reused_addend(c, a, r, "addmm_reused")
+    cdef Tensor x = <Tensor>a
+    return _addmm_reused_result(K.addmm(z._data, x._data, r._packing.packed, activation, out), z, x, r,
+                                activation)
+
+
+cdef void _check_activation(object activation, str fn) except *:
+    if activation is not None and activation != "tanh":
+        raise ValueError("%s: activation must be None or 'tanh', got %r" % (fn, activation))
+
+
+cdef Tensor _reused_addend(object c, object a, ReusedOperand r, str fn):
+    """``c`` checked as the addend of ``a @ r.b`` (its exact shape and dtype), after ``a`` itself."""
     cdef Tensor z = c if isinstance(c, Tensor) else None
     if z is None:
-        raise TypeError("addmm_reused: expected a minigrad Tensor for c, got %s" % type(c).__name__)
-    cdef Tensor x = _reused_left(a, r, "addmm_reused")
+        raise TypeError("%s: expected a minigrad Tensor for c, got %s" % (fn, type(c).__name__))
+    cdef Tensor x = _reused_left(a, r, fn)
     xa, ya, ca = x._data, r.b._data, z._data
     if ca.shape != (xa.shape[0], ya.shape[1]):
-        raise ValueError("addmm_reused: c has shape %s, the product has shape %s"
-                         % (ca.shape, (xa.shape[0], ya.shape[1])))
+        raise ValueError("%s: c has shape %s, the product has shape %s" % (fn, ca.shape, (xa.shape[0], ya.shape[1])))
     if ca.dtype != ya.dtype:
-        raise TypeError("addmm_reused: operands have different dtypes %s (c) and %s" % (ca.dtype, ya.dtype))
-    if activation is not None and activation != "tanh":
-        raise ValueError("addmm_reused: activation must be None or 'tanh', got %r" % (activation,))
-    out = K.addmm(ca, xa, r._packing.packed, activation, out)
+        raise TypeError("%s: operands have different dtypes %s (c) and %s" % (fn, ca.dtype, ya.dtype))
+    return z
+
+
+cdef object _addmm_reused_result(object out, Tensor z, Tensor x, ReusedOperand r, object activation):
+    """``out`` (the kernel's result) as a tensor, with the nodes of addmm_reused."""
     if not any_requires_grad((z, x, r.b)):
         return wrap(out)
     cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
-    node.saved = (xa,)
+    node.saved = (x._data,)
     node.packing = r._packing
     if activation is None:
         return attach(out, node, (z, x, r.b))
@@ -276,3 +291,24 @@ def addmm_reused(c, a, ReusedOperand r, activation=None, out=None):
     cdef Node act = TanhBackward.__new__(TanhBackward)
     act.saved = (out,)
     return attach(out, act, (pre,))
+
+
+def addmm_reused_many(cs, as_, rs, activation=None, outs=None):
+    """``[addmm_reused(cs[i], as_[i], rs[i], activation, outs[i]) for i ...]``: the same tensors, values and
+    graph (each product its own nodes), but the products run as one parallel job (``addmm_many``): the
+    two directions of a bidirectional RNN's step share the threads in one hand-off instead of two.  The
+    products must be independent (no output feeds another's operands)."""
+    _check_activation(activation, "addmm_reused_many")
+    if not isinstance(cs, (list, tuple)) or not isinstance(as_, (list, tuple)) or not isinstance(rs, (list, tuple)):
+        raise TypeError("addmm_reused_many: cs, as_ and rs must be lists or tuples")
+    n = len(cs)
+    if len(as_) != n or len(rs) != n or (outs is not None and len(outs) != n):
+        raise ValueError("addmm_reused_many: expected as many as_, rs (and outs) as cs (%d)" % n)
+    zs = []
+    for i in range(n):
+        if not isinstance(rs[i], ReusedOperand):
+            raise TypeError("addmm_reused_many: rs[%d] must be a ReusedOperand, got %s" % (i, type(rs[i]).__name__))
+        zs.append(_reused_addend(cs[i], as_[i], rs[i], "addmm_reused_many"))
+    results = K.addmm_many([(<Tensor>z)._data for z in zs], [(<Tensor>a)._data for a in as_],
+                           [(<ReusedOperand>r)._packing.packed for r in rs], activation, outs)
+    return [_addmm_reused_result(results[i], zs[i], as_[i], rs[i], activation) for i in range(n)]
