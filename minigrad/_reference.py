@@ -267,7 +267,8 @@ def sub_sqsum(x, t):
     if x.shape != t.shape:
         raise ValueError(f"sub_sqsum: x has shape {x.shape} but t has shape {t.shape}")
     with np.errstate(all="ignore"):
-        diff = np.subtract(x, t)
+        diff = np.empty(x.shape, x.dtype)  # C-contiguous, and an array for 0-d operands too
+        np.subtract(x, t, out=diff)
         d = diff.astype(np.float64)
         return diff, float(np.sum(d * d))
 

@@ -1,12 +1,14 @@
 """The kernel layer (minigrad._backend): every test runs on each kernel path this CPU has and on the NumPy
 reference, and compares with float64 / longdouble NumPy results, never with minigrad's own output."""
 import ast
+import math
 import os
 import pickle
 import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -1036,6 +1038,182 @@ def test_tanh_backward_strided_rows_no_copies(C, threads, rng):
     assert rows_peak < 64 * 1024, f"{rows_peak} bytes allocated for strided rows"
     assert stepped_peak >= g.nbytes  # the measurement sees copies
     assert np.array_equal(out, 0.75 * g)
+
+
+# ---------------------------------------------------------------- sub_sqsum (the forward of mse_loss)
+
+SQSUM_SIZES = [0, 1, 7, 8, 9, 8191, 8192, 8193, 100_000, 600_000]
+SQSUM_CHUNK = 8192
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and np.array_equal(np.ravel(a).view(np.uint8), np.ravel(b).view(np.uint8))
+
+
+def sqsum_call(K, x, t):
+    """K.sub_sqsum(x, t) with every warning an error, checking it leaves x and t alone."""
+    x0, t0 = x.copy(), t.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diff, total = K.sub_sqsum(x, t)
+    assert np.array_equal(x, x0, equal_nan=True) and np.array_equal(t, t0, equal_nan=True)
+    return diff, total
+
+
+def assert_sqsum(K, x, t):
+    """K.sub_sqsum(x, t): the difference a new C-contiguous array of x's shape and dtype, bitwise
+    np.subtract(x, t); the sum a Python float within the bound of a double-precision sum in chunks of 8192
+    (eight accumulators each, then the chunks in order) of the exact sum (math.fsum) of the float64 squares of
+    that difference.  Returns (diff, sum)."""
+    diff, total = sqsum_call(K, x, t)
+    want = np.ascontiguousarray(np.subtract(x, t))
+    assert isinstance(diff, np.ndarray) and diff.flags.c_contiguous
+    assert diff.shape == x.shape and diff.dtype == x.dtype
+    assert not np.shares_memory(diff, x) and not np.shares_memory(diff, t)
+    assert same_bits(diff, want)
+    assert type(total) is float
+    d = want.astype(np.float64).ravel()
+    exact = math.fsum(d * d)
+    n = x.size
+    # Sums of non-negative terms: (terms - 1) roundings of 2**-53 relative each, along the longest path
+    # (an accumulator's share of a chunk, the tree of eight, the chunks), one more for each square; margin 2.
+    terms = -(-min(n, SQSUM_CHUNK) // 8) + 3 + -(-n // SQSUM_CHUNK) + 1
+    assert abs(total - exact) <= 2 * terms * 2.0 ** -53 * exact, (total, exact)
+    return diff, total
+
+
+def sqsum_operands(rng, shape, dtype):
+    """x and t of standard normal values, every 5th element of x scaled up by 1e3 (a range of magnitudes)."""
+    x, t = randn(rng, shape, dtype), randn(rng, shape, dtype)
+    x.reshape(-1)[::5] *= 1000
+    return x, t
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SQSUM_SIZES)
+def test_sub_sqsum_sizes(K, rng, dtype, n):
+    """Around the eight accumulators and the 8192-element chunks, and large enough to be split over
+    threads (600000)."""
+    x, t = sqsum_operands(rng, n, dtype)
+    diff, total = assert_sqsum(K, x, t)
+    if n == 0:
+        assert diff.shape == (0,) and total == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sub_sqsum_strided_and_mixed_layouts(K, rng, dtype):
+    """Strided slices (reversed too), one operand contiguous and the other not, broadcast and misaligned
+    operands, and a stepped view of 600000 elements (copied, then split over threads)."""
+    x, t = sqsum_operands(rng, (6, 40, 50), dtype)
+    cases = [(x[:, ::3, ::-2], t[:, ::3, ::-2]), (x[::-1, 1:], t[::-1, :-1]), (x[..., 7], t[..., 7]),
+             (x.transpose(2, 0, 1), np.ascontiguousarray(t.transpose(2, 0, 1))),
+             (np.ascontiguousarray(x.T), t.T), (x[2:, ::2], t[:4, 1::2]),
+             (x, np.broadcast_to(t[0], x.shape)), (x.reshape(-1)[:0], t.reshape(-1)[3:3])]
+    for xs, ts in cases:
+        assert_sqsum(K, xs, ts)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    unaligned = raw[1:].view(dtype).reshape(x.shape)
+    unaligned[...] = x
+    assert not unaligned.flags.aligned
+    assert np.array_equal(assert_sqsum(K, unaligned, t)[0], assert_sqsum(K, x, t)[0])
+    big, bt = sqsum_operands(rng, (1_200_000,), dtype)
+    assert_sqsum(K, big[::2], bt[1::2])
+    assert_sqsum(K, big[::2], np.ascontiguousarray(bt[1::2]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["transposed", "fortran", "0-d"])
+def test_sub_sqsum_result_is_c_contiguous(K, rng, dtype, kind):
+    """Both operands in one non-C layout (transposed, Fortran order) or 0-d: the difference is still a new
+    C-contiguous array of x's shape."""
+    x, t = sqsum_operands(rng, (6, 40, 50), dtype)
+    if kind == "transposed":
+        x, t = x.transpose(2, 0, 1), t.transpose(2, 0, 1)
+    elif kind == "fortran":
+        x, t = np.asfortranarray(x[0]), np.asfortranarray(t[0])
+    else:
+        x, t = x[0, 0, 0, ...], t[0, 0, 0, ...]
+    assert_sqsum(K, x, t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sub_sqsum_special_values(K, rng, dtype):
+    """inf and nan are values (as in torch), without warnings: inf - finite gives an infinite sum, nan and
+    inf - inf a nan one, in short arrays and anywhere in a long one (whatever its chunk or thread); the
+    difference keeps its bits (signed zeros, nan, subnormals)."""
+    inf, nan = np.inf, np.nan
+    f = np.finfo(dtype)
+    cases = [([inf], [1.0], inf), ([-inf], [1.0], inf), ([1.0], [inf], inf), ([1.0, 2.0], [-inf, 0.0], inf),
+             ([nan], [1.0], nan), ([1.0], [nan], nan), ([inf], [inf], nan), ([-inf, 1.0], [-inf, 1.0], nan),
+             ([inf, nan], [1.0, 1.0], nan), ([f.max], [-f.max], inf), ([-0.0, 0.0], [0.0, -0.0], 0.0)]
+    for xs, ts, want in cases:
+        x, t = np.array(xs, dtype), np.array(ts, dtype)
+        diff, total = sqsum_call(K, x, t)
+        with np.errstate(all="ignore"):
+            assert same_bits(diff, np.subtract(x, t))
+        assert (math.isnan(total) if math.isnan(want) else total == want), (xs, ts, total)
+    x, t = sqsum_operands(rng, 600_000, dtype)
+    for where in (0, 8191, 8192, 333_333, 599_999):
+        for value, want in ((inf, inf), (-inf, inf), (nan, nan)):
+            xv = x.copy()
+            xv[where] = value
+            diff, total = sqsum_call(K, xv, t)
+            assert same_bits(diff[where], np.array(value, dtype))
+            assert (math.isnan(total) if math.isnan(want) else total == want), (where, value, total)
+        xv, tv = x.copy(), t.copy()
+        xv[where] = tv[where] = inf
+        assert math.isnan(sqsum_call(K, xv, tv)[1])
+    # Squares and their sum in double: a float32 difference of 1e30, 1e-30, max or a subnormal is neither
+    # inf nor 0 squared; a float64 one past 1e154 overflows to inf (quietly), one below 1e-162 to 0.
+    wide = [1e200, -1e-200] if dtype is np.float64 else []
+    for v in [1e30, 1e-30, -3e-38, f.smallest_subnormal, -2 * f.smallest_subnormal, f.max] + wide:
+        x = np.array([v, 0.0], dtype)
+        diff, total = sqsum_call(K, x, np.zeros(2, dtype))
+        d = float(x[0])
+        assert same_bits(diff, x) and total == d * d, (v, total)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sub_sqsum_threads_bitwise_identical(C, threads, rng, dtype):
+    """The difference and the sum have the same bits on 1, 2 and 3 threads: below and above the size from
+    which sleeping pool threads are woken, contiguous and strided."""
+    x, t = sqsum_operands(rng, (1_200_000,), dtype)
+    operands = [(x[:40_000], t[:40_000]), (x[:100_000], t[:100_000]), (x[:600_000], t[:600_000]),
+                (x[::2], t[1::2]), (x, t)]
+    threads(1)
+    want = [assert_sqsum(C, a, b) for a, b in operands]
+    for nt in (2, 3, 1):
+        threads(nt)
+        assert _backend.get_num_threads() == nt
+        for (a, b), (diff, total) in zip(operands, want):
+            got_diff, got_total = sqsum_call(C, a, b)
+            assert same_bits(got_diff, diff)
+            assert got_total.hex() == total.hex(), (nt, a.size)
+
+
+def test_sub_sqsum_rejects_bad_input(K):
+    x = np.ones((2, 3))
+    for bad in ([[1.0] * 3] * 2, 1.0, None, np.ones((2, 3)).tolist()):
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            K.sub_sqsum(bad, x)
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            K.sub_sqsum(x, bad)
+    for bad in (np.int64, np.int32, np.uint8, np.bool_, np.float16, np.complex128, object, ">f8", ">f4"):
+        with pytest.raises(TypeError, match="dtype"):
+            K.sub_sqsum(np.ones((2, 3), bad), np.ones((2, 3), bad))
+        with pytest.raises(TypeError, match="dtype"):
+            K.sub_sqsum(x, np.ones((2, 3), bad))
+    with pytest.raises(TypeError, match="float64.*float32"):
+        K.sub_sqsum(x, np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match="float32.*float64"):
+        K.sub_sqsum(np.ones(0, np.float32), np.ones(0))
+    mismatched = [((2, 3), (3, 2)), ((2, 3), (3,)), ((3,), (3, 1)), ((), (1,)), ((6,), (2, 3)),
+                  ((0,), (0, 0))]
+    for a, b in mismatched:
+        with pytest.raises(ValueError, match="shape"):
+            K.sub_sqsum(np.ones(a), np.ones(b))
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
+        K.sub_sqsum(x, np.ones((3, 2)))
 
 
 # ---------------------------------------------------------------- paths, threads, backend selection

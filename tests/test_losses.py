@@ -1,9 +1,12 @@
 """Losses and (log-)softmax against torch.nn.functional: values and input gradients."""
+import math
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from nn_torch_helpers import assert_close, pair
+from nn_torch_helpers import assert_close, pair, tol
 
 import minigrad as mg
 from minigrad import nn
@@ -59,6 +62,91 @@ def test_mse_loss_is_one_node_with_both_gradients(reduction, dtype):
     assert_close(t.grad, tt.grad, dtype, "target grad")
     with mg.no_grad():
         assert F.mse_loss(x, t, reduction=reduction).grad_fn is None
+
+
+def _mse_pair(a, b):
+    """Tensors of a and b (their layout kept) and torch copies, all four requiring grad."""
+    return (mg.tensor(a, requires_grad=True), mg.tensor(b, requires_grad=True),
+            torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_mse_loss_large_input_against_torch(reduction, dtype, layout):
+    """A (64, 32, 256) input and target (the kernel's sum split over threads), also as transposed views: the
+    value and both gradients as torch's, and the value the exact mean or sum of squares of the dtype's
+    difference (math.fsum) rounded once to the dtype (accumulated in double, float32 too)."""
+    rng = np.random.default_rng(11)
+    a = (rng.standard_normal((64, 32, 256)) * rng.uniform(0.1, 10, (64, 1, 1))).astype(dtype)
+    b = rng.standard_normal((64, 32, 256)).astype(dtype)
+    if layout == "transposed":
+        a, b = a.transpose(2, 0, 1), b.transpose(2, 0, 1)
+    x, t, tx, tt = _mse_pair(a, b)
+    out, ref = F.mse_loss(x, t, reduction=reduction), TF.mse_loss(tx, tt, reduction=reduction)
+    assert out.shape == () and out.data.dtype == dtype and out.grad_fn.name() == "MseLossBackward"
+    d = np.subtract(a, b).astype(np.float64).ravel()
+    exact = math.fsum(d * d) / (d.size if reduction == "mean" else 1)
+    rtol = np.finfo(dtype).eps if dtype is np.float32 else 1e-13
+    assert abs(float(out.item()) - exact) <= rtol * exact, (out.item(), exact)
+    assert_close(out, ref, dtype, "value")
+    w = np.asarray(rng.standard_normal(), dtype)
+    out.backward(w)
+    ref.backward(torch.from_numpy(w))
+    assert x.grad.shape == a.shape and t.grad.shape == b.shape and x.grad.data.dtype == dtype
+    assert_close(x.grad, tx.grad, dtype, "input grad")
+    assert_close(t.grad, tt.grad, dtype, "target grad")
+    scale = 2 * float(w) / (d.size if reduction == "mean" else 1)
+    np.testing.assert_allclose(x.grad.data, np.subtract(a, b) * scale, **tol(dtype))
+    np.testing.assert_array_equal(t.grad.data, -x.grad.data)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (4, 0, 2)])
+def test_mse_loss_empty_input_against_torch(reduction, dtype, shape):
+    """As torch: the mean of nothing is nan, the sum 0, in the dtype; empty gradients of the operands'
+    shapes and dtype; no warnings."""
+    a = np.zeros(shape, dtype)
+    x, t, tx, tt = _mse_pair(a, a.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, ref = F.mse_loss(x, t, reduction=reduction), TF.mse_loss(tx, tt, reduction=reduction)
+        out.backward()
+        ref.backward()
+    assert out.shape == () and out.data.dtype == dtype
+    if reduction == "mean":
+        assert math.isnan(out.item()) and math.isnan(ref.item())
+    else:
+        assert out.item() == 0.0 == ref.item()
+    for g, tg in ((x.grad, tx.grad), (t.grad, tt.grad)):
+        assert g.shape == shape == tuple(tg.shape) and g.data.dtype == dtype
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mse_loss_inf_and_nan_like_torch(reduction, dtype):
+    """inf and nan are values, as in torch, without warnings: inf - finite gives inf, nan and inf - inf nan,
+    in the value and the gradients; in a small input and anywhere in a large one."""
+    inf, nan = np.inf, np.nan
+    cases = [([inf, 1.0], [1.0, 2.0]), ([1.0, 2.0], [-inf, 2.0]), ([nan, 1.0], [1.0, 1.0]),
+             ([inf, 1.0], [inf, 1.0]), ([inf, -inf], [0.0, 0.0])]
+    rng = np.random.default_rng(12)
+    big_a, big_b = rng.standard_normal((2, 64, 32, 256)).astype(dtype)
+    for where, value in (((0, 0, 0), inf), ((40, 17, 99), -inf), ((63, 31, 255), nan)):
+        a = big_a.copy()
+        a[where] = value
+        cases.append((a, big_b))
+    for a, b in cases:
+        x, t, tx, tt = _mse_pair(np.array(a, dtype), np.array(b, dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out, ref = F.mse_loss(x, t, reduction=reduction), TF.mse_loss(tx, tt, reduction=reduction)
+            out.backward()
+            ref.backward()
+        assert out.item() == ref.item() or (math.isnan(out.item()) and math.isnan(ref.item())), out.item()
+        assert_close(x.grad, tx.grad, dtype, "input grad")
+        assert_close(t.grad, tt.grad, dtype, "target grad")
 
 
 def test_mse_loss_needs_a_tensor_input():
