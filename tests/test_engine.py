@@ -729,3 +729,47 @@ def test_grad_place_rnn_module_backward_twice_matches_torch():
     tparams = dict(trnn.named_parameters())
     for name, p in rnn.named_parameters():
         np.testing.assert_allclose(p.grad.data, 2 * tparams[name].grad.numpy(), err_msg=name, **_GP_TOL)
+
+
+# ---- a weight's gradient as one product, adopted by its leaf -------------------------------------------
+def _wt_step(lib, w0, x0s, h0):
+    """tanh(x_t @ W.T + h_t) for a few steps, W used transposed (as an RNN's W_hh), loss = weighted sum."""
+    w = lib.tensor(w0, requires_grad=True)
+    loss = 0
+    for t, x0 in enumerate(x0s):
+        h = lib.tanh(lib.tensor(x0) @ w.T + lib.tensor(h0))
+        loss = loss + (h * (t + 1)).sum()
+    return w, loss
+
+
+def test_transposed_weight_gradient_is_adopted_and_matches_torch():
+    """W used as W.T at every step: its gradient reaches W.grad as one product, not a transposed copy
+    (W.grad owns its C-contiguous data), equal to torch's; a second backward adds into it."""
+    rng = np.random.default_rng(5)
+    w0, h0 = rng.standard_normal((6, 4)), rng.standard_normal((3, 6))
+    x0s = [rng.standard_normal((3, 4)) for _ in range(5)]
+    w, loss = _wt_step(mg, w0, x0s, h0)
+    tw, tloss = _wt_step(torch, w0, x0s, h0)
+    loss.backward(retain_graph=True)
+    tloss.backward(retain_graph=True)
+    np.testing.assert_allclose(w.grad.data, tw.grad.numpy(), rtol=1e-12, atol=1e-14)
+    assert w.grad.data.flags.c_contiguous and w.grad.data.flags.owndata
+    first = w.grad.data.copy()
+    loss.backward()
+    np.testing.assert_allclose(w.grad.data, 2 * first, rtol=1e-12, atol=1e-14)
+
+
+def test_leaf_hook_keeps_the_array_it_was_given():
+    """A hook on the leaf that keeps the gradient it sees: a later backward accumulating into W.grad must
+    not change the kept array (the engine adopts a gradient only when nothing else can refer to it)."""
+    rng = np.random.default_rng(6)
+    w0, h0 = rng.standard_normal((6, 4)), rng.standard_normal((3, 6))
+    x0s = [rng.standard_normal((3, 4)) for _ in range(3)]
+    w, loss = _wt_step(mg, w0, x0s, h0)
+    kept = []
+    w.register_hook(lambda g: kept.append(g.data if isinstance(g, mg.Tensor) else g))
+    loss.backward(retain_graph=True)
+    snapshot = np.array(kept[0], copy=True)
+    loss.backward()
+    np.testing.assert_array_equal(kept[0], snapshot)
+    np.testing.assert_allclose(w.grad.data, 2 * snapshot, rtol=1e-12, atol=1e-14)

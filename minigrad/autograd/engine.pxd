@@ -1,6 +1,13 @@
 # The autograd engine's compiled interface, shared by the tensor core and the ops.
 from cpython.object cimport PyObject
 
+cdef class ProductSum:
+    # A gradient kept as sum_i lefts[i].T @ rights[i] until it is needed (see engine.pyx).
+    cdef public list lefts, rights
+    cdef public tuple shape
+    cdef public object dtype
+
+
 cdef class Node:
     # One recorded operation.  next_functions[i] is (node, output_nr) for the i-th differentiable input, or
     # None when that input needs no gradient; backward() returns one gradient (or None) per input.
@@ -22,6 +29,7 @@ cdef class Node:
     cdef bint _holds_user_object       # a pre-hook or a tag that is not plain data: see expose_graph
     cpdef object backward(self, object grad)
     cpdef object grad_place(self, int nr)
+    cpdef object product_sum_backward(self, ProductSum g)
     cdef void release(self)
 
 
@@ -30,6 +38,7 @@ cdef class AccumulateGrad(Node):
     # its accumulator and the accumulator refers back weakly, so there is no cycle; a leaf nobody can reach
     # any more has no observable gradient, and its accumulator then does nothing.
     cdef object _leaf_ref
+    cdef object _accept(self, object grad, bint fresh)
 
 
 cdef bint grad_enabled() noexcept nogil
@@ -38,10 +47,3 @@ cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
 cdef void record(Node node)
 cdef unsigned long long backward_run() noexcept
-
-
-cdef class ProductSum:
-    # A gradient kept as sum_i lefts[i].T @ rights[i] until it is needed (see engine.pyx).
-    cdef public list lefts, rights
-    cdef public tuple shape
-    cdef public object dtype

@@ -140,6 +140,14 @@ cdef class ProductSum:
         self.shape = (left.shape[1], right.shape[1])
         self.dtype = right.dtype
 
+    def transposed(self):
+        """The same sum transposed, still unevaluated: (sum_i L_i.T @ R_i).T = sum_i R_i.T @ L_i."""
+        cdef ProductSum t = ProductSum.__new__(ProductSum)
+        t.lefts, t.rights = list(self.rights), list(self.lefts)
+        t.shape = (self.shape[1], self.shape[0])
+        t.dtype = self.dtype
+        return t
+
     def materialize(self):
         global _K
         if _K is None:
@@ -313,6 +321,12 @@ cdef class Node:
     cpdef object backward(self, object grad):
         raise NotImplementedError("%s has no backward" % type(self).__name__)
 
+    cpdef object product_sum_backward(self, ProductSum g):
+        """backward(g) for a gradient still held as a ProductSum, without evaluating it, or None when this
+        node needs the array (the default).  A transpose passes the transposed sum on, so a weight used as
+        ``W.T`` receives its gradient as one product that lands in ``W.grad`` as it is (no transposed copy)."""
+        return None
+
     cpdef object grad_place(self, int nr):
         """Where the gradient of output ``nr`` should be written in the running backward pass, or None.
 
@@ -359,16 +373,26 @@ cdef class AccumulateGrad(Node):
         return self._leaf_ref()
 
     cpdef object backward(self, object grad):
+        return self._accept(grad, False)
+
+    cdef object _accept(self, object grad, bint fresh):
+        """backward(grad); ``fresh``: the engine made ``grad`` itself (a sum it allocated, a ProductSum it
+        computed) and holds the only reference, so a first gradient can be adopted instead of copied."""
         leaf = self._leaf_ref()
         if leaf is None:
             return ()
         hooks = leaf._hooks
         if hooks:
             grad = _run_hooks([(0, k, fn) for k, fn in hooks], 0, grad)
+            fresh = False  # a hook may have kept it
         existing = leaf.grad
         if existing is None:
-            # A gradient may be shared (add returns the same array for both inputs): own a copy.
-            leaf.grad = _wrap(np.array(grad, dtype=self.dtype, copy=True, order="C"))
+            if (fresh and type(grad) is np.ndarray and grad.dtype == self.dtype and grad.flags.c_contiguous
+                    and grad.flags.writeable):
+                leaf.grad = _wrap(grad)
+            else:
+                # A gradient may be shared (add returns the same array for both inputs): own a copy.
+                leaf.grad = _wrap(np.array(grad, dtype=self.dtype, copy=True, order="C"))
         else:
             buf = existing.data
             np.add(buf, grad, out=buf, casting="unsafe")
@@ -485,10 +509,20 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
         slots = buffers.pop(node, None)
         if node._freed:
             raise RuntimeError(FREED_MESSAGE)
+        fresh = False
+        lazy = None
         if not node.multi_output:
             g = None if slots is None or slots[0] is None else slots[0][0]
-            if g is not None:
-                g = _finish_output(node, 0, _concrete(g))
+            if (type(g) is ProductSum and not node._pre_hooks and node._retained is None
+                    and not minigrad_anomaly_mode):
+                lazy = node.product_sum_backward(<ProductSum>g)
+            if lazy is not None:
+                g = None
+            elif g is not None:
+                fresh = slots[0][1] or type(g) is ProductSum  # made here, referenced nowhere else
+                c = _concrete(g)
+                g = _finish_output(node, 0, c)
+                fresh = fresh and g is c
             grad_in = g
         else:
             outs = []
@@ -496,10 +530,15 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
                 s = None if slots is None else slots[i]
                 outs.append(None if s is None else _finish_output(node, i, _concrete(s[0])))
             grad_in = None if all(o is None for o in outs) else tuple(outs)
-        if grad_in is None:
+        if lazy is not None:
+            input_grads = lazy
+        elif grad_in is None:
             input_grads = None
         else:
-            input_grads = node.backward(grad_in)
+            if type(node) is AccumulateGrad:
+                input_grads = (<AccumulateGrad>node)._accept(grad_in, fresh)
+            else:
+                input_grads = node.backward(grad_in)
             if minigrad_anomaly_mode:
                 _check_backward(node, input_grads)
         if not retain_graph:

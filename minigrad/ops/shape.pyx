@@ -9,7 +9,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from minigrad.autograd.engine cimport Node, backward_run
+from minigrad.autograd.engine cimport Node, ProductSum, backward_run
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 from minigrad.tensor import _attach_outputs
@@ -97,6 +97,9 @@ cdef class PermuteBackward(Node):
 
     cpdef object backward(self, object g):
         return (np.transpose(g, self.inverse),)
+
+    cpdef object product_sum_backward(self, ProductSum g):
+        return (g.transposed(),) if self.inverse == (1, 0) else None
 
 
 def permute(x, *dims):
