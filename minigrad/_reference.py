@@ -148,44 +148,51 @@ def _elementwise_out(out, inputs, fn):
     return out
 
 
-def addmm(c, a, b, activation=None, out=None):
-    """c + a @ b (or its tanh) as a new array or in out; see minigrad._kernels.addmm for the contract."""
+def _activation(activation, fn):
     if not (activation is None or (isinstance(activation, str) and activation == "tanh")):
-        raise ValueError(f"addmm: activation must be None or 'tanh', got {activation!r}")
-    _float_array(a, "addmm", "a")
+        raise ValueError(f"{fn}: activation must be None or 'tanh', got {activation!r}")
+
+
+def _addmm_operands(c, a, b, out, fn):
+    """One addmm validated as the kernels validate it: (c broadcast to the product's shape, b's array)."""
+    _float_array(a, fn, "a")
     if a.ndim != 2:
-        raise ValueError(f"addmm: a must be 2-D (M, K), got shape {a.shape}")
-    _check_layout(a, "addmm", "a")
+        raise ValueError(f"{fn}: a must be 2-D (M, K), got shape {a.shape}")
+    _check_layout(a, fn, "a")
     if type(b) is PackedMatrix:
         b = b._b
     else:
-        _float_array(b, "addmm", "b")
+        _float_array(b, fn, "b")
     if b.dtype != a.dtype:
-        raise TypeError(f"addmm: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
+        raise TypeError(f"{fn}: mixed dtypes {a.dtype} (a) and {b.dtype} (b); cast one of them")
     if b.ndim != 2:
-        raise ValueError(f"addmm: b must be 2-D (K, N), got shape {b.shape}")
-    _check_layout(b, "addmm", "b")
+        raise ValueError(f"{fn}: b must be 2-D (K, N), got shape {b.shape}")
+    _check_layout(b, fn, "b")
     if a.shape[1] != b.shape[0]:
-        raise ValueError(f"addmm: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
-    _float_array(c, "addmm", "c")
+        raise ValueError(f"{fn}: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
+    _float_array(c, fn, "c")
     if c.dtype != a.dtype:
-        raise TypeError(f"addmm: c has dtype {c.dtype}, the product {a.dtype}; cast one of them")
+        raise TypeError(f"{fn}: c has dtype {c.dtype}, the product {a.dtype}; cast one of them")
     shape = (a.shape[0], b.shape[1])
     try:
         cb = np.broadcast_to(c, shape)
     except ValueError:
-        raise ValueError(f"addmm: c of shape {c.shape} does not broadcast to the product's shape "
+        raise ValueError(f"{fn}: c of shape {c.shape} does not broadcast to the product's shape "
                          f"{shape}") from None
-    _check_layout(cb, "addmm", "c")
+    _check_layout(cb, fn, "c")
     if out is not None:
-        if not _check_out(out, a, shape, "addmm"):
-            raise ValueError(f"addmm: out has shape {out.shape}, expected {shape} "
+        if not _check_out(out, a, shape, fn):
+            raise ValueError(f"{fn}: out has shape {out.shape}, expected {shape} "
                              f"for a of shape {a.shape} and b of shape {b.shape}")
-        _check_layout(out, "addmm", "out")
+        _check_layout(out, fn, "out")
         if _self_overlapping(out):
-            raise ValueError(f"addmm: out's strides {out.strides} make its elements overlap")
+            raise ValueError(f"{fn}: out's strides {out.strides} make its elements overlap")
         if _shares_memory(out, a) or _shares_memory(out, b) or _shares_memory(out, c):
-            raise ValueError("addmm: out shares memory with a, b or c; pass a separate array")
+            raise ValueError(f"{fn}: out shares memory with a, b or c; pass a separate array")
+    return cb, b
+
+
+def _addmm_run(cb, a, b, activation, out):
     s = np.array(cb, order="C", copy=True)
     s += _matmul(a, b)
     if activation == "tanh":
@@ -196,10 +203,16 @@ def addmm(c, a, b, activation=None, out=None):
     return out
 
 
+def addmm(c, a, b, activation=None, out=None):
+    """c + a @ b (or its tanh) as a new array or in out; see minigrad._kernels.addmm for the contract."""
+    _activation(activation, "addmm")
+    cb, b = _addmm_operands(c, a, b, out, "addmm")
+    return _addmm_run(cb, a, b, activation, out)
+
+
 def addmm_many(cs, as_, bs, activation=None, outs=None):
     """[addmm(...) for each product]; see minigrad._kernels.addmm_many for the contract."""
-    if not (activation is None or (isinstance(activation, str) and activation == "tanh")):
-        raise ValueError(f"addmm_many: activation must be None or 'tanh', got {activation!r}")
+    _activation(activation, "addmm_many")
     if not all(isinstance(x, (list, tuple)) for x in (cs, as_, bs)):
         raise TypeError("addmm_many: cs, as_ and bs must be lists or tuples of arrays")
     n = len(cs)
@@ -207,15 +220,16 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
         raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, {len(bs)}"
                          + ("" if outs is None else f", {len(outs)}"))
     outs = [None] * n if outs is None else list(outs)
-    for i in range(n):  # validate every product before any runs, as the kernels do
-        addmm(cs[i], as_[i], bs[i], activation, None)
+    # every product validated before any runs, as the kernels do
+    operands = [_addmm_operands(cs[i], as_[i], bs[i], outs[i], "addmm_many") for i in range(n)]
+    for i in range(n):
         if outs[i] is not None:
             for k in range(n):
                 if k != i and any(_shares_memory(outs[i], x) for x in (as_[k], cs[k])
                                   + (() if outs[k] is None else (outs[k],))):
                     raise ValueError(f"addmm_many: output {i} shares memory with an operand or the output of "
                                      f"product {k}; the products run at the same time")
-    return [addmm(cs[i], as_[i], bs[i], activation, outs[i]) for i in range(n)]
+    return [_addmm_run(cb, as_[i], b, activation, outs[i]) for i, (cb, b) in enumerate(operands)]
 
 
 def matmul_stacked_t(lefts, rights):

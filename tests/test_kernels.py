@@ -524,6 +524,341 @@ def test_addmm_out_rejects_overlap_with_operands(K):
     assert np.array_equal(b, sq / 10) and not buf.any()
 
 
+# ---------------------------------------------------------------- addmm_many: several addmm as one job
+
+def addmm_many_operands(rng, dtype, count, m, k, n):
+    """count products' c (full), a and b, scaled so that tanh stays off saturation."""
+    cs = [randn(rng, (m, n), dtype) for _ in range(count)]
+    as_ = [randn(rng, (m, k), dtype) / 4 for _ in range(count)]
+    bs = [randn(rng, (k, n), dtype) / 4 for _ in range(count)]
+    return cs, as_, bs
+
+
+def assert_addmm_many_is_addmm_of_each(K, got, cs, as_, bs, activation, outs=None):
+    """got is [addmm(cs[i], as_[i], bs[i], activation)]: a list, the bits of the separate calls (the same
+    function on the reference), each within tolerance of float64 numpy (bs given as arrays), each outs[i]
+    itself when given, else a new C-contiguous array."""
+    assert isinstance(got, list) and len(got) == len(cs)
+    for i, (g, c, a, b) in enumerate(zip(got, cs, as_, bs)):
+        want = K.addmm(c, a, b, activation)
+        if outs is None or outs[i] is None:
+            assert g.flags.c_contiguous and g.flags.owndata
+        else:
+            assert g is outs[i]
+        assert g.shape == want.shape and g.dtype == want.dtype
+        assert np.array_equal(g, want), f"product {i} differs from addmm's bits"
+        assert_addmm_close(g, c, a, b, activation)
+
+
+ADDMM_MANY_SHAPES = [(32, 128, 128), (7, 13, 5), (1, 13, 5), (7, 1, 5), (7, 13, 1), (5, 0, 4), (0, 4, 6),
+                     (4, 6, 0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+@pytest.mark.parametrize("m,k,n", ADDMM_MANY_SHAPES)
+def test_addmm_many_is_addmm_of_each(K, rng, dtype, count, m, k, n):
+    """addmm_many(cs, as_, bs, activation) returns new C-contiguous arrays with the bits of addmm on each
+    product, with and without tanh, for every b packed (one job) or every b an array (separate calls), c a
+    full matrix or a bias row, given as lists or tuples; within tolerance of float64 numpy."""
+    cs, as_, bs = addmm_many_operands(rng, dtype, count, m, k, n)
+    packed = [K.pack(b) for b in bs]
+    rows = [randn(rng, (n,), dtype) for _ in range(count)]
+    for activation in (None, "tanh"):
+        for c in (cs, rows):
+            got = K.addmm_many(c, as_, packed, activation)
+            assert_addmm_many_is_addmm_of_each(K, got, c, as_, bs, activation)
+            for g, z, a, p in zip(got, c, as_, packed):
+                assert np.array_equal(g, K.addmm(z, a, p, activation))
+            got = K.addmm_many(tuple(c), tuple(as_), tuple(bs), activation=activation)
+            assert_addmm_many_is_addmm_of_each(K, got, c, as_, bs, activation)
+    assert K.addmm_many([], [], []) == [] and K.addmm_many((), (), (), "tanh", outs=[]) == []
+
+
+def addmm_many_out_places(kind, count, m, n):
+    """(the parent's shape, where each of count (m, n) outs lies in it): column blocks of one wide array
+    (the directions' halves of a bidirectional RNN's output), interleaved columns, reversed column blocks,
+    rows stepped through a tall array; None for the standalone kinds."""
+    if kind in ("c", "f"):
+        return None, None
+    if kind == "block":  # one spare block at the end
+        return (m, (count + 1) * n), [np.s_[:, i * n:(i + 1) * n] for i in range(count)]
+    if kind == "interleaved":
+        return (m, count * n), [np.s_[:, i::count] for i in range(count)]
+    if kind == "neg":
+        return (m, count * n), [np.s_[::-1, (i + 1) * n - 1:(i * n - 1 if i else None):-1]
+                                for i in range(count)]
+    if kind == "step":  # every other row left out
+        return (2 * count * m, n), [np.s_[i::2 * count] for i in range(count)]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["c", "f", "block", "interleaved", "neg", "step"])
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+@pytest.mark.parametrize("m,k,n", [(32, 128, 128), (7, 13, 5), (1, 1, 1), (5, 0, 4)])
+def test_addmm_many_out(K, rng, dtype, kind, count, m, k, n):
+    """outs=: each product written into its out -- C or Fortran order, or views of one parent array shared
+    by all of them (column blocks, interleaved columns, reversed, stepped rows) -- on exactly its elements,
+    returning the outs themselves, with the bits of addmm; also with some outs None."""
+    cs, as_, bs = addmm_many_operands(rng, dtype, count, m, k, n)
+    packed = [K.pack(b) for b in bs]
+    shape, places = addmm_many_out_places(kind, count, m, n)
+    parent = None if shape is None else np.empty(shape, dtype)
+    for activation in (None, "tanh"):
+        for right in (packed, bs):
+            for first_none in (False, True):
+                if places is None:
+                    outs = [np.full((m, n), np.nan, dtype, order=kind.upper()) for _ in range(count)]
+                else:
+                    parent[...] = np.nan
+                    outs = [parent[p] for p in places]
+                if first_none:
+                    outs[0] = None
+                got = K.addmm_many(cs, as_, right, activation, outs=outs)
+                assert_addmm_many_is_addmm_of_each(K, got, cs, as_, bs, activation, outs)
+                if places is not None:
+                    written = np.zeros(shape, bool)
+                    for p, o in zip(places, outs):
+                        written[p] = o is not None
+                    assert np.isnan(parent[~written]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("steps", [1, 4, 5])
+def test_addmm_many_bidirectional_rnn_buffer(K, rng, dtype, steps):
+    """A bidirectional RNN layer through its (T, N, 2H) output buffer: at step t the forward direction
+    writes tanh(xw_f[t] + buf[t-1, :, :H] @ W_f) into buf[t, :, :H] while the reverse one writes
+    tanh(xw_r[T-1-t] + buf[T-t, :, H:] @ W_r) into buf[T-1-t, :, H:] -- in the middle step of an odd T
+    both outs lie in one row block, interleaved with each other and the other's state -- the bits of two
+    separate addmm calls, each step within tolerance of float64 numpy from its actual inputs."""
+    batch, hidden = 32, 128
+    xw = randn(rng, (2, steps, batch, hidden), dtype)
+    w = randn(rng, (2, hidden, hidden), dtype) / 16
+    h0 = randn(rng, (2, batch, hidden), dtype)
+    packed = [K.pack(w[0]), K.pack(w[1])]
+    buf = np.full((steps, batch, 2 * hidden), np.nan, dtype)
+    want = np.full((steps, batch, 2 * hidden), np.nan, dtype)
+    for t in range(steps):
+        r = steps - 1 - t
+        prev = [h0[0] if t == 0 else buf[t - 1, :, :hidden], h0[1] if t == 0 else buf[r + 1, :, hidden:]]
+        outs = [buf[t, :, :hidden], buf[r, :, hidden:]]
+        cs = [xw[0, t], xw[1, r]]
+        ins = [x.copy() for x in prev]
+        got = K.addmm_many(cs, prev, packed, "tanh", outs=outs)
+        assert len(got) == 2 and got[0] is outs[0] and got[1] is outs[1]
+        want_prev = [h0[0] if t == 0 else want[t - 1, :, :hidden],
+                     h0[1] if t == 0 else want[r + 1, :, hidden:]]
+        K.addmm(cs[0], want_prev[0], w[0], "tanh", out=want[t, :, :hidden])
+        K.addmm(cs[1], want_prev[1], packed[1], "tanh", out=want[r, :, hidden:])
+        for d in range(2):
+            assert np.array_equal(prev[d], ins[d])  # a state read in the step is not written by the other
+            assert_addmm_close(outs[d], cs[d], ins[d], w[d], "tanh")
+    assert np.array_equal(buf, want)
+
+
+def test_addmm_many_falls_back_for_mixed_layouts(K, rng):
+    """Products that cannot share one job -- a b given as an array beside packed ones, a's, c's or outs of
+    different strides, different shapes or dtypes -- run as separate calls: the same bits as addmm on each."""
+    m, k, n = 16, 40, 24
+    cs, as_, bs = addmm_many_operands(rng, np.float64, 3, m, k, n)
+    p = [K.pack(b) for b in bs]
+    a7, b7 = randn(rng, (7, 13), np.float32), randn(rng, (13, 5), np.float32)
+    c7 = randn(rng, (5,), np.float32)
+    wide = np.full((m, 3 * n), np.nan)
+    f_out = np.full((m, n), np.nan, order="F")
+    cases = [  # (cs, as_, bs as given, bs as arrays, outs)
+        (cs, as_, [p[0], bs[1], p[2]], bs, None),
+        (cs, as_, [p[0], layout(bs[1], "t"), layout(bs[2], "step")], bs,
+         [wide[:, :n], None, wide[:, 2 * n:]]),
+        (cs, [as_[0], layout(as_[1], "f"), layout(as_[2], "neg")], p, bs, None),
+        ([cs[0], cs[1][0], layout(cs[2], "f")], as_, p, bs, None),
+        (cs, as_, p, bs, [None, wide[:, n:2 * n], f_out]),
+        ([cs[0], c7, cs[1]], [as_[0], a7, as_[1]], [p[0], K.pack(b7), p[1]], [bs[0], b7, bs[1]], None),
+        ([c7, c7[:1]], [a7, a7[:1]], [K.pack(b7), K.pack(b7)], [b7, b7],
+         [None, np.empty((1, 5), np.float32)]),
+    ]
+    for c, a, b, dense, outs in cases:
+        for activation in (None, "tanh"):
+            got = K.addmm_many(c, a, b, activation, outs=outs)
+            assert_addmm_many_is_addmm_of_each(K, got, c, a, dense, activation, outs)
+            assert all(np.array_equal(g, K.addmm(z, x, y, activation)) for g, z, x, y in zip(got, c, a, b))
+
+
+def test_addmm_many_falls_back_for_packings_of_other_paths(C, rng):
+    """bs packed on different kernel paths: separate calls, each on its packing's path, the bits of addmm."""
+    cs, as_, bs = addmm_many_operands(rng, np.float32, 2, 32, 128, 128)
+    first = C.pack(bs[0])  # on the fixture's path
+    for other in C.available_isas():
+        C.set_isa(other)
+        packed = [first, C.pack(bs[1])]
+        assert packed[0].isa == first.isa and packed[1].isa == other
+        for activation in (None, "tanh"):
+            got = C.addmm_many(cs, as_, packed, activation)
+            for g, c, a, b in zip(got, cs, as_, packed):
+                assert np.array_equal(g, C.addmm(c, a, b, activation))
+            for g, c, a, b in zip(got, cs, as_, bs):
+                assert_addmm_close(g, c, a, b, activation)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm_many_threads_bitwise_identical(C, threads, rng, dtype):
+    """One job on 1, 2 or 3 threads (2, 3 or 5 products: fewer products than threads are cut up, else each
+    runs whole on one thread; an RNN step's buffer blocks, interleaved outs, the fallback of one b not
+    packed): the bits of one thread and of separate addmm calls."""
+    results = []
+    ops = {count: addmm_many_operands(rng, dtype, count, 32, 128, 128) for count in (2, 3, 5)}
+    big = addmm_many_operands(rng, dtype, 2, 300, 64, 200)
+    for nt in (1, 2, 3):
+        threads(nt)
+        got = []
+        for cs, as_, bs in list(ops.values()) + [big]:
+            packed = [C.pack(b) for b in bs]
+            for activation in (None, "tanh"):
+                got += C.addmm_many(cs, as_, packed, activation)
+                got += C.addmm_many(cs, as_, [packed[0]] + bs[1:], activation)
+            count, (m, n) = len(cs), cs[0].shape
+            wide = np.full((m, (count + 1) * n), np.nan, dtype)  # blocks, then spare columns
+            blocks = [wide[:, i * n:(i + 1) * n] for i in range(count)]
+            got += C.addmm_many(cs, as_, packed, "tanh", outs=blocks)
+            interleaved = np.full((m, 2 * count * n), np.nan, dtype)
+            got += C.addmm_many(cs, as_, packed, outs=[interleaved[:, i::2 * count] for i in range(count)])
+            assert np.isnan(wide[:, count * n:]).all()
+            assert all(np.isnan(interleaved[:, i::2 * count]).all() for i in range(count, 2 * count))
+            got = [g.copy() for g in got]
+        results.append(got)
+    for other in results[1:]:
+        assert len(other) == len(results[0])
+        for one, two in zip(results[0], other):
+            assert np.array_equal(one, two)
+    threads(2)
+    cs, as_, bs = ops[2]
+    for g, c, a, b in zip(results[0][4:6], cs, as_, bs):
+        assert np.array_equal(g, C.addmm(c, a, b, "tanh"))
+
+
+def addmm_many_bad_items():
+    """(what, product 1's c, a, b, out, error, match): each refused by addmm_many as addmm refuses it."""
+    a, b, c = np.ones((3, 4)), np.full((4, 5), 0.5), np.ones(5)
+    ro = np.zeros((3, 5))
+    ro.flags.writeable = False
+    sq = np.arange(9.0).reshape(3, 3)
+    return [
+        ("c no broadcast", np.ones(4), a, b, None, ValueError, "does not broadcast"),
+        ("c 3-D", np.ones((2, 3, 5)), a, b, None, ValueError, "does not broadcast"),
+        ("c dtype", np.ones(5, np.float32), a, b, None, TypeError, "c has dtype float32"),
+        ("mixed dtypes", c, a, b.astype(np.float32), None, TypeError, "mixed dtypes"),
+        ("inner", c, a, np.ones((3, 5)), None, ValueError, "inner dimensions differ"),
+        ("a 3-D", c, np.ones((2, 3, 4)), b, None, ValueError, "a must be 2-D"),
+        ("b 1-D", c, a, np.ones(4), None, ValueError, "b must be 2-D"),
+        ("c list", [1.0] * 5, a, b, None, TypeError, "must be a numpy.ndarray"),
+        ("c int", np.ones(5, np.int64), a, b, None, TypeError, "float32 or float64"),
+        ("b list", c, a, [[1.0] * 5] * 4, None, TypeError, "must be a numpy.ndarray"),
+        ("out shape", c, a, b, np.zeros((5, 3)), ValueError, r"out has shape \(5, 3\), expected \(3, 5\)"),
+        ("out dtype", c, a, b, np.zeros((3, 5), np.float32), TypeError, "out has dtype float32"),
+        ("out int", c, a, b, np.zeros((3, 5), np.int64), TypeError, "float32 or float64"),
+        ("out list", c, a, b, [[0.0] * 5] * 3, TypeError, "must be a numpy.ndarray"),
+        ("out read-only", c, a, b, ro, ValueError, "read-only"),
+        ("out self-overlapping", c, a, b, np.lib.stride_tricks.as_strided(np.zeros(8), (3, 5), (8, 8)),
+         ValueError, "overlap"),
+        ("out is its a", np.ones(3), sq, sq / 10, sq, ValueError, "shares memory"),
+        ("out is its c", sq, sq / 10, sq / 100, sq, ValueError, "shares memory"),
+        ("out is its b", np.ones(3), sq / 10, sq, sq.T, ValueError, "shares memory"),
+    ]
+
+
+BAD_ITEMS = {item[0]: item[1:] for item in addmm_many_bad_items()}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_ITEMS))
+def test_addmm_many_rejects_a_bad_item(K, what):
+    """A product refused as addmm refuses it (error type and message) refuses the whole call, wherever it
+    stands: before anything runs, so the other products' outs (and every operand) are left untouched."""
+    c1, a1, b1, out1, error, match = BAD_ITEMS[what]
+    with pytest.raises(error, match=match):  # addmm's own refusal
+        K.addmm(c1, a1, b1, out=out1)
+    m, n = (3, 3) if what.startswith("out is its") else (3, 5)
+    k = 3 if what.startswith("out is its") else 4
+    snapshot = [np.array(x, copy=True) for x in (c1, a1, b1, out1) if isinstance(x, np.ndarray)]
+    good = (np.ones(n), np.ones((m, k)), np.ones((k, n)))
+    for place in (0, 1, 2):
+        for right in ("array", "packed"):
+            items = [good, good, good]
+            items[place] = (c1, a1, b1)
+            if right == "packed" and isinstance(b1, np.ndarray) and b1.ndim == 2 and what != "out is its b":
+                items = [(z, x, K.pack(y)) for z, x, y in items]
+            outs = [np.full((m, n), np.nan), np.full((m, n), np.nan), np.full((m, n), np.nan)]
+            outs[place] = out1
+            for activation in (None, "tanh"):
+                with pytest.raises(error, match=match):
+                    K.addmm_many(*map(list, zip(*items)), activation=activation, outs=outs)
+                assert all(np.isnan(o).all() for i, o in enumerate(outs) if i != place)
+                now = [x for x in (c1, a1, b1, out1) if isinstance(x, np.ndarray)]
+                assert all(np.array_equal(x, y) for x, y in zip(now, snapshot))
+            if out1 is None:  # the bad product without outs: refused all the same
+                with pytest.raises(error, match=match):
+                    K.addmm_many(*map(list, zip(*items)))
+
+
+def test_addmm_many_rejects_bad_lists(K):
+    c, a, b = np.ones(5), np.ones((3, 4)), np.full((4, 5), 0.5)
+    p = K.pack(b)
+    out = np.full((3, 5), np.nan)
+    for bad in ("relu", "TANH", 1, np.tanh):
+        with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
+            K.addmm_many([c], [a], [p], activation=bad)
+    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
+        K.addmm_many([], [], [], "sigmoid")
+    for cs, as_, bs in (([c, c], [a], [p, p]), ([c], [a, a], [p]), ([c, c], [a, a], [p]), ([], [a], [p])):
+        with pytest.raises(ValueError, match="expected as many"):
+            K.addmm_many(cs, as_, bs, outs=[out] * len(cs))
+    for outs in ([out, None], [], [None, None, None]):
+        with pytest.raises(ValueError, match="expected as many"):
+            K.addmm_many([c], [a], [p], outs=outs)
+    assert np.isnan(out).all()
+    for cs, as_, bs in ((c, [a], [p]), ([c], a, [p]), ([c], [a], p), ([c], [a], b), (np.stack([c]), [a], [p]),
+                        ([c], [a], None), ({0: c}, [a], [p]), ([c], (x for x in [a]), [p])):
+        with pytest.raises(TypeError, match="must be lists or tuples"):
+            K.addmm_many(cs, as_, bs)
+
+
+def test_addmm_many_rejects_outputs_that_meet_other_products(K, rng):
+    """The products run at the same time: an out sharing an element with another product's out, a or c is
+    refused before anything is written; disjoint column blocks of one array (interleaved byte ranges) are
+    accepted, as outs beside each other and beside the other products' inputs."""
+    buf = randn(rng, (3, 12), np.float64)
+    w = randn(rng, (3, 3), np.float64)
+
+    def refuse(cs, as_, bs, outs):
+        keep = buf.copy(), w.copy()
+        for right in (bs, [K.pack(b) for b in bs]):
+            for activation in (None, "tanh"):
+                with pytest.raises(ValueError, match="shares memory.*the products run at the same time"):
+                    K.addmm_many(cs, as_, right, activation, outs=outs)
+                assert np.array_equal(buf, keep[0]) and np.array_equal(w, keep[1])
+
+    x, y, z = buf[:, :3], buf[:, 3:6], buf[:, 6:9]
+    out = np.full((3, 3), np.nan)
+    refuse([x, x], [y, y], [w, w], [out, out])  # one out for both
+    refuse([x, x], [y, y], [w, w], [buf[:, 9:], buf[:, 9:]])  # two views of one block
+    refuse([x, x], [y, y], [w, w], [buf[:, 8:11], buf[:, 9:]])  # overlapping blocks
+    refuse([x, x], [y, z], [w, w], [z, None])  # out 0 is product 1's a
+    refuse([x, x], [z, y], [w, w], [None, z])  # out 1 is product 0's a
+    refuse([x, z], [y, y], [w, w], [z, None])  # out 0 is product 1's c
+    refuse([x, buf[0, 9:]], [y, y], [w, w], [buf[:, 9:], None])  # product 1's bias row lies in out 0
+    refuse([x, x, x], [y, y, y], [w, w, w], [None, out, out.T])  # outs 1 and 2
+    assert np.isnan(out).all()
+    blocks = [buf[:, i:i + 3] for i in range(0, 12, 3)]
+    outs = [blocks[0], blocks[1]]
+    cs, as_ = [blocks[2], blocks[3]], [blocks[3], blocks[2]]  # inputs may share memory with each other
+    keep = [v.copy() for v in cs]
+    for right in ([w, w], [K.pack(w), K.pack(w)]):
+        for activation in (None, "tanh"):
+            got = K.addmm_many(cs, as_, right, activation, outs=outs)
+            assert np.array_equal(blocks[2], keep[0]) and np.array_equal(blocks[3], keep[1])
+            assert_addmm_many_is_addmm_of_each(K, got, cs, as_, [w, w], activation, outs)
+
+
 # ---------------------------------------------------------------- matmul_stacked_t: a sum of products
 
 @pytest.mark.parametrize("dtype", DTYPES)

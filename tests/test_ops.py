@@ -506,6 +506,221 @@ def test_addmm_reused_out_rejects_bad_out():
     assert np.array_equal(z.data, before[0]) and np.array_equal(x.data, before[1])
 
 
+# ---- addmm_reused_many: the two directions of a bidirectional RNN's step as one kernel job ---------------
+
+def two_directions(shapes, seed=0):
+    """c, a and w (n, k) of two products: the forward and reverse directions' step."""
+    (m, k), (_, n) = shapes
+    return [values((m, n), seed), values((m, k), seed + 1), values((n, k), seed + 2) / np.sqrt(k),
+            values((m, n), seed + 3), values((m, k), seed + 4), values((n, k), seed + 5) / np.sqrt(k)]
+
+
+@pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
+                                          (((32, 128), (128, 128)), np.float64)], ids=str)
+@pytest.mark.parametrize("activation", ["tanh", None])
+def test_addmm_reused_many(shapes, dtype, activation):
+    """addmm_reused_many for the two directions: torch's values and the gradients of both c's, a's and
+    weights (alone, over three chained steps, with one weight -- or one ReusedOperand -- shared by both
+    products); each product its own nodes, those of addmm_reused, and (C backend) the bits of two
+    addmm_reused calls."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused, addmm_reused_many
+    (m, k), (_, n) = shapes
+
+    def act(s):
+        return s.tanh() if activation else s
+
+    def mine(c0, a0, w0, c1, a1, w1):
+        return mg.stack(addmm_reused_many([c0, c1], [a0, a1], [ReusedOperand(w0.T), ReusedOperand(w1.T)],
+                                          activation))
+
+    def theirs(c0, a0, w0, c1, a1, w1):
+        return torch.stack([act(torch.addmm(c0, a0, w0.T)), act(torch.addmm(c1, a1, w1.T))])
+
+    arrays = two_directions(shapes)
+    check_op(mine, theirs, arrays, dtype)
+    check_op(lambda c0, a0, w, c1, a1: mine(c0, a0, w, c1, a1, w),
+             lambda c0, a0, w, c1, a1: theirs(c0, a0, w, c1, a1, w), arrays[:5], dtype)
+
+    def one_operand(c0, a0, w, c1, a1):  # one ReusedOperand (one packing) for both products
+        r = ReusedOperand(w.T)
+        return mg.stack(addmm_reused_many([c0, c1], [a0, a1], [r, r], activation))
+
+    check_op(one_operand, lambda c0, a0, w, c1, a1: theirs(c0, a0, w, c1, a1, w), arrays[:5], dtype)
+
+    def steps(c0, a0, w0, c1, a1, w1):  # three steps through one packing per direction, states cut to k
+        rs, hs = [ReusedOperand(w0.T), ReusedOperand(w1.T)], [a0, a1]
+        for _ in range(3):
+            hs = [h[:, :k] for h in addmm_reused_many([c0, c1], hs, rs, activation)]
+        return mg.stack(hs)
+
+    def steps_torch(c0, a0, w0, c1, a1, w1):
+        hs = [a0, a1]
+        for _ in range(3):
+            hs = [act(torch.addmm(c, h, w.T))[:, :k] for c, h, w in zip((c0, c1), hs, (w0, w1))]
+        return torch.stack(hs)
+
+    if n >= k and dtype == np.float64:
+        check_op(steps, steps_torch, arrays, dtype)
+    leaves = [mg.tensor(v.astype(dtype), requires_grad=True) for v in arrays]
+    cs, as_ = [leaves[0], leaves[3]], [leaves[1], leaves[4]]
+    rs = [ReusedOperand(leaves[2].T), ReusedOperand(leaves[5].T)]
+    got = addmm_reused_many(cs, as_, rs, activation)
+    assert isinstance(got, list) and len(got) == 2
+    for i in range(2):
+        want = addmm_reused(cs[i], as_[i], rs[i], activation)
+        assert got[i].shape == (m, n) and got[i].dtype == np.dtype(dtype)
+        node, other = got[i].grad_fn, got[1 - i].grad_fn
+        assert node.name() == want.grad_fn.name() == ("TanhBackward" if activation else "AddmmBackward")
+        if activation:
+            (node, _), = node.next_functions
+            (other, _), = other.next_functions
+            assert node.name() == "AddmmBackward"
+        assert node is not other
+        assert [type(f).__name__ for f, _ in node.next_functions] == \
+            [type(f).__name__ for f, _ in (want.grad_fn.next_functions[0][0] if activation else
+                                           want.grad_fn).next_functions]
+        if mg._backend.name == "c":  # the same bits as addmm_reused
+            assert np.array_equal(got[i].data, want.data)
+    # each product's gradients reach its own leaves only
+    got[1].sum().backward()
+    assert leaves[0].grad is None and leaves[1].grad is None and leaves[2].grad is None
+    assert all(leaves[j].grad is not None for j in (3, 4, 5))
+    with mg.no_grad():
+        assert all(y.grad_fn is None for y in addmm_reused_many(cs, as_, rs, activation))
+    plain = [mg.tensor(v.astype(dtype)) for v in arrays]
+    assert all(y.grad_fn is None and not y.requires_grad
+               for y in addmm_reused_many([plain[0], plain[3]], [plain[1], plain[4]],
+                                          [ReusedOperand(plain[2].T), ReusedOperand(plain[5].T)], activation))
+
+
+@pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
+                                          (((32, 128), (128, 128)), np.float64)], ids=str)
+@pytest.mark.parametrize("activation", ["tanh", None])
+def test_addmm_reused_many_out(shapes, dtype, activation):
+    """outs=: each result's storage is its out -- the two directions' column blocks of one wider array --
+    with torch's values and gradients and the same graph; the rest of the wider array untouched."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
+    m, n = shapes[0][0], shapes[1][1]
+    wide = np.full((m, 3 * n), np.nan, dtype)
+    outs = [wide[:, :n], wide[:, 2 * n:]]
+    results = []
+
+    def mine(c0, a0, w0, c1, a1, w1):
+        results.append(addmm_reused_many([c0, c1], [a0, a1], [ReusedOperand(w0.T), ReusedOperand(w1.T)],
+                                         activation, outs=outs))
+        return mg.stack(results[-1])
+
+    def theirs(c0, a0, w0, c1, a1, w1):
+        ys = [torch.addmm(c0, a0, w0.T), torch.addmm(c1, a1, w1.T)]
+        return torch.stack([y.tanh() for y in ys] if activation else ys)
+
+    check_op(mine, theirs, two_directions(shapes), dtype)
+    got, = results
+    for y, out in zip(got, outs):
+        assert same_storage(y.data, out)
+        assert y.grad_fn.name() == ("TanhBackward" if activation else "AddmmBackward")
+    assert np.isnan(wide[:, n:2 * n]).all()
+    # one out None: that product gets a new array
+    arrays = [mg.tensor(v.astype(dtype)) for v in two_directions(shapes, 7)]
+    rs = [ReusedOperand(arrays[2].T), ReusedOperand(arrays[5].T)]
+    a, b = addmm_reused_many([arrays[0], arrays[3]], [arrays[1], arrays[4]], rs, activation,
+                             outs=[None, outs[1]])
+    assert same_storage(b.data, outs[1]) and not np.shares_memory(a.data, wide)
+    assert_close(a.data, theirs(*(torch.tensor(v.data) for v in arrays))[0], dtype, "no out")
+
+
+@pytest.mark.parametrize("steps", [3, 4])
+def test_addmm_reused_many_bidirectional_buffer(steps):
+    """A bidirectional recurrence through one (T, N, 2H) buffer, each step's two states written by one call
+    (forward at t into buf[t, :, :H], reverse at T-1-t into buf[T-1-t, :, H:]; the middle step of an odd T
+    puts both in one row block), read back as the next step's operands: torch's values and the gradients
+    of every input."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
+    batch, hidden = 3, 5
+
+    def mine(x0, x1, h0, h1, w0, w1):
+        buf = np.full((steps, batch, 2 * hidden), np.nan)
+        rs, hs, out = [ReusedOperand(w0.T), ReusedOperand(w1.T)], [h0, h1], [[None] * steps, [None] * steps]
+        for t in range(steps):
+            r = steps - 1 - t
+            places = [buf[t, :, :hidden], buf[r, :, hidden:]]
+            hs = addmm_reused_many([x0[t], x1[r]], hs, rs, "tanh", outs=places)
+            out[0][t], out[1][r] = hs
+            assert same_storage(hs[0].data, places[0]) and same_storage(hs[1].data, places[1])
+        assert np.isfinite(buf).all()
+        return mg.cat([mg.stack(out[0]), mg.stack(out[1])], 2)
+
+    def theirs(x0, x1, h0, h1, w0, w1):
+        hs, out = [h0, h1], [[None] * steps, [None] * steps]
+        for t in range(steps):
+            r = steps - 1 - t
+            hs = [torch.addmm(x0[t], hs[0], w0.T).tanh(), torch.addmm(x1[r], hs[1], w1.T).tanh()]
+            out[0][t], out[1][r] = hs
+        return torch.cat([torch.stack(out[0]), torch.stack(out[1])], 2)
+
+    arrays = [values((steps, batch, hidden), 0), values((steps, batch, hidden), 1),
+              values((batch, hidden), 2), values((batch, hidden), 3),
+              values((hidden, hidden), 4) / 2, values((hidden, hidden), 5) / 2]
+    check_op(mine, theirs, arrays, np.float64)
+
+
+def test_addmm_reused_many_rejects_bad_operands():
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
+    r = ReusedOperand(mg.randn(3, 4))
+    z, x = mg.randn(2, 4), mg.randn(2, 3)
+    for bad in (mg.randn(3, 4), mg.randn(3, 4).data, None):
+        with pytest.raises(TypeError, match=r"rs\[1\] must be a ReusedOperand"):
+            addmm_reused_many([z, z], [x, x], [r, bad])
+    for cs, as_, rs in (([z, z], [x], [r, r]), ([z], [x, x], [r]), ([z, z], [x, x], [r]), ([], [x], [r])):
+        with pytest.raises(ValueError, match="expected as many"):
+            addmm_reused_many(cs, as_, rs)
+    out = np.full((2, 4), np.nan, np.float32)
+    for outs in ([out], [out, None, None], []):
+        with pytest.raises(ValueError, match="expected as many"):
+            addmm_reused_many([z, z], [x, x], [r, r], outs=outs)
+    for cs, as_, rs in ((z, [x], [r]), ([z], x, [r]), ([z], [x], r), ([z], [x], None)):
+        with pytest.raises(TypeError, match="must be lists or tuples"):
+            addmm_reused_many(cs, as_, rs)
+    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
+        addmm_reused_many([z], [x], [r], activation="relu")
+    # each product checked as addmm_reused checks it, wherever it stands
+    with pytest.raises(ValueError, match="c has shape"):
+        addmm_reused_many([z, mg.randn(4)], [x, x], [r, r])
+    with pytest.raises(ValueError, match="not aligned"):
+        addmm_reused_many([z, z], [x, mg.randn(2, 4)], [r, r])
+    with pytest.raises(TypeError, match="different dtypes"):
+        addmm_reused_many([z.double(), z], [x, x], [r, r])
+    with pytest.raises(TypeError, match="expected a minigrad Tensor for c"):
+        addmm_reused_many([z, z.data], [x, x], [r, r])
+    with pytest.raises(TypeError, match="expected a minigrad Tensor"):
+        addmm_reused_many([z, z], [x, x.data], [r, r])
+    # outs meeting another product's: refused before anything is written
+    other = np.full((2, 4), np.nan, np.float32)
+    with pytest.raises(ValueError, match="the products run at the same time"):
+        addmm_reused_many([z, z], [x, x], [r, r], "tanh", outs=[other, other])
+    with pytest.raises(ValueError, match="the products run at the same time"):
+        addmm_reused_many([z, mg.randn(2, 4)], [x, x], [r, r], outs=[other, z.data])
+    assert np.isnan(other).all()
+    assert addmm_reused_many([], [], []) == []
+
+
+def test_addmm_reused_many_bad_out_writes_nothing():
+    """A product's bad out (shape, dtype, read-only, its own operand) refuses the call before any product
+    runs: the other products' outs stay untouched."""
+    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
+    r = ReusedOperand(mg.randn(3, 4))
+    z, x = mg.randn(2, 4), mg.randn(2, 3)
+    ro = np.zeros((2, 4), np.float32)
+    ro.flags.writeable = False
+    for bad, error, match in ((np.empty((4, 2), np.float32), ValueError, "out has shape"),
+                              (np.empty((2, 4)), TypeError, "dtype"), (ro, ValueError, "read-only"),
+                              (z.data, ValueError, "shares memory")):
+        first = np.full((2, 4), np.nan, np.float32)
+        with pytest.raises(error, match=match):
+            addmm_reused_many([z, z], [x, x], [r, r], "tanh", outs=[first, bad])
+        assert np.isnan(first).all()
+
+
 STEPS_PLACED = {"none": (), "all": (0, 1, 2, 3), "first": (0,), "alternate": (1, 3),
                 "all_but_first": (1, 2, 3)}
 
