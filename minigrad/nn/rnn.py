@@ -326,10 +326,11 @@ def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter
     if valid is not None or outs is None:
         outs = [None] * len(weights)  # a padded batch's output is the state masked, not the state itself
     for s in range(seq_len):
-        ts = [seq_len - 1 - s if d == 1 else s for d in directions]  # the reverse direction runs backwards
-        if fused and len(ts) == 2:
-            news = addmm_reused_many([xws[d][ts[d]] for d in directions], states, w_hh_ts, activation="tanh",
-                                     outs=None if outs[0] is None else [outs[d][ts[d]] for d in directions])
+        ts = (s, seq_len - 1 - s)  # the reverse direction runs backwards
+        if fused and len(weights) == 2:
+            tf, tr = ts
+            news = addmm_reused_many((xws[0][tf], xws[1][tr]), states, w_hh_ts, activation="tanh",
+                                     outs=None if outs[0] is None else (outs[0][tf], outs[1][tr]))
         elif fused:
             news = [addmm_reused(xws[0][s], states[0], w_hh_ts[0], activation="tanh",
                                  out=None if outs[0] is None else outs[0][s])]

@@ -92,6 +92,11 @@ def squeeze(x, dim=None):
 
 
 # ---- transpose / permute / flip -----------------------------------------------------------------------
+cdef inline object _axis_first(object a, int axis):
+    """``np.moveaxis(a, axis, 0)``, without its argument handling for the usual axis 0 (an RNN's time)."""
+    return a if axis == 0 else np.moveaxis(a, axis, 0)
+
+
 cdef class PermuteBackward(Node):
     cdef tuple inverse
 
@@ -290,7 +295,7 @@ cdef class StackBackward(Node):
     cdef int axis
 
     cpdef object backward(self, object g):
-        return tuple(np.moveaxis(g, self.axis, 0))
+        return tuple(_axis_first(g, self.axis))
 
 
 cdef tuple _equal_shape(list ts, str where):
@@ -574,7 +579,7 @@ cdef class UnbindBackward(Node):
         cdef unsigned long long run = backward_run()
         if self.arena is None or self.arena_run != run:
             self.arena = np.empty(self.in_shape, dtype=self.dtype[0])
-            self.arena_moved = np.moveaxis(self.arena, self.axis, 0)
+            self.arena_moved = _axis_first(self.arena, self.axis)
             self.handed = bytearray(self.n_outputs)
             self.arena_run = run
         if self.handed[nr]:
@@ -605,7 +610,7 @@ cdef class UnbindBackward(Node):
                 continue
             if gx is None:
                 gx = (np.empty if complete else np.zeros)(self.in_shape, dtype=g.dtype)
-                moved = np.moveaxis(gx, self.axis, 0)
+                moved = _axis_first(gx, self.axis)
             moved[i] = g
         return (gx,)
 
@@ -616,7 +621,7 @@ def unbind(x, dim=0):
     if t._data.ndim == 0:
         raise ValueError("unbind: a 0-d tensor cannot be unbound")
     axis = norm_dim(dim, t._data.ndim)
-    moved = np.moveaxis(t._data, axis, 0)
+    moved = _axis_first(t._data, axis)
     pieces = [moved[i] for i in range(moved.shape[0])]
     if not any_requires_grad((t,)):
         return tuple(wrap(p) for p in pieces)
