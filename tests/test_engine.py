@@ -773,3 +773,63 @@ def test_leaf_hook_keeps_the_array_it_was_given():
     loss.backward()
     np.testing.assert_array_equal(kept[0], snapshot)
     np.testing.assert_allclose(w.grad.data, 2 * snapshot, rtol=1e-12, atol=1e-14)
+
+
+# ---- an RNN step's state gradient summed inside the kernel (engine.take_grad) -----------------------
+def _tg_chain(lib, x0s, w0, h00, wout, hooks=None):
+    """h_t = tanh(x_t + h_{t-1} @ W.T) with every state also in the loss, so each state's gradient is the
+    output's plus the next step's; minigrad uses addmm_reused (whose backward folds the two together)."""
+    w = lib.tensor(w0, requires_grad=True)
+    h = lib.tensor(h00, requires_grad=True)
+    r = mg.ops.linalg.ReusedOperand(w.T) if lib is mg else None
+    loss = 0
+    for t, x0 in enumerate(x0s):
+        x = lib.tensor(x0, requires_grad=True)
+        h = mg.ops.linalg.addmm_reused(x, h, r, "tanh") if lib is mg else torch.tanh(x + h @ w.T)
+        if hooks is not None:
+            h.register_hook(lambda g, t=t: hooks.__setitem__(t, np.array(g.data if lib is mg else g)))
+        loss = loss + (h * lib.tensor(wout[t])).sum()
+    return w, loss
+
+
+def test_state_gradient_summed_in_the_kernel_matches_torch_and_hooks_see_the_sum():
+    rng = np.random.default_rng(8)
+    x0s = [rng.standard_normal((3, 5)) for _ in range(6)]
+    w0, h00 = rng.standard_normal((5, 5)) * 0.5, rng.standard_normal((3, 5))
+    wout = rng.standard_normal((6, 3, 5))
+    seen, tseen = {}, {}
+    w, loss = _tg_chain(mg, x0s, w0, h00, wout, seen)
+    tw, tloss = _tg_chain(torch, x0s, w0, h00, wout, tseen)
+    loss.backward(retain_graph=True)
+    tloss.backward(retain_graph=True)
+    np.testing.assert_allclose(w.grad.data, tw.grad.numpy(), rtol=1e-12, atol=1e-13)
+    for t in range(6):  # each state's hook sees its total gradient (output's + next step's)
+        np.testing.assert_allclose(seen[t], tseen[t], rtol=1e-12, atol=1e-13)
+    loss.backward()
+    np.testing.assert_allclose(w.grad.data, 2 * tw.grad.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_a_node_run_by_hand_inside_a_pass_takes_nothing_from_it():
+    """A hook that runs a step's AddmmBackward by hand (not the engine) while the pass is under way, when the
+    previous state's gradient from the output is waiting in the engine: the pass still gets every gradient
+    (take_grad serves only the node the engine is running)."""
+    rng = np.random.default_rng(9)
+    x0s = [rng.standard_normal((3, 5)) for _ in range(4)]
+    w0, h00 = rng.standard_normal((5, 5)) * 0.5, rng.standard_normal((3, 5))
+    wout = rng.standard_normal((4, 3, 5))
+    w = mg.tensor(w0, requires_grad=True)
+    r = mg.ops.linalg.ReusedOperand(w.T)
+    h, states = mg.tensor(h00, requires_grad=True), []
+    for x0 in x0s:
+        h = mg.ops.linalg.addmm_reused(mg.tensor(x0, requires_grad=True), h, r, "tanh")
+        states.append(h)
+    loss = (mg.stack(states) * mg.tensor(wout)).sum()  # every state's output gradient arrives first
+    step2 = states[2].grad_fn.next_functions[0][0]  # AddmmBackward of step 2 (its state input: step 1's)
+    assert type(step2).__name__ == "AddmmBackward"
+    by_hand = []
+    states[2].register_hook(lambda g: by_hand.append(step2.backward(np.ones((3, 5)))) and None)
+    loss.backward(retain_graph=True)
+    assert by_hand  # the hook ran, inside the pass
+    tw, tloss = _tg_chain(torch, x0s, w0, h00, wout)
+    tloss.backward()
+    np.testing.assert_allclose(w.grad.data, tw.grad.numpy(), rtol=1e-12, atol=1e-13)

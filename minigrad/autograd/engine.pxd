@@ -47,3 +47,4 @@ cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
 cdef void record(Node node)
 cdef unsigned long long backward_run() noexcept
+cdef object take_grad(Node node, int i)

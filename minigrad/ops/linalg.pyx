@@ -2,7 +2,7 @@
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node, ProductSum
+from minigrad.autograd.engine cimport Node, ProductSum, take_grad
 from minigrad.ops.elementwise import TanhBackward
 from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
@@ -201,7 +201,17 @@ cdef class AddmmBackward(Node):
         if wants[0] is not None:
             gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
         if wants[1] is not None:
-            ga = K.matmul(g, self.packing.transposed() if self.packing is not None else self.saved[1].T)
+            if self.packing is not None:
+                # an RNN step: the state's gradient from the output, if it is already in, is added by the kernel
+                prev = take_grad(self, 1)
+                if prev is None:
+                    ga = K.matmul(g, self.packing.transposed())
+                elif prev.shape == (g.shape[0], self.packing.data.shape[0]) and prev.dtype == g.dtype:
+                    ga = K.addmm(prev, g, self.packing.transposed())
+                else:  # (not from the engine's checks; added as the engine would)
+                    ga = prev + K.matmul(g, self.packing.transposed())
+            else:
+                ga = K.matmul(g, self.saved[1].T)
         if wants[2] is not None:
             gb = ProductSum(self.saved[0], g)
         return gc, ga, gb
