@@ -787,7 +787,7 @@ def _tg_chain(lib, x0s, w0, h00, wout, hooks=None):
         x = lib.tensor(x0, requires_grad=True)
         h = mg.ops.linalg.addmm_reused(x, h, r, "tanh") if lib is mg else torch.tanh(x + h @ w.T)
         if hooks is not None:
-            h.register_hook(lambda g, t=t: hooks.__setitem__(t, np.array(g.data if lib is mg else g)))
+            h.register_hook(lambda g, t=t: hooks.__setitem__(t, np.array(g.data if lib is mg else g.numpy())))
         loss = loss + (h * lib.tensor(wout[t])).sum()
     return w, loss
 
