@@ -627,6 +627,12 @@ def matmul_stacked_t(lefts, rights):
 
 # ---------------------------------------------------------------- elementwise
 
+# Below this many elements an elementwise kernel runs without releasing the GIL: it takes about a
+# microsecond, and releasing and re-taking the GIL would add a tenth of that.
+cdef enum:
+    _NOGIL_ELEMS = 8192
+
+
 cdef inline bint _contiguous(cnp.ndarray arr):
     return cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
 
@@ -670,6 +676,13 @@ cdef int _check_alias(cnp.ndarray out, cnp.ndarray x, str fn, str name) except -
     return 0
 
 
+cdef inline void _tanh_call(int typenum, mg_int n, const void *x, void *y) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        mg_tanh_f32(n, <const float *>x, <float *>y)
+    else:
+        mg_tanh_f64(n, <const double *>x, <double *>y)
+
+
 def tanh(x, out=None):
     """Elementwise tanh of a float32/float64 array of any shape and strides (at most 2 ulp from exact)."""
     cdef cnp.ndarray X = _float_array(x, "tanh", "x")
@@ -680,14 +693,37 @@ def tanh(x, out=None):
         _check_alias(O, X, "tanh", "x")
     src = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
-    with nogil:
-        if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-            mg_tanh_f32(n, <const float *>cnp.PyArray_DATA(src), <float *>cnp.PyArray_DATA(dst))
-        else:
-            mg_tanh_f64(n, <const double *>cnp.PyArray_DATA(src), <double *>cnp.PyArray_DATA(dst))
+    if n >= _NOGIL_ELEMS:
+        with nogil:
+            _tanh_call(cnp.PyArray_TYPE(X), n, cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst))
+    else:
+        _tanh_call(cnp.PyArray_TYPE(X), n, cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst))
     if dst is not O:
         cnp.PyArray_CopyInto(O, dst)
     return O
+
+
+cdef inline void _tanh_backward_rows(int typenum, mg_int rows, mg_int cols, const void *g, mg_int gs,
+                                     const void *y, mg_int ys, void *o, mg_int os) noexcept nogil:
+    if rows == 1:  # one contiguous run: cut into tasks by elements
+        if typenum == cnp.NPY_FLOAT32:
+            mg_tanh_backward_f32(cols, <const float *>g, <const float *>y, <float *>o)
+        else:
+            mg_tanh_backward_f64(cols, <const double *>g, <const double *>y, <double *>o)
+    elif typenum == cnp.NPY_FLOAT32:
+        mg_tanh_backward_rows_f32(rows, cols, <const float *>g, gs, <const float *>y, ys, <float *>o, os)
+    else:
+        mg_tanh_backward_rows_f64(rows, cols, <const double *>g, gs, <const double *>y, ys, <double *>o, os)
+
+
+cdef void _tanh_backward_call(int typenum, mg_int rows, mg_int cols, const void *g, mg_int gs, const void *y,
+                              mg_int ys, void *o, mg_int os) noexcept:
+    """tanh_backward over `rows` rows of `cols` (strides in elements), releasing the GIL for large ones."""
+    if rows * cols >= _NOGIL_ELEMS:
+        with nogil:
+            _tanh_backward_rows(typenum, rows, cols, g, gs, y, ys, o, os)
+    else:
+        _tanh_backward_rows(typenum, rows, cols, g, gs, y, ys, o, os)
 
 
 def tanh_backward(grad, y, out=None):
@@ -705,33 +741,19 @@ def tanh_backward(grad, y, out=None):
     if out is not None:
         _check_alias(O, G, "tanh_backward", "grad")
         _check_alias(O, Y, "tanh_backward", "y")
-    cdef mg_int rows, cols, isz = cnp.PyArray_ITEMSIZE(G)
+    cdef mg_int isz = cnp.PyArray_ITEMSIZE(G)
     if (not (_contiguous(G) and _contiguous(Y) and _contiguous(O))
             and _contiguous_rows(G) and _contiguous_rows(Y) and _contiguous_rows(O)):
         # rows in place, wherever they lie (one direction's half of a bidirectional RNN's state): no copies
-        rows, cols = cnp.PyArray_DIMS(G)[0], cnp.PyArray_DIMS(G)[1]
-        with nogil:
-            if cnp.PyArray_TYPE(G) == cnp.NPY_FLOAT32:
-                mg_tanh_backward_rows_f32(rows, cols, <const float *>cnp.PyArray_DATA(G),
-                                          cnp.PyArray_STRIDES(G)[0] // isz, <const float *>cnp.PyArray_DATA(Y),
-                                          cnp.PyArray_STRIDES(Y)[0] // isz, <float *>cnp.PyArray_DATA(O),
-                                          cnp.PyArray_STRIDES(O)[0] // isz)
-            else:
-                mg_tanh_backward_rows_f64(rows, cols, <const double *>cnp.PyArray_DATA(G),
-                                          cnp.PyArray_STRIDES(G)[0] // isz, <const double *>cnp.PyArray_DATA(Y),
-                                          cnp.PyArray_STRIDES(Y)[0] // isz, <double *>cnp.PyArray_DATA(O),
-                                          cnp.PyArray_STRIDES(O)[0] // isz)
+        _tanh_backward_call(cnp.PyArray_TYPE(G), cnp.PyArray_DIMS(G)[0], cnp.PyArray_DIMS(G)[1],
+                            cnp.PyArray_DATA(G), cnp.PyArray_STRIDES(G)[0] // isz, cnp.PyArray_DATA(Y),
+                            cnp.PyArray_STRIDES(Y)[0] // isz, cnp.PyArray_DATA(O), cnp.PyArray_STRIDES(O)[0] // isz)
         return O
     g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
     yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
-    with nogil:
-        if cnp.PyArray_TYPE(G) == cnp.NPY_FLOAT32:
-            mg_tanh_backward_f32(n, <const float *>cnp.PyArray_DATA(g), <const float *>cnp.PyArray_DATA(yy),
-                                 <float *>cnp.PyArray_DATA(dst))
-        else:
-            mg_tanh_backward_f64(n, <const double *>cnp.PyArray_DATA(g), <const double *>cnp.PyArray_DATA(yy),
-                                 <double *>cnp.PyArray_DATA(dst))
+    _tanh_backward_call(cnp.PyArray_TYPE(G), 1, n, cnp.PyArray_DATA(g), n, cnp.PyArray_DATA(yy), n,
+                        cnp.PyArray_DATA(dst), n)
     if dst is not O:
         cnp.PyArray_CopyInto(O, dst)
     return O
