@@ -478,12 +478,12 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
     product (the two directions of a bidirectional RNN's step).  No output may share memory with another
     product's operands or output (the products run at the same time).  Returns the list of outputs."""
     cdef int act = _activation(activation, "addmm_many")
-    if not isinstance(cs, (list, tuple)) or not isinstance(as_, (list, tuple)) or not isinstance(bs, (list, tuple)):
+    if not all(isinstance(v, (list, tuple)) for v in (cs, as_, bs)):
         raise TypeError("addmm_many: cs, as_ and bs must be lists or tuples of arrays")
     cdef Py_ssize_t n = len(cs), i, k
     if len(as_) != n or len(bs) != n or (outs is not None and len(outs) != n):
-        raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, {len(bs)}"
-                         + ("" if outs is None else f", {len(outs)}"))
+        raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, "
+                         f"{len(bs)}" + ("" if outs is None else f", {len(outs)}"))
     if n == 0:
         return []
     cdef AddmmArgs *r = <AddmmArgs *>malloc(n * sizeof(AddmmArgs))
@@ -523,13 +523,15 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
             if r[0].typenum == cnp.NPY_FLOAT32:
                 rc = mg_addmm_many_f32(r[0].isa, n, r[0].mc.shape[1], r[0].mc.shape[2], r[0].ma.shape[2],
                                        <const float *const *>ptrs, r[0].mi.strides[1], r[0].mi.strides[2],
-                                       <const float *const *>(ptrs + n), r[0].ma.strides[1], r[0].ma.strides[2],
+                                       <const float *const *>(ptrs + n), r[0].ma.strides[1],
+                                       r[0].ma.strides[2],
                                        <const float *const *>(ptrs + 2 * n), <float *const *>(ptrs + 3 * n),
                                        r[0].mc.strides[1], r[0].mc.strides[2], act)
             else:
                 rc = mg_addmm_many_f64(r[0].isa, n, r[0].mc.shape[1], r[0].mc.shape[2], r[0].ma.shape[2],
                                        <const double *const *>ptrs, r[0].mi.strides[1], r[0].mi.strides[2],
-                                       <const double *const *>(ptrs + n), r[0].ma.strides[1], r[0].ma.strides[2],
+                                       <const double *const *>(ptrs + n), r[0].ma.strides[1],
+                                       r[0].ma.strides[2],
                                        <const double *const *>(ptrs + 2 * n), <double *const *>(ptrs + 3 * n),
                                        r[0].mc.strides[1], r[0].mc.strides[2], act)
         if rc:
@@ -747,7 +749,8 @@ def tanh_backward(grad, y, out=None):
         # rows in place, wherever they lie (one direction's half of a bidirectional RNN's state): no copies
         _tanh_backward_call(cnp.PyArray_TYPE(G), cnp.PyArray_DIMS(G)[0], cnp.PyArray_DIMS(G)[1],
                             cnp.PyArray_DATA(G), cnp.PyArray_STRIDES(G)[0] // isz, cnp.PyArray_DATA(Y),
-                            cnp.PyArray_STRIDES(Y)[0] // isz, cnp.PyArray_DATA(O), cnp.PyArray_STRIDES(O)[0] // isz)
+                            cnp.PyArray_STRIDES(Y)[0] // isz, cnp.PyArray_DATA(O),
+                            cnp.PyArray_STRIDES(O)[0] // isz)
         return O
     g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
     yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
@@ -772,7 +775,8 @@ def sub_sqsum(x, t):
     cdef double total = 0
     if cnp.PyArray_TYPE(X) != cnp.PyArray_TYPE(T):
         raise TypeError(f"sub_sqsum: mixed dtypes {X.dtype} (x) and {T.dtype} (t)")
-    if cnp.PyArray_NDIM(T) != nd or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(X), cnp.PyArray_DIMS(T), nd):
+    if (cnp.PyArray_NDIM(T) != nd
+            or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(X), cnp.PyArray_DIMS(T), nd)):
         raise ValueError(f"sub_sqsum: x has shape {_shape(X)} but t has shape {_shape(T)}")
     cdef cnp.ndarray xs = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
     cdef cnp.ndarray ts = T if _contiguous(T) else cnp.PyArray_NewCopy(T, cnp.NPY_CORDER)
@@ -783,8 +787,8 @@ def sub_sqsum(x, t):
             rc = mg_sub_sqsum_f32(n, <const float *>cnp.PyArray_DATA(xs), <const float *>cnp.PyArray_DATA(ts),
                                   <float *>cnp.PyArray_DATA(D), &total)
         else:
-            rc = mg_sub_sqsum_f64(n, <const double *>cnp.PyArray_DATA(xs), <const double *>cnp.PyArray_DATA(ts),
-                                  <double *>cnp.PyArray_DATA(D), &total)
+            rc = mg_sub_sqsum_f64(n, <const double *>cnp.PyArray_DATA(xs),
+                                  <const double *>cnp.PyArray_DATA(ts), <double *>cnp.PyArray_DATA(D), &total)
     if rc:
         raise MemoryError("sub_sqsum: could not allocate the partial sums")
     return D, total

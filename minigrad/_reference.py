@@ -217,8 +217,8 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
         raise TypeError("addmm_many: cs, as_ and bs must be lists or tuples of arrays")
     n = len(cs)
     if len(as_) != n or len(bs) != n or (outs is not None and len(outs) != n):
-        raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, {len(bs)}"
-                         + ("" if outs is None else f", {len(outs)}"))
+        raise ValueError(f"addmm_many: expected as many as, bs (and outs) as cs ({n}), got {len(as_)}, "
+                         f"{len(bs)}" + ("" if outs is None else f", {len(outs)}"))
     outs = [None] * n if outs is None else list(outs)
     # every product validated before any runs, as the kernels do
     operands = [_addmm_operands(cs[i], as_[i], bs[i], outs[i], "addmm_many") for i in range(n)]

@@ -324,7 +324,8 @@ cdef class Node:
     cpdef object product_sum_backward(self, ProductSum g):
         """backward(g) for a gradient still held as a ProductSum, without evaluating it, or None when this
         node needs the array (the default).  A transpose passes the transposed sum on, so a weight used as
-        ``W.T`` receives its gradient as one product that lands in ``W.grad`` as it is (no transposed copy)."""
+        ``W.T`` receives its gradient as one product that lands in ``W.grad`` as it is (no transposed
+        copy)."""
         return None
 
     cpdef object grad_place(self, int nr):

@@ -202,7 +202,7 @@ cdef class AddmmBackward(Node):
             gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
         if wants[1] is not None:
             if self.packing is not None:
-                # an RNN step: the state's gradient from the output, if it is already in, is added by the kernel
+                # an RNN step: the state's gradient from the output, if already in, is added by the kernel
                 prev = take_grad(self, 1)
                 if prev is None:
                     ga = K.matmul(g, self.packing.transposed())
@@ -280,7 +280,8 @@ cdef Tensor _reused_addend(object c, object a, ReusedOperand r, str fn):
     cdef Tensor x = _reused_left(a, r, fn)
     xa, ya, ca = x._data, r.b._data, z._data
     if ca.shape != (xa.shape[0], ya.shape[1]):
-        raise ValueError("%s: c has shape %s, the product has shape %s" % (fn, ca.shape, (xa.shape[0], ya.shape[1])))
+        raise ValueError("%s: c has shape %s, the product has shape %s"
+                         % (fn, ca.shape, (xa.shape[0], ya.shape[1])))
     if ca.dtype != ya.dtype:
         raise TypeError("%s: operands have different dtypes %s (c) and %s" % (fn, ca.dtype, ya.dtype))
     return z
@@ -309,7 +310,7 @@ def addmm_reused_many(cs, as_, rs, activation=None, outs=None):
     two directions of a bidirectional RNN's step share the threads in one hand-off instead of two.  The
     products must be independent (no output feeds another's operands)."""
     _check_activation(activation, "addmm_reused_many")
-    if not isinstance(cs, (list, tuple)) or not isinstance(as_, (list, tuple)) or not isinstance(rs, (list, tuple)):
+    if not all(isinstance(v, (list, tuple)) for v in (cs, as_, rs)):
         raise TypeError("addmm_reused_many: cs, as_ and rs must be lists or tuples")
     n = len(cs)
     if len(as_) != n or len(rs) != n or (outs is not None and len(outs) != n):
@@ -317,7 +318,8 @@ def addmm_reused_many(cs, as_, rs, activation=None, outs=None):
     zs = []
     for i in range(n):
         if not isinstance(rs[i], ReusedOperand):
-            raise TypeError("addmm_reused_many: rs[%d] must be a ReusedOperand, got %s" % (i, type(rs[i]).__name__))
+            raise TypeError("addmm_reused_many: rs[%d] must be a ReusedOperand, got %s"
+                            % (i, type(rs[i]).__name__))
         zs.append(_reused_addend(cs[i], as_[i], rs[i], "addmm_reused_many"))
     results = K.addmm_many([(<Tensor>z)._data for z in zs], [(<Tensor>a)._data for a in as_],
                            [(<ReusedOperand>r)._packing.packed for r in rs], activation, outs)

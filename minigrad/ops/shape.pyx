@@ -376,7 +376,8 @@ cdef void _stack_into(list ts, cnp.ndarray view, cnp.ndarray out) except *:
 
 
 cdef cnp.ndarray _check_result_buffer(object out, tuple shape, object dtype, str fn):
-    """``out`` if it is a writable numpy array of exactly ``shape`` and ``dtype``, else ValueError/TypeError."""
+    """``out`` if it is a writable numpy array of exactly ``shape`` and ``dtype``, else TypeError or
+    ValueError."""
     if type(out) is not np.ndarray:
         raise TypeError("%s: out must be a numpy array, got %s" % (fn, type(out).__name__))
     if out.shape != shape or out.dtype != dtype:
