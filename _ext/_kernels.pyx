@@ -635,6 +635,16 @@ cdef enum:
     _NOGIL_ELEMS = 8192
 
 
+cdef int _check_pair(cnp.ndarray a, cnp.ndarray b, str fn, str an, str bn) except -1:
+    """The two operands of an elementwise kernel: one dtype, one shape."""
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b):
+        raise TypeError(f"{fn}: mixed dtypes {a.dtype} ({an}) and {b.dtype} ({bn})")
+    if (cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b)
+            or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(b), cnp.PyArray_NDIM(a))):
+        raise ValueError(f"{fn}: {an} has shape {_shape(a)} but {bn} has shape {_shape(b)}")
+    return 0
+
+
 cdef inline bint _contiguous(cnp.ndarray arr):
     return cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
 
@@ -734,11 +744,7 @@ def tanh_backward(grad, y, out=None):
     cdef cnp.ndarray Y = _float_array(y, "tanh_backward", "y")
     cdef cnp.ndarray O, g, yy, dst
     cdef mg_int n = cnp.PyArray_SIZE(G)
-    if cnp.PyArray_TYPE(G) != cnp.PyArray_TYPE(Y):
-        raise TypeError(f"tanh_backward: mixed dtypes {G.dtype} (grad) and {Y.dtype} (y)")
-    if (cnp.PyArray_NDIM(G) != cnp.PyArray_NDIM(Y)
-            or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(G), cnp.PyArray_DIMS(Y), cnp.PyArray_NDIM(G))):
-        raise ValueError(f"tanh_backward: grad has shape {_shape(G)} but y has shape {_shape(Y)}")
+    _check_pair(G, Y, "tanh_backward", "grad", "y")
     O = _elementwise_out(out, G, "tanh_backward")
     if out is not None:
         _check_alias(O, G, "tanh_backward", "grad")
@@ -773,11 +779,7 @@ def sub_sqsum(x, t):
     cdef cnp.ndarray T = _float_array(t, "sub_sqsum", "t")
     cdef int nd = cnp.PyArray_NDIM(X), rc
     cdef double total = 0
-    if cnp.PyArray_TYPE(X) != cnp.PyArray_TYPE(T):
-        raise TypeError(f"sub_sqsum: mixed dtypes {X.dtype} (x) and {T.dtype} (t)")
-    if (cnp.PyArray_NDIM(T) != nd
-            or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(X), cnp.PyArray_DIMS(T), nd)):
-        raise ValueError(f"sub_sqsum: x has shape {_shape(X)} but t has shape {_shape(T)}")
+    _check_pair(X, T, "sub_sqsum", "x", "t")
     cdef cnp.ndarray xs = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
     cdef cnp.ndarray ts = T if _contiguous(T) else cnp.PyArray_NewCopy(T, cnp.NPY_CORDER)
     cdef cnp.ndarray D = cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(X), cnp.PyArray_TYPE(X), 0)

@@ -272,14 +272,19 @@ def tanh(x, out=None):
     return out
 
 
+def _check_pair(a, b, fn, an, bn):
+    """The two operands of an elementwise kernel: float arrays of one dtype and one shape."""
+    _float_array(a, fn, an)
+    _float_array(b, fn, bn)
+    if a.dtype != b.dtype:
+        raise TypeError(f"{fn}: mixed dtypes {a.dtype} ({an}) and {b.dtype} ({bn})")
+    if a.shape != b.shape:
+        raise ValueError(f"{fn}: {an} has shape {a.shape} but {bn} has shape {b.shape}")
+
+
 def sub_sqsum(x, t):
     """(x - t, sum((x - t)**2) in double precision); see minigrad._kernels.sub_sqsum for the contract."""
-    _float_array(x, "sub_sqsum", "x")
-    _float_array(t, "sub_sqsum", "t")
-    if x.dtype != t.dtype:
-        raise TypeError(f"sub_sqsum: mixed dtypes {x.dtype} (x) and {t.dtype} (t)")
-    if x.shape != t.shape:
-        raise ValueError(f"sub_sqsum: x has shape {x.shape} but t has shape {t.shape}")
+    _check_pair(x, t, "sub_sqsum", "x", "t")
     with np.errstate(all="ignore"):
         diff = np.empty(x.shape, x.dtype)  # C-contiguous, and an array for 0-d operands too
         np.subtract(x, t, out=diff)
@@ -289,12 +294,7 @@ def sub_sqsum(x, t):
 
 def tanh_backward(grad, y, out=None):
     """grad * (1 - y*y): the gradient through tanh from its saved output y."""
-    _float_array(grad, "tanh_backward", "grad")
-    _float_array(y, "tanh_backward", "y")
-    if grad.dtype != y.dtype:
-        raise TypeError(f"tanh_backward: mixed dtypes {grad.dtype} (grad) and {y.dtype} (y)")
-    if grad.shape != y.shape:
-        raise ValueError(f"tanh_backward: grad has shape {grad.shape} but y has shape {y.shape}")
+    _check_pair(grad, y, "tanh_backward", "grad", "y")
     out = _elementwise_out(out, [(grad, "grad"), (y, "y")], "tanh_backward")
     np.multiply(grad, 1 - y * y, out=out)
     return out
