@@ -833,3 +833,19 @@ def test_a_node_run_by_hand_inside_a_pass_takes_nothing_from_it():
     tw, tloss = _tg_chain(torch, x0s, w0, h00, wout)
     tloss.backward()
     np.testing.assert_allclose(w.grad.data, tw.grad.numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_input_of_two_linears_gets_the_sum_of_their_gradients_like_torch():
+    """x feeding two linear layers (a bidirectional layer's input projections): the second addmm's
+    backward adds its x-gradient to the first's inside the kernel; x.grad equals torch's."""
+    rng = np.random.default_rng(10)
+    x0, w0, w1 = rng.standard_normal((7, 5)), rng.standard_normal((4, 5)), rng.standard_normal((3, 5))
+    b0, b1, c0, c1 = (rng.standard_normal(s) for s in ((4,), (3,), (7, 4), (7, 3)))
+    grads = []
+    for lib, F in ((mg, mg.nn.functional), (torch, torch.nn.functional)):
+        x = lib.tensor(x0, requires_grad=True)
+        x2 = x * 2  # the linears' shared input has a node of its own, which gets both gradients
+        h, k = F.linear(x2, lib.tensor(w0), lib.tensor(b0)), F.linear(x2, lib.tensor(w1), lib.tensor(b1))
+        ((h * lib.tensor(c0)).sum() + (k * lib.tensor(c1)).sum()).backward()
+        grads.append(np.array(x.grad.data if lib is mg else x.grad.numpy()))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-13)

@@ -201,17 +201,17 @@ cdef class AddmmBackward(Node):
         if wants[0] is not None:
             gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
         if wants[1] is not None:
-            if self.packing is not None:
-                # an RNN step: the state's gradient from the output, if already in, is added by the kernel
-                prev = take_grad(self, 1)
-                if prev is None:
-                    ga = K.matmul(g, self.packing.transposed())
-                elif prev.shape == (g.shape[0], self.packing.data.shape[0]) and prev.dtype == g.dtype:
-                    ga = K.addmm(prev, g, self.packing.transposed())
-                else:  # (not from the engine's checks; added as the engine would)
-                    ga = prev + K.matmul(g, self.packing.transposed())
-            else:
-                ga = K.matmul(g, self.saved[1].T)
+            bt = self.packing.transposed() if self.packing is not None else self.saved[1].T
+            # The gradient mat1 already has, if any, is added by the kernel (engine.take_grad): an RNN
+            # step's state gets its gradient from the output and from the next step; a layer's input, from
+            # the input projections of both directions.
+            prev = take_grad(self, 1)
+            if prev is None:
+                ga = K.matmul(g, bt)
+            elif prev.shape == (g.shape[0], bt.shape[1]) and prev.dtype == g.dtype:
+                ga = K.addmm(prev, g, bt)
+            else:  # (not from the engine's checks; added as the engine would)
+                ga = prev + K.matmul(g, bt)
         if wants[2] is not None:
             gb = ProductSum(self.saved[0], g)
         return gc, ga, gb
