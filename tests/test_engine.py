@@ -849,3 +849,35 @@ def test_input_of_two_linears_gets_the_sum_of_their_gradients_like_torch():
         ((h * lib.tensor(c0)).sum() + (k * lib.tensor(c1)).sum()).backward()
         grads.append(np.array(x.grad.data if lib is mg else x.grad.numpy()))
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-13)
+
+
+def test_backward_passes_in_two_threads_keep_their_own_gradients():
+    """Two threads running backward at once (the kernels release the GIL mid-pass): each pass's fused sums
+    (take_grad) and gradient places use only its own buffers; every result equals torch's."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for k in range(2):
+        x0s = [rng.standard_normal((16, 64)) for _ in range(6)]
+        w0, h00 = rng.standard_normal((64, 64)) * 0.1, rng.standard_normal((16, 64))
+        wout = rng.standard_normal((6, 16, 64))
+        tw, tloss = _tg_chain(torch, x0s, w0, h00, wout)
+        tloss.backward()
+        cases.append((x0s, w0, h00, wout, tw.grad.numpy()))
+    errors = []
+
+    def work(k):
+        x0s, w0, h00, wout, want = cases[k]
+        try:
+            for _ in range(20):
+                w, loss = _tg_chain(mg, x0s, w0, h00, wout)
+                loss.backward()
+                np.testing.assert_allclose(w.grad.data, want, rtol=1e-12, atol=1e-12)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]

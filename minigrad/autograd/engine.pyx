@@ -457,19 +457,14 @@ cdef object _check_grad(Node node, int nr, object g):
 
 def run_backward(list roots, list grads, bint retain_graph):
     """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph."""
-    global _buffers, _running
-    outer = _buffers, _running  # a backward run from a hook inside another
-    _buffers, _running = {}, None
-    try:
-        # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find
-        # them
-        with np.errstate(all="ignore"):
-            _run_backward(roots, grads, retain_graph, _buffers)
-    finally:
-        _buffers, _running = outer
+    # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find them
+    with np.errstate(all="ignore"):
+        _run_backward(roots, grads, retain_graph)
 
 
-# The running pass's gradient buffers, and the node whose backward it is running (see take_grad).
+# The node whose backward the engine is running, and its pass's gradient buffers (see take_grad).  Both are
+# set just before the call, with no release of the GIL until the node has asked, so they always belong to
+# the asking thread's pass (another thread's backward, or one run from a hook, sets its own).
 cdef dict _buffers = None
 cdef Node _running = None
 
@@ -479,7 +474,7 @@ cdef object take_grad(Node node, int i):
     ``i`` (an array), taken out of the engine, or None.  The caller then returns that gradient plus its own
     contribution as its gradient for input ``i`` -- one fused step instead of a product and a sum: an RNN
     step's ``h @ W_hh`` adds ``dz @ W_hh`` to the state's gradient from the output inside the kernel."""
-    if _running is not node or _buffers is None:
+    if _running is not node:
         return None
     edge = node.next_functions[i]
     if edge is None:
@@ -503,12 +498,12 @@ cdef unsigned long long backward_run() noexcept:
     return _backward_run
 
 
-cdef void _run_backward(list roots, list grads, bint retain_graph, dict buffers) except *:
-    # buffers: node -> [grad per output], each [array, owned]
-    global _backward_run, _running
+cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
+    global _backward_run, _running, _buffers
     _backward_run += 1
     cdef Node node, nxt
     cdef dict deps = {}
+    cdef dict buffers = {}        # node -> [grad per output], each [array, owned]
     cdef list stack = []
     cdef list ready = []
     cdef int nr, i
@@ -572,9 +567,11 @@ cdef void _run_backward(list roots, list grads, bint retain_graph, dict buffers)
             if type(node) is AccumulateGrad:
                 input_grads = (<AccumulateGrad>node)._accept(grad_in, fresh)
             else:
-                _running = node
-                input_grads = node.backward(grad_in)
-                _running = None
+                _running, _buffers = node, buffers
+                try:
+                    input_grads = node.backward(grad_in)
+                finally:
+                    _running = _buffers = None
             if minigrad_anomaly_mode:
                 _check_backward(node, input_grads)
         if not retain_graph:
