@@ -53,33 +53,33 @@ static int sq_threads(mg_int n)
 SQ_TASK(sq_task_f32, float)
 SQ_TASK(sq_task_f64, double)
 
-#define SUB_SQSUM(T, task)                                                                     \
-    do {                                                                                       \
-        *sum = 0;                                                                              \
-        if (n <= 0)                                                                            \
-            return 0;                                                                          \
-        const mg_int chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;                                   \
-        double one[1];                                                                         \
-        double *part = chunks == 1 ? one : malloc((size_t)chunks * sizeof(double));            \
-        if (!part)                                                                             \
-            return -1;                                                                         \
-        sq_job j = {n, x, t, diff, part};                                                   \
-        mg_parallel_for(chunks, sq_threads(n), n >= SQ_WAKE, task, &j);                        \
-        double s = 0;                                                                          \
-        for (mg_int c = 0; c < chunks; ++c)                                                    \
-            s += part[c];                                                                      \
-        if (part != one)                                                                       \
-            free(part);                                                                        \
-        *sum = s;                                                                              \
-        return 0;                                                                              \
-    } while (0)
+static int sub_sqsum(mg_int n, const void *x, const void *t, void *diff, double *sum, mg_task_fn task)
+{
+    *sum = 0;
+    if (n <= 0)
+        return 0;
+    const mg_int chunks = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+    double one[1];
+    double *part = chunks == 1 ? one : malloc((size_t)chunks * sizeof(double));
+    if (!part)
+        return -1;
+    sq_job j = {n, x, t, diff, part};
+    mg_parallel_for(chunks, sq_threads(n), n >= SQ_WAKE, task, &j);
+    double s = 0;
+    for (mg_int c = 0; c < chunks; ++c) /* in order: the same sum whatever ran each chunk */
+        s += part[c];
+    if (part != one)
+        free(part);
+    *sum = s;
+    return 0;
+}
 
 int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum)
 {
-    SUB_SQSUM(float, sq_task_f32);
+    return sub_sqsum(n, x, t, diff, sum, sq_task_f32);
 }
 
 int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum)
 {
-    SUB_SQSUM(double, sq_task_f64);
+    return sub_sqsum(n, x, t, diff, sum, sq_task_f64);
 }

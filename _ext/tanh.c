@@ -535,7 +535,7 @@ typedef struct {
 ROWS_TASK(tanh_bw_rows_task_f32, b32, float)
 ROWS_TASK(tanh_bw_rows_task_f64, b64, double)
 
-#define RUN_ROWS(field, table, task, T)                                                             \
+#define RUN_ROWS(field, table, task)                                                                \
     do {                                                                                            \
         rows_job j;                                                                                 \
         j.e.f.field = table[mg_active_isa()];                                                       \
@@ -557,12 +557,12 @@ void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int 
                                float *out, mg_int os)
 {
     if (rows > 0 && cols > 0)
-        RUN_ROWS(b32, tanh_backward_f32_by_isa, tanh_bw_rows_task_f32, float);
+        RUN_ROWS(b32, tanh_backward_f32_by_isa, tanh_bw_rows_task_f32);
 }
 
 void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y, mg_int ys,
                                double *out, mg_int os)
 {
     if (rows > 0 && cols > 0)
-        RUN_ROWS(b64, tanh_backward_f64_by_isa, tanh_bw_rows_task_f64, double);
+        RUN_ROWS(b64, tanh_backward_f64_by_isa, tanh_bw_rows_task_f64);
 }

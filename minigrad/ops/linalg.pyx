@@ -205,13 +205,9 @@ cdef class AddmmBackward(Node):
             # The gradient mat1 already has, if any, is added by the kernel (engine.take_grad): an RNN
             # step's state gets its gradient from the output and from the next step; a layer's input, from
             # the input projections of both directions.
+            # (the engine has checked prev: mat1's shape and dtype)
             prev = take_grad(self, 1)
-            if prev is None:
-                ga = K.matmul(g, bt)
-            elif prev.shape == (g.shape[0], bt.shape[1]) and prev.dtype == g.dtype:
-                ga = K.addmm(prev, g, bt)
-            else:  # (not from the engine's checks; added as the engine would)
-                ga = prev + K.matmul(g, bt)
+            ga = K.matmul(g, bt) if prev is None else K.addmm(prev, g, bt)
         if wants[2] is not None:
             gb = ProductSum(self.saved[0], g)
         return gc, ga, gb
