@@ -43,7 +43,7 @@ static void FN(ukr_portable)(MG_UKR_ARGS(T))
     for (mg_int i = 0; i < mr; ++i)
         for (mg_int j = 0; j < nr; ++j) {
             T *p = c + i * rsc + j * csc;
-            *p = overwrite ? acc[i][j] : *p + acc[i][j];
+            *p = ci ? ci[i * rsi + j] + acc[i][j] : overwrite ? acc[i][j] : *p + acc[i][j];
         }
 }
 
@@ -103,7 +103,8 @@ typedef struct {
 /* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
  * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
  * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: each
- * row block of Cin is copied into C just before the micro-kernels add the product to it, while it is in L1;
+ * micro-kernels add Cin's tile to the product's as they store it (or, Cin or C column-strided, each row block
+ * of Cin is copied into C just before the micro-kernels add the product to it, while it is in L1);
  * `epi` (optional, C row-major) then maps each finished row block in place, while it is still there.
  * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
@@ -120,6 +121,9 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
     const int direct_a = !arows && (sak == 1 || (sam == 1 && sak <= 2 * mr));
     const int direct_b = !packed && !brows && sbn == 1 && M <= g->direct_b_rows;
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
+    /* Cin with contiguous rows (a bias broadcast down the rows included) is added by the micro-kernel as it
+     * stores the product's first K slice; any other is copied into C first. */
+    const int cin_in_ukr = cin && sin == 1 && scn == 1;
     T *abuf = scratch, *bbuf = scratch + g->kc * mr;
     for (mg_int jc = 0; jc < N; jc += g->nc) {
         const mg_int nc = N - jc < g->nc ? N - jc : g->nc;
@@ -161,7 +165,7 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                     ap = abuf;
                 }
                 T *cr = C + ir * scm + jc * scn;
-                if (cin && pc == 0)
+                if (cin && pc == 0 && !cin_in_ukr)
                     for (mg_int i = 0; i < mrr; ++i) {
                         const T *s = cin + (ir + i) * sim + jc * sin;
                         T *d = cr + i * scm;
@@ -171,9 +175,10 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             for (mg_int j = 0; j < nc; ++j)
                                 d[j * scn] = s[j * sin];
                     }
+                const T *ci = cin_in_ukr && pc == 0 ? cin + ir * sim + jc : NULL;
                 for (mg_int jr = 0, p = 0; jr < nc; jr += nr, ++p)
                     g->ukr(kc, ap, ars, aks, bv.base + p * bv.ps, bv.bks, cr + jr * scn, scm, scn, mrr,
-                           nc - jr < nr ? nc - jr : nr, overwrite);
+                           nc - jr < nr ? nc - jr : nr, overwrite, ci ? ci + jr : NULL, sim);
                 if (epi && pc + kc >= K)
                     for (mg_int i = 0; i < mrr; ++i)
                         epi(nc, cr + i * scm, cr + i * scm);

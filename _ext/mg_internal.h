@@ -49,10 +49,11 @@ int mg_active_threads(void);
 /* Micro-kernels: C[0:mr, 0:nr] (=|+=) A[0:mr, 0:kc] @ B[0:kc, 0:nr], with A(i, k) at a[i*ars + k*aks] and
  * B(k, j) at b[k*bks + j].  A packed panel has ars = 1, aks = MR and a packed B panel bks = NR, zero-padded
  * to MR rows / NR columns; unpacked operands are read in place (only the AVX-512 kernels take an unpacked B,
- * under lane masks). */
+ * under lane masks).  With `ci` (not NULL) C = Cin + A @ B instead, Cin(i, j) at ci[i*rsi + j]: an addmm's
+ * addend read by the kernel itself, so that it is not first copied into C (`overwrite` is then ignored). */
 #define MG_UKR_ARGS(T)                                                                      \
     mg_int kc, const T *a, mg_int ars, mg_int aks, const T *b, mg_int bks, T *c, mg_int rsc, mg_int csc, \
-        mg_int mr, mg_int nr, int overwrite
+        mg_int mr, mg_int nr, int overwrite, const T *ci, mg_int rsi
 /* Packers of one panel: dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W, k < kc.  A "_t"
  * packer needs sk == 1 (a transposed operand), an "_n" packer sw == 1 (rows contiguous). */
 #define MG_PACK_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk, mg_int sw, T *dst

@@ -8,12 +8,12 @@
  * still sees the same FMA sequence, so the split of M does not change results. */
 #define BY_ROWS(f)                                                                          \
     switch (mr) {                                                                           \
-    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;          \
+    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;          \
     }
 
 #define DECL_ROW(r) V_T c##r##0 = ZERO(), c##r##1 = ZERO()
@@ -25,21 +25,23 @@
         c##r##0 = FMADD(av, b0, c##r##0);                                                   \
         c##r##1 = FMADD(av, b1, c##r##1);                                                   \
     } while (0)
-/* Full vectors use plain loads and stores: masked stores are slow on AMD cores. */
-#define STORE1(p, v, m, full)                                                               \
+/* Full vectors use plain loads and stores: masked stores are slow on AMD cores.  q: the same vector of the
+ * addend (ci), or NULL. */
+#define STORE1(p, q, v, m, full)                                                            \
     do {                                                                                    \
         if (full)                                                                           \
-            STOREU(p, overwrite ? (v) : ADD(LOADU(p), v));                                  \
+            STOREU(p, (q) ? ADD(LOADU(q), v) : overwrite ? (v) : ADD(LOADU(p), v));         \
         else                                                                                \
-            MSTORE(p, m, overwrite ? (v) : ADD(MLOAD(p, m), v));                            \
+            MSTORE(p, m, (q) ? ADD(MLOAD(q, m), v) : overwrite ? (v) : ADD(MLOAD(p, m), v)); \
     } while (0)
 #define STORE_ROW(r)                                                                        \
     do {                                                                                    \
         if ((r) < rows && (r) < mr) {                                                       \
             E_T *cr = c + (r) * rsc;                                                        \
-            STORE1(cr, c##r##0, m0, nr >= W);                                               \
+            const E_T *qr = ci ? ci + (r) * rsi : NULL;                                     \
+            STORE1(cr, qr, c##r##0, m0, nr >= W);                                           \
             if (nr > W)                                                                     \
-                STORE1(cr + W, c##r##1, m1, nr == 2 * W);                                   \
+                STORE1(cr + W, qr ? qr + W : NULL, c##r##1, m1, nr == 2 * W);               \
         }                                                                                   \
     } while (0)
 #define SPILL_ROW(r)                                                                        \
@@ -63,7 +65,8 @@
         for (mg_int i = 0; i < mr; ++i)                                                     \
             for (mg_int j = 0; j < nr; ++j) {                                               \
                 E_T *p = c + i * rsc + j * csc;                                             \
-                *p = overwrite ? tile[i * 2 * W + j] : *p + tile[i * 2 * W + j];            \
+                const E_T v_ = tile[i * 2 * W + j];                                         \
+                *p = ci ? ci[i * rsi + j] + v_ : overwrite ? v_ : *p + v_;                  \
             }                                                                               \
     }
 

@@ -9,12 +9,12 @@
  * still sees the same FMA sequence, so the split of M does not change results. */
 #define BY_ROWS(f)                                                                          \
     switch (mr) {                                                                           \
-    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;           \
-    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite); break;          \
+    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
+    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;          \
     }
 
 /* Lane mask for columns [off, off + lanes) of a tile whose first nr columns are live. */
@@ -31,22 +31,24 @@
         c##r##2 = FMADD(av, b2, c##r##2);                                                   \
         c##r##3 = FMADD(av, b3, c##r##3);                                                   \
     } while (0)
-/* Full vectors are stored unmasked (cheaper on AMD cores); only an N tail uses lane masks. */
-#define STORE1(p, v, m)                                                                     \
+/* Full vectors are stored unmasked (cheaper on AMD cores); only an N tail uses lane masks.  q: the same
+ * vector of the addend (ci), or NULL. */
+#define STORE1(p, q, v, m)                                                                  \
     do {                                                                                    \
         if (full)                                                                           \
-            STOREU(p, overwrite ? (v) : ADD(LOADU(p), v));                                  \
+            STOREU(p, (q) ? ADD(LOADU(q), v) : overwrite ? (v) : ADD(LOADU(p), v));         \
         else                                                                                \
-            MSTORE(p, m, overwrite ? (v) : ADD(MLOAD(m, p), v));                            \
+            MSTORE(p, m, (q) ? ADD(MLOAD(m, q), v) : overwrite ? (v) : ADD(MLOAD(m, p), v)); \
     } while (0)
 #define STORE_ROW(r)                                                                        \
     do {                                                                                    \
         if ((r) < rows && (r) < mr) {                                                       \
             E_T *cr = c + (r) * rsc;                                                        \
-            STORE1(cr, c##r##0, m0);                                                        \
-            STORE1(cr + W, c##r##1, m1);                                                    \
-            STORE1(cr + 2 * W, c##r##2, m2);                                                \
-            STORE1(cr + 3 * W, c##r##3, m3);                                                \
+            const E_T *qr = ci ? ci + (r) * rsi : NULL;                                     \
+            STORE1(cr, qr, c##r##0, m0);                                                    \
+            STORE1(cr + W, qr ? qr + W : NULL, c##r##1, m1);                                \
+            STORE1(cr + 2 * W, qr ? qr + 2 * W : NULL, c##r##2, m2);                        \
+            STORE1(cr + 3 * W, qr ? qr + 3 * W : NULL, c##r##3, m3);                        \
         }                                                                                   \
     } while (0)
 #define SPILL_ROW(r)                                                                        \
@@ -57,15 +59,21 @@
         STOREA(tile + (r) * 4 * W + 3 * W, c##r##3);                                        \
     } while (0)
 
-/* The C tile is prefetched before the k loop so that its update after the loop does not wait on memory. */
+/* The C tile (and the addend's) is prefetched before the k loop so that its update after the loop does not
+ * wait on memory. */
+#define PREFETCH_ROW(p_)                                                                    \
+    do {                                                                                    \
+        _mm_prefetch((const char *)(p_), _MM_HINT_T0);                                      \
+        _mm_prefetch((const char *)(p_) + 64, _MM_HINT_T0);                                 \
+        _mm_prefetch((const char *)(p_) + 128, _MM_HINT_T0);                                \
+        _mm_prefetch((const char *)(p_) + 192, _MM_HINT_T0);                                \
+    } while (0)
 #define PREFETCH_C                                                                          \
     if (csc == 1)                                                                           \
         for (mg_int r_ = 0; r_ < mr; ++r_) {                                                \
-            const char *p_ = (const char *)(c + r_ * rsc);                                  \
-            _mm_prefetch(p_, _MM_HINT_T0);                                                  \
-            _mm_prefetch(p_ + 64, _MM_HINT_T0);                                             \
-            _mm_prefetch(p_ + 128, _MM_HINT_T0);                                            \
-            _mm_prefetch(p_ + 192, _MM_HINT_T0);                                            \
+            PREFETCH_ROW(c + r_ * rsc);                                                     \
+            if (ci)                                                                         \
+                PREFETCH_ROW(ci + r_ * rsi);                                                \
         }
 /* The body shared by both element types: W lanes per vector, tile 6 x 4W. */
 #define UKR_BODY                                                                            \
@@ -90,7 +98,8 @@
         for (mg_int i = 0; i < mr; ++i)                                                     \
             for (mg_int j = 0; j < nr; ++j) {                                               \
                 E_T *p = c + i * rsc + j * csc;                                             \
-                *p = overwrite ? tile[i * 4 * W + j] : *p + tile[i * 4 * W + j];            \
+                const E_T v_ = tile[i * 4 * W + j];                                         \
+                *p = ci ? ci[i * rsi + j] + v_ : overwrite ? v_ : *p + v_;                  \
             }                                                                               \
     }
 

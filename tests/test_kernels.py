@@ -304,13 +304,17 @@ def test_threads_after_fork(C, threads, rng):
 # ---------------------------------------------------------------- addmm: c + a @ b in one pass
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c_shape", ["full", "row", "row1", "col", "scalar"])
+@pytest.mark.parametrize("c_shape", ["full", "full_t", "row", "row1", "col", "scalar"])
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (32, 128, 128), (67, 300, 71), (2048, 64, 128), (5, 0, 4)])
 def test_addmm_matches_matmul_into_c(K, rng, dtype, c_shape, m, k, n):
     """addmm(c, a, b) is c + a @ b for c broadcast to (M, N), and on the kernel paths the bits of copying c
-    and accumulating the product into it, with b as an array in any layout or packed."""
+    and accumulating the product into it, with b as an array in any layout or packed.  (c with contiguous
+    rows is added by the micro-kernel, any other is copied into the result first: both are covered.)"""
     a, b = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype)
-    c = randn(rng, {"full": (m, n), "row": (n,), "row1": (1, n), "col": (m, 1), "scalar": ()}[c_shape], dtype)
+    c = randn(rng, {"full": (m, n), "full_t": (n, m), "row": (n,), "row1": (1, n), "col": (m, 1),
+                    "scalar": ()}[c_shape], dtype)
+    if c_shape == "full_t":
+        c = c.T
     base = np.broadcast_to(c, (m, n))
     for right in (b, layout(b, "t"), layout(b, "neg"), K.pack(b)):
         got = K.addmm(c, layout(a, "f") if right is b else a, right)
