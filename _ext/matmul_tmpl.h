@@ -100,6 +100,22 @@ typedef struct {
     mg_int ps, bks;
 } FN(bview);
 
+/* Request rows [r0, r1) of the row-major block at p (row stride rs), their first n elements, into L1. */
+static inline void FN(prefetch_rows)(const T *p, mg_int rs, mg_int r0, mg_int r1, mg_int n, int for_write)
+{
+    const mg_int bytes = n * (mg_int)sizeof(T);
+    for (mg_int i = r0; i < r1; ++i) {
+        const char *row = (const char *)(p + i * rs);
+        for (mg_int off = 0; off < bytes + 63; off += 64) {
+            const char *line = row + (off < bytes ? off : bytes - 1); /* (and the row's last line) */
+            if (for_write)
+                __builtin_prefetch(line, 1, 3);
+            else
+                __builtin_prefetch(line, 0, 3);
+        }
+    }
+}
+
 /* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
  * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
  * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: each
@@ -152,8 +168,24 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                 bv.ps = kc * nr;
                 bv.bks = nr;
             }
+            /* Cin and C (the RNN step's input projection and state, cold) are requested one row block
+             * ahead of the micro-kernels, so that their lines arrive while the block before is computed:
+             * a float64 32x128 @ 128x128 step from memory measured 15.1 -> 14.2 us per pair of directions.
+             * Only for an addend of C's shape and a single K slice: a plain product's C (or a bias's) was
+             * measured no faster for it, and the requests cost instructions. */
+            const int pf_cin = cin_in_ukr && sim != 0 && pc == 0 && K <= g->kc, pf_c = pf_cin;
+            const mg_int first = M < mr ? M : mr;
+            if (pf_cin)
+                FN(prefetch_rows)(cin + jc, sim, 0, first, nc, 0);
+            if (pf_c)
+                FN(prefetch_rows)(C + jc, scm, 0, first, nc, 1);
             for (mg_int ir = 0; ir < M; ir += mr) {
                 const mg_int mrr = M - ir < mr ? M - ir : mr;
+                const mg_int nx = ir + mr, nx_end = M - nx < mr ? M : nx + mr;
+                if (pf_cin && nx < M)
+                    FN(prefetch_rows)(cin + jc, sim, nx, nx_end, nc, 0);
+                if (pf_c && nx < M)
+                    FN(prefetch_rows)(C + jc, scm, nx, nx_end, nc, 1);
                 const T *ap;
                 if (direct_a) {
                     ap = A + ir * sam + pc * sak;
