@@ -118,9 +118,9 @@ static inline void FN(prefetch_rows)(const T *p, mg_int rs, mg_int r0, mg_int r1
 
 /* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
  * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
- * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: each
- * micro-kernels add Cin's tile to the product's as they store it (or, Cin or C column-strided, each row block
- * of Cin is copied into C just before the micro-kernels add the product to it, while it is in L1);
+ * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: the
+ * micro-kernels add Cin's tile to the product's as they store it (Cin or C column-strided: each row block of
+ * Cin is copied into C just before the micro-kernels add the product to it, while it is in L1);
  * `epi` (optional, C row-major) then maps each finished row block in place, while it is still there.
  * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,

@@ -6,14 +6,15 @@
 
 /* One specialisation per live row count: a tail panel of A (mr < 6) costs only its own rows.  Each element
  * still sees the same FMA sequence, so the split of M does not change results. */
+#define UKR_ARGS_FWD kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi
 #define BY_ROWS(f)                                                                          \
     switch (mr) {                                                                           \
-    case 1: f(1, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
-    case 2: f(2, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
-    case 3: f(3, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
-    case 4: f(4, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
-    case 5: f(5, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;           \
-    default: f(6, kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi); break;          \
+    case 1: f(1, UKR_ARGS_FWD); break;                                                      \
+    case 2: f(2, UKR_ARGS_FWD); break;                                                      \
+    case 3: f(3, UKR_ARGS_FWD); break;                                                      \
+    case 4: f(4, UKR_ARGS_FWD); break;                                                      \
+    case 5: f(5, UKR_ARGS_FWD); break;                                                      \
+    default: f(6, UKR_ARGS_FWD); break;                                                     \
     }
 
 #define DECL_ROW(r) V_T c##r##0 = ZERO(), c##r##1 = ZERO()
