@@ -476,6 +476,22 @@ def test_grad_place_rnn_steps_match_torch(fused):
     _gp_assert_grads(dict(_gp_grads(p), d_xw=seen["d_xw"]), _gp_run(torch))
 
 
+@pytest.mark.parametrize("n", [1, 4])
+@pytest.mark.parametrize("use", ["each", "sum"])
+def test_grad_place_zero_d_slices_match_torch(n, use):
+    """Unbinding a 1-D tensor gives 0-d slices: their places are 0-d arrays (not numpy scalars) that tanh's
+    backward writes into (a random graph of the fuzz test found this)."""
+    def run(lib):
+        x = lib.tensor(np.linspace(-0.7, 0.9, n), requires_grad=True)
+        ys = [p.tanh() for p in x.unbind(0)]
+        loss = ys[0] * 1.5
+        for i, y in enumerate(ys[1:]):
+            loss = loss + (y * (i + 2) if use == "each" else y)
+        loss.backward()
+        return _gp_np(x.grad)
+    np.testing.assert_allclose(run(mg), run(torch), **_GP_TOL)
+
+
 @pytest.mark.parametrize("dim", [1, 2])
 @_GP_FUSED
 def test_grad_place_strided_slices_match_torch(dim, fused):

@@ -586,7 +586,7 @@ cdef class UnbindBackward(Node):
         if self.handed[nr]:
             return None  # two gradients cannot both be written to one place
         self.handed[nr] = 1
-        return self.arena_moved[nr]
+        return self.arena_moved[nr, ...]  # (an array even for a 0-d output, not a numpy scalar)
 
     cpdef object backward(self, object grads):
         arena, moved = self.arena, self.arena_moved
@@ -595,7 +595,7 @@ cdef class UnbindBackward(Node):
             # Every slice's gradient written in place already (an RNN's steps, by tanh's backward): done.
             # Otherwise a fresh array: a place handed out may still hold a gradient others refer to.
             for i, g in enumerate(grads):
-                if g is None or not _lies_at(g, moved[i]):
+                if g is None or not _lies_at(g, moved[i, ...]):
                     break
             else:
                 return (arena,)
