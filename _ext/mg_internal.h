@@ -54,6 +54,19 @@ int mg_active_threads(void);
 #define MG_UKR_ARGS(T)                                                                      \
     mg_int kc, const T *a, mg_int ars, mg_int aks, const T *b, mg_int bks, T *c, mg_int rsc, mg_int csc, \
         mg_int mr, mg_int nr, int overwrite, const T *ci, mg_int rsi
+/* A micro-kernel's body f(rows, args...) specialised per live row count (1-6, MR = 6 on the x86 paths): a tail
+ * panel of A (mr < 6) costs only its own rows.  Each element still sees the same FMA sequence, so the split of
+ * M does not change results. */
+#define MG_UKR_BY_ROWS(f)                                                                   \
+    switch (mr) {                                                                           \
+    case 1: f(1, MG_UKR_ARGS_FWD); break;                                                   \
+    case 2: f(2, MG_UKR_ARGS_FWD); break;                                                   \
+    case 3: f(3, MG_UKR_ARGS_FWD); break;                                                   \
+    case 4: f(4, MG_UKR_ARGS_FWD); break;                                                   \
+    case 5: f(5, MG_UKR_ARGS_FWD); break;                                                   \
+    default: f(6, MG_UKR_ARGS_FWD); break;                                                  \
+    }
+#define MG_UKR_ARGS_FWD kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi
 /* Packers of one panel: dst[k*W + j] = src[k*sk + j*sw] for j < w, zero for w <= j < W, k < kc.  A "_t"
  * packer needs sk == 1 (a transposed operand), an "_n" packer sw == 1 (rows contiguous). */
 #define MG_PACK_ARGS(T) mg_int kc, mg_int w, mg_int W, const T *src, mg_int sk, mg_int sw, T *dst

@@ -4,19 +4,6 @@
 #if MG_X86
 #include <immintrin.h>
 
-/* One specialisation per live row count: a tail panel of A (mr < 6) costs only its own rows.  Each element
- * still sees the same FMA sequence, so the split of M does not change results. */
-#define UKR_ARGS_FWD kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi
-#define BY_ROWS(f)                                                                          \
-    switch (mr) {                                                                           \
-    case 1: f(1, UKR_ARGS_FWD); break;                                                      \
-    case 2: f(2, UKR_ARGS_FWD); break;                                                      \
-    case 3: f(3, UKR_ARGS_FWD); break;                                                      \
-    case 4: f(4, UKR_ARGS_FWD); break;                                                      \
-    case 5: f(5, UKR_ARGS_FWD); break;                                                      \
-    default: f(6, UKR_ARGS_FWD); break;                                                     \
-    }
-
 #define DECL_ROW(r) V_T c##r##0 = ZERO(), c##r##1 = ZERO()
 #define FMA_ROW(r)                                                                          \
     do {                                                                                    \
@@ -88,7 +75,7 @@ MG_TARGET_AVX2 static inline __attribute__((always_inline)) void ukr_f32(const i
 {
     UKR_BODY
 }
-MG_TARGET_AVX2 void mg_ukr_avx2_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); }
+MG_TARGET_AVX2 void mg_ukr_avx2_f32(MG_UKR_ARGS(float)) { MG_UKR_BY_ROWS(ukr_f32); }
 #undef W
 #undef E_T
 #undef V_T
@@ -118,6 +105,6 @@ MG_TARGET_AVX2 static inline __attribute__((always_inline)) void ukr_f64(const i
 {
     UKR_BODY
 }
-MG_TARGET_AVX2 void mg_ukr_avx2_f64(MG_UKR_ARGS(double)) { BY_ROWS(ukr_f64); }
+MG_TARGET_AVX2 void mg_ukr_avx2_f64(MG_UKR_ARGS(double)) { MG_UKR_BY_ROWS(ukr_f64); }
 
 #endif

@@ -5,19 +5,6 @@
 #if MG_X86
 #include <immintrin.h>
 
-/* One specialisation per live row count: a tail panel of A (mr < 6) costs only its own rows.  Each element
- * still sees the same FMA sequence, so the split of M does not change results. */
-#define UKR_ARGS_FWD kc, a, ars, aks, b, bks, c, rsc, csc, mr, nr, overwrite, ci, rsi
-#define BY_ROWS(f)                                                                          \
-    switch (mr) {                                                                           \
-    case 1: f(1, UKR_ARGS_FWD); break;                                                      \
-    case 2: f(2, UKR_ARGS_FWD); break;                                                      \
-    case 3: f(3, UKR_ARGS_FWD); break;                                                      \
-    case 4: f(4, UKR_ARGS_FWD); break;                                                      \
-    case 5: f(5, UKR_ARGS_FWD); break;                                                      \
-    default: f(6, UKR_ARGS_FWD); break;                                                     \
-    }
-
 /* Lane mask for columns [off, off + lanes) of a tile whose first nr columns are live. */
 #define MG_LANES(nr, off, lanes) ((nr) >= (off) + (lanes) ? (lanes) : (nr) > (off) ? (nr) - (off) : 0)
 
@@ -123,7 +110,7 @@ void ukr_f32(const int rows, MG_UKR_ARGS(float))
 {
     UKR_BODY
 }
-MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { BY_ROWS(ukr_f32); }
+MG_TARGET_AVX512 void mg_ukr_avx512_f32(MG_UKR_ARGS(float)) { MG_UKR_BY_ROWS(ukr_f32); }
 #undef W
 #undef E_T
 #undef V_T
@@ -158,6 +145,6 @@ void ukr_f64(const int rows, MG_UKR_ARGS(double))
 {
     UKR_BODY
 }
-MG_TARGET_AVX512 void mg_ukr_avx512_f64(MG_UKR_ARGS(double)) { BY_ROWS(ukr_f64); }
+MG_TARGET_AVX512 void mg_ukr_avx512_f64(MG_UKR_ARGS(double)) { MG_UKR_BY_ROWS(ukr_f64); }
 
 #endif
