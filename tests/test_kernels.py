@@ -553,7 +553,10 @@ def assert_addmm_many_is_addmm_of_each(K, got, cs, as_, bs, activation, outs=Non
         else:
             assert g is outs[i]
         assert g.shape == want.shape and g.dtype == want.dtype
-        assert np.array_equal(g, want), f"product {i} differs from addmm's bits"
+        # minigrad's kernels guarantee the bits whatever the layout; numpy's BLAS may differ in the last bit
+        # between layouts (OpenBLAS's SkylakeX kernels do), so the reference is held to the tolerance only
+        if K is not _reference:
+            assert np.array_equal(g, want), f"product {i} differs from addmm's bits"
         assert_addmm_close(g, c, a, b, activation)
 
 
