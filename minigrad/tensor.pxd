@@ -9,10 +9,12 @@ cdef class Tensor:
     cdef bint _requires_grad
     cdef public list _hooks            # leaf hooks: [(key, fn)], read by AccumulateGrad
     cdef object _accumulator           # this leaf's AccumulateGrad node, made on first use
+    cdef Tensor _base                  # the tensor this one is a view of (shape ops), else None
     cdef object __weakref__
 
 
 cdef Tensor wrap(object array)
 cdef tuple grad_edge(Tensor t)
 cdef Tensor attach(object array, Node node, tuple inputs)
+cdef Tensor view_of(Tensor out, Tensor src)
 cdef bint any_requires_grad(tuple inputs)

@@ -12,6 +12,8 @@ import numpy as np
 
 from minigrad.autograd.engine cimport Node, anomaly_enabled, check_forward, grad_enabled, record
 from minigrad.autograd.engine import new_accumulator, run_backward
+from minigrad.autograd.versions cimport bump, epoch, storage_of
+from minigrad.autograd.versions import version as _storage_version
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -135,6 +137,7 @@ cdef Tensor attach(object array, Node node, tuple inputs):
     node.shape = array.shape
     node.dtype = array.dtype
     node.n_outputs = 1
+    node._epoch = epoch()
     record(node)
     if anomaly_enabled():
         check_forward(node, array)
@@ -144,8 +147,12 @@ cdef Tensor attach(object array, Node node, tuple inputs):
     return out
 
 
-def _wrap_array(array):
-    return wrap(array)
+cdef Tensor view_of(Tensor out, Tensor src):
+    """Mark ``out`` (a shape op's result on ``src``) as a view of ``src``'s base when it shares its memory
+    (numpy's reshape, say, may have copied): an in-place op on it while recording is refused."""
+    if out._data.base is not None and storage_of(out._data) is storage_of(src._data):
+        out._base = src if src._base is None else src._base
+    return out
 
 
 def _attach_outputs(list arrays, Node node, tuple inputs):
@@ -156,6 +163,7 @@ def _attach_outputs(list arrays, Node node, tuple inputs):
     node.dtype = tuple([a.dtype for a in arrays])
     node.n_outputs = len(arrays)
     node.multi_output = True
+    node._epoch = epoch()
     record(node)
     if anomaly_enabled():
         for a in arrays:
@@ -168,16 +176,6 @@ def _attach_outputs(list arrays, Node node, tuple inputs):
         out._requires_grad = True
         outs.append(out)
     return outs
-
-
-def _tensor_args(values):
-    """Return the given items as Tensors with the dtype of the first Tensor among them."""
-    ref = None
-    for v in values:
-        if isinstance(v, Tensor):
-            ref = (<Tensor>v)._data.dtype
-            break
-    return [v if isinstance(v, Tensor) else wrap(as_float_array(v, ref)) for v in values]
 
 
 cdef class Tensor:
@@ -372,56 +370,79 @@ cdef class Tensor:
         if self._grad_fn is not None:
             self._grad_fn._retain(self._output_nr, self)
 
-    # ---- in-place value changes that are not recorded (initialisers, optimisers) ---------------------
-    def _check_inplace(self, what):
-        if self._grad_fn is not None or (self._requires_grad and grad_enabled()):
-            raise RuntimeError("%s: a leaf tensor that requires grad (or a tensor in a graph) cannot be "
-                               "modified in place while grad mode is on; use `with minigrad.no_grad():`"
-                               % what)
+    # ---- in place ---------------------------------------------------------------------------------------
+    # Every in-place change bumps the version of the tensor's storage (see autograd/versions.pyx), so a
+    # backward that saved the old values raises instead of using the new ones.  While the graph is being
+    # recorded, the change is recorded too: the tensor's history is rebased onto the op (``y = x * 2;
+    # y += 1`` differentiates as ``y = x * 2 + 1``), as in torch.
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's storage has had (shared with its views and detach())."""
+        return _storage_version(self._data)
 
     def zero_(self):
-        self._check_inplace("zero_")
-        self._data[...] = 0
-        return self
+        return _fill(self, 0.0, "zero_")
 
     def fill_(self, value):
-        self._check_inplace("fill_")
-        self._data[...] = real_scalar(value, "fill_")
-        return self
+        return _fill(self, real_scalar(value, "fill_"), "fill_")
 
     def copy_(self, src):
-        self._check_inplace("copy_")
-        arr = src._data if isinstance(src, Tensor) else np.asarray(src)
+        if isinstance(src, Tensor):
+            if (<Tensor>src)._data.dtype.kind not in "fiub":
+                raise TypeError("copy_: cannot copy %s data into a float tensor" % (<Tensor>src)._data.dtype)
+            return _apply_inplace(self, _ops.shape.index_put, (Ellipsis, src), "copy_")
+        arr = np.asarray(src)
         if arr.dtype.kind not in "fiub":
             raise TypeError("copy_: cannot copy %s data into a float tensor" % arr.dtype)
-        try:
-            np.copyto(self._data, np.broadcast_to(arr, self._data.shape), casting="unsafe")
-        except ValueError:
-            raise ValueError("copy_: source of shape %s cannot be broadcast to %s"
-                             % (arr.shape, self._data.shape)) from None
-        return self
+        return _apply_inplace(self, _ops.shape.index_put, (Ellipsis, arr.astype(self._data.dtype, copy=False)),
+                              "copy_")
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
-        self._check_inplace("uniform_")
         g = _check_generator(generator)
-        self._data[...] = g.numpy_rng.uniform(a, b, size=self._data.shape)
-        return self
+        return _fill(self, g.numpy_rng.uniform(a, b, size=self._data.shape), "uniform_")
 
     def normal_(self, mean=0.0, std=1.0, generator=None):
-        self._check_inplace("normal_")
         g = _check_generator(generator)
-        self._data[...] = g.numpy_rng.normal(mean, std, size=self._data.shape)
-        return self
+        return _fill(self, g.numpy_rng.normal(mean, std, size=self._data.shape), "normal_")
+
+    def add_(self, other, alpha=1):
+        return _apply_inplace(self, _add, (other if alpha == 1 else other * alpha,), "add_")
+
+    def sub_(self, other, alpha=1):
+        return _apply_inplace(self, _sub, (other if alpha == 1 else other * alpha,), "sub_")
+
+    def mul_(self, other):
+        return _apply_inplace(self, _mul, (other,), "mul_")
+
+    def div_(self, other):
+        return _apply_inplace(self, _div, (other,), "div_")
+
+    def clamp_(self, min=None, max=None):
+        return _apply_inplace(self, _ops.elementwise.clamp, (min, max), "clamp_")
+
+    def __iadd__(self, other):
+        return _apply_inplace(self, _add, (other,), "add_")
+
+    def __isub__(self, other):
+        return _apply_inplace(self, _sub, (other,), "sub_")
+
+    def __imul__(self, other):
+        return _apply_inplace(self, _mul, (other,), "mul_")
+
+    def __itruediv__(self, other):
+        return _apply_inplace(self, _div, (other,), "div_")
 
     def __setitem__(self, index, value):
-        if self._grad_fn is not None or self._requires_grad:
-            raise RuntimeError("in-place assignment to a tensor that requires grad is not supported; build the "
-                               "new value with where/masked_fill/cat, or assign to .data")
+        if _recording(self, value):
+            _apply_inplace(self, _ops.shape.index_put, (index, value), "__setitem__")
+            return
+        _check_inplace(self, False, "__setitem__")
         if isinstance(value, Tensor):
             value = (<Tensor>value)._data
         elif not isinstance(value, np.ndarray):
             value = as_float_array(value, self._data.dtype)
         self._data[_ops.shape.plain_index(index)] = value
+        bump(self._data)
 
     # ---- arithmetic -----------------------------------------------------------------------------------
     def __add__(self, other):
@@ -468,18 +489,6 @@ cdef class Tensor:
 
     def __abs__(self):
         return _ops.elementwise.abs(self)
-
-    def __iadd__(self, other):
-        return _ops.elementwise.add(self, other)
-
-    def __isub__(self, other):
-        return _ops.elementwise.sub(self, other)
-
-    def __imul__(self, other):
-        return _ops.elementwise.mul(self, other)
-
-    def __itruediv__(self, other):
-        return _ops.elementwise.div(self, other)
 
     # Comparisons give numpy bool arrays: masks, never differentiable.
     def __lt__(self, other):
@@ -642,6 +651,72 @@ cdef class Tensor:
         if self._data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return iter(_ops.shape.unbind(self, 0))
+
+
+cdef bint _recording(Tensor t, object other):
+    """Does an in-place op on ``t`` with operand ``other`` have to be recorded in the graph?"""
+    return grad_enabled() and (t._requires_grad
+                               or isinstance(other, Tensor) and (<Tensor>other)._requires_grad)
+
+
+cdef void _check_inplace(Tensor t, bint recording, str name) except *:
+    """torch's rules for changing ``t`` in place."""
+    if t._grad_fn is None and t._requires_grad and grad_enabled():
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    if t._base is not None and recording:
+        if t._base._grad_fn is None and t._base._requires_grad:
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        # torch rewrites the base's history here (CopySlices); minigrad does not, and refuses rather than
+        # leave the base with a history that no longer describes its values
+        raise RuntimeError("%s: an in-place operation on a view (of a tensor of shape %s) that has to be "
+                           "recorded in the graph is not supported; compute the new value out of place "
+                           "(cat, where, index_put) or change the base tensor itself"
+                           % (name, t._base._data.shape))
+    if not t._data.flags.writeable:
+        raise RuntimeError("%s: the tensor's storage is read-only" % name)
+
+
+cdef Tensor _apply_inplace(Tensor self, object fn, tuple args, str name):
+    """``self`` <- ``fn(self, *args)``, written into ``self``'s storage (its aliases see the change), and,
+    while recording, ``self`` rebased onto the recorded op."""
+    cdef Tensor old, result
+    cdef Node node
+    recording = _recording(self, args[0]) or (len(args) > 1 and _recording(self, args[1]))
+    _check_inplace(self, recording, name)
+    if not recording:
+        result = fn(self, *args)
+    else:
+        old = wrap(self._data)  # the value before the change, with the history it had
+        old._grad_fn, old._output_nr, old._requires_grad = self._grad_fn, self._output_nr, self._requires_grad
+        result = fn(old, *args)
+        node = result._grad_fn
+        if node is not None and node.saved is not None:
+            # the op saved the old values for its backward: keep a copy of them, not the storage being written
+            mine = storage_of(self._data)
+            node.saved = tuple([a.copy() if type(a) is np.ndarray and storage_of(a) is mine else a
+                                for a in node.saved])
+    out = result._data
+    if out.shape != self._data.shape:
+        raise RuntimeError("%s: output with shape %s doesn't match the broadcast shape %s"
+                           % (name, self._data.shape, out.shape))
+    if out is not self._data:
+        np.copyto(self._data, out, casting="same_kind")
+    if recording:
+        self._grad_fn, self._output_nr, self._requires_grad = result._grad_fn, result._output_nr, True
+    bump(self._data)
+    return self
+
+
+cdef Tensor _fill(Tensor self, object value, str name):
+    """``self`` filled with ``value`` (a number or an array of its shape), in place: no gradient flows to
+    the old values."""
+    if grad_enabled() and self._requires_grad:
+        return _apply_inplace(self, _ops.shape.index_put, (Ellipsis, value), name)
+    _check_inplace(self, False, name)
+    self._data[...] = value
+    bump(self._data)
+    return self
 
 
 cdef object _values(other):

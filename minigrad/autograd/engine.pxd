@@ -18,6 +18,8 @@ cdef class Node:
     cdef public int n_outputs
     cdef public bint multi_output      # split/unbind: backward takes a tuple with one gradient per output
     cdef bint _freed
+    cdef public unsigned long long _epoch  # versions.epoch() when recorded: saved arrays changed in place
+                                       # since then make the backward raise (versions.check_saved)
     cdef list _pre_hooks               # [(output_nr, key, fn)], hooks on a non-leaf output's gradient
     cdef dict _retained                # output_nr -> weakref of a tensor that asked for retain_grad()
     cdef public object trace           # where the op was created (recorded in anomaly mode only)
@@ -38,6 +40,7 @@ cdef class AccumulateGrad(Node):
     # its accumulator and the accumulator refers back weakly, so there is no cycle; a leaf nobody can reach
     # any more has no observable gradient, and its accumulator then does nothing.
     cdef object _leaf_ref
+    cdef object _lock                  # threads running backward passes into one leaf add one at a time
     cdef object _accept(self, object grad, bint fresh)
 
 

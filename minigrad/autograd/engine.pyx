@@ -16,10 +16,13 @@ Nodes are hidden from Python's cycle collector (see "hidden from the cycle colle
 nodes are: an unrolled RNN records thousands of them per step, and the collector would otherwise traverse
 and promote every one.
 """
+import threading
 import traceback
 import weakref
 
 import numpy as np
+
+from minigrad.autograd.versions cimport bump, check_saved
 
 cdef extern from "Python.h":
     void PyObject_GC_Track(void *op)
@@ -163,6 +166,7 @@ def new_accumulator(leaf):
     """The AccumulateGrad node of ``leaf`` (the tensor module caches it on the leaf)."""
     cdef AccumulateGrad acc = AccumulateGrad.__new__(AccumulateGrad)
     acc._leaf_ref = weakref.ref(leaf)
+    acc._lock = threading.Lock()
     acc.next_functions = ()
     acc.shape = leaf.data.shape
     acc.dtype = leaf.data.dtype
@@ -386,17 +390,19 @@ cdef class AccumulateGrad(Node):
         if hooks:
             grad = _run_hooks([(0, k, fn) for k, fn in hooks], 0, grad)
             fresh = False  # a hook may have kept it
-        existing = leaf.grad
-        if existing is None:
-            if (fresh and type(grad) is np.ndarray and grad.dtype == self.dtype and grad.flags.c_contiguous
-                    and grad.flags.writeable):
-                leaf.grad = _wrap(grad)
+        with self._lock:  # another thread's pass may be adding into the same .grad (np.add drops the GIL)
+            existing = leaf.grad
+            if existing is None:
+                if (fresh and type(grad) is np.ndarray and grad.dtype == self.dtype
+                        and grad.flags.c_contiguous and grad.flags.writeable):
+                    leaf.grad = _wrap(grad)
+                else:
+                    # A gradient may be shared (add returns the same array for both inputs): own a copy.
+                    leaf.grad = _wrap(np.array(grad, dtype=self.dtype, copy=True, order="C"))
             else:
-                # A gradient may be shared (add returns the same array for both inputs): own a copy.
-                leaf.grad = _wrap(np.array(grad, dtype=self.dtype, copy=True, order="C"))
-        else:
-            buf = existing.data
-            np.add(buf, grad, out=buf, casting="unsafe")
+                buf = existing.data
+                np.add(buf, grad, out=buf, casting="unsafe")
+                bump(buf)  # .grad changed in place: a graph that saved it must not read the new values
         return ()
 
 
@@ -567,6 +573,8 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
             if type(node) is AccumulateGrad:
                 input_grads = (<AccumulateGrad>node)._accept(grad_in, fresh)
             else:
+                if node.saved is not None:
+                    check_saved(node, node.saved, node._epoch)
                 _running, _buffers = node, buffers
                 try:
                     input_grads = node.backward(grad_in)

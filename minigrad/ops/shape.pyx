@@ -11,7 +11,7 @@ cnp.import_array()
 
 from minigrad.autograd.engine cimport Node, ProductSum, backward_run
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor cimport Tensor, any_requires_grad, attach, view_of, wrap
 from minigrad.tensor import _attach_outputs
 
 
@@ -40,10 +40,10 @@ cdef object _reshaped(Tensor t, tuple shape, str name):
         raise ValueError("%s: shape %s is invalid for input of shape %s (%d elements)"
                          % (name, shape, t._data.shape, t._data.size)) from None
     if not any_requires_grad((t,)):
-        return wrap(out)
+        return view_of(wrap(out), t)
     cdef ReshapeBackward node = ReshapeBackward.__new__(ReshapeBackward)
     node.in_shape = t._data.shape
-    return attach(out, node, (t,))
+    return view_of(attach(out, node, (t,)), t)
 
 
 def reshape(x, *shape):
@@ -119,10 +119,10 @@ def permute(x, *dims):
         raise ValueError("permute: %s is not a permutation of the dimensions" % (dims,))
     out = np.transpose(t._data, perm)
     if not any_requires_grad((t,)):
-        return wrap(out)
+        return view_of(wrap(out), t)
     cdef PermuteBackward node = PermuteBackward.__new__(PermuteBackward)
     node.inverse = tuple(np.argsort(perm).tolist())
-    return attach(out, node, (t,))
+    return view_of(attach(out, node, (t,)), t)
 
 
 def transpose(x, dim0, dim1):
@@ -150,10 +150,10 @@ def flip(x, dims):
     axes = norm_dims(dims, t._data.ndim)
     out = np.flip(t._data, axes)
     if not any_requires_grad((t,)):
-        return wrap(out)
+        return view_of(wrap(out), t)
     cdef FlipBackward node = FlipBackward.__new__(FlipBackward)
     node.axes = axes
-    return attach(out, node, (t,))
+    return view_of(attach(out, node, (t,)), t)
 
 
 cdef class ExpandBackward(Node):
@@ -178,10 +178,10 @@ def expand(x, *sizes):
     except ValueError:
         raise ValueError("expand: shape %s cannot be expanded to %s" % (shape, sizes)) from None
     if not any_requires_grad((t,)):
-        return wrap(out)
+        return view_of(wrap(out), t)
     cdef ExpandBackward node = ExpandBackward.__new__(ExpandBackward)
     node.in_shape = shape
-    return attach(out, node, (t,))
+    return view_of(attach(out, node, (t,)), t)
 
 
 # ---- indexing -----------------------------------------------------------------------------------------
@@ -232,12 +232,49 @@ def getitem(x, index):
     if not isinstance(out, np.ndarray):
         out = np.asarray(out)
     if not any_requires_grad((t,)):
-        return wrap(out)
+        return view_of(wrap(out), t)
     cdef IndexBackward node = IndexBackward.__new__(IndexBackward)
     node.in_shape = t._data.shape
     node.index = index
     node.basic = _is_basic(index)
-    return attach(out, node, (t,))
+    return view_of(attach(out, node, (t,)), t)
+
+
+cdef class IndexPutBackward(Node):
+    cdef object index
+    cdef tuple value_shape
+
+    cpdef object backward(self, object g):
+        gx = gv = None
+        if self.next_functions[0] is not None:
+            gx = np.array(g, copy=True)
+            gx[self.index] = 0  # the values written over receive no gradient
+        if self.next_functions[1] is not None:
+            gv = unbroadcast(np.asarray(g[self.index]), self.value_shape)
+        return gx, gv
+
+
+def index_put(x, index, value):
+    """A copy of ``x`` with ``value`` written at ``index`` (torch's index_put, out of place).
+    ``x[index] = value`` is this op done in place (see Tensor.__setitem__); ``value`` broadcasts to
+    ``x[index]``'s shape, and its gradient is the output's at ``index``."""
+    cdef Tensor t = as_tensor(x)
+    cdef Tensor v = as_tensor(value, t._data.dtype)
+    index = plain_index(index)
+    if isinstance(index, list):
+        index = np.asarray(index)
+    out = np.array(t._data, copy=True)
+    try:
+        out[index] = v._data
+    except ValueError:
+        raise ValueError("index_put: a value of shape %s cannot be written to a selection of shape %s"
+                         % (v._data.shape, np.shape(t._data[index]))) from None
+    if not any_requires_grad((t, v)):
+        return wrap(out)
+    cdef IndexPutBackward node = IndexPutBackward.__new__(IndexPutBackward)
+    node.index = index
+    node.value_shape = v._data.shape
+    return attach(out, node, (t, v))
 
 
 cdef class GatherBackward(Node):
@@ -519,12 +556,12 @@ cdef object _split_at(Tensor t, int axis, list sizes):
         starts.append(start)
         start += n
     if not any_requires_grad((t,)):
-        return tuple(wrap(p) for p in pieces)
+        return tuple(view_of(wrap(p), t) for p in pieces)
     cdef SplitBackward node = SplitBackward.__new__(SplitBackward)
     node.in_shape = data.shape
     node.axis = axis
     node.starts = starts
-    return tuple(_attach_outputs(pieces, node, (t,)))
+    return tuple(view_of(out, t) for out in _attach_outputs(pieces, node, (t,)))
 
 
 def split(x, split_size_or_sections, dim=0):
@@ -625,11 +662,11 @@ def unbind(x, dim=0):
     moved = _axis_first(t._data, axis)
     pieces = [moved[i] for i in range(moved.shape[0])]
     if not any_requires_grad((t,)):
-        return tuple(wrap(p) for p in pieces)
+        return tuple(view_of(wrap(p), t) for p in pieces)
     cdef UnbindBackward node = UnbindBackward.__new__(UnbindBackward)
     node.in_shape = t._data.shape
     node.axis = axis
-    return tuple(_attach_outputs(pieces, node, (t,)))
+    return tuple(view_of(out, t) for out in _attach_outputs(pieces, node, (t,)))
 
 
 import builtins  # noqa: E402

@@ -1,7 +1,8 @@
 """The Optimizer base: parameter groups, per-parameter state, ``zero_grad`` and state dicts (torch's layout).
 
 An optimiser reads ``p.grad`` and updates ``p.data`` (the numpy storage) in place, so an update is never
-recorded in the autograd graph.
+recorded in the autograd graph; each update counts as an in-place change of ``p`` (its version goes up), so
+a retained graph that saved ``p`` refuses to backward through the old values.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Iterable
 from typing import Any, Union
 
 import numpy as np
+
+from minigrad.autograd.versions import bump_version
 
 from minigrad.nn.utils import zero_grad_
 from minigrad.tensor import Tensor
@@ -61,11 +64,13 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} does not define step()")
 
     def _params_with_grad(self):
-        """(group, parameter, its state dict) for every parameter that has a gradient."""
+        """(group, parameter, its state dict) for every parameter that has a gradient; once the step has
+        updated a parameter (when the loop asks for the next one), its version is bumped."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     yield group, p, self.state.setdefault(p, {})
+                    bump_version(p.data)
 
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's state as
