@@ -203,7 +203,7 @@ cdef class Tensor:
 
     @data.setter
     def data(self, value):
-        arr = value._data if isinstance(value, Tensor) else value
+        arr = (<Tensor>value)._data if isinstance(value, Tensor) else value
         if not isinstance(arr, np.ndarray):
             arr = as_float_array(arr, self._data.dtype)
         check_float_dtype(arr.dtype)

@@ -183,7 +183,8 @@ def matmul_reused(a, ReusedOperand r):
 
 
 cdef class AddmmBackward(Node):
-    # out = c + a @ b; saved = (a,) when b's packing is kept (addmm_reused), else (a, b).  Gradients: g summed
+    # out = c + a @ b; saved = (a, b) (with b's packing kept, addmm_reused, b is there only to be
+    # version-checked).  Gradients: g summed
     # to c's shape (c_shape None: c has the product's shape), g @ b.T for a, a.T @ g for b.
     cdef _Packing packing
     cdef tuple c_shape
@@ -288,7 +289,7 @@ cdef object _addmm_reused_result(object out, Tensor z, Tensor x, ReusedOperand r
     if not any_requires_grad((z, x, r.b)):
         return wrap(out)
     cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
-    node.saved = (x._data,)
+    node.saved = (x._data, r.b._data)  # b itself only for its version: the backward reads the packing
     node.packing = r._packing
     if activation is None:
         return attach(out, node, (z, x, r.b))
