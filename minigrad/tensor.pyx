@@ -295,6 +295,8 @@ cdef class Tensor:
         if not isinstance(value, Tensor):
             raise TypeError("assigned grad must be a minigrad Tensor or None, got %s" % type(value).__name__)
         cdef Tensor g = value
+        if g is self:
+            raise RuntimeError("can't assign Variable as its own grad")
         if g._data.shape != self._data.shape:
             raise RuntimeError("attempting to assign a gradient of shape %s to a tensor of shape %s"
                                % (g._data.shape, self._data.shape))

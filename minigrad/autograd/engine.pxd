@@ -20,7 +20,8 @@ cdef class Node:
     cdef bint _freed
     cdef public unsigned long long _epoch  # versions.epoch() when recorded: saved arrays changed in place
                                        # since then make the backward raise (versions.check_saved)
-    cdef list _pre_hooks               # [(output_nr, key, fn)], hooks on a non-leaf output's gradient
+    cdef dict _pre_hooks               # output_nr -> [(output_nr, key, fn)], hooks on a non-leaf output's
+                                       # gradient
     cdef dict _retained                # output_nr -> weakref of a tensor that asked for retain_grad()
     cdef public object trace           # where the op was created (recorded in anomaly mode only)
     cdef object _tag                   # free for tools (the `tag` property): minigrad.viz stores

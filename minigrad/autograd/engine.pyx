@@ -358,10 +358,11 @@ cdef class Node:
         global _hook_key
         _holds_user_object(self)  # fn may hold a tensor computed from this node's output: a graph cycle
         if self._pre_hooks is None:
-            self._pre_hooks = []
+            self._pre_hooks = {}
+        hooks = self._pre_hooks.setdefault(output_nr, [])
         _hook_key += 1
-        self._pre_hooks.append((output_nr, _hook_key, fn))
-        return RemovableHandle(self._pre_hooks, _hook_key)
+        hooks.append((output_nr, _hook_key, fn))
+        return RemovableHandle(hooks, _hook_key)
 
     def _retain(self, int output_nr, tensor):
         if self._retained is None:
@@ -428,18 +429,28 @@ class RemovableHandle:
 
 
 cdef object _run_hooks(list hooks, int output_nr, object grad):
+    """Call each hook on ``grad`` in turn; a hook may return a replacement of the same shape and dtype."""
     for entry in list(hooks):
         if entry[0] != output_nr:
             continue
         fn = entry[2]
         result = fn(_wrap(grad))
-        if result is not None:
-            new = result.data if hasattr(result, "data") and not isinstance(result, np.ndarray) else result
-            new = np.asarray(new)
-            if new.shape != np.shape(grad):
-                raise RuntimeError("hook %r returned a gradient of shape %s, expected %s"
-                                   % (fn, new.shape, np.shape(grad)))
-            grad = new
+        if result is None:
+            continue
+        if isinstance(result, _Tensor):
+            new = result.data
+        elif isinstance(result, np.ndarray):
+            new = result
+        else:
+            raise TypeError("hook %r returned %s; a hook returns a Tensor (the replacement gradient) or None"
+                            % (fn, type(result).__name__))
+        if new.shape != np.shape(grad):
+            raise RuntimeError("hook %r has changed the size of value (was %s got %s)"
+                               % (fn, np.shape(grad), new.shape))
+        if new.dtype != grad.dtype:
+            raise RuntimeError("hook %r has changed the type of value (was %s got %s)"
+                               % (fn, grad.dtype, new.dtype))
+        grad = new
     return grad
 
 
@@ -512,6 +523,7 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
     cdef dict buffers = {}        # node -> [grad per output], each [array, owned]
     cdef list stack = []
     cdef list ready = []
+    cdef set seeded = set()
     cdef int nr, i
 
     # 1. Count the edges into every reachable node (iterative DFS).
@@ -535,7 +547,8 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
     for (node, nr), g in zip(roots, grads):
         _accumulate(buffers, node, nr, _check_grad(node, nr, g))
     for node, nr in roots:
-        if deps[node] == 0 and node not in ready:
+        if deps[node] == 0 and node not in seeded:
+            seeded.add(node)
             ready.append(node)
 
     # 3. Process nodes whose consumers have all reported.
@@ -605,7 +618,9 @@ cdef inline object _concrete(object g):
 cdef object _finish_output(Node node, int nr, object g):
     """Run tensor hooks and retain_grad for one output's total gradient."""
     if node._pre_hooks:
-        g = _run_hooks(node._pre_hooks, nr, g)
+        hooks = node._pre_hooks.get(nr)
+        if hooks:
+            g = _run_hooks(hooks, nr, g)
     if node._retained is not None and nr in node._retained:
         t = node._retained[nr]()
         if t is not None:

@@ -1,5 +1,6 @@
 """Grad-mode switches.  The flag itself is a C thread-local in the engine, so each thread has its own."""
 import functools
+import inspect
 
 import numpy as np
 
@@ -23,21 +24,64 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
+        return _decorate(fn, type(self))
+
+
+def _decorate(fn, context):
+    """``fn`` run inside ``context()``; for a generator function, each step of the generator runs inside it
+    (and the caller's code between two steps does not), as torch's decorators do."""
+    if not callable(fn):
+        raise TypeError("expected a function to decorate, got %r" % (fn,))
+    if not inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            with context():
                 return fn(*args, **kwargs)
         return wrapper
 
+    @functools.wraps(fn)
+    def generator(*args, **kwargs):
+        with context():
+            gen = fn(*args, **kwargs)
+        resume, value = gen.send, None
+        while True:
+            with context():
+                try:
+                    out = resume(value)
+                except StopIteration as stop:
+                    return stop.value
+            try:
+                resume, value = gen.send, (yield out)
+            except GeneratorExit:
+                with context():
+                    gen.close()
+                raise
+            except BaseException as exc:
+                resume, value = gen.throw, exc
+    return generator
 
-class no_grad(_GradMode):
-    """Ops run inside record no graph (inference, optimiser updates).  Also usable as ``@no_grad()``."""
+
+class _Decorator(_GradMode):
+    """A switch that also decorates without parentheses: ``@no_grad`` as well as ``@no_grad()``."""
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return _decorate(orig_func, cls)
+
+    def __init__(self, orig_func=None):
+        pass
+
+
+class no_grad(_Decorator):
+    """Ops run inside record no graph (inference, optimiser updates).  Also a decorator: ``@no_grad`` or
+    ``@no_grad()``, on functions and generator functions alike."""
 
     mode = False
 
 
-class enable_grad(_GradMode):
-    """Turn recording back on inside a ``no_grad`` block.  Also usable as ``@enable_grad()``."""
+class enable_grad(_Decorator):
+    """Turn recording back on inside a ``no_grad`` block.  Also a decorator, like ``no_grad``."""
 
     mode = True
 
@@ -57,15 +101,12 @@ class set_grad_enabled(_GradMode):
     def __call__(self, fn):
         mode = self.mode
         _set_grad_mode(self._prev)
+        return _decorate(fn, lambda: _Switch(mode))
 
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            prev = _set_grad_mode(mode)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _set_grad_mode(prev)
-        return wrapper
+
+class _Switch(_GradMode):
+    def __init__(self, mode):
+        self.mode = mode
 
 
 class detect_anomaly:
@@ -85,8 +126,4 @@ class detect_anomaly:
         return False
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with detect_anomaly():
-                return fn(*args, **kwargs)
-        return wrapper
+        return _decorate(fn, detect_anomaly)
