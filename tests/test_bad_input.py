@@ -191,7 +191,7 @@ RAISES = [
           ValueError, "1 tensors but 2 gradients"),
     _case("register_hook-not-callable", lambda: mg.ones(3, requires_grad=True).register_hook("f"), TypeError,
           "callable"),
-    _case("hook-returns-wrong-shape", lambda: _hook_returning(mg.ones(5)), RuntimeError, r"\(5,\).*\(3,\)"),
+    _case("hook-returns-wrong-shape", lambda: _hook_returning(mg.ones(5)), RuntimeError, r"changed the size of value \(was \(3,\) got \(5,\)\)"),
     _case("retain_grad-no-grad", lambda: mg.ones(2).retain_grad(), RuntimeError, "requires_grad=False"),
     _case("requires_grad_-non-leaf", lambda: (mg.ones(2, requires_grad=True) * 2).requires_grad_(False),
           RuntimeError, "leaf"),
