@@ -100,13 +100,13 @@ def test_optimizer_step_between_backwards_of_a_retained_graph_raises_as_torch_do
 
 def test_rnn_output_changed_in_place_before_backward_raises():
     rnn = mg.nn.RNN(3, 4, dtype=mg.float64)
-    out, h = rnn(mg.randn(5, 2, 3, dtype=mg.float64))
+    out, _ = rnn(mg.randn(5, 2, 3, dtype=mg.float64))
     with mg.no_grad():
         out.mul_(0.5)
     with pytest.raises(RuntimeError, match=MODIFIED):
         out.sum().backward()
     rnn = mg.nn.RNN(3, 4, dtype=mg.float64)
-    out, h = rnn(mg.randn(5, 2, 3, dtype=mg.float64))
+    out, _ = rnn(mg.randn(5, 2, 3, dtype=mg.float64))
     with mg.no_grad():
         rnn.weight_hh_l0.add_(1.0)  # the step's packed W_hh is checked too
     with pytest.raises(RuntimeError, match=MODIFIED):
@@ -247,7 +247,7 @@ def test_threads_accumulating_into_one_leaf_lose_nothing():
     for _ in range(10):
         w = mg.zeros(512, 512, requires_grad=True)
 
-        def work():
+        def work(w=w):
             for _ in range(50):
                 (x @ w).sum().backward()
 

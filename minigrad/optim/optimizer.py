@@ -12,7 +12,6 @@ from typing import Any, Union
 import numpy as np
 
 from minigrad.autograd.versions import bump_version
-
 from minigrad.nn.utils import zero_grad_
 from minigrad.tensor import Tensor
 
