@@ -182,7 +182,7 @@ def test_pow_with_a_modulus_is_a_type_error_like_torch():
         torch.pow(torch.tensor([1.0, 2.0]), 2, 3)
 
 
-# ---- zero-size layers ----------------------------------------------------------------------------------------
+# ---- zero-size layers --------------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op:UserWarning")
 @pytest.mark.parametrize("sizes", [(0, 3), (3, 0), (0, 0)])
 def test_zero_size_linear_like_torch(sizes):
@@ -283,7 +283,7 @@ def test_optimiser_steps_with_inf_gradients_are_silent_and_like_torch(opt_name, 
         assert_close(p, tp, np.float32, f"{opt_name} parameters")
 
 
-# ---- embedding padding_idx -----------------------------------------------------------------------------------
+# ---- embedding padding_idx ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("padding_idx", [-1, -4, 2])
 def test_functional_embedding_negative_padding_idx_gets_no_gradient_like_torch(padding_idx):
     w, tw = pair(np.random.default_rng(8).standard_normal((4, 3)), requires_grad=True)
@@ -397,7 +397,7 @@ def test_optimisers_refuse_parameters_in_a_set(opt_name):
 
 
 def test_load_state_dict_takes_torch_parameters_that_require_grad():
-    """``dict(torch_model.named_parameters())`` holds tensors that refuse ``np.asarray``; they are detached."""
+    """``dict(torch_model.named_parameters())`` holds tensors that refuse ``np.asarray``: detach them."""
     t_model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.0), nn.Linear(4, 2))
     params = dict(t_model.named_parameters())
