@@ -84,6 +84,8 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False):
         start, end = 0, start
     if step == 0:
         raise ValueError("arange: step must be nonzero")
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     return _make(np.arange(start, end, step, dtype=np.float64).astype(_dtype(dtype)), requires_grad)
 
 

@@ -44,13 +44,17 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
 
     Returns shape ``input.shape + (dim,)``.
 
-    Entries equal to ``padding_idx`` give their row's values but send no gradient to it.
+    Entries equal to ``padding_idx`` (negative counts from the end) give their row's values but send no
+    gradient to it.
     """
     idx = _integer_array(input, "embedding indices")
     if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
         raise IndexError("index out of range in self")
     out = weight[idx]
     if padding_idx is not None:
+        if not -weight.shape[0] <= padding_idx < weight.shape[0]:
+            raise AssertionError("Padding_idx must be within num_embeddings")
+        padding_idx %= weight.shape[0]
         pad = (idx == padding_idx)[..., None]
         if pad.any():
             out = mg.where(pad, out.detach(), out)
@@ -122,22 +126,17 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
     bad = counted & ((flat < 0) | (flat >= n_classes))
     if bad.any():
         raise IndexError(f"Target {flat[bad][0]} is out of bounds.")
-    safe = np.where(counted, flat, 0)
-    if weight is None:
-        w = counted.astype(input.dtype)
-    else:
+    rows = np.flatnonzero(counted)
+    cols = flat[rows]
+    w = None
+    if weight is not None:
         class_w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=input.dtype)
         if class_w.shape != (n_classes,):
             raise RuntimeError(f"weight tensor should be defined either for all {n_classes} classes or no "
                                f"classes but got weight tensor of shape: {list(class_w.shape)}")
-        w = class_w[safe] * counted
-    picked = logp.gather(1, safe[:, None]).reshape(-1)
-    losses = picked * mg.tensor(-w)
-    if reduction == "none":
-        return losses.reshape(*t.shape)
-    if reduction == "sum":
-        return losses.sum()
-    return losses.sum() / float(w.sum())
+        w = class_w[cols]
+    losses = _loss.nll_loss(logp, rows, cols, w, reduction)
+    return losses.reshape(*t.shape) if reduction == "none" else losses
 
 
 def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,

@@ -22,11 +22,19 @@ def _resolve_dtype(dtype: Any) -> Any:
     return mg.get_default_dtype() if dtype is None else dtype
 
 
-def _check_size(value: Any, name: str) -> None:
+def _check_size(value: Any, name: str, allow_zero: bool = False) -> None:
+    """An int size; zero only where torch builds the layer with it (Linear, Embedding, RNNCell, not RNN)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if value <= 0:
+    if allow_zero and value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    if not allow_zero and value <= 0:
         raise ValueError(f"{name} must be greater than zero")
+
+
+def _init_bound(fan: int) -> float:
+    """torch's 1/sqrt(fan) for uniform initialisation, 0 for a zero-size fan (no division by zero)."""
+    return 1.0 / math.sqrt(fan) if fan > 0 else 0.0
 
 
 class Linear(Module):
@@ -42,17 +50,17 @@ class Linear(Module):
     Outputs: shape (*, out_features).
 
     Parameters: ``weight`` (out_features, in_features) and ``bias`` (out_features,), both initialised from
-    U(-1/sqrt(in_features), 1/sqrt(in_features)) as in torch.
+    U(-1/sqrt(in_features), 1/sqrt(in_features)) as in torch (the bias is zero when in_features is 0).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None) -> None:
         super().__init__()
-        _check_size(in_features, "in_features")
-        _check_size(out_features, "out_features")
+        _check_size(in_features, "in_features", allow_zero=True)
+        _check_size(out_features, "out_features", allow_zero=True)
         self.in_features = in_features
         self.out_features = out_features
         dtype = _resolve_dtype(dtype)
-        bound = 1.0 / math.sqrt(in_features)
+        bound = _init_bound(in_features)
         self.weight = _uniform_parameter((out_features, in_features), bound, dtype)
         self.register_parameter("bias", _uniform_parameter((out_features,), bound, dtype) if bias else None)
 
@@ -87,8 +95,8 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype: Any = None) -> None:
         super().__init__()
-        _check_size(num_embeddings, "num_embeddings")
-        _check_size(embedding_dim, "embedding_dim")
+        _check_size(num_embeddings, "num_embeddings", allow_zero=True)
+        _check_size(embedding_dim, "embedding_dim", allow_zero=True)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise AssertionError("Padding_idx must be within num_embeddings")

@@ -221,8 +221,7 @@ class Module:
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            value = state_dict[key]
-            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+            arr = _as_array(state_dict[key])
             if arr.dtype.kind not in "fiu":
                 errors.append(f"value for {key} has dtype {arr.dtype}; expected a real numeric array")
             elif arr.shape != target.shape:
@@ -252,6 +251,15 @@ class Module:
             return f"{type(self).__name__}({extra})"
         body = ([extra] if extra else []) + lines
         return "{}(\n  {}\n)".format(type(self).__name__, "\n  ".join(body))
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """A state-dict value as an array.  A torch tensor that requires grad (``model.named_parameters()``)
+    refuses ``np.asarray``, so it is detached first (found by its ``detach`` method: no torch import)."""
+    if isinstance(value, Tensor):
+        return value.data
+    detach = getattr(value, "detach", None)
+    return np.asarray(value if detach is None else detach())
 
 
 def _quoted(keys: list[str]) -> str:

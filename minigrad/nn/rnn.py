@@ -21,7 +21,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.nn import functional as F
-from minigrad.nn.layers import _check_size, _resolve_dtype, _uniform_parameter
+from minigrad.nn.layers import _check_size, _init_bound, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
 from minigrad.ops.linalg import ReusedOperand, addmm_reused, addmm_reused_many
 from minigrad.ops.shape import stack_cat, stack_into
@@ -64,15 +64,16 @@ class RNNCell(Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
                  dtype: Any = None) -> None:
         super().__init__()
-        _check_size(input_size, "input_size")
-        _check_size(hidden_size, "hidden_size")
+        # torch builds a cell with zero-size input or hidden state (RNN refuses them)
+        _check_size(input_size, "input_size", allow_zero=True)
+        _check_size(hidden_size, "hidden_size", allow_zero=True)
         self._act = _activation(nonlinearity)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         self.nonlinearity = nonlinearity
         dtype = _resolve_dtype(dtype)
-        k = 1.0 / math.sqrt(hidden_size)
+        k = _init_bound(hidden_size)
         self.weight_ih = _uniform_parameter((hidden_size, input_size), k, dtype)
         self.weight_hh = _uniform_parameter((hidden_size, hidden_size), k, dtype)
         self.register_parameter("bias_ih", _uniform_parameter((hidden_size,), k, dtype) if bias else None)

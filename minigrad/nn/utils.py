@@ -59,14 +59,15 @@ def clip_grad_norm_(parameters: Params, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return mg.tensor(0.0)
     dtype = np.result_type(*grads)
-    norms = np.array([np.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads], dtype=dtype)
-    total = np.linalg.norm(norms, ord=norm_type).astype(dtype)
+    with np.errstate(all="ignore"):  # a norm too large for the dtype is inf, as in torch: no warning
+        norms = np.array([np.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads], dtype=dtype)
+        total = np.linalg.norm(norms, ord=norm_type).astype(dtype)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is "
                            "non-finite, so it cannot be clipped. To disable this error and scale the "
                            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`")
-    coef = min(dtype.type(max_norm) / (total + dtype.type(1e-6)), dtype.type(1.0))
-    with np.errstate(invalid="ignore"):  # an infinite norm gives nan gradients, as in torch
+    with np.errstate(all="ignore"):  # an infinite norm gives nan gradients, as in torch
+        coef = min(dtype.type(max_norm) / (total + dtype.type(1e-6)), dtype.type(1.0))
         for g in grads:
             g *= coef
     return mg.tensor(np.asarray(total))

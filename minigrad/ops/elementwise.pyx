@@ -118,6 +118,14 @@ def div(a, b):
     return attach(out, node, (x, y))
 
 
+cdef object _scalar_pow(object x, double p):
+    """x ** p as torch computes it: ** -0.5 is 1 / sqrt(x), so -0.0 gives -inf and -inf gives nan (C's pow
+    gives +inf and 0); numpy already takes sqrt for ** 0.5."""
+    if p == -0.5:
+        return x.dtype.type(1) / np.sqrt(x)
+    return x ** p
+
+
 cdef class PowScalarBackward(Node):
     # x ** p for a constant p; saved = (x,)
     cdef double p
@@ -126,7 +134,7 @@ cdef class PowScalarBackward(Node):
         (x,) = self.saved
         if self.p == 0.0:
             return (np.zeros_like(x),)
-        return (g * (self.p * x ** (self.p - 1.0)),)
+        return (g * (self.p * _scalar_pow(x, self.p - 1.0)),)
 
 
 cdef class PowBackward(Node):
@@ -138,20 +146,25 @@ cdef class PowBackward(Node):
             ga = unbroadcast(g * b * a ** (b - 1), a.shape)
         if _wants(self, 1):
             with np.errstate(divide="ignore", invalid="ignore"):
-                # torch's convention: d(0 ** b)/db = 0 for b >= 0, not nan
-                dlog = np.where((a == 0) & (b >= 0), 0, y * np.log(a))
+                # torch's convention: d(0 ** b)/db = 0 for b >= 0, not nan; the log in the result's dtype
+                # (a float32 base with a float64 exponent gives a float64 gradient)
+                dlog = np.where((a == 0) & (b >= 0), 0, y * np.log(a, dtype=y.dtype))
             gb = unbroadcast(g * dlog, b.shape)
         return ga, gb
 
 
-def pow(a, b):
-    """a ** b; either side may be a Python number."""
+def pow(a, b, mod=None):
+    """a ** b; either side may be a Python number.  ``mod`` is the third argument of Python's ``pow``,
+    which tensors do not support (as in torch)."""
     cdef Tensor x, y
     cdef PowScalarBackward scalar_node
+    if mod is not None:
+        raise TypeError("unsupported operand type(s) for ** or pow(): '%s', '%s', '%s'"
+                        % (type(a).__name__, type(b).__name__, type(mod).__name__))
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         x = <Tensor>a
         with np.errstate(all="ignore"):
-            out = x._data ** b
+            out = _scalar_pow(x._data, b)
         if not any_requires_grad((x,)):
             return wrap(out)
         scalar_node = PowScalarBackward.__new__(PowScalarBackward)
@@ -238,9 +251,10 @@ def sqrt(x):
 
 
 cdef class AbsBackward(Node):
-    # saved = (x,); d|x|/dx = sign(x), 0 at 0 like torch
+    # saved = (x,); d|x|/dx = sign(x), 0 at 0 and at nan like torch (np.sign(nan) is nan)
     cpdef object backward(self, object g):
-        return (g * np.sign(self.saved[0]),)
+        x = self.saved[0]
+        return (g * np.subtract(x > 0, x < 0, dtype=g.dtype),)
 
 
 def abs(x):
@@ -298,9 +312,9 @@ def sigmoid(x):
 
 
 cdef class ReluBackward(Node):
-    # saved = (y,); the gradient passes where y > 0 (0 at x = 0, like torch)
+    # saved = (y,); the gradient passes where y > 0 or y is nan (0 at x = 0, like torch)
     cpdef object backward(self, object g):
-        return (g * (self.saved[0] > 0),)
+        return (g * (self.saved[0] != 0),)
 
 
 def relu(x):

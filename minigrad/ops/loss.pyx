@@ -47,3 +47,49 @@ def mse_loss(Tensor input, Tensor target, str reduction):
     node.mean = reduction == "mean"
     node.elementwise = reduction == "none"
     return attach(out, node, (input, target))
+
+
+cdef class NllLossBackward(Node):
+    # saved = (rows, cols, coef): only the counted targets' log-probabilities get a gradient, coef * g each,
+    # so an ignored row's -inf or nan never meets a zero weight (0 * inf = nan)
+    cdef tuple in_shape
+    cdef bint elementwise
+
+    cpdef object backward(self, object g):
+        rows, cols, coef = self.saved
+        gx = np.zeros(self.in_shape, dtype=coef.dtype)
+        gx[rows, cols] = coef * (g[rows] if self.elementwise else g)
+        return (gx,)
+
+
+def nll_loss(Tensor input, object rows, object cols, object weight, str reduction):
+    """The loss of targets ``cols`` at rows ``rows`` of log-probabilities ``input`` (M, C), each weighted by
+    ``weight`` (an array like ``rows``, or None for 1); rows not listed are ignored.  'none' gives the M
+    per-row losses (0 where ignored); 'mean' divides the sum by the total weight, as torch does.  The
+    caller, ``nn.functional.nll_loss``, checks the targets and computes the weights."""
+    x = input._data
+    dtype = x.dtype.type
+    picked = x[rows, cols]
+    with np.errstate(all="ignore"):  # inf and nan are values, as in torch
+        losses = np.negative(picked) if weight is None else np.negative(picked * weight)
+        if reduction == "none":
+            out = np.zeros(x.shape[0], dtype=x.dtype)
+            out[rows] = losses
+        else:
+            total = dtype(rows.size if weight is None else weight.sum())
+            out = np.asarray(dtype(losses.sum()))
+            if reduction == "mean":
+                out = np.asarray(out / total)  # nothing counted: 0 / 0 = nan, as in torch
+    if not any_requires_grad((input,)):
+        return wrap(out)
+    coef = np.full(rows.size, dtype(-1)) if weight is None else np.negative(weight)
+    if reduction == "mean":
+        # torch's rule: counted targets of total weight 0 get nan, but with nothing counted (an all-padding
+        # batch) nothing gets it: the gradient is zero
+        with np.errstate(all="ignore"):
+            coef = coef / total
+    cdef NllLossBackward node = NllLossBackward.__new__(NllLossBackward)
+    node.saved = (rows, cols, coef)
+    node.in_shape = x.shape
+    node.elementwise = reduction == "none"
+    return attach(out, node, (input,))

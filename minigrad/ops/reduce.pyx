@@ -18,6 +18,14 @@ cdef object _expand_back(object g, tuple axes, tuple shape, bint keepdim):
     return np.broadcast_to(g, shape)
 
 
+cdef tuple _reduce_axes(object dim, int ndim):
+    """The axes a reduction over ``dim`` covers: an empty tuple or list means every dimension, as in torch
+    (numpy's ``axis=()`` would reduce none)."""
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        return tuple(range(ndim))
+    return norm_dims(dim, ndim)
+
+
 cdef class SumBackward(Node):
     cdef tuple axes, in_shape
     cdef bint keepdim
@@ -27,10 +35,11 @@ cdef class SumBackward(Node):
 
 
 def sum(x, dim=None, keepdim=False):
-    """Sum over ``dim`` (an int, a tuple, or None for all dimensions)."""
+    """Sum over ``dim`` (an int, a tuple, or None or () for all dimensions)."""
     cdef Tensor t = as_tensor(x)
-    axes = norm_dims(dim, t._data.ndim)
-    out = np.asarray(t._data.sum(axis=axes, keepdims=keepdim))
+    axes = _reduce_axes(dim, t._data.ndim)
+    with np.errstate(all="ignore"):  # inf + -inf is nan, a value as in torch, not a warning
+        out = np.asarray(t._data.sum(axis=axes, keepdims=keepdim))
     if not any_requires_grad((t,)):
         return wrap(out)
     cdef SumBackward node = SumBackward.__new__(SumBackward)
@@ -50,9 +59,9 @@ cdef class MeanBackward(Node):
 
 
 def mean(x, dim=None, keepdim=False):
-    """Mean over ``dim`` (an int, a tuple, or None for all dimensions); nan for an empty reduction."""
+    """Mean over ``dim`` (an int, a tuple, or None or () for all dimensions); nan for an empty reduction."""
     cdef Tensor t = as_tensor(x)
-    axes = norm_dims(dim, t._data.ndim)
+    axes = _reduce_axes(dim, t._data.ndim)
     count = 1
     for a in axes:
         count *= t._data.shape[a]
@@ -69,10 +78,10 @@ def mean(x, dim=None, keepdim=False):
 
 
 cdef class MaxAllBackward(Node):
-    # saved = (x, max): ties share the gradient equally, as in torch
+    # saved = (x, max): ties share the gradient equally, as in torch; so do the nans when the max is nan
     cpdef object backward(self, object g):
         x, m = self.saved
-        hit = x == m
+        hit = np.isnan(x) if np.isnan(m) else x == m
         return (np.where(hit, g / hit.sum(), x.dtype.type(0)).astype(x.dtype, copy=False),)
 
 
@@ -203,33 +212,33 @@ def log_softmax(x, dim):
 
 cdef class LogsumexpBackward(Node):
     # saved = (x, out with kept dims); dx = g * exp(x - out)
-    cdef int axis
+    cdef tuple axes
     cdef bint keepdim
 
     cpdef object backward(self, object g):
         x, lse = self.saved
         if not self.keepdim:
-            g = np.expand_dims(g, self.axis)
+            g = np.expand_dims(g, self.axes)
         return (g * np.exp(x - lse),)
 
 
 def logsumexp(x, dim, keepdim=False):
-    """log(sum(exp(x))) along ``dim``, computed stably."""
+    """log(sum(exp(x))) over ``dim`` (an int or a tuple; () for all dimensions), computed stably."""
     cdef Tensor t = as_tensor(x)
     data = t._data
-    axis = norm_dim(dim, data.ndim)
+    axes = _reduce_axes(dim, data.ndim)
     if data.ndim == 0:
         return t.clone()
     # torch's convention: an infinite max is not subtracted, so a +inf entry gives +inf, not nan
-    m = data.max(axis=axis, keepdims=True, initial=-np.inf)
+    m = data.max(axis=axes, keepdims=True, initial=-np.inf)
     m = np.where(np.isinf(m), data.dtype.type(0), m)
     with np.errstate(all="ignore"):
-        lse = m + np.log(np.exp(data - m).sum(axis=axis, keepdims=True))
-    out = lse if keepdim else lse.squeeze(axis)
+        lse = m + np.log(np.exp(data - m).sum(axis=axes, keepdims=True))
+    out = lse if keepdim else lse.squeeze(axes)
     if not any_requires_grad((t,)):
         return wrap(out)
     cdef LogsumexpBackward node = LogsumexpBackward.__new__(LogsumexpBackward)
-    node.axis = axis
+    node.axes = axes
     node.keepdim = keepdim
     node.saved = (data, lse)
     return attach(out, node, (t,))

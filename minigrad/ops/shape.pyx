@@ -302,8 +302,10 @@ def gather(x, dim, index):
             raise ValueError("gather: index shape %s exceeds the tensor's shape %s in dim %d"
                              % (idx.shape, data.shape, i))
     size = data.shape[d]
-    if idx.size and (idx.min() < -size or idx.max() >= size):
-        raise IndexError("gather: index out of range for dimension %d of size %d" % (d, size))
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        # torch's error: a negative index does not count from the end here
+        bad = idx[(idx < 0) | (idx >= size)][0]
+        raise RuntimeError("index %d is out of bounds for dimension %d with size %d" % (bad, d, size))
     grids = list(np.ogrid[tuple(slice(0, s) for s in idx.shape)]) if idx.ndim else []
     grids[d] = idx
     index_tuple = tuple(grids)

@@ -23,9 +23,10 @@ class Optimizer:
     ``defaults``) and ``state`` (a dict per parameter).  Subclasses implement ``step``."""
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
-        if isinstance(params, Tensor):
+        if isinstance(params, (Tensor, set, frozenset)):
+            # a set's order changes between runs, and a state dict refers to parameters by position
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or "
-                            "dicts, but got a Tensor")
+                            f"dicts, but got {type(params).__name__}")
         self.defaults = defaults
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
@@ -40,6 +41,10 @@ class Optimizer:
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters, with its own hyper-parameters where given."""
         params = param_group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the "
+                            "ordering of tensors in sets will change between runs. Please use a list "
+                            "instead.")
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
             if not isinstance(p, Tensor):

@@ -1,6 +1,8 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay (torch's rule)."""
 from __future__ import annotations
 
+import numpy as np
+
 from minigrad.optim.optimizer import Optimizer, ParamsT
 
 
@@ -28,6 +30,10 @@ class SGD(Optimizer):
                                   "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize})
 
     def step(self) -> None:
+        with np.errstate(all="ignore"):  # inf gradients make inf or nan parameters, as in torch: no warning
+            self._step()
+
+    def _step(self) -> None:
         for group, p, state in self._params_with_grad():
             momentum = group["momentum"]
             d = -p.grad.data if group["maximize"] else p.grad.data
