@@ -472,10 +472,10 @@ cdef class Tensor:
         return _div(other, self)
 
     def __pow__(self, other, mod):
-        return _ops.elementwise.pow(self, other)
+        return _ops.elementwise.pow(self, other, mod)
 
     def __rpow__(self, other, mod):
-        return _ops.elementwise.pow(other, self)
+        return _ops.elementwise.pow(other, self, mod)
 
     def __matmul__(self, other):
         return _matmul(self, other)
