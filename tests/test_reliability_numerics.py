@@ -178,8 +178,12 @@ def test_pow_with_a_modulus_is_a_type_error_like_torch():
     x = mg.tensor([1.0, 2.0])
     with pytest.raises(TypeError, match="unsupported operand"):
         mg.pow(x, 2, 3)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        pow(x, 2, 3)  # the built-in, through Tensor.__pow__
     with pytest.raises(TypeError):
         torch.pow(torch.tensor([1.0, 2.0]), 2, 3)
+    with pytest.raises(TypeError):
+        pow(torch.tensor([1.0, 2.0]), 2, 3)
 
 
 # ---- zero-size layers --------------------------------------------------------------------------------------
