@@ -8,15 +8,12 @@ Two kinds of extension modules are built:
 * the Cython core -- every ``minigrad/**/*.pyx`` (tensor, autograd engine, ops).
 
 Parallel kernels run on minigrad's own POSIX-threads pool (``_ext/cpu.c``); no OpenMP runtime is linked.
-``MINIGRAD_SANITIZE=1`` builds the kernels with AddressSanitizer and UndefinedBehaviorSanitizer.
+``MINIGRAD_SANITIZE=1`` (or ``address``) builds the kernels with AddressSanitizer and
+UndefinedBehaviorSanitizer, ``MINIGRAD_SANITIZE=thread`` with ThreadSanitizer (scripts/sanitize.sh runs both).
 """
 import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from glob import glob
 
 import numpy
@@ -52,7 +49,13 @@ class BuildExt(build_ext):
         unix = self.compiler.compiler_type != "msvc"
         base = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-pthread"] if unix else ["/O2"]
         link = ["-pthread"] if unix else []
-        if unix and os.environ.get("MINIGRAD_SANITIZE", "0") not in ("", "0"):
+        sanitize = os.environ.get("MINIGRAD_SANITIZE", "0").strip().lower()
+        if sanitize not in ("", "0", "1", "address", "thread"):
+            sys.exit(f"MINIGRAD_SANITIZE must be 0, 1 (or address) or thread, got {sanitize!r}")
+        if unix and sanitize == "thread":
+            base = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=thread", "-pthread"]
+            link = link + ["-fsanitize=thread"]
+        elif unix and sanitize in ("1", "address"):
             # -fno-wrapv: Python's own -fwrapv would hide signed overflow from UBSan
             base = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                     "-fno-sanitize-recover=undefined", "-fno-wrapv", "-pthread"]

@@ -4,10 +4,13 @@
 #endif
 #include "mg_internal.h"
 
-/* Portable until minigrad._kernels picks the best path at import; plain ints because a kernel racing a
- * change reads either the old or the new value, and both are valid. */
-static int current_isa = MG_ISA_PORTABLE;
-static int num_threads = 1;
+#include <stdatomic.h>
+
+/* Portable until minigrad._kernels picks the best path at import.  Kernels read these without the GIL while
+ * another thread may set them: atomics, relaxed because a kernel racing a change may read either the old or
+ * the new value (both are valid) and nothing else is published through them. */
+static atomic_int current_isa = MG_ISA_PORTABLE;
+static atomic_int num_threads = 1;
 
 int mg_isa_supported(int isa)
 {
@@ -38,23 +41,30 @@ int mg_best_isa(void)
     return isa;
 }
 
-int mg_get_isa(void) { return current_isa; }
+int mg_get_isa(void) { return atomic_load_explicit(&current_isa, memory_order_relaxed); }
 
 int mg_set_isa(int isa)
 {
     if (!mg_isa_supported(isa))
         return -1;
-    current_isa = isa;
+    atomic_store_explicit(&current_isa, isa, memory_order_relaxed);
     return 0;
 }
 
-int mg_active_isa(void) { return current_isa; }
+int mg_active_isa(void) { return atomic_load_explicit(&current_isa, memory_order_relaxed); }
 
 int mg_openmp(void) { return MG_THREADS; }
 
-int mg_get_num_threads(void) { return MG_THREADS ? num_threads : 1; }
+int mg_get_num_threads(void)
+{
+    return MG_THREADS ? atomic_load_explicit(&num_threads, memory_order_relaxed) : 1;
+}
 
-void mg_set_num_threads(int n) { num_threads = n < 1 ? 1 : n > MG_MAX_THREADS ? MG_MAX_THREADS : n; }
+void mg_set_num_threads(int n)
+{
+    n = n < 1 ? 1 : n > MG_MAX_THREADS ? MG_MAX_THREADS : n;
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
+}
 
 int mg_active_threads(void) { return mg_get_num_threads(); }
 
@@ -121,7 +131,6 @@ void *mg_scratch(size_t bytes)
  * pool busy runs its tasks itself.
  */
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdint.h>
 
 #define BITS 20
@@ -140,7 +149,8 @@ static atomic_long pool_done;  /* tasks of the current job finished */
 static atomic_int pool_joined; /* helpers that took a slot in the current job */
 static atomic_int pool_sleepers;
 static atomic_int pool_slots; /* helpers allowed into the current job */
-static int pool_helpers; /* started; guarded by pool_lock */
+/* helpers started: written under pool_lock, read without it by mg_pool_awake (a hint, hence relaxed) */
+static atomic_int pool_helpers;
 static mg_task_fn job_fn;
 static void *job_ctx;
 static atomic_int job_cpu = -1; /* the CPU the caller of the current job runs on (-1: unknown) */
@@ -219,12 +229,13 @@ static void pool_after_fork_child(void)
     pthread_mutex_init(&sleep_lock, NULL);
     pthread_cond_init(&sleep_cond, NULL);
     atomic_store(&pool_sleepers, 0);
-    pool_helpers = 0;
+    atomic_store_explicit(&pool_helpers, 0, memory_order_relaxed);
 }
 
 int mg_pool_awake(void)
 {
-    const int awake = pool_helpers - atomic_load(&pool_sleepers);
+    const int helpers = atomic_load_explicit(&pool_helpers, memory_order_relaxed);
+    const int awake = helpers - atomic_load(&pool_sleepers);
     return awake > 0 ? awake : 0;
 }
 
@@ -235,14 +246,16 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
 {
     mg_int t = 0;
     if (nthreads > 1 && ntasks > 1 && (uint64_t)ntasks <= FIELD && pthread_mutex_trylock(&pool_lock) == 0) {
-        if (!wake && atomic_load(&pool_sleepers) >= pool_helpers) {
+        /* only this thread writes pool_helpers while it holds pool_lock */
+        int helpers = atomic_load_explicit(&pool_helpers, memory_order_relaxed);
+        if (!wake && atomic_load(&pool_sleepers) >= helpers) {
             /* a small job, and every helper asleep: waking one would cost more than it saves */
             pthread_mutex_unlock(&pool_lock);
             goto serial;
         }
         pthread_once(&pool_once, pool_init);
         const int want = (nthreads < ntasks ? nthreads : (int)ntasks) - 1;
-        while (pool_helpers < want) {
+        while (helpers < want) {
             pthread_t th;
             pthread_attr_t attr;
             pthread_attr_init(&attr);
@@ -251,9 +264,9 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
             pthread_attr_destroy(&attr);
             if (failed)
                 break;
-            ++pool_helpers;
+            atomic_store_explicit(&pool_helpers, ++helpers, memory_order_relaxed);
         }
-        if (pool_helpers > 0) {
+        if (helpers > 0) {
             job_fn = fn;
             job_ctx = ctx;
             atomic_store_explicit(&job_cpu, current_cpu(), memory_order_relaxed);

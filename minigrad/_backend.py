@@ -7,7 +7,11 @@ Environment variables, read once at import:
 * ``MINIGRAD_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the number of usable cores: threads for large
   kernel calls.  They come from minigrad's own pool (no OpenMP runtime), whose calls never wait for a pool
   thread that the OS has not scheduled yet: on a busy machine a parallel call degrades to about one thread's
-  speed instead of stalling for a scheduler slice.
+  speed instead of stalling for a scheduler slice.  The pool has at most ``MAX_THREADS`` (64) threads: a
+  larger ``MINIGRAD_NUM_THREADS`` is clamped to it with a RuntimeWarning, a larger ``OMP_NUM_THREADS`` or
+  core count silently (that variable is set for other libraries too).  ``MINIGRAD_NUM_THREADS`` that is not
+  a positive integer raises ValueError; an unreadable ``OMP_NUM_THREADS`` (it may be a list such as ``4,2``,
+  whose first entry counts) is ignored.
 * ``MINIGRAD_CACHE_MB`` (default 512): idle memory the caching allocator may keep, in MiB; ``0`` leaves
   numpy's own allocator in place.  With the C backend, importing minigrad makes numpy allocate array data
   (in the importing thread's context) through a caching allocator that keeps freed blocks of 4 KiB and more
@@ -19,6 +23,11 @@ Public surface: ``name``, ``matmul``, ``pack``, ``PackedMatrix``, ``tanh``, ``ta
 ``available_isas``, ``set_isa``, ``openmp``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
 ``empty_cache``, ``set_cache_limit``, ``info``.
 
+When threadpoolctl is installed, importing the C backend registers a controller for it: ``threadpool_info()``
+lists minigrad's pool (user_api and internal_api ``"minigrad"``) and ``threadpool_limits(n)`` (or
+``limits={"minigrad": n}``) sets its thread count for the block.  ``user_api="openmp"`` or ``"blas"`` leaves
+it alone: minigrad links no OpenMP runtime.
+
 ``pack(w)`` packs a right-hand operand once for products that reuse it -- an RNN multiplies by the same
 ``W_hh.T`` at every time step -- and ``matmul(x, packed)`` then skips packing it on every call (same bits as
 ``matmul(x, w)``).  The packed copy is a snapshot owned by the caller: it does not see later writes to ``w``,
@@ -26,6 +35,7 @@ so re-pack after the weight changes (after each optimiser step).
 """
 import hashlib
 import os
+import warnings
 from glob import glob
 
 __all__ = ["PackedMatrix", "available_isas", "empty_cache", "get_num_threads", "info", "isa", "matmul",
@@ -34,6 +44,8 @@ __all__ = ["PackedMatrix", "available_isas", "empty_cache", "get_num_threads", "
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
 ABI_VERSION = 4
+# Must equal MG_MAX_THREADS in _ext/mg_internal.h: set_num_threads clamps larger counts to it.
+MAX_THREADS = 64
 
 # Must equal setup.py's source_files() patterns: the build embeds the hash of these files.
 _SOURCE_PATTERNS = ["_ext/*.c", "_ext/*.h", "_ext/*.pyx", "_ext/*.pxd",
@@ -81,16 +93,19 @@ def _default_threads():
     if value:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"MINIGRAD_NUM_THREADS must be a positive integer, got {value!r}")
-        return int(value)
+        if int(value) > MAX_THREADS:
+            warnings.warn(f"MINIGRAD_NUM_THREADS={value} is more than minigrad's maximum of {MAX_THREADS} "
+                          f"threads; using {MAX_THREADS}", RuntimeWarning, stacklevel=2)
+        return min(int(value), MAX_THREADS)
     # OMP_NUM_THREADS may be a list ("4,2"); its first entry is the outer level.  Other libraries own this
     # variable too, so a value we cannot read is ignored rather than fatal.
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if value.isdigit() and int(value) >= 1:
-        return int(value)
+        return min(int(value), MAX_THREADS)
     try:
-        return len(os.sched_getaffinity(0))
+        return min(len(os.sched_getaffinity(0)), MAX_THREADS)
     except AttributeError:
-        return os.cpu_count() or 1
+        return min(os.cpu_count() or 1, MAX_THREADS)
 
 
 name = os.environ.get("MINIGRAD_BACKEND", "c").strip().lower() or "c"
@@ -120,6 +135,40 @@ set_num_threads = _impl.set_num_threads
 set_num_threads(_default_threads())
 if os.environ.get("MINIGRAD_ISA", "").strip():
     set_isa(os.environ["MINIGRAD_ISA"].strip().lower())
+
+
+def _register_threadpool_controller():
+    """Let threadpoolctl, an optional dependency, see and limit the pool of the C kernels."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register"):  # before 3.2 it took no controllers of other libraries
+        return
+
+    class MinigradController(threadpoolctl.LibController):
+        """The pool of the kernels module loaded here; its thread count goes through the validating wrappers."""
+        user_api = "minigrad"
+        internal_api = "minigrad"
+        # threadpoolctl matches loaded libraries by (lower-case) file name; the symbols rule out a namesake.
+        filename_prefixes = (os.path.basename(os.path.realpath(_impl.__file__)).lower(),)
+        check_symbols = ("mg_get_num_threads", "mg_set_num_threads")
+
+        def get_num_threads(self):
+            return get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            set_num_threads(num_threads)
+
+        def get_version(self):
+            import minigrad
+            return minigrad.__version__
+
+    threadpoolctl.register(MinigradController)
+
+
+if name == "c":
+    _register_threadpool_controller()
 
 
 def _cache_limit_mb():
