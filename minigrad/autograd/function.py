@@ -14,10 +14,10 @@
     y = Cube.apply(x)
 
 ``forward`` runs under ``no_grad``; ``apply`` records one graph node, ``CubeBackward``, which is also the
-``ctx`` both methods receive.  ``backward`` gets one gradient per tensor output (zeros for an output no
-gradient reached) and returns one gradient per ``forward`` argument: a Tensor, a numpy array or None (None
-for every argument that is not a tensor).  Higher-order gradients are not supported: ``backward`` runs under
-``no_grad`` too.
+``ctx`` both methods receive.  ``backward`` gets one gradient per output (zeros for an output no gradient
+reached, None for an output that is not a tensor) and returns one gradient per ``forward`` argument: a
+Tensor, a numpy array or None (None for every argument that is not a tensor).  Higher-order gradients are
+not supported: ``backward`` runs under ``no_grad`` too.
 """
 import weakref
 
@@ -115,8 +115,9 @@ class FunctionCtx(Node):
         grads = grad if self.multi_output else (grad,)
         shapes = self.shape if self.multi_output else (self.shape,)
         dtypes = self.dtype if self.multi_output else (self.dtype,)
-        args = [Tensor._from_array(np.zeros(s, d) if g is None else g)
-                for g, s, d in zip(grads, shapes, dtypes)]
+        given = iter([Tensor._from_array(np.zeros(s, d) if g is None else g)
+                      for g, s, d in zip(grads, shapes, dtypes)])
+        args = [next(given) if is_tensor else None for is_tensor in self._output_is_tensor]  # torch's way
         with no_grad():
             result = self._function.backward(self, *args)
         result = result if isinstance(result, tuple) else (result,)
@@ -193,6 +194,7 @@ class Function:
         if not outputs:
             raise TypeError("%s.forward returned no Tensor, so there is nothing to differentiate"
                             % cls.__name__)
+        ctx._output_is_tensor = [isinstance(v, Tensor) for v in values]
         inputs = tuple(a for a in args if isinstance(a, Tensor))
         ctx._inputs = [(a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args]
         attached = _attach_outputs([o.data for o in outputs], ctx, inputs)
