@@ -550,9 +550,8 @@ cdef list _run_backward(list roots, list grads, bint retain_graph, list capture)
     cdef list ready = []
     cdef int nr, i
     cdef set runs = None          # with capture: the nodes whose backward runs
-    cdef dict wanted = None       # with capture: node -> [(output_nr, index in capture)]
+    cdef dict wanted = None       # with capture: node -> {output_nr: [indices in capture]}
     cdef list captured = None
-    cdef bint here = False
 
     # 1. Count the edges into every reachable node (iterative DFS).
     for node, nr in roots:
@@ -588,12 +587,15 @@ cdef list _run_backward(list roots, list grads, bint retain_graph, list capture)
         slots = buffers.pop(node, None)
         if node._freed and (runs is None or node in runs):
             raise RuntimeError(FREED_MESSAGE)
-        here = wanted is not None and node in wanted
+        if wanted is not None and node in wanted:
+            _capture(node, slots, wanted[node], captured, node in runs)
+            if node not in runs:
+                continue  # wanted for its gradient only: leads to no other captured edge
         fresh = False
         lazy = None
         if not node.multi_output:
             g = None if slots is None or slots[0] is None else slots[0][0]
-            if (type(g) is ProductSum and not here and not node._pre_hooks and node._retained is None
+            if (type(g) is ProductSum and not node._pre_hooks and node._retained is None
                     and not minigrad_anomaly_mode):
                 lazy = node.product_sum_backward(<ProductSum>g)
             if lazy is not None:
@@ -610,10 +612,6 @@ cdef list _run_backward(list roots, list grads, bint retain_graph, list capture)
                 s = None if slots is None else slots[i]
                 outs.append(None if s is None else _finish_output(node, i, _concrete(s[0])))
             grad_in = None if all(o is None for o in outs) else tuple(outs)
-        if here:
-            _capture(node, grad_in, wanted[node], captured)
-            if node not in runs:
-                continue  # wanted for its gradient only: leads to no other captured edge
         if lazy is not None:
             input_grads = lazy
         elif grad_in is None:
@@ -650,11 +648,11 @@ cdef tuple _prune(list roots, dict deps, list capture):
     """autograd.grad: keep the nodes on a path from a root to a captured edge (torch's exec_info).
 
     Returns their dependency counts (edges from running nodes only), the nodes whose backward runs (those
-    with a kept input) and, per captured node, [(output_nr, index in capture)]."""
+    with a kept input) and, per captured node, {output_nr: [indices in capture]}."""
     cdef Node node
     cdef dict wanted = {}
     for k, (node, nr) in enumerate(capture):
-        wanted.setdefault(node, []).append((nr, k))
+        wanted.setdefault(node, {}).setdefault(nr, []).append(k)
     # consumers before producers (Kahn's order over the counts), then kept-ness from the inputs back up
     cdef dict left = dict(deps)
     cdef list order = []
@@ -684,16 +682,26 @@ cdef tuple _prune(list roots, dict deps, list capture):
     return counts, runs, wanted
 
 
-cdef void _capture(Node node, object grad_in, list where, list captured) except *:
-    """Store the total gradient of each captured output of ``node``; a leaf's own hooks run on it, as they
-    would before accumulation (its AccumulateGrad does not run)."""
-    for nr, k in where:
-        g = grad_in[nr] if node.multi_output and grad_in is not None else grad_in
-        if g is not None and type(node) is AccumulateGrad:
-            leaf = (<AccumulateGrad>node)._leaf_ref()
+cdef void _capture(Node node, list slots, dict where, list captured, bint runs) except *:
+    """Store the total gradient of each captured output of ``node`` where torch takes it: for a node that
+    runs, before its tensor hooks (they run with the node); for a node wanted only for its gradient, after
+    them (its hooks and retain_grad still run), and for a leaf after the leaf's own hooks, as they would
+    run before accumulation (its AccumulateGrad does not run)."""
+    cdef int nr
+    for nr in range(node.n_outputs):
+        s = None if slots is None else slots[nr]
+        if s is None or (runs and nr not in where):
+            continue
+        if type(s[0]) is ProductSum:
+            s[0], s[1] = (<ProductSum>s[0]).materialize(), False  # not owned: captured
+        g = s[0]
+        if not runs:
+            g = _finish_output(node, nr, g)
+            leaf = (<AccumulateGrad>node)._leaf_ref() if type(node) is AccumulateGrad else None
             if leaf is not None and leaf._hooks:
                 g = _run_hooks([(0, key, fn) for key, fn in leaf._hooks], 0, g)
-        captured[k] = g
+        for k in where.get(nr, ()):
+            captured[k] = g
 
 
 cdef inline object _concrete(object g):

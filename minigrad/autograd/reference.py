@@ -1,12 +1,10 @@
 """The backward pass in plain Python: read this before ``engine.pyx``.
 
-It walks the graph the ops record and runs the same nodes' backward formulas as the compiled engine, without
-its fast paths (see docs/internals.md).  ``MINIGRAD_ENGINE=reference`` makes every backward pass use it.
-
-A node's ``next_functions[i]`` is the (node, output_nr) that gets the gradient of its i-th input, or None.
-``node.backward(grad)`` takes the gradient of its output (a tuple, one per output, for a multi-output node)
-and returns one gradient per input: an array, None, or a ``ProductSum`` (a sum of matrix products the
-compiled engine keeps unevaluated; here it is evaluated at once).
+It runs the same nodes' backward formulas as the compiled engine, without its fast paths (docs/internals.md);
+``MINIGRAD_ENGINE=reference`` makes every backward pass use it.  A node's ``next_functions[i]`` is the
+(node, output_nr) that gets the gradient of its i-th input, or None; ``node.backward(grad)`` takes its
+output's gradient (a tuple for a multi-output node) and returns one per input: an array, None, or a
+``ProductSum`` (matrix products the compiled engine sums lazily; evaluated here at once).
 """
 import numpy as np
 
@@ -16,11 +14,9 @@ from minigrad.tensor import Tensor
 
 
 def run_backward(roots, grads, retain_graph, capture=None):
-    """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph.
-
-    With ``capture`` (a list of (node, output_nr)), return the total gradient reaching each of those edges
-    instead (None where none does); no AccumulateGrad runs and nodes leading to no captured edge do not run.
-    """
+    """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)).  With ``capture`` (a list of
+    (node, output_nr)), return the total gradient reaching each of those edges instead (None where none does):
+    no AccumulateGrad runs, and neither does a node that leads to no captured edge."""
     deps = _count_edges(roots)
     runs = wanted = None
     if capture is not None:
@@ -36,26 +32,24 @@ def run_backward(roots, grads, retain_graph, capture=None):
         if node.freed and (runs is None or node in runs):
             raise RuntimeError(FREED_MESSAGE)
         outs = [pending.pop((node, nr), None) for nr in range(node.n_outputs)]
+        if wanted is not None and node in wanted:
+            _capture(node, outs, wanted[node], captured, node in runs)
+            if node not in runs:
+                continue  # wanted for its gradient only
         outs = [None if g is None else _finish_output(node, nr, g) for nr, g in enumerate(outs)]
-        for nr, k in (wanted or {}).get(node, ()):
-            captured[k] = _leaf_hooks(node, outs[nr]) if type(node) is AccumulateGrad else outs[nr]
-        if runs is not None and node not in runs:
-            continue  # wanted for its gradient only
-        input_grads = None
-        if any(g is not None for g in outs):  # AccumulateGrad's backward adds into its leaf's .grad
-            input_grads = node.backward(tuple(outs) if node.multi_output else outs[0])
-            if is_anomaly_enabled():
-                _check_finite(node, input_grads)
+        ran = any(g is not None for g in outs)  # AccumulateGrad's backward adds into its leaf's .grad
+        input_grads = node.backward(tuple(outs) if node.multi_output else outs[0]) if ran else None
+        if ran and is_anomaly_enabled():
+            _check_finite(node, input_grads)
         if not retain_graph:
             node.release_saved()
         for i, edge in enumerate(node.next_functions):
-            if edge is None or edge[0] not in deps:
-                continue
-            if input_grads is not None and input_grads[i] is not None:
-                _add(pending, edge[0], edge[1], input_grads[i])
-            deps[edge[0]] -= 1
-            if deps[edge[0]] == 0:
-                ready.append(edge[0])
+            if edge is not None and edge[0] in deps:
+                if input_grads is not None and input_grads[i] is not None:
+                    _add(pending, edge[0], edge[1], input_grads[i])
+                deps[edge[0]] -= 1
+                if deps[edge[0]] == 0:
+                    ready.append(edge[0])
     return captured if capture is not None else None
 
 
@@ -74,10 +68,10 @@ def _count_edges(roots):
 
 
 def _prune(roots, deps, capture):
-    """Keep the nodes on a path to a captured edge: their counts, the ones that run, {node: [(nr, k)]}."""
+    """Keep the nodes on a path to a captured edge: their counts, the ones that run, {node: {nr: [k]}}."""
     wanted = {}
     for k, (node, nr) in enumerate(capture):
-        wanted.setdefault(node, []).append((nr, k))
+        wanted.setdefault(node, {}).setdefault(nr, []).append(k)
     left, order = dict(deps), []
     ready = [node for node in dict.fromkeys(node for node, _ in roots) if left[node] == 0]
     while ready:  # consumers before producers
@@ -94,10 +88,8 @@ def _prune(roots, deps, capture):
         if node in runs or node in wanted:
             kept.add(node)
     counts = dict.fromkeys(kept, 0)
-    for node in runs:
-        for edge in node.next_functions:
-            if edge is not None and edge[0] in kept:
-                counts[edge[0]] += 1
+    for edge in (e for node in runs for e in node.next_functions if e is not None and e[0] in kept):
+        counts[edge[0]] += 1
     return counts, runs, wanted
 
 
@@ -124,10 +116,16 @@ def _finish_output(node, nr, g):
     return g
 
 
-def _leaf_hooks(node, g):
-    """A captured leaf's gradient after its own hooks (its AccumulateGrad, which runs them, does not run)."""
-    leaf = node.variable
-    return g if g is None or leaf is None or not leaf._hooks else _run_hooks(leaf._hooks, g)
+def _capture(node, outs, where, captured, runs):
+    """Store captured gradients where torch takes them: before a running node's tensor hooks, after those of
+    a node wanted only for its gradient (and after a leaf's own hooks: they would run before accumulation)."""
+    for nr, g in enumerate(outs):
+        if g is not None and not runs:
+            g = _finish_output(node, nr, g)
+            leaf = node.variable if type(node) is AccumulateGrad else None
+            g = _run_hooks(leaf._hooks, g) if leaf is not None and leaf._hooks else g
+        for k in where.get(nr, ()):
+            captured[k] = g
 
 
 def _run_hooks(hooks, g):
