@@ -187,3 +187,29 @@ def test_grad_of_rnn_parameters_matches_torch(engine, monkeypatch):
     for g, tg in zip(grads, tgrads):
         np.testing.assert_allclose(g.data, tg.numpy(), rtol=1e-10, atol=1e-12)
     assert all(p.grad is None for p in rnn.parameters())
+
+
+@ENGINES
+def test_output_as_input_and_through_a_function_like_torch(engine, monkeypatch):
+    """grad(y, y) is grad_outputs itself; a custom Function on the way is differentiated like any node."""
+    monkeypatch.setattr(_engine, "ENGINE", engine)
+    res = []
+    for lib in (mg, torch):
+        class Square(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                x, = ctx.saved_tensors
+                return 2 * x * g
+        x = lib.tensor(np.array([0.5, -2.0]), requires_grad=True)
+        y = Square.apply(x.tanh())
+        gy, = lib.autograd.grad(y, [y], grad_outputs=lib.tensor(np.array([3.0, 4.0])), retain_graph=True)
+        gx, = lib.autograd.grad((y * y).sum(), [x])
+        res.append((_np(gy), _np(gx), x.grad))
+    np.testing.assert_array_equal(res[0][0], res[1][0])
+    np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-14)
+    assert res[0][2] is None and res[1][2] is None

@@ -173,6 +173,6 @@ def test_op_engine_and_rnn_suites_pass_under_the_reference_engine():
     files = ["tests/test_ops.py", "tests/test_engine.py", "tests/test_rnn.py"]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
                          capture_output=True, text=True, check=False, cwd=ROOT,
-                         env=_env(MINIGRAD_ENGINE="reference"), timeout=600)
+                         env=_env(MINIGRAD_ENGINE="reference", MINIGRAD_HYPOTHESIS_PROFILE="ci"), timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout.splitlines()[-1]

@@ -382,6 +382,7 @@ cdef class Node:
         return self._freed
 
     def release_saved(self):
+        """Free the saved arrays, as the engine does after this node's backward without retain_graph."""
         self.release()
 
     def hold_user_objects(self):
