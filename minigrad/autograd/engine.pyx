@@ -16,6 +16,7 @@ Nodes are hidden from Python's cycle collector (see "hidden from the cycle colle
 nodes are: an unrolled RNN records thousands of them per step, and the collector would otherwise traverse
 and promote every one.
 """
+import os
 import threading
 import traceback
 import weakref
@@ -369,6 +370,39 @@ cdef class Node:
             self._retained = {}
         self._retained[output_nr] = weakref.ref(tensor)
 
+    # For the pure-Python engine (reference.py) and autograd.Function, which cannot reach cdef members.
+    @property
+    def pre_hooks(self):
+        """The hooks on this node's outputs' gradients, [(output_nr, key, fn)] in registration order."""
+        if self._pre_hooks is None:
+            return []
+        return sorted((e for hooks in self._pre_hooks.values() for e in hooks), key=lambda e: e[1])
+
+    def retained(self, int output_nr):
+        """The tensor that asked for retain_grad() on output ``output_nr`` (None if none or gone)."""
+        ref = None if self._retained is None else self._retained.get(output_nr)
+        return None if ref is None else ref()
+
+    @property
+    def freed(self):
+        """True once a backward without retain_graph has released this node's saved arrays."""
+        return self._freed
+
+    def check_saved(self):
+        """Raise torch's RuntimeError if an array saved for this node's backward was changed in place since
+        the node was recorded (see versions.pyx); the engines call it right before ``backward``."""
+        if self.saved is not None:
+            check_saved(self, self.saved, self._epoch)
+
+    def release_saved(self):
+        """Free the saved arrays, as the engine does after this node's backward without retain_graph."""
+        self.release()
+
+    def hold_user_objects(self):
+        """Declare that this node keeps objects a user gave it (autograd.Function's ctx), which may lead
+        back to the graph: the graph becomes visible to the cycle collector (see expose_graph)."""
+        _holds_user_object(self)
+
 
 cdef class AccumulateGrad(Node):
     """Adds the incoming gradient into ``variable.grad`` (the leaf's hooks run first)."""
@@ -472,11 +506,28 @@ cdef object _check_grad(Node node, int nr, object g):
     return g
 
 
-def run_backward(list roots, list grads, bint retain_graph):
-    """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph."""
+# Which engine runs backward passes: this module's ("compiled") or the pure-Python one in reference.py,
+# chosen by MINIGRAD_ENGINE when minigrad is imported.
+ENGINE = os.environ.get("MINIGRAD_ENGINE") or "compiled"
+if ENGINE not in ("compiled", "reference"):
+    raise ValueError("MINIGRAD_ENGINE must be 'compiled' or 'reference', got %r" % ENGINE)
+
+
+def run_backward(list roots, list grads, bint retain_graph, list capture=None):
+    """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph.
+
+    With ``capture`` (a list of (node, output_nr), autograd.grad's inputs), return the total gradient that
+    reaches each of those edges instead (None where none does): no AccumulateGrad runs, so no ``.grad``
+    changes, and nodes that lead to no captured edge do not run (torch runs only what ``inputs`` need).
+    """
+    global _backward_run
     # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find them
     with np.errstate(all="ignore"):
-        _run_backward(roots, grads, retain_graph)
+        if ENGINE == "reference":
+            _backward_run += 1  # gradient places are handed out per pass, whichever engine runs it
+            from minigrad.autograd import reference
+            return reference.run_backward(roots, grads, retain_graph, capture)
+        return _run_backward(roots, grads, retain_graph, capture)
 
 
 # The node whose backward the engine is running, and its pass's gradient buffers (see take_grad).  Both are
@@ -515,7 +566,7 @@ cdef unsigned long long backward_run() noexcept:
     return _backward_run
 
 
-cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
+cdef list _run_backward(list roots, list grads, bint retain_graph, list capture):
     global _backward_run, _running, _buffers
     _backward_run += 1
     cdef Node node, nxt
@@ -525,6 +576,9 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
     cdef list ready = []
     cdef set seeded = set()
     cdef int nr, i
+    cdef set runs = None          # with capture: the nodes whose backward runs
+    cdef dict wanted = None       # with capture: node -> {output_nr: [indices in capture]}
+    cdef list captured = None
 
     # 1. Count the edges into every reachable node (iterative DFS).
     for node, nr in roots:
@@ -542,12 +596,16 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
             else:
                 deps[nxt] = 1
                 stack.append(nxt)
+    if capture is not None:
+        deps, runs, wanted = _prune(roots, deps, capture)
+        captured = [None] * len(capture)
 
     # 2. Seed the roots.
     for (node, nr), g in zip(roots, grads):
-        _accumulate(buffers, node, nr, _check_grad(node, nr, g))
+        if node in deps:
+            _accumulate(buffers, node, nr, _check_grad(node, nr, g))
     for node, nr in roots:
-        if deps[node] == 0 and node not in seeded:
+        if deps.get(node) == 0 and node not in seeded:
             seeded.add(node)
             ready.append(node)
 
@@ -555,8 +613,12 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
     while ready:
         node = ready.pop()
         slots = buffers.pop(node, None)
-        if node._freed:
+        if node._freed and (runs is None or node in runs):
             raise RuntimeError(FREED_MESSAGE)
+        if wanted is not None and node in wanted:
+            _capture(node, slots, wanted[node], captured, node in runs)
+            if node not in runs:
+                continue  # wanted for its gradient only: leads to no other captured edge
         fresh = False
         lazy = None
         if not node.multi_output:
@@ -599,7 +661,7 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
             node.release()
         i = 0
         for edge in node.next_functions:
-            if edge is not None:
+            if edge is not None and (runs is None or edge[0] in deps):
                 nxt = edge[0]
                 if input_grads is not None:
                     g = input_grads[i]
@@ -609,6 +671,67 @@ cdef void _run_backward(list roots, list grads, bint retain_graph) except *:
                 if deps[nxt] == 0:
                     ready.append(nxt)
             i += 1
+    return captured
+
+
+cdef tuple _prune(list roots, dict deps, list capture):
+    """autograd.grad: keep the nodes on a path from a root to a captured edge (torch's exec_info).
+
+    Returns their dependency counts (edges from running nodes only), the nodes whose backward runs (those
+    with a kept input) and, per captured node, {output_nr: [indices in capture]}."""
+    cdef Node node
+    cdef dict wanted = {}
+    for k, (node, nr) in enumerate(capture):
+        wanted.setdefault(node, {}).setdefault(nr, []).append(k)
+    # consumers before producers (Kahn's order over the counts), then kept-ness from the inputs back up
+    cdef dict left = dict(deps)
+    cdef list order = []
+    cdef list ready = [node for node in dict.fromkeys([edge[0] for edge in roots]) if left[node] == 0]
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for edge in node.next_functions:
+            if edge is not None:
+                left[edge[0]] -= 1
+                if left[edge[0]] == 0:
+                    ready.append(edge[0])
+    cdef set kept = set()
+    cdef set runs = set()
+    for node in reversed(order):
+        for edge in node.next_functions:
+            if edge is not None and edge[0] in kept:
+                runs.add(node)
+                break
+        if node in runs or node in wanted:
+            kept.add(node)
+    cdef dict counts = dict.fromkeys(kept, 0)
+    for node in runs:
+        for edge in node.next_functions:
+            if edge is not None and edge[0] in kept:
+                counts[edge[0]] += 1
+    return counts, runs, wanted
+
+
+cdef void _capture(Node node, list slots, dict where, list captured, bint runs) except *:
+    """Store the total gradient of each captured output of ``node`` where torch takes it: for a node that
+    runs, before its tensor hooks (they run with the node); for a node wanted only for its gradient, after
+    them (its hooks and retain_grad still run), and for a leaf after the leaf's own hooks, as they would
+    run before accumulation (its AccumulateGrad does not run)."""
+    cdef int nr
+    for nr in range(node.n_outputs):
+        s = None if slots is None else slots[nr]
+        if s is None or (runs and nr not in where):
+            continue
+        if type(s[0]) is ProductSum:
+            s[0], s[1] = (<ProductSum>s[0]).materialize(), False  # not owned: captured
+        g = s[0]
+        if not runs:
+            g = _finish_output(node, nr, g)
+            leaf = (<AccumulateGrad>node)._leaf_ref() if type(node) is AccumulateGrad else None
+            if leaf is not None and leaf._hooks:
+                g = _run_hooks([(0, key, fn) for key, fn in leaf._hooks], 0, g)
+        for k in where.get(nr, ()):
+            captured[k] = g
 
 
 cdef inline object _concrete(object g):
