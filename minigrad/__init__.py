@@ -24,8 +24,10 @@ __version__ = "0.1.0"
 
 
 def config():
-    """What this build of minigrad runs on: version, kernel backend, ISA path, threads, caching allocator."""
+    """What this build of minigrad runs on: version, kernel backend, ISA path, threads, caching allocator,
+    backward engine (``MINIGRAD_ENGINE``: compiled or reference)."""
     info = dict(_backend.info())
+    info["engine"] = autograd.engine_name()
     info["version"] = __version__
     return info
 

@@ -18,9 +18,7 @@ def run_backward(roots, grads, retain_graph, capture=None):
     (node, output_nr)), return the total gradient reaching each of those edges instead (None where none does):
     no AccumulateGrad runs, and neither does a node that leads to no captured edge."""
     deps = _count_edges(roots)
-    runs = wanted = None
-    if capture is not None:
-        deps, runs, wanted = _prune(roots, deps, capture)
+    deps, runs, wanted = (deps, None, None) if capture is None else _prune(roots, deps, capture)
     pending = {}  # (node, output_nr) -> the gradient summed so far over the uses of that output
     for (node, nr), g in zip(roots, grads):
         if node in deps:
@@ -98,8 +96,7 @@ def _prune(roots, deps, capture):
 def _add(pending, node, nr, g):
     """Add ``g`` to the gradient of ``node``'s output ``nr``, checking its shape and casting its dtype."""
     g = g.materialize() if type(g) is ProductSum else np.asarray(g)
-    shape = node.shape[nr] if node.multi_output else node.shape
-    dtype = node.dtype[nr] if node.multi_output else node.dtype
+    shape, dtype = (node.shape[nr], node.dtype[nr]) if node.multi_output else (node.shape, node.dtype)
     if g.shape != shape:
         raise RuntimeError("%s: gradient of shape %s does not match the output's shape %s"
                            % (node.name(), g.shape, shape))
@@ -135,9 +132,9 @@ def _run_hooks(hooks, g):
         result = fn(Tensor._from_array(g))
         if result is not None:
             new = np.asarray(result.data if isinstance(result, Tensor) else result)
-            if new.shape != g.shape:
-                raise RuntimeError("hook %r returned a gradient of shape %s, expected %s"
-                                   % (fn, new.shape, g.shape))
+            if new.shape != g.shape or new.dtype != g.dtype:
+                raise RuntimeError("hook %r has changed the size or type of value (was %s %s got %s %s)"
+                                   % (fn, g.dtype, g.shape, new.dtype, new.shape))
             g = new
     return g
 
