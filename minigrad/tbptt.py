@@ -153,12 +153,12 @@ def _as_model_data(a: Any) -> Any:
 
 def _as_int(value: Any, name: str) -> int:
     """``value`` as an int: any integral type (numpy's too), but not a bool or a float."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be an int, got {value!r:.40} ({type(value).__name__})")
 
 
 def _check_positive(k: Any, name: str) -> int:
