@@ -15,6 +15,7 @@ k2 >= k1 steps.  TBPTT(k, k) is the usual windowed training; TBPTT(T, T) over al
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -36,9 +37,10 @@ def batchify(data: Any, batch_size: int) -> np.ndarray:
     arr = np.asarray(data)
     if arr.ndim == 0:
         raise ValueError("batchify: data must be a sequence, got a scalar")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= len(arr):
+    batch_size = _as_int(batch_size, "batchify: batch_size")
+    if not 1 <= batch_size <= len(arr):
         raise ValueError(f"batchify: batch_size must be an int between 1 and len(data) = {len(arr)}, got "
-                         f"{batch_size!r}")
+                         f"{batch_size}")
     length = len(arr) // batch_size
     streams = arr[:length * batch_size].reshape((batch_size, length) + arr.shape[1:])
     return np.ascontiguousarray(streams.swapaxes(0, 1))
@@ -51,7 +53,7 @@ def windows(streams: Any, k: int) -> Iterator[tuple[Any, Any]]:
     Float arrays come out as minigrad tensors, integer arrays (token ids, class targets) stay numpy arrays,
     and tensor streams are sliced as tensors.
     """
-    _check_positive(k, "k")
+    k = _check_positive(k, "k")
     steps = len(streams) - 1
     for start in range(0, steps, k):
         stop = min(start + k, steps)
@@ -60,13 +62,17 @@ def windows(streams: Any, k: int) -> Iterator[tuple[Any, Any]]:
 
 def detach_state(h: Any) -> Any:
     """``h.detach()`` for a tensor, element by element for a tuple or list of them (e.g. an LSTM's (h, c)),
-    None for None: the step that stops gradients at a window boundary."""
+    nested or a namedtuple, which keep their type; None for None: the step that stops gradients at a window
+    boundary."""
     if h is None:
         return None
     if isinstance(h, Tensor):
         return h.detach()
     if isinstance(h, (tuple, list)):
-        return type(h)(detach_state(x) for x in h)
+        items = [detach_state(x) for x in h]
+        if isinstance(h, tuple) and hasattr(h, "_fields"):  # a namedtuple takes its fields as arguments
+            return type(h)(*items)
+        return type(h)(items)
     raise TypeError(f"detach_state expects a Tensor, None, or a tuple/list of them, got {type(h).__name__}")
 
 
@@ -97,9 +103,8 @@ def run(model: Model, loss_fn: Callable[[Tensor, Any], Tensor], streams: Any, k1
         (the loss of every update as floats, the final state detached) -- pass that state as ``h`` to
         continue with the next pass.
     """
-    _check_positive(k1, "k1")
-    k2 = k1 if k2 is None else k2
-    _check_positive(k2, "k2")
+    k1 = _check_positive(k1, "k1")
+    k2 = k1 if k2 is None else _check_positive(k2, "k2")
     if k2 < k1:
         raise ValueError(f"run: k2 must be >= k1 (got k1={k1}, k2={k2})")
     if max_norm is not None and optimizer is None:
@@ -146,6 +151,18 @@ def _as_model_data(a: Any) -> Any:
     return a
 
 
-def _check_positive(k: Any, name: str) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"{name} must be a positive int, got {k!r}")
+def _as_int(value: Any, name: str) -> int:
+    """``value`` as an int: any integral type (numpy's too), but not a bool or a float."""
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be an int, got {value!r:.40} ({type(value).__name__})")
+
+
+def _check_positive(k: Any, name: str) -> int:
+    k = _as_int(k, name)
+    if k < 1:
+        raise ValueError(f"{name} must be a positive int, got {k}")
+    return k

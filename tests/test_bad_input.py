@@ -359,7 +359,7 @@ RAISES = [
     # ---- tbptt ----------------------------------------------------------------------------------------
     _case("batchify-zero", lambda: tbptt.batchify(np.arange(10), 0), ValueError, "between 1 and len.*got 0"),
     _case("batchify-too-many", lambda: tbptt.batchify(np.arange(10), 11), ValueError, "got 11"),
-    _case("batchify-float", lambda: tbptt.batchify(np.arange(10), 2.0), ValueError, "got 2.0"),
+    _case("batchify-float", lambda: tbptt.batchify(np.arange(10), 2.0), TypeError, "got 2.0"),
     _case("batchify-scalar", lambda: tbptt.batchify(5, 1), ValueError, "scalar"),
     _case("windows-zero", lambda: list(tbptt.windows(np.zeros((5, 2)), 0)),
           ValueError, "k must be a positive"),

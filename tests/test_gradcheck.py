@@ -76,3 +76,38 @@ def test_gradcheck_reports_a_wrong_gradient():
 def test_gradcheck_wants_float64():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda a: a * 2, [mg.ones(2, requires_grad=True)])
+
+
+def test_gradcheck_leaves_every_grad_as_it_was_like_torch():
+    """torch.autograd.gradcheck touches no .grad: not its inputs', not those of tensors the function
+    captures, not those of inputs the output does not depend on."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    xv, wv, uv = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal(2)
+    gx, gw, gu = np.full(3, 7.0), np.full(3, -2.0), np.full(2, 5.0)
+
+    tx, tw, tu = (torch.tensor(v, requires_grad=True) for v in (xv, wv, uv))
+    tx.grad, tw.grad, tu.grad = (torch.tensor(g) for g in (gx, gw, gu))
+    assert torch.autograd.gradcheck(lambda a, b: (a * tw).tanh(), (tx, tu))
+
+    x, w, u = (mg.tensor(v, requires_grad=True) for v in (xv, wv, uv))
+    x.grad, w.grad, u.grad = (mg.tensor(g) for g in (gx, gw, gu))
+    before = [x.grad, w.grad, u.grad]
+    assert gradcheck(lambda a, b: (a * w).tanh(), (x, u))
+    assert [x.grad, w.grad, u.grad] == before  # the same tensors, not copies
+    for ours, theirs in ((x, tx), (w, tw), (u, tu)):
+        np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+    # no .grad before: none after, in both
+    tw.grad = None
+    torch.autograd.gradcheck(lambda a: a * tw, (tx,))
+    w.grad = None
+    gradcheck(lambda a: a * w, (x,))
+    assert tw.grad is None and w.grad is None
+
+
+def test_gradcheck_ignores_a_stale_grad_of_an_unused_input():
+    # u does not reach the output: its Jacobian block is zero whatever u.grad holds
+    x, u = mg.tensor(np.ones(2), requires_grad=True), mg.tensor(np.ones(2), requires_grad=True)
+    u.grad = mg.tensor(np.full(2, 3.0))
+    assert gradcheck(lambda a, b: a * 2.0, (x, u))

@@ -1,5 +1,6 @@
 """Truncated BPTT: the stream layout, windows, the training helper against torch doing the same with detach(),
 the k1/k2 variant, TBPTT(T, T) == full BPTT, and memory that stays flat over hundreds of windows."""
+import collections
 import gc
 import tracemalloc
 
@@ -247,3 +248,73 @@ def test_run_errors():
         tbptt.run(model, lm_loss, streams, 0)
     with pytest.raises(ValueError, match="at least 2 time steps"):
         tbptt.run(model, lm_loss, streams[:1], 5)
+
+
+State = collections.namedtuple("State", ["h", "extra"])
+
+
+class NamedStateLM(nn.Module):
+    """CharLM whose state is a namedtuple nesting a tuple and a list, as a user's LSTM-like model might."""
+
+    def __init__(self):
+        super().__init__()
+        self.lm = CharLM()
+
+    def forward(self, ids, state):
+        out, h = self.lm(ids, None if state is None else state.h)
+        return out, State(h, (h * 2.0, [h + 1.0]))
+
+
+def test_detach_state_keeps_namedtuples_and_nesting():
+    data = np.arange(6.0).reshape(2, 3)
+    x = mg.tensor(data, requires_grad=True)
+    tx = torch.tensor(data, requires_grad=True)
+    state = State(x * 2.0, (x + 1.0, [x * x]))
+    tstate = State(tx * 2.0, (tx + 1.0, [tx * tx]))
+    out = tbptt.detach_state(state)
+    assert type(out) is State and type(out.extra) is tuple and type(out.extra[1]) is list
+    ours = [out.h, out.extra[0], out.extra[1][0]]
+    theirs = [tstate.h.detach(), tstate.extra[0].detach(), tstate.extra[1][0].detach()]
+    for a, b in zip(ours, theirs):
+        assert not a.requires_grad and a.grad_fn is None and not b.requires_grad
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_run_with_a_namedtuple_state_matches_torch():
+    mg.manual_seed(4)
+    model = NamedStateLM()
+    tmodel = torch_twin(model.lm, TorchCharLM())
+    streams = _streams()
+    losses, state = tbptt.run(model, lm_loss, streams, 5)
+    tlosses, th = _torch_windowed(tmodel, streams, 5)
+    assert type(state) is State
+    assert_close(losses, tlosses, np.float64, "window losses")
+    assert_close(state.h, th, np.float64, "final state")
+    assert_grads_match(model.lm, tmodel, np.float64)
+
+
+@pytest.mark.parametrize("size", [np.int64(4), np.int32(4), np.uint8(4)])
+def test_numpy_integer_sizes_are_accepted(size):
+    data = np.arange(40)
+    np.testing.assert_array_equal(tbptt.batchify(data, size), data.reshape(4, 10).T)  # numpy as the oracle
+    streams = tbptt.batchify(data, 4)
+    assert [len(x) for x, _ in tbptt.windows(streams, size)] == [4, 4, 1]
+    model, tmodel = _models(3)
+    streams = _streams()
+    losses, _ = tbptt.run(model, lm_loss, streams, size, size)
+    tlosses, _ = _torch_windowed(tmodel, streams, 4)
+    assert_close(losses, tlosses, np.float64, "window losses")
+    assert_grads_match(model, tmodel, np.float64)
+
+
+@pytest.mark.parametrize("bad", [True, np.bool_(True), 4.0, np.float64(4.0), "4"])
+def test_bool_float_and_other_sizes_are_a_type_error(bad):
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        tbptt.batchify(np.arange(40), bad)
+    with pytest.raises(TypeError, match="k must be an int"):
+        list(tbptt.windows(np.arange(40).reshape(10, 4), bad))
+    model, _ = _models()
+    with pytest.raises(TypeError, match="k1 must be an int"):
+        tbptt.run(model, lm_loss, _streams(), bad)
+    with pytest.raises(TypeError, match="k2 must be an int"):
+        tbptt.run(model, lm_loss, _streams(), 4, bad)

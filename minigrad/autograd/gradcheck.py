@@ -3,7 +3,7 @@ import numpy as np
 
 from minigrad.autograd.grad_mode import no_grad
 
-__all__ = ["gradcheck", "GradcheckError"]
+__all__ = ["GradcheckError", "gradcheck"]
 
 
 class GradcheckError(RuntimeError):
@@ -15,6 +15,31 @@ def _outputs(fn, inputs):
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)
     return [o for o in outs if isinstance(o, Tensor)]
+
+
+def _graph_leaves(tensors):
+    """The leaves among ``tensors`` and every leaf a backward pass from them accumulates into: the inputs and
+    whatever ``fn`` captured (a module's parameters, say)."""
+    from minigrad.autograd.engine import AccumulateGrad
+    leaves = {}
+    nodes = []
+    for t in tensors:
+        if t.grad_fn is not None:
+            nodes.append(t.grad_fn)
+        elif t.requires_grad:
+            leaves[id(t)] = t
+    seen = set()
+    while nodes:
+        node = nodes.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, AccumulateGrad):
+            leaf = node.variable
+            if leaf is not None:
+                leaves[id(leaf)] = leaf
+        nodes.extend(edge[0] for edge in node.next_functions if edge is not None)
+    return list(leaves.values())
 
 
 def _flat_values(fn, inputs):
@@ -29,6 +54,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     with central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``; every entry must satisfy
     ``|analytic - numerical| <= atol + rtol * |numerical|``.  On failure a ``GradcheckError`` reports the worst
     entry (or False is returned with ``raise_exception=False``).
+
+    Like torch's, it has no side effects on gradients: the ``.grad`` of the inputs and of every tensor ``fn``
+    captures is what it was before the call.
     """
     from minigrad.tensor import Tensor  # imported here: the tensor module loads the engine, not vice versa
     if isinstance(inputs, Tensor):
@@ -39,10 +67,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         raise ValueError("gradcheck: no input requires grad")
     for i in diff:
         if inputs[i].dtype != np.float64:
-            raise TypeError("gradcheck: input %d is %s; finite differences need float64 inputs"
-                            % (i, inputs[i].dtype))
+            raise TypeError(f"gradcheck: input {i} is {inputs[i].dtype}; finite differences need float64 "
+                            "inputs")
         if not inputs[i].is_leaf:
-            raise ValueError("gradcheck: input %d is not a leaf tensor" % i)
+            raise ValueError(f"gradcheck: input {i} is not a leaf tensor")
 
     outs = _outputs(fn, inputs)
     if not outs:
@@ -50,26 +78,32 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     sizes = [o.data.size for o in outs]
     n_out = sum(sizes)
 
-    # analytic: row r of the Jacobian is the gradient of output element r
+    # analytic: row r of the Jacobian is the gradient of output element r.  Each pass starts from no .grad
+    # anywhere in the graph, and every leaf gets its own .grad tensor (untouched: the passes made new ones)
+    # back at the end.
+    leaves = _graph_leaves(outs + [inputs[i] for i in diff])
+    saved = [(t, t.grad) for t in leaves]
     analytic = {i: np.zeros((n_out, inputs[i].data.size)) for i in diff}
-    r = 0
-    for o, size in zip(outs, sizes):
-        if not o.requires_grad:
-            r += size
-            continue
-        for k in range(size):
-            for i in diff:
-                inputs[i].grad = None
-            seed = np.zeros(o.data.size, dtype=o.dtype)
-            seed[k] = 1
-            o.backward(seed.reshape(o.shape), retain_graph=True)
-            for i in diff:
-                g = inputs[i].grad
-                if g is not None:
-                    analytic[i][r] = g.data.ravel()
-            r += 1
-    for i in diff:
-        inputs[i].grad = None
+    try:
+        r = 0
+        for o, size in zip(outs, sizes):
+            if not o.requires_grad:
+                r += size
+                continue
+            for k in range(size):
+                for t in leaves:
+                    t.grad = None
+                seed = np.zeros(o.data.size, dtype=o.dtype)
+                seed[k] = 1
+                o.backward(seed.reshape(o.shape), retain_graph=True)
+                for i in diff:
+                    g = inputs[i].grad
+                    if g is not None:
+                        analytic[i][r] = g.data.ravel()
+                r += 1
+    finally:
+        for t, grad in saved:
+            t.grad = grad
 
     # numerical: column c is the change of every output under a perturbation of input element c
     worst = None
@@ -77,7 +111,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         data = inputs[i].data
         flat = data.reshape(-1) if data.flags.c_contiguous else None
         if flat is None:
-            raise ValueError("gradcheck: input %d must be contiguous" % i)
+            raise ValueError(f"gradcheck: input {i} must be contiguous")
         numerical = np.zeros_like(analytic[i])
         for c in range(flat.size):
             orig = flat[c]
@@ -93,9 +127,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
             worst = (err.max(), i, r_, c_, analytic[i][r_, c_], numerical[r_, c_])
     if worst is not None and (worst[0] > 0 or not np.isfinite(worst[0])):
         _, i, r_, c_, a, n = worst
-        msg = ("gradcheck failed for input %d: d(output element %d)/d(input element %s) is %r analytically but "
-               "%r numerically (|diff| %.3g > atol %g + rtol %g * |numerical|)"
-               % (i, r_, np.unravel_index(c_, inputs[i].shape), a, n, abs(a - n), atol, rtol))
+        where = tuple(int(j) for j in np.unravel_index(c_, inputs[i].shape))
+        msg = (f"gradcheck failed for input {i}: d(output element {r_})/d(input element {where}) is "
+               f"{float(a)!r} analytically but {float(n)!r} numerically "
+               f"(|diff| {abs(a - n):.3g} > atol {atol:g} + rtol {rtol:g} * |numerical|)")
         if raise_exception:
             raise GradcheckError(msg)
         return False
