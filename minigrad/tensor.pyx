@@ -45,6 +45,11 @@ def as_float_array(data, dtype=None, copy=False):
 
     numpy float32/float64 arrays keep their dtype; Python scalars and lists get the default dtype; integer,
     bool, complex and object data need an explicit ``dtype`` (complex and object are always refused).
+
+    The result is always in native byte order and aligned (the one rule every tensor's array follows, so
+    the kernels and fast paths can rely on it): a big-endian or misaligned array (a structured array's
+    field, a buffer at an odd offset) is copied, even with ``copy=False``.  torch refuses a non-native byte
+    order; converting loses nothing, so minigrad converts.
     """
     if isinstance(data, Tensor):
         data = (<Tensor>data)._data
@@ -68,10 +73,12 @@ def as_float_array(data, dtype=None, copy=False):
     elif from_python:
         target = _default_dtype
     elif kind == "f" and arr.dtype.itemsize >= 4:
-        target = arr.dtype
+        target = float64 if arr.dtype.itemsize == 8 else float32  # native order, whatever arr's is
     else:
         raise TypeError("minigrad tensors are float32 or float64, got a %s array; pass dtype=minigrad.float32 "
                         "(or float64) to convert it" % arr.dtype)
+    if isinstance(arr, np.ndarray) and not arr.flags.aligned:
+        copy = True
     return np.array(arr, dtype=target, copy=True if copy else None)
 
 
@@ -205,10 +212,16 @@ cdef class Tensor:
 
     @data.setter
     def data(self, value):
-        arr = value._data if isinstance(value, Tensor) else value
-        if not isinstance(arr, np.ndarray):
-            arr = as_float_array(arr, self._data.dtype)
-        check_float_dtype(arr.dtype)
+        """Share ``value``'s array (a Tensor's, or a float32/float64 ndarray as given, read-only ones too:
+        the in-place methods then refuse to write); a big-endian or misaligned array is copied, as in
+        ``as_float_array``; other data is converted to this tensor's dtype."""
+        if isinstance(value, Tensor):
+            arr = (<Tensor>value)._data
+        elif isinstance(value, np.ndarray):
+            check_float_dtype(value.dtype.newbyteorder("="))
+            arr = as_float_array(value)
+        else:
+            arr = as_float_array(value, self._data.dtype)
         self._data = arr
         self._accumulator = None
 
@@ -378,6 +391,8 @@ cdef class Tensor:
             raise RuntimeError("%s: a leaf tensor that requires grad (or a tensor in a graph) cannot be "
                                "modified in place while grad mode is on; use `with minigrad.no_grad():`"
                                % what)
+        if not self._data.flags.writeable:
+            raise RuntimeError(_read_only_message(self._data, what))
 
     def zero_(self):
         self._check_inplace("zero_")
@@ -391,7 +406,7 @@ cdef class Tensor:
 
     def copy_(self, src):
         self._check_inplace("copy_")
-        arr = src._data if isinstance(src, Tensor) else np.asarray(src)
+        arr = (<Tensor>src)._data if isinstance(src, Tensor) else np.asarray(src)
         if arr.dtype.kind not in "fiub":
             raise TypeError("copy_: cannot copy %s data into a float tensor" % arr.dtype)
         try:
@@ -417,6 +432,8 @@ cdef class Tensor:
         if self._grad_fn is not None or self._requires_grad:
             raise RuntimeError("in-place assignment to a tensor that requires grad is not supported; build the "
                                "new value with where/masked_fill/cat, or assign to .data")
+        if not self._data.flags.writeable:
+            raise RuntimeError(_read_only_message(self._data, "index assignment"))
         if isinstance(value, Tensor):
             value = (<Tensor>value)._data
         elif not isinstance(value, np.ndarray):
@@ -642,6 +659,16 @@ cdef class Tensor:
         if self._data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return iter(_ops.shape.unbind(self, 0))
+
+
+cdef str _read_only_message(object arr, str what):
+    if any(s == 0 and n > 1 for s, n in zip(arr.strides, arr.shape)):
+        # torch's wording for writing into an expanded tensor (numpy says "destination is read-only")
+        return ("%s: unsupported operation: the tensor is a broadcast view (expand()), in which more than one "
+                "element refers to a single memory location. Please clone() the tensor before writing to it."
+                % what)
+    return ("%s: the tensor's array is read-only (a view of an expanded tensor, or a non-writeable numpy "
+            "array given to .data); clone() the tensor, or assign a writeable array to .data" % what)
 
 
 cdef object _values(other):
