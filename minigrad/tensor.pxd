@@ -16,3 +16,4 @@ cdef Tensor wrap(object array)
 cdef tuple grad_edge(Tensor t)
 cdef Tensor attach(object array, Node node, tuple inputs)
 cdef bint any_requires_grad(tuple inputs)
+cdef int zero_dim_side(object a, object b) except -2

@@ -102,6 +102,19 @@ def real_scalar(value, what):
     raise TypeError("%s: expected a real number, got %r (%s)" % (what, value, type(value).__name__))
 
 
+cdef int zero_dim_side(object a, object b) except -2:
+    """For float arrays ``a`` and ``b`` that meet in an op: 0 if ``a`` must first take ``b``'s dtype, 1 if
+    ``b`` must take ``a``'s, -1 if numpy's promotion already gives torch's result dtype.
+
+    torch: a dimensioned operand's dtype wins over a 0-d one's (float32 ``x`` + 0-d float64 ``s`` is
+    float32, computed in float32); operands of one kind promote (float32 with float64 is float64).  numpy
+    promotes a 0-d float64 array with a float32 one to float64, so the 0-d side is cast first.
+    """
+    if a.dtype == b.dtype or (a.ndim == 0) == (b.ndim == 0):
+        return -1
+    return 0 if a.ndim == 0 else 1
+
+
 cdef Tensor wrap(object array):
     """A Tensor around ``array`` with no copy and no checks: for arrays the ops made themselves."""
     cdef Tensor t = Tensor.__new__(Tensor)
@@ -500,22 +513,28 @@ cdef class Tensor:
 
     # Comparisons give numpy bool arrays: masks, never differentiable.
     def __lt__(self, other):
-        return self._data < _values(other)
+        a, b = _compared(self, other)
+        return a < b
 
     def __le__(self, other):
-        return self._data <= _values(other)
+        a, b = _compared(self, other)
+        return a <= b
 
     def __gt__(self, other):
-        return self._data > _values(other)
+        a, b = _compared(self, other)
+        return a > b
 
     def __ge__(self, other):
-        return self._data >= _values(other)
+        a, b = _compared(self, other)
+        return a >= b
 
     def __eq__(self, other):
-        return self._data == _values(other)
+        a, b = _compared(self, other)
+        return a == b
 
     def __ne__(self, other):
-        return self._data != _values(other)
+        a, b = _compared(self, other)
+        return a != b
 
     def add(self, other):
         return _ops.elementwise.add(self, other)
@@ -671,8 +690,20 @@ cdef str _read_only_message(object arr, str what):
             "array given to .data); clone() the tensor, or assign a writeable array to .data" % what)
 
 
-cdef object _values(other):
-    return (<Tensor>other)._data if isinstance(other, Tensor) else other
+cdef tuple _compared(Tensor t, object other):
+    """The two arrays a comparison sees, in torch's dtype (a 0-d side takes a dimensioned side's dtype)."""
+    a = t._data
+    b = (<Tensor>other)._data if isinstance(other, Tensor) else other
+    if isinstance(b, np.floating):
+        with np.errstate(over="ignore"):  # a numpy scalar is weak, like a Python float (numpy promotes it)
+            return a, a.dtype.type(b)
+    if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+        side = zero_dim_side(a, b)
+        if side == 0:
+            a = a.astype(b.dtype)
+        elif side == 1:
+            b = b.astype(a.dtype)
+    return a, b
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None):

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import minigrad as mg
 from minigrad import nn
@@ -145,3 +146,131 @@ def test_in_place_writes_refuse_a_read_only_array(write):
     with pytest.raises(RuntimeError, match="read-only"):
         write(t)
     assert ro.tolist() == [0.0, 1.0, 2.0]
+
+
+# ---- promotion: float32 with float64 ------------------------------------------------------------------
+_KINDS = ["dim", "0-d", "0-d ndarray", "numpy scalar", "float", "int"]
+
+
+def _operand(kind, dtype, values, lib):
+    """One operand of ``kind`` in ``dtype`` holding ``values`` (its first value unless dimensioned), for
+    minigrad (lib "mg") or torch.  torch refuses a numpy array in its ops (``t + ndarray`` is numpy's
+    arithmetic), so its counterpart of a 0-d ndarray is the 0-d tensor made from it."""
+    np_dtype = np.float32 if dtype == "f32" else np.float64
+    if kind == "float":
+        return float(values[0])
+    if kind == "int":
+        return 2
+    if kind == "numpy scalar":
+        return np_dtype(values[0])
+    arr = np.array(values if kind == "dim" else values[0], dtype=np_dtype)
+    if kind == "0-d ndarray":
+        return arr if lib == "mg" else torch.as_tensor(arr)
+    if lib == "mg":
+        return mg.tensor(arr, requires_grad=True)
+    return torch.tensor(arr, requires_grad=True)
+
+
+def _pairs():
+    for ka in _KINDS:
+        for da in ("f32", "f64"):
+            for kb in _KINDS:
+                for db in ("f32", "f64"):
+                    if {ka, kb} <= {"0-d ndarray", "numpy scalar", "float", "int"}:
+                        continue  # no tensor: not a tensor op
+                    if (ka in ("float", "int") and da == "f64") or (kb in ("float", "int") and db == "f64"):
+                        continue  # Python numbers have no dtype
+                    yield ka, da, kb, db
+
+
+def _binary_ops():
+    cond = np.array([True, False, True])
+    return {
+        "add": (lambda a, b: a + b, lambda a, b: a + b),
+        "sub": (lambda a, b: a - b, lambda a, b: a - b),
+        "mul": (lambda a, b: a * b, lambda a, b: a * b),
+        "div": (lambda a, b: a / b, lambda a, b: a / b),
+        "pow": (lambda a, b: a ** b, lambda a, b: a ** b),
+        "where": (lambda a, b: mg.where(cond, a, b), lambda a, b: torch.where(torch.from_numpy(cond), a, b)),
+    }
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "pow", "where"])
+def test_promotion_table_matches_torch(op):
+    """Every pair of f32/f64 x {dimensioned, 0-d tensor, 0-d ndarray, numpy scalar} and Python float/int:
+    the result's dtype and values, and each tensor input's gradient (dtype and values), as torch."""
+    mg_op, torch_op = _binary_ops()[op]
+    values = [0.1, 0.7, 1.3]
+    for ka, da, kb, db in _pairs():
+        case = f"{op}: {ka} {da} with {kb} {db}"
+        if op == "where" and "0-d ndarray" in (ka, kb):
+            continue  # torch.where takes no ndarray, and its 0-d tensor counterpart is covered
+        ma, mb = _operand(ka, da, values, "mg"), _operand(kb, db, values[::-1], "mg")
+        ta, tb = _operand(ka, da, values, "torch"), _operand(kb, db, values[::-1], "torch")
+        want = torch_op(ta, tb)
+        got = mg_op(ma, mb)
+        assert str(got.dtype) == str(want.dtype).replace("torch.", ""), case
+        tol = 1e-6 if got.dtype == mg.float32 else 1e-13
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=tol, atol=tol, err_msg=case)
+        want.sum().backward()
+        got.sum().backward()
+        # pow's backward takes log(a) in a's own dtype (torch in the result's): float32 precision then
+        tol = 1e-6 if "f32" in (da, db) else tol
+        for m, t in ((ma, ta), (mb, tb)):
+            if isinstance(m, mg.Tensor):
+                assert m.grad.dtype == m.dtype, case
+                np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), rtol=tol, atol=tol, err_msg=case)
+
+
+def test_comparisons_compute_in_torchs_dtype():
+    values = [0.1, 0.2, 0.3]
+    ops = [lambda a, b: a == b, lambda a, b: a != b, lambda a, b: a < b, lambda a, b: a <= b,
+           lambda a, b: a > b, lambda a, b: a >= b]
+    for ka, da, kb, db in _pairs():
+        if ka != "dim" and kb != "dim" and "0-d" not in (ka, kb):
+            continue
+        for i, op in enumerate(ops):
+            case = f"comparison {i}: {ka} {da} with {kb} {db}"
+            ma, mb = _operand(ka, da, values, "mg"), _operand(kb, db, values, "mg")
+            ta, tb = _operand(ka, da, values, "torch"), _operand(kb, db, values, "torch")
+            if ka == "0-d ndarray":  # numpy's own comparison runs first for an ndarray on the left
+                continue
+            np.testing.assert_array_equal(np.asarray(op(ma, mb)), op(ta, tb).numpy(), err_msg=case)
+
+
+def test_masked_fill_with_a_0d_float64_value_keeps_float32():
+    x = mg.tensor([0.1, 0.2, 0.3], requires_grad=True)
+    tx = torch.tensor([0.1, 0.2, 0.3], requires_grad=True)
+    mask = np.array([True, False, True])
+    value = 0.1
+    got = x.masked_fill(mask, mg.tensor(value, dtype=mg.float64))
+    want = tx.masked_fill(torch.from_numpy(mask), torch.tensor(value, dtype=torch.float64))
+    assert got.dtype == mg.float32 and want.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy(), want.detach().numpy())
+    got.sum().backward()
+    want.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
+def test_0d_float64_operand_of_a_graph_node_gets_its_gradient_in_float64():
+    # the 0-d operand is an op's output (its gradient goes to that node), used twice
+    s = mg.tensor(0.5, dtype=mg.float64, requires_grad=True)
+    ts = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    x = mg.tensor([0.1, 0.2, 0.3], requires_grad=True)
+    tx = torch.tensor([0.1, 0.2, 0.3], requires_grad=True)
+    got = (x * (s * 3)) / (s * 3)
+    want = (tx * (ts * 3)) / (ts * 3)
+    assert got.dtype == mg.float32
+    got.sum().backward()
+    want.sum().backward()
+    assert s.grad.dtype == mg.float64 and x.grad.dtype == mg.float32
+    np.testing.assert_allclose(s.grad.numpy(), ts.grad.numpy(), atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
+
+
+def test_addmm_still_refuses_a_0d_input_of_another_dtype():
+    for c in (mg.tensor(1.0, dtype=mg.float64), np.array(1.0)):
+        with pytest.raises(TypeError, match="dtype"):
+            mg.addmm(c, mg.ones(2, 3), mg.ones(3, 2))
+    with pytest.raises(RuntimeError):
+        torch.addmm(torch.tensor(1.0, dtype=torch.float64), torch.ones(2, 3), torch.ones(3, 2))

@@ -219,8 +219,8 @@ def addmm(input, mat1, mat2):
     ``input`` as it writes the result: one pass over the output instead of two.  ``nn.functional.linear``
     uses it."""
     cdef Tensor z, x, y
-    z, x = operands(input, mat1)
-    y = operands(mat1, mat2)[1]
+    z, x = operands(input, mat1, False)  # mixed dtypes are refused below, a 0-d input's too
+    y = operands(mat1, mat2, False)[1]
     za, xa, ya = z._data, x._data, y._data
     if xa.ndim != 2 or ya.ndim != 2:
         raise ValueError("addmm: mat1 and mat2 must be 2-D, got shapes %s and %s" % (xa.shape, ya.shape))
