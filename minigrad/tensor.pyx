@@ -168,10 +168,10 @@ def _wrap_array(array):
     return wrap(array)
 
 
-def _attach_outputs(list arrays, Node node, tuple inputs):
+def _attach_outputs(list arrays not None, Node node not None, tuple inputs not None):
     """Record one node that produces several tensors (split, unbind)."""
     cdef Tensor out
-    node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
+    node.next_functions = tuple([grad_edge(<Tensor?>t) for t in inputs])
     node.shape = tuple([a.shape for a in arrays])
     node.dtype = tuple([a.dtype for a in arrays])
     node.n_outputs = len(arrays)

@@ -274,3 +274,59 @@ def test_addmm_still_refuses_a_0d_input_of_another_dtype():
             mg.addmm(c, mg.ones(2, 3), mg.ones(3, 2))
     with pytest.raises(RuntimeError):
         torch.addmm(torch.tensor(1.0, dtype=torch.float64), torch.ones(2, 3), torch.ones(3, 2))
+
+
+# ---- None (and worse) where the compiled code expects a class: errors, not crashes ---------------------
+_CRASH_CASES = {
+    "mse_loss input": ("loss.mse_loss(None, mg.ones(2), 'mean')", "TypeError", "input"),
+    "mse_loss target": ("loss.mse_loss(mg.ones(2), None, 'mean')", "TypeError", "target"),
+    "mse_loss reduction": ("loss.mse_loss(mg.ones(2), mg.ones(2), None)", "TypeError", "reduction"),
+    "run_backward None root": ("engine.run_backward([(None, 0)], [np.ones(1)], False)", "TypeError", "roots"),
+    "run_backward bad output_nr": ("y = mg.ones(1, requires_grad=True) * 2; "
+                                   "engine.run_backward([(y.grad_fn, 3)], [np.ones(1)], False)",
+                                   "TypeError", "output_nr"),
+    "run_backward None lists": ("engine.run_backward(None, None, False)", "TypeError", "roots"),
+    "matmul_reused None": ("linalg.matmul_reused(mg.ones(2, 2), None)", "TypeError", "ReusedOperand"),
+    "addmm_reused None": ("linalg.addmm_reused(mg.ones(2, 2), mg.ones(2, 2), None)", "TypeError",
+                          "ReusedOperand"),
+    "ReusedOperand never initialised": ("linalg.matmul_reused(mg.ones(2, 2), "
+                                        "linalg.ReusedOperand.__new__(linalg.ReusedOperand))",
+                                        "TypeError", "not initialised"),
+    "_attach_outputs None": ("_attach_outputs(None, None, None)", "TypeError", "arrays"),
+    # torch: AttributeError "attribute 'next_functions' of 'torch._C._FunctionBase' objects is not writable"
+    "next_functions assigned": ("y = mg.ones(2, requires_grad=True) * 2; "
+                                "y.grad_fn.next_functions = ((None, 0),); y.sum().backward()",
+                                "AttributeError", "next_functions.*not writable"),
+}
+
+
+def test_none_and_bad_edges_raise_instead_of_crashing():
+    # one child process runs every case: a crash (the bug) must fail this test, not end the test run
+    script = ["import re, numpy as np, minigrad as mg", "from minigrad.autograd import engine",
+              "from minigrad.ops import linalg, loss", "from minigrad.tensor import _attach_outputs",
+              "cases = {}"]
+    for name, (code, exc, pattern) in _CRASH_CASES.items():
+        script += [f"def case():\n    {code}", f"cases[{name!r}] = (case, {exc}, {pattern!r})"]
+    script += ["for name, (case, exc, pattern) in cases.items():",
+               "    print(name, flush=True)",
+               "    try:",
+               "        case()",
+               "    except exc as e:",
+               "        assert re.search(pattern, str(e)), (name, e)",
+               "    else:",
+               "        raise AssertionError(name + ': no error')",
+               "print('all raised')"]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    run = subprocess.run([sys.executable, "-c", "\n".join(script)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.endswith("all raised\n"), (run.returncode, run.stdout[-300:],
+                                                                           run.stderr[-2000:])
+
+
+def test_next_functions_is_read_only_like_torchs():
+    y = mg.ones(2, requires_grad=True) * 2
+    t = torch.ones(2, requires_grad=True) * 2
+    for node in (y.grad_fn, t.grad_fn):
+        with pytest.raises(AttributeError, match="not writable"):
+            node.next_functions = ()
+    assert y.grad_fn.next_functions[0][0] is not None

@@ -455,8 +455,16 @@ cdef object _check_grad(Node node, int nr, object g):
     return g
 
 
-def run_backward(list roots, list grads, bint retain_graph):
+def run_backward(list roots not None, list grads not None, bint retain_graph):
     """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph."""
+    if len(grads) != len(roots):
+        raise ValueError("run_backward: got %d roots but %d gradients" % (len(roots), len(grads)))
+    for i, root in enumerate(roots):
+        # the traversal trusts every node it meets: a None or foreign root would crash it
+        if not (type(root) is tuple and len(root) == 2 and isinstance(root[0], Node)
+                and type(root[1]) is int and 0 <= root[1] < (<Node>root[0]).n_outputs):
+            raise TypeError("run_backward: roots[%d] must be a (Node, output_nr) pair with output_nr in "
+                            "[0, n_outputs), got %r" % (i, root))
     # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find them
     with np.errstate(all="ignore"):
         _run_backward(roots, grads, retain_graph)
