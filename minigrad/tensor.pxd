@@ -18,3 +18,4 @@ cdef tuple grad_edge(Tensor t)
 cdef Tensor attach(object array, Node node, tuple inputs)
 cdef Tensor view_of(Tensor out, Tensor src)
 cdef bint any_requires_grad(tuple inputs)
+cdef int zero_dim_side(object a, object b) except -2

@@ -47,6 +47,11 @@ def as_float_array(data, dtype=None, copy=False):
 
     numpy float32/float64 arrays keep their dtype; Python scalars and lists get the default dtype; integer,
     bool, complex and object data need an explicit ``dtype`` (complex and object are always refused).
+
+    The result is always in native byte order and aligned (the one rule every tensor's array follows, so
+    the kernels and fast paths can rely on it): a big-endian or misaligned array (a structured array's
+    field, a buffer at an odd offset) is copied, even with ``copy=False``.  torch refuses a non-native byte
+    order; converting loses nothing, so minigrad converts.
     """
     if isinstance(data, Tensor):
         data = (<Tensor>data)._data
@@ -70,10 +75,12 @@ def as_float_array(data, dtype=None, copy=False):
     elif from_python:
         target = _default_dtype
     elif kind == "f" and arr.dtype.itemsize >= 4:
-        target = arr.dtype
+        target = float64 if arr.dtype.itemsize == 8 else float32  # native order, whatever arr's is
     else:
         raise TypeError("minigrad tensors are float32 or float64, got a %s array; pass dtype=minigrad.float32 "
                         "(or float64) to convert it" % arr.dtype)
+    if isinstance(arr, np.ndarray) and not arr.flags.aligned:
+        copy = True
     return np.array(arr, dtype=target, copy=True if copy else None)
 
 
@@ -95,6 +102,19 @@ def real_scalar(value, what):
     if isinstance(value, (np.ndarray, np.generic)) and value.size == 1 and value.dtype.kind in "biuf":
         return float(value)
     raise TypeError("%s: expected a real number, got %r (%s)" % (what, value, type(value).__name__))
+
+
+cdef int zero_dim_side(object a, object b) except -2:
+    """For float arrays ``a`` and ``b`` that meet in an op: 0 if ``a`` must first take ``b``'s dtype, 1 if
+    ``b`` must take ``a``'s, -1 if numpy's promotion already gives torch's result dtype.
+
+    torch: a dimensioned operand's dtype wins over a 0-d one's (float32 ``x`` + 0-d float64 ``s`` is
+    float32, computed in float32); operands of one kind promote (float32 with float64 is float64).  numpy
+    promotes a 0-d float64 array with a float32 one to float64, so the 0-d side is cast first.
+    """
+    if a.dtype == b.dtype or (a.ndim == 0) == (b.ndim == 0):
+        return -1
+    return 0 if a.ndim == 0 else 1
 
 
 cdef Tensor wrap(object array):
@@ -155,10 +175,10 @@ cdef Tensor view_of(Tensor out, Tensor src):
     return out
 
 
-def _attach_outputs(list arrays, Node node, tuple inputs):
+def _attach_outputs(list arrays not None, Node node not None, tuple inputs not None):
     """Record one node that produces several tensors (split, unbind)."""
     cdef Tensor out
-    node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
+    node.next_functions = tuple([grad_edge(<Tensor?>t) for t in inputs])
     node.shape = tuple([a.shape for a in arrays])
     node.dtype = tuple([a.dtype for a in arrays])
     node.n_outputs = len(arrays)
@@ -203,10 +223,16 @@ cdef class Tensor:
 
     @data.setter
     def data(self, value):
-        arr = (<Tensor>value)._data if isinstance(value, Tensor) else value
-        if not isinstance(arr, np.ndarray):
-            arr = as_float_array(arr, self._data.dtype)
-        check_float_dtype(arr.dtype)
+        """Share ``value``'s array (a Tensor's, or a float32/float64 ndarray as given, read-only ones too:
+        the in-place methods then refuse to write); a big-endian or misaligned array is copied, as in
+        ``as_float_array``; other data is converted to this tensor's dtype."""
+        if isinstance(value, Tensor):
+            arr = (<Tensor>value)._data
+        elif isinstance(value, np.ndarray):
+            check_float_dtype(value.dtype.newbyteorder("="))
+            arr = as_float_array(value)
+        else:
+            arr = as_float_array(value, self._data.dtype)
         self._data = arr
         self._accumulator = None
 
@@ -494,22 +520,28 @@ cdef class Tensor:
 
     # Comparisons give numpy bool arrays: masks, never differentiable.
     def __lt__(self, other):
-        return self._data < _values(other)
+        a, b = _compared(self, other)
+        return a < b
 
     def __le__(self, other):
-        return self._data <= _values(other)
+        a, b = _compared(self, other)
+        return a <= b
 
     def __gt__(self, other):
-        return self._data > _values(other)
+        a, b = _compared(self, other)
+        return a > b
 
     def __ge__(self, other):
-        return self._data >= _values(other)
+        a, b = _compared(self, other)
+        return a >= b
 
     def __eq__(self, other):
-        return self._data == _values(other)
+        a, b = _compared(self, other)
+        return a == b
 
     def __ne__(self, other):
-        return self._data != _values(other)
+        a, b = _compared(self, other)
+        return a != b
 
     def add(self, other):
         return _ops.elementwise.add(self, other)
@@ -676,7 +708,7 @@ cdef void _check_inplace(Tensor t, bint recording, str name) except *:
                            "(cat, where, index_put) or change the base tensor itself"
                            % (name, t._base._data.shape))
     if not t._data.flags.writeable:
-        raise RuntimeError("%s: the tensor's storage is read-only" % name)
+        raise RuntimeError(_read_only_message(t._data, name))
 
 
 cdef Tensor _apply_inplace(Tensor self, object fn, tuple args, str name):
@@ -721,8 +753,30 @@ cdef Tensor _fill(Tensor self, object value, str name):
     return self
 
 
-cdef object _values(other):
-    return (<Tensor>other)._data if isinstance(other, Tensor) else other
+cdef str _read_only_message(object arr, str what):
+    if any(s == 0 and n > 1 for s, n in zip(arr.strides, arr.shape)):
+        # torch's wording for writing into an expanded tensor (numpy says "destination is read-only")
+        return ("%s: unsupported operation: the tensor is a broadcast view (expand()), in which more than one "
+                "element refers to a single memory location. Please clone() the tensor before writing to it."
+                % what)
+    return ("%s: the tensor's array is read-only (a view of an expanded tensor, or a non-writeable numpy "
+            "array given to .data); clone() the tensor, or assign a writeable array to .data" % what)
+
+
+cdef tuple _compared(Tensor t, object other):
+    """The two arrays a comparison sees, in torch's dtype (a 0-d side takes a dimensioned side's dtype)."""
+    a = t._data
+    b = (<Tensor>other)._data if isinstance(other, Tensor) else other
+    if isinstance(b, np.floating):
+        with np.errstate(over="ignore"):  # a numpy scalar is weak, like a Python float (numpy promotes it)
+            return a, a.dtype.type(b)
+    if isinstance(b, np.ndarray) and b.dtype.kind == "f":
+        side = zero_dim_side(a, b)
+        if side == 0:
+            a = a.astype(b.dtype)
+        elif side == 1:
+            b = b.astype(a.dtype)
+    return a, b
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None):

@@ -11,7 +11,7 @@ cdef class ProductSum:
 cdef class Node:
     # One recorded operation.  next_functions[i] is (node, output_nr) for the i-th differentiable input, or
     # None when that input needs no gradient; backward() returns one gradient (or None) per input.
-    cdef public tuple next_functions
+    cdef readonly tuple next_functions  # read-only from Python: a bad edge would crash the traversal
     cdef public tuple saved            # arrays kept for backward; None once the graph is freed
     cdef public object shape           # output shape(s), checked against every incoming gradient
     cdef public object dtype

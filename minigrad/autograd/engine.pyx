@@ -513,7 +513,7 @@ if ENGINE not in ("compiled", "reference"):
     raise ValueError("MINIGRAD_ENGINE must be 'compiled' or 'reference', got %r" % ENGINE)
 
 
-def run_backward(list roots, list grads, bint retain_graph, list capture=None):
+def run_backward(list roots not None, list grads not None, bint retain_graph, list capture=None):
     """Backpropagate ``grads`` from ``roots`` (a list of (node, output_nr)) through the recorded graph.
 
     With ``capture`` (a list of (node, output_nr), autograd.grad's inputs), return the total gradient that
@@ -521,6 +521,14 @@ def run_backward(list roots, list grads, bint retain_graph, list capture=None):
     changes, and nodes that lead to no captured edge do not run (torch runs only what ``inputs`` need).
     """
     global _backward_run
+    if len(grads) != len(roots):
+        raise ValueError("run_backward: got %d roots but %d gradients" % (len(roots), len(grads)))
+    for i, root in enumerate(roots):
+        # the traversal trusts every node it meets: a None or foreign root would crash it
+        if not (type(root) is tuple and len(root) == 2 and isinstance(root[0], Node)
+                and type(root[1]) is int and 0 <= root[1] < (<Node>root[0]).n_outputs):
+            raise TypeError("run_backward: roots[%d] must be a (Node, output_nr) pair with output_nr in "
+                            "[0, n_outputs), got %r" % (i, root))
     # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find them
     with np.errstate(all="ignore"):
         if ENGINE == "reference":

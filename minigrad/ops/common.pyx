@@ -2,7 +2,7 @@
 import numpy as np
 
 from minigrad.ops.fast cimport scalar_array
-from minigrad.tensor cimport Tensor, wrap
+from minigrad.tensor cimport Tensor, grad_edge, wrap, zero_dim_side
 from minigrad.tensor import as_float_array
 
 
@@ -35,11 +35,13 @@ cdef Tensor as_tensor(object x, object dtype=None):
     return wrap(as_float_array(arr, None if arr.dtype.kind == "f" else dtype))
 
 
-cdef tuple operands(object a, object b):
+cdef tuple operands(object a, object b, bint promote=True):
     """Both operands of a binary op as Tensors.
 
     Python scalars and integer arrays take the other operand's dtype (they are "weak", as in torch); float32
-    and float64 tensors together promote to float64, like torch.
+    and float64 tensors together promote to float64, like torch, except that a 0-d tensor (or array) takes
+    the dtype of a dimensioned one (torch's rule; see ``zero_dim_side``).  ``promote=False`` leaves both
+    dtypes as they are, for an op that refuses mixed dtypes.
     """
     cdef Tensor ta, tb
     if isinstance(a, Tensor):
@@ -55,7 +57,27 @@ cdef tuple operands(object a, object b):
     else:
         raise TypeError("expected at least one minigrad Tensor, got %s and %s"
                         % (type(a).__name__, type(b).__name__))
+    if promote and ta._data.dtype is not tb._data.dtype:
+        side = zero_dim_side(ta._data, tb._data)
+        if side == 0:
+            ta = _cast_operand(ta, tb._data.dtype)
+        elif side == 1:
+            tb = _cast_operand(tb, ta._data.dtype)
     return ta, tb
+
+
+cdef Tensor _cast_operand(Tensor t, object dtype):
+    """``t``'s values in ``dtype`` as the operand an op computes with, on ``t``'s own graph edge: its
+    gradient reaches ``t`` (``t``'s node, or its leaf accumulator), cast back to ``t``'s dtype by the engine.
+    The op sees the cast values only, as torch computes in the result's dtype."""
+    cdef Tensor c = wrap(t._data.astype(dtype))
+    c._requires_grad = t._requires_grad
+    c._grad_fn = t._grad_fn
+    c._output_nr = t._output_nr
+    if t._requires_grad and t._grad_fn is None:
+        grad_edge(t)  # makes t's accumulator, which c then shares
+        c._accumulator = t._accumulator
+    return c
 
 
 cdef int norm_dim(object dim, int ndim) except -1:

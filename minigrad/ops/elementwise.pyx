@@ -164,7 +164,7 @@ def pow(a, b, mod=None):
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         x = <Tensor>a
         with np.errstate(all="ignore"):
-            out = _scalar_pow(x._data, b)
+            out = _scalar_pow(x._data, float(b))  # a numpy float64 exponent is weak too, as in torch
         if not any_requires_grad((x,)):
             return wrap(out)
         scalar_node = PowScalarBackward.__new__(PowScalarBackward)

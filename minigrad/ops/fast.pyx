@@ -16,8 +16,10 @@ DEF FAST_MAX = 4096
 
 
 cdef inline bint _plain(object a, int typenum):
+    # the type number ignores byte order: a swapped (or misaligned) array must take numpy's path, even
+    # though tensors never hold one (as_float_array converts them)
     return (type(a) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum
-            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a))
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) and cnp.PyArray_ISBEHAVED_RO(<cnp.ndarray>a))
 
 
 cdef object binary(int op, object a, object b):

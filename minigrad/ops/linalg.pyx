@@ -160,6 +160,8 @@ cdef Tensor _reused_left(object a, ReusedOperand r, str fn):
     cdef Tensor x = a if isinstance(a, Tensor) else None
     if x is None:
         raise TypeError("%s: expected a minigrad Tensor, got %s" % (fn, type(a).__name__))
+    if r.b is None:  # made with ReusedOperand.__new__, never initialised
+        raise TypeError("%s: the ReusedOperand was not initialised; make it with ReusedOperand(b)" % fn)
     xa, ya = x._data, r.b._data
     if xa.ndim != 2 or xa.shape[1] != ya.shape[0]:
         raise ValueError("%s: shapes %s and %s are not aligned for a 2-D product" % (fn, xa.shape, ya.shape))
@@ -168,7 +170,7 @@ cdef Tensor _reused_left(object a, ReusedOperand r, str fn):
     return x
 
 
-def matmul_reused(a, ReusedOperand r):
+def matmul_reused(a, ReusedOperand r not None):
     """``a @ r.b`` for a 2-D tensor ``a``, with ``r.b`` packed once for every such product (see
     ReusedOperand): the same values, bits and gradients as ``matmul(a, r.b)``."""
     cdef Tensor x = _reused_left(a, r, "matmul_reused")
@@ -220,8 +222,8 @@ def addmm(input, mat1, mat2):
     ``input`` as it writes the result: one pass over the output instead of two.  ``nn.functional.linear``
     uses it."""
     cdef Tensor z, x, y
-    z, x = operands(input, mat1)
-    y = operands(mat1, mat2)[1]
+    z, x = operands(input, mat1, False)  # mixed dtypes are refused below, a 0-d input's too
+    y = operands(mat1, mat2, False)[1]
     za, xa, ya = z._data, x._data, y._data
     if xa.ndim != 2 or ya.ndim != 2:
         raise ValueError("addmm: mat1 and mat2 must be 2-D, got shapes %s and %s" % (xa.shape, ya.shape))
@@ -244,7 +246,7 @@ def addmm(input, mat1, mat2):
     return attach(out, node, (z, x, y))
 
 
-def addmm_reused(c, a, ReusedOperand r, activation=None, out=None):
+def addmm_reused(c, a, ReusedOperand r not None, activation=None, out=None):
     """``c + a @ r.b`` as one node, as torch's addmm (and its RNN's step) records it: ``c`` has the product's
     shape and dtype, the product is added to it as the kernel writes the result.  One op and one pass over
     the step's state fewer than ``c + matmul_reused(a, r)``, with the same gradients.

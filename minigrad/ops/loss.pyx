@@ -25,7 +25,7 @@ cdef class MseLossBackward(Node):
                 np.negative(gx) if self.next_functions[1] is not None else None)
 
 
-def mse_loss(Tensor input, Tensor target, str reduction):
+def mse_loss(Tensor input not None, Tensor target not None, str reduction not None):
     """``(input - target)**2`` reduced by 'mean', 'sum' or 'none', for tensors of one shape and dtype (the
     caller, ``nn.functional.mse_loss``, checks the arguments and handles broadcasting)."""
     x, t = input._data, target._data
