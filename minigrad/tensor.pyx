@@ -5,6 +5,7 @@ differentiable op while grad mode is on points at the ``Node`` that produced it 
 ``requires_grad`` collects its gradient in ``.grad``.  The ops themselves live in ``minigrad.ops``; the
 methods here only forward to them so that ``x.tanh()`` and ``minigrad.tanh(x)`` are the same call.
 """
+import copy
 import itertools
 import weakref
 
@@ -115,6 +116,14 @@ cdef int zero_dim_side(object a, object b) except -2:
     return 0 if a.ndim == 0 else 1
 
 
+def _rebuild_tensor(cls, data, requires_grad):
+    """A leaf of class ``cls`` (Tensor, Parameter) holding ``data``: what pickle and copy rebuild."""
+    cdef Tensor t = cls.__new__(cls)
+    t._data = as_float_array(data)  # the boundary's rule: a pickle from a big-endian machine is converted
+    t._requires_grad = bool(requires_grad)
+    return t
+
+
 cdef Tensor wrap(object array):
     """A Tensor around ``array`` with no copy and no checks: for arrays the ops made themselves."""
     cdef Tensor t = Tensor.__new__(Tensor)
@@ -216,6 +225,26 @@ cdef class Tensor:
     @staticmethod
     def _from_array(array):
         return wrap(array)
+
+    # ---- pickling and copying -------------------------------------------------------------------------
+    def __reduce__(self):
+        """pickle and copy.copy keep the values (copy.copy shares them) and requires_grad, as torch's do:
+        not the graph (a non-leaf comes back as a leaf that requires grad), the gradient or the hooks."""
+        return _rebuild_tensor, (type(self), self._data, self._requires_grad), getattr(self, "__dict__", None)
+
+    def __deepcopy__(self, memo):
+        """A leaf's copy: its own values, gradient and (a Parameter's) attributes, as torch's."""
+        if self._grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                               "protocol at the moment.")
+        cdef Tensor new = _rebuild_tensor(type(self), copy.deepcopy(self._data, memo), self._requires_grad)
+        memo[id(self)] = new
+        if self._grad is not None:
+            new._grad = copy.deepcopy(self._grad, memo)
+        state = getattr(self, "__dict__", None)
+        if state:
+            new.__dict__.update(copy.deepcopy(state, memo))
+        return new
 
     # ---- storage and metadata -------------------------------------------------------------------------
     @property

@@ -3,7 +3,9 @@ float64), dtype promotion with 0-d operands, None where a class is expected, and
 tensors, graph nodes and models.  torch is the oracle where it accepts the input; numpy where it does not
 (torch refuses big-endian arrays).
 """
+import copy
 import os
+import pickle
 import subprocess
 import sys
 
@@ -330,3 +332,104 @@ def test_next_functions_is_read_only_like_torchs():
         with pytest.raises(AttributeError, match="not writable"):
             node.next_functions = ()
     assert y.grad_fn.next_functions[0][0] is not None
+
+
+# ---- pickle and copy ----------------------------------------------------------------------------------
+def test_pickle_and_copy_of_a_non_leaf_give_a_leaf_as_torch():
+    x, tx = mg.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    y, ty = (x * 2).tanh(), (tx * 2).tanh()
+    for f in (lambda t: pickle.loads(pickle.dumps(t)), copy.copy):
+        got, want = f(y), f(ty)
+        assert (got.is_leaf, got.requires_grad, got.grad_fn) == (want.is_leaf, want.requires_grad, None)
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-6)
+        got.sum().backward()  # a leaf of its own now
+        assert got.grad is not None and x.grad is None
+
+
+def test_deepcopy_of_a_non_leaf_raises_torchs_error():
+    y, ty = mg.ones(2, requires_grad=True) * 2, torch.ones(2, requires_grad=True) * 2
+    with pytest.raises(RuntimeError) as want:
+        copy.deepcopy(ty)
+    with pytest.raises(RuntimeError) as got:
+        copy.deepcopy(y)
+    assert str(want.value).startswith(str(got.value))
+
+
+def test_pickling_a_node_is_a_type_error_as_torch():
+    w = mg.ones(3, 3, requires_grad=True)
+    y = (w @ mg.ones(3, 2)).tanh().sum()
+    nodes = [y.grad_fn]  # sum, tanh, matmul, w's AccumulateGrad: nodes of three modules
+    while nodes[-1].next_functions:
+        nodes.append(nodes[-1].next_functions[0][0])
+    assert [n.name() for n in nodes] == ["SumBackward", "TanhBackward", "MatmulBackward", "AccumulateGrad"]
+    for node in nodes:
+        for f in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match="cannot pickle '%s' object" % type(node).__name__):
+                f(node)
+    with pytest.raises(TypeError, match="cannot pickle 'MulBackward0' object"):
+        pickle.dumps((torch.ones(1, requires_grad=True) * 2).grad_fn)
+
+
+def test_pickle_and_deepcopy_keep_what_torch_keeps():
+    x, tx = mg.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (tx * tx).sum().backward()
+    pickled, tpickled = pickle.loads(pickle.dumps(x)), pickle.loads(pickle.dumps(tx))
+    assert pickled.grad is None and tpickled.grad is None and pickled.requires_grad
+    deep, tdeep = copy.deepcopy(x), copy.deepcopy(tx)
+    np.testing.assert_array_equal(deep.grad.numpy(), tdeep.grad.numpy())
+    assert not np.shares_memory(deep.grad.numpy(), x.grad.numpy())
+    assert not np.shares_memory(deep.numpy(), x.numpy())
+
+
+def test_copy_of_a_used_parameter_collects_its_own_gradient():
+    p, tp = nn.Parameter(mg.ones(2)), torch.nn.Parameter(torch.ones(2))
+    (p * 2).sum().backward()   # p's accumulator exists now
+    (tp * 2).sum().backward()
+    c, tc = copy.copy(p), copy.copy(tp)
+    assert type(c) is nn.Parameter and c.grad is None and tc.grad is None
+    assert np.shares_memory(c.numpy(), p.numpy())
+    (c * 3).sum().backward()
+    (tc * 3).sum().backward()
+    np.testing.assert_array_equal(c.grad.numpy(), tc.grad.numpy())
+    np.testing.assert_array_equal(p.grad.numpy(), tp.grad.numpy())
+
+
+class _Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(3, 4, num_layers=2, bidirectional=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+def test_a_trained_model_deepcopies_and_pickles():
+    model = _Tagger()
+    opt = mg.optim.Adam(model.parameters(), lr=0.01)
+    x = mg.randn(5, 2, 3, generator=mg.Generator(0))
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    deep, pickled = copy.deepcopy(model), pickle.loads(pickle.dumps(model))
+    for name, p in model.named_parameters():
+        for other, has_grad in ((deep, True), (pickled, False)):
+            q = dict(other.named_parameters())[name]
+            assert type(q) is nn.Parameter and q.requires_grad and not np.shares_memory(q.numpy(), p.numpy())
+            np.testing.assert_array_equal(q.numpy(), p.numpy())
+            assert (q.grad is not None) == has_grad
+    # each copy trains on its own: its gradients equal torch's for the same weights
+    ref = torch.nn.RNN(3, 4, num_layers=2, bidirectional=True)
+    head = torch.nn.Linear(8, 2)
+    ref.load_state_dict({k[4:]: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()
+                         if k.startswith("rnn.")})
+    head.load_state_dict({k[5:]: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()
+                          if k.startswith("head.")})
+    head(ref(torch.from_numpy(x.numpy().copy()))[0]).sum().backward()
+    pickled(x).sum().backward()
+    np.testing.assert_allclose(pickled.head.weight.grad.numpy(), head.weight.grad.numpy(), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(pickled.rnn.weight_hh_l0.grad.numpy(), ref.weight_hh_l0.grad.numpy(),
+                               rtol=1e-4, atol=1e-5)
