@@ -66,6 +66,10 @@ def as_float_array(data, dtype=None, copy=False):
             raise ValueError("cannot make a tensor from %s: %s" % (type(data).__name__, e)) from None
         from_python = True
     kind = arr.dtype.kind
+    if kind == "O" and from_python:
+        big = _out_of_range_int(arr)
+        if big is not None:
+            return _from_big_ints(data, big, dtype)
     if kind in "cOSUVMm" or (kind == "f" and arr.dtype.itemsize > 8):
         raise TypeError("cannot make a minigrad tensor from %s data (%s); minigrad tensors are float32 or "
                         "float64" % (arr.dtype, type(data).__name__))
@@ -81,6 +85,36 @@ def as_float_array(data, dtype=None, copy=False):
     if isinstance(arr, np.ndarray) and not arr.flags.aligned:
         copy = True
     return np.array(arr, dtype=target, copy=True if copy else None)
+
+
+cdef object _out_of_range_int(object arr):
+    """The first int outside the 64-bit range in an object array of Python numbers (numpy makes one for
+    such an int), or None when the array holds anything else."""
+    big = None
+    for v in arr.flat:
+        if type(v) is int:
+            if big is None and not -2 ** 63 <= v < 2 ** 64:
+                big = v
+        elif type(v) is not float and type(v) is not bool:
+            return None
+    return big
+
+
+cdef object _from_big_ints(object data, object big, object dtype):
+    """Python data holding an int outside the 64-bit range: as torch, refused without a dtype (ValueError)
+    and converted to ``dtype`` with one (OverflowError past the float range)."""
+    digits = str(big)
+    shown = digits if len(digits) <= 30 else "%s... (%d digits)" % (digits[:12], len(digits))
+    if dtype is None:
+        raise ValueError("cannot make a tensor from the integer %s: it is out of the 64-bit integer range; "
+                         "pass dtype=minigrad.float32 (or float64) to convert it to a float" % shown)
+    target = check_float_dtype(dtype)
+    try:
+        with np.errstate(over="ignore"):  # past float32's range it becomes inf, as in torch
+            return np.array(data, dtype=target)
+    except OverflowError:
+        raise OverflowError("cannot make a tensor from the integer %s: it is too large for a float" % shown) \
+            from None
 
 
 def _check_generator(generator):

@@ -433,3 +433,46 @@ def test_a_trained_model_deepcopies_and_pickles():
                                atol=1e-5)
     np.testing.assert_allclose(pickled.rnn.weight_hh_l0.grad.numpy(), ref.weight_hh_l0.grad.numpy(),
                                rtol=1e-4, atol=1e-5)
+
+
+# ---- messages that name the real problem --------------------------------------------------------------
+@pytest.mark.parametrize("data", [2 ** 64, -2 ** 70, [[1, 2], [3, 10 ** 25]]])
+def test_an_int_outside_64_bits_is_refused_or_converted_as_torch(data):
+    with pytest.raises(ValueError):
+        torch.tensor(data)
+    big = next(v for v in np.ravel(np.array(data, dtype=object)) if not -2 ** 63 <= v < 2 ** 64)
+    with pytest.raises(ValueError, match="integer %d: it is out of the 64-bit integer range" % big):
+        mg.tensor(data)
+    for dtype, tdtype in ((mg.float32, torch.float32), (mg.float64, torch.float64)):
+        np.testing.assert_array_equal(mg.tensor(data, dtype=dtype).numpy(),
+                                      torch.tensor(data, dtype=tdtype).numpy())
+
+
+def test_an_int_past_the_float_range_is_an_overflow_error_as_torch():
+    with pytest.raises(OverflowError):
+        torch.tensor(10 ** 400, dtype=torch.float64)
+    with pytest.raises(OverflowError, match="too large for a float"):
+        mg.tensor(10 ** 400, dtype=mg.float64)
+
+
+def test_writing_into_an_expanded_tensor_names_the_broadcast_view():
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor refers to a"):
+        torch.zeros(1, 4).expand(3, 4).copy_(torch.ones(3, 4))
+    for write in (lambda t: t.copy_(mg.ones(3, 4)), lambda t: t.copy_(np.ones((3, 4))),
+                  lambda t: t.fill_(1.0), lambda t: t.zero_(), lambda t: t.__setitem__(0, 1.0)):
+        with pytest.raises(RuntimeError, match="broadcast view.*more than one element refers to a single "
+                                               "memory location"):
+            write(mg.zeros(1, 4).expand(3, 4))
+
+
+def test_copy_from_a_tensor_and_data_from_a_tensor():
+    # both looked up a private attribute on the source and raised AttributeError
+    t, tt = mg.zeros(2, 3), torch.zeros(2, 3)
+    src = np.arange(3.0, dtype=np.float32)
+    t.copy_(mg.tensor(src))
+    tt.copy_(torch.from_numpy(src))
+    np.testing.assert_array_equal(t.numpy(), tt.numpy())
+    u = mg.zeros(3)
+    s = mg.tensor(src)
+    u.data = s
+    assert np.shares_memory(u.numpy(), s.numpy())
