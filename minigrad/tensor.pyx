@@ -269,8 +269,8 @@ cdef class Tensor:
     def __deepcopy__(self, memo):
         """A leaf's copy: its own values, gradient and (a Parameter's) attributes, as torch's."""
         if self._grad_fn is not None:
-            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
-                               "protocol at the moment.")
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
+                               "deepcopy protocol at the moment.")
         cdef Tensor new = _rebuild_tensor(type(self), copy.deepcopy(self._data, memo), self._requires_grad)
         memo[id(self)] = new
         if self._grad is not None:
@@ -746,9 +746,9 @@ cdef class Tensor:
 cdef str _read_only_message(object arr, str what):
     if any(s == 0 and n > 1 for s, n in zip(arr.strides, arr.shape)):
         # torch's wording for writing into an expanded tensor (numpy says "destination is read-only")
-        return ("%s: unsupported operation: the tensor is a broadcast view (expand()), in which more than one "
-                "element refers to a single memory location. Please clone() the tensor before writing to it."
-                % what)
+        return ("%s: unsupported operation: the tensor is a broadcast view (expand()), in which more than "
+                "one element refers to a single memory location. Please clone() the tensor before writing to "
+                "it." % what)
     return ("%s: the tensor's array is read-only (a view of an expanded tensor, or a non-writeable numpy "
             "array given to .data); clone() the tensor, or assign a writeable array to .data" % what)
 
