@@ -5,6 +5,7 @@ differentiable op while grad mode is on points at the ``Node`` that produced it 
 ``requires_grad`` collects its gradient in ``.grad``.  The ops themselves live in ``minigrad.ops``; the
 methods here only forward to them so that ``x.tanh()`` and ``minigrad.tanh(x)`` are the same call.
 """
+import copy
 import itertools
 import weakref
 
@@ -67,6 +68,10 @@ def as_float_array(data, dtype=None, copy=False):
             raise ValueError("cannot make a tensor from %s: %s" % (type(data).__name__, e)) from None
         from_python = True
     kind = arr.dtype.kind
+    if kind == "O" and from_python:
+        big = _out_of_range_int(arr)
+        if big is not None:
+            return _from_big_ints(data, big, dtype)
     if kind in "cOSUVMm" or (kind == "f" and arr.dtype.itemsize > 8):
         raise TypeError("cannot make a minigrad tensor from %s data (%s); minigrad tensors are float32 or "
                         "float64" % (arr.dtype, type(data).__name__))
@@ -82,6 +87,36 @@ def as_float_array(data, dtype=None, copy=False):
     if isinstance(arr, np.ndarray) and not arr.flags.aligned:
         copy = True
     return np.array(arr, dtype=target, copy=True if copy else None)
+
+
+cdef object _out_of_range_int(object arr):
+    """The first int outside the 64-bit range in an object array of Python numbers (numpy makes one for
+    such an int), or None when the array holds anything else."""
+    big = None
+    for v in arr.flat:
+        if type(v) is int:
+            if big is None and not -2 ** 63 <= v < 2 ** 64:
+                big = v
+        elif type(v) is not float and type(v) is not bool:
+            return None
+    return big
+
+
+cdef object _from_big_ints(object data, object big, object dtype):
+    """Python data holding an int outside the 64-bit range: as torch, refused without a dtype (ValueError)
+    and converted to ``dtype`` with one (OverflowError past the float range)."""
+    digits = str(big)
+    shown = digits if len(digits) <= 30 else "%s... (%d digits)" % (digits[:12], len(digits))
+    if dtype is None:
+        raise ValueError("cannot make a tensor from the integer %s: it is out of the 64-bit integer range; "
+                         "pass dtype=minigrad.float32 (or float64) to convert it to a float" % shown)
+    target = check_float_dtype(dtype)
+    try:
+        with np.errstate(over="ignore"):  # past float32's range it becomes inf, as in torch
+            return np.array(data, dtype=target)
+    except OverflowError:
+        raise OverflowError("cannot make a tensor from the integer %s: it is too large for a float" % shown) \
+            from None
 
 
 def _check_generator(generator):
@@ -115,6 +150,14 @@ cdef int zero_dim_side(object a, object b) except -2:
     if a.dtype == b.dtype or (a.ndim == 0) == (b.ndim == 0):
         return -1
     return 0 if a.ndim == 0 else 1
+
+
+def _rebuild_tensor(cls, data, requires_grad):
+    """A leaf of class ``cls`` (Tensor, Parameter) holding ``data``: what pickle and copy rebuild."""
+    cdef Tensor t = cls.__new__(cls)
+    t._data = as_float_array(data)  # the boundary's rule: a pickle from a big-endian machine is converted
+    t._requires_grad = bool(requires_grad)
+    return t
 
 
 cdef Tensor wrap(object array):
@@ -214,6 +257,26 @@ cdef class Tensor:
     @staticmethod
     def _from_array(array):
         return wrap(array)
+
+    # ---- pickling and copying -------------------------------------------------------------------------
+    def __reduce__(self):
+        """pickle and copy.copy keep the values (copy.copy shares them) and requires_grad, as torch's do:
+        not the graph (a non-leaf comes back as a leaf that requires grad), the gradient or the hooks."""
+        return _rebuild_tensor, (type(self), self._data, self._requires_grad), getattr(self, "__dict__", None)
+
+    def __deepcopy__(self, memo):
+        """A leaf's copy: its own values, gradient and (a Parameter's) attributes, as torch's."""
+        if self._grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
+                               "deepcopy protocol at the moment.")
+        cdef Tensor new = _rebuild_tensor(type(self), copy.deepcopy(self._data, memo), self._requires_grad)
+        memo[id(self)] = new
+        if self._grad is not None:
+            new._grad = copy.deepcopy(self._grad, memo)
+        state = getattr(self, "__dict__", None)
+        if state:
+            new.__dict__.update(copy.deepcopy(state, memo))
+        return new
 
     # ---- storage and metadata -------------------------------------------------------------------------
     @property
@@ -756,9 +819,9 @@ cdef Tensor _fill(Tensor self, object value, str name):
 cdef str _read_only_message(object arr, str what):
     if any(s == 0 and n > 1 for s, n in zip(arr.strides, arr.shape)):
         # torch's wording for writing into an expanded tensor (numpy says "destination is read-only")
-        return ("%s: unsupported operation: the tensor is a broadcast view (expand()), in which more than one "
-                "element refers to a single memory location. Please clone() the tensor before writing to it."
-                % what)
+        return ("%s: unsupported operation: the tensor is a broadcast view (expand()), in which more than "
+                "one element refers to a single memory location. Please clone() the tensor before writing to "
+                "it." % what)
     return ("%s: the tensor's array is read-only (a view of an expanded tensor, or a non-writeable numpy "
             "array given to .data); clone() the tensor, or assign a writeable array to .data" % what)
 

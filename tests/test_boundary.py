@@ -3,7 +3,9 @@ float64), dtype promotion with 0-d operands, None where a class is expected, and
 tensors, graph nodes and models.  torch is the oracle where it accepts the input; numpy where it does not
 (torch refuses big-endian arrays).
 """
+import copy
 import os
+import pickle
 import subprocess
 import sys
 
@@ -330,3 +332,147 @@ def test_next_functions_is_read_only_like_torchs():
         with pytest.raises(AttributeError, match="not writable"):
             node.next_functions = ()
     assert y.grad_fn.next_functions[0][0] is not None
+
+
+# ---- pickle and copy ----------------------------------------------------------------------------------
+def test_pickle_and_copy_of_a_non_leaf_give_a_leaf_as_torch():
+    x, tx = mg.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    y, ty = (x * 2).tanh(), (tx * 2).tanh()
+    for f in (lambda t: pickle.loads(pickle.dumps(t)), copy.copy):
+        got, want = f(y), f(ty)
+        assert (got.is_leaf, got.requires_grad, got.grad_fn) == (want.is_leaf, want.requires_grad, None)
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-6)
+        got.sum().backward()  # a leaf of its own now
+        assert got.grad is not None and x.grad is None
+
+
+def test_deepcopy_of_a_non_leaf_raises_torchs_error():
+    y, ty = mg.ones(2, requires_grad=True) * 2, torch.ones(2, requires_grad=True) * 2
+    with pytest.raises(RuntimeError) as want:
+        copy.deepcopy(ty)
+    with pytest.raises(RuntimeError) as got:
+        copy.deepcopy(y)
+    assert str(want.value).startswith(str(got.value))
+
+
+def test_pickling_a_node_is_a_type_error_as_torch():
+    w = mg.ones(3, 3, requires_grad=True)
+    y = (w @ mg.ones(3, 2)).tanh().sum()
+    nodes = [y.grad_fn]  # sum, tanh, matmul, w's AccumulateGrad: nodes of three modules
+    while nodes[-1].next_functions:
+        nodes.append(nodes[-1].next_functions[0][0])
+    assert [n.name() for n in nodes] == ["SumBackward", "TanhBackward", "MatmulBackward", "AccumulateGrad"]
+    for node in nodes:
+        for f in (pickle.dumps, copy.copy, copy.deepcopy):
+            with pytest.raises(TypeError, match="cannot pickle '%s' object" % type(node).__name__):
+                f(node)
+    with pytest.raises(TypeError, match="cannot pickle 'MulBackward0' object"):
+        pickle.dumps((torch.ones(1, requires_grad=True) * 2).grad_fn)
+
+
+def test_pickle_and_deepcopy_keep_what_torch_keeps():
+    x, tx = mg.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (tx * tx).sum().backward()
+    pickled, tpickled = pickle.loads(pickle.dumps(x)), pickle.loads(pickle.dumps(tx))
+    assert pickled.grad is None and tpickled.grad is None and pickled.requires_grad
+    deep, tdeep = copy.deepcopy(x), copy.deepcopy(tx)
+    np.testing.assert_array_equal(deep.grad.numpy(), tdeep.grad.numpy())
+    assert not np.shares_memory(deep.grad.numpy(), x.grad.numpy())
+    assert not np.shares_memory(deep.numpy(), x.numpy())
+
+
+def test_copy_of_a_used_parameter_collects_its_own_gradient():
+    p, tp = nn.Parameter(mg.ones(2)), torch.nn.Parameter(torch.ones(2))
+    (p * 2).sum().backward()   # p's accumulator exists now
+    (tp * 2).sum().backward()
+    c, tc = copy.copy(p), copy.copy(tp)
+    assert type(c) is nn.Parameter and c.grad is None and tc.grad is None
+    assert np.shares_memory(c.numpy(), p.numpy())
+    (c * 3).sum().backward()
+    (tc * 3).sum().backward()
+    np.testing.assert_array_equal(c.grad.numpy(), tc.grad.numpy())
+    np.testing.assert_array_equal(p.grad.numpy(), tp.grad.numpy())
+
+
+class _Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(3, 4, num_layers=2, bidirectional=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+def test_a_trained_model_deepcopies_and_pickles():
+    model = _Tagger()
+    opt = mg.optim.Adam(model.parameters(), lr=0.01)
+    x = mg.randn(5, 2, 3, generator=mg.Generator(0))
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    deep, pickled = copy.deepcopy(model), pickle.loads(pickle.dumps(model))
+    for name, p in model.named_parameters():
+        for other, has_grad in ((deep, True), (pickled, False)):
+            q = dict(other.named_parameters())[name]
+            assert type(q) is nn.Parameter and q.requires_grad and not np.shares_memory(q.numpy(), p.numpy())
+            np.testing.assert_array_equal(q.numpy(), p.numpy())
+            assert (q.grad is not None) == has_grad
+    # each copy trains on its own: its gradients equal torch's for the same weights
+    ref = torch.nn.RNN(3, 4, num_layers=2, bidirectional=True)
+    head = torch.nn.Linear(8, 2)
+    ref.load_state_dict({k[4:]: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()
+                         if k.startswith("rnn.")})
+    head.load_state_dict({k[5:]: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()
+                          if k.startswith("head.")})
+    head(ref(torch.from_numpy(x.numpy().copy()))[0]).sum().backward()
+    pickled(x).sum().backward()
+    np.testing.assert_allclose(pickled.head.weight.grad.numpy(), head.weight.grad.numpy(), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(pickled.rnn.weight_hh_l0.grad.numpy(), ref.weight_hh_l0.grad.numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+# ---- messages that name the real problem --------------------------------------------------------------
+@pytest.mark.parametrize("data", [2 ** 64, -2 ** 70, [[1, 2], [3, 10 ** 25]]])
+def test_an_int_outside_64_bits_is_refused_or_converted_as_torch(data):
+    with pytest.raises(ValueError):
+        torch.tensor(data)
+    big = next(v for v in np.ravel(np.array(data, dtype=object)) if not -2 ** 63 <= v < 2 ** 64)
+    with pytest.raises(ValueError, match="integer %d: it is out of the 64-bit integer range" % big):
+        mg.tensor(data)
+    for dtype, tdtype in ((mg.float32, torch.float32), (mg.float64, torch.float64)):
+        np.testing.assert_array_equal(mg.tensor(data, dtype=dtype).numpy(),
+                                      torch.tensor(data, dtype=tdtype).numpy())
+
+
+def test_an_int_past_the_float_range_is_an_overflow_error_as_torch():
+    with pytest.raises(OverflowError):
+        torch.tensor(10 ** 400, dtype=torch.float64)
+    with pytest.raises(OverflowError, match="too large for a float"):
+        mg.tensor(10 ** 400, dtype=mg.float64)
+
+
+def test_writing_into_an_expanded_tensor_names_the_broadcast_view():
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor refers to a"):
+        torch.zeros(1, 4).expand(3, 4).copy_(torch.ones(3, 4))
+    for write in (lambda t: t.copy_(mg.ones(3, 4)), lambda t: t.copy_(np.ones((3, 4))),
+                  lambda t: t.fill_(1.0), lambda t: t.zero_(), lambda t: t.__setitem__(0, 1.0)):
+        with pytest.raises(RuntimeError, match="broadcast view.*more than one element refers to a single "
+                                               "memory location"):
+            write(mg.zeros(1, 4).expand(3, 4))
+
+
+def test_copy_from_a_tensor_and_data_from_a_tensor():
+    # both looked up a private attribute on the source and raised AttributeError
+    t, tt = mg.zeros(2, 3), torch.zeros(2, 3)
+    src = np.arange(3.0, dtype=np.float32)
+    t.copy_(mg.tensor(src))
+    tt.copy_(torch.from_numpy(src))
+    np.testing.assert_array_equal(t.numpy(), tt.numpy())
+    u = mg.zeros(3)
+    s = mg.tensor(src)
+    u.data = s
+    assert np.shares_memory(u.numpy(), s.numpy())

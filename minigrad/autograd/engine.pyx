@@ -323,6 +323,10 @@ cdef class Node:
     def __repr__(self):
         return "<%s>" % self.name()
 
+    def __reduce__(self):
+        # torch's error; a node holds raw pointers and arrays it shares with other nodes, never copied
+        raise TypeError("cannot pickle %r object" % type(self).__name__)
+
     cpdef object backward(self, object grad):
         raise NotImplementedError("%s has no backward" % type(self).__name__)
 

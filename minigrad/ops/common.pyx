@@ -1,9 +1,12 @@
 """Helpers every op module shares: operand conversion, dtype promotion, and summing broadcast gradients."""
+cimport numpy as cnp
 import numpy as np
 
 from minigrad.ops.fast cimport scalar_array
 from minigrad.tensor cimport Tensor, grad_edge, wrap, zero_dim_side
 from minigrad.tensor import as_float_array
+
+cnp.import_array()
 
 
 cdef object unbroadcast(object grad, tuple shape):
@@ -57,7 +60,8 @@ cdef tuple operands(object a, object b, bint promote=True):
     else:
         raise TypeError("expected at least one minigrad Tensor, got %s and %s"
                         % (type(a).__name__, type(b).__name__))
-    if promote and ta._data.dtype is not tb._data.dtype:
+    # (a tensor's array is always a native float32/float64 ndarray: the type numbers compare its dtype)
+    if promote and cnp.PyArray_TYPE(<cnp.ndarray>ta._data) != cnp.PyArray_TYPE(<cnp.ndarray>tb._data):
         side = zero_dim_side(ta._data, tb._data)
         if side == 0:
             ta = _cast_operand(ta, tb._data.dtype)
