@@ -1,11 +1,17 @@
 # The autograd engine's compiled interface, shared by the tensor core and the ops.
 from cpython.object cimport PyObject
 
-cdef class ProductSum:
-    # A gradient kept as sum_i lefts[i].T @ rights[i] until it is needed (see engine.pyx).
-    cdef public list lefts, rights
+cdef class LazyGrad:
+    # A gradient held unevaluated until it is needed (ops/linalg.pyx's ProductSum, a sum of matrix products):
+    # the engine only merges two of them, asks a node to pass one on (Node.lazy_backward) or evaluates it.
     cdef public tuple shape
     cdef public object dtype
+    cpdef bint merge(self, LazyGrad other) except -1
+    cpdef LazyGrad transposed(self)
+    cpdef object materialize(self)
+
+
+cdef class GraphTask
 
 
 cdef class Node:
@@ -31,8 +37,9 @@ cdef class Node:
     cdef PyObject* _live_next          # cycle collector"); raw pointers, so the list owns nothing
     cdef bint _holds_user_object       # a pre-hook or a tag that is not plain data: see expose_graph
     cpdef object backward(self, object grad)
-    cpdef object grad_place(self, int nr)
-    cpdef object product_sum_backward(self, ProductSum g)
+    cpdef object apply(self, GraphTask task, object grad)
+    cpdef object grad_place(self, GraphTask task, int nr)
+    cpdef object lazy_backward(self, LazyGrad g)
     cdef void release(self)
 
 
@@ -50,5 +57,26 @@ cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
 cdef void record(Node node)
-cdef unsigned long long backward_run() noexcept
-cdef object take_grad(Node node, int i)
+
+
+cdef class InputBuffer:
+    # The gradients of one node's outputs, summed over their uses as they arrive (torch's InputBuffer).
+    cdef list grads                    # per output: an array, a LazyGrad or None
+    cdef list owned                    # per output: the engine allocated the array and may add into it
+    cdef void add(self, int nr, object g) except *
+
+
+cdef class GraphTask:
+    # The state of one backward pass (torch's GraphTask), handed to the nodes that keep some of their own.
+    cdef dict deps                     # node -> how many of its consumers have still to run
+    cdef dict buffers                  # node -> InputBuffer
+    cdef list ready                    # nodes whose consumers have all run
+    cdef bint retain_graph
+    cdef bint owns_grad                # the gradient passed to the running node is the engine's own array
+    cdef dict node_state               # per-pass state of a node (unbind's gradient arena)
+    cdef set runs                      # autograd.grad: the nodes whose backward runs (None: all)
+    cdef dict wanted                   # autograd.grad: node -> {output_nr: [indices into captured]}
+    cdef list captured
+    cdef InputBuffer buffer(self, Node node)
+    cdef void route(self, Node node, object input_grads) except *
+    cdef object take_grad(self, Node node, int i)

@@ -125,42 +125,25 @@ FREED_MESSAGE = (
     "access saved tensors after calling backward.")
 
 cdef object _Tensor = None
-cdef object _K = None
 
 
-cdef class ProductSum:
-    """A gradient held as a sum of matrix products, ``sum_i lefts[i].T @ rights[i]``, until it is needed.
+cdef class LazyGrad:
+    """A gradient held unevaluated until it is needed.  ``ops/linalg.pyx``'s ProductSum is one: a weight
+    used at every time step receives one product ``x_t.T @ g_t`` per step, merged here and evaluated as ONE
+    product when the weight's node runs.  The engine knows only this interface."""
 
-    matmul's backward hands the gradient of a weight W in ``x @ W`` over as the product ``x.T @ g``.  A weight
-    used at every time step receives one such product per step; the engine merges them here and computes
-    the sum as ONE product of the stacked factors (inner dimension steps x batch, read in place by
-    ``matmul_stacked_t``) when the weight's node runs:
-    far faster than many thin products added one by one, and the graph stays the unrolled one.
-    """
+    cpdef bint merge(self, LazyGrad other) except -1:
+        """Add ``other`` into this one and say True, or say False when the two kinds cannot be merged (the
+        engine then evaluates both and adds the arrays)."""
+        return False
 
-    def __init__(self, left, right):
-        self.lefts = [left]
-        self.rights = [right]
-        self.shape = (left.shape[1], right.shape[1])
-        self.dtype = right.dtype
+    cpdef LazyGrad transposed(self):
+        """This gradient transposed, still unevaluated, or None when that is not possible."""
+        return None
 
-    def transposed(self):
-        """The same sum transposed, still unevaluated: (sum_i L_i.T @ R_i).T = sum_i R_i.T @ L_i."""
-        cdef ProductSum t = ProductSum.__new__(ProductSum)
-        t.lefts, t.rights = list(self.rights), list(self.lefts)
-        t.shape = (self.shape[1], self.shape[0])
-        t.dtype = self.dtype
-        return t
-
-    def materialize(self):
-        global _K
-        if _K is None:
-            from minigrad import _backend
-            _K = _backend
-        if len(self.lefts) == 1:
-            return _K.matmul(self.lefts[0].T, self.rights[0])
-        # the kernel packs the factors from where they lie: no stacked copies of them
-        return _K.matmul_stacked_t(self.lefts, self.rights)
+    cpdef object materialize(self):
+        """The gradient as an array."""
+        raise TypeError("%s must define materialize()" % type(self).__name__)
 
 
 def new_accumulator(leaf):
@@ -330,15 +313,20 @@ cdef class Node:
     cpdef object backward(self, object grad):
         raise NotImplementedError("%s has no backward" % type(self).__name__)
 
-    cpdef object product_sum_backward(self, ProductSum g):
-        """backward(g) for a gradient still held as a ProductSum, without evaluating it, or None when this
-        node needs the array (the default).  A transpose passes the transposed sum on, so a weight used as
-        ``W.T`` receives its gradient as one product that lands in ``W.grad`` as it is (no transposed
-        copy)."""
+    cpdef object apply(self, GraphTask task, object grad):
+        """backward(grad), run by the compiled engine in the pass ``task``.  A node with a fast path that
+        needs the pass's state (gradient places, a gradient to fuse with) overrides this; its ``backward``
+        stays the plain formula, which the reference engine runs."""
+        return self.backward(grad)
+
+    cpdef object lazy_backward(self, LazyGrad g):
+        """backward(g) for a gradient still held lazily, without evaluating it, or None when this node needs
+        the array (the default).  A transpose passes the transposed sum on, so a weight used as ``W.T``
+        receives its gradient as one product that lands in ``W.grad`` as it is (no transposed copy)."""
         return None
 
-    cpdef object grad_place(self, int nr):
-        """Where the gradient of output ``nr`` should be written in the running backward pass, or None.
+    cpdef object grad_place(self, GraphTask task, int nr):
+        """Where the gradient of output ``nr`` should be written in the pass ``task``, or None.
 
         A node whose backward collects its outputs' gradients into one array (unbind) hands out the slice
         of that array each gradient will be copied to; a node that passes a gradient on unchanged (addmm's
@@ -419,6 +407,9 @@ cdef class AccumulateGrad(Node):
     cpdef object backward(self, object grad):
         return self._accept(grad, False)
 
+    cpdef object apply(self, GraphTask task, object grad):
+        return self._accept(grad, task.owns_grad)
+
     cdef object _accept(self, object grad, bint fresh):
         """backward(grad); ``fresh``: the engine made ``grad`` itself (a sum it allocated, a ProductSum it
         computed) and holds the only reference, so a first gradient can be adopted instead of copied."""
@@ -496,10 +487,10 @@ cdef object _check_grad(Node node, int nr, object g):
     """Every gradient must have the shape of the tensor it belongs to; cast it to that tensor's dtype."""
     shape = node.shape[nr] if node.multi_output else node.shape
     dtype = node.dtype[nr] if node.multi_output else node.dtype
-    if type(g) is ProductSum:
-        if (<ProductSum>g).shape == shape and (<ProductSum>g).dtype == dtype:
+    if isinstance(g, LazyGrad):
+        if (<LazyGrad>g).shape == shape and (<LazyGrad>g).dtype == dtype:
             return g
-        g = (<ProductSum>g).materialize()
+        g = (<LazyGrad>g).materialize()
     if type(g) is not np.ndarray:
         g = np.asarray(g)
     if g.shape != shape:
@@ -524,7 +515,6 @@ def run_backward(list roots not None, list grads not None, bint retain_graph, li
     reaches each of those edges instead (None where none does): no AccumulateGrad runs, so no ``.grad``
     changes, and nodes that lead to no captured edge do not run (torch runs only what ``inputs`` need).
     """
-    global _backward_run
     if len(grads) != len(roots):
         raise ValueError("run_backward: got %d roots but %d gradients" % (len(roots), len(grads)))
     for i, root in enumerate(roots):
@@ -536,67 +526,183 @@ def run_backward(list roots not None, list grads not None, bint retain_graph, li
     # inf and nan in gradients are values, not warnings (as in torch); detect_anomaly is the tool to find them
     with np.errstate(all="ignore"):
         if ENGINE == "reference":
-            _backward_run += 1  # gradient places are handed out per pass, whichever engine runs it
             from minigrad.autograd import reference
             return reference.run_backward(roots, grads, retain_graph, capture)
         return _run_backward(roots, grads, retain_graph, capture)
 
 
-# The node whose backward the engine is running, and its pass's gradient buffers (see take_grad).  Both are
-# set just before the call, with no release of the GIL until the node has asked, so they always belong to
-# the asking thread's pass (another thread's backward, or one run from a hook, sets its own).
-cdef dict _buffers = None
-cdef Node _running = None
-
-
-cdef object take_grad(Node node, int i):
-    """For ``node``'s backward, while the engine runs it: the gradient accumulated so far for its input
-    ``i`` (an array), taken out of the engine, or None.  The caller then returns that gradient plus its own
-    contribution as its gradient for input ``i`` -- one fused step instead of a product and a sum: an RNN
-    step's ``h @ W_hh`` adds ``dz @ W_hh`` to the state's gradient from the output inside the kernel."""
-    if _running is not node:
-        return None
-    edge = node.next_functions[i]
-    if edge is None:
-        return None
-    slots = _buffers.get(edge[0])
-    if slots is None:
-        return None
-    nr = edge[1]
-    slot = slots[nr]
-    if slot is None or type(slot[0]) is not np.ndarray:
-        return None
-    slots[nr] = None
-    return slot[0]
-
-
-cdef unsigned long long _backward_run = 0
-
-
-cdef unsigned long long backward_run() noexcept:
-    """The number of the backward pass running (or last run): gradient places are per pass."""
-    return _backward_run
-
-
+# ---- the backward pass ---------------------------------------------------------------------------------
 cdef list _run_backward(list roots, list grads, bint retain_graph, list capture):
-    global _backward_run, _running, _buffers
-    _backward_run += 1
-    cdef Node node, nxt
-    cdef dict deps = {}
-    cdef dict buffers = {}        # node -> [grad per output], each [array, owned]
-    cdef list stack = []
-    cdef list ready = []
-    cdef set seeded = set()
-    cdef int nr, i
-    cdef set runs = None          # with capture: the nodes whose backward runs
-    cdef dict wanted = None       # with capture: node -> {output_nr: [indices in capture]}
-    cdef list captured = None
+    """The main loop: count, seed, then run each node once all its consumers have handed over its
+    gradients: hooks, backward, route the results to the nodes that produced its inputs, release."""
+    cdef GraphTask task = GraphTask(roots, retain_graph, capture)
+    cdef Node node
+    cdef InputBuffer buffer
+    for (node, nr), g in zip(roots, grads):
+        if node in task.deps:
+            task.buffer(node).add(nr, _check_grad(node, nr, g))
+    for node in dict.fromkeys([root[0] for root in roots]):
+        if task.deps.get(node) == 0:
+            task.ready.append(node)
+    while task.ready:
+        node = task.ready.pop()
+        buffer = task.buffers.pop(node, None)
+        if node._freed and (task.runs is None or node in task.runs):
+            raise RuntimeError(FREED_MESSAGE)
+        if task.wanted is not None and node in task.wanted:
+            _capture(node, buffer, task.wanted[node], task.captured, node in task.runs)
+            if node not in task.runs:
+                continue  # wanted for its gradient only: leads to no other captured edge
+        input_grads = _run_node(task, node, buffer)
+        if not retain_graph:
+            node.release()
+        task.route(node, input_grads)
+    return task.captured
 
-    # 1. Count the edges into every reachable node (iterative DFS).
-    for node, nr in roots:
-        if node not in deps:
-            deps[node] = 0
-            stack.append(node)
+
+cdef object _run_node(GraphTask task, Node node, InputBuffer buffer):
+    """``node``'s gradients for its inputs, given its outputs' (after their hooks), or None if it got none."""
+    if buffer is None:
+        return None
+    if node.multi_output:
+        outs = [None if g is None else _finish_output(node, i, _materialized(g))
+                for i, g in enumerate(buffer.grads)]
+        if all(g is None for g in outs):
+            return None
+        grad, task.owns_grad = tuple(outs), False
+    else:
+        g = buffer.grads[0]
+        if g is None:
+            return None
+        if (isinstance(g, LazyGrad) and not node._pre_hooks and node._retained is None
+                and not minigrad_anomaly_mode):
+            passed_on = node.lazy_backward(<LazyGrad>g)  # e.g. a transpose passes the sum on, unevaluated
+            if passed_on is not None:
+                return passed_on
+        array = _materialized(g)
+        grad = _finish_output(node, 0, array)
+        # made by the engine (a sum it allocated, a product it evaluated) and not kept by a hook
+        task.owns_grad = (buffer.owned[0] or isinstance(g, LazyGrad)) and grad is array
+    if node.saved is not None:
+        check_saved(node, node.saved, node._epoch)
+    input_grads = node.apply(task, grad)
+    if minigrad_anomaly_mode:
+        _check_backward(node, input_grads)
+    return input_grads
+
+
+cdef inline object _materialized(object g):
+    return (<LazyGrad>g).materialize() if isinstance(g, LazyGrad) else g
+
+
+cdef object _finish_output(Node node, int nr, object g):
+    """Run tensor hooks and retain_grad for one output's total gradient."""
+    if node._pre_hooks:
+        hooks = node._pre_hooks.get(nr)
+        if hooks:
+            g = _run_hooks(hooks, nr, g)
+    if node._retained is not None and nr in node._retained:
+        t = node._retained[nr]()
+        if t is not None:
+            if t.grad is None:
+                t.grad = _wrap(np.array(g, copy=True))
+            else:
+                t.grad = _wrap(t.grad.data + g)
+    return g
+
+
+cdef class InputBuffer:
+    """The gradients of one node's outputs, each summed over the uses of that output as they arrive."""
+
+    def __cinit__(self, int n_outputs):
+        self.grads = [None] * n_outputs
+        self.owned = [False] * n_outputs
+
+    cdef void add(self, int nr, object g) except *:
+        old = self.grads[nr]
+        if old is None:
+            self.grads[nr] = g
+            return
+        if isinstance(old, LazyGrad):
+            if isinstance(g, LazyGrad) and (<LazyGrad>old).merge(<LazyGrad>g):
+                return
+            old = self.grads[nr] = (<LazyGrad>old).materialize()
+            self.owned[nr] = True
+        g = _materialized(g)
+        if self.owned[nr]:
+            np.add(old, g, out=old)
+        else:
+            # Never write into an array the engine did not allocate: it may be a saved tensor or a user's.
+            # (np.asarray: numpy turns a 0-d sum into a scalar, which cannot be added into later.)
+            self.grads[nr] = np.asarray(old + g)
+            self.owned[nr] = True
+
+
+cdef class GraphTask:
+    """One backward pass: how many consumers each node still waits for, the gradients collected so far, the
+    ready nodes, and what nodes keep for the pass (unbind's gradient arena).  It is handed to every node
+    the compiled engine runs (``Node.apply``); nothing about a pass lives outside it."""
+
+    def __init__(self, list roots, bint retain_graph, list capture):
+        self.deps = _count_consumers(roots)
+        self.buffers = {}
+        self.ready = []
+        self.retain_graph = retain_graph
+        self.node_state = {}
+        if capture is not None:
+            self.deps, self.runs, self.wanted = _prune(roots, self.deps, capture)
+            self.captured = [None] * len(capture)
+
+    cdef InputBuffer buffer(self, Node node):
+        cdef InputBuffer b = self.buffers.get(node)
+        if b is None:
+            b = self.buffers[node] = InputBuffer(node.n_outputs)
+        return b
+
+    cdef void route(self, Node node, object input_grads) except *:
+        """Hand each input's gradient to the node that produced that input; a producer whose consumers have
+        all run becomes ready."""
+        cdef Node nxt
+        cdef int i = 0
+        for edge in node.next_functions:
+            if edge is not None and (self.runs is None or edge[0] in self.deps):
+                nxt = edge[0]
+                if input_grads is not None:
+                    g = input_grads[i]
+                    if g is not None:
+                        self.buffer(nxt).add(edge[1], _check_grad(nxt, edge[1], g))
+                self.deps[nxt] -= 1
+                if self.deps[nxt] == 0:
+                    self.ready.append(nxt)
+            i += 1
+
+    cdef object take_grad(self, Node node, int i):
+        """For ``node``, while it runs: the gradient collected so far for its input ``i`` (an array), taken
+        out of the pass, or None.  The node then returns that gradient plus its own contribution -- one
+        fused step instead of a product and the engine's sum: an RNN step's ``h @ W_hh`` adds
+        ``dz @ W_hh`` to the state's gradient from the output inside the kernel (ops/linalg.pyx)."""
+        edge = node.next_functions[i]
+        if edge is None:
+            return None
+        cdef InputBuffer b = self.buffers.get(edge[0])
+        if b is None:
+            return None
+        g = b.grads[edge[1]]
+        if type(g) is not np.ndarray:
+            return None
+        b.grads[edge[1]] = None
+        return g
+
+
+cdef dict _count_consumers(list roots):
+    """How many edges lead into every node reachable from ``roots`` (iterative DFS: no recursion limit)."""
+    cdef dict deps = {}
+    cdef list stack = []
+    cdef Node node
+    for edge in roots:
+        if edge[0] not in deps:
+            deps[edge[0]] = 0
+            stack.append(edge[0])
     while stack:
         node = stack.pop()
         for edge in node.next_functions:
@@ -608,82 +714,7 @@ cdef list _run_backward(list roots, list grads, bint retain_graph, list capture)
             else:
                 deps[nxt] = 1
                 stack.append(nxt)
-    if capture is not None:
-        deps, runs, wanted = _prune(roots, deps, capture)
-        captured = [None] * len(capture)
-
-    # 2. Seed the roots.
-    for (node, nr), g in zip(roots, grads):
-        if node in deps:
-            _accumulate(buffers, node, nr, _check_grad(node, nr, g))
-    for node, nr in roots:
-        if deps.get(node) == 0 and node not in seeded:
-            seeded.add(node)
-            ready.append(node)
-
-    # 3. Process nodes whose consumers have all reported.
-    while ready:
-        node = ready.pop()
-        slots = buffers.pop(node, None)
-        if node._freed and (runs is None or node in runs):
-            raise RuntimeError(FREED_MESSAGE)
-        if wanted is not None and node in wanted:
-            _capture(node, slots, wanted[node], captured, node in runs)
-            if node not in runs:
-                continue  # wanted for its gradient only: leads to no other captured edge
-        fresh = False
-        lazy = None
-        if not node.multi_output:
-            g = None if slots is None or slots[0] is None else slots[0][0]
-            if (type(g) is ProductSum and not node._pre_hooks and node._retained is None
-                    and not minigrad_anomaly_mode):
-                lazy = node.product_sum_backward(<ProductSum>g)
-            if lazy is not None:
-                g = None
-            elif g is not None:
-                fresh = slots[0][1] or type(g) is ProductSum  # made here, referenced nowhere else
-                c = _concrete(g)
-                g = _finish_output(node, 0, c)
-                fresh = fresh and g is c
-            grad_in = g
-        else:
-            outs = []
-            for i in range(node.n_outputs):
-                s = None if slots is None else slots[i]
-                outs.append(None if s is None else _finish_output(node, i, _concrete(s[0])))
-            grad_in = None if all(o is None for o in outs) else tuple(outs)
-        if lazy is not None:
-            input_grads = lazy
-        elif grad_in is None:
-            input_grads = None
-        else:
-            if type(node) is AccumulateGrad:
-                input_grads = (<AccumulateGrad>node)._accept(grad_in, fresh)
-            else:
-                if node.saved is not None:
-                    check_saved(node, node.saved, node._epoch)
-                _running, _buffers = node, buffers
-                try:
-                    input_grads = node.backward(grad_in)
-                finally:
-                    _running = _buffers = None
-            if minigrad_anomaly_mode:
-                _check_backward(node, input_grads)
-        if not retain_graph:
-            node.release()
-        i = 0
-        for edge in node.next_functions:
-            if edge is not None and (runs is None or edge[0] in deps):
-                nxt = edge[0]
-                if input_grads is not None:
-                    g = input_grads[i]
-                    if g is not None:
-                        _accumulate(buffers, nxt, edge[1], _check_grad(nxt, edge[1], g))
-                deps[nxt] -= 1
-                if deps[nxt] == 0:
-                    ready.append(nxt)
-            i += 1
-    return captured
+    return deps
 
 
 cdef tuple _prune(list roots, dict deps, list capture):
@@ -724,19 +755,19 @@ cdef tuple _prune(list roots, dict deps, list capture):
     return counts, runs, wanted
 
 
-cdef void _capture(Node node, list slots, dict where, list captured, bint runs) except *:
+cdef void _capture(Node node, InputBuffer buffer, dict where, list captured, bint runs) except *:
     """Store the total gradient of each captured output of ``node`` where torch takes it: for a node that
     runs, before its tensor hooks (they run with the node); for a node wanted only for its gradient, after
     them (its hooks and retain_grad still run), and for a leaf after the leaf's own hooks, as they would
     run before accumulation (its AccumulateGrad does not run)."""
     cdef int nr
     for nr in range(node.n_outputs):
-        s = None if slots is None else slots[nr]
-        if s is None or (runs and nr not in where):
+        g = None if buffer is None else buffer.grads[nr]
+        if g is None or (runs and nr not in where):
             continue
-        if type(s[0]) is ProductSum:
-            s[0], s[1] = (<ProductSum>s[0]).materialize(), False  # not owned: captured
-        g = s[0]
+        if isinstance(g, LazyGrad):
+            g = buffer.grads[nr] = (<LazyGrad>g).materialize()
+            buffer.owned[nr] = False  # captured: the node's backward must not add into it
         if not runs:
             g = _finish_output(node, nr, g)
             leaf = (<AccumulateGrad>node)._leaf_ref() if type(node) is AccumulateGrad else None
@@ -744,50 +775,3 @@ cdef void _capture(Node node, list slots, dict where, list captured, bint runs) 
                 g = _run_hooks([(0, key, fn) for key, fn in leaf._hooks], 0, g)
         for k in where.get(nr, ()):
             captured[k] = g
-
-
-cdef inline object _concrete(object g):
-    return (<ProductSum>g).materialize() if type(g) is ProductSum else g
-
-
-cdef object _finish_output(Node node, int nr, object g):
-    """Run tensor hooks and retain_grad for one output's total gradient."""
-    if node._pre_hooks:
-        hooks = node._pre_hooks.get(nr)
-        if hooks:
-            g = _run_hooks(hooks, nr, g)
-    if node._retained is not None and nr in node._retained:
-        t = node._retained[nr]()
-        if t is not None:
-            if t.grad is None:
-                t.grad = _wrap(np.array(g, copy=True))
-            else:
-                t.grad = _wrap(t.grad.data + g)
-    return g
-
-
-cdef void _accumulate(dict buffers, Node node, int nr, object g):
-    slots = buffers.get(node)
-    if slots is None:
-        slots = [None] * node.n_outputs
-        buffers[node] = slots
-    slot = slots[nr]
-    if slot is None:
-        slots[nr] = [g, False]
-        return
-    old = slot[0]
-    if type(old) is ProductSum:
-        if type(g) is ProductSum:
-            # the engine created both and owns them: merge the factor lists
-            (<ProductSum>old).lefts.extend((<ProductSum>g).lefts)
-            (<ProductSum>old).rights.extend((<ProductSum>g).rights)
-            return
-        slots[nr] = slot = [(<ProductSum>old).materialize(), True]
-    if type(g) is ProductSum:
-        g = (<ProductSum>g).materialize()
-    if slot[1]:
-        np.add(slot[0], g, out=slot[0])
-    else:
-        # Never write into an array we did not allocate: it may be a saved tensor or a user's array.
-        # (np.asarray: numpy turns a 0-d sum into a scalar, which cannot be added into later.)
-        slots[nr] = [np.asarray(slot[0] + g), True]

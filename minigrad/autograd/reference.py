@@ -8,7 +8,7 @@ output's gradient (a tuple for a multi-output node) and returns one per input: a
 """
 import numpy as np
 
-from minigrad.autograd.engine import FREED_MESSAGE, AccumulateGrad, ProductSum
+from minigrad.autograd.engine import FREED_MESSAGE, AccumulateGrad, LazyGrad
 from minigrad.autograd.grad_mode import is_anomaly_enabled
 from minigrad.tensor import Tensor
 
@@ -95,7 +95,7 @@ def _prune(roots, deps, capture):
 
 def _add(pending, node, nr, g):
     """Add ``g`` to the gradient of ``node``'s output ``nr``, checking its shape and casting its dtype."""
-    g = g.materialize() if type(g) is ProductSum else np.asarray(g)
+    g = g.materialize() if isinstance(g, LazyGrad) else np.asarray(g)
     shape, dtype = (node.shape[nr], node.dtype[nr]) if node.multi_output else (node.shape, node.dtype)
     if g.shape != shape:
         raise RuntimeError("%s: gradient of shape %s does not match the output's shape %s"
@@ -142,7 +142,7 @@ def _run_hooks(hooks, g):
 def _check_finite(node, grads):
     """Anomaly mode: refuse nan and inf in what a backward returns."""
     for i, g in enumerate(grads or ()):
-        g = g.materialize() if type(g) is ProductSum else g
+        g = g.materialize() if isinstance(g, LazyGrad) else g
         if g is not None and not np.isfinite(g).all():
             bad = " and ".join(k for k, f in (("nan", np.isnan), ("inf", np.isinf)) if f(g).any())
             raise FloatingPointError("Function '%s' returned %s values in its %dth output"

@@ -5,7 +5,7 @@ Binary ops broadcast like numpy; their backward sums each gradient back to its i
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node
+from minigrad.autograd.engine cimport GraphTask, Node
 from minigrad.ops.common cimport as_tensor, operands, unbroadcast
 from minigrad.ops.fast cimport OP_ADD, OP_DIV, OP_MUL, OP_SUB, binary
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
@@ -269,12 +269,16 @@ def abs(x):
 
 
 cdef class TanhBackward(Node):
-    # saved = (y,) with y = tanh(x); d tanh/dx = 1 - y², computed by the C kernel, written where the
-    # gradient is going if the next node has a place for it (Node.grad_place: an RNN step's xw[t])
+    # saved = (y,) with y = tanh(x); d tanh/dx = 1 - y², computed by the C kernel
     cpdef object backward(self, object g):
+        return (K.tanh_backward(g, self.saved[0]),)
+
+    cpdef object apply(self, GraphTask task, object g):
+        # written where the gradient is going if the next node has a place for it in this pass
+        # (Node.grad_place: an RNN step's xw[t], a slice of the input projection's gradient)
         y = self.saved[0]
         edge = self.next_functions[0]
-        place = None if edge is None else (<Node>edge[0]).grad_place(edge[1])
+        place = None if edge is None else (<Node>edge[0]).grad_place(task, edge[1])
         if place is not None and (place.shape != y.shape or place.dtype != y.dtype):
             place = None
         return (K.tanh_backward(g, y, place),)

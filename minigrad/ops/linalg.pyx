@@ -2,7 +2,7 @@
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node, ProductSum, take_grad
+from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node
 from minigrad.ops.elementwise import TanhBackward
 from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
@@ -29,6 +29,44 @@ cdef object _mm(object a, object b):
     a3 = np.broadcast_to(a, batch + (m, k)).reshape(count, m, k)
     b3 = np.broadcast_to(b, batch + (k, n)).reshape(count, k, n)
     return K.matmul(a3, b3).reshape(batch + (m, n))
+
+
+cdef class ProductSum(LazyGrad):
+    """A weight's gradient held as a sum of matrix products, ``sum_i lefts[i].T @ rights[i]``, until needed.
+
+    matmul's backward hands the gradient of W in ``x @ W`` over as the product ``x.T @ g``.  A weight used
+    at every time step receives one such product per step; the engine merges them (``merge``) and the sum
+    is computed as ONE product of the stacked factors (inner dimension steps x batch, read where they lie by
+    ``matmul_stacked_t``) when the weight's node runs: far faster than many thin products added one by
+    one, and the graph stays the unrolled one."""
+    cdef list lefts, rights
+
+    def __init__(self, left, right):
+        self.lefts = [left]
+        self.rights = [right]
+        self.shape = (left.shape[1], right.shape[1])
+        self.dtype = right.dtype
+
+    cpdef bint merge(self, LazyGrad other) except -1:
+        if type(other) is not ProductSum:
+            return False
+        self.lefts.extend((<ProductSum>other).lefts)
+        self.rights.extend((<ProductSum>other).rights)
+        return True
+
+    cpdef LazyGrad transposed(self):
+        """(sum_i L_i.T @ R_i).T = sum_i R_i.T @ L_i, still unevaluated."""
+        cdef ProductSum t = ProductSum.__new__(ProductSum)
+        t.lefts, t.rights = list(self.rights), list(self.lefts)
+        t.shape = (self.shape[1], self.shape[0])
+        t.dtype = self.dtype
+        return t
+
+    cpdef object materialize(self):
+        if len(self.lefts) == 1:
+            return K.matmul(self.lefts[0].T, self.rights[0])
+        # the kernel packs the factors from where they lie: no stacked copies of them
+        return K.matmul_stacked_t(self.lefts, self.rights)
 
 
 cdef class MatmulBackward(Node):
@@ -191,25 +229,30 @@ cdef class AddmmBackward(Node):
     cdef _Packing packing
     cdef tuple c_shape
 
-    cpdef object grad_place(self, int nr):
+    cpdef object grad_place(self, GraphTask task, int nr):
         # c's gradient is the output's, unchanged, when c has the product's shape: its place is c's
         edge = self.next_functions[0]
         if edge is None or self.c_shape is not None:
             return None
-        return (<Node>edge[0]).grad_place(edge[1])
+        return (<Node>edge[0]).grad_place(task, edge[1])
 
     cpdef object backward(self, object g):
+        return self._gradients(g, None)
+
+    cpdef object apply(self, GraphTask task, object g):
+        # The gradient mat1 already has, if any, is added by the kernel: an RNN step's state gets its
+        # gradient from the output and from the next step; a layer's input, from the input projections of
+        # both directions.  (The engine has checked it: mat1's shape and dtype.)
+        return self._gradients(g, task.take_grad(self, 1) if self.next_functions[1] is not None else None)
+
+    cdef tuple _gradients(self, object g, object prev):
+        """The gradients of c, a and b; ``prev`` (or None) is added to a's."""
         wants = self.next_functions
         gc = ga = gb = None
         if wants[0] is not None:
             gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
         if wants[1] is not None:
             bt = self.packing.transposed() if self.packing is not None else self.saved[1].T
-            # The gradient mat1 already has, if any, is added by the kernel (engine.take_grad): an RNN
-            # step's state gets its gradient from the output and from the next step; a layer's input, from
-            # the input projections of both directions.
-            # (the engine has checked prev: mat1's shape and dtype)
-            prev = take_grad(self, 1)
             ga = K.matmul(g, bt) if prev is None else K.addmm(prev, g, bt)
         if wants[2] is not None:
             gb = ProductSum(self.saved[0], g)

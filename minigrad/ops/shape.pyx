@@ -9,7 +9,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from minigrad.autograd.engine cimport Node, ProductSum, backward_run
+from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, view_of, wrap
 from minigrad.tensor import _attach_outputs
@@ -103,8 +103,11 @@ cdef class PermuteBackward(Node):
     cpdef object backward(self, object g):
         return (np.transpose(g, self.inverse),)
 
-    cpdef object product_sum_backward(self, ProductSum g):
-        return (g.transposed(),) if self.inverse == (1, 0) else None
+    cpdef object lazy_backward(self, LazyGrad g):
+        if self.inverse != (1, 0):
+            return None
+        t = g.transposed()
+        return None if t is None else (t,)
 
 
 def permute(x, *dims):
@@ -609,35 +612,34 @@ def chunk(x, chunks, dim=0):
 cdef class UnbindBackward(Node):
     cdef tuple in_shape
     cdef int axis
-    # The gradient being collected in this backward pass (see grad_place): the array, its slices' view
-    # (axis moved first), which slices were handed out, and the pass.
-    cdef object arena, arena_moved
-    cdef bytearray handed
-    cdef unsigned long long arena_run
 
-    cpdef object grad_place(self, int nr):
-        cdef unsigned long long run = backward_run()
-        if self.arena is None or self.arena_run != run:
-            self.arena = np.empty(self.in_shape, dtype=self.dtype[0])
-            self.arena_moved = _axis_first(self.arena, self.axis)
-            self.handed = bytearray(self.n_outputs)
-            self.arena_run = run
-        if self.handed[nr]:
+    cpdef object grad_place(self, GraphTask task, int nr):
+        # The pass collects the slices' gradients in one array (the arena): slice nr's place is handed out
+        # once, to the node that will compute that gradient (an RNN step's tanh).
+        state = task.node_state.get(self)
+        if state is None:
+            arena = np.empty(self.in_shape, dtype=self.dtype[0])
+            state = task.node_state[self] = (arena, _axis_first(arena, self.axis), bytearray(self.n_outputs))
+        handed = <bytearray>state[2]
+        if handed[nr]:
             return None  # two gradients cannot both be written to one place
-        self.handed[nr] = 1
-        return self.arena_moved[nr, ...]  # (an array even for a 0-d output, not a numpy scalar)
+        handed[nr] = 1
+        return state[1][nr, ...]  # (an array even for a 0-d output, not a numpy scalar)
 
-    cpdef object backward(self, object grads):
-        arena, moved = self.arena, self.arena_moved
-        self.arena = self.arena_moved = self.handed = None
-        if arena is not None and self.arena_run == backward_run():
+    cpdef object apply(self, GraphTask task, object grads):
+        state = task.node_state.pop(self, None)
+        if state is not None:
             # Every slice's gradient written in place already (an RNN's steps, by tanh's backward): done.
             # Otherwise a fresh array: a place handed out may still hold a gradient others refer to.
+            arena, moved = state[0], state[1]
             for i, g in enumerate(grads):
                 if g is None or not _lies_at(g, moved[i, ...]):
                     break
             else:
                 return (arena,)
+        return self.backward(grads)
+
+    cpdef object backward(self, object grads):
         gx = moved = None
         # Every slice has a gradient in the common case (an RNN's steps): no need to zero the result first.
         complete = True
