@@ -411,8 +411,14 @@ def test_buffers_match_torch():
         ours.load_state_dict(sd)
     result = ours.load_state_dict(sd, strict=False)
     assert result.missing_keys == ["inner.count"] and result.unexpected_keys == ["bogus"]
-    del ours.scratch
+    del ours.scratch, theirs.scratch
     assert "scratch" not in dict(ours.named_buffers())
+    # a Parameter assigned to a buffer's name replaces it; reassigning a parameter keeps its place
+    for lib, m in ((nn, ours), (torch.nn, theirs)):
+        m.running_mean = lib.Parameter(m.running_mean.detach())
+        m.weight = lib.Parameter(m.weight.detach())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()] == ["inner.count"]
 
 
 def test_register_buffer_errors_like_torch():
@@ -613,6 +619,15 @@ def test_summary_of_a_nested_model():
     assert s.non_trainable_params == 80 and s.trainable_params == rnn + 167
     assert "unused (Linear)" in s and "--" in s and "emb (Embedding)" in s
     assert model.emb.weight.grad is None and not model._forward_hooks and not model.rnn._forward_hooks
+
+
+def test_summary_leaves_the_random_stream_alone():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    mg.manual_seed(11)
+    expected = mg.rand(5).data
+    mg.manual_seed(11)
+    nn.summary(model, (3, 4), verbose=False)
+    np.testing.assert_array_equal(mg.rand(5).data, expected)
 
 
 def test_summary_errors():

@@ -107,13 +107,11 @@ class Module:
             raise AttributeError("cannot assign attributes before Module.__init__() call")
         modules = self.__dict__["_modules"]
         buffers = self.__dict__["_buffers"]
-        if isinstance(value, Parameter) and name not in buffers:
-            self.__dict__.pop(name, None)
-            modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._forget(name, params)
             params[name] = value
         elif isinstance(value, Module):
-            self.__dict__.pop(name, None)
-            params.pop(name, None)
+            self._forget(name, modules)
             modules[name] = value
         elif name in params:
             if value is not None:
@@ -162,8 +160,7 @@ class Module:
                             "(minigrad.nn.Parameter or None required)")
         if "." in name or name == "":
             raise KeyError(f'parameter name must be a non-empty string without ".", got {name!r}')
-        self.__dict__.pop(name, None)
-        self._modules.pop(name, None)
+        self._forget(name, self._parameters)
         self._parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
@@ -193,9 +190,17 @@ class Module:
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         if "." in name or name == "":
             raise KeyError(f'module name must be a non-empty string without ".", got {name!r}')
-        self.__dict__.pop(name, None)
-        self._parameters.pop(name, None)
+        self._forget(name, self._modules)
         self._modules[name] = module
+
+    def _forget(self, name: str, keep: OrderedDict) -> None:
+        """Drop ``name`` from every table but ``keep`` (where it is about to be (re)assigned, keeping its
+        place in the order) before it is registered as something else."""
+        self.__dict__.pop(name, None)
+        for table in (self._parameters, self._modules, self._buffers):
+            if table is not keep:
+                table.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
 
     # ---- traversal ---------------------------------------------------------------------------------
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:

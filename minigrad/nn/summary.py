@@ -34,7 +34,8 @@ def summary(model: Module, input_size: Sequence[int] | Sequence[Sequence[int]], 
     captured by forward hooks; a tuple output such as an RNN's ``(output, h_n)`` shows every shape (h_n
     keeps its batch at dimension 1).  ``dtype`` is the inputs' dtype (default: the model's first parameter's,
     else minigrad's default); an integer numpy dtype passes int arrays, for a model that starts with an
-    ``Embedding``.  A module that never ran shows "--".
+    ``Embedding``.  A module that never ran shows "--".  The default generator's state is restored
+    afterwards (dropout draws from it), so a summary changes no later random number.
 
     Parameter counts are torch's (``sum(p.numel() for p in model.parameters())``).  They can differ from
     Keras's for the same layer: Keras's ``SimpleRNN(32)`` on 64 features has 64*32 + 32*32 + 32 = 3104
@@ -92,10 +93,14 @@ def _capture(model: Module, modules: list, shapes: list, dtype: np.dtype) -> dic
 
     handles = [m.register_forward_hook(hook) for _, m in modules]
     inputs = [np.zeros(s, dtype=dtype) if dtype.kind in "iu" else mg.zeros(*s, dtype=dtype) for s in shapes]
+    # dropout draws from the default generator: put its state back so a summary changes no later result
+    rng = mg.random.default_generator().numpy_rng.bit_generator
+    state = rng.state
     try:
         with mg.no_grad():
             model(*inputs)
     finally:
+        rng.state = state
         for h in handles:
             h.remove()
     return outputs
