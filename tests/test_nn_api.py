@@ -174,6 +174,26 @@ def test_bce_clamps_log_at_minus_100_and_uses_torchs_gradient(dtype):
     np.testing.assert_array_equal(y.grad.data, ty.grad.numpy())
 
 
+def test_bce_with_logits_promotes_mixed_dtypes():
+    # minigrad's rule (torch here returns the target's dtype): computed in float64, each gradient in its
+    # input's dtype, equal to torch's float64 result
+    _, logits, target = _bce_data(np.float32)
+    x = mg.tensor(logits, requires_grad=True)
+    y = mg.tensor(target.astype(np.float64), requires_grad=True)
+    tx = torch.tensor(logits.astype(np.float64), requires_grad=True)
+    ty = torch.tensor(target.astype(np.float64), requires_grad=True)
+    pos = np.random.default_rng(4).uniform(0.5, 3, 3)
+    out = F.binary_cross_entropy_with_logits(x, y, pos_weight=pos)
+    tout = torch.nn.functional.binary_cross_entropy_with_logits(tx, ty, pos_weight=torch.from_numpy(pos))
+    assert out.dtype == np.float64
+    assert_close(out, tout, np.float64)
+    out.backward()
+    tout.backward()
+    assert x.grad.dtype == np.float32 and y.grad.dtype == np.float64
+    assert_close(x.grad, tx.grad.float(), np.float32)
+    assert_close(y.grad, ty.grad, np.float64)
+
+
 def test_bce_errors_match_torch():
     x = mg.tensor([0.2, 0.7, 0.5])
     with pytest.raises(ValueError, match=r"Using a target size \(\(3, 1\)\) that is different to the input "

@@ -198,7 +198,7 @@ def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None, reducti
     if target.dtype != input.dtype:
         raise RuntimeError(f"Found dtype {_TORCH_NAMES[target.dtype]} but expected "
                            f"{_TORCH_NAMES[input.dtype]}")
-    w = _bce_weight(weight, input, "binary_cross_entropy", "weight")
+    w = _bce_weight(weight, input, input.dtype, "binary_cross_entropy", "weight")
     if not ((input.data >= 0) & (input.data <= 1)).all():
         raise RuntimeError("all elements of input should be between 0 and 1")
     if not ((target.data >= 0) & (target.data <= 1)).all():
@@ -221,8 +221,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = N
     target = _bce_target(input, target, "binary_cross_entropy_with_logits")
     if target.shape != input.shape:
         raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
-    w = _bce_weight(weight, input, "binary_cross_entropy_with_logits", "weight")
-    pw = _bce_weight(pos_weight, input, "binary_cross_entropy_with_logits", "pos_weight")
+    dtype = np.result_type(input.dtype, target.dtype)
+    w = _bce_weight(weight, input, dtype, "binary_cross_entropy_with_logits", "weight")
+    pw = _bce_weight(pos_weight, input, dtype, "binary_cross_entropy_with_logits", "pos_weight")
     return BinaryCrossEntropyWithLogits.apply(input, target, w, pw, reduction)
 
 
@@ -260,7 +261,7 @@ class BinaryCrossEntropy(Function):
 class BinaryCrossEntropyWithLogits(Function):
     @staticmethod
     def forward(ctx, input, target, weight, pos_weight, reduction):
-        x, y = input.data, target.data
+        x, y = _promoted(input.data, target.data)
         log_sig = _log_sigmoid(x)
         if pos_weight is None:
             loss = (1 - y) * x - log_sig
@@ -275,7 +276,7 @@ class BinaryCrossEntropyWithLogits(Function):
     @staticmethod
     def backward(ctx, grad):
         input, target = ctx.saved_tensors
-        x, y, pw = input.data, target.data, ctx.pos_weight
+        (x, y), pw = _promoted(input.data, target.data), ctx.pos_weight
         g = _bce_grad_scale(grad.data, ctx.weight, ctx.reduction, x.size)
         log_sig = _log_sigmoid(x)
         gx = gy = None
@@ -288,6 +289,12 @@ class BinaryCrossEntropyWithLogits(Function):
 
 
 _TORCH_NAMES = {np.dtype(np.float32): "Float", np.dtype(np.float64): "Double"}
+
+
+def _promoted(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays in their common dtype, so that a float64 operand makes every step float64."""
+    dtype = np.result_type(x, y)
+    return x.astype(dtype, copy=False), y.astype(dtype, copy=False)
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -320,8 +327,8 @@ def _bce_target(input: Tensor, target: Any, what: str) -> Tensor:
     return mg.tensor(arr, dtype=input.dtype)
 
 
-def _bce_weight(weight: Any, input: Tensor, what: str, name: str) -> np.ndarray | None:
-    """``weight`` as a constant array of the input's dtype, checked to broadcast to the input's shape."""
+def _bce_weight(weight: Any, input: Tensor, dtype: np.dtype, what: str, name: str) -> np.ndarray | None:
+    """``weight`` as a constant array of ``dtype``, checked to broadcast to the input's shape."""
     if weight is None:
         return None
     if isinstance(weight, Tensor):
@@ -339,7 +346,7 @@ def _bce_weight(weight: Any, input: Tensor, what: str, name: str) -> np.ndarray 
     if shape != input.shape:
         raise RuntimeError(f"{what}: {name} of shape {w.shape} cannot be broadcast to the input's shape "
                            f"{input.shape}")
-    return w.astype(input.dtype, copy=False)
+    return w.astype(dtype, copy=False)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
