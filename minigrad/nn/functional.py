@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
+from minigrad.autograd.function import Function
 from minigrad.ops import loss as _loss
 from minigrad.tensor import Tensor
 
@@ -77,14 +78,43 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return input * mg.tensor(keep.astype(input.dtype) / (1 - p))
 
 
-def softmax(input: Tensor, dim: int) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``dim``, computed stably for large logits."""
-    return input.softmax(dim)
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """Elementwise ``max(x, 0)`` (gradient 0 at 0, as torch).  ``inplace=True`` overwrites ``input``."""
+    input = _tensor_input(input, "relu")
+    if not inplace:
+        return input.relu()
+    # x * (x > 0) has relu's value and gradient; + 0.0 turns the -0.0 of negative x into relu's +0.0
+    return input.mul_((input.data > 0).astype(input.dtype)).add_(0.0)
 
 
-def log_softmax(input: Tensor, dim: int) -> Tensor:
+def tanh(input: Tensor) -> Tensor:
+    """Elementwise hyperbolic tangent."""
+    return _tensor_input(input, "tanh").tanh()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """Elementwise logistic sigmoid ``1 / (1 + exp(-x))``."""
+    return _tensor_input(input, "sigmoid").sigmoid()
+
+
+def softmax(input: Tensor, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``, computed stably for large logits (``dim=None``: see
+    ``_softmax_dim``)."""
+    input = _tensor_input(input, "softmax")
+    return input.softmax(_softmax_dim("softmax", input.ndim, 3) if dim is None else dim)
+
+
+def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """x - logsumexp(x) along ``dim``, computed stably for large logits."""
-    return input.log_softmax(dim)
+    input = _tensor_input(input, "log_softmax")
+    return input.log_softmax(_softmax_dim("log_softmax", input.ndim, 3) if dim is None else dim)
+
+
+def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
+    """torch's deprecated implicit dimension: 0 for 0-, 1- and 3-D input, else 1, with its warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include "
+                  "dim=X as an argument.", stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
@@ -148,6 +178,175 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
     if _tensor_input(input, "cross_entropy").ndim == 0:
         raise ValueError("cross_entropy: input must have at least 1 dimension (classes), got a 0-d tensor")
     return nll_loss(input.log_softmax(0 if input.ndim == 1 else 1), target, weight, ignore_index, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None, reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of probabilities: ``-w * (y * log(x) + (1 - y) * log(1 - x))``.
+
+    As torch: each log is clamped at -100 (a probability of exactly 0 or 1 gives a finite loss), input and
+    target must lie in [0, 1] and have the same shape, ``weight`` (not differentiated) broadcasts to the
+    input's shape, and the gradient is ``w * (x - y) / max(x * (1 - x), 1e-12)``.  The target is a Tensor of
+    the input's dtype (it may require grad) or array-like.  Prefer ``binary_cross_entropy_with_logits``:
+    it is stable where the sigmoid saturates.
+    """
+    _check_reduction(reduction)
+    input = _tensor_input(input, "binary_cross_entropy")
+    target = _bce_target(input, target, "binary_cross_entropy")
+    if target.shape != input.shape:
+        raise ValueError(f"Using a target size ({target.shape}) that is different to the input size "
+                         f"({input.shape}) is deprecated. Please ensure they have the same size.")
+    if target.dtype != input.dtype:
+        raise RuntimeError(f"Found dtype {_TORCH_NAMES[target.dtype]} but expected "
+                           f"{_TORCH_NAMES[input.dtype]}")
+    w = _bce_weight(weight, input, input.dtype, "binary_cross_entropy", "weight")
+    if not ((input.data >= 0) & (input.data <= 1)).all():
+        raise RuntimeError("all elements of input should be between 0 and 1")
+    if not ((target.data >= 0) & (target.data <= 1)).all():
+        raise RuntimeError("all elements of target should be between 0 and 1")
+    return BinaryCrossEntropy.apply(input, target, w, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None, reduction: str = "mean",
+                                     pos_weight: Any = None) -> Tensor:
+    """Binary cross-entropy of raw logits: ``-w * (p * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x)))``.
+
+    Computed as torch does, ``(1 - y) * x - (1 + (p - 1) * y) * log_sigmoid(x)`` with the stable
+    ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``: no overflow for any logit (|x| = 1e4 gives the exact
+    loss |x| or 0).  ``pos_weight`` p (per class, broadcast to the input's shape) weights the positive
+    term; ``weight`` w multiplies the loss; both broadcast to the input's shape (never enlarging it, as in
+    torch) and neither is differentiated.  Input and target must have the same shape; mixed float32/float64 operands promote.
+    """
+    _check_reduction(reduction)
+    input = _tensor_input(input, "binary_cross_entropy_with_logits")
+    target = _bce_target(input, target, "binary_cross_entropy_with_logits")
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
+    dtype = np.result_type(input.dtype, target.dtype)
+    w = _bce_weight(weight, input, dtype, "binary_cross_entropy_with_logits", "weight")
+    pw = _bce_weight(pos_weight, input, dtype, "binary_cross_entropy_with_logits", "pos_weight")
+    return BinaryCrossEntropyWithLogits.apply(input, target, w, pw, reduction)
+
+
+# One graph node each, with torch's backward formulas.  Composed from elementwise ops instead, the logits
+# form is 7 nodes, slightly slower (167 vs 137 us forward + backward on 1000x10) and without log1p's
+# accuracy for large |x|; the probability form's clamped log would send a NaN gradient (0 * inf) at 0 and
+# 1, where torch's formula gives its finite, 1e12-bounded value.
+class BinaryCrossEntropy(Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, reduction):
+        x, y = input.data, target.data
+        with np.errstate(divide="ignore"):
+            loss = -(y * np.maximum(np.log(x), -100) + (1 - y) * np.maximum(np.log1p(-x), -100))
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(input, target)
+        ctx.weight, ctx.reduction = weight, reduction
+        return mg.tensor(_reduce_array(loss, reduction), dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, target = ctx.saved_tensors
+        x, y = input.data, target.data
+        g = _bce_grad_scale(grad.data, ctx.weight, ctx.reduction, x.size)
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            # torch's EPSILON is the float32 1e-12, in float64 too
+            gx = g * (x - y) / np.maximum(x * (1 - x), x.dtype.type(np.float32(1e-12)))
+        if ctx.needs_input_grad[1]:
+            with np.errstate(divide="ignore"):
+                gy = g * (np.log1p(-x) - np.log(x))  # -logit(x), unclamped as torch: +-inf at 0 and 1
+        return gx, gy, None, None
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, pos_weight, reduction):
+        x, y = _promoted(input.data, target.data)
+        log_sig = _log_sigmoid(x)
+        if pos_weight is None:
+            loss = (1 - y) * x - log_sig
+        else:
+            loss = (1 - y) * x - (1 + (pos_weight - 1) * y) * log_sig
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(input, target)
+        ctx.weight, ctx.pos_weight, ctx.reduction = weight, pos_weight, reduction
+        return mg.tensor(_reduce_array(loss, reduction), dtype=loss.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, target = ctx.saved_tensors
+        (x, y), pw = _promoted(input.data, target.data), ctx.pos_weight
+        g = _bce_grad_scale(grad.data, ctx.weight, ctx.reduction, x.size)
+        log_sig = _log_sigmoid(x)
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            sig = np.exp(log_sig)
+            gx = g * (sig - y if pw is None else (pw * y + 1 - y) * sig - pw * y)
+        if ctx.needs_input_grad[1]:
+            gy = g * (-x if pw is None else -x - (pw - 1) * log_sig)
+        return gx, gy, None, None, None
+
+
+_TORCH_NAMES = {np.dtype(np.float32): "Float", np.dtype(np.float64): "Double"}
+
+
+def _promoted(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays in their common dtype, so that a float64 operand makes every step float64."""
+    dtype = np.result_type(x, y)
+    return x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+
+
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) without overflow: min(x, 0) - log1p(exp(-|x|))."""
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _reduce_array(loss: np.ndarray, reduction: str) -> np.ndarray:
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore"):  # the mean of no elements is nan, as in torch
+        return total / loss.dtype.type(loss.size)
+
+
+def _bce_grad_scale(grad: np.ndarray, weight: np.ndarray | None, reduction: str, size: int) -> np.ndarray:
+    """The incoming gradient per element: times the weight, divided by the element count for 'mean'."""
+    g = grad if weight is None else grad * weight
+    return g / g.dtype.type(size) if reduction == "mean" else g
+
+
+def _bce_target(input: Tensor, target: Any, what: str) -> Tensor:
+    if isinstance(target, Tensor):
+        return target
+    arr = np.asarray(target)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: target must be a Tensor or a real array-like, got dtype {arr.dtype}")
+    return mg.tensor(arr, dtype=input.dtype)
+
+
+def _bce_weight(weight: Any, input: Tensor, dtype: np.dtype, what: str, name: str) -> np.ndarray | None:
+    """``weight`` as a constant array of ``dtype``, checked to broadcast to the input's shape."""
+    if weight is None:
+        return None
+    if isinstance(weight, Tensor):
+        if weight.requires_grad and mg.is_grad_enabled():
+            raise RuntimeError(f"The function '{what}' is not differentiable with respect to argument "
+                               f"'{name}'. This input cannot have requires_grad True.")
+        weight = weight.data
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: {name} must be real numbers, got dtype {w.dtype}")
+    try:
+        shape = np.broadcast_shapes(w.shape, input.shape)
+    except ValueError:
+        shape = None
+    if shape != input.shape:
+        raise RuntimeError(f"{what}: {name} of shape {w.shape} cannot be broadcast to the input's shape "
+                           f"{input.shape}")
+    return w.astype(dtype, copy=False)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------

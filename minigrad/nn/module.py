@@ -8,6 +8,8 @@ one.
 """
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections import OrderedDict, namedtuple
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable
@@ -34,6 +36,28 @@ class Parameter(Tensor):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``handle.remove()`` (or leaving a ``with handle:`` block)
+    unregisters the hook.  It holds the hook table weakly, so a handle does not keep its module alive."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: OrderedDict) -> None:
+        self.id = next(RemovableHandle._ids)
+        self._hooks = weakref.ref(hooks)
+
+    def remove(self) -> None:
+        hooks = self._hooks()
+        if hooks is not None:
+            hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:  # noqa: PYI034 (typing.Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -44,13 +68,37 @@ class Module:
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers_set", set())
+        # id -> (hook, with_kwargs), in call order
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        result = self.forward(*args, **kwargs)
+        if self._forward_hooks:
+            for hook, with_kwargs in list(self._forward_hooks.values()):
+                out = hook(self, args, kwargs, result) if with_kwargs else hook(self, args, result)
+                if out is not None:
+                    result = out
+        return result
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                              with_kwargs: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every ``forward`` of this module (with ``with_kwargs``:
+        ``hook(module, args, kwargs, output)``); a hook that returns something other than None replaces the
+        output.  Hooks run in registration order (``prepend`` puts this one first).  Returns a handle whose
+        ``remove()`` unregisters it."""
+        if not callable(hook):
+            raise TypeError(f"forward hook must be callable, got {type(hook).__name__}")
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = (hook, with_kwargs)
+        if prepend:
+            self._forward_hooks.move_to_end(handle.id, last=False)
+        return handle
 
     # ---- registration ------------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -58,13 +106,12 @@ class Module:
         if params is None:
             raise AttributeError("cannot assign attributes before Module.__init__() call")
         modules = self.__dict__["_modules"]
+        buffers = self.__dict__["_buffers"]
         if isinstance(value, Parameter):
-            self.__dict__.pop(name, None)
-            modules.pop(name, None)
+            self._forget(name, params)
             params[name] = value
         elif isinstance(value, Module):
-            self.__dict__.pop(name, None)
-            params.pop(name, None)
+            self._forget(name, modules)
             modules[name] = value
         elif name in params:
             if value is not None:
@@ -76,6 +123,11 @@ class Module:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
                                 "(minigrad.nn.Module or None expected)")
             modules[name] = None
+        elif name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
+                                "(minigrad.Tensor or None expected)")
+            buffers[name] = value
         else:
             object.__setattr__(self, name, value)
 
@@ -86,6 +138,8 @@ class Module:
             return d["_parameters"][name]
         if "_modules" in d and name in d["_modules"]:
             return d["_modules"][name]
+        if "_buffers" in d and name in d["_buffers"]:
+            return d["_buffers"][name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
@@ -93,6 +147,9 @@ class Module:
             del self._parameters[name]
         elif name in self._modules:
             del self._modules[name]
+        elif name in self._buffers:
+            del self._buffers[name]
+            self._non_persistent_buffers_set.discard(name)
         else:
             object.__delattr__(self, name)
 
@@ -103,9 +160,29 @@ class Module:
                             "(minigrad.nn.Parameter or None required)")
         if "." in name or name == "":
             raise KeyError(f'parameter name must be a non-empty string without ".", got {name!r}')
-        self.__dict__.pop(name, None)
-        self._modules.pop(name, None)
+        self._forget(name, self._parameters)
         self._parameters[name] = param
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Register ``tensor`` as a buffer: state that is not a parameter (no gradient, not in
+        ``parameters()``) but is converted by ``to()`` and, if ``persistent``, saved in ``state_dict()``."""
+        if not isinstance(name, str):
+            raise TypeError(f"buffer name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError('buffer name can\'t contain "."')
+        if name == "":
+            raise KeyError('buffer name can\'t be empty string ""')
+        if name not in self._buffers and (name in self.__dict__ or name in self._parameters
+                                          or name in self._modules or hasattr(type(self), name)):
+            raise KeyError(f"attribute '{name}' already exists")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
+                            "(minigrad Tensor or None required)")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Register ``module`` as a child called ``name``."""
@@ -113,9 +190,17 @@ class Module:
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         if "." in name or name == "":
             raise KeyError(f'module name must be a non-empty string without ".", got {name!r}')
-        self.__dict__.pop(name, None)
-        self._parameters.pop(name, None)
+        self._forget(name, self._modules)
         self._modules[name] = module
+
+    def _forget(self, name: str, keep: OrderedDict) -> None:
+        """Drop ``name`` from every table but ``keep`` (where it is about to be (re)assigned, keeping its
+        place in the order) before it is registered as something else."""
+        self.__dict__.pop(name, None)
+        for table in (self._parameters, self._modules, self._buffers):
+            if table is not keep:
+                table.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
 
     # ---- traversal ---------------------------------------------------------------------------------
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
@@ -161,12 +246,64 @@ class Module:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) pairs in registration order, persistent or not; a shared one is listed once."""
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_name, module in modules:
+            for name, b in module._buffers.items():
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                yield (mod_name + "." + name if mod_name else name), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call ``fn`` on every submodule (children first) and then on this module."""
         for m in self.children():
             m.apply(fn)
         fn(self)
         return self
+
+    # ---- dtype conversion --------------------------------------------------------------------------
+    def to(self, dtype: Any) -> Module:
+        """Convert every parameter, gradient and buffer to ``dtype`` (float32 or float64), in place; also
+        ``to(tensor)`` (that tensor's dtype).  As in torch, each Parameter stays the same object and gets new
+        storage (``p.data``), so optimisers built before keep updating it."""
+        if isinstance(dtype, Tensor):
+            dtype = dtype.dtype
+        try:
+            target = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"nn.Module.to expects a dtype (minigrad.float32 or minigrad.float64) or a "
+                            f"Tensor, got {dtype!r}") from None
+        if target.kind != "f":
+            raise TypeError("nn.Module.to only accepts floating point or complex dtypes, but got desired "
+                            f"dtype={target}")
+        if target not in (np.float32, np.float64):
+            raise TypeError(f"minigrad tensors are float32 or float64, got desired dtype={target}")
+        for module in self.modules():
+            for p in module._parameters.values():
+                if p is None or p.dtype == target:
+                    continue
+                p.data = p.data.astype(target)
+                if p.grad is not None:
+                    p.grad.data = p.grad.data.astype(target)
+            for name, b in module._buffers.items():
+                if b is not None and b.dtype != target:
+                    module._buffers[name] = b.to(target)
+        return self
+
+    def float(self) -> Module:
+        """``to(minigrad.float32)``."""
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        """``to(minigrad.float64)``."""
+        return self.to(np.float64)
 
     # ---- modes and gradients -----------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
@@ -187,7 +324,8 @@ class Module:
 
     # ---- state dict --------------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, Tensor]:
-        """An ordered mapping from every parameter's dotted name to a detached tensor sharing its storage.
+        """An ordered mapping from every parameter's and persistent buffer's dotted name to a detached tensor
+        sharing its storage (per module: parameters, then buffers, then the submodules, as torch orders it).
 
         Shared parameters appear under each name that reaches them, as in torch.  ``np.asarray(v)`` or
         ``v.numpy()`` gives the array; ``torch.from_numpy(v.numpy())`` makes the torch value.
@@ -197,10 +335,14 @@ class Module:
             for name, p in module._parameters.items():
                 if p is not None:
                     out[(mod_name + "." + name) if mod_name else name] = p.detach()
+            for name, b in module._buffers.items():
+                if b is not None and name not in module._non_persistent_buffers_set:
+                    out[(mod_name + "." + name) if mod_name else name] = b.detach()
         return out
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
-        """Copy values from ``state_dict`` into this module's parameters (in place, cast to their dtype).
+        """Copy values from ``state_dict`` into this module's parameters and persistent buffers (in place, cast
+        to their dtype).
 
         Values may be minigrad tensors, numpy arrays, torch tensors or any array-like.  Every key's shape must
         match; with ``strict`` the key sets must also be equal.  Nothing is copied unless every check passes:
