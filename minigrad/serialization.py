@@ -33,7 +33,7 @@ import numpy as np
 
 from minigrad.tensor import Tensor
 
-__all__ = ["CheckpointError", "load", "save", "save_target"]
+__all__ = ["CheckpointError", "load", "save"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -62,7 +62,7 @@ def save(obj: Any, path: PathLike) -> None:
     root = _encode(obj, arrays, "obj", set())
     doc = json.dumps({"format": _FORMAT, "version": _VERSION, "root": root})
     arrays[_STRUCTURE] = np.array(doc)
-    target, existing = save_target(path)
+    target, existing = _save_target(path)
     directory = os.path.dirname(target)
     # O_EXCL with a random name: never clobber another writer's temporary file; mode 0o666 lets the umask
     # decide the permissions of a new file, as for any newly created file.
@@ -89,7 +89,7 @@ _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
-def save_target(path: PathLike) -> tuple[str, os.stat_result | None]:
+def _save_target(path: str) -> tuple[str, os.stat_result | None]:
     """The file ``save(obj, path)`` would replace and its current status (None if it does not exist yet).
 
     Symbolic links are followed to the end of their chain (a dangling link names the file to create).
@@ -97,7 +97,6 @@ def save_target(path: PathLike) -> tuple[str, os.stat_result | None]:
     a directory, ``OSError`` for any other file that is not a regular file, and ``FileNotFoundError`` when
     the directory it would go in does not exist.
     """
-    path = _check_path(path, "save")
     target = os.path.realpath(path)
     via = "" if target == os.path.abspath(path) else f" (through symbolic links: {target!r})"
     try:
