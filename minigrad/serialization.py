@@ -4,8 +4,9 @@ What can be saved: tensors, numpy arrays and scalars, Python ``None``/bool/int/f
 dicts (str, int, float, bool or None keys), lists and tuples of those -- so a Module's ``state_dict()``, an
 optimiser's ``state_dict()`` and a training config all fit, alone or in one dict.
 
-The file is an ordinary ``.npz`` archive read with ``allow_pickle=False``: every array is one ``.npy`` member,
-and the nesting is a JSON document in the member ``__minigrad__``.  Loading never runs code from the file.
+The file is an ordinary ``.npz`` archive (``numpy.load`` reads it): every array is one ``.npy`` member, and
+the nesting is a JSON document in the member ``__minigrad__``.  Loading accepts only bool, integer, float,
+complex (and the structure's string) arrays, so it never unpickles or runs code from the file.
 
 Writing is atomic: the archive goes to a temporary file in the destination's directory, is flushed to disk,
 and only then renamed over the destination.  A crash or a full disk mid-save leaves the previous checkpoint
@@ -13,10 +14,14 @@ intact (a process killed outright may leave its ``.NAME.*.tmp`` file behind; not
 destination is what ``path`` names after following every symbolic link, so a link such as ``latest.npz ->
 ckpt_100.npz`` stays a link and its target is replaced; a file that already exists keeps its permission bits
 (and, where the process may set them, its owner and group).  Anything there that is not a regular file -- a
-directory, a named pipe, a socket, a device -- is refused before anything is written.
+directory, a named pipe, a socket, a device -- is refused before anything is written.  (A hard link to the
+old file keeps the old contents, as with any atomic replace.)
+
 Loading reads and CRC-checks every member before returning, so a truncated or corrupted file raises
 ``CheckpointError`` (naming the file and the problem) instead of giving a partial result; loading into a model
-with ``load_state_dict`` therefore happens only once the whole file has been read.
+with ``load_state_dict`` therefore happens only once the whole file has been read.  Before memory is
+allocated for a member, the sizes it declares (in the zip directory and in its ``.npy`` header) are checked
+against the file, so a small crafted file cannot make ``load`` allocate gigabytes.
 """
 from __future__ import annotations
 

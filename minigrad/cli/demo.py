@@ -37,7 +37,7 @@ EXAMPLES = """examples:
 CHECKPOINT_FORMAT = "minigrad-demo-char-rnn-1"
 MODEL_DEFAULTS = {"hidden": 256, "layers": 1, "embed": 32}
 # Far beyond what a CPU demo trains in reasonable time; hidden 16384 alone is 1 GiB per weight matrix.  Within
-# these, a model whose training state would not fit in the machine's memory is refused too (model_fits).
+# these, a model whose training state would not fit in the machine's memory is refused too (check_model_fits).
 MODEL_LIMITS = {"hidden": 16384, "layers": 64, "embed": 16384}
 VALIDATION_FRACTION = 0.1
 MAX_VALIDATION_CHARS = 100_000
