@@ -135,7 +135,8 @@ def bad_arguments(tmp_path):
         "only a BOM": (["--text", bom], "holds no text"),
         "huge hidden": (["--hidden", "2000000"], "--hidden: expected a positive integer up to 16384"),
         "huge embed": (["--embed", "2000000000"], "--embed: expected a positive integer up to 16384"),
-        "huge layers": (["--layers", "100000"], "--layers: expected a positive integer up to 64"),
+        # not 100000: were the bound lost, 100000 small layers would each allocate and exhaust the machine
+        "too many layers": (["--layers", "65", "--text", short], "--layers: expected a positive integer"),
         "too many threads": (["--threads", "100000"], "--threads 100000: set_num_threads"),
         "unknown option": (["--hiddne", "3"], "unrecognized"),
         "graph file type": (["--graph", tmp_path / "graph.jpg"], ".svg"),
@@ -146,7 +147,7 @@ BAD_CASES = ["missing file", "binary file", "not utf-8", "directory", "negative 
              "negative lr", "negative clip", "zero temperature", "window longer than data",
              "sample without load", "missing checkpoint", "not a checkpoint", "save into missing dir",
              "unknown option", "graph file type", "save under a file", "save onto a directory",
-             "plot onto a directory", "only a BOM", "huge hidden", "huge embed", "huge layers",
+             "plot onto a directory", "only a BOM", "huge hidden", "huge embed", "too many layers",
              "too many threads"]
 
 
@@ -299,10 +300,12 @@ def test_out_of_memory_is_one_line(capsys, monkeypatch):
     assert err.startswith("minigrad: error: out of memory: Unable to allocate") and err.count("\n") == 1
 
 
-def test_a_model_too_large_for_memory_is_refused_before_allocating(capsys, text_file):
+def test_a_model_too_large_for_memory_is_refused_before_allocating(capsys, monkeypatch, text_file):
     """Each matrix of a 64-layer, 16384-wide RNN could be allocated on its own, and the kernel's OOM killer
     would end the run; the whole is refused first, counting parameters as torch does."""
     torch = pytest.importorskip("torch")
+    # were the check lost, fail here rather than exhaust the machine's memory
+    monkeypatch.setattr(demo, "CharRNN", lambda *args: pytest.fail("the model was built"))
     code, out, err = run_cli(capsys, "demo", "--text", text_file, "--hidden", 16384, "--layers", 64,
                              "--embed", 16384)
     assert code == 2 and out == "" and err.count("\n") == 1
