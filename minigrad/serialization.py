@@ -4,8 +4,9 @@ What can be saved: tensors, numpy arrays and scalars, Python ``None``/bool/int/f
 dicts (str, int, float, bool or None keys), lists and tuples of those -- so a Module's ``state_dict()``, an
 optimiser's ``state_dict()`` and a training config all fit, alone or in one dict.
 
-The file is an ordinary ``.npz`` archive read with ``allow_pickle=False``: every array is one ``.npy`` member,
-and the nesting is a JSON document in the member ``__minigrad__``.  Loading never runs code from the file.
+The file is an ordinary ``.npz`` archive (``numpy.load`` reads it): every array is one ``.npy`` member, and
+the nesting is a JSON document in the member ``__minigrad__``.  Loading accepts only bool, integer, float,
+complex (and the structure's string) arrays, so it never unpickles or runs code from the file.
 
 Writing is atomic: the archive goes to a temporary file in the destination's directory, is flushed to disk,
 and only then renamed over the destination.  A crash or a full disk mid-save leaves the previous checkpoint
@@ -13,10 +14,14 @@ intact (a process killed outright may leave its ``.NAME.*.tmp`` file behind; not
 destination is what ``path`` names after following every symbolic link, so a link such as ``latest.npz ->
 ckpt_100.npz`` stays a link and its target is replaced; a file that already exists keeps its permission bits
 (and, where the process may set them, its owner and group).  Anything there that is not a regular file -- a
-directory, a named pipe, a socket, a device -- is refused before anything is written.
+directory, a named pipe, a socket, a device -- is refused before anything is written.  (A hard link to the
+old file keeps the old contents, as with any atomic replace.)
+
 Loading reads and CRC-checks every member before returning, so a truncated or corrupted file raises
 ``CheckpointError`` (naming the file and the problem) instead of giving a partial result; loading into a model
-with ``load_state_dict`` therefore happens only once the whole file has been read.
+with ``load_state_dict`` therefore happens only once the whole file has been read.  Before memory is
+allocated for a member, the sizes it declares (in the zip directory and in its ``.npy`` header) are checked
+against the file, so a small crafted file cannot make ``load`` allocate gigabytes.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import numpy as np
 
 from minigrad.tensor import Tensor
 
-__all__ = ["CheckpointError", "load", "save", "save_target"]
+__all__ = ["CheckpointError", "load", "save"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -62,7 +67,7 @@ def save(obj: Any, path: PathLike) -> None:
     root = _encode(obj, arrays, "obj", set())
     doc = json.dumps({"format": _FORMAT, "version": _VERSION, "root": root})
     arrays[_STRUCTURE] = np.array(doc)
-    target, existing = save_target(path)
+    target, existing = _save_target(path)
     directory = os.path.dirname(target)
     # O_EXCL with a random name: never clobber another writer's temporary file; mode 0o666 lets the umask
     # decide the permissions of a new file, as for any newly created file.
@@ -89,7 +94,7 @@ _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
-def save_target(path: PathLike) -> tuple[str, os.stat_result | None]:
+def _save_target(path: str) -> tuple[str, os.stat_result | None]:
     """The file ``save(obj, path)`` would replace and its current status (None if it does not exist yet).
 
     Symbolic links are followed to the end of their chain (a dangling link names the file to create).
@@ -97,7 +102,6 @@ def save_target(path: PathLike) -> tuple[str, os.stat_result | None]:
     a directory, ``OSError`` for any other file that is not a regular file, and ``FileNotFoundError`` when
     the directory it would go in does not exist.
     """
-    path = _check_path(path, "save")
     target = os.path.realpath(path)
     via = "" if target == os.path.abspath(path) else f" (through symbolic links: {target!r})"
     try:

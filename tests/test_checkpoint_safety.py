@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import serialization
 from minigrad.serialization import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,16 +201,6 @@ def test_save_refuses_a_link_to_a_directory(tmp_path):
     with pytest.raises(IsADirectoryError, match="link.npz' is a directory"):
         mg.save(_ckpt(1), tmp_path / "link.npz")
     assert _listing(tmp_path / "d") == [] and (tmp_path / "link.npz").is_symlink()
-
-
-def test_save_target_checks_without_writing(tmp_path):
-    target, existing = serialization.save_target(tmp_path / "new.npz")
-    assert target == os.path.realpath(tmp_path / "new.npz") and existing is None
-    mg.save(_ckpt(0), tmp_path / "new.npz")
-    assert serialization.save_target(tmp_path / "new.npz")[1].st_size == os.stat(tmp_path / "new.npz").st_size
-    with pytest.raises(IsADirectoryError):
-        serialization.save_target(tmp_path)
-    assert _listing(tmp_path) == ["new.npz"]
 
 
 # ---- load: declared sizes against the file ----------------------------------------------------------------

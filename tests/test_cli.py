@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import minigrad as mg
 from minigrad.cli import bench, demo, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,8 @@ def bad_arguments(tmp_path):
     latin1.write_bytes("café".encode("latin-1"))
     short = tmp_path / "short.txt"
     short.write_text("just a few characters\n")
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf")
     not_ckpt = tmp_path / "not_a_checkpoint.npz"
     np.savez(not_ckpt, x=np.zeros(3))
     return {
@@ -126,6 +129,15 @@ def bad_arguments(tmp_path):
         "missing checkpoint": (["--load", tmp_path / "nope.npz", "--sample", "5"], "no such file"),
         "not a checkpoint": (["--load", not_ckpt, "--sample", "5"], "not a minigrad checkpoint"),
         "save into missing dir": (["--save", tmp_path / "no" / "ckpt.npz"], "does not exist"),
+        "save under a file": (["--save", short / "sub" / "ckpt.npz"], "short.txt is not a directory"),
+        "save onto a directory": (["--save", tmp_path], "is a directory"),
+        "plot onto a directory": (["--plot", tmp_path], "is a directory"),
+        "only a BOM": (["--text", bom], "holds no text"),
+        "huge hidden": (["--hidden", "2000000"], "--hidden: expected a positive integer up to 16384"),
+        "huge embed": (["--embed", "2000000000"], "--embed: expected a positive integer up to 16384"),
+        # not 100000: were the bound lost, 100000 small layers would each allocate and exhaust the machine
+        "too many layers": (["--layers", "65", "--text", short], "--layers: expected a positive integer"),
+        "too many threads": (["--threads", "100000"], "--threads 100000: set_num_threads"),
         "unknown option": (["--hiddne", "3"], "unrecognized"),
         "graph file type": (["--graph", tmp_path / "graph.jpg"], ".svg"),
     }
@@ -134,7 +146,9 @@ def bad_arguments(tmp_path):
 BAD_CASES = ["missing file", "binary file", "not utf-8", "directory", "negative hidden", "zero streams",
              "negative lr", "negative clip", "zero temperature", "window longer than data",
              "sample without load", "missing checkpoint", "not a checkpoint", "save into missing dir",
-             "unknown option", "graph file type"]
+             "unknown option", "graph file type", "save under a file", "save onto a directory",
+             "plot onto a directory", "only a BOM", "huge hidden", "huge embed", "too many layers",
+             "too many threads"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -160,7 +174,8 @@ def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
 def test_info_reports_the_build(capsys):
     code, out, _ = run_cli(capsys, "info")
     assert code == 0
-    for field in ("minigrad", "backend", "ISA path", "parallel kernels", "threads", "numpy BLAS", "OPENBLAS_CORETYPE"):
+    for field in ("minigrad", "backend", "ISA path", "parallel kernels", "threads", "numpy BLAS",
+                  "OPENBLAS_CORETYPE"):
         assert re.search(rf"^{re.escape(field)}\s", out, re.MULTILINE), field
 
 
@@ -193,3 +208,110 @@ def test_bench_runs_the_report_script_or_explains(capfd, monkeypatch, tmp_path):
     (tmp_path / "bench" / "report.py").write_text("import sys\nprint('ratio table', sys.argv[1:])\n")
     assert main(["bench", "--quick", "--only", "rnn"]) == 0
     assert "ratio table ['--quick', '--only', 'rnn']" in capfd.readouterr().out
+
+
+def test_unwritable_save_path_is_refused_before_training(capsys, tmp_path, text_file):
+    """Found up front, not after the whole run: here a path under a regular file (ENOTDIR, refused even for
+    root), a FIFO (writing would block) and a symbolic link to a directory."""
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    (tmp_path / "dirlink.npz").symlink_to(tmp_path)
+    for path, message in ((text_file / "sub" / "ckpt.npz", "zen.txt is not a directory"),
+                          (fifo, "is not a regular file"), (tmp_path / "dirlink.npz", "is a directory")):
+        code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 100000, "--save", path,
+                                 *TINY)
+        assert code == 2 and out == "", out  # nothing trained: training prints its "data:" line first
+        assert err.count("\n") == 1 and message in err, err
+
+
+def test_save_into_a_read_only_directory_is_refused_before_training(capsys, tmp_path, text_file):
+    if os.geteuid() == 0:
+        pytest.skip("running as root, which may write into a 0o500 directory; the ENOTDIR, FIFO and "
+                    "directory variants in test_unwritable_save_path_is_refused_before_training run as root")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 100000,
+                                 "--save", locked / "ckpt.npz", *TINY)
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and out == ""
+    assert "is not writable" in err and err.count("\n") == 1
+
+
+def test_diverging_run_reports_infinite_perplexity_and_still_saves(capsys, tmp_path, text_file):
+    ckpt = tmp_path / "div.npz"
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 30, "--lr", 1e10, "--clip", 0,
+                             "--save", ckpt, *TINY)
+    assert code == 0, err
+    val = float(re.search(r"validation: ([\d.e+]+|inf|nan) nats/char", out).group(1))
+    shown = re.search(r"perplexity (\S+) \(unigram", out).group(1)
+    # what numpy's exp says (math.exp raises OverflowError past ~709)
+    with np.errstate(over="ignore"):
+        assert shown == f"{np.exp(np.float64(val)):.2f}" and val > 710
+    assert f"checkpoint written to {ckpt}" in out
+    assert mg.load(ckpt)["step"] == 30
+
+
+def test_sampling_from_diverged_logits_gives_a_distribution():
+    torch = pytest.importorskip("torch")
+    logits = np.array([0.5, -1.0, 3.0, 2.0])
+    np.testing.assert_allclose(demo.sampling_probabilities(logits, 0.8),
+                               torch.softmax(torch.from_numpy(logits / 0.8), 0).numpy(), rtol=1e-12)
+    # nan counts as -inf (what torch's softmax gives with the nan masked to -inf)
+    with_nan = np.array([np.nan, 1.0, 2.0, -np.inf])
+    masked = torch.from_numpy(np.where(np.isnan(with_nan), -np.inf, with_nan) / 0.8)
+    np.testing.assert_allclose(demo.sampling_probabilities(with_nan, 0.8), torch.softmax(masked, 0).numpy(),
+                               rtol=1e-12)
+    # +inf logits share the probability; nothing finite (torch gives nan here) is uniform
+    np.testing.assert_array_equal(demo.sampling_probabilities(np.array([np.inf, 1.0, np.inf]), 1.0),
+                                  [0.5, 0.0, 0.5])
+    np.testing.assert_array_equal(demo.sampling_probabilities(np.array([np.nan, -np.inf]), 1.0), [0.5, 0.5])
+
+
+def test_sparkline_of_a_diverged_run():
+    line = demo.sparkline([1.0, 2.0, 3.0, float("inf"), float("nan")], buckets=5)
+    assert line.startswith("▁▅███") and line.endswith("(1.00 .. nan)")  # 2.0 is halfway: level 3.5 -> 4
+
+
+def test_no_command_prints_usage_and_one_error_line_to_stderr(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2 and out == ""
+    usage, error = err.splitlines()
+    assert usage.startswith("usage: minigrad") and error.startswith("minigrad: error: a command is required")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    bare = subprocess.run([sys.executable, "-m", "minigrad"], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert bare.returncode == 2 and bare.stdout == "" and bare.stderr == err
+
+
+def test_verify_sizes_are_bounded(capsys):
+    code, out, err = run_cli(capsys, "verify", "--hidden", 3000000)
+    assert code == 2 and out == "" and "--hidden: expected a positive integer up to" in err
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch):
+    def huge(*args, **kwargs):
+        return np.empty((1 << 24, 1 << 24), np.float32)  # 1 PiB: more than any address space
+    monkeypatch.setattr(demo, "CharRNN", huge)
+    code, _, err = run_cli(capsys, "demo", "--steps", 1, *TINY)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("minigrad: error: out of memory: Unable to allocate") and err.count("\n") == 1
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(capsys, monkeypatch, text_file):
+    """Each matrix of a 64-layer, 16384-wide RNN could be allocated on its own, and the kernel's OOM killer
+    would end the run; the whole is refused first, counting parameters as torch does."""
+    torch = pytest.importorskip("torch")
+    # were the check lost, fail here rather than exhaust the machine's memory
+    monkeypatch.setattr(demo, "CharRNN", lambda *args: pytest.fail("the model was built"))
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--hidden", 16384, "--layers", 64,
+                             "--embed", 16384)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    vocab = len(set(ZEN))
+    with torch.device("meta"):  # shapes without memory
+        modules = (torch.nn.Embedding(vocab, 16384), torch.nn.RNN(16384, 16384, 64),
+                   torch.nn.Linear(16384, vocab))
+    count = sum(p.numel() for m in modules for p in m.parameters())
+    assert f"the model would have {count:,} parameters" in err and "more than this machine's" in err

@@ -44,7 +44,8 @@ def _graph_leaves(tensors):
 
 def _flat_values(fn, inputs):
     with no_grad():
-        return np.concatenate([o.data.astype(np.float64).ravel() for o in _outputs(fn, inputs)] or [np.zeros(0)])
+        values = [o.data.astype(np.float64).ravel() for o in _outputs(fn, inputs)]
+        return np.concatenate(values or [np.zeros(0)])
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
@@ -52,8 +53,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
 
     Each such input must be float64.  The analytic Jacobian (one backward pass per output element) is compared
     with central differences ``(f(x + eps) - f(x - eps)) / (2 eps)``; every entry must satisfy
-    ``|analytic - numerical| <= atol + rtol * |numerical|``.  On failure a ``GradcheckError`` reports the worst
-    entry (or False is returned with ``raise_exception=False``).
+    ``|analytic - numerical| <= atol + rtol * |numerical|``.  On failure a ``GradcheckError`` reports the
+    worst entry (or False is returned with ``raise_exception=False``).
 
     Like torch's, it has no side effects on gradients: the ``.grad`` of the inputs and of every tensor ``fn``
     captures is what it was before the call.

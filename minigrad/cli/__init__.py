@@ -5,7 +5,8 @@
 - ``minigrad bench``: the benchmark suite's minigrad-versus-PyTorch ratio table.
 - ``minigrad info``: what this build runs on (kernels, ISA, OpenMP, threads, numpy's BLAS).
 
-Bad arguments give one line on stderr and exit status 2; ``verify`` exits 1 when a comparison fails.
+Bad arguments give one line on stderr and exit status 2 (no command at all: the usage line, then that line),
+as does running out of memory (sizes too large for this machine); ``verify`` exits 1 when a comparison fails.
 """
 from __future__ import annotations
 
@@ -53,11 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command is None:
-            parser.print_help()
-            return 2
+            print(parser.format_usage(), end="", file=sys.stderr)
+            parser.error(f"a command is required: {', '.join(_COMMANDS)}")
         return args.run(args)
     except CLIError as e:
         print(f"minigrad: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        # Sizes this machine cannot hold: numpy says how much it tried to allocate.
+        print(f"minigrad: error: out of memory: {e or 'an allocation failed'}; try smaller sizes",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nminigrad: interrupted", file=sys.stderr)

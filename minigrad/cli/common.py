@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -22,6 +25,17 @@ def _int_at_least(text: str, low: int, what: str) -> int:
 
 def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "a positive integer")
+
+
+def positive_int_up_to(high: int) -> Callable[[str], int]:
+    """An argparse type: a positive integer no larger than ``high`` (a size that would need far more memory
+    than a machine has is refused up front instead of failing deep inside numpy)."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a positive integer up to {high}, got {value}")
+        return value
+    return parse
 
 
 def non_negative_int(text: str) -> int:
@@ -52,11 +66,34 @@ def _float(text: str) -> float:
     return value
 
 
-def writable_path(path: str, option: str) -> Path:
-    """``path`` as a Path after checking that its directory exists, so a long run cannot fail at the end."""
-    p = Path(path)
-    if p.is_dir():
+def writable_path(path: str, option: str, *, replace: bool = False) -> Path:
+    """``path`` as a Path after checking that it can be written, so that a long run cannot fail at the end.
+
+    Symbolic links are followed (the file they lead to is written).  Refused: a directory, anything else that
+    is not a regular file (a named pipe would block the writer), a directory that does not exist or cannot be
+    written to (``replace``: a new file is always made there and renamed over the old one, as checkpoints
+    are), an existing file that cannot be written.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as e:  # a loop of symbolic links
+        raise CLIError(f"{option} {path}: {e.strerror}") from None
+    if mode is not None and stat.S_ISDIR(mode):
         raise CLIError(f"{option} {path}: is a directory; give a file name")
-    if not p.parent.is_dir():
-        raise CLIError(f"{option} {path}: directory {p.parent} does not exist")
-    return p
+    if mode is not None and not stat.S_ISREG(mode):
+        raise CLIError(f"{option} {path}: is not a regular file (a named pipe, socket or device); give a "
+                       "file name")
+    directory = target.parent
+    if not directory.is_dir():
+        blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise CLIError(f"{option} {path}: {blocker} is not a directory")
+        raise CLIError(f"{option} {path}: directory {directory} does not exist")
+    if (replace or mode is None) and not os.access(directory, os.W_OK | os.X_OK):
+        raise CLIError(f"{option} {path}: directory {directory} is not writable")
+    if mode is not None and not os.access(target, os.W_OK) and not replace:
+        raise CLIError(f"{option} {path}: the file is not writable")
+    return Path(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ EXAMPLES = """examples:
 
 CHECKPOINT_FORMAT = "minigrad-demo-char-rnn-1"
 MODEL_DEFAULTS = {"hidden": 256, "layers": 1, "embed": 32}
+# Far beyond what a CPU demo trains in reasonable time; hidden 16384 alone is 1 GiB per weight matrix.  Within
+# these, a model whose training state would not fit in the machine's memory is refused too (check_model_fits).
+MODEL_LIMITS = {"hidden": 16384, "layers": 64, "embed": 16384}
 VALIDATION_FRACTION = 0.1
 MAX_VALIDATION_CHARS = 100_000
 SAMPLE_LENGTH = 240
@@ -64,8 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the Python standard "
                       "library's source files)")
     for name, what in (("hidden", "hidden size"), ("layers", "RNN layers"), ("embed", "embedding size")):
-        data.add_argument(f"--{name}", type=count, metavar="N",
-                          help=f"{what} (default {MODEL_DEFAULTS[name]})")
+        data.add_argument(f"--{name}", type=common.positive_int_up_to(MODEL_LIMITS[name]), metavar="N",
+                          help=f"{what} (default {MODEL_DEFAULTS[name]}, at most {MODEL_LIMITS[name]})")
     train = p.add_argument_group("training")
     train.add_argument("--steps", type=count, metavar="N", default=1500,
                        help="optimiser steps (default 1500)")
@@ -101,7 +105,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     save, plot = _check_arguments(args)
     if args.threads:
-        mg.set_num_threads(args.threads)
+        try:
+            mg.set_num_threads(args.threads)
+        except ValueError as e:
+            raise CLIError(f"--threads {args.threads}: {e}") from None
     mg.manual_seed(args.seed)
     if args.sample is not None:
         model, vocab, _, _ = load_checkpoint(args.load, args)
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         vocab, state = CharVocab.from_text(text), None
         config = {key: getattr(args, key) or default for key, default in MODEL_DEFAULTS.items()}
+        check_model_fits(len(vocab), config)
         model = CharRNN(len(vocab), config["embed"], config["hidden"], config["layers"])
     prime = _prime(args.prime, vocab)
     train_ids, val_ids = _split(text, source, vocab, args)
@@ -137,17 +145,23 @@ def run(args: argparse.Namespace) -> int:
 
     every = args.sample_every or max(1, args.steps // 5)
     losses, elapsed, interrupted = train(model, optimizer, train_ids, args, every, vocab, prime)
+    if save is not None:  # first: the checkpoint is what a long run is for
+        config.update(window=args.window, streams=args.streams, lr=args.lr, clip=args.clip, seed=args.seed)
+        try:
+            save_checkpoint(save, model, vocab, config, optimizer, start_step + len(losses))
+        except OSError as e:
+            raise CLIError(f"--save {save}: {e.strerror or e}") from None
+        print(f"checkpoint written to {save}")
     val = evaluate(model, val_ids, args.streams, args.window) if len(val_ids) >= 2 else None
     report(losses, elapsed, val, vocab, train_ids, args)
     print(f"\n--- sample (seed {args.seed}, temperature {args.temperature:g}) ---")
     print(printable(generate(model, vocab, SAMPLE_LENGTH, args.temperature, args.seed, prime)))
     print("---")
-    if save is not None:
-        config.update(window=args.window, streams=args.streams, lr=args.lr, clip=args.clip, seed=args.seed)
-        save_checkpoint(save, model, vocab, config, optimizer, start_step + len(losses))
-        print(f"checkpoint written to {save}")
     if plot is not None:
-        plot_losses(plot, losses, val, start_step, args)
+        try:
+            plot_losses(plot, losses, val, start_step, args)
+        except OSError as e:
+            raise CLIError(f"--plot {plot}: {e.strerror or e}") from None
         print(f"loss curve written to {plot}")
     return 130 if interrupted else 0
 
@@ -156,7 +170,7 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Path | None, Path | None
     """Everything that can be wrong with the options, checked before any work: (save path, plot path)."""
     if args.sample is not None and args.load is None:
         raise CLIError("--sample N generates from a trained model: give --load PATH too")
-    save = common.writable_path(args.save, "--save") if args.save else None
+    save = common.writable_path(args.save, "--save", replace=True) if args.save else None
     plot = common.writable_path(args.plot, "--plot") if args.plot else None
     if plot is not None:
         _require_matplotlib()
@@ -165,6 +179,24 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Path | None, Path | None
         if Path(args.graph).suffix.lower() not in (".dot", ".gv", ".svg", ".png", ".pdf"):
             raise CLIError(f"--graph {args.graph}: use a .dot, .svg, .png or .pdf file name")
     return save, plot
+
+
+def check_model_fits(vocab_size: int, config: dict[str, int]) -> None:
+    """Refuse a model whose float32 parameters, gradients and Adam's two moments alone exceed this machine's
+    physical memory: the allocations would each succeed and then end in the kernel's out-of-memory killer,
+    not in an error message."""
+    embed, hidden, layers = config["embed"], config["hidden"], config["layers"]
+    params = (vocab_size * embed + hidden * (embed + hidden + 2) + (layers - 1) * hidden * (2 * hidden + 2)
+              + (hidden + 1) * vocab_size)
+    need = params * 4 * 4
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no way to ask
+        return
+    if need > have:
+        raise CLIError(f"the model would have {params:,} parameters: with their gradients and Adam's state "
+                       f"{need / 2**30:.1f} GiB, more than this machine's {have / 2**30:.1f} GiB of memory; "
+                       "use a smaller --hidden, --layers or --embed")
 
 
 def _split(text: str, source: str, vocab: CharVocab,
@@ -191,9 +223,12 @@ def _training_text(path: str | None) -> tuple[str, str]:
         except FileNotFoundError as e:
             raise CLIError(f"{e} (--text FILE)") from None
     try:
-        return read_text(path), path
+        text = read_text(path)
     except (OSError, ValueError) as e:
         raise CLIError(f"--text {e}") from None
+    if not text:
+        raise CLIError(f"--text {path}: holds no text (only a UTF-8 byte-order mark)")
+    return text, path
 
 
 def _prime(text: str | None, vocab: CharVocab) -> np.ndarray:
@@ -285,13 +320,23 @@ def generate(model: CharRNN, vocab: CharVocab, length: int, temperature: float, 
     last = logits[-1, 0].data.astype(np.float64)
     out = []
     for _ in range(length):
-        z = last / temperature
-        p = np.exp(z - z.max())
-        nxt = int(rng.choice(len(p), p=p / p.sum()))
+        p = sampling_probabilities(last, temperature)
+        nxt = int(rng.choice(len(p), p=p))
         out.append(nxt)
         logits, h = model(np.array([[nxt]]), h)
         last = logits[0, 0].data.astype(np.float64)
     return vocab.decode(out)
+
+
+def sampling_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / temperature) in float64.  A diverged model's logits still give a distribution: nan
+    counts as -inf, +inf logits share all the probability, and all -inf (or nan) is uniform."""
+    z = np.where(np.isnan(logits), -np.inf, logits / temperature)
+    top = z.max()
+    if top == -np.inf:
+        return np.full(len(z), 1.0 / len(z))
+    p = (z == np.inf).astype(np.float64) if top == np.inf else np.exp(z - top)
+    return p / p.sum()
 
 
 def printable(text: str) -> str:
@@ -363,18 +408,34 @@ def report(losses: list[float], elapsed: float, val: float | None, vocab: CharVo
         print("validation: skipped (the text is too short to hold out any)")
         return
     print(f"validation: {val:.3f} nats/char = {val / math.log(2):.2f} bits/char, "
-          f"perplexity {math.exp(val):.2f} "
+          f"perplexity {perplexity(val):.2f} "
           f"(unigram frequencies: {math.exp(unigram):.1f}, uniform: {len(vocab)})")
 
 
+def perplexity(nats: float) -> float:
+    """exp(nats): inf for a diverged model's loss (math.exp raises OverflowError above ~709)."""
+    try:
+        return math.exp(nats)
+    except OverflowError:
+        return math.inf
+
+
 def sparkline(values: list[float], buckets: int = 20) -> str:
-    """Block characters, one per bucket of ``values``, taller for larger means."""
+    """Block characters, one per bucket of ``values``, taller for larger means; a bucket whose mean is inf or
+    nan (a diverged run) gets the tallest."""
     chunks = [c for c in np.array_split(np.asarray(values, dtype=float), min(buckets, len(values))) if len(c)]
-    means = np.array([c.mean() for c in chunks])
-    lo, hi = means.min(), means.max()
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf in a bucket's mean is nan: shown tallest
+        means = np.array([c.mean() for c in chunks])
     levels = "▁▂▃▄▅▆▇█"
-    scaled = np.zeros(len(means), int) if hi == lo else ((means - lo) / (hi - lo) * (len(levels) - 1)).round()
-    return "".join(levels[int(i)] for i in scaled) + f"  ({means[0]:.2f} .. {means[-1]:.2f})"
+    finite = np.isfinite(means)
+    scaled = np.full(len(means), len(levels) - 1)
+    if finite.any():
+        lo, hi = means[finite].min(), means[finite].max()
+        if hi > lo:
+            scaled[finite] = ((means[finite] - lo) / (hi - lo) * (len(levels) - 1)).round()
+        else:
+            scaled[finite] = 0
+    return "".join(levels[i] for i in scaled) + f"  ({means[0]:.2f} .. {means[-1]:.2f})"
 
 
 def _require_matplotlib() -> None:
@@ -396,9 +457,9 @@ def plot_losses(path: Path, losses: list[float], val: float | None, start_step: 
     if len(losses) >= k:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
         ax.plot(steps[k - 1:], smooth, color="C0", linewidth=2, label=f"mean of {k} steps")
-    if val is not None:
+    if val is not None and math.isfinite(val):
         ax.axhline(val, color="C3", linestyle="--",
-                   label=f"validation {val:.3f} (perplexity {math.exp(val):.2f})")
+                   label=f"validation {val:.3f} (perplexity {perplexity(val):.2f})")
     ax.set(xlabel="step", ylabel="cross-entropy (nats per character)",
            title=f"char-RNN, truncated BPTT: {args.streams} streams x {args.window} steps, "
                  f"Adam lr {args.lr:g}")

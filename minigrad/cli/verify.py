@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import minigrad as mg
-from minigrad.cli.common import CLIError, non_negative_int, positive_int
+from minigrad.cli.common import CLIError, non_negative_int, positive_int_up_to
 
 HELP = "compare nn.RNN with torch.nn.RNN (outputs and every gradient) over 64 configurations"
 
@@ -34,15 +34,18 @@ class Config(NamedTuple):
     dtype: str
 
 
+# A check of correctness, not of scale: at the limits the whole grid takes about a minute and a few hundred
+# MiB (each configuration's arrays exist in minigrad and in torch, with their gradients).
+LIMITS = {"length": 64, "batch": 16, "input_size": 128, "hidden": 128}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, metavar="N", default=0,
                         help="seed for weights, inputs and upstream gradients")
-    parser.add_argument("--length", type=positive_int, metavar="N", default=5,
-                        help="sequence length (default 5)")
-    parser.add_argument("--batch", type=positive_int, metavar="N", default=3, help="batch size (default 3)")
-    parser.add_argument("--input-size", type=positive_int, metavar="N", default=3,
-                        help="input features (default 3)")
-    parser.add_argument("--hidden", type=positive_int, metavar="N", default=4, help="hidden size (default 4)")
+    for name, default, what in (("length", 5, "sequence length"), ("batch", 3, "batch size"),
+                                ("input_size", 3, "input features"), ("hidden", 4, "hidden size")):
+        parser.add_argument("--" + name.replace("_", "-"), type=positive_int_up_to(LIMITS[name]), metavar="N",
+                            default=default, help=f"{what} (default {default}, at most {LIMITS[name]})")
 
 
 def grid() -> list[Config]:
