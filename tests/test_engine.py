@@ -472,7 +472,8 @@ def test_grad_place_rnn_steps_match_torch(fused):
     for t, s in enumerate(xs):
         s.register_hook(lambda g, t=t: seen.__setitem__(t, _gp_np(g)))
     loss.backward()
-    assert all(np.shares_memory(seen[t], seen["d_xw"]) for t in range(_GP_T))  # the protocol was exercised
+    if mg.autograd.engine_name() == "compiled":  # the reference engine runs the plain formulas: no places
+        assert all(np.shares_memory(seen[t], seen["d_xw"]) for t in range(_GP_T))  # the protocol was exercised
     _gp_assert_grads(dict(_gp_grads(p), d_xw=seen["d_xw"]), _gp_run(torch))
 
 
