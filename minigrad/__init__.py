@@ -4,7 +4,19 @@ Layers, bottom up: ``_ext/`` C kernels behind ``minigrad._backend``; ``minigrad.
 ``minigrad.autograd`` (graph nodes, the backward engine, grad modes, gradcheck); ``minigrad.ops`` (every
 differentiable op with its backward); ``minigrad.nn`` and ``minigrad.optim`` (modules, losses, optimisers).
 """
-from minigrad import _backend
+import os as _os
+import sys as _sys
+
+try:
+    from minigrad import _backend
+except (ImportError, ValueError, RuntimeError) as _error:  # a bad MINIGRAD_* variable, a stale build
+    # The `minigrad` command imports this package before any of its own code runs: there, say it in one
+    # line as its other errors do (the library import raises as usual).
+    _command = _os.path.basename(_sys.argv[0]) == "minigrad"
+    if _command or getattr(_sys, "orig_argv", [])[1:3] == ["-m", "minigrad"]:
+        _sys.stderr.write(f"minigrad: error: {_error}\n")
+        raise SystemExit(2) from None
+    raise
 from minigrad.tensor import Tensor, float32, float64, get_default_dtype, set_default_dtype
 from minigrad import autograd  # noqa: E402
 from minigrad.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled

@@ -171,6 +171,26 @@ def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
     assert "Traceback" not in bad.stderr and bad.stderr.strip().startswith("minigrad: error:")
 
 
+def test_bad_environment_is_one_line_for_the_command_and_an_exception_for_the_library(tmp_path):
+    """MINIGRAD_ISA=bogus: `python -m minigrad info` and the `minigrad` script say it in one line (exit 2);
+    `import minigrad` raises the ValueError as before."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MINIGRAD_ISA="bogus")
+    script = os.path.join(os.path.dirname(sys.executable), "minigrad")
+    commands = [[sys.executable, "-m", "minigrad", "info"]]
+    if os.path.exists(script):
+        commands.append([script, "info"])
+    for command in commands:
+        r = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+                           check=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        want = "minigrad: error: set_isa: unknown kernel path 'bogus'; expected one of portable, avx2, avx512"
+        assert r.stderr.strip().splitlines() == [want], r.stderr
+    r = subprocess.run([sys.executable, "-c", "import minigrad"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=120, check=False)
+    assert r.returncode == 1 and "ValueError: set_isa: unknown kernel path 'bogus'" in r.stderr
+
+
 def test_info_reports_the_build(capsys):
     code, out, _ = run_cli(capsys, "info")
     assert code == 0
