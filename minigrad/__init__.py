@@ -10,7 +10,8 @@ from minigrad.tensor import (Tensor, bool_, device, float32, float64, get_defaul
 from minigrad import autograd  # noqa: E402
 from minigrad.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from minigrad.factories import (arange, as_tensor, empty, empty_like, eye, full, full_like, linspace, ones,
-                                ones_like, rand, rand_like, randn, randn_like, tensor, zeros, zeros_like)
+                                ones_like, rand, rand_like, randint, randn, randn_like, randperm, tensor, zeros,
+                                zeros_like)
 from minigrad.ops.elementwise import (abs, add, clamp, clone, div, exp, log, masked_fill, mul, neg, pow, relu,
                                       sigmoid, sqrt, sub, tanh, where)
 from minigrad.ops.linalg import addmm, matmul
@@ -22,7 +23,7 @@ from minigrad.ops.reduce import (all, any, argmax, argmin, argsort, cumsum, log_
 from minigrad.ops.common import promote_types, result_type
 from minigrad.ops.shape import (cat, chunk, expand, flatten, flip, gather, permute, reshape, split, squeeze,
                                 stack, transpose, unbind, unsqueeze)
-from minigrad.random import Generator, manual_seed
+from minigrad.random import Generator, bernoulli, manual_seed, multinomial
 from minigrad import nn, optim, tbptt  # noqa: E402  (built on the core above)
 from minigrad.serialization import load, save  # noqa: E402
 

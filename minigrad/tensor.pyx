@@ -892,6 +892,14 @@ cdef class Tensor:
     def softmax(self, dim):
         return _ops.reduce.softmax(self, dim)
 
+    def multinomial(self, num_samples, replacement=False, generator=None):
+        from minigrad.random import multinomial
+        return multinomial(self, num_samples, replacement, generator)
+
+    def bernoulli(self, generator=None):
+        from minigrad.random import bernoulli
+        return bernoulli(self, generator)
+
     def log_softmax(self, dim):
         return _ops.reduce.log_softmax(self, dim)
 

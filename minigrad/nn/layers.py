@@ -86,7 +86,7 @@ class Embedding(Module):
         padding_idx: optional id whose row receives no gradient (initialised to zeros, as in torch).
         dtype: parameter dtype (default: ``minigrad.get_default_dtype()``).
 
-    Inputs: integer ids (numpy int array, list or int) of any shape (*).
+    Inputs: integer ids (an int64/int32 tensor, a numpy int array, a list or an int) of any shape (*).
     Outputs: shape (*, embedding_dim).
 
     Parameters: ``weight`` (num_embeddings, embedding_dim) initialised from N(0, 1).
