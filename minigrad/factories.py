@@ -2,7 +2,8 @@
 import numpy as np
 
 from minigrad.random import Generator, default_generator
-from minigrad.tensor import Tensor, check_dtype, check_float_dtype, get_default_dtype, real_scalar
+from minigrad.tensor import (Tensor, _check_differentiable, check_dtype, check_float_dtype, get_default_dtype,
+                             real_scalar)
 
 __all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "randn", "rand", "arange", "linspace",
            "eye", "zeros_like", "ones_like", "full_like", "empty_like", "randn_like", "rand_like", "randint",
@@ -23,6 +24,7 @@ def _size(size):
 def _make(array, requires_grad):
     t = Tensor._from_array(array)
     if requires_grad:
+        _check_differentiable(array, "Only")  # torch's wording for a factory's requires_grad=True
         t.requires_grad_(True)
     return t
 
@@ -164,7 +166,8 @@ def randint(low=0, high=None, size=None, generator=None, dtype=None, requires_gr
     if not isinstance(size, (tuple, list)):
         raise TypeError("randint(): argument 'size' must be a tuple of ints, not %s" % type(size).__name__)
     if low >= high:
-        raise RuntimeError("random_ expects 'from' to be less than 'to', but got from=%d >= to=%d" % (low, high))
+        raise RuntimeError("random_ expects 'from' to be less than 'to', but got from=%d >= to=%d"
+                           % (low, high))
     d = np.dtype(np.int64) if dtype is None else check_dtype(dtype)
     g = _generator(generator)
     return _make(g.numpy_rng.integers(low, high, size=_size(tuple(size)), dtype=np.int64).astype(d),
@@ -176,7 +179,7 @@ def randperm(n, generator=None, dtype=None, requires_grad=False):
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
         raise TypeError("randperm(): argument 'n' must be int, not %s" % type(n).__name__)
     if n < 0:
-        raise RuntimeError("n must be non-negative, got%d" % n)
+        raise RuntimeError("Trying to create tensor with negative dimension %d: [%d]" % (n, n))
     d = np.dtype(np.int64) if dtype is None else check_dtype(dtype)
     g = _generator(generator)
     return _make(g.numpy_rng.permutation(n).astype(d), requires_grad)

@@ -51,6 +51,8 @@ class _device_type:
 
 
 cdef object _cpu = _device_type()
+cdef dict _TORCH_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+                          "bool": "Bool"}
 device = _device_type
 
 
@@ -217,8 +219,9 @@ cdef int zero_dim_side(object a, object b) except -2:
     return 0 if a.ndim == 0 else 1
 
 
-cdef _check_differentiable(object arr, str first_word):
-    """torch's error for asking an integer or bool tensor to require gradients (its two wordings)."""
+def _check_differentiable(object arr, str first_word):
+    """torch's error for asking an integer or bool tensor to require gradients (its two wordings: "Only" when
+    a tensor is made with requires_grad=True, "only" for requires_grad_())."""
     if arr.dtype.kind != "f":
         if first_word == "Only":
             raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
@@ -626,7 +629,7 @@ cdef class Tensor:
         if isinstance(value, Tensor):
             value = (<Tensor>value)._data
         elif not isinstance(value, np.ndarray):
-            value = as_float_array(value, self._data.dtype)
+            value = as_array(value, self._data.dtype)
         self._data[_ops.shape.plain_index(index)] = value
         bump(self._data)
 
@@ -1019,6 +1022,10 @@ cdef Tensor _apply_inplace(Tensor self, object fn, tuple args, str name):
         raise RuntimeError("%s: output with shape %s doesn't match the broadcast shape %s"
                            % (name, self._data.shape, out.shape))
     if out is not self._data:
+        if not np.can_cast(out.dtype, self._data.dtype, casting="same_kind"):
+            # torch's error (an int tensor += a float)
+            raise RuntimeError("result type %s can't be cast to the desired output type %s"
+                               % (_TORCH_NAMES[out.dtype.name], _TORCH_NAMES[self._data.dtype.name]))
         np.copyto(self._data, out, casting="same_kind")
     if recording:
         self._grad_fn, self._output_nr, self._requires_grad = result._grad_fn, result._output_nr, True
