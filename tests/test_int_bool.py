@@ -575,3 +575,21 @@ def test_embedding_takes_int_tensors():
     np.testing.assert_array_equal(emb.weight.grad.numpy(), temb.weight.grad.numpy())
     np.testing.assert_array_equal(F.embedding(mg.tensor(ids, dtype=mg.int32), emb.weight).detach().numpy(),
                                   tout.detach().numpy())
+
+
+def test_zero_dim_sort_topk_argsort_like_torch():
+    m, t = mg.tensor(3.0, requires_grad=True), torch.tensor(3.0, requires_grad=True)
+    for fn in (lambda a: a.sort(), lambda a: a.topk(1), lambda a: a.topk(0), lambda a: a.sort(0, True)):
+        (v, i), (tv, ti) = fn(m), fn(t)
+        same(v.detach(), tv.detach())
+        same(i, ti)
+        v.backward()
+        tv.backward()
+    same(m.grad, t.grad)
+    same(m.argsort(), t.argsort())
+
+
+def test_equality_with_other_objects_is_identity():
+    x, tx = mg.tensor([1.0]), torch.tensor([1.0])
+    assert (x == None) is (tx == None) is False  # noqa: E711
+    assert (x != "a") is (tx != "a") is True

@@ -373,19 +373,25 @@ cdef object _order(object data, int axis, bint descending, bint stable):
 
 
 cdef tuple _sort_args(Tensor t, object dim):
-    """(the data as at least 1-D, its axis) for sort and topk: a 0-d tensor sorts as one element."""
+    """(the data as at least 1-D, its axis) for sort, argsort and topk: a 0-d tensor sorts as one element."""
     data = t._data
     axis = norm_dim(dim, data.ndim)
     return data if data.ndim else data.reshape(1), axis
+
+
+cdef tuple _zero_dim_sorted(Tensor t):
+    """sort/topk of a 0-d tensor: itself (a differentiable copy) at index 0."""
+    from minigrad.ops.elementwise import clone
+    return clone(t), wrap(np.zeros((), dtype=np.int64))
 
 
 def sort(x, dim=-1, descending=False, stable=False):
     """``(values, indices)`` sorted along ``dim``; values are differentiable, indices an int64 tensor."""
     cdef Tensor t = as_tensor(x)
     data, axis = _sort_args(t, dim)
-    idx = _order(data, axis, descending, stable)
-    values, indices = _take_along(t, idx.reshape(t._data.shape), axis if t._data.ndim else 0)
-    return SortResult(values, indices)
+    if t._data.ndim == 0:
+        return SortResult(*_zero_dim_sorted(t))
+    return SortResult(*_take_along(t, _order(data, axis, descending, stable), axis))
 
 
 def argsort(x, dim=-1, descending=False, stable=False):
@@ -404,7 +410,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     data, axis = _sort_args(t, dim)
     if not 0 <= k <= data.shape[axis]:
         raise RuntimeError("selected index k out of range")
+    if t._data.ndim == 0:  # torch gives the element for k = 0 too
+        return TopkResult(*_zero_dim_sorted(t))
     idx = np.take(_order(data, axis, largest, True), np.arange(k), axis=axis)
-    if not t._data.ndim:
-        idx = idx.reshape(())
-    return TopkResult(*_take_along(t, idx, axis if t._data.ndim else 0))
+    return TopkResult(*_take_along(t, idx, axis))
