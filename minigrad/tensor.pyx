@@ -128,8 +128,9 @@ def as_array(data, dtype=None, copy=False):
             raise ValueError("cannot make a tensor from %s: %s" % (type(data).__name__, e)) from None
         from_python = True
     kind = arr.dtype.kind
-    if kind == "O" and from_python:
-        big = _out_of_range_int(arr)
+    if from_python and (kind == "O" or kind in "uf" and arr.size and _past_int64(arr)):
+        # numpy makes an object, uint64 or (mixed with small ints: lossy) float64 array of such ints
+        big = _out_of_range_int(arr if kind == "O" else np.array(data, dtype=object))
         if big is not None:
             return _from_big_ints(data, big, dtype)
     if kind in "cOSUVMm" or (kind == "f" and arr.dtype.itemsize > 8):
@@ -156,13 +157,18 @@ def as_array(data, dtype=None, copy=False):
     return np.array(arr, dtype=target, copy=True if copy else None)
 
 
+cdef bint _past_int64(object arr):
+    with np.errstate(invalid="ignore"):
+        return bool(np.nanmax(np.abs(arr)) >= 2.0 ** 63) if arr.dtype.kind == "f" else arr.max() >= 2 ** 63
+
+
 cdef object _out_of_range_int(object arr):
     """The first int outside the 64-bit range in an object array of Python numbers (numpy makes one for
     such an int), or None when the array holds anything else."""
     big = None
     for v in arr.flat:
         if type(v) is int:
-            if big is None and not -2 ** 63 <= v < 2 ** 64:
+            if big is None and not -2 ** 63 <= v < 2 ** 63:
                 big = v
         elif type(v) is not float and type(v) is not bool:
             return None

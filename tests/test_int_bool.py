@@ -58,6 +58,15 @@ def test_other_integer_widths_become_int64(np_dtype):
     np.testing.assert_array_equal(t.numpy(), arr.astype(np.int64))
 
 
+def test_python_ints_past_int64_are_refused_like_torch():
+    for data in ([2 ** 63], [1, 2 ** 64 - 1]):
+        with pytest.raises(ValueError, match="Overflow"):
+            torch.tensor(data)
+        with pytest.raises(ValueError, match="out of the 64-bit integer range"):
+            mg.tensor(data)
+    np.testing.assert_array_equal(mg.tensor([2 ** 63], dtype=mg.float64).numpy(), [2.0 ** 63])
+
+
 def test_torch_int_tensors_convert():
     same(mg.tensor(torch.arange(3)), torch.arange(3))
     same(mg.tensor(torch.tensor([True, False])), torch.tensor([True, False]))
