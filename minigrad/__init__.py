@@ -17,18 +17,25 @@ except (ImportError, ValueError, RuntimeError) as _error:  # a bad MINIGRAD_* va
         _sys.stderr.write(f"minigrad: error: {_error}\n")
         raise SystemExit(2) from None
     raise
-from minigrad.tensor import Tensor, float32, float64, get_default_dtype, set_default_dtype
+from minigrad.tensor import (Tensor, bool_, device, float32, float64, get_default_dtype, int32, int64,
+                             set_default_dtype)
 from minigrad import autograd  # noqa: E402
 from minigrad.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from minigrad.factories import (arange, as_tensor, empty, empty_like, eye, full, full_like, linspace, ones,
-                                ones_like, rand, rand_like, randn, randn_like, tensor, zeros, zeros_like)
+                                ones_like, rand, rand_like, randint, randn, randn_like, randperm, tensor, zeros,
+                                zeros_like)
 from minigrad.ops.elementwise import (abs, add, clamp, clone, div, exp, log, masked_fill, mul, neg, pow, relu,
                                       sigmoid, sqrt, sub, tanh, where)
 from minigrad.ops.linalg import addmm, matmul
-from minigrad.ops.reduce import log_softmax, logsumexp, max, mean, min, softmax, sum
+from minigrad.ops.logic import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, eq, floor_divide, ge, gt,
+                                isfinite, isinf, isnan, le, logical_and, logical_not, logical_or, logical_xor,
+                                lt, ne)
+from minigrad.ops.reduce import (all, any, argmax, argmin, argsort, cumsum, log_softmax, logsumexp, max, mean,
+                                 min, softmax, sort, sum, topk)
+from minigrad.ops.common import promote_types, result_type
 from minigrad.ops.shape import (cat, chunk, expand, flatten, flip, gather, permute, reshape, split, squeeze,
                                 stack, transpose, unbind, unsqueeze)
-from minigrad.random import Generator, manual_seed
+from minigrad.random import Generator, bernoulli, manual_seed, multinomial
 from minigrad import nn, optim, tbptt  # noqa: E402  (built on the core above)
 from minigrad.serialization import load, save  # noqa: E402
 
@@ -69,4 +76,11 @@ def set_cache_limit(nbytes):
     _backend.set_cache_limit(nbytes)
 
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+# torch's dtype names; the builtins they shadow stay out of __all__ (`from minigrad import *` keeps them)
+bool = bool_
+int = int32
+long = int64
+float = float32
+double = float64
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("bool", "int", "float")]

@@ -2,7 +2,7 @@ from minigrad.autograd.engine cimport Node
 
 
 cdef class Tensor:
-    cdef object _data                  # numpy ndarray, float32 or float64
+    cdef object _data                  # numpy ndarray: float32, float64, int32, int64 or bool
     cdef Tensor _grad                  # Tensor or None (the `grad` property checks assignments)
     cdef Node _grad_fn                 # the node that produced this tensor; None for a leaf
     cdef int _output_nr

@@ -1,6 +1,7 @@
 """The Tensor: a numpy array plus what autograd needs to know about it.
 
-Storage is a numpy ``ndarray`` of float32 or float64 (``Tensor.data``).  A tensor produced by a
+Storage is a numpy ``ndarray`` of float32, float64, int32, int64 or bool (``Tensor.data``); only float
+tensors take part in autograd.  A tensor produced by a
 differentiable op while grad mode is on points at the ``Node`` that produced it (``grad_fn``); a leaf that
 ``requires_grad`` collects its gradient in ``.grad``.  The ops themselves live in ``minigrad.ops``; the
 methods here only forward to them so that ``x.tanh()`` and ``minigrad.tanh(x)`` are the same call.
@@ -18,12 +19,45 @@ from minigrad.autograd.versions import version as _storage_version
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+cdef tuple _dtypes = (float32, float64, int32, int64, bool_)
 cdef object _default_dtype = float32
 cdef object _hook_keys = itertools.count()
 
 
+class _device_type:
+    """Where a tensor lives: always the CPU.  ``t.device == "cpu"`` holds, as does ``str(t.device)``."""
+    __slots__ = ("type",)
+
+    def __init__(self, type="cpu"):
+        type = str(type)
+        if type != "cpu":
+            raise RuntimeError("minigrad tensors live on the CPU only; got device %r" % type)
+        self.type = type
+
+    def __eq__(self, other):
+        return isinstance(other, (_device_type, str)) and str(other) == "cpu"
+
+    def __hash__(self):
+        return hash("cpu")
+
+    def __str__(self):
+        return "cpu"
+
+    def __repr__(self):
+        return "device(type='cpu')"
+
+
+cdef object _cpu = _device_type()
+cdef dict _TORCH_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long",
+                          "bool": "Bool"}
+device = _device_type
+
+
 def get_default_dtype():
-    """The dtype of tensors made from Python scalars and lists (float32 unless changed)."""
+    """The dtype of tensors made from Python floats and float lists (float32 unless changed)."""
     return _default_dtype
 
 
@@ -39,15 +73,41 @@ def check_float_dtype(dtype):
     except TypeError:
         raise TypeError("dtype must be minigrad.float32 or minigrad.float64, got %r" % (dtype,)) from None
     if d != float32 and d != float64:
-        raise TypeError("minigrad tensors are float32 or float64; got dtype %s" % d)
+        raise TypeError("expected a float dtype (float32 or float64); got dtype %s" % d)
+    return d
+
+
+def check_dtype(dtype):
+    """numpy dtype for ``dtype`` if minigrad supports it (float32, float64, int32, int64, bool), else
+    TypeError."""
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        raise TypeError("dtype must be a minigrad dtype (float32, float64, int32, int64, bool), got %r"
+                        % (dtype,)) from None
+    if d not in _dtypes:
+        raise TypeError("minigrad tensors are float32, float64, int32, int64 or bool; got dtype %s" % d)
     return d
 
 
 def as_float_array(data, dtype=None, copy=False):
-    """Convert array-like ``data`` to a float32/float64 ndarray, with a clear TypeError for anything else.
+    """``as_array`` restricted to float32/float64 results (gradients): TypeError for anything else."""
+    arr = as_array(data, dtype, copy)
+    if arr.dtype.kind != "f":
+        raise TypeError("expected float32 or float64 data, got a %s array; pass dtype=minigrad.float32 "
+                        "(or float64) to convert it" % arr.dtype)
+    return arr
 
-    numpy float32/float64 arrays keep their dtype; Python scalars and lists get the default dtype; integer,
-    bool, complex and object data need an explicit ``dtype`` (complex and object are always refused).
+
+def as_array(data, dtype=None, copy=False):
+    """Convert array-like ``data`` to an ndarray of a minigrad dtype, with a clear TypeError for anything
+    else.
+
+    As in torch: numpy float32/float64, int32/int64 and bool arrays keep their dtype; Python floats get the
+    default dtype, Python ints int64 and Python bools bool.  numpy's other integer widths (int8, int16,
+    uint8, uint16, uint32, uint64) become int64, which minigrad supports in their place (uint64 values
+    past int64's range are refused); float16, complex and object data need an explicit float ``dtype`` or
+    are refused.
 
     The result is always in native byte order and aligned (the one rule every tensor's array follows, so
     the kernels and fast paths can rely on it): a big-endian or misaligned array (a structured array's
@@ -68,25 +128,38 @@ def as_float_array(data, dtype=None, copy=False):
             raise ValueError("cannot make a tensor from %s: %s" % (type(data).__name__, e)) from None
         from_python = True
     kind = arr.dtype.kind
-    if kind == "O" and from_python:
-        big = _out_of_range_int(arr)
+    if from_python and (kind == "O" or kind in "uf" and arr.size and _past_int64(arr)):
+        # numpy makes an object, uint64 or (mixed with small ints: lossy) float64 array of such ints
+        big = _out_of_range_int(arr if kind == "O" else np.array(data, dtype=object))
         if big is not None:
             return _from_big_ints(data, big, dtype)
     if kind in "cOSUVMm" or (kind == "f" and arr.dtype.itemsize > 8):
-        raise TypeError("cannot make a minigrad tensor from %s data (%s); minigrad tensors are float32 or "
-                        "float64" % (arr.dtype, type(data).__name__))
+        raise TypeError("cannot make a minigrad tensor from %s data (%s); minigrad tensors are float32, "
+                        "float64, int32, int64 or bool" % (arr.dtype, type(data).__name__))
     if dtype is not None:
-        target = check_float_dtype(dtype)
+        target = check_dtype(dtype)
+    elif kind == "b":
+        target = bool_
+    elif kind in "iu":
+        target = int32 if (kind == "i" and arr.dtype.itemsize == 4 and not from_python) else int64
+        if kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError("cannot make a tensor from a uint64 array holding %d: it is out of the int64 "
+                             "range (minigrad's integer tensors are int32 or int64)" % arr.max())
     elif from_python:
         target = _default_dtype
     elif kind == "f" and arr.dtype.itemsize >= 4:
         target = float64 if arr.dtype.itemsize == 8 else float32  # native order, whatever arr's is
     else:
-        raise TypeError("minigrad tensors are float32 or float64, got a %s array; pass dtype=minigrad.float32 "
-                        "(or float64) to convert it" % arr.dtype)
+        raise TypeError("minigrad tensors are float32, float64, int32, int64 or bool, got a %s array; pass "
+                        "dtype=minigrad.float32 (or float64) to convert it" % arr.dtype)
     if isinstance(arr, np.ndarray) and not arr.flags.aligned:
         copy = True
     return np.array(arr, dtype=target, copy=True if copy else None)
+
+
+cdef bint _past_int64(object arr):
+    with np.errstate(invalid="ignore"):
+        return bool(np.nanmax(np.abs(arr)) >= 2.0 ** 63) if arr.dtype.kind == "f" else arr.max() >= 2 ** 63
 
 
 cdef object _out_of_range_int(object arr):
@@ -95,7 +168,7 @@ cdef object _out_of_range_int(object arr):
     big = None
     for v in arr.flat:
         if type(v) is int:
-            if big is None and not -2 ** 63 <= v < 2 ** 64:
+            if big is None and not -2 ** 63 <= v < 2 ** 63:
                 big = v
         elif type(v) is not float and type(v) is not bool:
             return None
@@ -152,10 +225,19 @@ cdef int zero_dim_side(object a, object b) except -2:
     return 0 if a.ndim == 0 else 1
 
 
+def _check_differentiable(object arr, str first_word):
+    """torch's error for asking an integer or bool tensor to require gradients (its two wordings: "Only" when
+    a tensor is made with requires_grad=True, "only" for requires_grad_())."""
+    if arr.dtype.kind != "f":
+        if first_word == "Only":
+            raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
+        raise RuntimeError("only Tensors of floating point dtype can require gradients")
+
+
 def _rebuild_tensor(cls, data, requires_grad):
     """A leaf of class ``cls`` (Tensor, Parameter) holding ``data``: what pickle and copy rebuild."""
     cdef Tensor t = cls.__new__(cls)
-    t._data = as_float_array(data)  # the boundary's rule: a pickle from a big-endian machine is converted
+    t._data = as_array(data)  # the boundary's rule: a pickle from a big-endian machine is converted
     t._requires_grad = bool(requires_grad)
     return t
 
@@ -242,7 +324,8 @@ def _attach_outputs(list arrays not None, Node node not None, tuple inputs not N
 
 
 cdef class Tensor:
-    """An n-dimensional float32/float64 array that records the operations applied to it.
+    """An n-dimensional float32/float64/int32/int64/bool array; float tensors record the operations
+    applied to them.
 
     ``Tensor(data, dtype=None, requires_grad=False)`` is the same as ``minigrad.tensor(...)``: it copies
     ``data``.
@@ -251,8 +334,10 @@ cdef class Tensor:
     __array_ufunc__ = None     # numpy defers `ndarray + Tensor` to Tensor.__radd__
 
     def __init__(self, data, dtype=None, requires_grad=False):
-        self._data = as_float_array(data, dtype, copy=True)
-        self.requires_grad = requires_grad
+        self._data = as_array(data, dtype, copy=True)
+        if requires_grad:
+            _check_differentiable(self._data, "Only")
+            self._requires_grad = True
 
     @staticmethod
     def _from_array(array):
@@ -286,16 +371,18 @@ cdef class Tensor:
 
     @data.setter
     def data(self, value):
-        """Share ``value``'s array (a Tensor's, or a float32/float64 ndarray as given, read-only ones too:
-        the in-place methods then refuse to write); a big-endian or misaligned array is copied, as in
-        ``as_float_array``; other data is converted to this tensor's dtype."""
+        """Share ``value``'s array (a Tensor's, or an ndarray of a minigrad dtype as given, read-only ones
+        too: the in-place methods then refuse to write); a big-endian or misaligned array is copied, as in
+        ``as_array``; other data is converted to this tensor's dtype."""
         if isinstance(value, Tensor):
             arr = (<Tensor>value)._data
         elif isinstance(value, np.ndarray):
-            check_float_dtype(value.dtype.newbyteorder("="))
-            arr = as_float_array(value)
+            check_dtype(value.dtype.newbyteorder("="))
+            arr = as_array(value)
         else:
-            arr = as_float_array(value, self._data.dtype)
+            arr = as_array(value, self._data.dtype)
+        if self._requires_grad:
+            _check_differentiable(arr, "Only")
         self._data = arr
         self._accumulator = None
 
@@ -306,6 +393,16 @@ cdef class Tensor:
     @property
     def dtype(self):
         return self._data.dtype
+
+    @property
+    def device(self):
+        return _cpu
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def cpu(self):
+        return self
 
     @property
     def ndim(self):
@@ -351,6 +448,11 @@ cdef class Tensor:
     def __int__(self):
         return int(self.item())
 
+    def __index__(self):
+        if self._data.dtype.kind not in "ib" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._data.item())
+
     def __bool__(self):
         if self._data.size != 1:
             raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
@@ -362,7 +464,7 @@ cdef class Tensor:
     def __repr__(self):
         body = np.array2string(self._data, separator=", ", prefix="tensor(", precision=4)
         extra = []
-        if self._data.dtype != _default_dtype:
+        if self._data.dtype != _default_dtype and self._data.dtype != int64 and self._data.dtype != bool_:
             extra.append("dtype=minigrad.%s" % self._data.dtype.name)
         if self._grad_fn is not None:
             extra.append("grad_fn=<%s>" % self._grad_fn.name())
@@ -407,6 +509,8 @@ cdef class Tensor:
             raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use "
                                "a computed variable in a subgraph that doesn't require differentiation use "
                                "var_no_grad = var.detach().")
+        if requires_grad:
+            _check_differentiable(self._data, "only")
         self._requires_grad = bool(requires_grad)
         return self
 
@@ -531,7 +635,7 @@ cdef class Tensor:
         if isinstance(value, Tensor):
             value = (<Tensor>value)._data
         elif not isinstance(value, np.ndarray):
-            value = as_float_array(value, self._data.dtype)
+            value = as_array(value, self._data.dtype)
         self._data[_ops.shape.plain_index(index)] = value
         bump(self._data)
 
@@ -581,30 +685,103 @@ cdef class Tensor:
     def __abs__(self):
         return _ops.elementwise.abs(self)
 
-    # Comparisons give numpy bool arrays: masks, never differentiable.
+    # Comparisons give bool tensors: masks, never differentiable.
     def __lt__(self, other):
-        a, b = _compared(self, other)
-        return a < b
+        return _ops.logic.lt(self, other)
 
     def __le__(self, other):
-        a, b = _compared(self, other)
-        return a <= b
+        return _ops.logic.le(self, other)
 
     def __gt__(self, other):
-        a, b = _compared(self, other)
-        return a > b
+        return _ops.logic.gt(self, other)
 
     def __ge__(self, other):
-        a, b = _compared(self, other)
-        return a >= b
+        return _ops.logic.ge(self, other)
 
     def __eq__(self, other):
-        a, b = _compared(self, other)
-        return a == b
+        if not _comparable(other):
+            return NotImplemented  # Python falls back to identity: t == None is False
+        return _ops.logic.eq(self, other)
 
     def __ne__(self, other):
-        a, b = _compared(self, other)
-        return a != b
+        if not _comparable(other):
+            return NotImplemented
+        return _ops.logic.ne(self, other)
+
+    def __floordiv__(self, other):
+        return _ops.logic.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _ops.logic.floor_divide(other, self)
+
+    def __and__(self, other):
+        return _ops.logic.bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return _ops.logic.bitwise_and(other, self)
+
+    def __or__(self, other):
+        return _ops.logic.bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return _ops.logic.bitwise_or(other, self)
+
+    def __xor__(self, other):
+        return _ops.logic.bitwise_xor(self, other)
+
+    def __rxor__(self, other):
+        return _ops.logic.bitwise_xor(other, self)
+
+    def __invert__(self):
+        return _ops.logic.bitwise_not(self)
+
+    def eq(self, other):
+        return _ops.logic.eq(self, other)
+
+    def ne(self, other):
+        return _ops.logic.ne(self, other)
+
+    def lt(self, other):
+        return _ops.logic.lt(self, other)
+
+    def le(self, other):
+        return _ops.logic.le(self, other)
+
+    def gt(self, other):
+        return _ops.logic.gt(self, other)
+
+    def ge(self, other):
+        return _ops.logic.ge(self, other)
+
+    def logical_and(self, other):
+        return _ops.logic.logical_and(self, other)
+
+    def logical_or(self, other):
+        return _ops.logic.logical_or(self, other)
+
+    def logical_xor(self, other):
+        return _ops.logic.logical_xor(self, other)
+
+    def logical_not(self):
+        return _ops.logic.logical_not(self)
+
+    def isnan(self):
+        return _ops.logic.isnan(self)
+
+    def isinf(self):
+        return _ops.logic.isinf(self)
+
+    def isfinite(self):
+        return _ops.logic.isfinite(self)
+
+    def floor_divide(self, other):
+        return _ops.logic.floor_divide(self, other)
+
+    def all(self, dim=None, keepdim=False):
+        return _ops.reduce.all(self, dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        return _ops.reduce.any(self, dim, keepdim)
 
     def add(self, other):
         return _ops.elementwise.add(self, other)
@@ -651,7 +828,25 @@ cdef class Tensor:
     def masked_fill(self, mask, value):
         return _ops.elementwise.masked_fill(self, mask, value)
 
-    def to(self, dtype):
+    def to(self, *args, dtype=None, device=None, copy=False):
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other_tensor)``, as torch: only the
+        CPU exists; a float-to-float conversion is differentiable, one to or from an integer or bool dtype
+        is not."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = (<Tensor>a)._data.dtype
+            elif isinstance(a, (str, _device_type)):
+                device = a
+            else:
+                dtype = a
+        if device is not None:
+            _device_type(device)
+        out = self if dtype is None else _ops.elementwise.to(self, dtype)
+        return _ops.elementwise.clone(out) if copy and out is self else out
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return "minigrad.%s" % self._data.dtype.name
         return _ops.elementwise.to(self, dtype)
 
     def float(self):
@@ -659,6 +854,15 @@ cdef class Tensor:
 
     def double(self):
         return _ops.elementwise.to(self, float64)
+
+    def long(self):
+        return _ops.elementwise.to(self, int64)
+
+    def int(self):
+        return _ops.elementwise.to(self, int32)
+
+    def bool(self):
+        return _ops.elementwise.to(self, bool_)
 
     def clone(self):
         return _ops.elementwise.clone(self)
@@ -676,8 +880,34 @@ cdef class Tensor:
     def min(self, dim=None, keepdim=False):
         return _ops.reduce.min(self, dim, keepdim)
 
+    def argmax(self, dim=None, keepdim=False):
+        return _ops.reduce.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return _ops.reduce.argmin(self, dim, keepdim)
+
+    def cumsum(self, dim, dtype=None):
+        return _ops.reduce.cumsum(self, dim, dtype)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return _ops.reduce.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return _ops.reduce.argsort(self, dim, descending, stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return _ops.reduce.topk(self, k, dim, largest, sorted)
+
     def softmax(self, dim):
         return _ops.reduce.softmax(self, dim)
+
+    def multinomial(self, num_samples, replacement=False, generator=None):
+        from minigrad.random import multinomial
+        return multinomial(self, num_samples, replacement, generator)
+
+    def bernoulli(self, generator=None):
+        from minigrad.random import bernoulli
+        return bernoulli(self, generator)
 
     def log_softmax(self, dim):
         return _ops.reduce.log_softmax(self, dim)
@@ -798,6 +1028,10 @@ cdef Tensor _apply_inplace(Tensor self, object fn, tuple args, str name):
         raise RuntimeError("%s: output with shape %s doesn't match the broadcast shape %s"
                            % (name, self._data.shape, out.shape))
     if out is not self._data:
+        if not np.can_cast(out.dtype, self._data.dtype, casting="same_kind"):
+            # torch's error (an int tensor += a float)
+            raise RuntimeError("result type %s can't be cast to the desired output type %s"
+                               % (_TORCH_NAMES[out.dtype.name], _TORCH_NAMES[self._data.dtype.name]))
         np.copyto(self._data, out, casting="same_kind")
     if recording:
         self._grad_fn, self._output_nr, self._requires_grad = result._grad_fn, result._output_nr, True
@@ -826,20 +1060,8 @@ cdef str _read_only_message(object arr, str what):
             "array given to .data); clone() the tensor, or assign a writeable array to .data" % what)
 
 
-cdef tuple _compared(Tensor t, object other):
-    """The two arrays a comparison sees, in torch's dtype (a 0-d side takes a dimensioned side's dtype)."""
-    a = t._data
-    b = (<Tensor>other)._data if isinstance(other, Tensor) else other
-    if isinstance(b, np.floating):
-        with np.errstate(over="ignore"):  # a numpy scalar is weak, like a Python float (numpy promotes it)
-            return a, a.dtype.type(b)
-    if isinstance(b, np.ndarray) and b.dtype.kind == "f":
-        side = zero_dim_side(a, b)
-        if side == 0:
-            a = a.astype(b.dtype)
-        elif side == 1:
-            b = b.astype(a.dtype)
-    return a, b
+cdef bint _comparable(object other):
+    return isinstance(other, (Tensor, np.ndarray, np.generic, int, float, list, tuple))
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None):

@@ -62,6 +62,27 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
     return out
 
 
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """(*, num_classes) int64 tensor with a 1 at each entry's class index of the int64 ``tensor`` (*);
+    ``num_classes=-1`` takes one more than the largest index, as in torch."""
+    if not isinstance(tensor, Tensor) or tensor.dtype != mg.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"one_hot(): argument 'num_classes' must be int, not {type(num_classes).__name__}")
+    idx = tensor.data
+    if num_classes == -1:
+        if idx.size == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(idx.max()) + 1
+    if idx.size and idx.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if idx.size and idx.max() >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    if num_classes < 0:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    return Tensor._from_array((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Inverted dropout: zero each element with probability ``p`` and scale the rest by 1/(1-p).
 
@@ -143,7 +164,8 @@ def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int =
 
     Args:
         input: log-probabilities (N, C), (C,) or (N, C, d1, ...).
-        target: integer class indices (N,), () or (N, d1, ...); entries equal to ``ignore_index`` are skipped.
+        target: class indices (int64/int32 tensor, integer array or list) (N,), () or (N, d1, ...);
+            entries equal to ``ignore_index`` are skipped.
         weight: optional per-class weights (C,) (array-like; not differentiated).
         reduction: ``'mean'`` divides the weighted sum by the total weight of the counted targets (torch's
             rule), ``'sum'`` sums, ``'none'`` returns the per-target losses in the target's shape.
@@ -376,10 +398,8 @@ def _flatten_classes(input: Tensor, t: np.ndarray):
 
 
 def _integer_array(values: Any, what: str) -> np.ndarray:
-    if isinstance(values, Tensor):
-        raise TypeError(f"{what} must be integer arrays, lists or ints, not a minigrad Tensor "
-                        "(Tensors hold floats)")
-    arr = np.asarray(values)
+    """int64 indices from an int64/int32 tensor, an integer numpy array, a list or an int."""
+    arr = values.data if isinstance(values, Tensor) else np.asarray(values)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{what} must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)

@@ -7,7 +7,7 @@ from typing import Any
 import minigrad as mg
 from minigrad.nn import functional as F
 from minigrad.nn.module import Module, Parameter
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, check_float_dtype
 
 
 def _uniform_parameter(shape: tuple, bound: float, dtype: Any) -> Parameter:
@@ -19,7 +19,8 @@ def _uniform_parameter(shape: tuple, bound: float, dtype: Any) -> Parameter:
 
 
 def _resolve_dtype(dtype: Any) -> Any:
-    return mg.get_default_dtype() if dtype is None else dtype
+    """A layer's parameter dtype: float32 or float64 (parameters need gradients)."""
+    return mg.get_default_dtype() if dtype is None else check_float_dtype(dtype)
 
 
 def _check_size(value: Any, name: str, allow_zero: bool = False) -> None:
@@ -86,7 +87,7 @@ class Embedding(Module):
         padding_idx: optional id whose row receives no gradient (initialised to zeros, as in torch).
         dtype: parameter dtype (default: ``minigrad.get_default_dtype()``).
 
-    Inputs: integer ids (numpy int array, list or int) of any shape (*).
+    Inputs: integer ids (an int64/int32 tensor, a numpy int array, a list or an int) of any shape (*).
     Outputs: shape (*, embedding_dim).
 
     Parameters: ``weight`` (num_embeddings, embedding_dim) initialised from N(0, 1).

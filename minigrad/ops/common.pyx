@@ -4,7 +4,7 @@ import numpy as np
 
 from minigrad.ops.fast cimport scalar_array
 from minigrad.tensor cimport Tensor, grad_edge, wrap, zero_dim_side
-from minigrad.tensor import as_float_array
+from minigrad.tensor import as_array, bool_, get_default_dtype, int64
 
 cnp.import_array()
 
@@ -24,50 +24,150 @@ cdef object unbroadcast(object grad, tuple shape):
 
 
 cdef Tensor as_tensor(object x, object dtype=None):
-    """``x`` itself if it is a Tensor, else a constant tensor made from it (``dtype`` for non-float data)."""
+    """``x`` itself if it is a Tensor, else a constant tensor made from it: Python data and integer or bool
+    arrays take ``dtype`` when one is given (the other operand's: they are weak), else their own dtype
+    (``as_array``'s rules)."""
     if isinstance(x, Tensor):
         return <Tensor>x
     if isinstance(x, (bool, int, float)) and dtype is not None:
         return wrap(np.array(x, dtype=dtype))
     if isinstance(x, (list, tuple, bool, int, float)):
-        # Python data is weak like a Python scalar: the other operand's dtype, else the default dtype
-        return wrap(as_float_array(x, dtype))
+        return wrap(as_array(x, dtype))
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if dtype is not None and arr.dtype.kind in "biu":
         return wrap(arr.astype(dtype))
-    return wrap(as_float_array(arr, None if arr.dtype.kind == "f" else dtype))
+    return wrap(as_array(arr, None if arr.dtype.kind == "f" else dtype))
+
+
+cdef bint is_float(Tensor t):
+    cdef int n = cnp.PyArray_TYPE(<cnp.ndarray>t._data)
+    return n == cnp.NPY_FLOAT32 or n == cnp.NPY_FLOAT64
+
+
+cdef int _category(object dtype):
+    """bool < integer < float: torch's type categories."""
+    return 0 if dtype.kind == "b" else (1 if dtype.kind in "iu" else 2)
+
+
+def promote_types(a, b):
+    """torch.promote_types for minigrad's dtypes: the higher category wins whole (int64 with float32 is
+    float32, unlike numpy's float64); within a category the wider dtype."""
+    if a == b:
+        return a
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    return a if a.itemsize > b.itemsize else b
+
+
+cdef object _combine(object higher, object lower):
+    """torch's combine_categories: the dtype of a higher-priority group (dimensioned tensors over 0-d
+    tensors over Python scalars) wins unless the lower group is of a higher category."""
+    if higher.kind == "f":
+        return higher
+    if higher.kind == "b" or lower.kind == "f":
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_type(a, b):
+    """torch.result_type of two operands (Tensors, arrays or Python scalars)."""
+    return _result_type(_as_operand(a), _as_operand(b))
+
+
+cdef object _as_operand(object x):
+    if isinstance(x, Tensor):
+        return x
+    if _is_scalar(x):
+        return x
+    return as_tensor(x)
+
+
+cdef inline bint _is_scalar(object x):
+    return isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating))
+
+
+cdef object _wrapped_dtype(object x):
+    """The dtype a Python scalar stands for: bool, int64, or the default float dtype."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool_
+    if isinstance(x, (int, np.integer)):
+        return int64
+    return get_default_dtype()
+
+
+cdef object _result_type(object a, object b):
+    cdef Tensor ta, tb
+    if _is_scalar(a) and _is_scalar(b):
+        return promote_types(_wrapped_dtype(a), _wrapped_dtype(b))
+    if _is_scalar(b):
+        return _combine((<Tensor>a)._data.dtype, _wrapped_dtype(b))
+    if _is_scalar(a):
+        return _combine((<Tensor>b)._data.dtype, _wrapped_dtype(a))
+    ta, tb = a, b
+    da, db = ta._data.dtype, tb._data.dtype
+    if (ta._data.ndim == 0) == (tb._data.ndim == 0):
+        return promote_types(da, db)
+    return _combine(db, da) if ta._data.ndim == 0 else _combine(da, db)
+
+
+cdef Tensor _in_dtype(Tensor t, object dtype):
+    return t if t._data.dtype == dtype else _cast_operand(t, dtype)
 
 
 cdef tuple operands(object a, object b, bint promote=True):
     """Both operands of a binary op as Tensors.
 
-    Python scalars and integer arrays take the other operand's dtype (they are "weak", as in torch); float32
-    and float64 tensors together promote to float64, like torch, except that a 0-d tensor (or array) takes
-    the dtype of a dimensioned one (torch's rule; see ``zero_dim_side``).  ``promote=False`` leaves both
-    dtypes as they are, for an op that refuses mixed dtypes.
+    Both operands end in ``torch.result_type``'s dtype.  With a float tensor, Python scalars and integer
+    arrays take its dtype (they are "weak", as in torch); float32 and float64 tensors together promote to
+    float64, like torch, except that a 0-d tensor (or array) takes the dtype of a dimensioned one (torch's
+    rule; see ``zero_dim_side``).  Integer and bool tensors follow the same rules across the categories
+    bool < int < float (int tensor + 1.5 is in the default float dtype; int64 + float32 is float32).
+    ``promote=False`` leaves both dtypes as they are, for an op that refuses mixed dtypes.
     """
     cdef Tensor ta, tb
     if isinstance(a, Tensor):
         ta = <Tensor>a
-        if type(b) is float or type(b) is int:
-            return ta, wrap(scalar_array(b, ta._data))
-        tb = as_tensor(b, ta._data.dtype)
+        if is_float(ta):
+            if type(b) is float or type(b) is int:
+                return ta, wrap(scalar_array(b, ta._data))
+            tb = as_tensor(b, ta._data.dtype)
+        elif _is_scalar(b):
+            return _with_scalar(ta, b, promote)
+        else:
+            tb = as_tensor(b)
     elif isinstance(b, Tensor):
         tb = <Tensor>b
-        if type(a) is float or type(a) is int:
-            return wrap(scalar_array(a, tb._data)), tb
-        ta = as_tensor(a, tb._data.dtype)
+        if is_float(tb):
+            if type(a) is float or type(a) is int:
+                return wrap(scalar_array(a, tb._data)), tb
+            ta = as_tensor(a, tb._data.dtype)
+        elif _is_scalar(a):
+            return _with_scalar(tb, a, promote)[::-1]
+        else:
+            ta = as_tensor(a)
     else:
         raise TypeError("expected at least one minigrad Tensor, got %s and %s"
                         % (type(a).__name__, type(b).__name__))
-    # (a tensor's array is always a native float32/float64 ndarray: the type numbers compare its dtype)
+    # (a tensor's array is always a native ndarray of a minigrad dtype: the type numbers compare its dtype)
     if promote and cnp.PyArray_TYPE(<cnp.ndarray>ta._data) != cnp.PyArray_TYPE(<cnp.ndarray>tb._data):
-        side = zero_dim_side(ta._data, tb._data)
-        if side == 0:
-            ta = _cast_operand(ta, tb._data.dtype)
-        elif side == 1:
-            tb = _cast_operand(tb, ta._data.dtype)
+        if is_float(ta) and is_float(tb):
+            side = zero_dim_side(ta._data, tb._data)
+            if side == 0:
+                ta = _cast_operand(ta, tb._data.dtype)
+            elif side == 1:
+                tb = _cast_operand(tb, ta._data.dtype)
+        else:
+            dtype = _result_type(ta, tb)
+            ta = _in_dtype(ta, dtype)
+            tb = _in_dtype(tb, dtype)
     return ta, tb
+
+
+cdef tuple _with_scalar(Tensor t, object s, bint promote):
+    """(t, s as a 0-d array) for an integer or bool tensor ``t``, both in torch's result dtype."""
+    dtype = _combine(t._data.dtype, _wrapped_dtype(s)) if promote else t._data.dtype
+    return _in_dtype(t, dtype), wrap(np.array(s, dtype=dtype))
 
 
 cdef Tensor _cast_operand(Tensor t, object dtype):

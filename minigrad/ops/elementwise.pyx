@@ -6,10 +6,10 @@ import numpy as np
 
 from minigrad import _backend as K
 from minigrad.autograd.engine cimport GraphTask, Node
-from minigrad.ops.common cimport as_tensor, operands, unbroadcast
+from minigrad.ops.common cimport as_tensor, is_float, operands, unbroadcast
 from minigrad.ops.fast cimport OP_ADD, OP_DIV, OP_MUL, OP_SUB, binary
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
-from minigrad.tensor import check_float_dtype, real_scalar
+from minigrad.tensor import check_dtype, get_default_dtype, real_scalar
 
 
 cdef object _broadcast(int op, ufunc, str name, Tensor x, Tensor y):
@@ -27,6 +27,12 @@ cdef object _broadcast(int op, ufunc, str name, Tensor x, Tensor y):
 cdef inline object _mul(object a, object b):
     out = binary(OP_MUL, a, b)
     return a * b if out is None else out
+
+
+cdef Tensor _floating(Tensor t):
+    """``t`` itself if it holds floats, else its values in the default float dtype: what torch's float
+    functions (exp, log, true division, ...) compute in for integer and bool tensors."""
+    return t if is_float(t) else wrap(t._data.astype(get_default_dtype()))
 
 
 cdef inline bint _wants(Node node, int i):
@@ -67,6 +73,9 @@ def sub(a, b):
     """a - b."""
     cdef Tensor x, y
     x, y = operands(a, b)
+    if x._data.dtype.kind == "b":
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
+                           "`^` or `logical_xor()` operator instead.")
     out = _broadcast(OP_SUB, np.subtract, "sub", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
@@ -107,9 +116,11 @@ cdef class DivBackward(Node):
 
 
 def div(a, b):
-    """a / b."""
+    """a / b (true division: integer and bool operands divide in the default float dtype)."""
     cdef Tensor x, y
     x, y = operands(a, b)
+    if not is_float(x):
+        x, y = _floating(x), _floating(y)
     out = _broadcast(OP_DIV, np.true_divide, "div", x, y)
     if not any_requires_grad((x, y)):
         return wrap(out)
@@ -163,6 +174,12 @@ def pow(a, b, mod=None):
                         % (type(a).__name__, type(b).__name__, type(mod).__name__))
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
         x = <Tensor>a
+        if not is_float(x):
+            if isinstance(b, float):
+                return pow(_floating(x), b)
+            if b < 0:
+                raise RuntimeError("Integers to negative integer powers are not allowed.")
+            return wrap(np.power(x._data, x._data.dtype.type(b)))
         with np.errstate(all="ignore"):
             out = _scalar_pow(x._data, float(b))  # a numpy float64 exponent is weak too, as in torch
         if not any_requires_grad((x,)):
@@ -189,6 +206,9 @@ cdef class NegBackward(Node):
 def neg(x):
     """-x."""
     cdef Tensor t = as_tensor(x)
+    if t._data.dtype.kind == "b":
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+                           "to invert a mask, use the `~` or `logical_not()` operator instead.")
     out = np.negative(t._data)
     if not any_requires_grad((t,)):
         return wrap(out)
@@ -203,7 +223,7 @@ cdef class ExpBackward(Node):
 
 def exp(x):
     """e ** x."""
-    cdef Tensor t = as_tensor(x)
+    cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(all="ignore"):
         out = np.exp(t._data)
     if not any_requires_grad((t,)):
@@ -221,7 +241,7 @@ cdef class LogBackward(Node):
 
 def log(x):
     """Natural logarithm (log(0) = -inf, log(negative) = nan, as in numpy and torch)."""
-    cdef Tensor t = as_tensor(x)
+    cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(t._data)
     if not any_requires_grad((t,)):
@@ -240,7 +260,7 @@ cdef class SqrtBackward(Node):
 
 def sqrt(x):
     """Square root."""
-    cdef Tensor t = as_tensor(x)
+    cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(invalid="ignore"):
         out = np.sqrt(t._data)
     if not any_requires_grad((t,)):
@@ -286,7 +306,7 @@ cdef class TanhBackward(Node):
 
 def tanh(x):
     """Hyperbolic tangent (C kernel)."""
-    cdef Tensor t = as_tensor(x)
+    cdef Tensor t = _floating(as_tensor(x))
     out = K.tanh(t._data)
     if not any_requires_grad((t,)):
         return wrap(out)
@@ -304,7 +324,7 @@ cdef class SigmoidBackward(Node):
 
 def sigmoid(x):
     """1 / (1 + e ** -x)."""
-    cdef Tensor t = as_tensor(x)
+    cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(over="ignore"):
         out = 1 / (1 + np.exp(-t._data))
     out = out.astype(t._data.dtype, copy=False)
@@ -445,12 +465,14 @@ def clone(x):
 
 
 def to(x, dtype):
-    """x converted to ``dtype`` (float32 or float64); differentiable."""
+    """x converted to ``dtype``; differentiable from a float dtype to a float dtype only (a conversion to an
+    integer or bool dtype truncates, as in torch, and records nothing)."""
     cdef Tensor t = as_tensor(x)
-    d = check_float_dtype(dtype)
+    d = check_dtype(dtype)
     if d == t._data.dtype:
         return t
-    out = t._data.astype(d)
-    if not any_requires_grad((t,)):
+    with np.errstate(invalid="ignore"):  # nan and inf to an integer: an unspecified value, as in torch
+        out = t._data.astype(d)
+    if d.kind != "f" or not any_requires_grad((t,)):
         return wrap(out)
     return attach(out, CopyBackward.__new__(CopyBackward), (t,))

@@ -1,14 +1,27 @@
-"""Reductions and the softmax family.  Each op's backward sits right under its forward."""
+"""Reductions, the softmax family, arg-reductions, cumsum, sort and topk.  Each op's backward sits right
+under its forward; indices come back as int64 tensors, as in torch."""
 from collections import namedtuple
 
 import numpy as np
 
 from minigrad.autograd.engine cimport Node
-from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims
+from minigrad.ops.common cimport as_tensor, is_float, norm_dim, norm_dims
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor import get_default_dtype
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 MinResult = namedtuple("MinResult", ["values", "indices"])
+SortResult = namedtuple("SortResult", ["values", "indices"])
+TopkResult = namedtuple("TopkResult", ["values", "indices"])
+
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "int32": "Int", "int64": "Long", "bool": "Bool"}
+
+
+cdef void _need_float(Tensor t, str what) except *:
+    """torch's error for a float-only reduction given an integer or bool tensor."""
+    if not is_float(t):
+        raise NotImplementedError('"%s" not implemented for \'%s\''
+                                  % (what, _TORCH_NAMES[t._data.dtype.name]))
 
 
 cdef object _expand_back(object g, tuple axes, tuple shape, bint keepdim):
@@ -61,6 +74,9 @@ cdef class MeanBackward(Node):
 def mean(x, dim=None, keepdim=False):
     """Mean over ``dim`` (an int, a tuple, or None or () for all dimensions); nan for an empty reduction."""
     cdef Tensor t = as_tensor(x)
+    if not is_float(t):
+        raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating "
+                           "point or complex dtype. Got: %s" % _TORCH_NAMES[t._data.dtype.name])
     axes = _reduce_axes(dim, t._data.ndim)
     count = 1
     for a in axes:
@@ -118,7 +134,7 @@ cdef object _extreme(x, dim, keepdim, bint is_max):
     result = MaxResult if is_max else MinResult
     if data.ndim == 0:
         from minigrad.ops.elementwise import clone
-        return result(clone(t), np.zeros((), dtype=np.int64))
+        return result(clone(t), wrap(np.zeros((), dtype=np.int64)))
     if data.shape[axis] == 0:
         raise IndexError("%s(): cannot reduce over dimension %d of size 0" % (name, axis))
     idx = np.argmax(data, axis=axis, keepdims=True) if is_max else np.argmin(data, axis=axis, keepdims=True)
@@ -127,22 +143,22 @@ cdef object _extreme(x, dim, keepdim, bint is_max):
         values = values.squeeze(axis)
         idx = idx.squeeze(axis)
     if not any_requires_grad((t,)):
-        return result(wrap(values), idx)
+        return result(wrap(values), wrap(idx))
     cdef MaxDimBackward node = MaxDimBackward.__new__(MaxDimBackward)
     node.in_shape = data.shape
     node.axis = axis
     node.keepdim = keepdim
     node.saved = (idx,)
-    return result(attach(values, node, (t,)), idx)
+    return result(attach(values, node, (t,)), wrap(idx))
 
 
 def max(x, dim=None, keepdim=False):
-    """Largest element; with ``dim``, ``(values, indices)`` along that dimension (indices: int64 array)."""
+    """Largest element; with ``dim``, ``(values, indices)`` along that dimension (indices: int64 tensor)."""
     return _extreme(x, dim, keepdim, True)
 
 
 def min(x, dim=None, keepdim=False):
-    """Smallest element; with ``dim``, ``(values, indices)`` along that dimension (indices: int64 array)."""
+    """Smallest element; with ``dim``, ``(values, indices)`` along that dimension (indices: int64 tensor)."""
     return _extreme(x, dim, keepdim, False)
 
 
@@ -168,6 +184,7 @@ cdef class SoftmaxBackward(Node):
 def softmax(x, dim):
     """exp(x) / sum(exp(x)) along ``dim``, computed stably."""
     cdef Tensor t = as_tensor(x)
+    _need_float(t, "softmax_lastdim_kernel_impl")
     axis = norm_dim(dim, t._data.ndim)
     if t._data.ndim == 0:
         out = np.ones((), dtype=t._data.dtype)
@@ -195,6 +212,7 @@ cdef class LogSoftmaxBackward(Node):
 def log_softmax(x, dim):
     """x - logsumexp(x) along ``dim``, computed stably (finite for logits of any size)."""
     cdef Tensor t = as_tensor(x)
+    _need_float(t, "log_softmax_lastdim_kernel_impl")
     axis = norm_dim(dim, t._data.ndim)
     if t._data.ndim == 0:
         out = np.zeros((), dtype=t._data.dtype)
@@ -225,6 +243,8 @@ cdef class LogsumexpBackward(Node):
 def logsumexp(x, dim, keepdim=False):
     """log(sum(exp(x))) over ``dim`` (an int or a tuple; () for all dimensions), computed stably."""
     cdef Tensor t = as_tensor(x)
+    if not is_float(t):
+        t = wrap(t._data.astype(get_default_dtype()))  # torch computes it in the default float dtype
     data = t._data
     axes = _reduce_axes(dim, data.ndim)
     if data.ndim == 0:
@@ -242,3 +262,155 @@ def logsumexp(x, dim, keepdim=False):
     node.keepdim = keepdim
     node.saved = (data, lse)
     return attach(out, node, (t,))
+
+
+# ---- any / all ---------------------------------------------------------------------------------------------
+def all(x, dim=None, keepdim=False):
+    """Whether every element (along ``dim``) is nonzero: a bool tensor."""
+    cdef Tensor t = as_tensor(x)
+    axes = None if dim is None else norm_dim(dim, t._data.ndim)
+    return wrap(np.asarray(np.all(t._data, axis=axes, keepdims=keepdim and dim is not None)))
+
+
+def any(x, dim=None, keepdim=False):
+    """Whether some element (along ``dim``) is nonzero: a bool tensor."""
+    cdef Tensor t = as_tensor(x)
+    axes = None if dim is None else norm_dim(dim, t._data.ndim)
+    return wrap(np.asarray(np.any(t._data, axis=axes, keepdims=keepdim and dim is not None)))
+
+
+# ---- argmax / argmin ---------------------------------------------------------------------------------------
+cdef object _arg_extreme(x, dim, bint keepdim, bint is_max):
+    cdef Tensor t = as_tensor(x)
+    data = t._data
+    name = "argmax" if is_max else "argmin"
+    find = np.argmax if is_max else np.argmin
+    if dim is None:
+        if data.size == 0:
+            raise RuntimeError("%s(): Expected reduction dim to be specified for input.numel() == 0." % name)
+        idx = np.asarray(find(data.reshape(-1)), dtype=np.int64)
+        return wrap(idx.reshape((1,) * data.ndim) if keepdim else idx)
+    axis = norm_dim(dim, data.ndim)
+    if data.ndim == 0:
+        return wrap(np.zeros((), dtype=np.int64))
+    if data.shape[axis] == 0:
+        raise IndexError("%s(): Expected reduction dim %d to have non-zero size." % (name, axis))
+    return wrap(np.asarray(find(data, axis=axis, keepdims=keepdim), dtype=np.int64))
+
+
+def argmax(x, dim=None, keepdim=False):
+    """Index of the largest element (the first one on ties; a nan counts as the largest), over the
+    flattened tensor when ``dim`` is None: an int64 tensor."""
+    return _arg_extreme(x, dim, keepdim, True)
+
+
+def argmin(x, dim=None, keepdim=False):
+    """Index of the smallest element (the first one on ties; a nan counts as the smallest), over the
+    flattened tensor when ``dim`` is None: an int64 tensor."""
+    return _arg_extreme(x, dim, keepdim, False)
+
+
+# ---- cumsum ------------------------------------------------------------------------------------------------
+cdef class CumsumBackward(Node):
+    # d out_j / d x_i = 1 for i <= j: the gradient is the reversed cumulative sum of g
+    cdef int axis
+
+    cpdef object backward(self, object g):
+        return (np.flip(np.cumsum(np.flip(g, self.axis), axis=self.axis), self.axis),)
+
+
+def cumsum(x, dim, dtype=None):
+    """Cumulative sum along ``dim``; integer and bool tensors sum in int64 (torch's rule)."""
+    cdef Tensor t = as_tensor(x)
+    axis = norm_dim(dim, t._data.ndim)
+    data = t._data
+    if dtype is not None:
+        from minigrad.ops.elementwise import to
+        t = to(t, dtype)
+        data = t._data
+    out_dtype = data.dtype if is_float(t) else np.dtype(np.int64)
+    with np.errstate(all="ignore"):
+        out = np.cumsum(data, axis=axis if data.ndim else None, dtype=out_dtype).reshape(data.shape)
+    if not any_requires_grad((t,)):
+        return wrap(out)
+    cdef CumsumBackward node = CumsumBackward.__new__(CumsumBackward)
+    node.axis = axis if data.ndim else 0
+    return attach(out, node, (t,))
+
+
+# ---- sort / argsort / topk ---------------------------------------------------------------------------------
+cdef class TakeAlongBackward(Node):
+    # saved = (indices,): each output element came from the input at its index along the axis
+    cdef tuple in_shape
+    cdef int axis
+
+    cpdef object backward(self, object g):
+        gx = np.zeros(self.in_shape, dtype=g.dtype)
+        np.put_along_axis(gx, self.saved[0], g, axis=self.axis)
+        return (gx,)
+
+
+cdef object _take_along(Tensor t, object idx, int axis):
+    """The values of ``t`` at ``idx`` along ``axis`` (differentiable) and the indices as an int64 tensor."""
+    values = np.take_along_axis(t._data, idx, axis=axis)
+    indices = wrap(idx)
+    if not any_requires_grad((t,)):
+        return wrap(values), indices
+    cdef TakeAlongBackward node = TakeAlongBackward.__new__(TakeAlongBackward)
+    node.in_shape = t._data.shape
+    node.axis = axis
+    node.saved = (idx,)
+    return attach(values, node, (t,)), indices
+
+
+cdef object _order(object data, int axis, bint descending, bint stable):
+    """Indices (int64) that sort ``data`` along ``axis``; nan sorts as the largest value, as in torch.
+    Descending is the ascending stable sort of the reversed axis, reversed: ties keep their order."""
+    if not descending:
+        return np.argsort(data, axis=axis, kind="stable" if stable else None).astype(np.int64, copy=False)
+    idx = np.argsort(np.flip(data, axis), axis=axis, kind="stable")
+    return (data.shape[axis] - 1 - np.flip(idx, axis)).astype(np.int64, copy=False)
+
+
+cdef tuple _sort_args(Tensor t, object dim):
+    """(the data as at least 1-D, its axis) for sort, argsort and topk: a 0-d tensor sorts as one element."""
+    data = t._data
+    axis = norm_dim(dim, data.ndim)
+    return data if data.ndim else data.reshape(1), axis
+
+
+cdef tuple _zero_dim_sorted(Tensor t):
+    """sort/topk of a 0-d tensor: itself (a differentiable copy) at index 0."""
+    from minigrad.ops.elementwise import clone
+    return clone(t), wrap(np.zeros((), dtype=np.int64))
+
+
+def sort(x, dim=-1, descending=False, stable=False):
+    """``(values, indices)`` sorted along ``dim``; values are differentiable, indices an int64 tensor."""
+    cdef Tensor t = as_tensor(x)
+    data, axis = _sort_args(t, dim)
+    if t._data.ndim == 0:
+        return SortResult(*_zero_dim_sorted(t))
+    return SortResult(*_take_along(t, _order(data, axis, descending, stable), axis))
+
+
+def argsort(x, dim=-1, descending=False, stable=False):
+    """The int64 indices that sort ``x`` along ``dim``."""
+    cdef Tensor t = as_tensor(x)
+    data, axis = _sort_args(t, dim)
+    return wrap(_order(data, axis, descending, stable).reshape(t._data.shape))
+
+
+def topk(x, k, dim=-1, largest=True, sorted=True):
+    """``(values, indices)`` of the ``k`` largest (``largest=False``: smallest) elements along ``dim``,
+    largest first; values are differentiable, indices an int64 tensor."""
+    cdef Tensor t = as_tensor(x)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        raise TypeError("topk(): argument 'k' must be int, not %s" % type(k).__name__)
+    data, axis = _sort_args(t, dim)
+    if not 0 <= k <= data.shape[axis]:
+        raise RuntimeError("selected index k out of range")
+    if t._data.ndim == 0:  # torch gives the element for k = 0 too
+        return TopkResult(*_zero_dim_sorted(t))
+    idx = np.take(_order(data, axis, largest, True), np.arange(k), axis=axis)
+    return TopkResult(*_take_along(t, idx, axis))

@@ -11,6 +11,7 @@ cnp.import_array()
 
 from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
+from minigrad.ops.common import promote_types
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, view_of, wrap
 from minigrad.tensor import _attach_outputs
 
@@ -189,14 +190,23 @@ def expand(x, *sizes):
 
 # ---- indexing -----------------------------------------------------------------------------------------
 def plain_index(index):
-    """``index`` with Tensors refused (they hold floats); numpy int/bool arrays and lists pass through."""
+    """``index`` for numpy: integer and bool tensors become their arrays (float tensors are refused, as in
+    torch); numpy int/bool arrays and lists pass through."""
+    if isinstance(index, Tensor):
+        return _index_array(<Tensor>index)
     items = index if isinstance(index, tuple) else (index,)
     for it in items:
-        if isinstance(it, Tensor):
-            raise TypeError("minigrad tensors hold floats and cannot index; use a numpy int or bool array")
         if isinstance(it, float):
             raise TypeError("indices must be integers, slices, None, Ellipsis or int/bool arrays, not float")
+    if isinstance(index, tuple) and any(isinstance(it, Tensor) for it in index):
+        return tuple([_index_array(<Tensor>it) if isinstance(it, Tensor) else it for it in index])
     return index
+
+
+cdef object _index_array(Tensor t):
+    if t._data.dtype.kind not in "biu":
+        raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+    return t._data
 
 
 cdef bint _is_basic(object index):
@@ -328,9 +338,10 @@ cdef list _tensor_list(object seq, str name):
     if len(seq) == 0:
         raise ValueError("%s expects a non-empty list of tensors" % name)
     ts = [as_tensor(s) for s in seq]
-    if any((<Tensor>t)._data.dtype == np.float64 for t in ts):
-        ts = [t if (<Tensor>t)._data.dtype == np.float64 else as_tensor(t).to(np.float64) for t in ts]
-    return ts
+    dtype = (<Tensor>ts[0])._data.dtype
+    for t in ts:
+        dtype = promote_types(dtype, (<Tensor>t)._data.dtype)  # torch's rule (int64 with float32 is float32)
+    return [t if (<Tensor>t)._data.dtype == dtype else t.to(dtype) for t in ts]
 
 
 cdef class StackBackward(Node):
