@@ -45,6 +45,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 _FORMAT = "minigrad-checkpoint"
 _VERSION = 1
 _STRUCTURE = "__minigrad__"
+_TENSOR_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int64, np.int32, np.bool_))
 # numpy dtype kinds stored as they are: bool, signed and unsigned int, float, complex.
 _ARRAY_KINDS = "biufc"
 _KEY_TYPES = (str, int, float, bool, type(None))
@@ -406,11 +407,12 @@ class _Decoder:
 
     def _tensor(self, node: dict[str, Any], kind: str, where: str) -> Tensor:
         arr = self._array(node, where)
-        if arr.dtype not in (np.float32, np.float64) or not arr.dtype.isnative:
-            raise self.bad(f"tensor entry {node['a']!r} has dtype {arr.dtype}, not float32/float64")
+        if arr.dtype not in _TENSOR_DTYPES or not arr.dtype.isnative:
+            raise self.bad(f"tensor entry {node['a']!r} has dtype {arr.dtype}, not one of minigrad's "
+                           "(float32, float64, int64, int32, bool)")
         requires_grad = node.get("grad")
-        if not isinstance(requires_grad, bool):
-            raise self.bad(f"tensor entry {node['a']!r} lacks its requires_grad flag")
+        if not isinstance(requires_grad, bool) or (requires_grad and arr.dtype.kind != "f"):
+            raise self.bad(f"tensor entry {node['a']!r} lacks a valid requires_grad flag")
         if kind == "param":
             from minigrad.nn import Parameter
             return Parameter(arr, requires_grad=requires_grad)

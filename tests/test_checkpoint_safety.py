@@ -327,3 +327,18 @@ def test_load_of_a_checkpoint_too_large_for_memory_is_a_memory_error_naming_the_
     expected = "MemoryError load: not enough memory for obj['model']['rnn.weight_hh_l0']"
     assert out.stdout.startswith(expected), out.stdout + out.stderr
     assert "shape (4096, 4096) and dtype float32 (67,108,864 bytes" in out.stdout
+
+
+def test_int_and_bool_tensors_round_trip_like_torch(tmp_path):
+    import torch
+    state = {"idx": mg.tensor([3, 1, 2]), "i32": mg.tensor(np.array([1, -2], np.int32)),
+             "mask": mg.tensor([True, False]), "w": mg.tensor([0.5], requires_grad=True)}
+    mg.save(state, tmp_path / "ints.npz")
+    back = mg.load(tmp_path / "ints.npz")
+    torch.save({k: torch.from_numpy(v.numpy()) for k, v in state.items()}, tmp_path / "ints.pt")
+    theirs = torch.load(tmp_path / "ints.pt")
+    for k in state:
+        assert back[k].dtype == state[k].dtype and str(theirs[k].dtype).endswith(
+            {"int64": "int64", "int32": "int32", "bool": "bool", "float32": "float32"}[str(back[k].dtype)])
+        np.testing.assert_array_equal(back[k].numpy(), theirs[k].numpy())
+    assert back["w"].requires_grad and not back["idx"].requires_grad
