@@ -159,7 +159,8 @@ def as_array(data, dtype=None, copy=False):
 
 cdef bint _past_int64(object arr):
     with np.errstate(invalid="ignore"):
-        return bool(np.nanmax(np.abs(arr)) >= 2.0 ** 63) if arr.dtype.kind == "f" else arr.max() >= 2 ** 63
+        # (nan compares False: an all-nan array is not out of range, and says nothing about it)
+        return bool(np.any(np.abs(arr) >= 2.0 ** 63)) if arr.dtype.kind == "f" else arr.max() >= 2 ** 63
 
 
 cdef object _out_of_range_int(object arr):

@@ -602,3 +602,12 @@ def test_equality_with_other_objects_is_identity():
     x, tx = mg.tensor([1.0]), torch.tensor([1.0])
     assert (x == None) is (tx == None) is False  # noqa: E711
     assert (x != "a") is (tx != "a") is True
+
+
+def test_nan_data_makes_a_tensor_without_warnings_like_torch():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = mg.tensor([float("nan"), float("nan")])
+        want = torch.tensor([float("nan"), float("nan")])
+    assert got.dtype == mg.float32 and np.isnan(got.numpy()).all() and torch.isnan(want).all()
