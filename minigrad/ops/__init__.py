@@ -2,7 +2,10 @@
 
 - ``elementwise``: + - * / **, neg, exp, log, sqrt, abs, tanh, sigmoid, relu, clamp, where, masked_fill, casts
 - ``reduce``: sum, mean, max, min, softmax, log_softmax, logsumexp
-- ``linalg``: matmul
+- ``linalg``: matmul, addmm
 - ``shape``: reshape, permute/transpose, flip, expand, indexing, gather, stack, cat, split, chunk, unbind
+- ``loss``: mse_loss, nll_loss, each one node as torch records it
+
+The RNN's fused step and its joins live with the RNN: ``minigrad.nn._recurrent``.
 """
-from minigrad.ops import elementwise, linalg, reduce, shape  # noqa: F401
+from minigrad.ops import elementwise, linalg, loss, reduce, shape  # noqa: F401
