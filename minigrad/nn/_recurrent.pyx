@@ -185,9 +185,10 @@ def steps(cs, as_, rs, activation=None, outs=None):
     of a bidirectional RNN's step share the threads in one hand-off instead of two.  The products must be
     independent (no output feeds another's operands)."""
     cdef _Epilogue epi = _epilogue(activation, "steps")
-    if not all(isinstance(v, (list, tuple)) for v in (cs, as_, rs)):
+    if not (isinstance(cs, (list, tuple)) and isinstance(as_, (list, tuple))
+            and isinstance(rs, (list, tuple))):
         raise TypeError("steps: cs, as_ and rs must be lists or tuples")
-    n = len(cs)
+    cdef Py_ssize_t i, n = len(cs)
     if len(as_) != n or len(rs) != n or (outs is not None and len(outs) != n):
         raise ValueError("steps: expected as many as_, rs (and outs) as cs (%d)" % n)
     zs = []
