@@ -51,8 +51,6 @@ int mg_set_isa(int isa)
     return 0;
 }
 
-int mg_active_isa(void) { return atomic_load_explicit(&current_isa, memory_order_relaxed); }
-
 int mg_openmp(void) { return MG_THREADS; }
 
 int mg_get_num_threads(void)
@@ -66,7 +64,6 @@ void mg_set_num_threads(int n)
     atomic_store_explicit(&num_threads, n, memory_order_relaxed);
 }
 
-int mg_active_threads(void) { return mg_get_num_threads(); }
 
 /* ---- per-thread scratch ---- */
 #include <stdlib.h>

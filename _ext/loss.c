@@ -22,7 +22,7 @@ typedef struct {
 
 static int sq_threads(mg_int n)
 {
-    int nt = n >= SQ_SHARE ? mg_active_threads() : 1;
+    int nt = n >= SQ_SHARE ? mg_get_num_threads() : 1;
     if (nt > 1 && n < SQ_WAKE && !mg_pool_awake())
         nt = 1;
     return nt;

@@ -292,7 +292,7 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
 {
     const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
     const int wake = flops >= MG_WAKE_FLOPS;
-    int nt = flops >= MG_SHARE_FLOPS ? mg_active_threads() : 1;
+    int nt = flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
     if (nt > 1 && !wake && !mg_pool_awake())
         nt = 1; /* no helper to share a small product with: do not cut it up */
     FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, tab, epi, C, sab, sam, sak, sbb,
@@ -380,7 +380,7 @@ int FN(mg_matmul)(mg_int batch, mg_int M, mg_int N, mg_int K,
     }
     if (sbb == 0) /* every product shares B */
         FN(fold_batch)(&batch, &M, sab, &sam, scb, &scm);
-    return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], batch, M, N, K, A, sab, sam, sak, NULL, B, sbb, sbk,
+    return FN(matmul_run)(&FN(gemm_cfgs)[mg_get_isa()], batch, M, N, K, A, sab, sam, sak, NULL, B, sbb, sbk,
                           sbn, NULL, NULL, NULL, 0, 0, NULL, C, scb, scm, scn, accumulate, NULL);
 }
 
@@ -423,10 +423,10 @@ int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim
     if (M <= 0 || N <= 0)
         return 0;
     /* the path's tanh is read once, so every task maps its rows with the same one */
-    FN(epi_fn) epi = tanh_out ? FN(mg_tanh_serial)(mg_active_isa()) : NULL;
+    FN(epi_fn) epi = tanh_out ? FN(mg_tanh_serial)(mg_get_isa()) : NULL;
     if (K <= 0 || (epi && scn != 1)) {
         if (K > 0) { /* (C column-strided: the product first, then tanh element by element) */
-            const int rc = FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak,
+            const int rc = FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_get_isa()], 1, M, N, K, A, 0, sam, sak,
                                           NULL, P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, NULL, C, 0, scm,
                                           scn, 0, NULL);
             if (rc)
@@ -442,7 +442,7 @@ int FN(mg_addmm)(int isa, mg_int M, mg_int N, mg_int K, const T *Cin, mg_int sim
                     epi(1, C + i * scm + j * scn, C + i * scm + j * scn);
         return 0;
     }
-    return FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_active_isa()], 1, M, N, K, A, 0, sam, sak, NULL,
+    return FN(matmul_run)(&FN(gemm_cfgs)[P ? isa : mg_get_isa()], 1, M, N, K, A, 0, sam, sak, NULL,
                           P ? P : B, 0, sbk, sbn, NULL, P, Cin, sim, sin, epi, C, 0, scm, scn, 0, NULL);
 }
 
@@ -464,7 +464,7 @@ int FN(mg_addmm_many)(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const
         }
         return 0;
     }
-    FN(epi_fn) epi = tanh_out ? FN(mg_tanh_serial)(mg_active_isa()) : NULL;
+    FN(epi_fn) epi = tanh_out ? FN(mg_tanh_serial)(mg_get_isa()) : NULL;
     const FN(batch_tab) tab = {A, P, Cin, C};
     return FN(matmul_run)(&FN(gemm_cfgs)[isa], count, M, N, K, A[0], 0, sam, sak, NULL, P[0], 0, 0, 0, NULL, P[0],
                           Cin[0], sim, sin, epi, C[0], 0, scm, scn, 0, &tab);
@@ -481,7 +481,7 @@ int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, cons
         FN(zero_or_keep)(1, M, N, C, 0, scm, 1, accumulate);
         return 0;
     }
-    return FN(matmul_run)(&FN(gemm_cfgs)[mg_active_isa()], 1, M, N, K, NULL, 0, 0, 0, arows, NULL, 0, 0, 0, brows,
+    return FN(matmul_run)(&FN(gemm_cfgs)[mg_get_isa()], 1, M, N, K, NULL, 0, 0, 0, arows, NULL, 0, 0, 0, brows,
                           NULL, NULL, 0, 0, NULL, C, 0, scm, 1, accumulate, NULL);
 }
 

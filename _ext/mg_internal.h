@@ -42,9 +42,7 @@ typedef void (*mg_unary_f64)(mg_int n, const double *x, double *y);
 mg_unary_f32 mg_tanh_serial_f32(int isa);
 mg_unary_f64 mg_tanh_serial_f64(int isa);
 
-/* Path and thread count the kernels use; set only through kernels.h. */
-int mg_active_isa(void);
-int mg_active_threads(void);
+/* The kernels read their path and thread count with kernels.h's mg_get_isa / mg_get_num_threads. */
 
 /* Micro-kernels: C[0:mr, 0:nr] (=|+=) A[0:mr, 0:kc] @ B[0:kc, 0:nr], with A(i, k) at a[i*ars + k*aks] and
  * B(k, j) at b[k*bks + j].  A packed panel has ars = 1, aks = MR and a packed B panel bks = NR, zero-padded

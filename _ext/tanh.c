@@ -456,7 +456,7 @@ typedef struct {
 
 static int ew_split(mg_int n, mg_int share, mg_int wake, ew_job *j)
 {
-    int nt = n >= share ? mg_active_threads() : 1;
+    int nt = n >= share ? mg_get_num_threads() : 1;
     if (nt > 1 && n < wake && !mg_pool_awake())
         nt = 1;
     mg_int chunk = (n + 4 * nt - 1) / (4 * nt);
@@ -487,7 +487,7 @@ EW_TASK(tanh_bw_task_f64, b64,
 #define RUN(field, table, task, share, wake, n, X, Y, OUT)                                  \
     do {                                                                                    \
         ew_job j;                                                                           \
-        j.f.field = table[mg_active_isa()];                                                 \
+        j.f.field = table[mg_get_isa()];                                                 \
         j.x = X;                                                                            \
         j.y = Y;                                                                            \
         j.out = OUT;                                                                        \
@@ -538,7 +538,7 @@ ROWS_TASK(tanh_bw_rows_task_f64, b64, double)
 #define RUN_ROWS(field, table, task)                                                                \
     do {                                                                                            \
         rows_job j;                                                                                 \
-        j.e.f.field = table[mg_active_isa()];                                                       \
+        j.e.f.field = table[mg_get_isa()];                                                       \
         j.e.x = g;                                                                                  \
         j.e.y = y;                                                                                  \
         j.e.out = out;                                                                              \

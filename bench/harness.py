@@ -286,7 +286,8 @@ def describe(m: dict[str, Any]) -> list[str]:
     cpu = (f"CPU: {m['cpu']}, {m['physical_cores']} cores ({m['usable_cpus']} usable CPUs), "
            f"{' '.join(m['isa_flags'])}")
     mini = (f"minigrad {cfg['version']}: backend {cfg['backend']}, ISA path {cfg['isa']}, "
-            + (f"{cfg['num_threads']} threads on its own pool" if cfg["openmp"] else "single-threaded kernels")
+            + (f"{cfg['num_threads']} threads on its own pool" if cfg["parallel"] == "pool"
+               else "single-threaded kernels")
             + (", caching allocator" if cfg.get("caching_allocator") else ", numpy's allocator"))
     numpy = (f"numpy {m['numpy']}: {blas.get('internal_api')} {blas.get('version')}, kernel "
              f"{blas.get('architecture')} (OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']}), "

@@ -19,9 +19,10 @@ Environment variables, read once at import:
   from the OS cost a page fault per 4 KiB.  ``empty_cache()`` returns the idle blocks, ``memory_stats()``
   counts them.
 
-Public surface: ``name``, ``matmul``, ``pack``, ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``isa``,
-``available_isas``, ``set_isa``, ``openmp``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
-``empty_cache``, ``set_cache_limit``, ``info``.
+Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``matmul_stacked_t``, ``pack``,
+``PackedMatrix``, ``tanh``, ``tanh_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
+``openmp`` (whether kernels run in parallel, on minigrad's pool; the name is historical), ``get_num_threads``,
+``set_num_threads``, ``memory_stats``, ``empty_cache``, ``set_cache_limit``, ``info``.
 
 When threadpoolctl is installed, importing the C backend registers a controller for it: ``threadpool_info()``
 lists minigrad's pool (user_api and internal_api ``"minigrad"``) and ``threadpool_limits(n)`` (or
@@ -38,9 +39,9 @@ import os
 import warnings
 from glob import glob
 
-__all__ = ["PackedMatrix", "available_isas", "empty_cache", "get_num_threads", "info", "isa", "matmul",
-           "memory_stats", "name", "openmp", "pack", "set_cache_limit", "set_isa", "set_num_threads", "tanh",
-           "tanh_backward"]
+__all__ = ["PackedMatrix", "addmm", "addmm_many", "available_isas", "empty_cache", "get_num_threads", "info",
+           "isa", "matmul", "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "set_cache_limit",
+           "set_isa", "set_num_threads", "sub_sqsum", "tanh", "tanh_backward"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
 ABI_VERSION = 4
@@ -198,13 +199,14 @@ def memory_stats():
 
 
 def info():
-    """The backend in use: {'backend', 'isa', 'available_isas', 'openmp', 'num_threads', 'caching_allocator',
-    'abi_version'}."""
+    """The backend in use: {'backend', 'isa', 'available_isas', 'parallel', 'num_threads',
+    'caching_allocator', 'abi_version'}; 'parallel' is "pool" when kernels run on minigrad's thread pool,
+    else "none"."""
     return {
         "backend": name,
         "isa": isa(),
         "available_isas": available_isas(),
-        "openmp": openmp(),
+        "parallel": "pool" if openmp() else "none",
         "num_threads": get_num_threads(),
         "caching_allocator": _cache_enabled,
         "abi_version": _impl.ABI_VERSION,

@@ -288,11 +288,10 @@ _CRASH_CASES = {
                                    "engine.run_backward([(y.grad_fn, 3)], [np.ones(1)], False)",
                                    "TypeError", "output_nr"),
     "run_backward None lists": ("engine.run_backward(None, None, False)", "TypeError", "roots"),
-    "matmul_reused None": ("linalg.matmul_reused(mg.ones(2, 2), None)", "TypeError", "ReusedOperand"),
-    "addmm_reused None": ("linalg.addmm_reused(mg.ones(2, 2), mg.ones(2, 2), None)", "TypeError",
-                          "ReusedOperand"),
-    "ReusedOperand never initialised": ("linalg.matmul_reused(mg.ones(2, 2), "
-                                        "linalg.ReusedOperand.__new__(linalg.ReusedOperand))",
+    "recurrent step None": ("_recurrent.step(mg.ones(2, 2), mg.ones(2, 2), None)", "TypeError",
+                            "ReusedOperand"),
+    "ReusedOperand never initialised": ("_recurrent.step(mg.ones(2, 2), mg.ones(2, 2), "
+                                        "_recurrent.ReusedOperand.__new__(_recurrent.ReusedOperand))",
                                         "TypeError", "not initialised"),
     "_attach_outputs None": ("_attach_outputs(None, None, None)", "TypeError", "arrays"),
     # torch: AttributeError "attribute 'next_functions' of 'torch._C._FunctionBase' objects is not writable"
@@ -305,7 +304,8 @@ _CRASH_CASES = {
 def test_none_and_bad_edges_raise_instead_of_crashing():
     # one child process runs every case: a crash (the bug) must fail this test, not end the test run
     script = ["import re, numpy as np, minigrad as mg", "from minigrad.autograd import engine",
-              "from minigrad.ops import linalg, loss", "from minigrad.tensor import _attach_outputs",
+              "from minigrad.ops import loss", "from minigrad.nn import _recurrent",
+              "from minigrad.tensor import _attach_outputs",
               "cases = {}"]
     for name, (code, exc, pattern) in _CRASH_CASES.items():
         script += [f"def case():\n    {code}", f"cases[{name!r}] = (case, {exc}, {pattern!r})"]

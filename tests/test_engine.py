@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import minigrad as mg
+from minigrad.nn import _recurrent
 
 
 def test_shared_leaf_accumulates_every_use():
@@ -374,12 +375,12 @@ def test_backward_is_the_same_hidden_or_exposed():
 # exactly at its slice.  These tests take the ways a slice's gradient can differ from one tanh's (a second
 # chain, another term, no gradient at all, a hook, a second, nested or aborted pass) and compare with torch.
 
-_addmm_reused, _ReusedOperand = mg.ops.linalg.addmm_reused, mg.ops.linalg.ReusedOperand
+_step, _ReusedOperand = _recurrent.step, _recurrent.ReusedOperand
 _GP_T, _GP_N, _GP_F, _GP_H = 4, 3, 5, 6
 _GP_TOL = {"rtol": 1e-12, "atol": 1e-14}
 _GP_VARIANTS = {"every-step": {}, "slice-in-two-chains": {"second": (0, 2)},
                 "slice-with-another-term": {"extra": (1, 3)}, "steps-left-out": {"steps": (1, 3)}}
-_GP_FUSED = pytest.mark.parametrize("fused", [False, True], ids=["addmm-tanh", "addmm_reused-tanh"])
+_GP_FUSED = pytest.mark.parametrize("fused", [False, True], ids=["addmm-tanh", "recurrent-step-tanh"])
 
 
 class _GpAbort(Exception):
@@ -404,7 +405,7 @@ def _gp_leaves(lib, leaf_xw=False, dtype=np.float64):
 
 def _gp_rnn(lib, p, fused=False, steps=None, second=(), extra=(), dim=0, dtype=np.float64):
     """An RNN layer's steps as nn.RNN runs them: xw = (x @ w_ih.T) unbound into steps (along ``dim`` of a
-    permutation of it), h = tanh(addmm(xw[t], h, w_hh.T)) (``fused``: minigrad's addmm_reused(...,
+    permutation of it), h = tanh(addmm(xw[t], h, w_hh.T)) (``fused``: minigrad's _recurrent.step(...,
     activation="tanh")), loss = the states weighted by fixed random numbers.  ``steps``: the steps run (all
     by default); ``second``: steps whose slice also feeds a second chain, from h0; ``extra``: steps whose
     slice also gets the gradient of (xw[t] * c).sum().  Returns loss, xw (the tensor unbound), xs, states."""
@@ -418,7 +419,7 @@ def _gp_rnn(lib, p, fused=False, steps=None, second=(), extra=(), dim=0, dtype=n
         w = _ReusedOperand(p["w_hh"].T)
 
         def step(c, h):
-            return _addmm_reused(c, h, w, activation="tanh")
+            return _step(c, h, w, activation="tanh")
     else:
         def step(c, h):
             return lib.addmm(c, h, p["w_hh"].T).tanh()
@@ -625,7 +626,7 @@ def test_grad_place_dtypes(fused):
     with pytest.raises(TypeError, match="dtype"):
         mg.addmm(c32, a, b)
     with pytest.raises(TypeError, match="dtype"):
-        _addmm_reused(c32, a, _ReusedOperand(b), activation="tanh")
+        _step(c32, a, _ReusedOperand(b), activation="tanh")
     with pytest.raises(RuntimeError, match="dtype"):
         torch.addmm(torch.ones(2, 3), *(torch.ones(2, n, dtype=torch.float64) for n in (2, 3)))
 
@@ -640,7 +641,7 @@ def test_grad_place_dtypes(fused):
         wt = _ReusedOperand(w.T) if lib is mg else None
         for t in range(_GP_T):
             if fused and lib is mg:
-                h = _addmm_reused(xs[t].double(), h, wt, activation="tanh")
+                h = _step(xs[t].double(), h, wt, activation="tanh")
             else:
                 h = lib.addmm(xs[t].double(), h, w.T).tanh()
             loss = loss + (h * lib.tensor(cs[t])).sum()
@@ -721,9 +722,9 @@ def test_grad_place_other_graphs_asking_for_places_match_torch(graph):
 
 
 def test_grad_place_rnn_module_backward_twice_matches_torch():
-    """nn.RNN (whose layers run on the places: addmm_reused(..., activation="tanh") on an unbind), two layers,
-    both directions, retain_graph and a second backward: twice torch's gradients, and hooks on the input
-    see torch's gradient in both passes, in separate arrays."""
+    """nn.RNN (whose layers run on the places: _recurrent.step(..., activation="tanh") on an unbind), two
+    layers, both directions, retain_graph and a second backward: twice torch's gradients, and hooks on the
+    input see torch's gradient in both passes, in separate arrays."""
     mg.manual_seed(0)
     rnn = mg.nn.RNN(3, 5, num_layers=2, bidirectional=True, dtype=np.float64)
     trnn = torch.nn.RNN(3, 5, num_layers=2, bidirectional=True, dtype=torch.float64)
@@ -795,14 +796,14 @@ def test_leaf_hook_keeps_the_array_it_was_given():
 # ---- an RNN step's state gradient summed inside the kernel (engine.take_grad) -----------------------
 def _tg_chain(lib, x0s, w0, h00, wout, hooks=None):
     """h_t = tanh(x_t + h_{t-1} @ W.T) with every state also in the loss, so each state's gradient is the
-    output's plus the next step's; minigrad uses addmm_reused (whose backward folds the two together)."""
+    output's plus the next step's; minigrad uses _recurrent.step (whose backward folds the two together)."""
     w = lib.tensor(w0, requires_grad=True)
     h = lib.tensor(h00, requires_grad=True)
-    r = mg.ops.linalg.ReusedOperand(w.T) if lib is mg else None
+    r = _recurrent.ReusedOperand(w.T) if lib is mg else None
     loss = 0
     for t, x0 in enumerate(x0s):
         x = lib.tensor(x0, requires_grad=True)
-        h = mg.ops.linalg.addmm_reused(x, h, r, "tanh") if lib is mg else torch.tanh(x + h @ w.T)
+        h = _recurrent.step(x, h, r, "tanh") if lib is mg else torch.tanh(x + h @ w.T)
         if hooks is not None:
             h.register_hook(lambda g, t=t: hooks.__setitem__(t, np.array(g.data if lib is mg else g.numpy())))
         loss = loss + (h * lib.tensor(wout[t])).sum()
@@ -835,14 +836,14 @@ def test_a_node_run_by_hand_inside_a_pass_takes_nothing_from_it():
     w0, h00 = rng.standard_normal((5, 5)) * 0.5, rng.standard_normal((3, 5))
     wout = rng.standard_normal((4, 3, 5))
     w = mg.tensor(w0, requires_grad=True)
-    r = mg.ops.linalg.ReusedOperand(w.T)
+    r = _recurrent.ReusedOperand(w.T)
     h, states = mg.tensor(h00, requires_grad=True), []
     for x0 in x0s:
-        h = mg.ops.linalg.addmm_reused(mg.tensor(x0, requires_grad=True), h, r, "tanh")
+        h = _recurrent.step(mg.tensor(x0, requires_grad=True), h, r, "tanh")
         states.append(h)
     loss = (mg.stack(states) * mg.tensor(wout)).sum()  # every state's output gradient arrives first
     step2 = states[2].grad_fn.next_functions[0][0]  # AddmmBackward of step 2 (its state input: step 1's)
-    assert type(step2).__name__ == "AddmmBackward"
+    assert step2.name() == "AddmmBackward"
     by_hand = []
     states[2].register_hook(lambda g: by_hand.append(step2.backward(np.ones((3, 5)))) and None)
     loss.backward(retain_graph=True)

@@ -1597,7 +1597,7 @@ def test_info():
     info = _backend.info()
     assert info["backend"] == _backend.name in ("c", "numpy")
     assert info["isa"] == _backend.isa() and info["num_threads"] == _backend.get_num_threads()
-    assert info["openmp"] == _backend.openmp()
+    assert info["parallel"] == ("pool" if _backend.openmp() else "none")
     assert info["abi_version"] == (_backend.ABI_VERSION if _backend.name == "c" else None)
 
 

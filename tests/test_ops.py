@@ -7,8 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import minigrad as mg
+from minigrad.nn import _recurrent
 from optest import assert_close, check_op
 
+ReusedOperand = _recurrent.ReusedOperand
 DTYPES = [np.float64, np.float32]
 VIEWS = ["plain", "transposed"]
 
@@ -202,61 +204,20 @@ def test_matmul_views(dtype):
              [values((6, 5), 3), values((5, 4), 4)], dtype)
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((32, 128), (128, 128)), ((1, 7), (7, 70)),
-                                    ((6, 65), (65, 33))], ids=str)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_matmul_reused(shapes, dtype):
-    """The RNN's product with a weight packed once (forward and backward): matmul's values and gradients
-    against torch, over several products sharing the weight, and the same bits as unpacked products."""
-    from minigrad import _backend
-    from minigrad.ops.linalg import ReusedOperand, matmul_reused
-
-    def one_product(x, w):
-        return matmul_reused(x, ReusedOperand(w.T))
-
-    def two_steps(x, w):  # two products sharing one packing, as consecutive RNN steps do
-        r = ReusedOperand(w.T)
-        return matmul_reused(matmul_reused(x, r).tanh()[:, :r.b.shape[0]], r)
-
-    def two_steps_torch(x, w):
-        return (x @ w.T).tanh()[:, :w.shape[1]] @ w.T
-
-    a, w = values(shapes[0], 1), values(shapes[1][::-1], 2) / np.sqrt(shapes[1][0])  # tanh off saturation
-    out = check_op(one_product, lambda x, y: x @ y.T, [a, w], dtype)
-    if shapes[1][1] >= shapes[1][0] and dtype == np.float64:
-        # float64 only: in float32 the chain's rounding (per kernel path) exceeds a single op's tolerance
-        check_op(two_steps, two_steps_torch, [a, w], dtype)
-    x, wt = mg.tensor(a.astype(dtype)), mg.tensor(w.astype(dtype))
-    plain = x @ wt.T
-    assert out.grad_fn.name() == "MatmulBackward" and repr(out.grad_fn) == "<MatmulBackward>"
-    r = ReusedOperand(mg.tensor(w.astype(dtype), requires_grad=True).T)
-    h = mg.tensor(a.astype(dtype), requires_grad=True)
-    y = matmul_reused(h, r)
-    assert r.packed_transposed is None
-    y.sum().backward()
-    assert r.packed_transposed is not None and r.packed_transposed.shape == r.b.shape[::-1]
-    h2, w2 = mg.tensor(a.astype(dtype), requires_grad=True), mg.tensor(w.astype(dtype), requires_grad=True)
-    (h2 @ w2.T).sum().backward()
-    if _backend.name == "c":  # the kernels promise the same bits; numpy's reference sees another layout
-        assert np.array_equal(out.data, plain.data)
-        assert np.array_equal(h.grad.data, h2.grad.data)  # g @ W from the backward's packing
-
-
 @pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((32, 128), (128, 128)), ((6, 65), (65, 33))], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_addmm_reused(shapes, dtype):
+def test_recurrent_step(shapes, dtype):
     """The RNN step's c + h @ W.T as one node: values and all three gradients against torch.addmm, alone,
     chained over steps sharing the packing, and with only some inputs requiring grad."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
     (m, k), (_, n) = shapes
     c, a, w = values((m, n), 0), values((m, k), 1), values((n, k), 2) / np.sqrt(k)
-    check_op(lambda z, x, y: addmm_reused(z, x, ReusedOperand(y.T)), lambda z, x, y: torch.addmm(z, x, y.T),
-             [c, a, w], dtype)
+    check_op(lambda z, x, y: _recurrent.step(z, x, ReusedOperand(y.T)),
+             lambda z, x, y: torch.addmm(z, x, y.T), [c, a, w], dtype)
 
     def steps(z, x, y):  # three steps through one packing; the state is cut to k columns between steps
         r, h = ReusedOperand(y.T), x
         for _ in range(3):
-            h = addmm_reused(z, h, r).tanh()
+            h = _recurrent.step(z, h, r).tanh()
             h = h[:, :k] if n >= k else h
         return h
 
@@ -272,15 +233,23 @@ def test_addmm_reused(shapes, dtype):
     # gradients only where asked: c and W constant, then h constant
     z, x = mg.tensor(c.astype(dtype)), mg.tensor(a.astype(dtype), requires_grad=True)
     r = ReusedOperand(mg.tensor(w.astype(dtype)).T)
-    out = addmm_reused(z, x, r)
+    out = _recurrent.step(z, x, r)
     assert out.grad_fn.name() == "AddmmBackward"
+    assert r.packed_transposed is None  # packed by the first backward product that needs it
     out.sum().backward()
+    assert r.packed_transposed is not None and r.packed_transposed.shape == r.b.shape[::-1]
     tx = torch.tensor(a.astype(dtype), requires_grad=True)
     torch.addmm(torch.tensor(c.astype(dtype)), tx, torch.tensor(w.astype(dtype)).T).sum().backward()
     assert_close(x.grad.data, tx.grad, dtype, "gradient of h")
+    if mg._backend.name == "c":  # the kernels promise the bits of unpacked operands; numpy's reference not
+        x2 = mg.tensor(a.astype(dtype), requires_grad=True)
+        plain = mg.addmm(z, x2, mg.tensor(w.astype(dtype)).T)
+        plain.sum().backward()
+        assert np.array_equal(out.data, plain.data)
+        assert np.array_equal(x.grad.data, x2.grad.data)  # g @ W from the backward's packing
     assert z.grad is None
     with mg.no_grad():
-        assert addmm_reused(z, x, r).grad_fn is None
+        assert _recurrent.step(z, x, r).grad_fn is None
 
 
 @pytest.mark.parametrize("c_shape", ["full", "row", "row1", "col", "scalar"])
@@ -344,20 +313,19 @@ def test_addmm_rejects_bad_operands():
 # some kernel paths, so it runs in float64 only)
 @pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
                                           (((32, 128), (128, 128)), np.float64)], ids=str)
-def test_addmm_reused_tanh(shapes, dtype):
+def test_recurrent_step_tanh(shapes, dtype):
     """activation='tanh': tanh(c + h @ W.T) from one kernel call, recorded as AddmmBackward then TanhBackward
     (the graph of the two-op form), against torch over three chained steps."""
     from minigrad import _backend
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
     (m, k), (_, n) = shapes
     c, a, w = values((m, n), 0), values((m, k), 1), values((n, k), 2) / np.sqrt(k)
-    check_op(lambda z, x, y: addmm_reused(z, x, ReusedOperand(y.T), activation="tanh"),
+    check_op(lambda z, x, y: _recurrent.step(z, x, ReusedOperand(y.T), activation="tanh"),
              lambda z, x, y: torch.addmm(z, x, y.T).tanh(), [c, a, w], dtype)
 
     def steps(z, x, y):
         r, h = ReusedOperand(y.T), x
         for _ in range(3):
-            h = addmm_reused(z, h, r, activation="tanh")[:, :k]
+            h = _recurrent.step(z, h, r, activation="tanh")[:, :k]
         return h
 
     def steps_torch(z, x, y):
@@ -370,16 +338,16 @@ def test_addmm_reused_tanh(shapes, dtype):
         check_op(steps, steps_torch, [c, a, w], dtype)
     z, x = mg.tensor(c.astype(dtype), requires_grad=True), mg.tensor(a.astype(dtype), requires_grad=True)
     r = ReusedOperand(mg.tensor(w.astype(dtype), requires_grad=True).T)
-    out = addmm_reused(z, x, r, activation="tanh")
+    out = _recurrent.step(z, x, r, activation="tanh")
     assert out.grad_fn.name() == "TanhBackward"
     (inner, _), = out.grad_fn.next_functions
     assert inner.name() == "AddmmBackward"
     if _backend.name == "c":  # the same bits as the two ops
-        assert np.array_equal(out.data, addmm_reused(z, x, r).tanh().data)
+        assert np.array_equal(out.data, _recurrent.step(z, x, r).tanh().data)
     with mg.no_grad():
-        assert addmm_reused(z, x, r, activation="tanh").grad_fn is None
-    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
-        addmm_reused(z, x, r, activation="sigmoid")
+        assert _recurrent.step(z, x, r, activation="tanh").grad_fn is None
+    with pytest.raises(ValueError, match="activation must be None, 'tanh' or 'relu'"):
+        _recurrent.step(z, x, r, activation="sigmoid")
 
 
 @pytest.mark.parametrize("dim", [0, 1, 2, -1])
@@ -387,7 +355,7 @@ def test_addmm_reused_tanh(shapes, dtype):
 def test_stack_cat_is_cat_of_stacks(dim, dtype):
     """stack_cat(groups, dim) is cat([stack(g) for g in groups], dim): values and gradients against torch,
     recorded as the same nodes (CatBackward over one StackBackward per group)."""
-    from minigrad.ops.shape import stack_cat
+    from minigrad.nn._recurrent import stack_cat
     # groups of 3 and 3 steps of (2, 4): cat along any dim of the (3, 2, 4) stacks; along 0 the groups may
     # differ in length
     arrays = [values((2, 4), i) for i in range(6 if dim != 0 else 7)]
@@ -405,7 +373,7 @@ def test_stack_cat_is_cat_of_stacks(dim, dtype):
 
 
 def test_stack_cat_promotes_and_rejects():
-    from minigrad.ops.shape import stack_cat
+    from minigrad.nn._recurrent import stack_cat
     a, b = mg.randn(2, 3), mg.randn(2, 3).double()
     assert stack_cat([[a, a], [b, b]], -1).dtype == np.float64
     assert stack_cat([[a], [a]], 1).grad_fn is None
@@ -421,28 +389,31 @@ def test_stack_cat_promotes_and_rejects():
         stack_cat([[a], []], 0)
 
 
-def test_addmm_reused_rejects_bad_operands():
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+def test_recurrent_step_rejects_bad_operands():
     r = ReusedOperand(mg.randn(3, 4))
     with pytest.raises(ValueError, match="c has shape"):
-        addmm_reused(mg.randn(2, 3), mg.randn(2, 3), r)
+        _recurrent.step(mg.randn(2, 3), mg.randn(2, 3), r)
     with pytest.raises(ValueError, match="c has shape"):
-        addmm_reused(mg.randn(4), mg.randn(2, 3), r)  # no broadcasting: c is the product's shape
+        _recurrent.step(mg.randn(4), mg.randn(2, 3), r)  # no broadcasting: c is the product's shape
     with pytest.raises(ValueError, match="not aligned"):
-        addmm_reused(mg.randn(2, 4), mg.randn(2, 4), r)
+        _recurrent.step(mg.randn(2, 4), mg.randn(2, 4), r)
     with pytest.raises(TypeError, match="different dtypes"):
-        addmm_reused(mg.randn(2, 4).double(), mg.randn(2, 3), r)
+        _recurrent.step(mg.randn(2, 4).double(), mg.randn(2, 3), r)
     with pytest.raises(TypeError, match="different dtypes"):
-        addmm_reused(mg.randn(2, 4), mg.randn(2, 3).double(), r)
+        _recurrent.step(mg.randn(2, 4), mg.randn(2, 3).double(), r)
     with pytest.raises(TypeError, match="expected a minigrad Tensor for c"):
-        addmm_reused(np.zeros((2, 4), np.float32), mg.randn(2, 3), r)
+        _recurrent.step(np.zeros((2, 4), np.float32), mg.randn(2, 3), r)
     with pytest.raises(TypeError, match="expected a minigrad Tensor"):
-        addmm_reused(mg.randn(2, 4), np.zeros((2, 3), np.float32), r)
+        _recurrent.step(mg.randn(2, 4), np.zeros((2, 3), np.float32), r)
     with pytest.raises(TypeError):
-        addmm_reused(mg.randn(2, 4), mg.randn(2, 3), mg.randn(3, 4))
+        _recurrent.step(mg.randn(2, 4), mg.randn(2, 3), mg.randn(3, 4))
 
 
 # ---- out=: results written straight into a given buffer (an RNN layer's output) -------------------------
+
+# the node a recurrent step's result carries, per activation (its addmm node comes before it)
+_STEP_NODE = {"tanh": "TanhBackward", "relu": "ReluBackward", None: "AddmmBackward"}
+
 
 def same_storage(arr, out):
     """Whether ``arr`` is ``out``'s very memory: same address, shape and strides."""
@@ -452,12 +423,11 @@ def same_storage(arr, out):
 
 @pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
                                           (((32, 128), (128, 128)), np.float64)], ids=str)
-@pytest.mark.parametrize("activation", ["tanh", None])
-def test_addmm_reused_out(shapes, dtype, activation):
+@pytest.mark.parametrize("activation", ["tanh", "relu", None])
+def test_recurrent_step_out(shapes, dtype, activation):
     """out=: the result's storage is out itself -- here a column block of a wider array, one direction's
     half of a bidirectional RNN's output -- with torch's values and gradients of tanh(c + a @ W.T) (or
     c + a @ W.T) and the same graph; the rest of the wider array untouched."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
     (m, k), (_, n) = shapes
     c, a, w = values((m, n), 0), values((m, k), 1), values((n, k), 2) / np.sqrt(k)
     wide = np.full((m, 3 * n), np.nan, dtype)
@@ -465,48 +435,47 @@ def test_addmm_reused_out(shapes, dtype, activation):
     results = []
 
     def mine(z, x, y):
-        results.append(addmm_reused(z, x, ReusedOperand(y.T), activation=activation, out=out))
+        results.append(_recurrent.step(z, x, ReusedOperand(y.T), activation=activation, out=out))
         return results[-1]
 
     def theirs(z, x, y):
         s = torch.addmm(z, x, y.T)
-        return s.tanh() if activation else s
+        return getattr(s, activation)() if activation else s
 
     check_op(mine, theirs, [c, a, w], dtype)
     res, = results
     assert np.shares_memory(res.data, out) and same_storage(res.data, out)
-    assert res.grad_fn.name() == ("TanhBackward" if activation else "AddmmBackward")
+    assert res.grad_fn.name() == _STEP_NODE[activation]
     assert np.isnan(wide[:, :n]).all() and np.isnan(wide[:, 2 * n:]).all()
     with mg.no_grad():
         plain = np.empty((m, n), dtype)
-        t = addmm_reused(mg.tensor(c, dtype=dtype), mg.tensor(a, dtype=dtype),
+        t = _recurrent.step(mg.tensor(c, dtype=dtype), mg.tensor(a, dtype=dtype),
                          ReusedOperand(mg.tensor(w, dtype=dtype).T), activation=activation, out=plain)
     assert t.grad_fn is None and same_storage(t.data, plain)
     assert_close(plain, theirs(*(torch.tensor(v.astype(dtype)) for v in (c, a, w))), dtype, "no grad")
 
 
-def test_addmm_reused_out_rejects_bad_out():
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
+def test_recurrent_step_out_rejects_bad_out():
     r = ReusedOperand(mg.randn(3, 3))
     z, x = mg.randn(2, 3), mg.randn(2, 3)
     with pytest.raises(ValueError, match="out has shape"):
-        addmm_reused(z, x, r, out=np.empty((3, 2), np.float32))
+        _recurrent.step(z, x, r, out=np.empty((3, 2), np.float32))
     with pytest.raises(TypeError, match="dtype"):
-        addmm_reused(z, x, r, activation="tanh", out=np.empty((2, 3)))
+        _recurrent.step(z, x, r, activation="tanh", out=np.empty((2, 3)))
     ro = np.zeros((2, 3), np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
-        addmm_reused(z, x, r, out=ro)
+        _recurrent.step(z, x, r, out=ro)
     with pytest.raises(TypeError):
-        addmm_reused(z, x, r, out=[[0.0] * 3] * 2)
+        _recurrent.step(z, x, r, out=[[0.0] * 3] * 2)
     before = (z.data.copy(), x.data.copy())
     for operand in (z, x):
         with pytest.raises(ValueError, match="shares memory"):
-            addmm_reused(z, x, r, activation="tanh", out=operand.data)
+            _recurrent.step(z, x, r, activation="tanh", out=operand.data)
     assert np.array_equal(z.data, before[0]) and np.array_equal(x.data, before[1])
 
 
-# ---- addmm_reused_many: the two directions of a bidirectional RNN's step as one kernel job ---------------
+# ---- _recurrent.steps: the two directions of a bidirectional RNN's step as one kernel job ---------------
 
 def two_directions(shapes, seed=0):
     """c, a and w (n, k) of two products: the forward and reverse directions' step."""
@@ -517,20 +486,19 @@ def two_directions(shapes, seed=0):
 
 @pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
                                           (((32, 128), (128, 128)), np.float64)], ids=str)
-@pytest.mark.parametrize("activation", ["tanh", None])
-def test_addmm_reused_many(shapes, dtype, activation):
-    """addmm_reused_many for the two directions: torch's values and the gradients of both c's, a's and
+@pytest.mark.parametrize("activation", ["tanh", "relu", None])
+def test_recurrent_steps(shapes, dtype, activation):
+    """_recurrent.steps for the two directions: torch's values and the gradients of both c's, a's and
     weights (alone, over three chained steps, with one weight -- or one ReusedOperand -- shared by both
-    products); each product its own nodes, those of addmm_reused, and (C backend) the bits of two
-    addmm_reused calls."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused, addmm_reused_many
+    products); each product its own nodes, those of _recurrent.step, and (C backend) the bits of two
+    _recurrent.step calls."""
     (m, k), (_, n) = shapes
 
     def act(s):
-        return s.tanh() if activation else s
+        return getattr(s, activation)() if activation else s
 
     def mine(c0, a0, w0, c1, a1, w1):
-        return mg.stack(addmm_reused_many([c0, c1], [a0, a1], [ReusedOperand(w0.T), ReusedOperand(w1.T)],
+        return mg.stack(_recurrent.steps([c0, c1], [a0, a1], [ReusedOperand(w0.T), ReusedOperand(w1.T)],
                                           activation))
 
     def theirs(c0, a0, w0, c1, a1, w1):
@@ -543,14 +511,14 @@ def test_addmm_reused_many(shapes, dtype, activation):
 
     def one_operand(c0, a0, w, c1, a1):  # one ReusedOperand (one packing) for both products
         r = ReusedOperand(w.T)
-        return mg.stack(addmm_reused_many([c0, c1], [a0, a1], [r, r], activation))
+        return mg.stack(_recurrent.steps([c0, c1], [a0, a1], [r, r], activation))
 
     check_op(one_operand, lambda c0, a0, w, c1, a1: theirs(c0, a0, w, c1, a1, w), arrays[:5], dtype)
 
     def steps(c0, a0, w0, c1, a1, w1):  # three steps through one packing per direction, states cut to k
         rs, hs = [ReusedOperand(w0.T), ReusedOperand(w1.T)], [a0, a1]
         for _ in range(3):
-            hs = [h[:, :k] for h in addmm_reused_many([c0, c1], hs, rs, activation)]
+            hs = [h[:, :k] for h in _recurrent.steps([c0, c1], hs, rs, activation)]
         return mg.stack(hs)
 
     def steps_torch(c0, a0, w0, c1, a1, w1):
@@ -564,13 +532,13 @@ def test_addmm_reused_many(shapes, dtype, activation):
     leaves = [mg.tensor(v.astype(dtype), requires_grad=True) for v in arrays]
     cs, as_ = [leaves[0], leaves[3]], [leaves[1], leaves[4]]
     rs = [ReusedOperand(leaves[2].T), ReusedOperand(leaves[5].T)]
-    got = addmm_reused_many(cs, as_, rs, activation)
+    got = _recurrent.steps(cs, as_, rs, activation)
     assert isinstance(got, list) and len(got) == 2
     for i in range(2):
-        want = addmm_reused(cs[i], as_[i], rs[i], activation)
+        want = _recurrent.step(cs[i], as_[i], rs[i], activation)
         assert got[i].shape == (m, n) and got[i].dtype == np.dtype(dtype)
         node, other = got[i].grad_fn, got[1 - i].grad_fn
-        assert node.name() == want.grad_fn.name() == ("TanhBackward" if activation else "AddmmBackward")
+        assert node.name() == want.grad_fn.name() == _STEP_NODE[activation]
         if activation:
             (node, _), = node.next_functions
             (other, _), = other.next_functions
@@ -579,63 +547,61 @@ def test_addmm_reused_many(shapes, dtype, activation):
         assert [type(f).__name__ for f, _ in node.next_functions] == \
             [type(f).__name__ for f, _ in (want.grad_fn.next_functions[0][0] if activation else
                                            want.grad_fn).next_functions]
-        if mg._backend.name == "c":  # the same bits as addmm_reused
+        if mg._backend.name == "c":  # the same bits as _recurrent.step
             assert np.array_equal(got[i].data, want.data)
     # each product's gradients reach its own leaves only
     got[1].sum().backward()
     assert leaves[0].grad is None and leaves[1].grad is None and leaves[2].grad is None
     assert all(leaves[j].grad is not None for j in (3, 4, 5))
     with mg.no_grad():
-        assert all(y.grad_fn is None for y in addmm_reused_many(cs, as_, rs, activation))
+        assert all(y.grad_fn is None for y in _recurrent.steps(cs, as_, rs, activation))
     plain = [mg.tensor(v.astype(dtype)) for v in arrays]
     assert all(y.grad_fn is None and not y.requires_grad
-               for y in addmm_reused_many([plain[0], plain[3]], [plain[1], plain[4]],
+               for y in _recurrent.steps([plain[0], plain[3]], [plain[1], plain[4]],
                                           [ReusedOperand(plain[2].T), ReusedOperand(plain[5].T)], activation))
 
 
 @pytest.mark.parametrize("shapes,dtype", [(((3, 4), (4, 5)), np.float32), (((3, 4), (4, 5)), np.float64),
                                           (((32, 128), (128, 128)), np.float64)], ids=str)
-@pytest.mark.parametrize("activation", ["tanh", None])
-def test_addmm_reused_many_out(shapes, dtype, activation):
+@pytest.mark.parametrize("activation", ["tanh", "relu", None])
+def test_recurrent_steps_out(shapes, dtype, activation):
     """outs=: each result's storage is its out -- the two directions' column blocks of one wider array --
     with torch's values and gradients and the same graph; the rest of the wider array untouched."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
     m, n = shapes[0][0], shapes[1][1]
     wide = np.full((m, 3 * n), np.nan, dtype)
     outs = [wide[:, :n], wide[:, 2 * n:]]
     results = []
 
     def mine(c0, a0, w0, c1, a1, w1):
-        results.append(addmm_reused_many([c0, c1], [a0, a1], [ReusedOperand(w0.T), ReusedOperand(w1.T)],
+        results.append(_recurrent.steps([c0, c1], [a0, a1], [ReusedOperand(w0.T), ReusedOperand(w1.T)],
                                          activation, outs=outs))
         return mg.stack(results[-1])
 
     def theirs(c0, a0, w0, c1, a1, w1):
         ys = [torch.addmm(c0, a0, w0.T), torch.addmm(c1, a1, w1.T)]
-        return torch.stack([y.tanh() for y in ys] if activation else ys)
+        return torch.stack([getattr(y, activation)() for y in ys] if activation else ys)
 
     check_op(mine, theirs, two_directions(shapes), dtype)
     got, = results
     for y, out in zip(got, outs):
         assert same_storage(y.data, out)
-        assert y.grad_fn.name() == ("TanhBackward" if activation else "AddmmBackward")
+        assert y.grad_fn.name() == _STEP_NODE[activation]
     assert np.isnan(wide[:, n:2 * n]).all()
     # one out None: that product gets a new array
     arrays = [mg.tensor(v.astype(dtype)) for v in two_directions(shapes, 7)]
     rs = [ReusedOperand(arrays[2].T), ReusedOperand(arrays[5].T)]
-    a, b = addmm_reused_many([arrays[0], arrays[3]], [arrays[1], arrays[4]], rs, activation,
+    a, b = _recurrent.steps([arrays[0], arrays[3]], [arrays[1], arrays[4]], rs, activation,
                              outs=[None, outs[1]])
     assert same_storage(b.data, outs[1]) and not np.shares_memory(a.data, wide)
     assert_close(a.data, theirs(*(torch.tensor(v.data) for v in arrays))[0], dtype, "no out")
 
 
 @pytest.mark.parametrize("steps", [3, 4])
-def test_addmm_reused_many_bidirectional_buffer(steps):
+def test_recurrent_steps_bidirectional_buffer(steps):
     """A bidirectional recurrence through one (T, N, 2H) buffer, each step's two states written by one call
     (forward at t into buf[t, :, :H], reverse at T-1-t into buf[T-1-t, :, H:]; the middle step of an odd T
     puts both in one row block), read back as the next step's operands: torch's values and the gradients
     of every input."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
     batch, hidden = 3, 5
 
     def mine(x0, x1, h0, h1, w0, w1):
@@ -644,7 +610,7 @@ def test_addmm_reused_many_bidirectional_buffer(steps):
         for t in range(steps):
             r = steps - 1 - t
             places = [buf[t, :, :hidden], buf[r, :, hidden:]]
-            hs = addmm_reused_many([x0[t], x1[r]], hs, rs, "tanh", outs=places)
+            hs = _recurrent.steps([x0[t], x1[r]], hs, rs, "tanh", outs=places)
             out[0][t], out[1][r] = hs
             assert same_storage(hs[0].data, places[0]) and same_storage(hs[1].data, places[1])
         assert np.isfinite(buf).all()
@@ -664,50 +630,48 @@ def test_addmm_reused_many_bidirectional_buffer(steps):
     check_op(mine, theirs, arrays, np.float64)
 
 
-def test_addmm_reused_many_rejects_bad_operands():
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
+def test_recurrent_steps_rejects_bad_operands():
     r = ReusedOperand(mg.randn(3, 4))
     z, x = mg.randn(2, 4), mg.randn(2, 3)
     for bad in (mg.randn(3, 4), mg.randn(3, 4).data, None):
         with pytest.raises(TypeError, match=r"rs\[1\] must be a ReusedOperand"):
-            addmm_reused_many([z, z], [x, x], [r, bad])
+            _recurrent.steps([z, z], [x, x], [r, bad])
     for cs, as_, rs in (([z, z], [x], [r, r]), ([z], [x, x], [r]), ([z, z], [x, x], [r]), ([], [x], [r])):
         with pytest.raises(ValueError, match="expected as many"):
-            addmm_reused_many(cs, as_, rs)
+            _recurrent.steps(cs, as_, rs)
     out = np.full((2, 4), np.nan, np.float32)
     for outs in ([out], [out, None, None], []):
         with pytest.raises(ValueError, match="expected as many"):
-            addmm_reused_many([z, z], [x, x], [r, r], outs=outs)
+            _recurrent.steps([z, z], [x, x], [r, r], outs=outs)
     for cs, as_, rs in ((z, [x], [r]), ([z], x, [r]), ([z], [x], r), ([z], [x], None)):
         with pytest.raises(TypeError, match="must be lists or tuples"):
-            addmm_reused_many(cs, as_, rs)
-    with pytest.raises(ValueError, match="activation must be None or 'tanh'"):
-        addmm_reused_many([z], [x], [r], activation="relu")
-    # each product checked as addmm_reused checks it, wherever it stands
+            _recurrent.steps(cs, as_, rs)
+    with pytest.raises(ValueError, match="activation must be None, 'tanh' or 'relu'"):
+        _recurrent.steps([z], [x], [r], activation="sigmoid")
+    # each product checked as _recurrent.step checks it, wherever it stands
     with pytest.raises(ValueError, match="c has shape"):
-        addmm_reused_many([z, mg.randn(4)], [x, x], [r, r])
+        _recurrent.steps([z, mg.randn(4)], [x, x], [r, r])
     with pytest.raises(ValueError, match="not aligned"):
-        addmm_reused_many([z, z], [x, mg.randn(2, 4)], [r, r])
+        _recurrent.steps([z, z], [x, mg.randn(2, 4)], [r, r])
     with pytest.raises(TypeError, match="different dtypes"):
-        addmm_reused_many([z.double(), z], [x, x], [r, r])
+        _recurrent.steps([z.double(), z], [x, x], [r, r])
     with pytest.raises(TypeError, match="expected a minigrad Tensor for c"):
-        addmm_reused_many([z, z.data], [x, x], [r, r])
+        _recurrent.steps([z, z.data], [x, x], [r, r])
     with pytest.raises(TypeError, match="expected a minigrad Tensor"):
-        addmm_reused_many([z, z], [x, x.data], [r, r])
+        _recurrent.steps([z, z], [x, x.data], [r, r])
     # outs meeting another product's: refused before anything is written
     other = np.full((2, 4), np.nan, np.float32)
     with pytest.raises(ValueError, match="the products run at the same time"):
-        addmm_reused_many([z, z], [x, x], [r, r], "tanh", outs=[other, other])
+        _recurrent.steps([z, z], [x, x], [r, r], "tanh", outs=[other, other])
     with pytest.raises(ValueError, match="the products run at the same time"):
-        addmm_reused_many([z, mg.randn(2, 4)], [x, x], [r, r], outs=[other, z.data])
+        _recurrent.steps([z, mg.randn(2, 4)], [x, x], [r, r], outs=[other, z.data])
     assert np.isnan(other).all()
-    assert addmm_reused_many([], [], []) == []
+    assert _recurrent.steps([], [], []) == []
 
 
-def test_addmm_reused_many_bad_out_writes_nothing():
+def test_recurrent_steps_bad_out_writes_nothing():
     """A product's bad out (shape, dtype, read-only, its own operand) refuses the call before any product
     runs: the other products' outs stay untouched."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused_many
     r = ReusedOperand(mg.randn(3, 4))
     z, x = mg.randn(2, 4), mg.randn(2, 3)
     ro = np.zeros((2, 4), np.float32)
@@ -717,7 +681,7 @@ def test_addmm_reused_many_bad_out_writes_nothing():
                               (z.data, ValueError, "shares memory")):
         first = np.full((2, 4), np.nan, np.float32)
         with pytest.raises(error, match=match):
-            addmm_reused_many([z, z], [x, x], [r, r], "tanh", outs=[first, bad])
+            _recurrent.steps([z, z], [x, x], [r, r], "tanh", outs=[first, bad])
         assert np.isnan(first).all()
 
 
@@ -729,10 +693,9 @@ STEPS_PLACED = {"none": (), "all": (0, 1, 2, 3), "first": (0,), "alternate": (1,
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stack_into_steps_written_in_place(placed, dtype):
     """stack_into(steps, out) with an RNN's steps h_t = tanh(c_t + h_{t-1} @ W.T), some written straight
-    into out[t] by addmm_reused(..., out=out[t]) (not copied again), the others computed apart (copied):
+    into out[t] by _recurrent.step(..., out=out[t]) (not copied again), the others computed apart (copied):
     out becomes the result's storage, with torch.stack's values and the gradients of every c_t, h_0 and W."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
-    from minigrad.ops.shape import stack_into
+    from minigrad.nn._recurrent import stack_into
     steps, m, n = 4, 3, 5
     in_place = STEPS_PLACED[placed]
     arrays = [values((m, n), t) for t in range(steps)] + [values((m, n), 10), values((n, n), 11) / np.sqrt(n)]
@@ -742,7 +705,7 @@ def test_stack_into_steps_written_in_place(placed, dtype):
         *cs, h, w = ts
         r, out, pieces = ReusedOperand(w.T), np.full((steps, m, n), np.nan, dtype), []
         for t, c in enumerate(cs):
-            h = addmm_reused(c, h, r, activation="tanh", out=out[t] if t in in_place else None)
+            h = _recurrent.step(c, h, r, activation="tanh", out=out[t] if t in in_place else None)
             pieces.append(h)
         seen.update(out=out, pieces=pieces)
         return stack_into(pieces, out)
@@ -766,7 +729,7 @@ def test_stack_into_steps_written_in_place(placed, dtype):
 def test_stack_into_copies_other_tensors(layout, dtype):
     """Tensors lying elsewhere are copied into out (of any strides), which becomes the result's storage:
     torch.stack's values and gradients, the rest of a wider buffer untouched; no graph without grads."""
-    from minigrad.ops.shape import stack_into
+    from minigrad.nn._recurrent import stack_into
     arrays = [values((2, 3), i) for i in range(3)]
     wide = np.full((3, 2, 6), np.nan, dtype)
     out = {"c": np.empty((3, 2, 3), dtype), "f": np.empty((3, 2, 3), dtype, order="F"),
@@ -789,11 +752,10 @@ DIRECTIONS_PLACED = {"none": (), "all": tuple((d, t) for d in range(2) for t in 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stack_cat_out_bidirectional_layer(placed, dtype):
     """stack_cat([forward steps, reverse steps], dim=2, out=buf), as a bidirectional RNN layer builds its
-    output: each direction's steps computed into its half of buf[t] by addmm_reused(..., out=) (not copied)
+    output: each direction's steps computed into its half of buf[t] by _recurrent.step(..., out=) (not copied)
     or apart (copied; in "some", a group's first step is in place and the other's is not); buf becomes the
     storage, with torch.cat([stack(fwd), stack(rev)], 2)'s values and every gradient."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
-    from minigrad.ops.shape import stack_cat
+    from minigrad.nn._recurrent import stack_cat
     steps, m, n = 3, 2, 4
     in_place = DIRECTIONS_PLACED[placed]
     arrays = ([values((m, n), s) for s in range(2 * steps)] + [values((m, n), 10)]
@@ -813,7 +775,7 @@ def test_stack_cat_out_bidirectional_layer(placed, dtype):
 
     def mine(*ts):
         buf = np.full((steps, m, 2 * n), np.nan, dtype)
-        groups = layer(ts, lambda c, h, w, out: addmm_reused(c, h, ReusedOperand(w.T), "tanh", out), buf)
+        groups = layer(ts, lambda c, h, w, out: _recurrent.step(c, h, ReusedOperand(w.T), "tanh", out), buf)
         seen.update(buf=buf, groups=groups)
         return stack_cat(groups, dim=2, out=buf)
 
@@ -835,7 +797,7 @@ def test_stack_cat_out_bidirectional_layer(placed, dtype):
 def test_stack_cat_out_any_dim(dim, dtype):
     """stack_cat(groups, dim, out=) with tensors lying elsewhere (all copied): torch's cat of stacks, and
     out the result's storage."""
-    from minigrad.ops.shape import stack_cat
+    from minigrad.nn._recurrent import stack_cat
     arrays = [values((2, 4), i) for i in range(6 if dim != 0 else 7)]
     shape = {0: (7, 2, 4), 1: (3, 4, 4), 2: (3, 2, 8), -1: (3, 2, 8)}[dim]
     out = np.full(shape, np.nan, dtype)
@@ -845,7 +807,7 @@ def test_stack_cat_out_any_dim(dim, dtype):
 
 
 def test_stack_into_and_stack_cat_reject_bad_out():
-    from minigrad.ops.shape import stack_cat, stack_into
+    from minigrad.nn._recurrent import stack_cat, stack_into
     a = mg.randn(2, 3)
     ro = np.zeros((2, 2, 3), np.float32)
     ro.flags.writeable = False
@@ -875,13 +837,12 @@ def test_stack_into_piece_lying_at_another_place_of_out():
     """Two steps written into each other's places of out: copying either would overwrite the other (its
     own value, saved for its backward), so the call is refused, as torch.stack(..., out=) refuses
     overlapping inputs; and the pieces keep their values."""
-    from minigrad.ops.linalg import ReusedOperand, addmm_reused
-    from minigrad.ops.shape import stack_cat, stack_into
+    from minigrad.nn._recurrent import stack_cat, stack_into
     c0, c1, h, w = values((2, 3), 0), values((2, 3), 1), values((2, 3), 2), values((3, 3), 3)
     r = ReusedOperand(mg.tensor(w, dtype=np.float64).T)
     out = np.empty((2, 2, 3))
-    p0 = addmm_reused(mg.tensor(c0, dtype=np.float64), mg.tensor(h, dtype=np.float64), r, "tanh", out[1])
-    p1 = addmm_reused(mg.tensor(c1, dtype=np.float64), mg.tensor(h, dtype=np.float64), r, "tanh", out[0])
+    p0 = _recurrent.step(mg.tensor(c0, dtype=np.float64), mg.tensor(h, dtype=np.float64), r, "tanh", out[1])
+    p1 = _recurrent.step(mg.tensor(c1, dtype=np.float64), mg.tensor(h, dtype=np.float64), r, "tanh", out[0])
     want = [torch.tanh(torch.tensor(c) + torch.tensor(h) @ torch.tensor(w).T) for c in (c0, c1)]
     with pytest.raises(ValueError, match="other than its place"):
         stack_into([p0, p1], out)
@@ -891,23 +852,16 @@ def test_stack_into_piece_lying_at_another_place_of_out():
     assert_close(p1.data, want[1], np.float64, "the second piece's own values")
 
 
-def test_matmul_reused_rejects_bad_operands():
-    from minigrad.ops.linalg import ReusedOperand, matmul_reused
+def test_reused_operand_rejects_bad_operands():
     with pytest.raises(TypeError, match="2-D minigrad Tensor"):
         ReusedOperand(np.zeros((3, 4), np.float32))
     with pytest.raises(TypeError, match="2-D minigrad Tensor"):
         ReusedOperand(mg.randn(3))
     r = ReusedOperand(mg.randn(3, 4))
     with pytest.raises(ValueError, match="not aligned"):
-        matmul_reused(mg.randn(2, 4), r)
-    with pytest.raises(ValueError, match="not aligned"):
-        matmul_reused(mg.randn(2, 2, 3), r)
-    with pytest.raises(TypeError, match="different dtypes"):
-        matmul_reused(mg.randn(2, 3).double(), r)
-    with pytest.raises(TypeError, match="expected a minigrad Tensor"):
-        matmul_reused(np.zeros((2, 3), np.float32), r)
+        _recurrent.step(mg.randn(2, 4), mg.randn(2, 2, 3), r)
     with pytest.raises(TypeError):
-        matmul_reused(mg.randn(2, 3), mg.randn(3, 4))
+        _recurrent.step(mg.randn(2, 4), mg.randn(2, 3), mg.randn(3, 4))
 
 
 def test_mixed_dtypes():

@@ -163,7 +163,7 @@ def test_empty_tensors():
 
 def test_config_reports_the_build():
     cfg = mg.config()
-    for key in ("version", "backend", "isa", "openmp", "num_threads"):
+    for key in ("version", "backend", "isa", "parallel", "num_threads"):
         assert key in cfg, key
     n = mg.get_num_threads()
     mg.set_num_threads(1)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         ("numpy", np.__version__),
         ("backend", cfg["backend"] + _env("MINIGRAD_BACKEND")),
         ("ISA path", f"{cfg['isa']}  (available: {', '.join(cfg['available_isas'])})" + _env("MINIGRAD_ISA")),
-        ("parallel kernels", "yes (minigrad's thread pool)" if cfg["openmp"] else "no"),
+        ("parallel kernels", "yes (minigrad's thread pool)" if cfg["parallel"] == "pool" else "no"),
         ("threads", f"{cfg['num_threads']}  ({os.cpu_count()} cores)"
          + _env("MINIGRAD_NUM_THREADS") + _env("OMP_NUM_THREADS")),
     ]

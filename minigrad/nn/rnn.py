@@ -1,11 +1,12 @@
 """Elman recurrent networks built from ordinary tensor ops: ``RNNCell`` (one step) and ``RNN`` (whole
 sequences, stacked, optionally bidirectional).
 
-There is no fused recurrent kernel.  The forward pass unrolls the recurrence
+The forward pass unrolls the recurrence
 
     h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)
 
-into one graph node per operation and step, so the graph the engine records *is* the unrolled network.
+into graph nodes per step (addmm's, then the activation's), so the graph the engine records *is* the unrolled
+network; each step runs as one kernel call (``nn._recurrent``: the same values and graph as the plain ops).
 The weights of a (layer, direction) are the same Parameter at every step, so the engine adds up their
 gradient over all steps: backpropagation through time is simply ``loss.backward()``.  For truncated BPTT
 see ``minigrad.tbptt``.
@@ -20,11 +21,10 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
+from minigrad.nn import _recurrent
 from minigrad.nn import functional as F
 from minigrad.nn.layers import _check_size, _init_bound, _resolve_dtype, _uniform_parameter
 from minigrad.nn.module import Module, Parameter
-from minigrad.ops.linalg import ReusedOperand, addmm_reused, addmm_reused_many
-from minigrad.ops.shape import stack_cat, stack_into
 from minigrad.tensor import Tensor
 from minigrad.viz import mark_step
 
@@ -171,7 +171,7 @@ class RNN(Module):
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero "
                           f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
                           f"num_layers={num_layers}", stacklevel=2)
-        self._act = _activation(nonlinearity)
+        _activation(nonlinearity)  # an unknown name is refused here, as torch does
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -226,11 +226,11 @@ class RNN(Module):
             first = layer * num_directions
             outputs, states = _run_layer(
                 layer_input, initial[first:first + num_directions], weights[first:first + num_directions],
-                self._act, valid=valid, layer=layer,
+                self.nonlinearity, valid=valid, layer=layer,
                 outs=[buf[:, :, d * hidden:(d + 1) * hidden] for d in range(num_directions)])
             finals.extend(states)
-            layer_input = stack_cat(outputs, dim=2, out=buf) if num_directions == 2 else \
-                stack_into(outputs[0], buf)
+            layer_input = _recurrent.stack_cat(outputs, dim=2, out=buf) if num_directions == 2 else \
+                _recurrent.stack_into(outputs[0], buf)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         output, h_n = layer_input, mg.stack(finals, dim=0)
@@ -294,17 +294,18 @@ class RNN(Module):
         return s
 
 
-def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter]], act,
+def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter]], nonlinearity: str,
                valid: np.ndarray | None, layer: int = 0,
                outs: Sequence[np.ndarray] | None = None) -> tuple[list[list[Tensor]], list[Tensor]]:
     """Run one layer over ``x`` (L, N, F) in each of its directions (forward, then reverse if there are two
-    states ``hs``, each (N, H), and two weight lists).
+    states ``hs``, each (N, H), and two weight lists): per step and direction, as RNNCell,
+    ``h = act(x_t W_ih^T + b_ih + b_hh + h W_hh^T)``.
 
     Returns (per direction, the L outputs (N, H) in time order; per direction, the final state (N, H)); the
     caller stacks the outputs.  With ``outs`` (per direction an (L, N, H) array, its part of the layer's
-    output), each step's tanh state is written straight into ``out[t]`` and is a view of it; the steps of
-    the two directions at one moment (forward step s, reverse step L-1-s) are independent and run as one
-    kernel call (``addmm_reused_many``), each with its own nodes.
+    output), each step's state is written straight into ``out[t]`` and is a view of it.  The steps of the
+    two directions at one moment (forward step s, reverse step L-1-s) are independent and run as one kernel
+    job (``_recurrent.steps``), each with its own nodes.
     ``valid`` (L, N, 1) marks the real steps of a padded batch; elsewhere the state is carried through
     unchanged and the output is zero.  Each step's ops are tagged (``viz.mark_step``) so that drawings of the
     graph cluster them by layer, direction, step.
@@ -317,26 +318,17 @@ def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter
         # With biases it is one addmm node: the kernel adds b_ih + b_hh as it writes the product.
         xw = F.linear(x2, w[0], w[2] + w[3]) if len(w) == 4 else x2 @ w[0].T
         xws.append(xw.reshape(seq_len, batch, w[0].shape[0]).unbind(0))
-        # W_hh^T is packed for the kernel once per call (and W_hh once for the backward), not at every step;
-        # each step is one addmm node, xw[t] + h @ W_hh^T, as torch's RNN records it.
-        w_hh_ts.append(ReusedOperand(w[1].T))
+        # W_hh^T packed for the kernel once per call (and W_hh once for the backward), not at every step
+        w_hh_ts.append(_recurrent.ReusedOperand(w[1].T))
     directions = range(len(weights))
     states = list(hs)
     outputs = [[None] * seq_len for _ in directions]
-    fused = act is Tensor.tanh  # tanh(xw[t] + h @ W_hh^T) in one kernel call, recorded as the two nodes
-    if valid is not None or outs is None:
-        outs = [None] * len(weights)  # a padded batch's output is the state masked, not the state itself
+    if valid is not None:
+        outs = None  # a padded batch's output is the state masked, not the state itself
     for s in range(seq_len):
         ts = (s, seq_len - 1 - s)  # the reverse direction runs backwards
-        if fused and len(weights) == 2:
-            tf, tr = ts
-            news = addmm_reused_many((xws[0][tf], xws[1][tr]), states, w_hh_ts, activation="tanh",
-                                     outs=None if outs[0] is None else (outs[0][tf], outs[1][tr]))
-        elif fused:
-            news = [addmm_reused(xws[0][s], states[0], w_hh_ts[0], activation="tanh",
-                                 out=None if outs[0] is None else outs[0][s])]
-        else:
-            news = [act(addmm_reused(xws[d][ts[d]], states[d], w_hh_ts[d])) for d in directions]
+        news = _recurrent.steps([xws[d][ts[d]] for d in directions], states, w_hh_ts, nonlinearity,
+                                None if outs is None else [outs[d][ts[d]] for d in directions])
         for d in directions:
             t = ts[d]
             h_new = mark_step(news[d], t, layer, d)

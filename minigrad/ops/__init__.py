@@ -4,7 +4,10 @@
 - ``reduce``: sum, mean, max, min, softmax, log_softmax, logsumexp, all, any, argmax, argmin, cumsum, sort,
   argsort, topk
 - ``logic``: comparisons, logical and bitwise ops, isnan/isinf/isfinite, floor division (not differentiable)
-- ``linalg``: matmul
+- ``linalg``: matmul, addmm
 - ``shape``: reshape, permute/transpose, flip, expand, indexing, gather, stack, cat, split, chunk, unbind
+- ``loss``: mse_loss, nll_loss, each one node as torch records it
+
+The RNN's fused step and its joins live with the RNN: ``minigrad.nn._recurrent``.
 """
-from minigrad.ops import elementwise, linalg, logic, reduce, shape  # noqa: F401
+from minigrad.ops import elementwise, linalg, logic, loss, reduce, shape  # noqa: F401

@@ -3,7 +3,6 @@ import numpy as np
 
 from minigrad import _backend as K
 from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node
-from minigrad.ops.elementwise import TanhBackward
 from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 
@@ -73,15 +72,11 @@ cdef class MatmulBackward(Node):
     # saved = (A, B) as 2+-D arrays (1-D operands promoted), with flags to undo the promotion
     cdef bint a_vec, b_vec
 
-    cdef object b_transposed(self, object b):
-        """B.T as the right operand of the 2-D backward product g @ B.T."""
-        return b.T
-
     cpdef object backward(self, object g):
         a, b = self.saved
         if a.ndim == 2 and b.ndim == 2 and not (self.a_vec or self.b_vec):
             # the common case (an RNN step, a Linear layer) without numpy's Python-level helpers
-            return (K.matmul(g, self.b_transposed(b)) if self.next_functions[0] is not None else None,
+            return (K.matmul(g, b.T) if self.next_functions[0] is not None else None,
                     ProductSum(a, g) if self.next_functions[1] is not None else None)
         if self.b_vec:
             g = np.expand_dims(g, -1)
@@ -94,8 +89,8 @@ cdef class MatmulBackward(Node):
                 ga = ga.reshape(a.shape[-1])
         if self.next_functions[1] is not None:
             if b.ndim == 2 and not self.b_vec:
-                # dL/dB = A.T @ G summed over all rows of A; handed to the engine unevaluated, so that a weight
-                # used at every time step gets its gradient as one product (see ProductSum)
+                # dL/dB = A.T @ G summed over all rows of A; handed to the engine unevaluated, so that a
+                # weight used at every time step gets its gradient as one product (see ProductSum)
                 rows = _prod(a.shape[:-1])
                 gb = ProductSum(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
             else:
@@ -143,91 +138,10 @@ def matmul(a, b):
     return attach(out, node, (x, y))
 
 
-cdef class _Packing:
-    # The packed copies of one operand's array, shared by every product node that uses them: a node holds
-    # this, never the operand's tensor (a graph node refers to no tensor; see engine.pyx).
-    cdef object data, packed, packed_t
-
-    cdef object transposed(self):
-        if self.packed_t is None:
-            self.packed_t = K.pack(self.data.T)
-        return self.packed_t
-
-
-cdef class ReusedOperand:
-    """A right operand ``b`` (a 2-D tensor) of many products, packed for the kernel once: ``b`` now for the
-    forward products, ``b.T`` at the first backward product that needs it (an RNN multiplies every step's
-    state by the same ``W_hh.T``, and its backward every step's gradient by ``W_hh``).  A snapshot: make a
-    new one after ``b`` changes (the RNN makes one per forward call)."""
-    cdef readonly Tensor b
-    cdef _Packing _packing
-
-    def __init__(self, b):
-        cdef Tensor t = b if isinstance(b, Tensor) else None
-        if t is None or t._data.ndim != 2:
-            raise TypeError("ReusedOperand: expected a 2-D minigrad Tensor, got %r" % (b,))
-        self.b = t
-        self._packing = _Packing.__new__(_Packing)
-        self._packing.data = t._data
-        self._packing.packed = K.pack(t._data)
-
-    @property
-    def packed(self):
-        """pack(b), made when this operand was."""
-        return self._packing.packed
-
-    @property
-    def packed_transposed(self):
-        """pack(b.T), made by the first backward product that needed it (None before)."""
-        return self._packing.packed_t
-
-
-cdef class ReusedMatmulBackward(MatmulBackward):
-    """matmul's backward for ``x @ r.b`` (same gradients and bits), taking ``g @ b.T`` from ``r``'s packing."""
-    cdef _Packing packing
-
-    cdef object b_transposed(self, object b):
-        return self.packing.transposed()
-
-    def name(self):
-        return "MatmulBackward"
-
-
-cdef Tensor _reused_left(object a, ReusedOperand r, str fn):
-    """``a`` checked as the 2-D left operand of a product with ``r.b``."""
-    cdef Tensor x = a if isinstance(a, Tensor) else None
-    if x is None:
-        raise TypeError("%s: expected a minigrad Tensor, got %s" % (fn, type(a).__name__))
-    if r.b is None:  # made with ReusedOperand.__new__, never initialised
-        raise TypeError("%s: the ReusedOperand was not initialised; make it with ReusedOperand(b)" % fn)
-    xa, ya = x._data, r.b._data
-    if xa.ndim != 2 or xa.shape[1] != ya.shape[0]:
-        raise ValueError("%s: shapes %s and %s are not aligned for a 2-D product" % (fn, xa.shape, ya.shape))
-    if xa.dtype != ya.dtype:
-        raise TypeError("%s: operands have different dtypes %s and %s" % (fn, xa.dtype, ya.dtype))
-    return x
-
-
-def matmul_reused(a, ReusedOperand r not None):
-    """``a @ r.b`` for a 2-D tensor ``a``, with ``r.b`` packed once for every such product (see
-    ReusedOperand): the same values, bits and gradients as ``matmul(a, r.b)``."""
-    cdef Tensor x = _reused_left(a, r, "matmul_reused")
-    xa, ya = x._data, r.b._data
-    out = K.matmul(xa, r._packing.packed)
-    if not any_requires_grad((x, r.b)):
-        return wrap(out)
-    cdef ReusedMatmulBackward node = ReusedMatmulBackward.__new__(ReusedMatmulBackward)
-    node.saved = (xa, ya)
-    node.packing = r._packing
-    return attach(out, node, (x, r.b))
-
-
 cdef class AddmmBackward(Node):
-    # out = c + a @ b; saved = (a, b) (with b's packing kept, addmm_reused, b is there only to be
-    # version-checked).  Gradients: g summed
-    # to c's shape (c_shape None: c has the product's shape), g @ b.T for a, a.T @ g for b.
-    cdef _Packing packing
-    cdef tuple c_shape
+    # out = c + a @ b; saved = (a, b).  Gradients: g summed to c's shape (c_shape None: c has the
+    # product's shape), g @ b.T for a, a.T @ g for b.  (nn._recurrent's step records a subclass that
+    # takes b.T from a packing made once for every step.)
 
     cpdef object grad_place(self, GraphTask task, int nr):
         # c's gradient is the output's, unchanged, when c has the product's shape: its place is c's
@@ -245,6 +159,10 @@ cdef class AddmmBackward(Node):
         # both directions.  (The engine has checked it: mat1's shape and dtype.)
         return self._gradients(g, task.take_grad(self, 1) if self.next_functions[1] is not None else None)
 
+    cdef object b_transposed(self):
+        """b.T, the right operand of a's gradient g @ b.T."""
+        return self.saved[1].T
+
     cdef tuple _gradients(self, object g, object prev):
         """The gradients of c, a and b; ``prev`` (or None) is added to a's."""
         wants = self.next_functions
@@ -252,7 +170,7 @@ cdef class AddmmBackward(Node):
         if wants[0] is not None:
             gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
         if wants[1] is not None:
-            bt = self.packing.transposed() if self.packing is not None else self.saved[1].T
+            bt = self.b_transposed()
             ga = K.matmul(g, bt) if prev is None else K.addmm(prev, g, bt)
         if wants[2] is not None:
             gb = ProductSum(self.saved[0], g)
@@ -287,82 +205,3 @@ def addmm(input, mat1, mat2):
     node.saved = (xa, ya)
     node.c_shape = None if za.shape == shape else za.shape
     return attach(out, node, (z, x, y))
-
-
-def addmm_reused(c, a, ReusedOperand r not None, activation=None, out=None):
-    """``c + a @ r.b`` as one node, as torch's addmm (and its RNN's step) records it: ``c`` has the product's
-    shape and dtype, the product is added to it as the kernel writes the result.  One op and one pass over
-    the step's state fewer than ``c + matmul_reused(a, r)``, with the same gradients.
-
-    ``activation="tanh"`` gives ``tanh(c + a @ r.b)``, recorded as the same two nodes as
-    ``addmm_reused(c, a, r).tanh()`` (AddmmBackward, then TanhBackward) with the same values and gradients,
-    but computed by one kernel call: the sum itself is never stored (nothing needs it), and the threads
-    that share the product share the tanh too.
-
-    ``out`` (optional) is a numpy array of the result's shape and dtype, sharing no memory with the operands,
-    that the kernel writes the result into, and the result's storage: an RNN writes each step's state
-    straight into its place in the layer's output this way (see ``ops.shape.stack_cat``)."""
-    _check_activation(activation, "addmm_reused")
-    cdef Tensor z = _reused_addend(c, a, r, "addmm_reused")
-    cdef Tensor x = <Tensor>a
-    return _addmm_reused_result(K.addmm(z._data, x._data, r._packing.packed, activation, out), z, x, r,
-                                activation)
-
-
-cdef void _check_activation(object activation, str fn) except *:
-    if activation is not None and activation != "tanh":
-        raise ValueError("%s: activation must be None or 'tanh', got %r" % (fn, activation))
-
-
-cdef Tensor _reused_addend(object c, object a, ReusedOperand r, str fn):
-    """``c`` checked as the addend of ``a @ r.b`` (its exact shape and dtype), after ``a`` itself."""
-    cdef Tensor z = c if isinstance(c, Tensor) else None
-    if z is None:
-        raise TypeError("%s: expected a minigrad Tensor for c, got %s" % (fn, type(c).__name__))
-    cdef Tensor x = _reused_left(a, r, fn)
-    xa, ya, ca = x._data, r.b._data, z._data
-    if ca.shape != (xa.shape[0], ya.shape[1]):
-        raise ValueError("%s: c has shape %s, the product has shape %s"
-                         % (fn, ca.shape, (xa.shape[0], ya.shape[1])))
-    if ca.dtype != ya.dtype:
-        raise TypeError("%s: operands have different dtypes %s (c) and %s" % (fn, ca.dtype, ya.dtype))
-    return z
-
-
-cdef object _addmm_reused_result(object out, Tensor z, Tensor x, ReusedOperand r, object activation):
-    """``out`` (the kernel's result) as a tensor, with the nodes of addmm_reused."""
-    if not any_requires_grad((z, x, r.b)):
-        return wrap(out)
-    cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
-    node.saved = (x._data, r.b._data)  # b itself only for its version: the backward reads the packing
-    node.packing = r._packing
-    if activation is None:
-        return attach(out, node, (z, x, r.b))
-    # The sum's tensor only carries the edge from the tanh node to the addmm node (its node records the
-    # shape and dtype, which out shares); it is dropped here, as the sum of the two-op form would be.
-    cdef Tensor pre = attach(out, node, (z, x, r.b))
-    cdef Node act = TanhBackward.__new__(TanhBackward)
-    act.saved = (out,)
-    return attach(out, act, (pre,))
-
-
-def addmm_reused_many(cs, as_, rs, activation=None, outs=None):
-    """``[addmm_reused(cs[i], as_[i], rs[i], activation, outs[i]) for i ...]``: the same tensors, values and
-    graph (each product its own nodes), but the products run as one parallel job (``addmm_many``): the
-    two directions of a bidirectional RNN's step share the threads in one hand-off instead of two.  The
-    products must be independent (no output feeds another's operands)."""
-    _check_activation(activation, "addmm_reused_many")
-    if not all(isinstance(v, (list, tuple)) for v in (cs, as_, rs)):
-        raise TypeError("addmm_reused_many: cs, as_ and rs must be lists or tuples")
-    n = len(cs)
-    if len(as_) != n or len(rs) != n or (outs is not None and len(outs) != n):
-        raise ValueError("addmm_reused_many: expected as many as_, rs (and outs) as cs (%d)" % n)
-    zs = []
-    for i in range(n):
-        if not isinstance(rs[i], ReusedOperand):
-            raise TypeError("addmm_reused_many: rs[%d] must be a ReusedOperand, got %s"
-                            % (i, type(rs[i]).__name__))
-        zs.append(_reused_addend(cs[i], as_[i], rs[i], "addmm_reused_many"))
-    results = K.addmm_many([(<Tensor>z)._data for z in zs], [(<Tensor>a)._data for a in as_],
-                           [(<ReusedOperand>r)._packing.packed for r in rs], activation, outs)
-    return [_addmm_reused_result(results[i], zs[i], as_[i], rs[i], activation) for i in range(n)]

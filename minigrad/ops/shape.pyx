@@ -385,75 +385,6 @@ cdef bint _lies_at(cnp.ndarray piece, cnp.ndarray place):
             and cnp.PyArray_CompareLists(cnp.PyArray_STRIDES(piece), cnp.PyArray_STRIDES(place), nd))
 
 
-cdef void _byte_range(cnp.ndarray a, char **lo, char **hi) noexcept:
-    cdef int i
-    cdef Py_ssize_t n, s
-    lo[0] = hi[0] = <char *>cnp.PyArray_DATA(a)
-    if cnp.PyArray_SIZE(a) == 0:
-        return
-    hi[0] += cnp.PyArray_ITEMSIZE(a)
-    for i in range(cnp.PyArray_NDIM(a)):
-        n, s = cnp.PyArray_DIMS(a)[i], cnp.PyArray_STRIDES(a)[i]
-        if s < 0:
-            lo[0] += (n - 1) * s
-        else:
-            hi[0] += (n - 1) * s
-
-
-cdef void _stack_into(list ts, cnp.ndarray view, cnp.ndarray out) except *:
-    """view[i] = ts[i] for every tensor not already lying there (an RNN step written in place).  A tensor
-    lying anywhere else in ``out`` is refused: copying the others could overwrite it (its own value)."""
-    cdef Py_ssize_t i
-    cdef cnp.ndarray place, data
-    cdef char *olo
-    cdef char *ohi
-    cdef char *lo
-    cdef char *hi
-    _byte_range(out, &olo, &ohi)
-    cdef list todo = []
-    for i in range(len(ts)):
-        data = (<Tensor>ts[i])._data
-        place = view[i]
-        if _lies_at(data, place):
-            continue
-        _byte_range(data, &lo, &hi)
-        if lo < ohi and olo < hi and np.shares_memory(data, out):
-            raise ValueError("stack: input %d is a part of out other than its place in the result; copying "
-                             "the others into out would overwrite it" % i)
-        todo.append(i)
-    if len(todo) == len(ts):  # the usual case: one copy of them all
-        np.stack([(<Tensor>t)._data for t in ts], axis=0, out=view)
-    else:
-        for i in todo:
-            view[i] = (<Tensor>ts[i])._data
-
-
-cdef cnp.ndarray _check_result_buffer(object out, tuple shape, object dtype, str fn):
-    """``out`` if it is a writable numpy array of exactly ``shape`` and ``dtype``, else TypeError or
-    ValueError."""
-    if type(out) is not np.ndarray:
-        raise TypeError("%s: out must be a numpy array, got %s" % (fn, type(out).__name__))
-    if out.shape != shape or out.dtype != dtype:
-        raise ValueError("%s: out has shape %s and dtype %s; the result has shape %s and dtype %s"
-                         % (fn, out.shape, out.dtype, shape, dtype))
-    cdef cnp.ndarray o = out
-    if not cnp.PyArray_ISWRITEABLE(o):
-        raise ValueError("%s: out is read-only" % fn)
-    return o
-
-
-def stack_into(tensors, out):
-    """``stack(tensors, 0)`` with ``out`` (a numpy array of the result's shape and dtype) as the result's
-    storage.  A tensor that already lies at its place in ``out`` (an RNN's step state, written there by
-    ``ops.linalg.addmm_reused(..., out=out[t])``) is not copied again; the others are.  The same graph as
-    ``stack``: one StackBackward."""
-    ts = _tensor_list(tensors, "stack_into")
-    shape = (len(ts),) + _equal_shape(ts, "")
-    cdef cnp.ndarray o = _check_result_buffer(out, shape, (<Tensor>ts[0])._data.dtype, "stack_into")
-    _stack_into(ts, o, o)
-    return _stacked(o, tuple(ts), 0)
-
-
 cdef class CatBackward(Node):
     cdef int axis
     cdef list bounds
@@ -495,50 +426,6 @@ def cat(tensors, dim=0):
     axis = norm_dim(dim, first.ndim)
     ends = _cat_ends([(<Tensor>t)._data.shape for t in ts], axis)
     return _catted(np.concatenate([(<Tensor>t)._data for t in ts], axis=axis), tuple(ts), axis, ends)
-
-
-def stack_cat(groups, dim=-1, out=None):
-    """``cat([stack(g) for g in groups], dim)``: the same values and the same graph (a StackBackward per
-    group, then one CatBackward), but each tensor is copied once, straight into its place in the result,
-    instead of once into its group's stack and again into the cat.  The output of a bidirectional RNN layer
-    is this, with its two directions' steps as the groups.
-
-    ``out`` (optional): a numpy array of the result's shape and dtype to be the result's storage; tensors
-    that already lie at their place in it (the RNN writes each step's state there) are not copied at all."""
-    if not isinstance(groups, (list, tuple)) or len(groups) == 0:
-        raise TypeError("stack_cat expects a non-empty list of lists of tensors, got %r" % (groups,))
-    sizes = []
-    flat = []
-    for g in groups:
-        if isinstance(g, Tensor) or not isinstance(g, (list, tuple)) or len(g) == 0:
-            raise TypeError("stack_cat expects each group to be a non-empty list or tuple of tensors")
-        sizes.append(len(g))
-        flat.extend(g)
-    ts = _tensor_list(flat, "stack_cat")  # one dtype for all, as cat would promote
-    lists, start = [], 0
-    for n in sizes:
-        lists.append(ts[start:start + n])
-        start += n
-    shapes = [(len(g),) + _equal_shape(g, " of group %d" % k) for k, g in enumerate(lists)]
-    first = shapes[0]
-    axis = norm_dim(dim, len(first))
-    ends = _cat_ends(shapes, axis)
-    shape = first[:axis] + (ends[-1],) + first[axis + 1:]
-    dtype = (<Tensor>ts[0])._data.dtype
-    if out is None:
-        out = np.empty(shape, dtype=dtype)
-    else:
-        _check_result_buffer(out, shape, dtype, "stack_cat")
-    stacked = []
-    start = 0
-    for g, end in zip(lists, ends):
-        index = [slice(None)] * len(first)
-        index[axis] = slice(start, end)
-        view = out[tuple(index)]
-        _stack_into(g, view, out)
-        stacked.append(_stacked(view, tuple(g), 0))  # its tensor carries only the edge to the cat
-        start = end
-    return _catted(out, tuple(stacked), axis, ends)
 
 
 # ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
@@ -600,7 +487,7 @@ def split(x, split_size_or_sections, dim=0):
             sizes = [0]
     else:
         sizes = [int(s) for s in split_size_or_sections]
-        if any(s < 0 for s in sizes) or builtin_sum(sizes) != n:
+        if any(s < 0 for s in sizes) or sum(sizes) != n:
             raise ValueError("split: sizes %s do not add up to %d (the size of dimension %d)"
                              % (sizes, n, axis))
     return _split_at(t, axis, sizes)
@@ -682,7 +569,3 @@ def unbind(x, dim=0):
     node.in_shape = t._data.shape
     node.axis = axis
     return tuple(view_of(out, t) for out in _attach_outputs(pieces, node, (t,)))
-
-
-import builtins  # noqa: E402
-builtin_sum = builtins.sum
