@@ -704,8 +704,10 @@ BAD_FILES = {
     "extra-array": ({**_doc(1), "a0": np.ones(2)}, r"does not use the entries \['a0'\]"),
     "array-used-twice": ({**_doc({"k": "list", "v": [ARRAY_NODE] * 2}), "a0": np.ones(2)},
                          "referred to twice"),
-    "int-tensor": ({**_doc({"k": "tensor", "a": "a0", "grad": False}), "a0": np.arange(3)},
-                   "not float32/float64"),
+    "int8-tensor": ({**_doc({"k": "tensor", "a": "a0", "grad": False}), "a0": np.arange(3, dtype=np.int8)},
+                    "not one of minigrad's"),
+    "int-tensor-with-grad": ({**_doc({"k": "tensor", "a": "a0", "grad": True}), "a0": np.arange(3)},
+                             "requires_grad flag"),
     "unknown-kind": (_doc({"k": "pickle"}), "unknown node kind 'pickle'"),
     "malformed-dict": (_doc({"k": "dict", "v": [[1]]}), "malformed dict item"),
 }
