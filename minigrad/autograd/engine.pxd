@@ -71,7 +71,6 @@ cdef class GraphTask:
     cdef dict deps                     # node -> how many of its consumers have still to run
     cdef dict buffers                  # node -> InputBuffer
     cdef list ready                    # nodes whose consumers have all run
-    cdef bint retain_graph
     cdef bint owns_grad                # the gradient passed to the running node is the engine's own array
     cdef dict node_state               # per-pass state of a node (unbind's gradient arena)
     cdef set runs                      # autograd.grad: the nodes whose backward runs (None: all)

@@ -535,7 +535,7 @@ def run_backward(list roots not None, list grads not None, bint retain_graph, li
 cdef list _run_backward(list roots, list grads, bint retain_graph, list capture):
     """The main loop: count, seed, then run each node once all its consumers have handed over its
     gradients: hooks, backward, route the results to the nodes that produced its inputs, release."""
-    cdef GraphTask task = GraphTask(roots, retain_graph, capture)
+    cdef GraphTask task = GraphTask(roots, capture)
     cdef Node node
     cdef InputBuffer buffer
     for (node, nr), g in zip(roots, grads):
@@ -643,11 +643,10 @@ cdef class GraphTask:
     ready nodes, and what nodes keep for the pass (unbind's gradient arena).  It is handed to every node
     the compiled engine runs (``Node.apply``); nothing about a pass lives outside it."""
 
-    def __init__(self, list roots, bint retain_graph, list capture):
+    def __init__(self, list roots, list capture):
         self.deps = _count_consumers(roots)
         self.buffers = {}
         self.ready = []
-        self.retain_graph = retain_graph
         self.node_state = {}
         if capture is not None:
             self.deps, self.runs, self.wanted = _prune(roots, self.deps, capture)
