@@ -7,6 +7,10 @@ from minigrad.ops.common cimport operands, unbroadcast
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
 
 
+# numpy dtype.char -> the C type names torch's mixed-dtype product error uses
+_TORCH_NAMES = {"q": "long int", "l": "long int", "i": "int", "f": "float", "d": "double", "?": "bool"}
+
+
 cdef Py_ssize_t _prod(tuple dims):
     cdef Py_ssize_t n = 1
     for d in dims:
@@ -103,11 +107,14 @@ cdef class MatmulBackward(Node):
 def matmul(a, b):
     """Matrix product with numpy's rules: 1-D operands are vectors, leading dimensions broadcast."""
     cdef Tensor x, y
-    x, y = operands(a, b)
+    x, y = operands(a, b, False)  # a product never promotes: mixed dtypes are refused below
     xa, ya = x._data, y._data
     if xa.ndim == 0 or ya.ndim == 0:
         raise ValueError("matmul: both arguments need at least 1 dimension, got shapes %s and %s"
                          % (xa.shape, ya.shape))
+    if xa.dtype != ya.dtype and (xa.dtype.kind != "f" or ya.dtype.kind != "f"):
+        raise RuntimeError("expected m1 and m2 to have the same dtype, but got: %s != %s"
+                           % (_TORCH_NAMES[xa.dtype.char], _TORCH_NAMES[ya.dtype.char]))
     if xa.dtype != ya.dtype:
         # torch refuses mixed-precision products too; elementwise ops promote, a product does not
         raise TypeError("matmul: operands have different dtypes %s and %s; convert one with .float() or "
@@ -124,6 +131,12 @@ def matmul(a, b):
     except ValueError:
         raise ValueError("matmul: batch dimensions of shapes %s and %s cannot be broadcast together"
                          % (xa.shape, ya.shape)) from None
+    if xa.dtype.kind == "b":  # torch has no boolean product; it names the kernel its dispatch reached
+        kernel = "dot" if a_vec and b_vec else "bmm" if ya.ndim > 2 else "addmv_impl_cpu" if b_vec else \
+            "addmm_impl_cpu_"
+        raise NotImplementedError("\"%s\" not implemented for 'Bool'" % kernel)
+    if xa.dtype.kind != "f":  # int64/int32 never require grad: numpy's exact product, wrapping as torch's
+        return wrap(np.matmul(xa, ya))
     out = _mm(A, B)
     if a_vec:
         out = out.reshape(out.shape[:-2] + out.shape[-1:])
