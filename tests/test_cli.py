@@ -54,22 +54,42 @@ def test_demo_loss_falls_and_checkpoint_reproduces_the_sample(capsys, tmp_path, 
 
     code, again, err = run_cli(capsys, "demo", "--load", ckpt, "--sample", demo.SAMPLE_LENGTH, "--seed", 3)
     assert code == 0, err
-    assert again == sample
+    assert again == sample + "\n"  # the same characters, and the line ends
     code, other, _ = run_cli(capsys, "demo", "--load", ckpt, "--sample", demo.SAMPLE_LENGTH, "--seed", 4)
     assert code == 0 and other != sample
 
 
 def test_demo_resumes_from_a_checkpoint(capsys, tmp_path, text_file):
-    ckpt = tmp_path / "model.npz"
+    ckpt, again = tmp_path / "model.npz", tmp_path / "again.npz"
     train = ["demo", "--text", text_file, "--lr", 0.01]
     code, _, err = run_cli(capsys, *train, "--steps", 60, "--save", ckpt, *TINY)
     assert code == 0, err
-    code, out, err = run_cli(capsys, *train, "--steps", 5, "--load", ckpt, "--threads", 1)
+    code, out, err = run_cli(capsys, *train, "--steps", 5, "--load", ckpt, "--threads", 1, "--sample-every", 2,
+                             "--save", again)
     assert code == 0, err
     start = float(re.search(r"train loss: ([\d.]+)", out).group(1))
     assert start < 3.0  # already trained: far below the ~3.7 of an untrained model
+    # It says so, and counts on from the checkpoint's 60 steps: progress, samples and the saved count agree.
+    assert f"resumed from {ckpt} after step 60: training steps 61 to 65" in out
+    assert re.findall(r"^step +(\d+)/(\d+) ", out, re.MULTILINE) == [(str(s), "65") for s in range(61, 66)]
+    assert re.findall(r"--- sample at step (\d+) ", out) == ["62", "64"]
+    assert mg.load(again)["step"] == 65
     code, _, err = run_cli(capsys, "demo", "--load", ckpt, "--hidden", 64, "--sample", 5)
     assert code == 2 and "disagrees with the checkpoint" in err
+
+
+def test_demo_sample_echoes_the_prime_and_ends_the_line(capsys, tmp_path, text_file):
+    ckpt = tmp_path / "model.npz"
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 20, "--save", ckpt,
+                             "--prime", "Flat is", *TINY)
+    assert code == 0, err
+    assert final_sample(out).startswith("Flat is")  # training's samples show their prime too
+    code, out, err = run_cli(capsys, "demo", "--load", ckpt, "--sample", 30, "--prime", "Flat is")
+    assert code == 0, err
+    assert out.startswith("Flat is") and out.endswith("\n") and len(out) == len("Flat is") + 30 + 1
+    code, out, err = run_cli(capsys, "demo", "--load", ckpt, "--sample", 30)
+    assert code == 0, err
+    assert len(out) == 30 + 1 and out.endswith("\n")  # no --prime: nothing echoed (the newline it starts from)
 
 
 def test_demo_default_corpus_is_the_standard_library(capsys):

@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     mg.manual_seed(args.seed)
     if args.sample is not None:
         model, vocab, _, _ = load_checkpoint(args.load, args)
-        print(printable(generate(model, vocab, args.sample, args.temperature, args.seed,
-                                 _prime(args.prime, vocab))), end="")
+        prime = _prime(args.prime, vocab)
+        print(printable(with_prime(args.prime, generate(model, vocab, args.sample, args.temperature, args.seed,
+                                                        prime))))
         return 0
 
     text, source = _training_text(args.text)
@@ -132,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         optimizer.load_state_dict(state["optimizer"])
         optimizer.param_groups[0]["lr"] = args.lr
         start_step = state["step"]
+        print(f"resumed from {args.load} after step {start_step}: training steps {start_step + 1} to "
+              f"{start_step + args.steps}")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"data: {source}: {len(train_ids) + len(val_ids):,} characters, vocabulary {len(vocab)}; "
           f"{len(train_ids):,} for training, {len(val_ids):,} for validation")
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
           f"{mg.get_num_threads()} threads")
 
     every = args.sample_every or max(1, args.steps // 5)
-    losses, elapsed, interrupted = train(model, optimizer, train_ids, args, every, vocab, prime)
+    losses, elapsed, interrupted = train(model, optimizer, train_ids, args, every, vocab, prime, start_step)
     if save is not None:  # first: the checkpoint is what a long run is for
         config.update(window=args.window, streams=args.streams, lr=args.lr, clip=args.clip, seed=args.seed)
         try:
@@ -155,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     val = evaluate(model, val_ids, args.streams, args.window) if len(val_ids) >= 2 else None
     report(losses, elapsed, val, vocab, train_ids, args)
     print(f"\n--- sample (seed {args.seed}, temperature {args.temperature:g}) ---")
-    print(printable(generate(model, vocab, SAMPLE_LENGTH, args.temperature, args.seed, prime)))
+    print(printable(with_prime(args.prime, generate(model, vocab, SAMPLE_LENGTH, args.temperature, args.seed,
+                                                    prime))))
     print("---")
     if plot is not None:
         try:
@@ -244,12 +248,15 @@ def _prime(text: str | None, vocab: CharVocab) -> np.ndarray:
 
 
 def train(model: CharRNN, optimizer: Any, train_ids: np.ndarray, args: argparse.Namespace, every: int,
-          vocab: CharVocab, prime: np.ndarray) -> tuple[list[float], float, bool]:
-    """The truncated-BPTT loop; returns (loss per step, seconds spent, whether Ctrl-C stopped it)."""
+          vocab: CharVocab, prime: np.ndarray, start_step: int = 0) -> tuple[list[float], float, bool]:
+    """The truncated-BPTT loop; returns (loss per step, seconds spent, whether Ctrl-C stopped it).
+
+    Steps are numbered from ``start_step + 1`` (a resumed run continues its checkpoint's count).
+    """
     params = list(model.parameters())
     rng = np.random.default_rng(args.seed)
     losses: list[float] = []
-    bar = Progress(args.steps)
+    bar = Progress(args.steps, start=start_step)
     h, batches = None, iter(())
     start = time.perf_counter()
     try:
@@ -276,10 +283,13 @@ def train(model: CharRNN, optimizer: Any, train_ids: np.ndarray, args: argparse.
             losses.append(loss.item())
             bar.update(step, losses, inputs.size, grad_norm, time.perf_counter() - start)
             if step % every == 0 and step < args.steps:
-                text = generate(model, vocab, SAMPLE_LENGTH, args.temperature, args.seed + step, prime)
-                bar.interrupt(f"--- sample at step {step} (temperature {args.temperature:g}) ---\n{text}")
+                done = start_step + step
+                text = with_prime(args.prime, generate(model, vocab, SAMPLE_LENGTH, args.temperature,
+                                                       args.seed + done, prime))
+                bar.interrupt(f"--- sample at step {done} (temperature {args.temperature:g}) ---\n{text}")
     except KeyboardInterrupt:
-        bar.interrupt(f"interrupted at step {len(losses)}: finishing with what has been learned")
+        bar.interrupt(f"interrupted at step {start_step + len(losses)}: finishing with what has been "
+                      "learned")
         return losses, time.perf_counter() - start, True
     bar.close()
     return losses, time.perf_counter() - start, False
@@ -328,6 +338,11 @@ def generate(model: CharRNN, vocab: CharVocab, length: int, temperature: float, 
     return vocab.decode(out)
 
 
+def with_prime(prime: str | None, sample: str) -> str:
+    """A sample as it is shown: the --prime text it continues (none given: nothing), then the sample."""
+    return (prime or "") + sample
+
+
 def sampling_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / temperature) in float64.  A diverged model's logits still give a distribution: nan
     counts as -inf, +inf logits share all the probability, and all -inf (or nan) is uniform."""
@@ -350,8 +365,9 @@ def printable(text: str) -> str:
 class Progress:
     """A one-line progress bar on a terminal; periodic plain lines otherwise (logs, CI, pipes)."""
 
-    def __init__(self, total: int, width: int = 24) -> None:
-        self.total, self.width = total, width
+    def __init__(self, total: int, width: int = 24, start: int = 0) -> None:
+        """``total`` steps to run, shown as steps ``start + 1`` to ``start + total``."""
+        self.total, self.width, self.start = total, width, start
         self.tty = sys.stdout.isatty()
         self.every = max(1, total // 10)
         self.chars = 0
@@ -366,8 +382,9 @@ class Progress:
         recent = float(np.mean(losses[-20:]))
         rate = self.chars / max(elapsed, 1e-9)
         eta = elapsed / step * (self.total - step)
-        width = len(str(self.total))
-        stats = (f"step {step:>{width}}/{self.total}  loss {recent:.3f}  grad {grad_norm:6.2f}  "
+        last = self.start + self.total
+        width = len(str(last))
+        stats = (f"step {self.start + step:>{width}}/{last}  loss {recent:.3f}  grad {grad_norm:6.2f}  "
                  f"{rate:,.0f} chars/s  eta {eta:4.0f}s")
         if self.tty:
             done = self.width * step // self.total
