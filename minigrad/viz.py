@@ -5,10 +5,12 @@ Every op minigrad runs with gradients on leaves a ``Node`` behind (``tensor.grad
 engine will differentiate.  For an RNN that graph is the *unrolled* network: the same weight feeds one node
 per time step.  This module draws it:
 
-- ``to_dot`` / ``draw_graph``: one box per op with its output shape; parameters highlighted and named; time
-  steps, layers and directions as clusters (from ``mark_step`` tags); the place where a detached or initial
-  state enters a recurrence marked as a truncation boundary; repeated steps collapsible; nodes coloured by
-  the norm of their gradient when a ``GradientRecorder`` watched ``backward()``.
+- ``to_dot`` / ``draw_graph``: one box per op with its output shape; parameters highlighted and named (by
+  the modules holding them); time steps, layers and directions as clusters (from ``mark_step`` tags), the
+  steps laid out in the order they ran, and what one step's output alone feeds (an output head and its
+  loss term) as an "output of t" cluster; the place where a detached or initial state enters a recurrence
+  marked as a truncation boundary; repeated steps collapsible; nodes coloured by the norm of their
+  gradient when a ``GradientRecorder`` watched ``backward()``.
 - ``summary``: node counts by op type, depth and saved memory, as text.
 
 Nothing here needs a third-party package; rendering SVG/PNG calls Graphviz's ``dot`` program when it is on
@@ -16,6 +18,7 @@ Nothing here needs a third-party package; rendering SVG/PNG calls Graphviz's ``d
 """
 from __future__ import annotations
 
+import gc
 import math
 import shutil
 import subprocess
@@ -101,24 +104,49 @@ class _Graph:
             longest[node] = 1 + max(below, default=0)
         return max(longest[r] for r in self.roots)
 
-    def clusters(self) -> dict[Any, tuple[int, ...]]:
-        """Each node's cluster: (layer,), (layer, direction) or (layer, direction, step); () for none.
+    def clusters(self) -> dict[Any, tuple]:
+        """Each node's cluster: (layer,), (layer, direction) or (layer, direction, step); ("out", layer,
+        direction, step) for what is computed from one step's output alone outside the recurrence (an output
+        head, its loss term); () for none.
 
-        A marked node is in its step.  Any other node goes to the innermost cluster shared by all of its
-        consumers, so the ops that only feed step t sit in t, the shared transposed weight in its layer, and
-        whatever mixes layers (or follows the RNN) outside.
+        A marked node is in its step.  A node that joins marked outputs (the stack or cat of a layer's
+        steps or of its two directions, and joins of those joins) belongs with what it joins: the innermost
+        cluster they share.  Any other node goes to the innermost cluster shared by all of its consumers, so
+        the ops that only feed step t sit in t, the shared transposed weight in its layer, the next layer's
+        input projection in that layer, and whatever mixes layers (or follows the RNN) outside -- unless
+        only one step feeds it: then it is that step's output.
         """
-        key: dict[Any, tuple[int, ...]] = {}
-        for node in self.order:
+        joined: dict[Any, tuple] = {}  # marked nodes and joins of them -> their cluster
+        source: dict[Any, Any] = {}    # node -> the one step feeding it (its tag), _MANY, or None
+        for node in reversed(self.order):  # producers first
             tag = node.tag
+            inputs = [e[0] for e in node.next_functions if e is not None and e[0].name() != "AccumulateGrad"]
             if tag is not None:
-                key[node] = tag
+                joined[node] = source[node] = tag
+                continue
+            if len(inputs) > 1 and all(n in joined for n in inputs):
+                shared = joined[inputs[0]]
+                for n in inputs[1:]:
+                    shared = _common_prefix(shared, joined[n])
+                if shared:
+                    joined[node] = shared
+            feeds = {source[n] for n in inputs} - {None}
+            source[node] = feeds.pop() if len(feeds) == 1 else (_MANY if feeds else None)
+        key: dict[Any, tuple] = {}
+        for node in self.order:
+            if node in joined:
+                key[node] = joined[node]
                 continue
             shared = None
             for consumer in self.consumers[node]:
                 shared = key[consumer] if shared is None else _common_prefix(shared, key[consumer])
-            key[node] = shared or ()
+            if not shared and isinstance(source[node], tuple):
+                shared = ("out",) + source[node]
+            key[node] = shared if shared and (shared[0] != "out" or len(shared) == 4) else ()
         return key
+
+
+_MANY = object()  # a node fed by several steps
 
 
 def _common_prefix(a: tuple, b: tuple) -> tuple:
@@ -160,15 +188,46 @@ def _boundaries(graph: _Graph, key: dict) -> list[tuple[Any, int]]:
             if edge is None and role(node, slot) in recurrent]
 
 
-def _names(params: Any) -> dict[int, str]:
-    """id(tensor) -> name from a Module, a name->tensor mapping or (name, tensor) pairs."""
+def _names(params: Any, graph: _Graph) -> dict[int, str]:
+    """id(tensor) -> name from a Module, a name->tensor mapping or (name, tensor) pairs; for None, the names
+    the graph's parameters have in the live modules that hold them (``_module_names``)."""
     if params is None:
-        return {}
+        return _module_names(graph)
     if hasattr(params, "named_parameters"):
         params = params.named_parameters()
     elif isinstance(params, Mapping):
         params = params.items()
     return {id(p): name for name, p in params}
+
+
+def _module_names(graph: _Graph) -> dict[int, str]:
+    """id(parameter) -> its ``named_parameters`` name in the outermost live Module holding it.
+
+    Found when drawing, from the garbage collector's list of live objects: modules keep no registry, so
+    building a model or running it costs nothing extra.  A parameter held by several top-level modules
+    takes its name from the one holding the most of the graph's parameters (the model, not a stray layer).
+    """
+    from minigrad.nn.module import Module, Parameter
+    wanted = set()
+    for node in graph.order:
+        if node.name() == "AccumulateGrad" and isinstance(node.variable, Parameter):
+            wanted.add(id(node.variable))
+    if not wanted:
+        return {}
+    # type(), not isinstance: that would read __class__, which some lazy objects (torch's deprecated
+    # aliases) answer with a warning
+    modules = [m for m in gc.get_objects() if issubclass(type(m), Module)]
+    inner = {id(c) for m in modules for c in m.children()}
+    found = []
+    for root in modules:
+        if id(root) not in inner:
+            named = {id(p): name for name, p in root.named_parameters() if id(p) in wanted}
+            if named:
+                found.append(named)
+    names: dict[int, str] = {}
+    for named in sorted(found, key=len):  # the module covering most of the graph is applied last and wins
+        names.update(named)
+    return names
 
 
 def _shape_text(node) -> str:
@@ -242,7 +301,9 @@ def to_dot(roots: Roots, *, params: Any = None, grad_norms: GradientRecorder | M
     Args:
         roots: a tensor (usually the loss) or several.
         params: names for the leaves: a Module (``named_parameters()``), a name -> tensor mapping or
-            (name, tensor) pairs.  Parameters are filled blue, other leaves that require grad pale blue.
+            (name, tensor) pairs.  By default every parameter is named as in the outermost live Module
+            holding it (``model.named_parameters()``), so drawing a model's loss names its weights with no
+            argument.  Parameters are filled blue, other leaves that require grad pale blue.
         grad_norms: a ``GradientRecorder`` (or node -> norm mapping) from a backward pass: ops are then
             coloured by the log of their gradient norm, pale (small) to dark red (large), grey when none
             reached them; every node's label gains its norm.
@@ -258,7 +319,7 @@ def to_dot(roots: Roots, *, params: Any = None, grad_norms: GradientRecorder | M
         raise ValueError(f"collapse must be a positive int or None, got {collapse!r}")
     graph = _Graph(roots)
     key = graph.clusters()
-    names = _names(params)
+    names = _names(params, graph)
     norms = grad_norms.norms if isinstance(grad_norms, GradientRecorder) else grad_norms
     ident = {node: f"n{i}" for i, node in enumerate(graph.order)}
     shown_as, placeholders = _collapse(key, ident, collapse)
@@ -266,18 +327,19 @@ def to_dot(roots: Roots, *, params: Any = None, grad_norms: GradientRecorder | M
     body: dict[tuple, list[str]] = defaultdict(list)  # node statements per cluster
     heat = _HeatScale(norms)
     roots_ = set(graph.roots)
-    for node in graph.order:
+    for node in reversed(graph.order):  # producers first, as the forward pass ran
         if shown_as[node] == ident[node]:
             body[key[node]].append(ident[node] + " " + _node_attrs(node, node in roots_, names, heat) + ";")
     for chain, (pid, label) in placeholders.items():
         body[chain].append(f"{pid} {_attrs(label=label, shape='box', style='dashed,rounded')};")
 
     edges = []
-    for node in graph.order:
+    for node in reversed(graph.order):
         for edge in node.next_functions:
             if edge is not None:
                 edges.append((shown_as[edge[0]], shown_as[node]))
     lines = [f"  {a} -> {b};" for a, b in dict.fromkeys(edges) if a != b]
+    lines += _step_order(graph, key, shown_as, ident)
     # One boundary node per chain, with an edge to every op that reads the state coming in without gradient.
     cut = _attrs(label="detached / initial state\nno gradient flows back", shape="box", style="dashed",
                  color="red", fontcolor="red")
@@ -289,8 +351,9 @@ def to_dot(roots: Roots, *, params: Any = None, grad_norms: GradientRecorder | M
         lines.append(f"  {cid} -> {shown_as[node]} " + _attrs(style="dashed", color="red",
                                                               label=f"input {slot}") + ";")
 
+    # newrank: rank the whole graph at once, so that _step_order's edges between clusters are kept
     header = ["digraph minigrad {",
-              "  graph " + _attrs(rankdir=rankdir, label=title, labelloc="t" if title else None,
+              "  graph " + _attrs(rankdir=rankdir, newrank="true", label=title, labelloc="t" if title else None,
                                   fontname="Helvetica") + ";",
               "  node " + _attrs(fontname="Helvetica", fontsize=10) + ";",
               "  edge " + _attrs(fontname="Helvetica", fontsize=8) + ";"]
@@ -298,6 +361,39 @@ def to_dot(roots: Roots, *, params: Any = None, grad_norms: GradientRecorder | M
         legend = f"node colour: |dL/d output|, log scale\n{heat.low:.2g} (pale) .. {heat.high:.2g} (dark red)"
         header.append("  legend " + _attrs(label=legend, shape="note") + ";")
     return "\n".join(header + _cluster_lines(body) + lines + ["}"]) + "\n"
+
+
+def _step_order(graph: _Graph, key: dict, shown_as: dict, ident: dict) -> list[str]:
+    """Invisible edges that lay every step out after the one before it, and each step's outputs below it.
+
+    Graphviz keeps a cluster's nodes together but does not order sibling clusters, and an input projection
+    (which does not wait for the previous step) floats up beside earlier steps.  An edge from the node that
+    passes the state on to every op of the next step that reads nothing else in its step puts the whole
+    step a rank below: time runs down the drawing ("TB") or across it ("LR").  Likewise each "out" cluster
+    hangs below its step's first marked node.
+    """
+    members = defaultdict(list)  # cluster -> its nodes, producers first
+    for node in reversed(graph.order):
+        members[key[node]].append(node)
+
+    def sources(cluster):
+        # the drawn ops of a cluster that read no other op of it
+        return [ident[n] for n in members[cluster] if shown_as[n] == ident[n] and not any(
+            e is not None and key[e[0]] == cluster for e in n.next_functions)]
+
+    pairs = []
+    for cluster, nodes in members.items():
+        if len(cluster) == 4:
+            first = next((n for n in members.get(cluster[1:], ()) if n.tag is not None), None)
+            if first is not None:
+                pairs += [(shown_as[first], s) for s in sources(cluster)]
+        elif len(cluster) == 3:
+            for node in nodes:
+                for edge in node.next_functions:
+                    a = None if edge is None else key[edge[0]]
+                    if a is not None and len(a) == 3 and a[:2] == cluster[:2] and a != cluster:
+                        pairs += [(shown_as[edge[0]], s) for s in sources(cluster)]
+    return [f"  {a} -> {b} [style=invis];" for a, b in dict.fromkeys(pairs) if a != b]
 
 
 class _HeatScale:
@@ -345,7 +441,10 @@ def _node_attrs(node: Any, is_root: bool, names: dict[int, str], heat: _HeatScal
 
 
 def _collapse(key: dict, ident: dict, keep: int | None) -> tuple[dict, dict]:
-    """(node -> DOT id it is drawn as, chain -> (placeholder id, label)) for ``to_dot(collapse=keep)``."""
+    """(node -> DOT id it is drawn as, chain -> (placeholder id, label)) for ``to_dot(collapse=keep)``.
+
+    A hidden step's outputs (its "out" cluster) go into the placeholder with the step.
+    """
     shown_as = dict(ident)
     placeholders = {}
     if keep is None:
@@ -362,9 +461,9 @@ def _collapse(key: dict, ident: dict, keep: int | None) -> tuple[dict, dict]:
         label = (f"... {len(hidden)} more steps (t = {hidden[0]} .. {hidden[-1]})\n"
                  "the same ops on the same weights")
         placeholders[chain] = (pid, label)
-        hidden = set(hidden)
+        hidden = {chain + (t,) for t in hidden}
         for node, k in key.items():
-            if len(k) == 3 and k[:2] == chain and k[2] in hidden:
+            if k in hidden or (len(k) == 4 and k[1:] in hidden):
                 shown_as[node] = pid
     return shown_as, placeholders
 
@@ -377,9 +476,13 @@ def _is_parameter(t: Tensor) -> bool:
 def _cluster_lines(body: dict[tuple, list[str]]) -> list[str]:
     """Nested ``subgraph cluster_*`` blocks: layer, then direction (when a layer has two), then step."""
     directions = defaultdict(set)
+    outputs = []
     for k in body:
-        if len(k) >= 2:
+        if k and k[0] == "out":
+            outputs.append(k[1:])
+        elif len(k) >= 2:
             directions[k[0]].add(k[1])
+    several = len({k[:2] for k in outputs}) > 1
     lines = ["  " + s for s in body.get((), [])]
     for layer in sorted(directions):
         lines.append(f"  subgraph cluster_layer{layer} {{")
@@ -402,6 +505,12 @@ def _cluster_lines(body: dict[tuple, list[str]]) -> list[str]:
                 lines.append(f"{indent}}}")
             if two:
                 lines.append("    }")
+        lines.append("  }")
+    for layer, d, t in sorted(outputs):
+        lines.append(f"  subgraph cluster_out_l{layer}_d{d}_t{t} {{")
+        where = f" (layer {layer} {'reverse' if d else 'forward'})" if several else ""
+        lines.append(f"    label={_quote(f'output of t = {t}{where}')}; style=dashed; color=grey70;")
+        lines += ["    " + s for s in body[("out", layer, d, t)]]
         lines.append("  }")
     return lines
 

@@ -6,6 +6,7 @@ per-step terms of dL/dW_hh add up to what the shared weight receives); DOT text 
 import io
 import re
 import shutil
+import subprocess
 import sys
 import warnings
 
@@ -21,10 +22,13 @@ EDGE = re.compile(r'^(\w+) -> (\w+)( \[.*\])?;$')
 
 
 def parse_dot(text):
-    """Check DOT text line by line; return (nodes {id: label}, edges [(a, b)], clusters {name: [ids]})."""
+    """Check DOT text line by line; return (nodes {id: label}, edges [(a, b)], clusters {name: [ids]}).
+
+    Invisible edges (layout hints) are checked but not returned.
+    """
     lines = [line.strip() for line in text.strip().splitlines()]
     assert lines[0] == "digraph minigrad {" and lines[-1] == "}"
-    nodes, edges, clusters, open_clusters, depth = {}, [], {}, [], 0
+    nodes, edges, hints, clusters, open_clusters, depth = {}, [], [], {}, [], 0
     for line in lines:
         depth += line.count("{") - line.count("}")
         assert depth >= 0, line
@@ -37,7 +41,8 @@ def parse_dot(text):
             if open_clusters:
                 open_clusters.pop()
         elif EDGE.match(line):
-            edges.append(EDGE.match(line).groups()[:2])
+            a, b, attrs = EDGE.match(line).groups()
+            (hints if attrs == " [style=invis]" else edges).append((a, b))
         elif NODE.match(line):
             ident, attrs = NODE.match(line).groups()
             if ident in ("graph", "node", "edge"):
@@ -49,7 +54,7 @@ def parse_dot(text):
         else:
             assert line.startswith(("digraph", "label=")), f"unexpected DOT line: {line}"
     assert depth == 0
-    for a, b in edges:
+    for a, b in edges + hints:
         assert a in nodes and b in nodes, (a, b)
     return nodes, edges, clusters
 
@@ -131,6 +136,8 @@ def test_collapse_keeps_first_and_last_steps():
     _, _, loss, _ = cell_loop(8)
     nodes, edges, clusters = parse_dot(viz.to_dot(loss, collapse=2))
     assert sorted(step_clusters(clusters)) == [f"cluster_step_l0_d0_t{t}" for t in (0, 1, 6, 7)]
+    outputs = sorted(name for name in clusters if name.startswith("cluster_out_"))
+    assert outputs == [f"cluster_out_l0_d0_t{t}" for t in (0, 1, 6, 7)]  # a hidden step's head goes with it
     (more,) = [i for i, label in nodes.items() if label.startswith("... 4 more steps (t = 2 .. 5)")]
     assert any(a == more for a, _ in edges) and any(b == more for _, b in edges)
     with pytest.raises(ValueError, match="collapse"):
@@ -197,6 +204,117 @@ def test_nn_rnn_steps_are_clustered():
     assert len(step_clusters(clusters)) == 2 * 2 * 5
     cuts = [i for i, label in nodes.items() if label.startswith("detached")]
     assert len(cuts) == 4  # h0 = zeros enters each layer and direction once
+
+
+def cluster_of(clusters, ident, prefix):
+    """The innermost cluster named ``prefix...`` that holds node ``ident`` (None if none does)."""
+    holding = [name for name, ids in clusters.items() if name.startswith(prefix) and ident in ids]
+    return max(holding, key=len, default=None)
+
+
+def test_two_layer_bidirectional_rnn_nodes_sit_in_their_own_layer():
+    # Layer 0's outputs are joined (stack, cat) and fed to layer 1's input projections: the joins used to
+    # land in layer 1's box.
+    mg.manual_seed(0)
+    rnn = nn.RNN(3, 4, num_layers=2, bidirectional=True)
+    out, h_n = rnn(mg.randn(5, 2, 3))
+    nodes, edges, clusters = parse_dot(viz.to_dot([out.sum(), h_n.sum()], params=rnn))
+    layer = {i: cluster_of(clusters, i, "cluster_layer") for i in nodes}
+    for name, ids in step_clusters(clusters).items():  # every step in its own layer and direction
+        l, d = re.fullmatch(r"cluster_step_l(\d)_d(\d)_t\d", name).groups()
+        assert all(layer[i] == f"cluster_layer{l}_dir{d}" for i in ids)
+    for ident, label in nodes.items():  # every parameter in the layer and direction its name says
+        named = re.fullmatch(r"\w+_l(\d)(_reverse)?\\n.*", label)
+        if named:
+            assert layer[ident] == f"cluster_layer{named.group(1)}_dir{int(bool(named.group(2)))}", label
+    for a, b in edges:
+        if a in clusters["cluster_layer0"] and b not in clusters["cluster_layer0"]:
+            # only what leaves layer 0 as a whole -- its joined output, h_n -- is read from outside it
+            assert nodes[a].startswith("CatBackward") or nodes[b].startswith("StackBackward"), nodes[a]
+        # the data flows from layer 0 into layer 1, never back
+        assert not (a in clusters["cluster_layer1"] and b in clusters["cluster_layer0"])
+    readers = {b for a, b in edges if cluster_of(clusters, a, "cluster_step_l0")}
+    joins = [i for i in readers if nodes[i].startswith("StackBackward") and layer[i] is not None]
+    # each direction's stack of its steps sits in that direction's box
+    assert sorted(layer[i] for i in joins) == ["cluster_layer0_dir0", "cluster_layer0_dir1"]
+    (h_n_stack,) = [i for i in readers if i not in clusters["cluster_layer0"]]  # h_n mixes every layer
+    assert layer[h_n_stack] is None
+
+
+def char_rnn(steps, seed=0):
+    """The hello model: a cell looped by hand, an output head and a loss term per step."""
+    class CharModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = nn.RNNCell(4, 8)
+            self.head = nn.Linear(8, 4)
+
+    mg.manual_seed(seed)
+    model = CharModel()
+    h, loss = None, 0.0
+    for t in range(steps):
+        h = viz.mark_step(model.cell(mg.tensor(np.eye(4, dtype=np.float32)[[t % 4]]), h), t)
+        loss = loss + nn.functional.cross_entropy(model.head(h), [(t + 1) % 4])
+    return model, loss
+
+
+def test_each_step_has_a_labelled_output_cluster():
+    _, loss = char_rnn(4)
+    text = viz.to_dot(loss)
+    nodes, edges, clusters = parse_dot(text)
+    for t in range(4):
+        ids = clusters[f"cluster_out_l0_d0_t{t}"]
+        labels = {nodes[i].split("\\n")[0] for i in ids}
+        assert {"PermuteBackward", "AddmmBackward", "LogSoftmaxBackward", "NllLossBackward"} <= labels
+        assert f'label="output of t = {t}"' in text
+        (head,) = [i for i in ids if nodes[i].startswith("AddmmBackward")]
+        # the head reads this step's state, from this step's cluster
+        assert any(a in clusters[f"cluster_step_l0_d0_t{t}"] and nodes[a].startswith("TanhBackward")
+                   for a, b in edges if b == head)
+    weights = [i for i, label in nodes.items() if label.startswith("head.weight")]
+    assert len(weights) == 1 and cluster_of(clusters, weights[0], "cluster_") is None  # shared: outside
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot to lay the graph out")
+def test_steps_are_laid_out_in_time_order(tmp_path):
+    _, loss = char_rnn(5)
+    text = viz.to_dot(loss)
+    _, _, clusters = parse_dot(text)
+    plain = subprocess.run(["dot", "-Tplain"], input=text, capture_output=True, text=True, check=True).stdout
+    height = {f[1]: float(f[3]) for f in (line.split() for line in plain.splitlines()) if f[0] == "node"}
+    for t in range(4):  # every op of step t + 1 lies below every op of step t, and step t's output below it
+        assert max(height[i] for i in clusters[f"cluster_step_l0_d0_t{t + 1}"]) < \
+            min(height[i] for i in clusters[f"cluster_step_l0_d0_t{t}"])
+        step_output = min(height[i] for i in clusters[f"cluster_step_l0_d0_t{t}"])
+        assert max(height[i] for i in clusters[f"cluster_out_l0_d0_t{t}"]) < step_output
+
+
+def test_parameters_are_named_by_their_module_without_params():
+    model, loss = char_rnn(3)
+    nodes, _, _ = parse_dot(viz.to_dot(loss))
+    leaves = sorted(label.split("\\n")[0] for label in nodes.values() if "(" in label and "Backward" not in label)
+    assert leaves == sorted(["cell.weight_ih", "cell.weight_hh", "cell.bias_ih", "cell.bias_hh", "head.weight",
+                             "head.bias"])
+    # Another module holding one layer does not rename it: the module holding most of the graph names it.
+    class Holder(nn.Module):
+        pass
+
+    holder = Holder()
+    holder.only = model.head
+    pytest.importorskip("torch")  # its lazy deprecated aliases warn when their class is asked for
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # looking for the modules touches nothing else
+        assert viz.to_dot(loss) == viz.to_dot(loss, params=model)
+    # A bare module is named the same way; explicit names still win.
+    rnn = nn.RNN(3, 4, num_layers=2)
+    out, _ = rnn(mg.randn(2, 1, 3))
+    assert viz.to_dot(out) == viz.to_dot(out, params=rnn)
+    assert "weight_hh_l1\\n" in viz.to_dot(out)
+    nodes, _, _ = parse_dot(viz.to_dot(out, params={"W": rnn.weight_hh_l1}))
+    names = [label.split("\\n")[0] for label in nodes.values() if not label.startswith(("detached", "Permute"))
+             and "Backward" not in label]
+    assert sorted(names) == ["W"] + ["leaf"] * 7
+    del holder
 
 
 # ---- gradient through time -------------------------------------------------------------------------------
