@@ -60,7 +60,8 @@ def _cell_state(hx: Tensor | None, x: Tensor, batched: bool, size: int, index: i
         raise RuntimeError(f"{what} to be {ndim}D for {ndim}D input, got {hx.ndim}D instead")
     h = hx if batched else hx.unsqueeze(0)
     if h.shape[0] != x.shape[0]:
-        raise RuntimeError(f"Input batch size {x.shape[0]} doesn't match hidden{index} batch size {h.shape[0]}")
+        raise RuntimeError(f"Input batch size {x.shape[0]} doesn't match hidden{index} batch size "
+                           f"{h.shape[0]}")
     if h.shape[1] != size:
         raise RuntimeError(f"hidden{index} has inconsistent hidden_size: got {h.shape[1]}, expected {size}")
     return h
@@ -202,8 +203,8 @@ class GRUCell(_GatedCell):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         x, batched = _cell_input(input, self.input_size, "GRUCell")
         h = _cell_state(hx, x, batched, self.hidden_size, 0, "GRUCell: Expected hidden")
-        h = _gru_epilogue(F.linear(x, self.weight_ih, self.bias_ih), F.linear(h, self.weight_hh, self.bias_hh),
-                          h)
+        gi = F.linear(x, self.weight_ih, self.bias_ih)
+        h = _gru_epilogue(gi, F.linear(h, self.weight_hh, self.bias_hh), h)
         return h if batched else h.squeeze(0)
 
 
@@ -318,7 +319,8 @@ class _RNNBase(Module):
                 raise TypeError(f"{name}: {label} must be a minigrad Tensor, got {type(s).__name__}")
         pair = len(states) == 2
         what = "hx and cx" if pair else "hx"
-        dims = f"({', '.join(f'{s.ndim}-D' for s in states)}) tensors" if pair else f"{states[0].ndim}-D tensor"
+        dims = (f"({states[0].ndim}-D, {states[1].ndim}-D) tensors" if pair
+                else f"{states[0].ndim}-D tensor")
         ndim = 3 if batched else 2
         if any(s.ndim != ndim for s in states):
             kind = "batched 3-D" if batched else "unbatched 2-D"
@@ -566,7 +568,8 @@ class GRU(_RNNBase):
 def _unroll(module: LSTM | GRU, x: Tensor, initial: list[Any], lengths: Sequence[int] | None,
             batched: bool) -> tuple[Tensor, list[Any]]:
     """A gated module's layers over the time-major ``x`` from the ``initial`` states (per layer and
-    direction, in h_n order); returns (the last layer's output laid out as the input was, the final states)."""
+    direction, in h_n order); returns (the last layer's output laid out as the input was, the final
+    states)."""
     seq_len, batch = x.shape[:2]
     valid = None
     if lengths is not None:
@@ -590,7 +593,8 @@ def _unroll(module: LSTM | GRU, x: Tensor, initial: list[Any], lengths: Sequence
 
 
 def _run_gated_layer(lstm: bool, x: Tensor, states: Sequence[Any], weights: Sequence[list[Parameter]],
-                     bias: bool, valid: np.ndarray | None, layer: int) -> tuple[list[list[Tensor]], list[Any]]:
+                     bias: bool, valid: np.ndarray | None,
+                     layer: int) -> tuple[list[list[Tensor]], list[Any]]:
     """One LSTM (``lstm``) or GRU layer over ``x`` (L, N, F) in each of its directions (two when there are
     two ``states``: per direction an LSTM's (h, c) or a GRU's h).  Returns (per direction, its L outputs in
     time order; per direction, its final state).
