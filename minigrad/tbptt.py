@@ -7,8 +7,9 @@ sums every step's contribution into the shared weights.  For a sequence too long
    1000 with B = 2 becomes ``streams[:, 0] = data[0:500]`` and ``streams[:, 1] = data[500:1000]``, so each
    column reads on in time from one window to the next.
 2. ``windows(streams, k)`` yields consecutive windows of k steps, each with its next-step targets.
-3. Between windows the hidden state is carried over but detached (``h = h.detach()``): the next window starts
-   from its values, and no gradient flows back across the boundary, so memory stays O(window).
+3. Between windows the hidden state is carried over but detached (``h = h.detach()``; an LSTM's ``(h, c)``
+   both, see ``detach_state``): the next window starts from its values, and no gradient flows back across the
+   boundary, so memory stays O(window).
 
 ``run`` does all of this, plus the k1/k2 variant: update every k1 steps, backpropagating through the last
 k2 >= k1 steps.  TBPTT(k, k) is the usual windowed training; TBPTT(T, T) over all T steps is full BPTT.
@@ -89,7 +90,8 @@ def run(model: Model, loss_fn: Callable[[Tensor, Any], Tensor], streams: Any, k1
 
     Args:
         model: ``model(inputs, h) -> (outputs, h_next)`` on time-major inputs (t, B, ...) with outputs
-            (t, B, ...); ``h`` is None on the first call.  An ``nn.RNN`` qualifies as is.
+            (t, B, ...); ``h`` is None on the first call.  An ``nn.RNN`` or ``nn.GRU`` qualifies as is,
+            and so does an ``nn.LSTM``, whose state ``(h, c)`` is carried and detached as a pair.
         loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``.
         streams: time-major (L, B, ...) array or tensor, e.g. from ``batchify``.
         k1: steps between updates.

@@ -229,9 +229,11 @@ def test_verify_agrees_with_torch(capsys):
     pytest.importorskip("torch")
     code, out, err = run_cli(capsys, "verify")
     assert code == 0, out + err
-    assert "all 64 configurations agree with torch" in out
-    rows = [line for line in out.splitlines() if line.endswith(" ok")]
-    assert len(rows) == 64
+    assert "all 160 configurations agree with torch" in out
+    rows = [line.split()[0] for line in out.splitlines() if line.endswith(" ok")]
+    assert [rows.count(cell) for cell in ("rnn", "lstm", "gru")] == [64, 64, 32]
+    code, out, err = run_cli(capsys, "verify", "--cell", "lstm", "--hidden", 1)  # no room for a projection
+    assert code == 0 and "all 32 configurations agree with torch" in out and err == ""
 
 
 def test_verify_without_torch_says_what_to_install(capsys, monkeypatch):

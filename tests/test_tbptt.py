@@ -18,10 +18,10 @@ VOCAB = 7
 
 
 class CharLM(nn.Module):
-    def __init__(self, hidden=6):
+    def __init__(self, hidden=6, cell="RNN"):
         super().__init__()
         self.emb = nn.Embedding(VOCAB, 4, dtype=mg.float64)
-        self.rnn = nn.RNN(4, hidden, num_layers=2, dtype=mg.float64)
+        self.rnn = getattr(nn, cell)(4, hidden, num_layers=2, dtype=mg.float64)
         self.head = nn.Linear(hidden, VOCAB, dtype=mg.float64)
 
     def forward(self, ids, h):
@@ -30,10 +30,10 @@ class CharLM(nn.Module):
 
 
 class TorchCharLM(torch.nn.Module):
-    def __init__(self, hidden=6):
+    def __init__(self, hidden=6, cell="RNN"):
         super().__init__()
         self.emb = torch.nn.Embedding(VOCAB, 4, dtype=torch.float64)
-        self.rnn = torch.nn.RNN(4, hidden, num_layers=2, dtype=torch.float64)
+        self.rnn = getattr(torch.nn, cell)(4, hidden, num_layers=2, dtype=torch.float64)
         self.head = torch.nn.Linear(hidden, VOCAB, dtype=torch.float64)
 
     def forward(self, ids, h):
@@ -49,10 +49,15 @@ def torch_lm_loss(logits, targets):
     return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.as_tensor(targets).reshape(-1))
 
 
-def _models(seed=0):
+def _models(seed=0, cell="RNN"):
     mg.manual_seed(seed)
-    model = CharLM()
-    return model, torch_twin(model, TorchCharLM())
+    model = CharLM(cell=cell)
+    return model, torch_twin(model, TorchCharLM(cell=cell))
+
+
+def _torch_detach(h):
+    """h.detach(), or an LSTM's (h.detach(), c.detach())."""
+    return tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
 
 
 def _streams(n=101, batch=3):
@@ -97,7 +102,7 @@ def _torch_windowed(tmodel, streams, k, topt=None, max_norm=None):
             torch.nn.utils.clip_grad_norm_(tmodel.parameters(), max_norm)
             topt.step()
         losses.append(loss.item())
-        h = h.detach()
+        h = _torch_detach(h)
     return losses, h
 
 
@@ -152,7 +157,7 @@ def _torch_k1_k2(tmodel, streams, k1, k2, topt):
         for t in range(start, end):
             out, h = tmodel(torch.from_numpy(streams[t:t + 1]), h)
             outs.append(out)
-            state_at[t + 1] = h.detach()
+            state_at[t + 1] = _torch_detach(h)
         loss = torch_lm_loss(torch.cat(outs[len(outs) - (end - done):]), streams[done + 1:end + 1])
         topt.zero_grad()
         loss.backward()
@@ -173,6 +178,28 @@ def test_k1_k2_truncation_matches_torch(k1, k2):
     assert len(losses) == -(-25 // k1)
     assert_close(losses, tlosses, np.float64, "update losses")
     assert_params_match(model, tmodel, np.float64)
+
+
+@pytest.mark.parametrize("cell,k1,k2", [("LSTM", 3, 7), ("LSTM", 5, 5), ("GRU", 4, 8)])
+def test_gated_cells_k1_k2_match_torch_detaching_the_state(cell, k1, k2):
+    """An LSTM's state (h, c) is carried and detached as a pair (a GRU's h as a tensor): the same losses and
+    weights as a torch loop that detaches both."""
+    model, tmodel = _models(5, cell)
+    streams = _streams(80, 3)
+    opt = optim.SGD(model.parameters(), lr=0.3)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.3)
+    losses, h = tbptt.run(model, lm_loss, streams, k1, k2, optimizer=opt)
+    tlosses = _torch_k1_k2(tmodel, streams, k1, k2, topt)
+    assert_close(losses, tlosses, np.float64, "update losses")
+    assert_params_match(model, tmodel, np.float64)
+    states = h if cell == "LSTM" else (h,)
+    assert len(states) == (2 if cell == "LSTM" else 1)
+    assert all(s.grad_fn is None and not s.requires_grad for s in states)
+    # windowed training (k1 = k2) with accumulated gradients, against the textbook torch loop
+    model, tmodel = _models(6, cell)
+    tbptt.run(model, lm_loss, streams, 4)
+    _torch_windowed(tmodel, streams, 4)
+    assert_grads_match(model, tmodel, np.float64)
 
 
 def test_k1_equal_k2_is_plain_windowed_training():

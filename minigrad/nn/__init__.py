@@ -3,7 +3,8 @@
 - ``module``: ``Module`` (buffers, ``to(dtype)``, forward hooks), ``Parameter``, ``ModuleList``, ``Sequential``
 - ``layers``: ``Linear``, ``Embedding``, ``Dropout``
 - ``activation``: ``Tanh``, ``ReLU``, ``Sigmoid``, ``Softmax``, ``LogSoftmax``, ``Identity``, ``Flatten``
-- ``rnn``: ``RNNCell``, ``RNN`` (built from ordinary tensor ops; BPTT is ``loss.backward()``)
+- ``rnn``: ``RNNCell``, ``RNN``, ``LSTMCell``, ``LSTM``, ``GRUCell``, ``GRU`` (built from ordinary tensor
+  ops; BPTT is ``loss.backward()``)
 - ``loss``: ``MSELoss``, ``NLLLoss``, ``CrossEntropyLoss``, ``BCELoss``, ``BCEWithLogitsLoss``
 - ``functional`` (``F``): the same layers, activations and losses as functions
 - ``init``: ``torch.nn.init``'s initialisers (``xavier_uniform_``, ``kaiming_normal_``, ``orthogonal_``, ...)
@@ -15,11 +16,13 @@ from minigrad.nn.activation import Flatten, Identity, LogSoftmax, ReLU, Sigmoid,
 from minigrad.nn.layers import Dropout, Embedding, Linear
 from minigrad.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from minigrad.nn.module import Module, ModuleList, Parameter, Sequential
-from minigrad.nn.rnn import RNN, RNNCell
+from minigrad.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from minigrad.nn.summary import summary
 from minigrad.nn.utils import rnn as _utils_rnn  # noqa: F401 (makes nn.utils.rnn an attribute)
 
 __all__ = [
+           "GRU",
+           "LSTM",
            "RNN",
            "BCELoss",
            "BCEWithLogitsLoss",
@@ -27,7 +30,9 @@ __all__ = [
            "Dropout",
            "Embedding",
            "Flatten",
+           "GRUCell",
            "Identity",
+           "LSTMCell",
            "Linear",
            "LogSoftmax",
            "MSELoss",
