@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ["many_to_one.py", "many_to_many_tagging.py", "hello.py", "timeseries_tbptt.py",
-            "seq2seq_reverse.py", "vanishing_exploding.py", "tiny_rnn.py"]
+            "seq2seq_reverse.py", "vanishing_exploding.py", "tiny_rnn.py", "one_to_many.py"]
 
 
 def run_example(name, *args, cwd):
@@ -67,6 +67,13 @@ def test_hello_decodes_greedily_and_by_sampling(tmp_path):
     words = decodings[1][1].split()
     assert len(words) == 8 and all(len(w) == 5 and w[0] == "h" and set(w) <= set("helo") for w in words)
     assert len(set(words)) > 1 and any(w != decodings[1][0] for w in words)
+
+
+def test_one_to_many_spells_every_digit(tmp_path):
+    out = run_ok("one_to_many.py", cwd=tmp_path)  # the full run: a second or two
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    spelled = re.findall(r"^  (\d) -> (\w+)\.", out, re.MULTILINE)
+    assert spelled == [(str(d), n) for d, n in enumerate(names)]
 
 
 def test_tiny_rnn_prints_a_sample(tmp_path):
