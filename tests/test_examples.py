@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ["many_to_one.py", "many_to_many_tagging.py", "hello.py", "timeseries_tbptt.py",
-            "seq2seq_reverse.py", "vanishing_exploding.py", "tiny_rnn.py", "one_to_many.py"]
+            "seq2seq_reverse.py", "vanishing_exploding.py", "tiny_rnn.py", "keras_simplernn.py",
+            "one_to_many.py"]
 
 
 def run_example(name, *args, cwd):
@@ -67,6 +68,38 @@ def test_hello_decodes_greedily_and_by_sampling(tmp_path):
     words = decodings[1][1].split()
     assert len(words) == 8 and all(len(w) == 5 and w[0] == "h" and set(w) <= set("helo") for w in words)
     assert len(set(words)) > 1 and any(w != decodings[1][0] for w in words)
+
+
+def test_keras_simplernn_matches_keras_counts_shapes_and_formula(tmp_path):
+    torch = pytest.importorskip("torch")
+    out = run_ok("keras_simplernn.py", "--smoke", cwd=tmp_path)
+    row = r"^  (\S.*)\n +keras (\(.*?\)) +minigrad (\(.*?\)) +params: keras (\d+), minigrad (\d+)$"
+    rows = re.findall(row, out, re.MULTILINE)
+    assert len(rows) == 7
+    for _, keras_shape, our_shape, _, _ in rows:
+        assert our_shape == keras_shape
+    # the four shapes of post 004, in its order
+    assert [r[1] for r in rows[:4]] == ["(None, 32)", "(8, 32)", "(None, 16, 32)", "(8, 16, 32)"]
+    F_in, H = 64, 32
+    keras_one = F_in * H + H * H + H  # kernel, recurrent_kernel, one bias
+    assert keras_one == 3104 and keras_one + H == 3136
+    configs = [{}] * 4 + [{"num_layers": 2}, {"bidirectional": True}, {"bidirectional": True}]
+    keras_counts = [3104] * 4 + [keras_one + (H * H + H * H + H), 2 * keras_one, 2 * keras_one]
+    for row, config, keras_count in zip(rows, configs, keras_counts):
+        torch_count = sum(p.numel() for p in torch.nn.RNN(F_in, H, batch_first=True, **config).parameters())
+        assert (int(row[3]), int(row[4])) == (keras_count, torch_count), row[0]
+    assert f"minigrad total 3136 = keras 3104 + {H} (the second bias, bias_hh)" in out
+    assert "Total params: 3,136" in out and "Trainable params: 3,136" in out
+
+    diff = re.search(r"max \|minigrad - keras formula\| over output and h_n: (\S+)$", out, re.MULTILINE)
+    assert float(diff.group(1)) < 1e-5
+
+    trap = dict(re.findall(r"^  (output.*?) +max diff (\S+)", out, re.MULTILINE))
+    assert len(trap) == 4
+    assert float(trap["output[:, -1, 32:] vs h_n[1] (backward, after all 16 steps)"]) > 0.1
+    for what, value in trap.items():
+        if "h_n[1] (backward" not in what:
+            assert float(value) < 1e-5, what
 
 
 def test_one_to_many_spells_every_digit(tmp_path):
