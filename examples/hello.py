@@ -1,15 +1,18 @@
-"""The "hello" character model: learn h -> e -> l -> l -> o, then sample with a temperature.
+"""The "hello" character model of seed post 003: learn h -> e -> l -> l -> o, then decode it two ways.
 
-The vocabulary is the four letters [e, h, l, o], each fed in as a one-hot vector.  An RNNCell is looped
-over "hell" by hand and a Linear layer scores the next letter at every step, so the targets are "ello".  The
-two l's are the interesting part: after the first the answer is "l", after the second "o", and the input is
-the same -- only the hidden state, which has seen how many l's went by, can tell them apart.
+The vocabulary is the post's [h, e, l, o] (the letters of "hello" in the order they first appear), each fed
+in as a one-hot vector.  An RNNCell is looped over "hell" by hand and a Linear layer scores the next letter
+at every step, so the targets are "ello".  The two l's are the interesting part: after the first the answer
+is "l", after the second "o", and the input is the same -- only the hidden state, which has seen how many
+l's went by, can tell them apart.
 
-After training, the model spells words itself: start from "h", turn the scores into probabilities with
-softmax(scores / temperature), draw a letter, feed it back in.  Low temperatures almost always give "hello";
-high ones flatten the distribution and produce "hlelo"-like mistakes.  With --graph PATH the unrolled graph
-of one training step is written (DOT, or SVG/PNG with Graphviz): one cluster per time step, the shared
-weights outside them, every node coloured by the size of the gradient that reached it.
+At test time the model spells words itself from "h", feeding each chosen letter back in.  Post 003's point
+is that there are two ways to choose: greedy decoding takes the argmax of the scores and always gives the
+same word; sampling draws a letter from softmax(scores / temperature) (``minigrad.multinomial`` with a
+fixed ``Generator``, so the run is reproducible) and gives varied words.  The script prints both before,
+during and after training, then how often sampling spells "hello" at four temperatures.  With --graph PATH
+the unrolled graph of one training step is written (DOT, or SVG/PNG with Graphviz): one cluster per time
+step, the shared weights outside them, every node coloured by the size of the gradient that reached it.
 
     python examples/hello.py [--graph hello.svg]     # a few seconds
 """
@@ -22,7 +25,7 @@ import minigrad as mg
 from minigrad import nn, viz
 from minigrad.nn import functional as F
 
-VOCAB = "ehlo"
+VOCAB = "helo"  # post 003's order: the letters of "hello" as they first appear
 ONE_HOT = np.eye(len(VOCAB), dtype=np.float32)
 
 
@@ -49,22 +52,43 @@ def sequence_loss(model, text="hello"):
 
 
 @mg.no_grad()
-def sample(model, rng, temperature, start="h", length=4):
+def decode(model, pick, start="h", length=4):
+    """Spell ``length`` letters after ``start``, feeding each chosen letter back in; ``pick`` maps the
+    next-letter probabilities (1, vocab) to a letter index."""
     text, h = start, None
     for _ in range(length):
         scores, h = model.step(text[-1], h)
-        z = scores.data[0].astype(np.float64) / temperature
-        p = np.exp(z - z.max())
-        text += VOCAB[rng.choice(len(VOCAB), p=p / p.sum())]
+        text += VOCAB[pick(scores)]
     return text
+
+
+def greedy(scores):
+    return int(mg.argmax(scores, 1).item())
+
+
+def sampler(generator, temperature=1.0):
+    """Draw a letter from softmax(scores / temperature) with ``generator``."""
+    def pick(scores):
+        return int(mg.multinomial(F.softmax(scores / temperature, 1), 1, generator=generator).item())
+    return pick
+
+
+def show_decoding(model, generator, when):
+    samples = [decode(model, sampler(generator)) for _ in range(8)]
+    print(f"{when}: greedy (argmax) gives {decode(model, greedy)!r} every time; sampling gives "
+          + " ".join(samples))
 
 
 def main(steps, graph=None, seed=0):
     mg.manual_seed(seed)
     model = CharModel()
+    generator = mg.Generator(seed)  # a fixed stream for the samples: the run prints the same words every time
+    show_decoding(model, generator, "untrained")
     optimizer = mg.optim.Adam(model.parameters(), lr=0.05)
     losses = []
     for step in range(steps):
+        if step in (5, 10):
+            show_decoding(model, generator, f"after {step} steps")
         loss = sequence_loss(model)
         optimizer.zero_grad()
         if graph and step == 0:
@@ -89,16 +113,19 @@ def main(steps, graph=None, seed=0):
             probabilities = "  ".join(f"{v:.2f}" for v in p)
             print(f"  {'hell'[:t + 1]:<5}  {probabilities}   -> {VOCAB[p.argmax()]}")
 
-    rng = np.random.default_rng(seed)
+    print()
+    show_decoding(model, generator, "trained")
+    word = decode(model, greedy)
+    print(f"greedy: {word[1:]}")
     print("\nsampling from 'h', 200 words per temperature:")
     rates = {}
     for temperature in (0.5, 1.0, 2.0, 5.0):
-        words = [sample(model, rng, temperature) for _ in range(200)]
+        words = [decode(model, sampler(generator, temperature)) for _ in range(200)]
         rates[temperature] = words.count("hello") / len(words)
         others = sorted({w for w in words if w != "hello"})[:4]
         examples = ", ".join(others) or "-"
         print(f"  T = {temperature:<4} 'hello' {rates[temperature]:.0%} of the time; e.g. {examples}")
-    return losses, rates
+    return losses, word, rates
 
 
 if __name__ == "__main__":
@@ -106,5 +133,6 @@ if __name__ == "__main__":
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
     parser.add_argument("--graph", metavar="PATH", help="draw one training step's graph (.dot, .svg or .png)")
     args = parser.parse_args()
-    losses, rates = main(steps=60 if args.smoke else 100, graph=args.graph)
-    sys.exit(0 if losses[-1] < losses[0] and (args.smoke or rates[0.5] > 0.9) else 1)
+    losses, word, rates = main(steps=60 if args.smoke else 100, graph=args.graph)
+    learned = word == "hello" and rates[0.5] > 0.9 and rates[5.0] < 1
+    sys.exit(0 if losses[-1] < losses[0] and (args.smoke or learned) else 1)

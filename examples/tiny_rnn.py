@@ -2,8 +2,13 @@
 
 Everything an RNN is shows up as plain tensor code: one set of weights used at every time step, the hidden
 state carried forward, backpropagation through time by calling ``backward()`` on the summed loss, and
-truncated BPTT by ``detach()``-ing the hidden state between windows.  Run:  python examples/tiny_rnn.py
+truncated BPTT by ``detach()``-ing the hidden state between windows.  After training it prints a text sample:
+the model is primed with a few characters, then each next character is drawn with ``minigrad.multinomial``
+from the softmax of its scores and fed back in.
+
+    python examples/tiny_rnn.py        # several seconds; --smoke: about one
 """
+import argparse
 import codecs
 import contextlib
 import io
@@ -18,7 +23,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     import this  # the Zen of Python ships with every Python: it is our corpus
 
 
-def main(steps=800, hidden=64, window=24, lr=0.3, max_norm=5.0, seed=0):
+def main(steps=800, hidden=64, window=24, lr=0.3, max_norm=5.0, seed=0, sample_length=300):
     text = codecs.decode(this.s, "rot13")
     chars = sorted(set(text))
     ids = np.array([chars.index(c) for c in text])
@@ -61,12 +66,27 @@ def main(steps=800, hidden=64, window=24, lr=0.3, max_norm=5.0, seed=0):
         pos += window
         if step % 100 == 0 or step == steps - 1:
             recent = np.mean(losses[-100:])
-            print("step %4d  loss %.3f  (%.1f chars/s)" % (step, recent, (step + 1) * window / (time.time() - start)))
+            speed = (step + 1) * window / (time.time() - start)
+            print(f"step {step:4d}  loss {recent:.3f}  ({speed:.1f} chars/s)")
     first, last = np.mean(losses[:20]), np.mean(losses[-20:])
-    print("loss fell from %.3f to %.3f (uniform guess: %.3f)" % (first, last, np.log(V)))
+    print(f"loss fell from {first:.3f} to {last:.3f} (uniform guess: {np.log(V):.3f})")
+
+    # sampling: the same step with each drawn character as the next input
+    prime = "Beautiful is"
+    sample, h = prime, mg.zeros(1, hidden)
+    with mg.no_grad():
+        for t in range(len(prime) - 1 + sample_length):
+            h = (mg.tensor(onehot[[chars.index(sample[t])]]) @ W_xh.T + h @ W_hh.T + b_h).tanh()
+            if t >= len(prime) - 1:  # the prime read, each step now draws the character after sample[t]
+                p = (h @ W_hy.T + b_y).softmax(1)
+                sample += chars[int(mg.multinomial(p, 1, generator=g).item())]
+    print("sample:\n" + sample)
     return first, last
 
 
 if __name__ == "__main__":
-    first, last = main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="40 training steps and a short sample, for CI")
+    args = parser.parse_args()
+    first, last = main(steps=40, sample_length=80) if args.smoke else main()
     sys.exit(0 if last < first else 1)
