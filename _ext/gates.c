@@ -29,7 +29,7 @@ typedef struct {
         mg_binary_f32 sig_bw_f32, tanh_bw_f32;
         mg_binary_f64 sig_bw_f64, tanh_bw_f64;
     } f;
-    int kind, f64;
+    int kind, f64, isa;
     mg_int B, H, rows_per_task;
     const void *in[5];
     mg_int ins[5];
@@ -39,20 +39,63 @@ typedef struct {
 
 #define T float
 #define SFX f32
+#define ISA portable
+#define TARGET
 #include "gates_tmpl.h"
+#if MG_X86
+#undef ISA
+#undef TARGET
+#define ISA avx2
+#define TARGET MG_TARGET_AVX2
+#include "gates_tmpl.h"
+#undef ISA
+#undef TARGET
+#define ISA avx512
+#define TARGET MG_TARGET_AVX512
+#include "gates_tmpl.h"
+#endif
 #undef T
 #undef SFX
+#undef ISA
+#undef TARGET
 #define T double
 #define SFX f64
+#define ISA portable
+#define TARGET
 #include "gates_tmpl.h"
+#if MG_X86
+#undef ISA
+#undef TARGET
+#define ISA avx2
+#define TARGET MG_TARGET_AVX2
+#include "gates_tmpl.h"
+#undef ISA
+#undef TARGET
+#define ISA avx512
+#define TARGET MG_TARGET_AVX512
+#include "gates_tmpl.h"
+#endif
 #undef T
 #undef SFX
+#undef ISA
+#undef TARGET
+
+typedef void (*gate_row_fn)(const gate_job *, mg_int);
+#if MG_X86
+static const gate_row_fn *const gate_rows_f32[MG_ISA_COUNT] = {gate_rows_f32_portable, gate_rows_f32_avx2,
+                                                               gate_rows_f32_avx512};
+static const gate_row_fn *const gate_rows_f64[MG_ISA_COUNT] = {gate_rows_f64_portable, gate_rows_f64_avx2,
+                                                               gate_rows_f64_avx512};
+#else
+static const gate_row_fn *const gate_rows_f32[MG_ISA_COUNT] = {gate_rows_f32_portable};
+static const gate_row_fn *const gate_rows_f64[MG_ISA_COUNT] = {gate_rows_f64_portable};
+#endif
 
 static void gate_task(void *ctx, mg_int t)
 {
     const gate_job *j = ctx;
     const mg_int lo = t * j->rows_per_task, hi = j->B - lo < j->rows_per_task ? j->B : lo + j->rows_per_task;
-    void (*row)(const gate_job *, mg_int) = j->f64 ? gate_rows_f64[j->kind] : gate_rows_f32[j->kind];
+    const gate_row_fn row = (j->f64 ? gate_rows_f64 : gate_rows_f32)[j->isa][j->kind];
     for (mg_int r = lo; r < hi; ++r)
         row(j, r);
 }
@@ -68,6 +111,7 @@ static void gate_run(gate_job *j, int kind, int f64, mg_int B, mg_int H, mg_int 
     if (B <= 0 || H <= 0)
         return;
     j->kind = kind;
+    j->isa = isa;
     j->f64 = f64;
     j->B = B;
     j->H = H;
