@@ -768,6 +768,333 @@ def tanh_backward(grad, y, out=None):
     return O
 
 
+cdef inline void _sigmoid_call(int typenum, mg_int n, const void *x, void *y) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        mg_sigmoid_f32(n, <const float *>x, <float *>y)
+    else:
+        mg_sigmoid_f64(n, <const double *>x, <double *>y)
+
+
+def sigmoid(x, out=None):
+    """Elementwise 1 / (1 + exp(-x)) of a float32/float64 array of any shape and strides (at most 2 ulp from
+    exact, subnormal results included); out may be x itself."""
+    cdef cnp.ndarray X = _float_array(x, "sigmoid", "x")
+    cdef cnp.ndarray O = _elementwise_out(out, X, "sigmoid")
+    cdef cnp.ndarray src, dst
+    cdef mg_int n = cnp.PyArray_SIZE(X)
+    if out is not None:
+        _check_alias(O, X, "sigmoid", "x")
+    src = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
+    dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
+    if n >= _NOGIL_ELEMS:
+        with nogil:
+            _sigmoid_call(cnp.PyArray_TYPE(X), n, cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst))
+    else:
+        _sigmoid_call(cnp.PyArray_TYPE(X), n, cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst))
+    if dst is not O:
+        cnp.PyArray_CopyInto(O, dst)
+    return O
+
+
+cdef inline void _sigmoid_backward_call(int typenum, mg_int n, const void *g, const void *y,
+                                        void *o) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        mg_sigmoid_backward_f32(n, <const float *>g, <const float *>y, <float *>o)
+    else:
+        mg_sigmoid_backward_f64(n, <const double *>g, <const double *>y, <double *>o)
+
+
+def sigmoid_backward(grad, y, out=None):
+    """(grad * y) * (1 - y): the gradient through sigmoid from its saved output y (same shape and dtype as
+    grad), the bits of numpy's grad * y * (1 - y); out may be grad or y itself."""
+    cdef cnp.ndarray G = _float_array(grad, "sigmoid_backward", "grad")
+    cdef cnp.ndarray Y = _float_array(y, "sigmoid_backward", "y")
+    cdef cnp.ndarray O, g, yy, dst
+    cdef mg_int n = cnp.PyArray_SIZE(G)
+    _check_pair(G, Y, "sigmoid_backward", "grad", "y")
+    O = _elementwise_out(out, G, "sigmoid_backward")
+    if out is not None:
+        _check_alias(O, G, "sigmoid_backward", "grad")
+        _check_alias(O, Y, "sigmoid_backward", "y")
+    g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
+    yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
+    dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
+    if n >= _NOGIL_ELEMS:
+        with nogil:
+            _sigmoid_backward_call(cnp.PyArray_TYPE(G), n, cnp.PyArray_DATA(g), cnp.PyArray_DATA(yy),
+                                   cnp.PyArray_DATA(dst))
+    else:
+        _sigmoid_backward_call(cnp.PyArray_TYPE(G), n, cnp.PyArray_DATA(g), cnp.PyArray_DATA(yy),
+                               cnp.PyArray_DATA(dst))
+    if dst is not O:
+        cnp.PyArray_CopyInto(O, dst)
+    return O
+
+
+# ---------------------------------------------------------------- gated cells (LSTM, GRU)
+
+cdef enum:
+    _GATE_MAX_ARGS = 8
+
+
+cdef struct GateArgs:
+    # the validated operands of one gated-cell call, inputs first: data, row stride (elements), byte range
+    int n, n_in, typenum
+    char *data[_GATE_MAX_ARGS]
+    mg_int stride[_GATE_MAX_ARGS]
+    char *lo[_GATE_MAX_ARGS]
+    char *hi[_GATE_MAX_ARGS]
+
+
+cdef cnp.ndarray _gate_arg(object obj, str fn, str name, GateArgs *g, mg_int B, mg_int W, bint out):
+    """One (B, W) operand: float32/float64 of the call's dtype, rows contiguous and a non-negative number of
+    elements apart (outputs: rows not overlapping each other); recorded in g."""
+    cdef cnp.ndarray arr = _float_array(obj, fn, name)
+    cdef int k = g.n
+    cdef mg_int isz = cnp.PyArray_ITEMSIZE(arr), s0, s1
+    if g.n == 0:
+        g.typenum = cnp.PyArray_TYPE(arr)
+    elif cnp.PyArray_TYPE(arr) != g.typenum:
+        raise TypeError(f"{fn}: {name} has dtype {arr.dtype}, expected "
+                        f"{'float32' if g.typenum == cnp.NPY_FLOAT32 else 'float64'} like the other operands")
+    if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIMS(arr)[0] != B or cnp.PyArray_DIMS(arr)[1] != W:
+        raise ValueError(f"{fn}: {name} has shape {_shape(arr)}, expected {(B, W)}")
+    if out and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{fn}: {name} is read-only")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{fn}: {name}'s data is not aligned to its itemsize")
+    s0 = cnp.PyArray_STRIDES(arr)[0]
+    s1 = cnp.PyArray_STRIDES(arr)[1]
+    if B > 0 and W > 1 and s1 != isz:
+        raise ValueError(f"{fn}: {name} has strides {_strides(arr)}; its rows must be contiguous")
+    if W > 0 and B > 1 and (s0 < 0 or s0 % isz or (out and s0 < W * isz)):
+        raise ValueError(f"{fn}: {name} has strides {_strides(arr)}; rows must lie a non-negative multiple of "
+                         f"the itemsize apart{', without overlapping' if out else ''}")
+    g.data[k] = <char *>cnp.PyArray_DATA(arr)
+    g.stride[k] = s0 // isz if B > 1 else 0
+    _bounds(arr, &g.lo[k], &g.hi[k])
+    g.n += 1
+    return arr
+
+
+cdef int _gate_disjoint(GateArgs *g, list arrs, tuple names, str fn, int alias_out, int alias_in) except -1:
+    """No output shares memory with an input or another output, except output alias_out with input alias_in
+    when it is that very array (the same data and strides)."""
+    cdef int o, k
+    cdef cnp.ndarray a, b
+    for o in range(g.n_in, g.n):
+        for k in range(o):
+            a = arrs[o]
+            b = arrs[k]
+            if (o == alias_out and k == alias_in and g.data[o] == g.data[k]
+                    and cnp.PyArray_CompareLists(cnp.PyArray_STRIDES(a), cnp.PyArray_STRIDES(b), 2)):
+                continue
+            if _shares_memory(a, g.lo[o], g.hi[o], b, g.lo[k], g.hi[k]):
+                what = "input" if k < g.n_in else "output"
+                raise ValueError(f"{fn}: {names[o]} shares memory with the {what} {names[k]}; pass a separate "
+                                 "array")
+    return 0
+
+
+cdef object _gate_out(object out, GateArgs *g, mg_int B, mg_int W):
+    cdef cnp.npy_intp dims[2]
+    if out is not None:
+        return out
+    dims[0] = B
+    dims[1] = W
+    return cnp.PyArray_EMPTY(2, dims, g.typenum, 0)
+
+
+cdef mg_int _gate_hidden(object obj, str fn, str name, int sections):
+    """H from an operand of shape (B, sections * H)."""
+    cdef cnp.ndarray arr = _float_array(obj, fn, name)
+    if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIMS(arr)[1] % sections:
+        raise ValueError(f"{fn}: {name} has shape {_shape(arr)}, expected (batch, {sections} * hidden_size)")
+    return cnp.PyArray_DIMS(arr)[1] // sections
+
+
+cdef void _lstm_forward_call(GateArgs *g, mg_int B, mg_int H) noexcept nogil:
+    if g.typenum == cnp.NPY_FLOAT32:
+        mg_lstm_forward_f32(B, H, <const float *>g.data[0], g.stride[0], <const float *>g.data[1], g.stride[1],
+                            <float *>g.data[2], g.stride[2], <float *>g.data[3], g.stride[3],
+                            <float *>g.data[4], g.stride[4], <float *>g.data[5], g.stride[5])
+    else:
+        mg_lstm_forward_f64(B, H, <const double *>g.data[0], g.stride[0], <const double *>g.data[1],
+                            g.stride[1], <double *>g.data[2], g.stride[2], <double *>g.data[3], g.stride[3],
+                            <double *>g.data[4], g.stride[4], <double *>g.data[5], g.stride[5])
+
+
+cdef void _lstm_backward_call(GateArgs *g, mg_int B, mg_int H, char *dcp, mg_int dcs, int o) noexcept nogil:
+    if g.typenum == cnp.NPY_FLOAT32:
+        mg_lstm_backward_f32(B, H, <const float *>g.data[1], g.stride[1], <const float *>dcp, dcs,
+                             <const float *>g.data[0], g.stride[0], <const float *>g.data[2], g.stride[2],
+                             <const float *>g.data[3], g.stride[3], <float *>g.data[o], g.stride[o],
+                             <float *>g.data[o + 1], g.stride[o + 1])
+    else:
+        mg_lstm_backward_f64(B, H, <const double *>g.data[1], g.stride[1], <const double *>dcp, dcs,
+                             <const double *>g.data[0], g.stride[0], <const double *>g.data[2], g.stride[2],
+                             <const double *>g.data[3], g.stride[3], <double *>g.data[o], g.stride[o],
+                             <double *>g.data[o + 1], g.stride[o + 1])
+
+
+cdef void _gru_forward_call(GateArgs *g, mg_int B, mg_int H) noexcept nogil:
+    if g.typenum == cnp.NPY_FLOAT32:
+        mg_gru_forward_f32(B, H, <const float *>g.data[0], g.stride[0], <const float *>g.data[1], g.stride[1],
+                           <const float *>g.data[2], g.stride[2], <float *>g.data[3], g.stride[3],
+                           <float *>g.data[4], g.stride[4])
+    else:
+        mg_gru_forward_f64(B, H, <const double *>g.data[0], g.stride[0], <const double *>g.data[1],
+                           g.stride[1], <const double *>g.data[2], g.stride[2], <double *>g.data[3],
+                           g.stride[3], <double *>g.data[4], g.stride[4])
+
+
+cdef void _gru_backward_call(GateArgs *g, mg_int B, mg_int H) noexcept nogil:
+    if g.typenum == cnp.NPY_FLOAT32:
+        mg_gru_backward_f32(B, H, <const float *>g.data[0], g.stride[0], <const float *>g.data[1], g.stride[1],
+                            <const float *>g.data[2], g.stride[2], <const float *>g.data[3], g.stride[3],
+                            <float *>g.data[4], g.stride[4], <float *>g.data[5], g.stride[5],
+                            <float *>g.data[6], g.stride[6])
+    else:
+        mg_gru_backward_f64(B, H, <const double *>g.data[0], g.stride[0], <const double *>g.data[1],
+                            g.stride[1], <const double *>g.data[2], g.stride[2], <const double *>g.data[3],
+                            g.stride[3], <double *>g.data[4], g.stride[4], <double *>g.data[5], g.stride[5],
+                            <double *>g.data[6], g.stride[6])
+
+
+def lstm_forward(gates, c_prev, act=None, c=None, tanh_c=None, h=None):
+    """One LSTM step's elementwise part, torch's gate order (i, f, g, o): from the pre-activations ``gates``
+    (B, 4H) and ``c_prev`` (B, H), ``act`` = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)] (B, 4H),
+    ``c`` = f*c_prev + i*g, ``tanh_c`` = tanh(c) and ``h`` = o*tanh_c (B, H); returns (act, c, tanh_c, h).
+
+    Bitwise the plain ops on the current path (the sigmoid and tanh kernels, numpy's products and sums).
+    Outputs are new arrays or the given ones; every operand has contiguous rows any distance apart (``h`` may
+    be a step of a layer's output), one dtype; outputs share no memory with inputs or each other, except that
+    ``act`` may be ``gates`` itself."""
+    cdef GateArgs g
+    cdef mg_int H = _gate_hidden(gates, "lstm_forward", "gates", 4), B
+    B = cnp.PyArray_DIMS(<cnp.ndarray>gates)[0]
+    g.n = 0
+    names = ("gates", "c_prev", "act", "c", "tanh_c", "h")
+    arrs = [_gate_arg(gates, "lstm_forward", "gates", &g, B, 4 * H, False),
+            _gate_arg(c_prev, "lstm_forward", "c_prev", &g, B, H, False)]
+    g.n_in = 2
+    act = _gate_out(act, &g, B, 4 * H)
+    c = _gate_out(c, &g, B, H)
+    tanh_c = _gate_out(tanh_c, &g, B, H)
+    h = _gate_out(h, &g, B, H)
+    arrs += [_gate_arg(act, "lstm_forward", "act", &g, B, 4 * H, True),
+             _gate_arg(c, "lstm_forward", "c", &g, B, H, True),
+             _gate_arg(tanh_c, "lstm_forward", "tanh_c", &g, B, H, True),
+             _gate_arg(h, "lstm_forward", "h", &g, B, H, True)]
+    _gate_disjoint(&g, arrs, names, "lstm_forward", 2, 0)
+    if 4 * B * H >= _NOGIL_ELEMS:
+        with nogil:
+            _lstm_forward_call(&g, B, H)
+    else:
+        _lstm_forward_call(&g, B, H)
+    return act, c, tanh_c, h
+
+
+def lstm_backward(dh, dc, act, c_prev, tanh_c, d_gates=None, dc_prev=None):
+    """The gradient through lstm_forward: from ``dh`` and ``dc`` (B, H; ``dc`` None when no gradient reaches
+    c from later steps) and the saved ``act`` (B, 4H), ``c_prev`` and ``tanh_c`` (B, H), the pre-activation
+    gradient ``d_gates`` (B, 4H) and ``dc_prev`` (B, H); returns (d_gates, dc_prev).  With
+    dct = dc + tanh_backward(dh*o, tanh_c): d_gates = [sigmoid_backward(dct*g, i),
+    sigmoid_backward(dct*c_prev, f), tanh_backward(dct*i, g), sigmoid_backward(dh*tanh_c, o)] and
+    dc_prev = dct*f, bitwise the plain ops' gradients on the current path.  Operands as lstm_forward's; the
+    outputs share no memory with anything."""
+    cdef GateArgs g
+    cdef mg_int H = _gate_hidden(act, "lstm_backward", "act", 4), B
+    cdef bint has_dc = dc is not None
+    B = cnp.PyArray_DIMS(<cnp.ndarray>act)[0]
+    g.n = 0
+    arrs = [_gate_arg(act, "lstm_backward", "act", &g, B, 4 * H, False),
+            _gate_arg(dh, "lstm_backward", "dh", &g, B, H, False),
+            _gate_arg(c_prev, "lstm_backward", "c_prev", &g, B, H, False),
+            _gate_arg(tanh_c, "lstm_backward", "tanh_c", &g, B, H, False)]
+    names = ["act", "dh", "c_prev", "tanh_c"]
+    if has_dc:
+        arrs.append(_gate_arg(dc, "lstm_backward", "dc", &g, B, H, False))
+        names.append("dc")
+    g.n_in = g.n
+    d_gates = _gate_out(d_gates, &g, B, 4 * H)
+    dc_prev = _gate_out(dc_prev, &g, B, H)
+    arrs += [_gate_arg(d_gates, "lstm_backward", "d_gates", &g, B, 4 * H, True),
+             _gate_arg(dc_prev, "lstm_backward", "dc_prev", &g, B, H, True)]
+    names += ["d_gates", "dc_prev"]
+    _gate_disjoint(&g, arrs, tuple(names), "lstm_backward", -1, -1)
+    cdef int o = g.n_in
+    cdef char *dcp = g.data[4] if has_dc else NULL
+    cdef mg_int dcs = g.stride[4] if has_dc else 0
+    if 4 * B * H >= _NOGIL_ELEMS:
+        with nogil:
+            _lstm_backward_call(&g, B, H, dcp, dcs, o)
+    else:
+        _lstm_backward_call(&g, B, H, dcp, dcs, o)
+    return d_gates, dc_prev
+
+
+def gru_forward(xg, hg, h_prev, act=None, h=None):
+    """One GRU step's elementwise part, torch's gate order (r, z, n): from the input gates ``xg`` (B, 3H,
+    incl. b_ih), the hidden gates ``hg`` (B, 3H, incl. b_hh) and ``h_prev`` (B, H), ``act`` = [r, z, n]
+    (B, 3H) with r = sigmoid(xg_r + hg_r), z = sigmoid(xg_z + hg_z), n = tanh(xg_n + r*hg_n), and
+    ``h`` = (1 - z)*n + z*h_prev (B, H); returns (act, h).  Bitwise the plain ops on the current path;
+    operands as lstm_forward's; the outputs share no memory with anything."""
+    cdef GateArgs g
+    cdef mg_int H = _gate_hidden(xg, "gru_forward", "xg", 3), B
+    B = cnp.PyArray_DIMS(<cnp.ndarray>xg)[0]
+    g.n = 0
+    names = ("xg", "hg", "h_prev", "act", "h")
+    arrs = [_gate_arg(xg, "gru_forward", "xg", &g, B, 3 * H, False),
+            _gate_arg(hg, "gru_forward", "hg", &g, B, 3 * H, False),
+            _gate_arg(h_prev, "gru_forward", "h_prev", &g, B, H, False)]
+    g.n_in = 3
+    act = _gate_out(act, &g, B, 3 * H)
+    h = _gate_out(h, &g, B, H)
+    arrs += [_gate_arg(act, "gru_forward", "act", &g, B, 3 * H, True),
+             _gate_arg(h, "gru_forward", "h", &g, B, H, True)]
+    _gate_disjoint(&g, arrs, names, "gru_forward", -1, -1)
+    if 4 * B * H >= _NOGIL_ELEMS:
+        with nogil:
+            _gru_forward_call(&g, B, H)
+    else:
+        _gru_forward_call(&g, B, H)
+    return act, h
+
+
+def gru_backward(dh, act, hn, h_prev, d_xg=None, d_hg=None, dh_prev=None):
+    """The gradient through gru_forward: from ``dh`` (B, H), the saved ``act`` (B, 3H), ``hn`` (B, H: hg's n
+    section, e.g. ``hg[:, 2H:]``) and ``h_prev`` (B, H), the gradients ``d_xg`` and ``d_hg`` (B, 3H) of the
+    input and hidden gates and ``dh_prev`` (B, H), the direct path's share of h_prev's gradient (the share
+    through hg is the caller's product with W_hh); returns (d_xg, d_hg, dh_prev).  With
+    dn = tanh_backward(dh*(1 - z), n): d_xg = [sigmoid_backward(dn*hn, r), sigmoid_backward(dh*h_prev - dh*n,
+    z), dn], d_hg = [the same r and z sections, dn*r], dh_prev = dh*z, bitwise the plain ops' gradients on
+    the current path.  Operands as lstm_forward's; the outputs share no memory with anything."""
+    cdef GateArgs g
+    cdef mg_int H = _gate_hidden(act, "gru_backward", "act", 3), B
+    B = cnp.PyArray_DIMS(<cnp.ndarray>act)[0]
+    g.n = 0
+    names = ("dh", "act", "hn", "h_prev", "d_xg", "d_hg", "dh_prev")
+    arrs = [_gate_arg(dh, "gru_backward", "dh", &g, B, H, False),
+            _gate_arg(act, "gru_backward", "act", &g, B, 3 * H, False),
+            _gate_arg(hn, "gru_backward", "hn", &g, B, H, False),
+            _gate_arg(h_prev, "gru_backward", "h_prev", &g, B, H, False)]
+    g.n_in = 4
+    d_xg = _gate_out(d_xg, &g, B, 3 * H)
+    d_hg = _gate_out(d_hg, &g, B, 3 * H)
+    dh_prev = _gate_out(dh_prev, &g, B, H)
+    arrs += [_gate_arg(d_xg, "gru_backward", "d_xg", &g, B, 3 * H, True),
+             _gate_arg(d_hg, "gru_backward", "d_hg", &g, B, 3 * H, True),
+             _gate_arg(dh_prev, "gru_backward", "dh_prev", &g, B, H, True)]
+    _gate_disjoint(&g, arrs, names, "gru_backward", -1, -1)
+    if 4 * B * H >= _NOGIL_ELEMS:
+        with nogil:
+            _gru_backward_call(&g, B, H)
+    else:
+        _gru_backward_call(&g, B, H)
+    return d_xg, d_hg, dh_prev
+
+
 # ---------------------------------------------------------------- squared error
 
 def sub_sqsum(x, t):

@@ -98,6 +98,53 @@ void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int 
 void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y, mg_int ys,
                                double *out, mg_int os);
 
+/* The logistic sigmoid 1 / (1 + exp(-x)) (sigmoid.c), at most 2 ulp from exact, subnormal results included;
+ * y may be x itself. */
+void mg_sigmoid_f32(mg_int n, const float *x, float *y);
+void mg_sigmoid_f64(mg_int n, const double *x, double *y);
+/* out = (g * y) * (1 - y), the derivative of sigmoid from its saved output y. */
+void mg_sigmoid_backward_f32(mg_int n, const float *g, const float *y, float *out);
+void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double *out);
+
+/* The gated cells' elementwise epilogues (gates.c), B rows of H-wide gate sections in torch's order, every
+ * operand's rows contiguous and the given number of elements apart.  Each result has the bits of the plain
+ * ops on the current path: mg_sigmoid / mg_tanh (and their backward) and IEEE products and sums, one
+ * rounding each, in the order written.  Outputs overlap no input and no other output, except that act may
+ * be gates itself (LSTM forward).
+ * LSTM forward: gates (B, 4H) pre-activations (i, f, g, o), c_prev (B, H) ->
+ *     act = [sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)], c = f*c_prev + i*g, tanh_c = tanh(c),
+ *     h = o*tanh_c. */
+void mg_lstm_forward_f32(mg_int B, mg_int H, const float *gates, mg_int gs, const float *c_prev, mg_int cps,
+                         float *act, mg_int as, float *c, mg_int cs, float *tanh_c, mg_int tcs, float *h, mg_int hs);
+void mg_lstm_forward_f64(mg_int B, mg_int H, const double *gates, mg_int gs, const double *c_prev, mg_int cps,
+                         double *act, mg_int as, double *c, mg_int cs, double *tanh_c, mg_int tcs, double *h,
+                         mg_int hs);
+/* LSTM backward: dh, dc (NULL: no gradient from later steps) -> with dct = dc + tanh_backward(dh*o, tanh_c):
+ *     d_gates = [sigmoid_backward(dct*g, i), sigmoid_backward(dct*c_prev, f), tanh_backward(dct*i, g),
+ *                sigmoid_backward(dh*tanh_c, o)], dc_prev = dct*f. */
+void mg_lstm_backward_f32(mg_int B, mg_int H, const float *dh, mg_int dhs, const float *dc, mg_int dcs,
+                          const float *act, mg_int as, const float *c_prev, mg_int cps, const float *tanh_c,
+                          mg_int tcs, float *d_gates, mg_int dgs, float *dc_prev, mg_int dcps);
+void mg_lstm_backward_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *dc, mg_int dcs,
+                          const double *act, mg_int as, const double *c_prev, mg_int cps, const double *tanh_c,
+                          mg_int tcs, double *d_gates, mg_int dgs, double *dc_prev, mg_int dcps);
+/* GRU forward: xg = x W_ih.T + b_ih and hg = h_prev W_hh.T + b_hh (B, 3H), sections (r, z, n) ->
+ *     act = [r, z, n] with r = sigmoid(xg_r + hg_r), z = sigmoid(xg_z + hg_z), n = tanh(xg_n + r*hg_n),
+ *     h = (1 - z)*n + z*h_prev. */
+void mg_gru_forward_f32(mg_int B, mg_int H, const float *xg, mg_int xs, const float *hg, mg_int hgs,
+                        const float *h_prev, mg_int hps, float *act, mg_int as, float *h, mg_int hs);
+void mg_gru_forward_f64(mg_int B, mg_int H, const double *xg, mg_int xs, const double *hg, mg_int hgs,
+                        const double *h_prev, mg_int hps, double *act, mg_int as, double *h, mg_int hs);
+/* GRU backward: dh, act, hn = hg's n section, h_prev -> with dn = tanh_backward(dh*(1 - z), n),
+ *     d_xg = [sigmoid_backward(dn*hn, r), sigmoid_backward(dh*h_prev - dh*n, z), dn],
+ *     d_hg = [the same r and z sections, dn*r], dh_prev = dh*z (the direct path only). */
+void mg_gru_backward_f32(mg_int B, mg_int H, const float *dh, mg_int dhs, const float *act, mg_int as,
+                         const float *hn, mg_int hns, const float *h_prev, mg_int hps, float *d_xg, mg_int dxs,
+                         float *d_hg, mg_int dhgs, float *dh_prev, mg_int dhps);
+void mg_gru_backward_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *act, mg_int as,
+                         const double *hn, mg_int hns, const double *h_prev, mg_int hps, double *d_xg, mg_int dxs,
+                         double *d_hg, mg_int dhgs, double *dh_prev, mg_int dhps);
+
 /* Squared error (loss.c): diff = x - t and *sum = sum(diff^2) (accumulated in double) in one pass; -1 when an
  * allocation failed.  Contiguous arrays. */
 int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum);

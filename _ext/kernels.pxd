@@ -60,6 +60,33 @@ cdef extern from "kernels.h" nogil:
     void mg_tanh_f64(mg_int n, const double *x, double *y)
     void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
     void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
+    void mg_sigmoid_f32(mg_int n, const float *x, float *y)
+    void mg_sigmoid_f64(mg_int n, const double *x, double *y)
+    void mg_sigmoid_backward_f32(mg_int n, const float *g, const float *y, float *out)
+    void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double *out)
+    void mg_lstm_forward_f32(mg_int B, mg_int H, const float *gates, mg_int gs, const float *c_prev, mg_int cps,
+                             float *act, mg_int as_, float *c, mg_int cs, float *tanh_c, mg_int tcs, float *h,
+                             mg_int hs)
+    void mg_lstm_forward_f64(mg_int B, mg_int H, const double *gates, mg_int gs, const double *c_prev,
+                             mg_int cps, double *act, mg_int as_, double *c, mg_int cs, double *tanh_c, mg_int tcs,
+                             double *h, mg_int hs)
+    void mg_lstm_backward_f32(mg_int B, mg_int H, const float *dh, mg_int dhs, const float *dc, mg_int dcs,
+                              const float *act, mg_int as_, const float *c_prev, mg_int cps, const float *tanh_c,
+                              mg_int tcs, float *d_gates, mg_int dgs, float *dc_prev, mg_int dcps)
+    void mg_lstm_backward_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *dc, mg_int dcs,
+                              const double *act, mg_int as_, const double *c_prev, mg_int cps,
+                              const double *tanh_c, mg_int tcs, double *d_gates, mg_int dgs, double *dc_prev,
+                              mg_int dcps)
+    void mg_gru_forward_f32(mg_int B, mg_int H, const float *xg, mg_int xs, const float *hg, mg_int hgs,
+                            const float *h_prev, mg_int hps, float *act, mg_int as_, float *h, mg_int hs)
+    void mg_gru_forward_f64(mg_int B, mg_int H, const double *xg, mg_int xs, const double *hg, mg_int hgs,
+                            const double *h_prev, mg_int hps, double *act, mg_int as_, double *h, mg_int hs)
+    void mg_gru_backward_f32(mg_int B, mg_int H, const float *dh, mg_int dhs, const float *act, mg_int as_,
+                             const float *hn, mg_int hns, const float *h_prev, mg_int hps, float *d_xg,
+                             mg_int dxs, float *d_hg, mg_int dhgs, float *dh_prev, mg_int dhps)
+    void mg_gru_backward_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *act, mg_int as_,
+                             const double *hn, mg_int hns, const double *h_prev, mg_int hps, double *d_xg,
+                             mg_int dxs, double *d_hg, mg_int dhgs, double *dh_prev, mg_int dhps)
     int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum)
     int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum)
     void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y,

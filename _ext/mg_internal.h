@@ -41,6 +41,16 @@ typedef void (*mg_unary_f32)(mg_int n, const float *x, float *y);
 typedef void (*mg_unary_f64)(mg_int n, const double *x, double *y);
 mg_unary_f32 mg_tanh_serial_f32(int isa);
 mg_unary_f64 mg_tanh_serial_f64(int isa);
+/* The same for sigmoid (sigmoid.c) and for the derivatives of both from their saved outputs,
+ * out = g * dy/dx (the gated cells' epilogues in gates.c): each the bits of its kernels.h function. */
+typedef void (*mg_binary_f32)(mg_int n, const float *g, const float *y, float *out);
+typedef void (*mg_binary_f64)(mg_int n, const double *g, const double *y, double *out);
+mg_unary_f32 mg_sigmoid_serial_f32(int isa);
+mg_unary_f64 mg_sigmoid_serial_f64(int isa);
+mg_binary_f32 mg_sigmoid_backward_serial_f32(int isa);
+mg_binary_f64 mg_sigmoid_backward_serial_f64(int isa);
+mg_binary_f32 mg_tanh_backward_serial_f32(int isa);
+mg_binary_f64 mg_tanh_backward_serial_f64(int isa);
 
 /* The kernels read their path and thread count with kernels.h's mg_get_isa / mg_get_num_threads. */
 

@@ -24,19 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "mg_internal.h"
-#if MG_X86
-#include <immintrin.h>
-#endif
-
-/* float32 arrays of at least MG_SHARE_ELEMS elements are cut into tasks for pool threads that are awake;
- * from MG_WAKE_ELEMS on, sleeping pool threads are woken for them too (float64 tanh: see RUN below). */
-#ifndef MG_SHARE_ELEMS
-#define MG_SHARE_ELEMS 16384
-#endif
-#ifndef MG_WAKE_ELEMS
-#define MG_WAKE_ELEMS 65536
-#endif
+#include "mg_ew.h"
 
 #define SMALL_F32 0.75f /* where the portable code switches formulas */
 #define SAT_F32 0x1.205968p+3f /* 9.010914: the smallest float32 whose tanh rounds to 1 */
@@ -50,9 +38,7 @@ static const float P32[] = {-0x1.555556p-2f, 0x1.111102p-3f, -0x1.ba1528p-5f, 0x
                             0x1.9500bap-9f, -0x1.6d2f14p-11f};
 static const float E32[] = {0x1p+0f, 0x1p+0f, 0x1p-1f, 0x1.555404p-3f, 0x1.5554acp-5f, 0x1.126fa6p-7f,
                             0x1.6d7532p-10f};
-/* SIMD: Q(s) = (expm1(s) - s)/s^2 on [-ln2/2, ln2/2]; R(v) = -2 Q(-2v) (exact rescaling) */
-#define Q32_(k) (k == 0 ? 0x1p-1f : k == 1 ? 0x1.555556p-3f : k == 2 ? 0x1.5554eap-5f : k == 3 ? 0x1.1110e0p-7f \
-                 : k == 4 ? 0x1.6d4324p-10f : 0x1.a124f2p-13f)
+/* SIMD: R(v) = -2 Q(-2v) (exact rescaling) of mg_ew.h's Q */
 static const float R32[] = {-2 * Q32_(0), 4 * Q32_(1), -8 * Q32_(2), 16 * Q32_(3), -32 * Q32_(4), 64 * Q32_(5)};
 
 #define SMALL_F64 0.75
@@ -70,12 +56,9 @@ static const double E64[] = {0x1p+0, 0x1p+0, 0x1.0000000000011p-1, 0x1.555555555
                              0x1.111111110f225p-7, 0x1.6c16c187fbe02p-10, 0x1.a01a01b14378fp-13,
                              0x1.a01991ac8730ap-16, 0x1.71ddf5749d126p-19, 0x1.28b4057f44145p-22,
                              0x1.af631d0059becp-26};
-/* R(v) = -2 Q(-2v), Q(s) = (expm1(s) - s)/s^2 on [-ln2/2, ln2/2] */
-static const double R64[] = {-2 * 0x1.0000000000000p-1, 4 * 0x1.5555555555557p-3, -8 * 0x1.5555555555556p-5,
-                             16 * 0x1.11111111100dcp-7, -32 * 0x1.6c16c16c162d4p-10, 64 * 0x1.a01a01abe7fe1p-13,
-                             -128 * 0x1.a01a01a6d889cp-16, 256 * 0x1.71de0231960ebp-19,
-                             -512 * 0x1.27e4db646b17ep-22, 1024 * 0x1.af4de97ca4194p-26,
-                             -2048 * 0x1.1f730349868cep-29};
+/* R(v) = -2 Q(-2v) */
+static const double R64[] = {-2 * Q64_(0), 4 * Q64_(1), -8 * Q64_(2), 16 * Q64_(3), -32 * Q64_(4), 64 * Q64_(5),
+                             -128 * Q64_(6), 256 * Q64_(7), -512 * Q64_(8), 1024 * Q64_(9), -2048 * Q64_(10)};
 #define NCOEF(c) ((int)(sizeof(c) / sizeof((c)[0])))
 
 /* ---- portable: one element at a time, two branches, no fused multiply-add ---- */
@@ -259,33 +242,6 @@ MG_TARGET_AVX512 static inline __attribute__((always_inline)) void tanh_v8d(cons
                   _mm512_add_pd, _mm512_div_pd, _mm512_rcp14_pd, M512_BLEND_N0_PD, M512_COPYSIGN_PD)
 }
 
-/* The loops: blocks of four vectors, then single vectors, then the tail under a lane mask (masked-off
- * lanes are never touched). */
-#define SIMD_LOOP(V, W, LOADU, STOREU, TAIL_LOAD, TAIL_STORE, F)                            \
-    mg_int i = 0;                                                                           \
-    V xs[4], ys[4];                                                                         \
-    for (; i + 4 * W <= n; i += 4 * W) {                                                    \
-        for (int j = 0; j < 4; ++j)                                                         \
-            xs[j] = LOADU(x + i + j * W);                                                   \
-        F(4, xs, ys);                                                                       \
-        for (int j = 0; j < 4; ++j)                                                         \
-            STOREU(y + i + j * W, ys[j]);                                                   \
-    }                                                                                       \
-    for (; i + W <= n; i += W) {                                                            \
-        xs[0] = LOADU(x + i);                                                               \
-        F(1, xs, ys);                                                                       \
-        STOREU(y + i, ys[0]);                                                               \
-    }                                                                                       \
-    if (i < n) {                                                                            \
-        xs[0] = TAIL_LOAD(x + i, n - i);                                                    \
-        F(1, xs, ys);                                                                       \
-        TAIL_STORE(y + i, n - i, ys[0]);                                                    \
-    }
-
-#define M512_TAIL_LOAD_PS(p, k) _mm512_maskz_loadu_ps((__mmask16)((1u << (k)) - 1u), p)
-#define M512_TAIL_STORE_PS(p, k, v) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (k)) - 1u), v)
-#define M512_TAIL_LOAD_PD(p, k) _mm512_maskz_loadu_pd((__mmask8)((1u << (k)) - 1u), p)
-#define M512_TAIL_STORE_PD(p, k, v) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (k)) - 1u), v)
 
 MG_TARGET_AVX512 static void tanh_avx512_f32(mg_int n, const float *x, float *y)
 {
@@ -360,22 +316,6 @@ MG_TARGET_AVX2 static inline __attribute__((always_inline)) void tanh_v4d(const 
                   _mm256_add_pd, _mm256_div_pd, M256_RCP_PD, M256_BLEND_N0_PD, M256_COPYSIGN_PD)
 }
 
-/* AVX2 has no cheap lane masks: tails are copied through a full-width buffer. */
-#define AVX2_TAIL(T, V, W, SFX, LOADU, STOREU)                                              \
-    MG_TARGET_AVX2 static inline V tail_load_##SFX(const T *p, mg_int k)                    \
-    {                                                                                       \
-        T buf[W] = {0};                                                                     \
-        memcpy(buf, p, (size_t)k * sizeof(T));                                              \
-        return LOADU(buf);                                                                  \
-    }                                                                                       \
-    MG_TARGET_AVX2 static inline void tail_store_##SFX(T *p, mg_int k, V v)                 \
-    {                                                                                       \
-        T buf[W];                                                                           \
-        STOREU(buf, v);                                                                     \
-        memcpy(p, buf, (size_t)k * sizeof(T));                                              \
-    }
-AVX2_TAIL(float, __m256, 8, ps, _mm256_loadu_ps, _mm256_storeu_ps)
-AVX2_TAIL(double, __m256d, 4, pd, _mm256_loadu_pd, _mm256_storeu_pd)
 
 MG_TARGET_AVX2 static void tanh_avx2_f32(mg_int n, const float *x, float *y)
 {
@@ -414,16 +354,6 @@ MG_TARGET_AVX2 static void tanh_backward_avx2_f64(mg_int n, const double *g, con
 
 /* ---- dispatch ---- */
 
-typedef void (*unary_f32)(mg_int, const float *, float *);
-typedef void (*unary_f64)(mg_int, const double *, double *);
-typedef void (*binary_f32)(mg_int, const float *, const float *, float *);
-typedef void (*binary_f64)(mg_int, const double *, const double *, double *);
-
-#if MG_X86
-#define BY_ISA(name, sfx) {name##_portable_##sfx, name##_avx2_##sfx, name##_avx512_##sfx}
-#else
-#define BY_ISA(name, sfx) {name##_portable_##sfx}
-#endif
 static const unary_f32 tanh_f32_by_isa[MG_ISA_COUNT] = BY_ISA(tanh, f32);
 static const unary_f64 tanh_f64_by_isa[MG_ISA_COUNT] = BY_ISA(tanh, f64);
 static const binary_f32 tanh_backward_f32_by_isa[MG_ISA_COUNT] = BY_ISA(tanh_backward, f32);
@@ -439,80 +369,38 @@ mg_unary_f64 mg_tanh_serial_f64(int isa)
     return tanh_f64_by_isa[isa];
 }
 
-/* Large arrays are cut into tasks of at least half the share threshold (a multiple of 64, so tasks start
- * on cache lines), a few per thread.  The path is read once per call, so a concurrent set_isa cannot mix
- * paths within one result. */
-typedef struct {
-    union {
-        unary_f32 u32;
-        unary_f64 u64;
-        binary_f32 b32;
-        binary_f64 b64;
-    } f;
-    mg_int n, chunk;
-    const void *x, *y;
-    void *out;
-} ew_job;
-
-static int ew_split(mg_int n, mg_int share, mg_int wake, ew_job *j)
+mg_binary_f32 mg_tanh_backward_serial_f32(int isa)
 {
-    int nt = n >= share ? mg_get_num_threads() : 1;
-    if (nt > 1 && n < wake && !mg_pool_awake())
-        nt = 1;
-    mg_int chunk = (n + 4 * nt - 1) / (4 * nt);
-    if (chunk < share / 2)
-        chunk = share / 2;
-    j->n = n;
-    j->chunk = (chunk + 63) / 64 * 64;
-    return nt;
+    return tanh_backward_f32_by_isa[isa];
 }
 
-#define EW_TASK(name, F, CALL)                                                              \
-    static void name(void *ctx, mg_int t)                                                   \
-    {                                                                                       \
-        const ew_job *j = ctx;                                                              \
-        const mg_int lo = t * j->chunk, len = j->n - lo < j->chunk ? j->n - lo : j->chunk;  \
-        CALL;                                                                               \
-    }
-EW_TASK(tanh_task_f32, u32, j->f.u32(len, (const float *)j->x + lo, (float *)j->out + lo))
-EW_TASK(tanh_task_f64, u64, j->f.u64(len, (const double *)j->x + lo, (double *)j->out + lo))
-EW_TASK(tanh_bw_task_f32, b32,
-        j->f.b32(len, (const float *)j->x + lo, (const float *)j->y + lo, (float *)j->out + lo))
-EW_TASK(tanh_bw_task_f64, b64,
-        j->f.b64(len, (const double *)j->x + lo, (const double *)j->y + lo, (double *)j->out + lo))
+mg_binary_f64 mg_tanh_backward_serial_f64(int isa)
+{
+    return tanh_backward_f64_by_isa[isa];
+}
 
-/* SHARE, WAKE: the element counts from which an array is shared with awake pool threads, and from which
- * sleeping ones are woken for it.  float64 tanh takes about 3.5x as long per element as float32: two tasks
- * pay for their hand-off from 8192 elements (not at 4096, measured), and a wake-up from 16384. */
-#define RUN(field, table, task, share, wake, n, X, Y, OUT)                                  \
-    do {                                                                                    \
-        ew_job j;                                                                           \
-        j.f.field = table[mg_get_isa()];                                                 \
-        j.x = X;                                                                            \
-        j.y = Y;                                                                            \
-        j.out = OUT;                                                                        \
-        const int nt = ew_split(n, share, wake, &j);                                        \
-        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, n >= (wake), task, &j);            \
-    } while (0)
+
 
 void mg_tanh_f32(mg_int n, const float *x, float *y)
 {
-    RUN(u32, tanh_f32_by_isa, tanh_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, x, NULL, y);
+    RUN(u32, tanh_f32_by_isa, ew_unary_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, x, NULL, y);
 }
 
+/* float64 tanh takes about 3.5x as long per element as float32: two tasks pay for their hand-off from 8192
+ * elements (not at 4096, measured), and a wake-up from 16384. */
 void mg_tanh_f64(mg_int n, const double *x, double *y)
 {
-    RUN(u64, tanh_f64_by_isa, tanh_task_f64, MG_SHARE_ELEMS / 2, MG_WAKE_ELEMS / 4, n, x, NULL, y);
+    RUN(u64, tanh_f64_by_isa, ew_unary_task_f64, MG_SHARE_ELEMS / 2, MG_WAKE_ELEMS / 4, n, x, NULL, y);
 }
 
 void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out)
 {
-    RUN(b32, tanh_backward_f32_by_isa, tanh_bw_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
+    RUN(b32, tanh_backward_f32_by_isa, ew_binary_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
 }
 
 void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out)
 {
-    RUN(b64, tanh_backward_f64_by_isa, tanh_bw_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
+    RUN(b64, tanh_backward_f64_by_isa, ew_binary_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
 }
 
 /* Row by row: `rows` rows of `cols` contiguous elements, each operand's rows its own stride (in elements)

@@ -20,7 +20,8 @@ Environment variables, read once at import:
   counts them.
 
 Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``matmul_stacked_t``, ``pack``,
-``PackedMatrix``, ``tanh``, ``tanh_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
+``PackedMatrix``, ``tanh``, ``tanh_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
+``lstm_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
 ``openmp`` (whether kernels run in parallel, on minigrad's pool; the name is historical), ``get_num_threads``,
 ``set_num_threads``, ``memory_stats``, ``empty_cache``, ``set_cache_limit``, ``info``.
 
@@ -39,9 +40,10 @@ import os
 import warnings
 from glob import glob
 
-__all__ = ["PackedMatrix", "addmm", "addmm_many", "available_isas", "empty_cache", "get_num_threads", "info",
-           "isa", "matmul", "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "set_cache_limit",
-           "set_isa", "set_num_threads", "sub_sqsum", "tanh", "tanh_backward"]
+__all__ = ["PackedMatrix", "addmm", "addmm_many", "available_isas", "empty_cache", "get_num_threads",
+           "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "matmul",
+           "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "set_cache_limit", "set_isa",
+           "set_num_threads", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh", "tanh_backward"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
 ABI_VERSION = 4
@@ -125,6 +127,12 @@ pack = _impl.pack
 PackedMatrix = _impl.PackedMatrix
 tanh = _impl.tanh
 tanh_backward = _impl.tanh_backward
+sigmoid = _impl.sigmoid
+sigmoid_backward = _impl.sigmoid_backward
+lstm_forward = _impl.lstm_forward
+lstm_backward = _impl.lstm_backward
+gru_forward = _impl.gru_forward
+gru_backward = _impl.gru_backward
 sub_sqsum = _impl.sub_sqsum
 isa = _impl.isa
 available_isas = _impl.available_isas

@@ -300,6 +300,141 @@ def tanh_backward(grad, y, out=None):
     return out
 
 
+def sigmoid(x, out=None):
+    """Elementwise 1 / (1 + exp(-x)) of a float32/float64 array of any shape and strides, computed in
+    float64 (float32) or long double (float64) and rounded once."""
+    _float_array(x, "sigmoid", "x")
+    out = _elementwise_out(out, [(x, "x")], "sigmoid")
+    wide = np.float64 if x.dtype == np.float32 else np.longdouble
+    with np.errstate(over="ignore"):
+        np.divide(1, 1 + np.exp(-np.asarray(x, wide)), out=out, casting="same_kind")
+    return out
+
+
+def sigmoid_backward(grad, y, out=None):
+    """(grad * y) * (1 - y): the gradient through sigmoid from its saved output y."""
+    _check_pair(grad, y, "sigmoid_backward", "grad", "y")
+    out = _elementwise_out(out, [(grad, "grad"), (y, "y")], "sigmoid_backward")
+    np.multiply(grad * y, 1 - y, out=out)
+    return out
+
+
+def _gate_operands(fn, ins, outs, alias=None):
+    """The gated cells' operands as the kernels check them: [(array or None, name, (B, W))] inputs and outputs
+    of one float dtype and exact shapes, rows contiguous (any distance apart), outputs writable and disjoint
+    from everything but the one allowed (output, input) alias.  Returns the outputs, new arrays for None."""
+    dtype = None
+    result = []
+    for arrs, is_out in ((ins, False), (outs, True)):
+        for arr, name, shape in arrs:
+            if arr is None and is_out:
+                arr = np.empty(shape, dtype)
+            _float_array(arr, fn, name)
+            if dtype is None:
+                dtype = arr.dtype
+            elif arr.dtype != dtype:
+                raise TypeError(f"{fn}: {name} has dtype {arr.dtype}, expected {dtype} like the other operands")
+            if arr.shape != shape:
+                raise ValueError(f"{fn}: {name} has shape {arr.shape}, expected {shape}")
+            if is_out and not arr.flags.writeable:
+                raise ValueError(f"{fn}: {name} is read-only")
+            if not arr.flags.aligned:
+                raise ValueError(f"{fn}: {name}'s data is not aligned to its itemsize")
+            if shape[0] > 0 and shape[1] > 1 and arr.strides[1] != arr.itemsize:
+                raise ValueError(f"{fn}: {name} has strides {arr.strides}; its rows must be contiguous")
+            if shape[1] > 0 and shape[0] > 1 and (arr.strides[0] < 0 or arr.strides[0] % arr.itemsize
+                                 or (is_out and arr.strides[0] < shape[1] * arr.itemsize)):
+                raise ValueError(f"{fn}: {name} has strides {arr.strides}; rows must lie a non-negative "
+                                 f"multiple of the itemsize apart{', without overlapping' if is_out else ''}")
+            if is_out:
+                result.append(arr)
+    named = [(a, n) for a, n, _ in ins] + [(a, n) for a, (_, n, _) in zip(result, outs)]
+    for o in range(len(named) - len(outs), len(named)):
+        for k in range(o):
+            a, b = named[o][0], named[k][0]
+            if alias == (named[o][1], named[k][1]) and a.ctypes.data == b.ctypes.data and a.strides == b.strides:
+                continue
+            if _shares_memory(a, b):
+                what = "input" if k < len(named) - len(outs) else "output"
+                raise ValueError(f"{fn}: {named[o][1]} shares memory with the {what} {named[k][1]}; "
+                                 "pass a separate array")
+    return result
+
+
+def _gate_hidden(arr, fn, name, sections):
+    _float_array(arr, fn, name)
+    if arr.ndim != 2 or arr.shape[1] % sections:
+        raise ValueError(f"{fn}: {name} has shape {arr.shape}, expected (batch, {sections} * hidden_size)")
+    return arr.shape[0], arr.shape[1] // sections
+
+
+def lstm_forward(gates, c_prev, act=None, c=None, tanh_c=None, h=None):
+    """One LSTM step's elementwise part; see minigrad._kernels.lstm_forward for the contract."""
+    B, H = _gate_hidden(gates, "lstm_forward", "gates", 4)
+    act, c, tanh_c, h = _gate_operands(
+        "lstm_forward", [(gates, "gates", (B, 4 * H)), (c_prev, "c_prev", (B, H))],
+        [(act, "act", (B, 4 * H)), (c, "c", (B, H)), (tanh_c, "tanh_c", (B, H)), (h, "h", (B, H))],
+        alias=("act", "gates"))
+    sigmoid(gates[:, :2 * H], out=act[:, :2 * H])
+    np.tanh(gates[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])
+    sigmoid(gates[:, 3 * H:], out=act[:, 3 * H:])
+    i, f, g, o = (act[:, k * H:(k + 1) * H] for k in range(4))
+    np.add(f * c_prev, i * g, out=c)
+    np.tanh(c, out=tanh_c)
+    np.multiply(o, tanh_c, out=h)
+    return act, c, tanh_c, h
+
+
+def lstm_backward(dh, dc, act, c_prev, tanh_c, d_gates=None, dc_prev=None):
+    """The gradient through lstm_forward; see minigrad._kernels.lstm_backward for the contract."""
+    B, H = _gate_hidden(act, "lstm_backward", "act", 4)
+    ins = [(act, "act", (B, 4 * H)), (dh, "dh", (B, H)), (c_prev, "c_prev", (B, H)), (tanh_c, "tanh_c", (B, H))]
+    if dc is not None:
+        ins.append((dc, "dc", (B, H)))
+    d_gates, dc_prev = _gate_operands("lstm_backward", ins,
+                                      [(d_gates, "d_gates", (B, 4 * H)), (dc_prev, "dc_prev", (B, H))])
+    i, f, g, o = (act[:, k * H:(k + 1) * H] for k in range(4))
+    dct = tanh_backward(dh * o, tanh_c)
+    if dc is not None:
+        dct = dc + dct
+    sigmoid_backward(dct * g, i, out=d_gates[:, :H])
+    sigmoid_backward(dct * c_prev, f, out=d_gates[:, H:2 * H])
+    tanh_backward(dct * i, g, out=d_gates[:, 2 * H:3 * H])
+    sigmoid_backward(dh * tanh_c, o, out=d_gates[:, 3 * H:])
+    np.multiply(dct, f, out=dc_prev)
+    return d_gates, dc_prev
+
+
+def gru_forward(xg, hg, h_prev, act=None, h=None):
+    """One GRU step's elementwise part; see minigrad._kernels.gru_forward for the contract."""
+    B, H = _gate_hidden(xg, "gru_forward", "xg", 3)
+    act, h = _gate_operands(
+        "gru_forward", [(xg, "xg", (B, 3 * H)), (hg, "hg", (B, 3 * H)), (h_prev, "h_prev", (B, H))],
+        [(act, "act", (B, 3 * H)), (h, "h", (B, H))])
+    sigmoid(xg[:, :2 * H] + hg[:, :2 * H], out=act[:, :2 * H])
+    r, z = act[:, :H], act[:, H:2 * H]
+    np.tanh(xg[:, 2 * H:] + r * hg[:, 2 * H:], out=act[:, 2 * H:])
+    np.add((1 - z) * act[:, 2 * H:], z * h_prev, out=h)
+    return act, h
+
+
+def gru_backward(dh, act, hn, h_prev, d_xg=None, d_hg=None, dh_prev=None):
+    """The gradient through gru_forward; see minigrad._kernels.gru_backward for the contract."""
+    B, H = _gate_hidden(act, "gru_backward", "act", 3)
+    d_xg, d_hg, dh_prev = _gate_operands(
+        "gru_backward", [(dh, "dh", (B, H)), (act, "act", (B, 3 * H)), (hn, "hn", (B, H)),
+                         (h_prev, "h_prev", (B, H))],
+        [(d_xg, "d_xg", (B, 3 * H)), (d_hg, "d_hg", (B, 3 * H)), (dh_prev, "dh_prev", (B, H))])
+    r, z, n = (act[:, k * H:(k + 1) * H] for k in range(3))
+    dn = tanh_backward(dh * (1 - z), n, out=d_xg[:, 2 * H:])
+    np.multiply(dn, r, out=d_hg[:, 2 * H:])
+    sigmoid_backward(dn * hn, r, out=d_xg[:, :H])
+    sigmoid_backward(dh * h_prev - dh * n, z, out=d_xg[:, H:2 * H])
+    d_hg[:, :2 * H] = d_xg[:, :2 * H]
+    np.multiply(dh, z, out=dh_prev)
+    return d_xg, d_hg, dh_prev
+
+
 def isa():
     return "numpy-reference"
 

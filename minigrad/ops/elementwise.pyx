@@ -316,18 +316,15 @@ def tanh(x):
 
 
 cdef class SigmoidBackward(Node):
-    # saved = (y,) with y = sigmoid(x); dy/dx = y (1 - y)
+    # saved = (y,) with y = sigmoid(x); dy/dx = y (1 - y), computed by the C kernel
     cpdef object backward(self, object g):
-        y = self.saved[0]
-        return (g * y * (1 - y),)
+        return (K.sigmoid_backward(g, self.saved[0]),)
 
 
 def sigmoid(x):
-    """1 / (1 + e ** -x)."""
+    """1 / (1 + e ** -x) (C kernel)."""
     cdef Tensor t = _floating(as_tensor(x))
-    with np.errstate(over="ignore"):
-        out = 1 / (1 + np.exp(-t._data))
-    out = out.astype(t._data.dtype, copy=False)
+    out = K.sigmoid(t._data)
     if not any_requires_grad((t,)):
         return wrap(out)
     node = SigmoidBackward.__new__(SigmoidBackward)
