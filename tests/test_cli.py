@@ -78,6 +78,49 @@ def test_demo_resumes_from_a_checkpoint(capsys, tmp_path, text_file):
     assert code == 2 and "disagrees with the checkpoint" in err
 
 
+@pytest.mark.parametrize("cell, layer", [("rnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+def test_demo_trains_each_cell(capsys, text_file, cell, layer):
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 100, "--lr", 0.01, "--cell", cell,
+                             *TINY)
+    assert code == 0, err
+    assert f"-> {layer}(8, 32, num_layers=1) ->" in out
+    first, last = re.search(r"train loss: ([\d.]+) -> ([\d.]+)", out).groups()
+    assert float(last) < 0.4 * float(first)
+    perplexity, unigram = re.search(r"perplexity ([\d.]+) \(unigram frequencies: ([\d.]+)", out).groups()
+    assert float(perplexity) < 0.6 * float(unigram)
+
+
+def test_demo_checkpoint_records_the_cell(capsys, tmp_path, text_file):
+    ckpt, old = tmp_path / "lstm.npz", tmp_path / "old.npz"
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 20, "--cell", "lstm", "--seed", 5,
+                             "--save", ckpt, *TINY)
+    assert code == 0, err
+    saved = mg.load(ckpt)
+    assert saved["config"]["cell"] == "lstm" and "rnn.weight_hr_l0" not in saved["model"]
+    assert saved["model"]["rnn.weight_hh_l0"].shape == (4 * 32, 32)
+    sample = final_sample(out)
+    for cell in ([], ["--cell", "lstm"]):  # the checkpoint's cell, named or not
+        code, again, err = run_cli(capsys, "demo", "--load", ckpt, "--sample", demo.SAMPLE_LENGTH, "--seed", 5,
+                                   *cell)
+        assert code == 0 and again == sample + "\n", err
+    code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 2, "--load", ckpt, "--threads", 1)
+    assert code == 0 and "-> LSTM(8, 32, num_layers=1) ->" in out, err  # resumes as an LSTM
+    for cell in ("gru", "rnn"):
+        code, out, err = run_cli(capsys, "demo", "--load", ckpt, "--cell", cell, "--sample", 5)
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert f"--cell {cell} disagrees with the checkpoint, which has cell lstm" in err
+    # A checkpoint written before --cell existed has no "cell": it holds an nn.RNN.
+    code, _, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 2, "--save", old, *TINY)
+    assert code == 0, err
+    saved = mg.load(old)
+    del saved["config"]["cell"]
+    mg.save(saved, old)
+    code, out, err = run_cli(capsys, "demo", "--load", old, "--sample", 5)
+    assert code == 0 and len(out) == 6, err
+    code, _, err = run_cli(capsys, "demo", "--load", old, "--cell", "lstm", "--sample", 5)
+    assert code == 2 and "which has cell rnn" in err
+
+
 def test_demo_sample_echoes_the_prime_and_ends_the_line(capsys, tmp_path, text_file):
     ckpt = tmp_path / "model.npz"
     code, out, err = run_cli(capsys, "demo", "--text", text_file, "--steps", 20, "--save", ckpt,
@@ -160,6 +203,7 @@ def bad_arguments(tmp_path):
         "too many threads": (["--threads", "100000"], "--threads 100000: set_num_threads"),
         "unknown option": (["--hiddne", "3"], "unrecognized"),
         "graph file type": (["--graph", tmp_path / "graph.jpg"], ".svg"),
+        "unknown cell": (["--cell", "transformer"], "--cell: invalid choice: 'transformer'"),
     }
 
 
@@ -168,7 +212,7 @@ BAD_CASES = ["missing file", "binary file", "not utf-8", "directory", "negative 
              "sample without load", "missing checkpoint", "not a checkpoint", "save into missing dir",
              "unknown option", "graph file type", "save under a file", "save onto a directory",
              "plot onto a directory", "only a BOM", "huge hidden", "huge embed", "too many layers",
-             "too many threads"]
+             "too many threads", "unknown cell"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -342,18 +386,21 @@ def test_out_of_memory_is_one_line(capsys, monkeypatch):
     assert err.startswith("minigrad: error: out of memory: Unable to allocate") and err.count("\n") == 1
 
 
-def test_a_model_too_large_for_memory_is_refused_before_allocating(capsys, monkeypatch, text_file):
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_model_too_large_for_memory_is_refused_before_allocating(capsys, monkeypatch, text_file, cell):
     """Each matrix of a 64-layer, 16384-wide RNN could be allocated on its own, and the kernel's OOM killer
-    would end the run; the whole is refused first, counting parameters as torch does."""
+    would end the run; the whole is refused first, counting parameters as torch does (an LSTM's and a
+    GRU's gates included)."""
     torch = pytest.importorskip("torch")
     # were the check lost, fail here rather than exhaust the machine's memory
     monkeypatch.setattr(demo, "CharRNN", lambda *args: pytest.fail("the model was built"))
     code, out, err = run_cli(capsys, "demo", "--text", text_file, "--hidden", 16384, "--layers", 64,
-                             "--embed", 16384)
+                             "--embed", 16384, "--cell", cell)
     assert code == 2 and out == "" and err.count("\n") == 1
     vocab = len(set(ZEN))
+    recurrent = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
     with torch.device("meta"):  # shapes without memory
-        modules = (torch.nn.Embedding(vocab, 16384), torch.nn.RNN(16384, 16384, 64),
+        modules = (torch.nn.Embedding(vocab, 16384), recurrent(16384, 16384, 64),
                    torch.nn.Linear(16384, vocab))
     count = sum(p.numel() for m in modules for p in m.parameters())
     assert f"the model would have {count:,} parameters" in err and "more than this machine's" in err

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -400,3 +401,86 @@ def test_plot_gradient_through_time(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ModuleNotFoundError, match="pip install matplotlib"):
         plot_gradient_through_time({"run": r}, tmp_path / "h.png")
+
+
+# The ops of one step of each gated cell (counts by op, as ``nn.LSTM`` / ``nn.GRU`` record them): the state's
+# product with W_hh (plus the step's input projection), the gates' split, their activations and products.
+GATED_STEP_OPS = {
+    nn.LSTM: {"AddmmBackward": 1, "SplitBackward": 1, "SigmoidBackward": 3, "TanhBackward": 2, "MulBackward": 3,
+              "AddBackward": 1},
+    # h' = n + z * (h - n), ATen's form of (1 - z) * n + z * h
+    nn.GRU: {"AddmmBackward": 1, "SplitBackward": 2, "SigmoidBackward": 2, "TanhBackward": 1, "MulBackward": 2,
+             "AddBackward": 4, "SubBackward": 1},
+}
+
+
+def gated_graph(cls, layers, bidirectional, steps=4):
+    mg.manual_seed(0)
+    rnn = cls(3, 4, num_layers=layers, bidirectional=bidirectional)
+    out, state = rnn(mg.randn(steps, 2, 3))
+    finals = state if isinstance(state, tuple) else (state,)
+    return parse_dot(viz.to_dot([out.sum()] + [s.sum() for s in finals]))
+
+
+def op_name(label):
+    return label.split("\\n")[0]
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (2, True)])
+def test_gated_cell_nodes_sit_in_their_layer_direction_and_step(cls, layers, bidirectional):
+    nodes, edges, clusters = gated_graph(cls, layers, bidirectional)
+    directions = 2 if bidirectional else 1
+    steps = step_clusters(clusters)
+    assert len(steps) == layers * directions * 4
+
+    def chain_box(layer, d):
+        return f"cluster_layer{layer}_dir{d}" if bidirectional else f"cluster_layer{layer}"
+
+    in_step = {}
+    for name, ids in steps.items():
+        layer, d, t = map(int, re.fullmatch(r"cluster_step_l(\d)_d(\d)_t(\d)", name).groups())
+        ops = Counter(op_name(nodes[i]) for i in ids)
+        assert ops == GATED_STEP_OPS[cls], (name, ops)
+        for i in ids:
+            assert cluster_of(clusters, i, "cluster_layer") == chain_box(layer, d)
+            in_step[i] = (layer, d, t)
+    # every activation and gate product of the recurrence is in a step; every parameter in its chain's box
+    for ident, label in nodes.items():
+        if op_name(label) in ("SigmoidBackward", "TanhBackward", "SplitBackward", "MulBackward"):
+            assert ident in in_step, label
+        named = re.fullmatch(r"\w+_l(\d)(_reverse)?", op_name(label))
+        if named:
+            assert cluster_of(clusters, ident, "cluster_layer") == chain_box(int(named.group(1)),
+                                                                            int(bool(named.group(2))))
+    # an edge between two steps joins consecutive steps of one chain, in the order they ran
+    for a, b in edges:
+        if a in in_step and b in in_step and in_step[a] != in_step[b]:
+            (la, da, ta), (lb, db, tb) = in_step[a], in_step[b]
+            assert (la, da) == (lb, db) and tb == ta + (1 if da == 0 else -1), (in_step[a], in_step[b])
+
+
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (2, True)])
+def test_lstm_cell_state_path_runs_from_step_to_step(layers, bidirectional):
+    # c_t = f_t * c_{t-1} + i_t * g_t: each step's sum (c_t) feeds the next step's product with its forget
+    # gate, which feeds that step's sum -- the additive path an LSTM's gradient travels back along.
+    nodes, edges, clusters = gated_graph(nn.LSTM, layers, bidirectional)
+    ops = {i: op_name(label) for i, label in nodes.items()}
+    where = {i: name for name, ids in step_clusters(clusters).items() for i in ids}
+    feeds = {(a, b) for a, b in edges}
+
+    def cell_state(step):
+        (c,) = [i for i in clusters[step] if ops[i] == "AddBackward"]
+        return c
+
+    for layer in range(layers):
+        for d in range(2 if bidirectional else 1):
+            order = range(4) if d == 0 else range(3, -1, -1)
+            chain = [f"cluster_step_l{layer}_d{d}_t{t}" for t in order]
+            for before, after in zip(chain, chain[1:]):
+                c_prev, c_next = cell_state(before), cell_state(after)
+                forget = [b for a, b in feeds if a == c_prev and where.get(b) == after]
+                assert len(forget) == 1 and ops[forget[0]] == "MulBackward", (before, after)
+                assert (forget[0], c_next) in feeds
+                # c_t also makes h_t = o_t * tanh(c_t) in its own step
+                assert any(ops[b] == "TanhBackward" and where.get(b) == before for a, b in feeds if a == c_prev)

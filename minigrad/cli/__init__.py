@@ -1,7 +1,9 @@
 """The ``minigrad`` command (also ``python -m minigrad``).
 
-- ``minigrad demo``: train a character-level RNN language model on real text and watch it learn.
-- ``minigrad verify``: compare minigrad's RNN with PyTorch's, forward and every gradient, over a grid.
+- ``minigrad demo``: train a character-level RNN language model (``--cell rnn|lstm|gru``) on real text and
+  watch it learn.
+- ``minigrad verify``: compare minigrad's RNN, LSTM and GRU with PyTorch's, forward and every gradient, over a
+  grid.
 - ``minigrad bench``: the benchmark suite's minigrad-versus-PyTorch ratio table.
 - ``minigrad info``: what this build runs on (kernels, ISA, OpenMP, threads, numpy's BLAS).
 

@@ -1,6 +1,7 @@
 """Train a character-level RNN language model and watch it learn.
 
-The model is Embedding -> nn.RNN -> Linear, predicting every next character.  The training text (by default
+The model is Embedding -> nn.RNN (or nn.LSTM / nn.GRU with --cell) -> Linear, predicting every next
+character.  The training text (by default
 the Python standard library's own source, found at run time) is laid out as parallel streams, one per batch
 column, and read in windows of --window steps: truncated BPTT, with the hidden state carried from window to
 window but detached, gradient-norm clipping and Adam.  Every --sample-every steps a sample is generated; at
@@ -32,10 +33,13 @@ EXAMPLES = """examples:
   minigrad demo                                        about a minute on the standard library's source
   minigrad demo --text book.txt --steps 3000 --save book.npz --plot loss.png
   minigrad demo --load book.npz --sample 500 --temperature 0.5 --prime "The "
+  minigrad demo --cell lstm --save lstm.npz           an LSTM instead of an Elman RNN
   minigrad demo --steps 1 --graph window.svg           the autograd graph of one BPTT window"""
 
 CHECKPOINT_FORMAT = "minigrad-demo-char-rnn-1"
 MODEL_DEFAULTS = {"hidden": 256, "layers": 1, "embed": 32}
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per layer: each gate has its own
 # Far beyond what a CPU demo trains in reasonable time; hidden 16384 alone is 1 GiB per weight matrix.  Within
 # these, a model whose training state would not fit in the machine's memory is refused too (check_model_fits).
 MODEL_LIMITS = {"hidden": 16384, "layers": 64, "embed": 16384}
@@ -45,19 +49,20 @@ SAMPLE_LENGTH = 240
 
 
 class CharRNN(nn.Module):
-    """Embedding(vocab, embed) -> RNN(embed, hidden, layers) -> Linear(hidden, vocab).
+    """Embedding(vocab, embed) -> RNN, LSTM or GRU (embed, hidden, layers) -> Linear(hidden, vocab).
 
-    Inputs: ``ids`` (L, B) integer character ids, time-major; ``h`` (layers, B, hidden) or None.
+    Inputs: ``ids`` (L, B) integer character ids, time-major; the state (layers, B, hidden), for an LSTM a
+    pair (h, c) of them, or None.
     Outputs: logits (L, B, vocab) for the next character at every position, and the final state.
     """
 
-    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int) -> None:
+    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int, cell: str = "rnn") -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed)
-        self.rnn = nn.RNN(embed, hidden, num_layers=layers)
+        self.rnn = CELLS[cell](embed, hidden, num_layers=layers)
         self.head = nn.Linear(hidden, vocab_size)
 
-    def forward(self, ids: np.ndarray, h: mg.Tensor | None = None) -> tuple[mg.Tensor, mg.Tensor]:
+    def forward(self, ids: np.ndarray, h: Any = None) -> tuple[mg.Tensor, Any]:
         out, h = self.rnn(self.embed(ids), h)
         return self.head(out), h
 
@@ -67,6 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data and model")
     data.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the Python standard "
                       "library's source files)")
+    data.add_argument("--cell", choices=list(CELLS), help="the recurrent layer: nn.RNN, nn.LSTM or nn.GRU "
+                      "(default rnn; with --load, the checkpoint's)")
     for name, what in (("hidden", "hidden size"), ("layers", "RNN layers"), ("embed", "embedding size")):
         data.add_argument(f"--{name}", type=common.positive_int_up_to(MODEL_LIMITS[name]), metavar="N",
                           help=f"{what} (default {MODEL_DEFAULTS[name]}, at most {MODEL_LIMITS[name]})")
@@ -123,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         vocab, state = CharVocab.from_text(text), None
         config = {key: getattr(args, key) or default for key, default in MODEL_DEFAULTS.items()}
+        config["cell"] = args.cell or "rnn"
         check_model_fits(len(vocab), config)
-        model = CharRNN(len(vocab), config["embed"], config["hidden"], config["layers"])
+        model = CharRNN(len(vocab), config["embed"], config["hidden"], config["layers"], config["cell"])
     prime = _prime(args.prime, vocab)
     train_ids, val_ids = _split(text, source, vocab, args)
     optimizer = mg.optim.Adam(model.parameters(), lr=args.lr)
@@ -139,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {source}: {len(train_ids) + len(val_ids):,} characters, vocabulary {len(vocab)}; "
           f"{len(train_ids):,} for training, {len(val_ids):,} for validation")
     embed, hidden = config["embed"], config["hidden"]
-    print(f"model: Embedding({len(vocab)}, {embed}) -> RNN({embed}, {hidden}, num_layers={config['layers']}) "
-          f"-> Linear({hidden}, {len(vocab)}): {n_params:,} parameters")
+    print(f"model: Embedding({len(vocab)}, {embed}) -> {type(model.rnn).__name__}({embed}, {hidden}, "
+          f"num_layers={config['layers']}) -> Linear({hidden}, {len(vocab)}): {n_params:,} parameters")
     print(f"training: {args.steps} steps of truncated BPTT, {args.streams} streams x {args.window} steps, "
           f"Adam lr {args.lr:g}, " + (f"clip grad norm {args.clip:g}" if args.clip else "no clipping")
           + f", seed {args.seed}; kernels: {mg.config()['backend']}/{mg.config()['isa']}, "
@@ -185,13 +193,13 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Path | None, Path | None
     return save, plot
 
 
-def check_model_fits(vocab_size: int, config: dict[str, int]) -> None:
+def check_model_fits(vocab_size: int, config: dict[str, Any]) -> None:
     """Refuse a model whose float32 parameters, gradients and Adam's two moments alone exceed this machine's
     physical memory: the allocations would each succeed and then end in the kernel's out-of-memory killer,
     not in an error message."""
     embed, hidden, layers = config["embed"], config["hidden"], config["layers"]
-    params = (vocab_size * embed + hidden * (embed + hidden + 2) + (layers - 1) * hidden * (2 * hidden + 2)
-              + (hidden + 1) * vocab_size)
+    recurrent = hidden * (embed + hidden + 2) + (layers - 1) * hidden * (2 * hidden + 2)
+    params = vocab_size * embed + GATES[config["cell"]] * recurrent + (hidden + 1) * vocab_size
     need = params * 4 * 4
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -496,7 +504,8 @@ def save_checkpoint(path: Path, model: CharRNN, vocab: CharVocab, config: dict[s
 def load_checkpoint(path: str, args: argparse.Namespace) -> tuple[CharRNN, CharVocab, dict[str, Any], dict]:
     """(model, vocab, config, {"optimizer": state dict, "step": int}) from ``save_checkpoint``'s file.
 
-    Model sizes come from the checkpoint; a --hidden/--layers/--embed that disagrees is an error.
+    Model sizes and the cell come from the checkpoint; a --hidden/--layers/--embed/--cell that disagrees is
+    an error.  A checkpoint from before --cell existed holds an nn.RNN.
     """
     try:
         ckpt = serialization.load(path)
@@ -510,11 +519,12 @@ def load_checkpoint(path: str, args: argparse.Namespace) -> tuple[CharRNN, CharV
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CLIError(f"--load {path}: a minigrad checkpoint, but not one written by `minigrad demo --save`")
     config = ckpt["config"]
-    for key in MODEL_DEFAULTS:
+    config.setdefault("cell", "rnn")
+    for key in [*MODEL_DEFAULTS, "cell"]:
         given = getattr(args, key)
         if given is not None and given != config[key]:
             raise CLIError(f"--{key} {given} disagrees with the checkpoint, which has {key} {config[key]}")
     vocab = CharVocab(ckpt["vocab"])
-    model = CharRNN(len(vocab), config["embed"], config["hidden"], config["layers"])
+    model = CharRNN(len(vocab), config["embed"], config["hidden"], config["layers"], config["cell"])
     model.load_state_dict(ckpt["model"])
     return model, vocab, config, {"optimizer": ckpt["optimizer"], "step": ckpt["step"]}
