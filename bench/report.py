@@ -455,12 +455,13 @@ def render_text(table: Table) -> str:
     return "\n".join(out)
 
 
-def render_readme(machine: dict[str, Any], summary: list[Summary], how: str, total: str) -> str:
+def render_readme(machine: dict[str, Any], summary: list[Summary], how: str, total: str, mode: str) -> str:
     """The README's Performance table: the machine, then one row per headline case."""
     peak, blas = machine.get("fma_peak_per_core"), machine["numpy_blas"]
     cfg, jx = machine["minigrad"], machine.get("jax") or {}
     forced = blas["OPENBLAS_CORETYPE"]
-    lines = [f"Measured with `python bench/report.py --markdown` on {machine['cpu']}, "
+    command = "python bench/report.py" + ("" if mode == "full" else f" --{mode}") + " --markdown"
+    lines = [f"Measured with `{command}` on {machine['cpu']}, "
              f"{machine['usable_cpus']} CPUs; one core's FMA peak "
              + (f"{peak['f32']:.0f} GFLOP/s f32, {peak['f64']:.0f} f64 ({peak['isa']}, bench/fma_peak.c)"
                 if peak else "not measured"),
@@ -552,8 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     passed, total, errors = summarize(record)
     elapsed = time.perf_counter() - started
 
-    how = (f"Times are medians of up to {args.rounds} interleaved rounds (A B C, C B A, …; the best in "
-           f"parentheses), each round a block of at least {args.block * 1e3:g} ms of back-to-back calls per "
+    how = (f"Times are medians of up to {args.rounds} interleaved rounds (A B C, C B A, …), each round a block of at least {args.block * 1e3:g} ms of back-to-back calls per "
            f"library after {args.gap:g} s idle; after {args.budget:g} s a case starts no new round once it "
            "has 3. vs X = X's time ÷ minigrad's: above 1× minigrad is faster.")
     load = harness.load_average()
@@ -561,10 +561,10 @@ def main(argv: list[str] | None = None) -> int:
         f" ({args.mode} run, {elapsed:.0f} s" + (f"; load average at the end {load[0]}" if load else "") + \
         ")."
     if args.markdown:
-        print(render_readme(machine, summary, how.split(" vs X")[0], f"**{verdict}**"))
+        print(render_readme(machine, summary, how.split(" vs X")[0], f"**{verdict}**", args.mode))
     else:
         print("\n".join(harness.describe(machine)))
-        print(how + "\n")
+        print(how + " The best round is in parentheses.\n")
         print("\n\n".join(render_text(t) for t in tables))
         print("\n" + verdict)
     if args.json:
