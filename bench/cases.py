@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import minigrad as mg
+from bench import jax_peer
 from minigrad import nn as mnn
 from minigrad import tbptt
 from minigrad.nn import functional as mF
@@ -45,6 +46,7 @@ class Case:
     per: int = 1                              # the time shown is per call / per (e.g. per graph node)
     per_what: str = "call"
     fixed_rounds: int | None = None           # stateful cases: exactly this many single calls, no calibration
+    min_loops: int = 1                        # calls per timed block at least (a training loop's steps)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,8 +132,13 @@ MATMUL_SHAPES_QUICK = [(64, 64, 64, False), (256, 256, 256, False), (32, 128, 12
                        (64, 256, 256, True)]
 
 
-def matmul_cases(quick: bool = False) -> list[Case]:
-    if quick:  # n = 1024 in float32 only
+MATMUL_SHAPES_SMOKE = [(64, 64, 64, False), (32, 128, 128, True)]
+
+
+def matmul_cases(mode: str = "full") -> list[Case]:
+    if mode == "smoke":
+        return [matmul_case(F32, *shape, t) for shape in MATMUL_SHAPES_SMOKE for t in THREADS]
+    if mode == "quick":  # n = 1024 in float32 only
         return [matmul_case(dtype, *shape, t) for dtype in (F32, F64)
                 for shape in MATMUL_SHAPES_QUICK + [(1024, 1024, 1024, False)] * (dtype == F32) for t in THREADS]
     return [matmul_case(dtype, *shape, t) for dtype in (F32, F64) for shape in MATMUL_SHAPES for t in THREADS]
@@ -191,8 +198,10 @@ def tanh_case(dtype, size: int, nthreads: int) -> Case:
 TANH_SIZES = [1 << 10, 1 << 14, 1 << 18, 1 << 22]
 
 
-def tanh_cases(quick: bool = False) -> list[Case]:
-    sizes = [1 << 10, 1 << 18, 1 << 22] if quick else TANH_SIZES
+def tanh_cases(mode: str = "full") -> list[Case]:
+    if mode == "smoke":
+        return [tanh_case(F32, 1 << 14, t) for t in THREADS]
+    sizes = [1 << 10, 1 << 18, 1 << 22] if mode == "quick" else TANH_SIZES
     return [tanh_case(dtype, s, t) for dtype in (F32, F64) for s in sizes for t in THREADS]
 
 
@@ -260,11 +269,11 @@ def _engine_chain_case() -> Case:
                 per=2 * CHAIN_PAIRS, per_what="node", meta={"what": "chain"})
 
 
-def engine_cases(quick: bool = False) -> list[Case]:
+def engine_cases(mode: str = "full") -> list[Case]:
     return [_engine_add_case(), _engine_chain_case()]
 
 
-# ---- RNN training step -------------------------------------------------------------------------------
+# ---- recurrent training step (RNN, LSTM, GRU) ---------------------------------------------------------
 
 @dataclass(frozen=True)
 class RNNConfig:
@@ -292,34 +301,63 @@ class RNNConfig:
 
 RNN_CONFIGS = [RNNConfig(32, 64, 64, 128, 1, False), RNNConfig(32, 64, 64, 128, 2, True),
                RNNConfig(64, 128, 128, 256, 2, True)]
+RNN_SMOKE_CONFIG = RNNConfig(4, 8, 8, 16, 1, False)
 RNN_LR = 0.01
+RNN_THREADS = 2          # every library, JAX included (bench/report.py limits the CPU affinity to match)
+RNN_MIN_LOOPS = 10       # steps per timed block: waking threads and clocks amortised as in a training loop
+RECURRENT = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}  # kind -> the class in torch.nn / minigrad.nn
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-def _rnn_data(cfg: RNNConfig) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Initial weights (torch's initialisation, seeded, float64), input (T, B, I) and target."""
-    torch.manual_seed(cfg.hidden * 31 + cfg.layers)
-    ref = torch.nn.RNN(cfg.inputs, cfg.hidden, cfg.layers, bidirectional=cfg.bidirectional, dtype=torch.float64)
+def step_flops(kind: str, cfg: RNNConfig) -> float:
+    """Floating-point operations of the matrix products in one training step (2 per multiply-add);
+    elementwise work (activations, biases, the loss, SGD) is left out, so the time they imply is a bound.
+
+    For each layer and direction, with G = 4 H (LSTM), 3 H (GRU) or H gate columns and I the layer's input
+    width: forward, the input projection of all T steps (T·B × I @ I × G) and T - 1 recurrent products
+    (B × H @ H × G; the first step's state is zero); backward, W_ih's gradient (I × T·B @ T·B × G), the
+    input's gradient (T·B × G @ G × I) except in the first layer (the data needs none), the state's gradient
+    through W_hh and W_hh's gradient, T - 1 steps each.
+    """
+    g = GATES[kind] * cfg.hidden
+    rows = cfg.steps * cfg.batch
+    rec = (cfg.steps - 1) * cfg.batch
+    total = 0.0
+    for layer in range(cfg.layers):
+        width = cfg.inputs if layer == 0 else cfg.directions * cfg.hidden
+        projections = 2 if layer == 0 else 3       # forward, W_ih's gradient (and the input's)
+        total += cfg.directions * (projections * 2.0 * rows * width * g + 3 * 2.0 * rec * cfg.hidden * g)
+    return total
+
+
+def _rnn_data(kind: str, cfg: RNNConfig) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Initial weights (torch's initialisation, seeded, float64), input (T, B, I) and the loss's weights w
+    of ``(out * w).sum()``."""
+    torch.manual_seed(cfg.hidden * 31 + cfg.layers + 7 * GATES[kind])
+    ref = getattr(torch.nn, RECURRENT[kind])(cfg.inputs, cfg.hidden, cfg.layers,
+                                             bidirectional=cfg.bidirectional, dtype=torch.float64)
     state = {k: v.detach().numpy().copy() for k, v in ref.state_dict().items()}
     rng = _rng(cfg.batch, cfg.steps, cfg.hidden)
     x = rng.standard_normal((cfg.steps, cfg.batch, cfg.inputs))
-    y = rng.standard_normal((cfg.steps, cfg.batch, cfg.directions * cfg.hidden)) * 0.5
-    return state, x, y
+    w = rng.standard_normal((cfg.steps, cfg.batch, cfg.directions * cfg.hidden)) * 0.01
+    return state, x, w
 
 
-def _torch_rnn_step(cfg: RNNConfig, dtype):
-    """A torch.nn.RNN training step with the case's weights; returns (step, named parameters)."""
-    state, x0, y0 = _rnn_data(cfg)
+def _torch_rnn_step(kind: str, cfg: RNNConfig, dtype):
+    """A torch.nn.RNN/LSTM/GRU training step with the case's weights; returns (loss, named parameters)."""
+    state, x0, w0 = _rnn_data(kind, cfg)
     td = TORCH_DTYPE[dtype]
-    model = torch.nn.RNN(cfg.inputs, cfg.hidden, cfg.layers, bidirectional=cfg.bidirectional, dtype=td)
+    model = getattr(torch.nn, RECURRENT[kind])(cfg.inputs, cfg.hidden, cfg.layers,
+                                               bidirectional=cfg.bidirectional, dtype=td)
     model.load_state_dict({k: torch.tensor(v, dtype=td) for k, v in state.items()})
     opt = torch.optim.SGD(model.parameters(), lr=RNN_LR)
-    x, y = torch.tensor(x0, dtype=td), torch.tensor(y0, dtype=td)
+    x, w = torch.tensor(x0, dtype=td), torch.tensor(w0, dtype=td)
     params = dict(model.named_parameters())
 
     def step():
         opt.zero_grad()
         out, _ = model(x)
-        loss = torch.nn.functional.mse_loss(out, y)
+        loss = (out * w).sum()
         loss.backward()
         opt.step()
         return loss, params
@@ -329,7 +367,7 @@ def _torch_rnn_step(cfg: RNNConfig, dtype):
 def _torch_cell_step(cfg: RNNConfig, dtype):
     """The same network as torch.nn.RNN, unrolled by hand over torch.nn.RNNCell: one cell per (layer,
     direction), the per-step graph that minigrad records."""
-    state, x0, y0 = _rnn_data(cfg)
+    state, x0, w0 = _rnn_data("rnn", cfg)
     td = TORCH_DTYPE[dtype]
     cells, params = [], {}
     for layer in range(cfg.layers):
@@ -345,7 +383,7 @@ def _torch_cell_step(cfg: RNNConfig, dtype):
             row.append(cell)
         cells.append(row)
     opt = torch.optim.SGD(list(params.values()), lr=RNN_LR)
-    x, y = torch.tensor(x0, dtype=td), torch.tensor(y0, dtype=td)
+    x, w = torch.tensor(x0, dtype=td), torch.tensor(w0, dtype=td)
     h0 = torch.zeros(cfg.batch, cfg.hidden, dtype=td)
 
     def step():
@@ -359,32 +397,38 @@ def _torch_cell_step(cfg: RNNConfig, dtype):
                     h = seq[t] = cell(xs[t], h)
                 outs.append(torch.stack(seq))
             inp = torch.cat(outs, 2) if len(outs) == 2 else outs[0]
-        loss = torch.nn.functional.mse_loss(inp, y)
+        loss = (inp * w).sum()
         loss.backward()
         opt.step()
         return loss, params
     return step
 
 
-def _minigrad_rnn_step(cfg: RNNConfig, dtype):
-    state, x0, y0 = _rnn_data(cfg)
-    model = mnn.RNN(cfg.inputs, cfg.hidden, cfg.layers, bidirectional=cfg.bidirectional, dtype=dtype)
+def _minigrad_rnn_step(kind: str, cfg: RNNConfig, dtype):
+    state, x0, w0 = _rnn_data(kind, cfg)
+    model = getattr(mnn, RECURRENT[kind])(cfg.inputs, cfg.hidden, cfg.layers, bidirectional=cfg.bidirectional,
+                                          dtype=dtype)
     model.load_state_dict(state)
     opt = mg.optim.SGD(model.parameters(), lr=RNN_LR)
-    x, y = mg.tensor(x0.astype(dtype)), mg.tensor(y0.astype(dtype))
+    x, w = mg.tensor(x0.astype(dtype)), mg.tensor(w0.astype(dtype))
     params = dict(model.named_parameters())
 
     def step():
         opt.zero_grad()
         out, _ = model(x)
-        loss = mF.mse_loss(out, y)
+        loss = (out * w).sum()
         loss.backward()
         opt.step()
         return loss, params
     return step
 
 
-_RNN_REFERENCE: dict[RNNConfig, tuple] = {}
+def _jax_rnn_step(kind: str, cfg: RNNConfig, dtype):
+    state, x0, w0 = _rnn_data(kind, cfg)
+    return jax_peer.rnn_step(kind, cfg.layers, cfg.directions, state, x0, w0, RNN_LR, dtype)
+
+
+_RNN_REFERENCE: dict[tuple[str, RNNConfig], tuple] = {}
 
 
 @contextmanager
@@ -398,14 +442,14 @@ def _torch_one_thread() -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def rnn_reference(cfg: RNNConfig) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """One float64 torch.nn.RNN training step from the case's weights: (loss, gradients, updated weights)."""
-    if cfg not in _RNN_REFERENCE:
+def rnn_reference(kind: str, cfg: RNNConfig) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One float64 torch training step from the case's weights: (loss, gradients, updated weights)."""
+    if (kind, cfg) not in _RNN_REFERENCE:
         with _torch_one_thread():
-            loss, params = _torch_rnn_step(cfg, F64)()
-        _RNN_REFERENCE[cfg] = (loss.item(), {k: p.grad.numpy().copy() for k, p in params.items()},
-                               {k: p.detach().numpy().copy() for k, p in params.items()})
-    return _RNN_REFERENCE[cfg]
+            loss, params = _torch_rnn_step(kind, cfg, F64)()
+        _RNN_REFERENCE[kind, cfg] = (loss.item(), {k: p.grad.numpy().copy() for k, p in params.items()},
+                                     {k: p.detach().numpy().copy() for k, p in params.items()})
+    return _RNN_REFERENCE[kind, cfg]
 
 
 def _close(actual, expected, dtype, what: str) -> None:
@@ -417,33 +461,57 @@ def _close(actual, expected, dtype, what: str) -> None:
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
 
 
-def _check_rnn(cfg: RNNConfig, dtype) -> Callable[[str, Any], None]:
+def _check_rnn(kind: str, cfg: RNNConfig, dtype) -> Callable[[str, Any], None]:
+    """Loss, every gradient and every updated weight against float64 torch: minigrad, torch and JAX pass
+    the same check, so JAX's step is verified to compute what minigrad's does before either is timed."""
     def check(impl: str, result: Any) -> None:
-        loss, params = result
-        ref_loss, ref_grads, ref_values = rnn_reference(cfg)
-        assert sorted(params) == sorted(ref_values), f"{impl}: parameters {sorted(params)}"
+        if impl == "jax":  # (loss, gradients, updated weights) as JAX arrays
+            loss, grads, values = result
+        else:
+            loss, params = result
+            missing = [name for name, p in params.items() if p.grad is None]
+            assert not missing, f"{impl}: no gradient for {missing}"
+            grads = {name: p.grad for name, p in params.items()}
+            values = params
+        ref_loss, ref_grads, ref_values = rnn_reference(kind, cfg)
+        assert sorted(values) == sorted(ref_values), f"{impl}: parameters {sorted(values)}"
         _close(as_numpy(loss), ref_loss, dtype, f"{impl}: loss")
-        for name, p in params.items():
-            assert p.grad is not None, f"{impl}: {name} has no gradient"
-            _close(as_numpy(p.grad), ref_grads[name], dtype, f"{impl}: gradient of {name}")
-            _close(as_numpy(p), ref_values[name], dtype, f"{impl}: {name} after the SGD step")
+        for name in ref_values:
+            _close(as_numpy(grads[name]), ref_grads[name], dtype, f"{impl}: gradient of {name}")
+            _close(as_numpy(values[name]), ref_values[name], dtype, f"{impl}: {name} after the SGD step")
     return check
 
 
-def rnn_case(cfg: RNNConfig, dtype) -> Case:
+def rnn_case(cfg: RNNConfig, dtype, kind: str = "rnn") -> Case:
+    """One training step (zero_grad, forward, loss ``(out * w).sum()``, backward, SGD) on every library,
+    2 threads each.  A recurrent layer minigrad does not have yet gives a case with no implementations and
+    ``meta['unavailable']`` saying so; JAX's implementation is there when JAX is installed
+    (``meta['jax_unavailable']`` says how to get it otherwise)."""
     name = {F32: "f32", F64: "f64"}[dtype]
-    impls = {"minigrad": lambda: _minigrad_rnn_step(cfg, dtype), "torch": lambda: _torch_rnn_step(cfg, dtype)}
-    if cfg.hidden <= 128:  # the issue compares with an RNNCell loop at H <= 128
-        impls["torch-cell"] = lambda: _torch_cell_step(cfg, dtype)
-    return Case(id=f"rnn-{name}-{cfg.key}", family="rnn",
-                title=f"RNN training step {name}, {cfg.label}", impls=impls, check=_check_rnn(cfg, dtype),
-                meta={"dtype": name, "config": cfg.label, "hidden": cfg.hidden, "key": cfg.key})
+    cls = RECURRENT[kind]
+    meta = {"dtype": name, "kind": kind, "config": cfg.label, "hidden": cfg.hidden, "key": cfg.key,
+            "flops": step_flops(kind, cfg), "jax_unavailable": jax_peer.unavailable_reason(),
+            "unavailable": None if hasattr(mnn, cls) else
+            f"not available: minigrad.nn.{cls} does not exist yet"}
+    impls: dict[str, Callable[[], Callable[[], Any]]] = {}
+    if meta["unavailable"] is None:
+        impls["minigrad"] = lambda: _minigrad_rnn_step(kind, cfg, dtype)
+        impls["torch"] = lambda: _torch_rnn_step(kind, cfg, dtype)
+        if kind == "rnn" and cfg.hidden <= 128:  # the issue compares with an RNNCell loop at H <= 128
+            impls["torch-cell"] = lambda: _torch_cell_step(cfg, dtype)
+        if meta["jax_unavailable"] is None:
+            impls["jax"] = lambda: _jax_rnn_step(kind, cfg, dtype)
+    return Case(id=f"{kind}-{name}-{cfg.key}", family="rnn", title=f"{cls} training step {name}, {cfg.label}",
+                impls=impls, check=_check_rnn(kind, cfg, dtype), threads=RNN_THREADS, work=meta["flops"],
+                min_loops=RNN_MIN_LOOPS, meta=meta)
 
 
-def rnn_cases(quick: bool = False) -> list[Case]:
-    if quick:  # the one-layer configuration in float32
-        return [rnn_case(RNN_CONFIGS[0], F32)]
-    return [rnn_case(cfg, dtype) for dtype in (F32, F64) for cfg in RNN_CONFIGS]
+def rnn_cases(mode: str = "full") -> list[Case]:
+    if mode == "smoke":  # a tiny network, each kind once
+        return [rnn_case(RNN_SMOKE_CONFIG, F32, kind) for kind in RECURRENT]
+    if mode == "quick":  # the one-layer configuration in float32
+        return [rnn_case(RNN_CONFIGS[0], F32, kind) for kind in RECURRENT]
+    return [rnn_case(cfg, dtype, kind) for kind in RECURRENT for dtype in (F32, F64) for cfg in RNN_CONFIGS]
 
 
 # ---- truncated BPTT ----------------------------------------------------------------------------------
@@ -580,8 +648,9 @@ def tbptt_case(late: int = TBPTT_LATE, rounds: int = 12) -> Case:
                 check=check, fixed_rounds=rounds, per_what="window", meta={"late": late})
 
 
-def tbptt_cases(quick: bool = False) -> list[Case]:
-    return [tbptt_case(late=30 if quick else TBPTT_LATE, rounds=6 if quick else 16)]
+def tbptt_cases(mode: str = "full") -> list[Case]:
+    late, rounds = {"smoke": (3, 2), "quick": (30, 6)}.get(mode, (TBPTT_LATE, 16))
+    return [tbptt_case(late=late, rounds=rounds)]
 
 
 def _rss() -> int:
@@ -615,6 +684,7 @@ def tbptt_memory(late: int = TBPTT_LATE, windows: int = 5) -> dict[str, Any]:
             retained.append(current)
         phases[phase] = {"first_window": start, "peak": int(np.median(peaks)),
                          "retained": int(np.median(retained)), "rss": _rss()}
+    phases["windows"] = windows
     return phases
 
 
@@ -624,5 +694,5 @@ FAMILIES = {"matmul": matmul_cases, "tanh": tanh_cases, "engine": engine_cases, 
             "tbptt": tbptt_cases}
 
 
-def all_cases(quick: bool = False, families: list[str] | None = None) -> list[Case]:
-    return [case for fam in (families or FAMILIES) for case in FAMILIES[fam](quick)]
+def all_cases(mode: str = "full", families: list[str] | None = None) -> list[Case]:
+    return [case for fam in (families or FAMILIES) for case in FAMILIES[fam](mode)]

@@ -110,15 +110,20 @@ def calibrate(fn: Callable[[], Any], min_block: float) -> int:
 def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, min_block: float,
                 fixed_loops: int | None = None,
                 around: dict[str, Callable[[], AbstractContextManager[Any]]] | None = None,
-                budget: float | None = None) -> dict[str, dict[str, float]]:
+                budget: float | None = None, gap: float = 0.0,
+                min_loops: int = 1) -> dict[str, dict[str, float]]:
     """Time every callable in ``fns`` in interleaved rounds, A B C then C B A, so that the machine's
     background load falls on all of them alike.
 
     Each round times one block per callable (``fixed_loops`` calls, or as many as make ``min_block``
-    seconds); ``around[name]()`` is entered around that callable's blocks (e.g. another thread count).
+    seconds but at least ``min_loops``, so that waking threads and clocks is amortised);
+    ``around[name]()`` is entered around that callable's blocks (e.g. another thread count).
     After ``budget`` seconds no new round starts once 3 are done: on a busy machine a 2-thread round can take
     100x its best, and the best of fewer rounds is still a fair ratio.
-    Each block starts once the previous one's worker threads have stopped spinning (``quiesce``).
+    Each block starts after ``gap`` idle seconds and once the previous one's worker threads have stopped
+    spinning (``quiesce``): a block measured right after another library's keeps losing a core to that
+    library's spinning workers, and the idle gap lets them park as a user's program rarely calls two
+    libraries back to back.
     Returns per name: ``best`` and ``median`` seconds per call over the rounds, ``rounds``, ``loops``.
     The garbage collector stays on (it is part of what an autograd graph costs) but starts each case empty.
     """
@@ -128,7 +133,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, min_block: float
     loops = {}
     for name, fn in fns.items():
         with around.get(name, nullcontext)():
-            loops[name] = fixed_loops or calibrate(fn, min_block)
+            loops[name] = fixed_loops or max(min_loops, calibrate(fn, min_block))
     samples: dict[str, list[float]] = {name: [] for name in fns}
     order = list(fns)
     for r in range(rounds):
@@ -136,6 +141,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, min_block: float
             break
         for name in order if r % 2 == 0 else order[::-1]:
             with around.get(name, nullcontext)():
+                time.sleep(gap)
                 quiesce()
                 samples[name].append(_block(fns[name], loops[name]))
     return {name: {"best": min(s), "median": statistics.median(s), "rounds": len(s), "loops": loops[name]}
@@ -204,30 +210,59 @@ def openmp_runtime() -> dict[str, Any]:
             "loaded_before_bench": bench.LOADED_BEFORE_BENCH}
 
 
-def fma_peak() -> dict[str, Any] | None:
+def fma_peak(again: bool = False) -> dict[str, Any] | None:
     """One core's measured FMA peak, {'f32', 'f64' (GFLOP/s), 'isa'}: bench/fma_peak.c compiled with the C
-    compiler Python was built with and run once per process.  None when there is no compiler or no x86-64."""
+    compiler Python was built with and run once per process, or once more with ``again`` (each figure is
+    the larger of the runs: a busy moment can only make a run slower).  None when there is no compiler or
+    no x86-64."""
     global _FMA_PEAK
-    if _FMA_PEAK is not False:
+    if _FMA_PEAK is not False and not (again and _FMA_PEAK):
         return _FMA_PEAK
-    _FMA_PEAK = None
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     tmp = tempfile.mkdtemp()
+    peak = None
     try:
         exe = os.path.join(tmp, "fma_peak")
-        if subprocess.run(cc + ["-O2", src, "-o", exe], capture_output=True).returncode == 0:
-            out = subprocess.run([exe], capture_output=True, text=True, timeout=60).stdout.split()
-            if len(out) == 5 and out[0] == "f32" and out[2] == "f64":
-                _FMA_PEAK = {"f32": float(out[1]), "f64": float(out[3]), "isa": out[4]}
-    except (OSError, subprocess.SubprocessError, ValueError):
+        if subprocess.run(cc + ["-O2", src, "-o", exe], check=False, capture_output=True).returncode == 0:
+            out = subprocess.run([exe], check=False, capture_output=True, text=True, timeout=60).stdout
+            peak = parse_fma_peak(out)
+    except (OSError, subprocess.SubprocessError):
         pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if _FMA_PEAK and peak:
+        peak = {"f32": max(peak["f32"], _FMA_PEAK["f32"]), "f64": max(peak["f64"], _FMA_PEAK["f64"]),
+                "isa": peak["isa"]}
+    _FMA_PEAK = peak or _FMA_PEAK or None
     return _FMA_PEAK
 
 
 _FMA_PEAK: Any = False
+
+
+def parse_fma_peak(out: str) -> dict[str, Any] | None:
+    """fma_peak.c's output, ``f32 <GFLOP/s> f64 <GFLOP/s> <isa>``, as {'f32', 'f64', 'isa'}; None for
+    anything else (no output off x86-64, a garbled line, a peak that is not a positive number)."""
+    words = out.split()
+    if len(words) != 5 or words[0] != "f32" or words[2] != "f64":
+        return None
+    try:
+        f32, f64 = float(words[1]), float(words[3])
+    except ValueError:
+        return None
+    if not (0 < f32 < float("inf") and 0 < f64 < float("inf")):
+        return None
+    return {"f32": f32, "f64": f64, "isa": words[4]}
+
+
+def jax_info() -> dict[str, Any]:
+    """JAX's version and XLA's CPU thread count, when ``bench.jax_peer`` has loaded JAX; else why not."""
+    from bench import jax_peer
+
+    if not jax_peer.loaded():
+        return {"error": jax_peer.unavailable_reason() or "not used in this run"}
+    return {"version": jax_peer.version(), "threads": jax_peer.xla_threads()}
 
 
 def load_average() -> list[float] | None:
@@ -241,6 +276,7 @@ def load_average() -> list[float] | None:
 def machine() -> dict[str, Any]:
     """The machine and every library's configuration, recorded with each run."""
     model, cores = platform.processor() or "unknown", None
+    ident: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -250,8 +286,13 @@ def machine() -> dict[str, Any]:
                     model = value.strip()
                 elif key == "cpu cores" and cores is None:
                     cores = int(value)
+                elif key in ("cpu family", "model") and key not in ident:
+                    ident[key] = value.strip()
     except OSError:
         pass
+    # a VM may name the CPU only "AMD EPYC": family and model tell the generation (25/17: Zen 4)
+    if ident:
+        model += f" (family {ident.get('cpu family', '?')}, model {ident.get('model', '?')})"
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -272,11 +313,12 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "openmp": openmp_runtime(),
+        "jax": jax_info(),
         "fma_peak_per_core": fma_peak(),
         "load_average": load_average(),
         "threadpoolctl": threadpoolctl.__version__ if threadpoolctl is not None else None,
         "env": {k: os.environ[k] for k in sorted(os.environ)
-                if k.startswith(("OPENBLAS_", "OMP_", "MINIGRAD_", "MKL_", "GOMP_"))},
+                if k.startswith(("OPENBLAS_", "OMP_", "MINIGRAD_", "MKL_", "GOMP_", "XLA_"))},
     }
 
 
@@ -285,9 +327,9 @@ def describe(m: dict[str, Any]) -> list[str]:
     cfg, blas = m["minigrad"], m["numpy_blas"]
     cpu = (f"CPU: {m['cpu']}, {m['physical_cores']} cores ({m['usable_cpus']} usable CPUs), "
            f"{' '.join(m['isa_flags'])}")
+    parallel = {"pool": "its own pthread pool", "none": "no threading"}.get(cfg["parallel"], cfg["parallel"])
     mini = (f"minigrad {cfg['version']}: backend {cfg['backend']}, ISA path {cfg['isa']}, "
-            + (f"{cfg['num_threads']} threads on its own pool" if cfg["parallel"] == "pool"
-               else "single-threaded kernels")
+            f"{cfg['num_threads']} threads, threading backend {parallel}"
             + (", caching allocator" if cfg.get("caching_allocator") else ", numpy's allocator"))
     numpy = (f"numpy {m['numpy']}: {blas.get('internal_api')} {blas.get('version')}, kernel "
              f"{blas.get('architecture')} (OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']}), "
@@ -304,7 +346,10 @@ def describe(m: dict[str, Any]) -> list[str]:
     peak = m.get("fma_peak_per_core")
     peakl = (f"one core's FMA peak, measured (bench/fma_peak.c, {peak['isa']}): {peak['f32']:.0f} GFLOP/s f32, "
              f"{peak['f64']:.0f} f64" if peak else "one core's FMA peak: not measured (no C compiler or not x86-64)")
-    lines = [cpu, peakl, mini, numpy, tor, ompl, py]
+    jx = m.get("jax") or {}
+    jaxl = (f"JAX {jx['version']} (jit, XLA CPU): {jx['threads']} threads (XLA sizes its pool from the "
+            "process's CPU affinity)" if jx.get("version") else f"JAX: {jx.get('error', 'not loaded')}")
+    lines = [cpu, peakl, mini, numpy, tor, jaxl, ompl, py]
     load = m.get("load_average")
     if load:
         busy = load[0] > 0.5 * (m["usable_cpus"] or 1)

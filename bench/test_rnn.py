@@ -1,5 +1,6 @@
-"""RNN training step (forward, backward, SGD step) with the same weights: minigrad.nn.RNN vs torch.nn.RNN
-vs a torch.nn.RNNCell loop (H <= 128), float32 and float64."""
+"""Recurrent training step (forward, loss (out * w).sum(), backward, SGD step) with the same weights:
+minigrad's nn.RNN / LSTM / GRU vs torch's vs JAX-jit (when installed), and a torch.nn.RNNCell loop for RNN
+at H <= 128, float32 and float64.  Layers minigrad does not have yet have no benchmarks."""
 import pytest
 
 from bench.cases import rnn_cases

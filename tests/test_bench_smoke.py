@@ -2,10 +2,9 @@
 its result is checked (against float64/long-double numpy or float64 torch) -- no time is measured or
 asserted.  The cases are the very definitions ``pytest bench/`` and ``bench/report.py`` time.
 
-Also: minigrad's results are bitwise identical with 1 and 2 threads, a TBPTT window's memory does not grow
-with its position, and ``bench/report.py`` renders its tables.
+Also: minigrad's results are bitwise identical with 1 and 2 threads, and a TBPTT window's memory does not
+grow with its position.  ``tests/test_bench_harness.py`` runs ``bench/report.py --smoke``.
 """
-import json
 import sys
 from pathlib import Path
 
@@ -23,8 +22,10 @@ CASES = [c for fam in ("matmul", "tanh", "engine", "rnn") for c in cases.FAMILIE
 CASES.append(cases.tbptt_case(late=30, rounds=1))
 
 
+# JAX's steps are checked in a child process by tests/test_bench_harness.py: JAX's threads in this process
+# would make the suite's later os.fork() calls warn
 @pytest.mark.parametrize("case,impl", [pytest.param(c, impl, id=f"{c.id}-{impl.replace(' ', '-')}")
-                                       for c in CASES for impl in c.impls])
+                                       for c in CASES for impl in c.impls if impl != "jax"])
 def test_benchmarked_call_is_right(case, impl):
     # cases timed at the libraries' default thread counts (RNN, TBPTT) run on one thread here: the
     # results do not depend on it, and a busy CI machine makes idle OpenMP threads spin
@@ -50,15 +51,3 @@ def test_tbptt_window_memory_flat():
     early, late = mem["early"], mem["late"]
     assert late["peak"] <= report.TBPTT_PEAK_FLAT * early["peak"] + report.TBPTT_RETAINED_SLACK, mem
     assert late["retained"] <= early["retained"] + report.TBPTT_RETAINED_SLACK, mem
-
-
-def test_report_renders(tmp_path, capsys):
-    out = tmp_path / "report.json"
-    status = report.main(["--only", "engine", "--rounds", "1", "--block", "0.0005", "--markdown",
-                          "--json", str(out)])
-    assert status == 0
-    text = capsys.readouterr().out
-    assert "| add (1, 4) + (1, 4), one requires grad |" in text and "targets met" in text
-    data = json.loads(out.read_text())
-    assert data["machine"]["minigrad"]["backend"] and {c["id"] for c in data["cases"]} == {
-        "engine-add-1x4", "engine-chain-4000"}

@@ -2,7 +2,8 @@
 
 The suite lives in the source tree (``bench/``), not in the installed package: run this from a checkout.
 ``bench/report.py`` prints the ratio table; without it, the suite runs under pytest-benchmark.  Any other
-arguments are passed on to it, e.g. ``minigrad bench --quick`` or ``minigrad bench --only rnn --markdown``.
+arguments are passed on to it, e.g. ``minigrad bench --smoke`` (seconds), ``minigrad bench --quick`` or
+``minigrad bench --only rnn --markdown``; ``pip install -e ".[bench]"`` adds JAX as a peer.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import minigrad
 from minigrad.cli.common import CLIError
 
-HELP = "run the benchmark suite's minigrad/PyTorch ratio table (source checkout)"
+HELP = "run the benchmark suite's ratio table against numpy, PyTorch and JAX (source checkout)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,148 @@
+"""The benchmark harness's own logic (``bench/``): what the report's figures rest on -- the thread limits,
+the FLOP count behind "% of FLOP bound", the parse of the measured peak, blocks and idle gaps, the
+JAX peer's agreement with torch, and the smoke mode of the report."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # bench/ lives beside the package, not inside it
+    sys.path.insert(0, str(ROOT))
+
+import minigrad as mg
+from bench import cases, harness, jax_peer, report
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def _numpy_blas_threads():
+    pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    mine = [p for p in pools if "numpy" in p["filepath"]] or pools
+    return mine[0]["num_threads"]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_threads_limit_numpy_blas_torch_and_minigrad_then_restore(n):
+    before = (_numpy_blas_threads(), torch.get_num_threads(), mg.get_num_threads())
+    with harness.threads(n):
+        # threadpoolctl reads the count back from OpenBLAS itself: the limit really reached numpy's BLAS
+        assert (_numpy_blas_threads(), torch.get_num_threads(), mg.get_num_threads()) == (n, n, n)
+        assert harness.thread_counts() == {"minigrad": n, "torch": n, "numpy": n}
+    assert (_numpy_blas_threads(), torch.get_num_threads(), mg.get_num_threads()) == before
+
+
+def test_rnn_step_flops_by_hand():
+    # B=32 T=64 I=64 H=128, one layer: forward x @ W_ih (2·T·B·I·H) and 63 steps of h @ W_hh (2·63·B·H·H);
+    # backward W_ih's gradient (2·T·B·I·H), and the state's gradient and W_hh's over 63 steps (2 x 2·63·B·H·H)
+    cfg = cases.RNNConfig(32, 64, 64, 128, 1, False)
+    by_hand = 2 * (2 * 64 * 32 * 64 * 128) + 3 * (2 * 63 * 32 * 128 * 128)
+    assert by_hand == 265_289_728
+    assert cases.step_flops("rnn", cfg) == by_hand
+    # LSTM: four gate blocks of H columns, everything four times wider
+    assert cases.step_flops("lstm", cfg) == 4 * by_hand
+    assert cases.step_flops("gru", cfg) == 3 * by_hand
+
+
+def test_rnn_step_flops_second_bidirectional_layer_by_hand():
+    # layer 2 reads both directions (width 2H) and also passes its input's gradient down
+    cfg = cases.RNNConfig(2, 3, 5, 7, 2, True)
+    layer0 = 2 * (2 * (2 * 6 * 5 * 7) + 3 * (2 * 2 * 2 * 7 * 7))
+    layer1 = 2 * (3 * (2 * 6 * 14 * 7) + 3 * (2 * 2 * 2 * 7 * 7))
+    assert cases.step_flops("rnn", cfg) == layer0 + layer1
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("f32 117.3 f64 58.1 avx512\n", {"f32": 117.3, "f64": 58.1, "isa": "avx512"}),
+    ("f32 60 f64 30 avx2", {"f32": 60.0, "f64": 30.0, "isa": "avx2"}),
+    ("", None),                                  # not x86-64: the program prints nothing
+    ("f32 117.3 f64 avx512", None),              # a field missing
+    ("f64 58.1 f32 117.3 avx512", None),         # swapped
+    ("f32 nan f64 58.1 avx512", None),
+    ("f32 0.0 f64 58.1 avx512", None),
+    ("f32 1e400 f64 58.1 avx512", None),
+    ("f32 fast f64 58.1 avx512", None),
+])
+def test_fma_peak_parse(text, expected):
+    assert harness.parse_fma_peak(text) == expected
+
+
+def test_interleaved_blocks_hold_min_loops_and_idle_gap_and_report_median():
+    calls = {"a": 0, "b": 0}
+
+    def make(name):
+        def fn():
+            calls[name] += 1
+        return fn
+    started = time.perf_counter()
+    out = harness.interleaved({"a": make("a"), "b": make("b")}, rounds=3, min_block=0.0, min_loops=10,
+                              gap=0.05)
+    # 3 rounds x 2 libraries, each block after at least 0.05 s idle
+    assert time.perf_counter() - started >= 6 * 0.05
+    for name in "ab":
+        assert out[name]["loops"] >= 10 and out[name]["rounds"] == 3
+        assert calls[name] >= 10 * 3 + 1  # calibration, then 3 blocks of at least 10
+        assert out[name]["best"] <= out[name]["median"]
+
+
+def test_rnn_case_without_minigrad_layer_says_not_available(monkeypatch):
+    monkeypatch.delattr(cases.mnn, "GRU", raising=False)
+    case = cases.rnn_case(cases.RNN_SMOKE_CONFIG, np.float32, "gru")
+    assert case.impls == {}
+    assert case.meta["unavailable"] == "not available: minigrad.nn.GRU does not exist yet"
+    res = report.measure(case, rounds=1, block=0.0)
+    table = report.rnn_table([res], [], [])
+    assert "not available: minigrad.nn.GRU" in report.render_text(table)
+
+
+def test_rnn_case_without_jax_says_how_to_get_it(monkeypatch):
+    hint = "JAX is not installed: " + jax_peer.INSTALL_HINT
+    monkeypatch.setattr(jax_peer, "unavailable_reason", lambda: hint)
+    case = cases.rnn_case(cases.RNN_SMOKE_CONFIG, np.float32, "rnn")
+    assert "jax" not in case.impls
+    res = report.measure(case, rounds=1, block=0.0)
+    text = report.render_text(report.rnn_table([res], [], []))
+    assert "not installed" in text and 'pip install -e ".[bench]"' in text
+
+
+# JAX runs in child processes only: its threads in this process would make every later os.fork() in the
+# suite warn (and risk a deadlock in the child)
+def _python(code_or_args, **kw):
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path])), **kw)
+
+
+def test_jax_peer_matches_float64_torch():
+    # the JAX step the report times: loss, gradients and updated weights as torch's, in float64, for each
+    # layer kind (straight from cases: the LSTM and GRU rows have no implementations before minigrad has
+    # the layers)
+    if jax_peer.unavailable_reason():
+        pytest.skip(jax_peer.unavailable_reason())
+    proc = _python("import numpy as np\n"
+                   "from bench import cases\n"
+                   "cfg = cases.RNNConfig(3, 5, 4, 6, 2, True)\n"
+                   "for kind in cases.RECURRENT:\n"
+                   "    step = cases._jax_rnn_step(kind, cfg, np.float64)\n"
+                   "    cases.rnn_case(cfg, np.float64, kind).check('jax', step())\n"
+                   "    print(kind, 'ok')\n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["rnn", "ok", "lstm", "ok", "gru", "ok"]
+
+
+def test_report_smoke_runs_every_family(tmp_path):
+    out = tmp_path / "report.json"
+    proc = _python(["bench/report.py", "--smoke", "--markdown", "--json", str(out)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| case | threads | minigrad | vs numpy | vs torch | vs JAX | of peak | target |" in proc.stdout
+    assert "Measured with `python bench/report.py --smoke --markdown`" in proc.stdout
+    assert "targets met (smoke run" in proc.stdout
+    data = json.loads(out.read_text())
+    assert {c["family"] for c in data["cases"]} == set(cases.FAMILIES)
+    assert data["settings"]["mode"] == "smoke" and data["summary"]["check_failures"] == 0
