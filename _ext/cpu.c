@@ -69,6 +69,36 @@ int mg_set_threading(int kind)
     return 0;
 }
 
+int mg_get_num_threads(void)
+{
+    return MG_THREADS ? atomic_load_explicit(&num_threads, memory_order_relaxed) : 1;
+}
+
+void mg_set_num_threads(int n)
+{
+    n = n < 1 ? 1 : n > MG_MAX_THREADS ? MG_MAX_THREADS : n;
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
+}
+
+
+#include <stdlib.h>
+#if MG_THREADS
+#include <pthread.h>
+
+static int helper_delay;
+static pthread_once_t delay_once = PTHREAD_ONCE_INIT;
+static void read_helper_delay(void)
+{
+    const char *v = getenv("MINIGRAD_TEST_HELPER_DELAY_US");
+    helper_delay = v ? atoi(v) : 0;
+}
+
+int mg_helper_delay_us(void)
+{
+    pthread_once(&delay_once, read_helper_delay);
+    return helper_delay;
+}
+
 /* ---- whether sharing pays (mg_internal.h) ---- */
 #include <time.h>
 
@@ -132,37 +162,7 @@ void mg_share_reset(mg_share_state *s)
     s->jobs = s->probing = 0;
 }
 
-int mg_get_num_threads(void)
-{
-    return MG_THREADS ? atomic_load_explicit(&num_threads, memory_order_relaxed) : 1;
-}
-
-void mg_set_num_threads(int n)
-{
-    n = n < 1 ? 1 : n > MG_MAX_THREADS ? MG_MAX_THREADS : n;
-    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
-}
-
-
 /* ---- per-thread scratch ---- */
-#include <stdlib.h>
-#if MG_THREADS
-#include <pthread.h>
-
-static int helper_delay;
-static pthread_once_t delay_once = PTHREAD_ONCE_INIT;
-static void read_helper_delay(void)
-{
-    const char *v = getenv("MINIGRAD_TEST_HELPER_DELAY_US");
-    helper_delay = v ? atoi(v) : 0;
-}
-
-int mg_helper_delay_us(void)
-{
-    pthread_once(&delay_once, read_helper_delay);
-    return helper_delay;
-}
-
 typedef struct {
     void *p;
     size_t n;

@@ -178,6 +178,11 @@ rng = np.random.default_rng(3)
 a, w = rng.standard_normal((768, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
 b.set_num_threads(1)
 want = b.matmul(a, w)
+serial = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    b.matmul(a, w)
+    serial.append(time.perf_counter() - t0)
 b.set_num_threads(2)
 ok = True
 for _ in range(16):              # a window of jobs whose helper holds a task for 0.2 s whenever it joins
@@ -187,7 +192,7 @@ for _ in range(5):
     t0 = time.perf_counter()
     ok &= np.array_equal(b.matmul(a, w), want)
     times.append(time.perf_counter() - t0)
-print(ok, sorted(times)[-2])
+print(ok, sorted(times)[-2], min(serial))
 """
 
 
@@ -200,6 +205,7 @@ def test_late_helper_is_not_waited_for(kind):
     pause -- and every result has the bits of one thread."""
     r = run_python(LATE, timeout=240, MINIGRAD_THREADING=kind, MINIGRAD_TEST_HELPER_DELAY_US="200000")
     assert r.returncode == 0, r.stderr
-    ok, second_slowest = r.stdout.split()
-    assert ok == "True" and float(second_slowest) < 0.1, r.stdout
+    ok, second_slowest, serial = r.stdout.split()
+    # (a sanitizer build's serial product may take tens of ms)
+    assert ok == "True" and float(second_slowest) < 0.1 + 2 * float(serial), r.stdout
 
