@@ -67,17 +67,18 @@ def child(lib, blocks, steps):
     return times
 
 
-def configurations(threadings):
+def configurations(threadings, torch=True):
     confs = [(f"minigrad 2 threads {t}", "minigrad", {"MINIGRAD_NUM_THREADS": "2", "MINIGRAD_THREADING": t})
              for t in threadings]
     confs.append(("minigrad 1 thread", "minigrad", {"MINIGRAD_NUM_THREADS": "1"}))
-    confs.append(("torch 2 threads", "torch", {"OMP_NUM_THREADS": "2"}))
+    if torch:
+        confs.append(("torch 2 threads", "torch", {"OMP_NUM_THREADS": "2"}))
     return confs
 
 
-def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp")):
+def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp"), torch=True):
     """{configuration: [median ms per step of each process]}, the processes alternating configurations."""
-    confs = configurations(threadings)
+    confs = configurations(threadings, torch)
     medians = {name: [] for name, _, _ in confs}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MINIGRAD_") and k != "OMP_NUM_THREADS"}
     for p in range(procs):
@@ -110,12 +111,14 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="steps per block (default 10)")
     ap.add_argument("--threading", default="pool,openmp",
                     help="minigrad's runtimes to run on 2 threads, comma-separated")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="leave torch out (on a busy machine its spinning OpenMP threads make it very slow)")
     ap.add_argument("--child", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.blocks, args.steps)))
         return 0
-    show(run(args.procs, args.blocks, args.steps, tuple(args.threading.split(","))))
+    show(run(args.procs, args.blocks, args.steps, tuple(args.threading.split(",")), not args.no_torch))
     return 0
 
 
