@@ -113,7 +113,9 @@ def run(rounds=3, blocks=10, runtimes=tuple(RUNTIMES), conditions=CONDITIONS):
                 for r in order:
                     p = subprocess.run([sys.executable, __file__, "--child", c, "--blocks", str(blocks)],
                                        env={**base, **RUNTIMES[r]}, cwd=REPO, capture_output=True, text=True,
-                                       timeout=900, check=True)
+                                       timeout=900, check=False)
+                    if p.returncode:
+                        raise RuntimeError(f"{r}, {c}: the child process failed:\n{p.stderr}")
                     out[r, c].append(json.loads(p.stdout))
             finally:
                 if spinner is not None:
