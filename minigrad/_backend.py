@@ -146,6 +146,8 @@ if os.environ.get("MINIGRAD_ISA", "").strip():
 
 # The runtimes of mg_parallel_for, in the order of the kernels' MG_THREADING_* constants (mg_internal.h).
 _THREADINGS = ("pool", "openmp")
+# By measurement (bench/cotenancy.py, a loaded 2-core Zen 4): OpenMP with libgomp's default wait policy ran
+# the RNN step at 0.48-0.71x the pool's speed; with OMP_WAIT_POLICY=passive it tied the pool there.
 DEFAULT_THREADING = "pool"
 
 
