@@ -7,19 +7,24 @@ Two kinds of extension modules are built:
   are chosen at import time, so no ``-march=native`` is ever needed.
 * the Cython core -- every ``minigrad/**/*.pyx`` (tensor, autograd engine, ops).
 
-Parallel kernels run on minigrad's own POSIX-threads pool (``_ext/cpu.c``); no OpenMP runtime is linked.
+Parallel kernels run on minigrad's own POSIX-threads pool (``_ext/cpu.c``) or on OpenMP
+(``_ext/parallel_omp.c``, chosen at import by ``MINIGRAD_THREADING``).  The kernels module is built with
+``-fopenmp`` when the compiler takes it, except under ThreadSanitizer (libgomp is not instrumented, so TSan
+would report its hand-offs as races) or with ``MINIGRAD_OPENMP=0``: then only the pool is available.
 ``MINIGRAD_SANITIZE=1`` (or ``address``) builds the kernels with AddressSanitizer and
 UndefinedBehaviorSanitizer, ``MINIGRAD_SANITIZE=thread`` with ThreadSanitizer (scripts/sanitize.sh runs both).
 """
 import hashlib
 import os
 import sys
+import tempfile
 from glob import glob
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,14 +65,34 @@ class BuildExt(build_ext):
             base = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                     "-fno-sanitize-recover=undefined", "-fno-wrapv", "-pthread"]
             link = link + ["-fsanitize=address,undefined"]
+        openmp = os.environ.get("MINIGRAD_OPENMP", "1").strip().lower()
+        if openmp not in ("", "0", "1"):
+            sys.exit(f"MINIGRAD_OPENMP must be 0 or 1, got {openmp!r}")
+        openmp = unix and openmp != "0" and sanitize != "thread" and self.takes_openmp()
         for ext in self.extensions:
             ext.extra_compile_args = list(base)
             ext.extra_link_args = list(link)
             if not unix:
                 continue
+            if openmp and ext.name == "minigrad._kernels":
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
             # Cython's generated code trips a few harmless warnings; keep the build log readable.
             ext.extra_compile_args += ["-Wno-unused-function", "-Wno-unreachable-code"]
         super().build_extensions()
+
+    def takes_openmp(self):
+        """Whether the compiler builds and links a program with -fopenmp (clang may lack libomp)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "omp.c")
+            with open(src, "w") as f:
+                f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+            try:
+                objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+                self.compiler.link_executable(objs, os.path.join(tmp, "omp"), extra_postargs=["-fopenmp"])
+            except (CompileError, LinkError):
+                return False
+        return True
 
 
 def hash_stamp(digest):

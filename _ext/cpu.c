@@ -53,6 +53,22 @@ int mg_set_isa(int isa)
 
 int mg_openmp(void) { return MG_THREADS; }
 
+static atomic_int threading = MG_THREADING_POOL;
+
+int mg_get_threading(void)
+{
+    const int kind = atomic_load_explicit(&threading, memory_order_relaxed);
+    return kind == MG_THREADING_OPENMP && !mg_omp_usable() ? MG_THREADING_POOL : kind;
+}
+
+int mg_set_threading(int kind)
+{
+    if (kind != MG_THREADING_POOL && !(kind == MG_THREADING_OPENMP && mg_omp_built()))
+        return -1;
+    atomic_store_explicit(&threading, kind, memory_order_relaxed);
+    return 0;
+}
+
 int mg_get_num_threads(void)
 {
     return MG_THREADS ? atomic_load_explicit(&num_threads, memory_order_relaxed) : 1;
@@ -65,11 +81,88 @@ void mg_set_num_threads(int n)
 }
 
 
-/* ---- per-thread scratch ---- */
 #include <stdlib.h>
 #if MG_THREADS
 #include <pthread.h>
 
+static int helper_delay;
+static pthread_once_t delay_once = PTHREAD_ONCE_INIT;
+static void read_helper_delay(void)
+{
+    const char *v = getenv("MINIGRAD_TEST_HELPER_DELAY_US");
+    helper_delay = v ? atoi(v) : 0;
+}
+
+int mg_helper_delay_us(void)
+{
+    pthread_once(&delay_once, read_helper_delay);
+    return helper_delay;
+}
+
+/* ---- whether sharing pays (mg_internal.h) ---- */
+#include <time.h>
+
+/* Jobs judged together; the first pause after a losing window, and the longest. */
+#define SHARE_WINDOW 16
+#define BACKOFF_MIN_NS 50000000LL
+#define BACKOFF_MAX_NS 2000000000LL
+
+long long mg_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int mg_share_paused(mg_share_state *s)
+{
+    const long long until = atomic_load_explicit(&s->serial_until, memory_order_relaxed);
+    return until && mg_now_ns() < until;
+}
+
+static void share_pause(mg_share_state *s, long long now)
+{
+    s->backoff = !s->backoff                    ? BACKOFF_MIN_NS
+                 : s->backoff < BACKOFF_MAX_NS / 2 ? 2 * s->backoff
+                                                   : BACKOFF_MAX_NS;
+    atomic_store_explicit(&s->serial_until, now + s->backoff, memory_order_relaxed);
+    s->probing = 1;
+}
+
+void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
+                    mg_int ntasks)
+{
+    if (mine <= 0)
+        return; /* the helpers ran every task: no estimate of the caller alone, and nobody was late */
+    const long long serial = (long long)((double)(t2 - t1) * (double)ntasks / (double)mine);
+    if (s->probing) {
+        /* the first job after a pause decides alone: a process whose helpers stay late loses one job per
+         * pause, not a window */
+        s->probing = 0;
+        if (t3 - t0 > serial)
+            share_pause(s, t3);
+        else
+            s->backoff = 0;
+        return;
+    }
+    s->wall += t3 - t0;
+    s->serial += serial;
+    if (++s->jobs < SHARE_WINDOW)
+        return;
+    if (s->wall > s->serial)
+        share_pause(s, t3);
+    s->wall = s->serial = 0;
+    s->jobs = 0;
+}
+
+void mg_share_reset(mg_share_state *s)
+{
+    atomic_store_explicit(&s->serial_until, 0, memory_order_relaxed);
+    s->backoff = s->wall = s->serial = 0;
+    s->jobs = s->probing = 0;
+}
+
+/* ---- per-thread scratch ---- */
 typedef struct {
     void *p;
     size_t n;
@@ -129,6 +222,7 @@ void *mg_scratch(size_t bytes)
  */
 #include <sched.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #define BITS 20
 #define FIELD ((1ull << BITS) - 1)
@@ -162,7 +256,7 @@ static inline int current_cpu(void)
 }
 
 /* A helper on the caller's own CPU would only time-slice that core with the caller (on a busy machine the
- * scheduler may put them there): it stays out of the job, and yields rather than spins. */
+ * scheduler may put them there): it stays out of the job, and sleeps rather than spins. */
 static inline int on_callers_cpu(void)
 {
     const int cpu = atomic_load_explicit(&job_cpu, memory_order_relaxed);
@@ -176,19 +270,26 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Claim and run tasks of generation gen until none is left.  job_fn and job_ctx are read only after a
- * successful claim, which orders them after the caller's publication of gen; they cannot change before this
- * task is counted done. */
-static void run_tasks(uint64_t gen, int helper)
+static mg_share_state pool_share;
+
+/* Claim and run tasks of generation gen until none is left; returns how many this thread ran.  job_fn and
+ * job_ctx are read only after a successful claim, which orders them after the caller's publication of gen;
+ * they cannot change before this task is counted done. */
+static mg_int run_tasks(uint64_t gen, int helper)
 {
+    mg_int ran = 0;
     uint64_t s = atomic_load(&pool_state);
     while (GEN(s) == gen && NEXT(s) < COUNT(s) && !(helper && on_callers_cpu())) {
         if (atomic_compare_exchange_weak(&pool_state, &s, s + (1ull << BITS))) {
+            if (helper && mg_helper_delay_us())
+                usleep((useconds_t)mg_helper_delay_us());
             job_fn(job_ctx, (mg_int)NEXT(s));
             atomic_fetch_add(&pool_done, 1);
+            ++ran;
             s = atomic_load(&pool_state);
         }
     }
+    return ran;
 }
 
 static void *helper_main(void *arg)
@@ -197,11 +298,13 @@ static void *helper_main(void *arg)
     (void)arg;
     for (;;) {
         uint64_t s = atomic_load(&pool_state);
+        /* On the caller's CPU (where the scheduler tends to wake a helper on a busy machine) it sleeps at
+         * once: spinning there, even yielding, took a share of the caller's core at every job -- two threads
+         * ran the RNN step slower than one. */
         for (int spins = 0; GEN(s) == seen && spins < SPIN; ++spins) {
             if (spins % 64 == 0 && on_callers_cpu())
-                sched_yield();
-            else
-                cpu_relax();
+                break;
+            cpu_relax();
             s = atomic_load(&pool_state);
         }
         if (GEN(s) == seen) {
@@ -227,10 +330,13 @@ static void pool_after_fork_child(void)
     pthread_cond_init(&sleep_cond, NULL);
     atomic_store(&pool_sleepers, 0);
     atomic_store_explicit(&pool_helpers, 0, memory_order_relaxed);
+    mg_share_reset(&pool_share);
 }
 
 int mg_pool_awake(void)
 {
+    if (mg_get_threading() == MG_THREADING_OPENMP)
+        return mg_omp_awake();
     const int helpers = atomic_load_explicit(&pool_helpers, memory_order_relaxed);
     const int awake = helpers - atomic_load(&pool_sleepers);
     return awake > 0 ? awake : 0;
@@ -242,7 +348,12 @@ static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork_child);
 void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx)
 {
     mg_int t = 0;
-    if (nthreads > 1 && ntasks > 1 && (uint64_t)ntasks <= FIELD && pthread_mutex_trylock(&pool_lock) == 0) {
+    if (mg_get_threading() == MG_THREADING_OPENMP) {
+        mg_omp_parallel_for(ntasks, nthreads, wake, fn, ctx);
+        return;
+    }
+    if (nthreads > 1 && ntasks > 1 && (uint64_t)ntasks <= FIELD && !mg_share_paused(&pool_share) &&
+        pthread_mutex_trylock(&pool_lock) == 0) {
         /* only this thread writes pool_helpers while it holds pool_lock */
         int helpers = atomic_load_explicit(&pool_helpers, memory_order_relaxed);
         if (!wake && atomic_load(&pool_sleepers) >= helpers) {
@@ -264,6 +375,7 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
             atomic_store_explicit(&pool_helpers, ++helpers, memory_order_relaxed);
         }
         if (helpers > 0) {
+            const long long t0 = mg_now_ns();
             job_fn = fn;
             job_ctx = ctx;
             atomic_store_explicit(&job_cpu, current_cpu(), memory_order_relaxed);
@@ -277,7 +389,9 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
                 pthread_cond_broadcast(&sleep_cond);
                 pthread_mutex_unlock(&sleep_lock);
             }
-            run_tasks(gen, 0);
+            const long long t1 = mg_now_ns();
+            const mg_int mine = run_tasks(gen, 0);
+            const long long t2 = mg_now_ns();
             /* Only tasks that helpers claimed can still be running.  Yield soon: a helper just woken may
              * be queued on this very core. */
             for (int spins = 0; atomic_load(&pool_done) < ntasks; ++spins) {
@@ -286,6 +400,7 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
                 else
                     sched_yield();
             }
+            mg_share_judge(&pool_share, t0, t1, t2, mg_now_ns(), mine, ntasks);
             pthread_mutex_unlock(&pool_lock);
             return;
         }

@@ -2,6 +2,8 @@
 #ifndef MINIGRAD_INTERNAL_H
 #define MINIGRAD_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "kernels.h"
 
 /* The SIMD paths need GCC/Clang function multiversioning on x86; elsewhere only the portable path exists. */
@@ -29,6 +31,41 @@ typedef void (*mg_task_fn)(void *ctx, mg_int task);
 void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx);
 /* Pool threads awake right now (a hint: it may change at once). */
 int mg_pool_awake(void);
+
+/* Which runtime mg_parallel_for hands jobs to (MINIGRAD_THREADING): minigrad's pool or OpenMP.  Set
+ * between calls (a job already running finishes where it started); mg_set_threading returns -1 for a
+ * runtime this build lacks.  mg_get_threading gives the one in effect: the pool in a fork child of a
+ * process that used OpenMP. */
+enum { MG_THREADING_POOL = 0, MG_THREADING_OPENMP = 1 };
+
+/* Whether sharing jobs pays in this process right now, judged by each runtime from its own jobs (cpu.c).  A
+ * job loses when it took longer than its caller alone would have -- the caller's time per task times the
+ * tasks -- as when a helper was preempted holding a task, or never came; when a window of jobs lost more
+ * time than it saved, the runtime's jobs run on the caller alone for a while, then one job tries sharing
+ * again (the pause doubles, up to 2 s, while such probes lose).  So a parallel call stays near one
+ * thread's speed, never far below it, on a machine whose other cores are busy or slow to answer. */
+typedef struct {
+    _Atomic long long serial_until; /* CLOCK_MONOTONIC ns; 0: sharing */
+    long long backoff, wall, serial;  /* below: written by the job's caller only (one job at a time) */
+    int jobs, probing;
+} mg_share_state;
+long long mg_now_ns(void);
+int mg_share_paused(mg_share_state *s);
+/* t0: before the hand-off; t1, t2: around the caller's own `mine` tasks; t3: all tasks done. */
+void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
+                    mg_int ntasks);
+void mg_share_reset(mg_share_state *s);
+/* Test hook (MINIGRAD_TEST_HELPER_DELAY_US, read once): a helper sleeps this long after claiming each task,
+ * as if preempted while holding it. */
+int mg_helper_delay_us(void);
+int mg_get_threading(void);
+int mg_set_threading(int kind);
+/* parallel_omp.c: whether it was built with OpenMP, whether OpenMP may run here (not in such a fork child),
+ * its team threads likely still spinning, and its mg_parallel_for. */
+int mg_omp_built(void);
+int mg_omp_usable(void);
+int mg_omp_awake(void);
+void mg_omp_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx);
 
 /* Scratch memory owned by the calling thread, 64-byte aligned, at least `bytes` long; NULL when out of
  * memory (or without thread support).  Valid until the same thread asks again; kept between calls (so large

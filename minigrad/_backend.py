@@ -4,10 +4,15 @@ Environment variables, read once at import:
 
 * ``MINIGRAD_BACKEND``: ``c`` (default) for the compiled kernels, ``numpy`` for the NumPy reference.
 * ``MINIGRAD_ISA``: ``avx512``, ``avx2`` or ``portable`` forces a kernel path (an error if the CPU lacks it).
+* ``MINIGRAD_THREADING``: ``pool`` (default) or ``openmp``, the runtime that runs parallel kernel calls
+  (``set_threading`` changes it later).  minigrad's own pool never waits for a pool thread that the OS has not
+  scheduled yet: on a busy machine a parallel call degrades to about one thread's speed instead of stalling
+  for a scheduler slice.  OpenMP (libgomp, when the build has it) ends every call at a barrier that waits for
+  each thread of the team; its threads spin after a call for as long as ``OMP_WAIT_POLICY`` /
+  ``GOMP_SPINCOUNT`` say, which libgomp reads when it loads (minigrad leaves them to the user).  A process
+  forked from one that used OpenMP runs its calls on the pool (libgomp's threads do not survive a fork).
 * ``MINIGRAD_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the number of usable cores: threads for large
-  kernel calls.  They come from minigrad's own pool (no OpenMP runtime), whose calls never wait for a pool
-  thread that the OS has not scheduled yet: on a busy machine a parallel call degrades to about one thread's
-  speed instead of stalling for a scheduler slice.  The pool has at most ``MAX_THREADS`` (64) threads: a
+  kernel calls, on either runtime.  The pool has at most ``MAX_THREADS`` (64) threads: a
   larger ``MINIGRAD_NUM_THREADS`` is clamped to it with a RuntimeWarning, a larger ``OMP_NUM_THREADS`` or
   core count silently (that variable is set for other libraries too).  ``MINIGRAD_NUM_THREADS`` that is not
   a positive integer raises ValueError; an unreadable ``OMP_NUM_THREADS`` (it may be a list such as ``4,2``,
@@ -22,13 +27,14 @@ Environment variables, read once at import:
 Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``matmul_stacked_t``, ``pack``,
 ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
 ``lstm_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
-``openmp`` (whether kernels run in parallel, on minigrad's pool; the name is historical), ``get_num_threads``,
-``set_num_threads``, ``memory_stats``, ``empty_cache``, ``set_cache_limit``, ``info``.
+``openmp`` (whether kernels can run in parallel; the name is historical), ``threading_backend``,
+``set_threading``, ``available_threadings``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
+``empty_cache``, ``set_cache_limit``, ``info``.
 
 When threadpoolctl is installed, importing the C backend registers a controller for it: ``threadpool_info()``
 lists minigrad's pool (user_api and internal_api ``"minigrad"``) and ``threadpool_limits(n)`` (or
 ``limits={"minigrad": n}``) sets its thread count for the block.  ``user_api="openmp"`` or ``"blas"`` leaves
-it alone: minigrad links no OpenMP runtime.
+it alone, also when minigrad's calls run on OpenMP: their team size is minigrad's thread count.
 
 ``pack(w)`` packs a right-hand operand once for products that reuse it -- an RNN multiplies by the same
 ``W_hh.T`` at every time step -- and ``matmul(x, packed)`` then skips packing it on every call (same bits as
@@ -40,10 +46,11 @@ import os
 import warnings
 from glob import glob
 
-__all__ = ["PackedMatrix", "addmm", "addmm_many", "available_isas", "empty_cache", "get_num_threads",
+__all__ = ["addmm", "addmm_many", "available_isas", "available_threadings", "empty_cache", "get_num_threads",
            "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "matmul",
-           "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "set_cache_limit", "set_isa",
-           "set_num_threads", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh", "tanh_backward"]
+           "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit",
+           "set_isa", "set_num_threads", "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh",
+           "tanh_backward", "threading_backend"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
 ABI_VERSION = 4
@@ -145,6 +152,64 @@ set_num_threads(_default_threads())
 if os.environ.get("MINIGRAD_ISA", "").strip():
     set_isa(os.environ["MINIGRAD_ISA"].strip().lower())
 
+# The runtimes of mg_parallel_for, in the order of the kernels' MG_THREADING_* constants (mg_internal.h).
+_THREADINGS = ("pool", "openmp")
+# By measurement (bench/cotenancy.py, a loaded 2-core Zen 4): OpenMP with libgomp's default wait policy ran
+# the RNN step at 0.48-0.71x the pool's speed; with OMP_WAIT_POLICY=passive it tied the pool there.
+DEFAULT_THREADING = "pool"
+
+
+def _threading_lib():
+    """The kernels module's C symbols (the module already loaded: dlopen hands back the same copy)."""
+    import ctypes
+    lib = ctypes.CDLL(_impl.__file__)
+    lib.mg_set_threading.argtypes = [ctypes.c_int]
+    return lib
+
+
+_threading_c = _threading_lib() if name == "c" else None
+
+
+def available_threadings():
+    """The runtimes this build can run parallel kernel calls on: "pool", and "openmp" if built with it."""
+    if _threading_c is None or not openmp():
+        return []
+    return [t for t in _THREADINGS if t == "pool" or _threading_c.mg_omp_built()]
+
+
+def threading_backend():
+    """The runtime that runs parallel kernel calls now: "pool", "openmp", or "none" (no threads)."""
+    if _threading_c is None or not openmp():
+        return "none"
+    return _THREADINGS[_threading_c.mg_get_threading()]
+
+
+def set_threading(kind):
+    """Run parallel kernel calls on ``kind`` ("pool" or "openmp"), process-wide, from the next call on:
+    ValueError for an unknown name, RuntimeError if this build lacks it."""
+    if not isinstance(kind, str):
+        raise TypeError(f"set_threading: expected a str, got {type(kind).__name__}")
+    if kind not in _THREADINGS:
+        raise ValueError(f"set_threading: unknown threading runtime {kind!r}; expected one of "
+                         f"{', '.join(_THREADINGS)}")
+    if kind not in available_threadings():
+        raise RuntimeError(f"set_threading: this build of minigrad has no {kind!r} runtime; available: "
+                           f"{', '.join(available_threadings()) or 'none'}"
+                           + (" (rebuild with a compiler that takes -fopenmp)" if kind == "openmp" else ""))
+    _threading_c.mg_set_threading(_THREADINGS.index(kind))
+
+
+def _threading_from_env():
+    value = os.environ.get("MINIGRAD_THREADING", "").strip().lower()
+    if value and value not in _THREADINGS:
+        raise ValueError(f"MINIGRAD_THREADING must be one of {', '.join(_THREADINGS)}, got {value!r}")
+    return value or DEFAULT_THREADING
+
+
+_threading_env = _threading_from_env()
+if name == "c" and openmp():
+    set_threading(_threading_env)
+
 
 def _register_threadpool_controller():
     """Let threadpoolctl, an optional dependency, see and limit the pool of the C kernels."""
@@ -214,7 +279,8 @@ def info():
         "backend": name,
         "isa": isa(),
         "available_isas": available_isas(),
-        "parallel": "pool" if openmp() else "none",
+        "parallel": threading_backend(),
+        "available_parallel": available_threadings(),
         "num_threads": get_num_threads(),
         "caching_allocator": _cache_enabled,
         "abi_version": _impl.ABI_VERSION,

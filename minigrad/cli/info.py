@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``info`` takes no options."""
 
 
+_PARALLEL = {"pool": "yes (minigrad's thread pool)", "openmp": "yes (OpenMP)"}
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = mg.config()
     system = f"{platform.python_implementation()} on {platform.system()} {platform.machine()}"
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         ("numpy", np.__version__),
         ("backend", cfg["backend"] + _env("MINIGRAD_BACKEND")),
         ("ISA path", f"{cfg['isa']}  (available: {', '.join(cfg['available_isas'])})" + _env("MINIGRAD_ISA")),
-        ("parallel kernels", "yes (minigrad's thread pool)" if cfg["parallel"] == "pool" else "no"),
+        ("parallel kernels", _PARALLEL.get(cfg["parallel"], "no") + _env("MINIGRAD_THREADING")),
         ("threads", f"{cfg['num_threads']}  ({os.cpu_count()} cores)"
          + _env("MINIGRAD_NUM_THREADS") + _env("OMP_NUM_THREADS")),
     ]

@@ -1,0 +1,126 @@
+"""How much the RNN training step's time varies from one process to the next (issue 19, item 4).
+
+Runs the float32 one-layer ``nn.RNN`` step (B=32 T=64 I=64 H=128, loss ``out.sum()``, SGD) in fresh
+processes, each timing ``--blocks`` blocks of ``--steps`` steps and reporting the median per step; the
+configurations (minigrad on 2 threads per threading runtime, minigrad on 1 thread, torch on 2 threads)
+alternate process by process.  Prints each configuration's per-process medians and their spread: a user
+sees the median of the process they happen to get, not the best block.
+
+    python bench/spread.py                       # 8 processes per configuration
+    python bench/spread.py --procs 10 --blocks 40 --threading pool,openmp
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+B, T, I, H = 32, 64, 64, 128
+
+
+def minigrad_step():
+    import minigrad as mg
+    from minigrad import nn
+
+    mg.manual_seed(0)
+    model = nn.RNN(I, H, dtype="float32")
+    opt = mg.optim.SGD(model.parameters(), lr=1e-4)
+    x = mg.randn(T, B, I, dtype="float32")
+
+    def step():
+        opt.zero_grad()
+        out, _ = model(x)
+        out.sum().backward()
+        opt.step()
+    return step
+
+
+def torch_step():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.RNN(I, H)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    x = torch.randn(T, B, I)
+
+    def step():
+        opt.zero_grad()
+        out, _ = model(x)
+        out.sum().backward()
+        opt.step()
+    return step
+
+
+def child(lib, blocks, steps):
+    """Per-step milliseconds of each block, after two warm-up blocks."""
+    step = minigrad_step() if lib == "minigrad" else torch_step()
+    times = []
+    for b in range(blocks + 2):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if b >= 2:
+            times.append((time.perf_counter() - t0) / steps * 1e3)
+    return times
+
+
+def configurations(threadings, torch=True):
+    confs = [(f"minigrad 2 threads {t}", "minigrad", {"MINIGRAD_NUM_THREADS": "2", "MINIGRAD_THREADING": t})
+             for t in threadings]
+    confs.append(("minigrad 1 thread", "minigrad", {"MINIGRAD_NUM_THREADS": "1"}))
+    if torch:
+        confs.append(("torch 2 threads", "torch", {"OMP_NUM_THREADS": "2"}))
+    return confs
+
+
+def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp"), torch=True):
+    """{configuration: [median ms per step of each process]}, the processes alternating configurations."""
+    confs = configurations(threadings, torch)
+    medians = {name: [] for name, _, _ in confs}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MINIGRAD_") and k != "OMP_NUM_THREADS"}
+    for p in range(procs):
+        for name, lib, env in confs[p % len(confs):] + confs[:p % len(confs)]:
+            r = subprocess.run([sys.executable, __file__, "--child", lib, "--blocks", str(blocks),
+                                "--steps", str(steps)], env={**base, **env}, cwd=REPO, capture_output=True,
+                               text=True, timeout=600, check=False)
+            if r.returncode:
+                raise RuntimeError(f"{name}: the child process failed:\n{r.stderr}")
+            medians[name].append(statistics.median(json.loads(r.stdout)))
+            print(f"process {p + 1}/{procs}, {name}: {medians[name][-1]:.2f} ms", file=sys.stderr, flush=True)
+    return medians
+
+
+def show(medians):
+    width = max(len(n) for n in medians)
+    print(f"{'':<{width}}  {'min':>6} {'median':>6} {'max':>6}  max/min  per-process medians (ms per step)")
+    for name, ms in medians.items():
+        print(f"{name:<{width}}  {min(ms):6.2f} {statistics.median(ms):6.2f} {max(ms):6.2f}  "
+              f"{max(ms) / min(ms):6.2f}x  " + " ".join(f"{m:.2f}" for m in sorted(ms)))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load:
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--procs", type=int, default=8, help="fresh processes per configuration (default 8)")
+    ap.add_argument("--blocks", type=int, default=30, help="timed blocks per process (default 30)")
+    ap.add_argument("--steps", type=int, default=10, help="steps per block (default 10)")
+    ap.add_argument("--threading", default="pool,openmp",
+                    help="minigrad's runtimes to run on 2 threads, comma-separated")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="leave torch out (on a busy machine its spinning OpenMP threads make it very slow)")
+    ap.add_argument("--child", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.blocks, args.steps)))
+        return 0
+    show(run(args.procs, args.blocks, args.steps, tuple(args.threading.split(",")), not args.no_torch))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

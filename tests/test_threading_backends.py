@@ -1,0 +1,211 @@
+"""The two runtimes of minigrad's parallel kernel calls (MINIGRAD_THREADING=pool|openmp): the same bits on any
+thread count, fork children that do not hang, torch imported before or after minigrad, the environment
+variable's errors, and a helper that is late (the call stops waiting for it)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigrad import _backend
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THREADINGS = _backend.available_threadings()
+needs_c = pytest.mark.skipif(_backend.name != "c", reason="the C backend's threading (MINIGRAD_BACKEND=c)")
+needs_openmp = pytest.mark.skipif("openmp" not in THREADINGS, reason="this build has no OpenMP runtime")
+
+
+def run_python(code, timeout=300, **env):
+    """Run code in a fresh interpreter with the MINIGRAD_* variables replaced by env."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MINIGRAD_") and k != "OMP_NUM_THREADS"}
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, cwd=REPO,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture
+def runtime():
+    """Sets the threading runtime and thread count for a test, restoring both."""
+    kind, count = _backend.threading_backend(), _backend.get_num_threads()
+
+    def use(k, n):
+        _backend.set_threading(k)
+        _backend.set_num_threads(n)
+    yield use
+    _backend.set_threading(kind)
+    _backend.set_num_threads(count)
+
+
+# ---------------------------------------------------------------- the same bits on either runtime
+
+@needs_c
+@pytest.mark.parametrize("kind", THREADINGS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bits_do_not_depend_on_thread_count(kind, dtype, runtime, rng):
+    """matmul, addmm and tanh on 2 and 3 threads give the bits of 1 thread (and agree with numpy)."""
+    a = rng.standard_normal((333, 257)).astype(dtype)
+    w = rng.standard_normal((257, 301)).astype(dtype)
+    h, wh = rng.standard_normal((32, 128)).astype(dtype), rng.standard_normal((128, 128)).astype(dtype)
+    x = rng.uniform(-6, 6, 300_001).astype(dtype)
+    calls = [lambda: _backend.matmul(a, w), lambda: _backend.matmul(h, wh.T), lambda: _backend.tanh(x)]
+    runtime("pool", 1)
+    want = [f() for f in calls]
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(want[0], a.astype(np.float64) @ w, rtol=tol, atol=tol * 30)
+    np.testing.assert_allclose(want[2], np.tanh(x.astype(np.float64)), rtol=tol, atol=tol)
+    for n in (1, 2, 3):
+        runtime(kind, n)
+        for _ in range(3):  # the first call starts the threads, later ones find them awake
+            for f, expected in zip(calls, want):
+                assert np.array_equal(f(), expected), (kind, n)
+
+
+# ---------------------------------------------------------------- selection
+
+@needs_c
+def test_environment_selects_the_runtime():
+    code = ("import minigrad, numpy as np\n"
+            "a = np.ones((400, 400), np.float32)\n"
+            "ok = (minigrad._backend.matmul(a, a) == 400).all()\n"
+            "print(minigrad.config()['parallel'], ok)")
+    for kind in THREADINGS:
+        r = run_python(code, MINIGRAD_THREADING=kind.upper(), MINIGRAD_NUM_THREADS="2")
+        assert r.returncode == 0 and r.stdout.split() == [kind, "True"], r.stdout + r.stderr
+    r = run_python(code)
+    assert r.returncode == 0 and r.stdout.split() == [_backend.DEFAULT_THREADING, "True"], r.stderr
+
+
+def test_bad_environment_value_is_a_clear_error():
+    r = run_python("import minigrad", MINIGRAD_THREADING="tbb")
+    assert r.returncode != 0
+    assert "ValueError: MINIGRAD_THREADING must be one of pool, openmp, got 'tbb'" in r.stderr, r.stderr
+
+
+@needs_c
+def test_set_threading_checks_its_argument(runtime):
+    with pytest.raises(ValueError, match="unknown threading runtime 'omp'; expected one of pool, openmp"):
+        _backend.set_threading("omp")
+    with pytest.raises(TypeError, match="expected a str, got int"):
+        _backend.set_threading(1)
+    if "openmp" not in THREADINGS:
+        with pytest.raises(RuntimeError, match="no 'openmp' runtime"):
+            _backend.set_threading("openmp")
+
+
+@needs_c
+def test_cli_info_names_the_runtime():
+    for kind, shown in (("pool", "yes (minigrad's thread pool)"), ("openmp", "yes (OpenMP)")):
+        if kind not in THREADINGS:
+            continue
+        r = subprocess.run([sys.executable, "-m", "minigrad", "info"], capture_output=True, text=True,
+                           cwd=REPO, env=dict(os.environ, MINIGRAD_THREADING=kind), timeout=300, check=False)
+        assert r.returncode == 0 and shown in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- fork
+
+FORK = """
+import os, sys
+import numpy as np
+from minigrad import _backend as b
+a = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)
+want = b.matmul(a, a)          # the parent's threads run (and, on OpenMP, its team exists)
+pid = os.fork()
+if pid == 0:
+    ok = all(np.array_equal(b.matmul(a, a), want) for _ in range(3))
+    print("child", b.threading_backend(), ok, flush=True)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+same = np.array_equal(b.matmul(a, a), want)
+print("parent", b.threading_backend(), same, os.waitstatus_to_exitcode(status))
+"""
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("kind", THREADINGS)
+def test_fork_child_computes_and_does_not_hang(kind):
+    """libgomp (GCC 12) hangs in a fork child's first parallel region when the parent had a team: the child
+    of a process that used OpenMP runs its calls on the pool instead (and says so)."""
+    try:
+        r = run_python(FORK, timeout=120, MINIGRAD_THREADING=kind, MINIGRAD_NUM_THREADS="2")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a fork child hung in a parallel kernel call ({kind})")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["child pool True", f"parent {kind} True 0"], r.stdout
+
+
+# ---------------------------------------------------------------- torch in the same process
+
+TORCH = """
+import numpy as np
+{first}
+{second}
+from minigrad import _backend as b
+a = np.random.default_rng(1).standard_normal((512, 384)).astype(np.float32)
+x = np.random.default_rng(2).uniform(-4, 4, 100_000).astype(np.float32)
+b.set_num_threads(1)
+want = b.matmul(a, a.T), b.tanh(x)
+b.set_num_threads(2)
+for _ in range(3):
+    assert np.array_equal(b.matmul(a, a.T), want[0]) and np.array_equal(b.tanh(x), want[1])
+    t = torch.from_numpy(a) @ torch.from_numpy(a).T
+    np.testing.assert_allclose(t.numpy(), want[0], rtol=1e-4, atol=1e-3)
+print(b.threading_backend(), torch.get_num_threads() >= 1)
+"""
+
+
+@needs_c
+@pytest.mark.parametrize("kind", THREADINGS)
+@pytest.mark.parametrize("torch_first", [True, False], ids=["torch-first", "minigrad-first"])
+def test_torch_imported_before_or_after(kind, torch_first):
+    """torch brings its own libgomp: either import order runs both libraries' threads correctly."""
+    pytest.importorskip("torch")
+    imports = ["import torch", "import minigrad"]
+    code = TORCH.format(first=imports[not torch_first], second=imports[torch_first])
+    r = run_python(code, timeout=240, MINIGRAD_THREADING=kind)
+    assert r.returncode == 0 and r.stdout.split() == [kind, "True"], r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- a late helper
+
+LATE = """
+import time
+import numpy as np
+from minigrad import _backend as b
+rng = np.random.default_rng(3)
+a, w = rng.standard_normal((768, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
+b.set_num_threads(1)
+want = b.matmul(a, w)
+serial = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    b.matmul(a, w)
+    serial.append(time.perf_counter() - t0)
+b.set_num_threads(2)
+ok = True
+for _ in range(16):              # a window of jobs whose helper holds a task for 0.2 s whenever it joins
+    ok &= np.array_equal(b.matmul(a, w), want)
+times = []
+for _ in range(5):
+    t0 = time.perf_counter()
+    ok &= np.array_equal(b.matmul(a, w), want)
+    times.append(time.perf_counter() - t0)
+print(ok, sorted(times)[-2], min(serial))
+"""
+
+
+@needs_c
+@pytest.mark.parametrize("kind", THREADINGS)
+def test_late_helper_is_not_waited_for(kind):
+    """A helper that sleeps 0.2 s after claiming each task (the test hook MINIGRAD_TEST_HELPER_DELAY_US, as
+    if preempted while holding it) makes each shared call it joins take 0.2 s; after a window of such calls
+    the runtime runs them on the caller alone (a few ms here, 0.4 GFLOP), trying one shared call after each
+    pause -- and every result has the bits of one thread."""
+    r = run_python(LATE, timeout=240, MINIGRAD_THREADING=kind, MINIGRAD_TEST_HELPER_DELAY_US="200000")
+    assert r.returncode == 0, r.stderr
+    ok, second_slowest, serial = r.stdout.split()
+    # (a sanitizer build's serial product may take tens of ms)
+    assert ok == "True" and float(second_slowest) < 0.1 + 2 * float(serial), r.stdout
+
