@@ -15,7 +15,17 @@ cdef class Tensor:
 
 cdef Tensor wrap(object array)
 cdef tuple grad_edge(Tensor t)
-cdef Tensor attach(object array, Node node, tuple inputs)
-cdef Tensor view_of(Tensor out, Tensor src)
 cdef bint any_requires_grad(tuple inputs)
+cdef Tensor _record(object out, type cls, tuple inputs, tuple saved, object meta)
+
+
+cdef inline Tensor record(object out, type cls, tuple inputs, tuple saved=None, object meta=None):
+    """``out`` (an op's result array) as a tensor, recorded as the output of a new ``cls`` node on
+    ``inputs`` (tensors) when grad mode is on and one of them requires grad (tensor.pyx).  Inline: the
+    no-grad path of every op costs one check, not a call."""
+    if not any_requires_grad(inputs):
+        return wrap(out)
+    return _record(out, cls, inputs, saved, meta)
+cdef tuple record_outputs(list arrays, type cls, tuple inputs, tuple saved=*, object meta=*)
+cdef Tensor view_of(Tensor out, Tensor src)
 cdef int zero_dim_side(object a, object b) except -2

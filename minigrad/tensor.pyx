@@ -12,7 +12,10 @@ import weakref
 
 import numpy as np
 
-from minigrad.autograd.engine cimport Node, anomaly_enabled, check_forward, grad_enabled, record
+from cpython.object cimport PyObject, PyTypeObject
+
+from minigrad.autograd.collector cimport on_new_node
+from minigrad.autograd.engine cimport Node, ShapedNode, anomaly_enabled, check_forward, grad_enabled
 from minigrad.autograd.engine import new_accumulator, run_backward
 from minigrad.autograd.versions cimport bump, epoch, storage_of
 from minigrad.autograd.versions import version as _storage_version
@@ -271,8 +274,24 @@ cdef tuple grad_edge(Tensor t):
     return (t._accumulator, 0)
 
 
-cdef Tensor attach(object array, Node node, tuple inputs):
-    """Wrap an op's output ``array`` and record ``node`` (whose inputs are ``inputs``) as its grad_fn."""
+def _grad_edge(Tensor t not None):
+    """``grad_edge`` for Python callers (autograd.Function)."""
+    return grad_edge(t)
+
+
+# ---- the one recording path ----------------------------------------------------------------------------
+# Every differentiable op ends with ``return record(out, XBackward, inputs, saved, meta)``: when grad mode is
+# on and an input requires grad, a node of class XBackward becomes the grad_fn of the op's result; else the
+# result is a plain tensor and no node is made.
+
+cdef tuple _no_args = ()
+
+
+cdef Node _new_node(type cls, tuple inputs, tuple saved, object meta):
+    """A node of class ``cls`` (a Node subclass) recorded on ``inputs``: its edges, the arrays it saves
+    (checked against in-place changes from this epoch on: versions.pyx), the op's constants (``meta``)
+    and, for a ShapedNode, the inputs' shapes."""
+    cdef Node node = <Node>(<PyTypeObject*>cls).tp_new(cls, <PyObject*>_no_args, NULL)
     cdef Py_ssize_t n = len(inputs)
     if n == 1:
         node.next_functions = (grad_edge(<Tensor>inputs[0]),)
@@ -280,17 +299,71 @@ cdef Tensor attach(object array, Node node, tuple inputs):
         node.next_functions = (grad_edge(<Tensor>inputs[0]), grad_edge(<Tensor>inputs[1]))
     else:
         node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
-    node.shape = array.shape
-    node.dtype = array.dtype
-    node.n_outputs = 1
+    node.saved = saved
+    node.meta = meta
+    if isinstance(node, ShapedNode):
+        (<ShapedNode>node).input_shapes = tuple([(<Tensor>t)._data.shape for t in inputs])
     node._epoch = epoch()
-    record(node)
-    if anomaly_enabled():
-        check_forward(node, array)
+    return node
+
+
+cdef Tensor _output(object array, Node node, int nr):
     cdef Tensor out = wrap(array)
     out._grad_fn = node
+    out._output_nr = nr
     out._requires_grad = True
     return out
+
+
+cdef Tensor _record(object out, type cls, tuple inputs, tuple saved, object meta):
+    """``record`` (tensor.pxd) once it knows a node is needed.  ``saved``: the arrays the backward reads
+    (``node.saved``); ``meta``: anything else it needs (``node.meta``).  Call ``record`` with ``saved=``
+    and ``meta=`` named, or positionally (a cdef function's optional arguments cannot be skipped)."""
+    cdef Node node = _new_node(cls, inputs, saved, meta)
+    node.shape = out.shape
+    node.dtype = out.dtype
+    node.n_outputs = 1
+    on_new_node(node)
+    if anomaly_enabled():
+        check_forward(node, out)
+    return _output(out, node, 0)
+
+
+cdef tuple record_outputs(list arrays, type cls, tuple inputs, tuple saved=None, object meta=None):
+    """``record`` for an op with several results (split, unbind): one node whose backward takes a tuple
+    with one gradient (or None) per result."""
+    if not any_requires_grad(inputs):
+        return tuple([wrap(a) for a in arrays])
+    return tuple(_record_outputs(arrays, _new_node(cls, inputs, saved, meta)))
+
+
+cdef list _record_outputs(list arrays, Node node):
+    node.shape = tuple([a.shape for a in arrays])
+    node.dtype = tuple([a.dtype for a in arrays])
+    node.n_outputs = len(arrays)
+    node.multi_output = True
+    on_new_node(node)
+    if anomaly_enabled():
+        for a in arrays:
+            check_forward(node, a)
+    return [_output(a, node, i) for i, a in enumerate(arrays)]
+
+
+def record_node(list arrays not None, Node node not None, tuple inputs not None):
+    """``record_outputs`` for a node made by its caller (autograd.Function's ctx, which keeps its saved
+    tensors itself): ``node`` recorded on ``inputs`` as the producer of ``arrays``; returns their
+    tensors."""
+    node.next_functions = tuple([grad_edge(<Tensor?>t) for t in inputs])
+    node._epoch = epoch()
+    return _record_outputs(arrays, node)
+
+
+cdef void save_copies(Node node, object storage) except *:
+    """The in-place path: ``storage`` is about to be overwritten, so the arrays over it that ``node`` (just
+    recorded on the old values) saved are replaced by copies."""
+    if node.saved is not None:
+        node.saved = tuple([a.copy() if type(a) is np.ndarray and storage_of(a) is storage else a
+                            for a in node.saved])
 
 
 cdef Tensor view_of(Tensor out, Tensor src):
@@ -299,29 +372,6 @@ cdef Tensor view_of(Tensor out, Tensor src):
     if out._data.base is not None and storage_of(out._data) is storage_of(src._data):
         out._base = src if src._base is None else src._base
     return out
-
-
-def _attach_outputs(list arrays not None, Node node not None, tuple inputs not None):
-    """Record one node that produces several tensors (split, unbind)."""
-    cdef Tensor out
-    node.next_functions = tuple([grad_edge(<Tensor?>t) for t in inputs])
-    node.shape = tuple([a.shape for a in arrays])
-    node.dtype = tuple([a.dtype for a in arrays])
-    node.n_outputs = len(arrays)
-    node.multi_output = True
-    node._epoch = epoch()
-    record(node)
-    if anomaly_enabled():
-        for a in arrays:
-            check_forward(node, a)
-    outs = []
-    for i, a in enumerate(arrays):
-        out = wrap(a)
-        out._grad_fn = node
-        out._output_nr = i
-        out._requires_grad = True
-        outs.append(out)
-    return outs
 
 
 cdef class Tensor:
@@ -1009,7 +1059,6 @@ cdef Tensor _apply_inplace(Tensor self, object fn, tuple args, str name):
     """``self`` <- ``fn(self, *args)``, written into ``self``'s storage (its aliases see the change), and,
     while recording, ``self`` rebased onto the recorded op."""
     cdef Tensor old, result
-    cdef Node node
     recording = _recording(self, args[0]) or (len(args) > 1 and _recording(self, args[1]))
     _check_inplace(self, recording, name)
     if not recording:
@@ -1018,12 +1067,8 @@ cdef Tensor _apply_inplace(Tensor self, object fn, tuple args, str name):
         old = wrap(self._data)  # the value before the change, with the history it had
         old._grad_fn, old._output_nr, old._requires_grad = self._grad_fn, self._output_nr, self._requires_grad
         result = fn(old, *args)
-        node = result._grad_fn
-        if node is not None and node.saved is not None:
-            # the op saved the old values for its backward: keep a copy of them, not the storage being written
-            mine = storage_of(self._data)
-            node.saved = tuple([a.copy() if type(a) is np.ndarray and storage_of(a) is mine else a
-                                for a in node.saved])
+        if result._grad_fn is not None:
+            save_copies(result._grad_fn, storage_of(self._data))
     out = result._data
     if out.shape != self._data.shape:
         raise RuntimeError("%s: output with shape %s doesn't match the broadcast shape %s"

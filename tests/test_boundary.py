@@ -293,7 +293,7 @@ _CRASH_CASES = {
     "ReusedOperand never initialised": ("_recurrent.step(mg.ones(2, 2), mg.ones(2, 2), "
                                         "_recurrent.ReusedOperand.__new__(_recurrent.ReusedOperand))",
                                         "TypeError", "not initialised"),
-    "_attach_outputs None": ("_attach_outputs(None, None, None)", "TypeError", "arrays"),
+    "record_node None": ("record_node(None, None, None)", "TypeError", "arrays"),
     # torch: AttributeError "attribute 'next_functions' of 'torch._C._FunctionBase' objects is not writable"
     "next_functions assigned": ("y = mg.ones(2, requires_grad=True) * 2; "
                                 "y.grad_fn.next_functions = ((None, 0),); y.sum().backward()",
@@ -305,7 +305,7 @@ def test_none_and_bad_edges_raise_instead_of_crashing():
     # one child process runs every case: a crash (the bug) must fail this test, not end the test run
     script = ["import re, numpy as np, minigrad as mg", "from minigrad.autograd import engine",
               "from minigrad.ops import loss", "from minigrad.nn import _recurrent",
-              "from minigrad.tensor import _attach_outputs",
+              "from minigrad.tensor import record_node",
               "cases = {}"]
     for name, (code, exc, pattern) in _CRASH_CASES.items():
         script += [f"def case():\n    {code}", f"cases[{name!r}] = (case, {exc}, {pattern!r})"]

@@ -266,9 +266,9 @@ def test_zero_dim_gradient_accumulated_many_times():
 
 
 # ---- the graph and Python's cycle collector -------------------------------------------------------------
-# Nodes are hidden from the collector while no node holds a user's object (engine.pyx).  These tests check
-# that: the speed side (nodes untracked), and the safety side (every cycle a user can build through the
-# graph is still found and freed by gc.collect(), however the hook and the graph were made).
+# Nodes are hidden from the collector while no node holds a user's object (autograd/collector.pyx).  These
+# tests check that: the speed side (nodes untracked), and the safety side (every cycle a user can build
+# through the graph is still found and freed by gc.collect(), however the hook and the graph were made).
 
 from minigrad.autograd import engine as _engine  # noqa: E402
 

@@ -1,5 +1,5 @@
 # The autograd engine's compiled interface, shared by the tensor core and the ops.
-from cpython.object cimport PyObject
+from minigrad.autograd.collector cimport LiveNode
 
 cdef class LazyGrad:
     # A gradient held unevaluated until it is needed (ops/linalg.pyx's ProductSum, a sum of matrix products):
@@ -14,11 +14,12 @@ cdef class LazyGrad:
 cdef class GraphTask
 
 
-cdef class Node:
+cdef class Node(LiveNode):
     # One recorded operation.  next_functions[i] is (node, output_nr) for the i-th differentiable input, or
     # None when that input needs no gradient; backward() returns one gradient (or None) per input.
     cdef readonly tuple next_functions  # read-only from Python: a bad edge would crash the traversal
     cdef public tuple saved            # arrays kept for backward; None once the graph is freed
+    cdef readonly object meta          # the op's own constants for its backward (axes, flags, ...)
     cdef public object shape           # output shape(s), checked against every incoming gradient
     cdef public object dtype
     cdef public int n_outputs
@@ -33,14 +34,17 @@ cdef class Node:
     cdef object _tag                   # free for tools (the `tag` property): minigrad.viz stores
                                        # (layer, direction, step) here
     cdef object __weakref__
-    cdef PyObject* _live_prev          # every live node is on one list (engine.pyx, "hidden from the
-    cdef PyObject* _live_next          # cycle collector"); raw pointers, so the list owns nothing
-    cdef bint _holds_user_object       # a pre-hook or a tag that is not plain data: see expose_graph
     cpdef object backward(self, object grad)
     cpdef object apply(self, GraphTask task, object grad)
     cpdef object grad_place(self, GraphTask task, int nr)
     cpdef object lazy_backward(self, LazyGrad g)
     cdef void release(self)
+
+
+cdef class ShapedNode(Node):
+    # A node whose backward needs its inputs' shapes (to sum a broadcast gradient back, to make a zero
+    # gradient of the input's shape): the recording path keeps them.
+    cdef readonly tuple input_shapes
 
 
 cdef class AccumulateGrad(Node):
@@ -56,7 +60,6 @@ cdef bint grad_enabled() noexcept nogil
 cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
-cdef void record(Node node)
 
 
 cdef class InputBuffer:

@@ -12,9 +12,8 @@ tensor pointing into it goes away.
    the contributions of every use (a weight used at every time step gets the sum over all steps);
 3. free each node's saved arrays right after its backward unless ``retain_graph`` is set.
 
-Nodes are hidden from Python's cycle collector (see "hidden from the cycle collector" below), as torch's C++
-nodes are: an unrolled RNN records thousands of them per step, and the collector would otherwise traverse
-and promote every one.
+Nodes are made and recorded by one function, ``minigrad.tensor.record``.  They are hidden from Python's
+cycle collector by the hook in ``collector.pyx``, which says what that buys.
 """
 import os
 import threading
@@ -23,13 +22,9 @@ import weakref
 
 import numpy as np
 
+from minigrad.autograd.collector cimport holds_user_object, on_new_node, plain
+from minigrad.autograd.collector import expose_graph, graph_hidden, live_nodes  # noqa: F401  (re-exported)
 from minigrad.autograd.versions cimport bump, check_saved
-
-cdef extern from "Python.h":
-    void PyObject_GC_Track(void *op)
-    void PyObject_GC_UnTrack(void *op)
-    int PyObject_GC_IsTracked(object op)
-    int _is_tracked "PyObject_GC_IsTracked"(PyObject *op)
 
 cdef extern from *:
     """
@@ -155,7 +150,7 @@ def new_accumulator(leaf):
     acc.shape = leaf.data.shape
     acc.dtype = leaf.data.dtype
     acc.n_outputs = 1
-    record(acc)
+    on_new_node(acc)
     return acc
 
 
@@ -167,126 +162,11 @@ cdef object _wrap(object array):
     return _Tensor._from_array(array)
 
 
-# ---- hidden from the cycle collector -------------------------------------------------------------------
-# A node refers only to other nodes (its edges), to arrays and to tuples of ints, never to a tensor, so the
-# recorded graph cannot hold a reference cycle by itself (see the module docstring) and reference counting
-# frees it.  The collector would still traverse every node, and promote the nodes of a graph that lives
-# across collections into the old generations, which a long unrolled graph fills until a full collection
-# runs: with torch imported that cost an RNN training step 10-20 % of its time.  So nodes and their edge
-# tuples are untracked (invisible to gc.collect() and gc.get_objects()) while no live node holds an object
-# a user gave it.  A cycle through the graph needs such an object: a hook on a non-leaf tensor whose closure
-# holds a tensor computed from that tensor, or a tag that is not plain data.  When the first one is attached,
-# `expose_graph` tracks every live node again, and new nodes stay tracked until the last node holding a
-# user object is gone; so the collector still sees every cycle.  Every live node is on one intrusive list
-# (`live_nodes` reads it).
-
-cdef bint _graph_hidden = True
-cdef PyObject* _live_head = NULL
-cdef Py_ssize_t _holders = 0         # live nodes with _holds_user_object set
-
-
-cdef inline void _track(object o):
-    if not PyObject_GC_IsTracked(o):
-        PyObject_GC_Track(<PyObject*>o)
-
-
-cdef bint _plain(object v):
-    """Data that cannot lead back to a tensor or a node: None, numbers, strings, arrays, tuples of those."""
-    if v is None or type(v) is int or type(v) is float or type(v) is str:
-        return True
-    if type(v) is np.ndarray:
-        return not v.dtype.hasobject
-    if type(v) is tuple:
-        for item in <tuple>v:
-            if not _plain(item):
-                return False
-        return True
-    return False
-
-
-cdef void record(Node node):
-    """Put a node that ``attach`` has just filled in on the live list and, while the graph is hidden, untrack
-    it and its edge tuples (tuples of ints and arrays the collector untracks by itself on its first pass)."""
-    global _live_head
-    node._live_next = _live_head
-    if _live_head != NULL:
-        (<Node>_live_head)._live_prev = <PyObject*>node
-    _live_head = <PyObject*>node
-    if not _graph_hidden:
-        return
-    PyObject_GC_UnTrack(<PyObject*>node)
-    edges = node.next_functions
-    if edges is not None:
-        for edge in <tuple>edges:
-            if edge is not None:
-                PyObject_GC_UnTrack(<PyObject*>edge)
-        PyObject_GC_UnTrack(<PyObject*>edges)
-
-
-cdef void _holds_user_object(Node node):
-    """``node`` now holds an object a user gave it: make the graph visible to the collector (see above)."""
-    global _holders
-    if not node._holds_user_object:
-        node._holds_user_object = True
-        _holders += 1
-    expose_graph()
-
-
-cdef void expose_graph():
-    """Track every live node and its edges again, and stop hiding new ones (see above)."""
-    global _graph_hidden
-    if not _graph_hidden:
-        return
-    _graph_hidden = False
-    cdef PyObject* p = _live_head
-    while p != NULL:  # raw pointers: no reference count changes while walking
-        if not _is_tracked(p):
-            PyObject_GC_Track(p)
-        edges = (<Node>p).next_functions
-        if edges is not None:
-            _track(edges)
-            for edge in <tuple>edges:
-                if edge is not None:
-                    _track(edge)
-        p = (<Node>p)._live_next
-
-
-def graph_hidden():
-    """True while new graph nodes are hidden from the cycle collector (see engine.pyx)."""
-    return _graph_hidden
-
-
-def live_nodes():
-    """Every graph node alive now (AccumulateGrad included), newest first: the leak check for a graph that
-    gc.get_objects() does not list."""
-    cdef list out = []
-    cdef PyObject* p = _live_head
-    while p != NULL:
-        out.append(<Node>p)
-        p = (<Node>p)._live_next
-    return out
-
-
 cdef int _hook_key = 0
 
 
 cdef class Node:
     """A recorded operation.  Subclasses implement ``backward(grad) -> tuple of input gradients``."""
-
-    def __dealloc__(self):
-        global _live_head, _holders, _graph_hidden
-        if self._holds_user_object:
-            _holders -= 1
-            if _holders == 0:
-                _graph_hidden = True
-        if self._live_prev != NULL:
-            (<Node>self._live_prev)._live_next = self._live_next
-        elif _live_head == <PyObject*>self:
-            _live_head = self._live_next
-        else:
-            return  # never recorded (made by hand or unpickled): not on the list
-        if self._live_next != NULL:
-            (<Node>self._live_next)._live_prev = self._live_prev
 
     @property
     def tag(self):
@@ -296,8 +176,8 @@ cdef class Node:
 
     @tag.setter
     def tag(self, value):
-        if not _plain(value):
-            _holds_user_object(self)
+        if not plain(value):
+            holds_user_object(self)
         self._tag = value
 
     def name(self):
@@ -309,6 +189,9 @@ cdef class Node:
     def __reduce__(self):
         # torch's error; a node holds raw pointers and arrays it shares with other nodes, never copied
         raise TypeError("cannot pickle %r object" % type(self).__name__)
+
+    cdef tuple gc_edges(self):
+        return self.next_functions
 
     cpdef object backward(self, object grad):
         raise NotImplementedError("%s has no backward" % type(self).__name__)
@@ -349,7 +232,7 @@ cdef class Node:
 
     def _register_pre_hook(self, int output_nr, fn):
         global _hook_key
-        _holds_user_object(self)  # fn may hold a tensor computed from this node's output: a graph cycle
+        holds_user_object(self)  # fn may hold a tensor computed from this node's output: a graph cycle
         if self._pre_hooks is None:
             self._pre_hooks = {}
         hooks = self._pre_hooks.setdefault(output_nr, [])
@@ -392,8 +275,12 @@ cdef class Node:
 
     def hold_user_objects(self):
         """Declare that this node keeps objects a user gave it (autograd.Function's ctx), which may lead
-        back to the graph: the graph becomes visible to the cycle collector (see expose_graph)."""
-        _holds_user_object(self)
+        back to the graph: the graph becomes visible to the cycle collector (collector.pyx)."""
+        holds_user_object(self)
+
+
+cdef class ShapedNode(Node):
+    """A node that keeps its inputs' shapes (``input_shapes``, set by ``minigrad.tensor.record``)."""
 
 
 cdef class AccumulateGrad(Node):

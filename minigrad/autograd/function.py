@@ -25,20 +25,13 @@ import numpy as np
 
 from minigrad.autograd.engine import FREED_MESSAGE, Node
 from minigrad.autograd.grad_mode import is_grad_enabled, no_grad
-from minigrad.tensor import Tensor, _attach_outputs
+from minigrad.tensor import Tensor, _grad_edge, record_node
 
 
 def grad_edge(tensor):
     """(node, output_nr) that receives ``tensor``'s gradient, or None when it needs none: a leaf's is its
-    AccumulateGrad, made on first use.  (``minigrad.tensor.grad_edge`` is cdef; recording a node with no
-    outputs on the tensor asks it from Python.)"""
-    if tensor.grad_fn is not None:
-        return (tensor.grad_fn, tensor.output_nr)
-    if not tensor.requires_grad:
-        return None
-    probe = Node()
-    _attach_outputs([], probe, (tensor,))
-    return probe.next_functions[0]
+    AccumulateGrad, made on first use."""
+    return _grad_edge(tensor)
 
 
 class FunctionCtx(Node):
@@ -197,7 +190,7 @@ class Function:
         ctx._output_is_tensor = [isinstance(v, Tensor) for v in values]
         inputs = tuple(a for a in args if isinstance(a, Tensor))
         ctx._inputs = [(a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args]
-        attached = _attach_outputs([o.data for o in outputs], ctx, inputs)
+        attached = record_node([o.data for o in outputs], ctx, inputs)
         if len(outputs) == 1:  # an ordinary single-output node: backward gets an array, not a tuple
             ctx.multi_output, ctx.shape, ctx.dtype = False, ctx.shape[0], ctx.dtype[0]
         # ctx may hold anything (ctx.module = ...) that leads back to this graph: the collector must see it

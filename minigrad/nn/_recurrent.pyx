@@ -27,12 +27,11 @@ cimport numpy as cnp
 cnp.import_array()
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node
 from minigrad.ops.common cimport norm_dim
 from minigrad.ops.elementwise import ReluBackward, TanhBackward
 from minigrad.ops.linalg cimport AddmmBackward
 from minigrad.ops.shape cimport _cat_ends, _catted, _equal_shape, _lies_at, _stacked, _tensor_list
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor cimport Tensor, record
 
 
 # ---- the packed weight --------------------------------------------------------------------------------
@@ -77,11 +76,11 @@ cdef class ReusedOperand:
 
 cdef class ReusedAddmmBackward(AddmmBackward):
     """addmm's node for ``c + a @ r.b`` (the same gradients and bits), taking ``b.T`` from ``r``'s packing.
-    It saves ``r.b``'s array only so that the engine's version check covers the weight."""
-    cdef _Packing packing
+    It saves ``r.b``'s array only so that the engine's version check covers the weight; meta = the
+    packing."""
 
     cdef object b_transposed(self):
-        return self.packing.transposed()
+        return (<_Packing>self.meta).transposed()
 
     def name(self):
         return "AddmmBackward"
@@ -92,7 +91,8 @@ cdef class _Epilogue:
     # An activation applied to a step's sum as it is produced: by the kernel (``kernel``, the name K.addmm
     # takes) or else by ``ufunc`` in place on the kernel's result (nothing else needs the sum).  ``node`` is
     # the activation's node; it saves (result,).
-    cdef object kernel, ufunc, node
+    cdef object kernel, ufunc
+    cdef type node
 
     cdef object finish(self, object res):
         if self.ufunc is not None:
@@ -148,19 +148,12 @@ cdef Tensor _operands(object c, object a, ReusedOperand r, str fn):
 
 cdef object _recorded(object res, Tensor z, Tensor x, ReusedOperand r, _Epilogue epi):
     """``res`` (the kernel's result, its epilogue applied) as a tensor, with the nodes of step."""
-    if not any_requires_grad((z, x, r.b)):
-        return wrap(res)
-    cdef ReusedAddmmBackward node = ReusedAddmmBackward.__new__(ReusedAddmmBackward)
-    node.saved = (x._data, r.b._data)
-    node.packing = r._packing
-    cdef Tensor pre = attach(res, node, (z, x, r.b))
-    if epi is None:
+    cdef Tensor pre = record(res, ReusedAddmmBackward, (z, x, r.b), (x._data, r.b._data), r._packing)
+    if epi is None or pre._grad_fn is None:
         return pre
     # The sum's tensor only carries the edge from the activation's node to addmm's (its node records the
     # shape and dtype, which res shares); it is dropped here, as the sum of the two-op form would be.
-    cdef Node act = epi.node.__new__(epi.node)
-    act.saved = (res,)
-    return attach(res, act, (pre,))
+    return record(res, epi.node, (pre,), (res,))
 
 
 def step(c, a, ReusedOperand r not None, activation=None, out=None):

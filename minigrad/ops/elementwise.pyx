@@ -5,10 +5,10 @@ Binary ops broadcast like numpy; their backward sums each gradient back to its i
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport GraphTask, Node
+from minigrad.autograd.engine cimport GraphTask, Node, ShapedNode
 from minigrad.ops.common cimport as_tensor, is_float, operands, unbroadcast
 from minigrad.ops.fast cimport OP_ADD, OP_DIV, OP_MUL, OP_SUB, binary
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor cimport Tensor, record, wrap
 from minigrad.tensor import check_dtype, get_default_dtype, real_scalar
 
 
@@ -41,32 +41,23 @@ cdef inline bint _wants(Node node, int i):
 
 
 # ---- add / sub ----------------------------------------------------------------------------------------
-cdef class AddBackward(Node):
-    cdef tuple a_shape, b_shape
-
+cdef class AddBackward(ShapedNode):
     cpdef object backward(self, object g):
-        return unbroadcast(g, self.a_shape), unbroadcast(g, self.b_shape)
+        a_shape, b_shape = self.input_shapes
+        return unbroadcast(g, a_shape), unbroadcast(g, b_shape)
 
 
 def add(a, b):
     """a + b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    out = _broadcast(OP_ADD, np.add, "add", x, y)
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    cdef AddBackward node = AddBackward.__new__(AddBackward)
-    node.a_shape = x._data.shape
-    node.b_shape = y._data.shape
-    return attach(out, node, (x, y))
+    return record(_broadcast(OP_ADD, np.add, "add", x, y), AddBackward, (x, y))
 
 
-cdef class SubBackward(Node):
-    cdef tuple a_shape, b_shape
-
+cdef class SubBackward(ShapedNode):
     cpdef object backward(self, object g):
-        return (unbroadcast(g, self.a_shape),
-                unbroadcast(-g, self.b_shape) if _wants(self, 1) else None)
+        a_shape, b_shape = self.input_shapes
+        return unbroadcast(g, a_shape), unbroadcast(-g, b_shape) if _wants(self, 1) else None
 
 
 def sub(a, b):
@@ -76,13 +67,7 @@ def sub(a, b):
     if x._data.dtype.kind == "b":
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
                            "`^` or `logical_xor()` operator instead.")
-    out = _broadcast(OP_SUB, np.subtract, "sub", x, y)
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    cdef SubBackward node = SubBackward.__new__(SubBackward)
-    node.a_shape = x._data.shape
-    node.b_shape = y._data.shape
-    return attach(out, node, (x, y))
+    return record(_broadcast(OP_SUB, np.subtract, "sub", x, y), SubBackward, (x, y))
 
 
 # ---- mul / div / pow ----------------------------------------------------------------------------------
@@ -98,12 +83,7 @@ def mul(a, b):
     """a * b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    out = _broadcast(OP_MUL, np.multiply, "mul", x, y)
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    cdef MulBackward node = MulBackward.__new__(MulBackward)
-    node.saved = (x._data, y._data)
-    return attach(out, node, (x, y))
+    return record(_broadcast(OP_MUL, np.multiply, "mul", x, y), MulBackward, (x, y), (x._data, y._data))
 
 
 cdef class DivBackward(Node):
@@ -122,11 +102,7 @@ def div(a, b):
     if not is_float(x):
         x, y = _floating(x), _floating(y)
     out = _broadcast(OP_DIV, np.true_divide, "div", x, y)
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    cdef DivBackward node = DivBackward.__new__(DivBackward)
-    node.saved = (x._data, y._data, out)
-    return attach(out, node, (x, y))
+    return record(out, DivBackward, (x, y), (x._data, y._data, out))
 
 
 cdef object _scalar_pow(object x, double p):
@@ -138,14 +114,13 @@ cdef object _scalar_pow(object x, double p):
 
 
 cdef class PowScalarBackward(Node):
-    # x ** p for a constant p; saved = (x,)
-    cdef double p
-
+    # x ** p for a constant p; saved = (x,), meta = p
     cpdef object backward(self, object g):
         (x,) = self.saved
-        if self.p == 0.0:
+        cdef double p = self.meta
+        if p == 0.0:
             return (np.zeros_like(x),)
-        return (g * (self.p * _scalar_pow(x, self.p - 1.0)),)
+        return (g * (p * _scalar_pow(x, p - 1.0)),)
 
 
 cdef class PowBackward(Node):
@@ -168,7 +143,6 @@ def pow(a, b, mod=None):
     """a ** b; either side may be a Python number.  ``mod`` is the third argument of Python's ``pow``,
     which tensors do not support (as in torch)."""
     cdef Tensor x, y
-    cdef PowScalarBackward scalar_node
     if mod is not None:
         raise TypeError("unsupported operand type(s) for ** or pow(): '%s', '%s', '%s'"
                         % (type(a).__name__, type(b).__name__, type(mod).__name__))
@@ -182,19 +156,10 @@ def pow(a, b, mod=None):
             return wrap(np.power(x._data, x._data.dtype.type(b)))
         with np.errstate(all="ignore"):
             out = _scalar_pow(x._data, float(b))  # a numpy float64 exponent is weak too, as in torch
-        if not any_requires_grad((x,)):
-            return wrap(out)
-        scalar_node = PowScalarBackward.__new__(PowScalarBackward)
-        scalar_node.p = b
-        scalar_node.saved = (x._data,)
-        return attach(out, scalar_node, (x,))
+        return record(out, PowScalarBackward, (x,), (x._data,), float(b))
     x, y = operands(a, b)
     out = _broadcast(-1, np.power, "pow", x, y)
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    node = PowBackward.__new__(PowBackward)
-    node.saved = (x._data, y._data, out)
-    return attach(out, node, (x, y))
+    return record(out, PowBackward, (x, y), (x._data, y._data, out))
 
 
 # ---- unary --------------------------------------------------------------------------------------------
@@ -209,10 +174,7 @@ def neg(x):
     if t._data.dtype.kind == "b":
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
                            "to invert a mask, use the `~` or `logical_not()` operator instead.")
-    out = np.negative(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    return attach(out, NegBackward.__new__(NegBackward), (t,))
+    return record(np.negative(t._data), NegBackward, (t,))
 
 
 cdef class ExpBackward(Node):
@@ -226,11 +188,7 @@ def exp(x):
     cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(all="ignore"):
         out = np.exp(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = ExpBackward.__new__(ExpBackward)
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, ExpBackward, (t,), (out,))
 
 
 cdef class LogBackward(Node):
@@ -244,11 +202,7 @@ def log(x):
     cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = LogBackward.__new__(LogBackward)
-    node.saved = (t._data,)
-    return attach(out, node, (t,))
+    return record(out, LogBackward, (t,), (t._data,))
 
 
 cdef class SqrtBackward(Node):
@@ -263,11 +217,7 @@ def sqrt(x):
     cdef Tensor t = _floating(as_tensor(x))
     with np.errstate(invalid="ignore"):
         out = np.sqrt(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = SqrtBackward.__new__(SqrtBackward)
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, SqrtBackward, (t,), (out,))
 
 
 cdef class AbsBackward(Node):
@@ -280,12 +230,7 @@ cdef class AbsBackward(Node):
 def abs(x):
     """|x|."""
     cdef Tensor t = as_tensor(x)
-    out = np.abs(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = AbsBackward.__new__(AbsBackward)
-    node.saved = (t._data,)
-    return attach(out, node, (t,))
+    return record(np.abs(t._data), AbsBackward, (t,), (t._data,))
 
 
 cdef class TanhBackward(Node):
@@ -308,11 +253,7 @@ def tanh(x):
     """Hyperbolic tangent (C kernel)."""
     cdef Tensor t = _floating(as_tensor(x))
     out = K.tanh(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = TanhBackward.__new__(TanhBackward)
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, TanhBackward, (t,), (out,))
 
 
 cdef class SigmoidBackward(Node):
@@ -325,11 +266,7 @@ def sigmoid(x):
     """1 / (1 + e ** -x) (C kernel)."""
     cdef Tensor t = _floating(as_tensor(x))
     out = K.sigmoid(t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = SigmoidBackward.__new__(SigmoidBackward)
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, SigmoidBackward, (t,), (out,))
 
 
 cdef class ReluBackward(Node):
@@ -342,11 +279,7 @@ def relu(x):
     """max(x, 0)."""
     cdef Tensor t = as_tensor(x)
     out = np.maximum(t._data, t._data.dtype.type(0))
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = ReluBackward.__new__(ReluBackward)
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, ReluBackward, (t,), (out,))
 
 
 cdef class ClampBackward(Node):
@@ -373,12 +306,7 @@ def clamp(x, min=None, max=None):
     if max is not None:
         out = np.minimum(out, max)
         mask &= data <= max
-    out = out.astype(data.dtype, copy=False)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = ClampBackward.__new__(ClampBackward)
-    node.saved = (mask,)
-    return attach(out, node, (t,))
+    return record(out.astype(data.dtype, copy=False), ClampBackward, (t,), (mask,))
 
 
 # ---- selection ----------------------------------------------------------------------------------------
@@ -391,15 +319,14 @@ cdef object _mask(object cond):
     raise TypeError("condition must be a bool array-like, got %s" % arr.dtype)
 
 
-cdef class WhereBackward(Node):
+cdef class WhereBackward(ShapedNode):
     # saved = (cond,)
-    cdef tuple a_shape, b_shape
-
     cpdef object backward(self, object g):
         cond = self.saved[0]
         zero = g.dtype.type(0)
-        return (unbroadcast(np.where(cond, g, zero), self.a_shape) if _wants(self, 0) else None,
-                unbroadcast(np.where(cond, zero, g), self.b_shape) if _wants(self, 1) else None)
+        a_shape, b_shape = self.input_shapes
+        return (unbroadcast(np.where(cond, g, zero), a_shape) if _wants(self, 0) else None,
+                unbroadcast(np.where(cond, zero, g), b_shape) if _wants(self, 1) else None)
 
 
 def where(condition, a, b):
@@ -412,13 +339,7 @@ def where(condition, a, b):
     except ValueError:
         raise ValueError("where: shapes %s (condition), %s and %s cannot be broadcast together"
                          % (cond.shape, x._data.shape, y._data.shape)) from None
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    cdef WhereBackward node = WhereBackward.__new__(WhereBackward)
-    node.a_shape = x._data.shape
-    node.b_shape = y._data.shape
-    node.saved = (np.broadcast_to(cond, out.shape),)
-    return attach(out, node, (x, y))
+    return record(out, WhereBackward, (x, y), (np.broadcast_to(cond, out.shape),))
 
 
 cdef class MaskedFillBackward(Node):
@@ -437,12 +358,7 @@ def masked_fill(x, mask, value):
         raise ValueError("masked_fill: mask of shape %s cannot be broadcast to the tensor's shape %s"
                          % (m.shape, t._data.shape)) from None
     value = real_scalar(value, "masked_fill")
-    out = np.where(m, t._data.dtype.type(value), t._data)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    node = MaskedFillBackward.__new__(MaskedFillBackward)
-    node.saved = (m,)
-    return attach(out, node, (t,))
+    return record(np.where(m, t._data.dtype.type(value), t._data), MaskedFillBackward, (t,), (m,))
 
 
 # ---- copies and casts ---------------------------------------------------------------------------------
@@ -455,10 +371,7 @@ cdef class CopyBackward(Node):
 def clone(x):
     """A copy with its own storage; gradients flow back to x."""
     cdef Tensor t = as_tensor(x)
-    out = np.array(t._data, copy=True)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    return attach(out, CopyBackward.__new__(CopyBackward), (t,))
+    return record(np.array(t._data, copy=True), CopyBackward, (t,))
 
 
 def to(x, dtype):
@@ -470,6 +383,6 @@ def to(x, dtype):
         return t
     with np.errstate(invalid="ignore"):  # nan and inf to an integer: an unspecified value, as in torch
         out = t._data.astype(d)
-    if d.kind != "f" or not any_requires_grad((t,)):
+    if d.kind != "f":
         return wrap(out)
-    return attach(out, CopyBackward.__new__(CopyBackward), (t,))
+    return record(out, CopyBackward, (t,))

@@ -1,7 +1,6 @@
-from minigrad.autograd.engine cimport Node
+from minigrad.autograd.engine cimport ShapedNode
 
 
-cdef class AddmmBackward(Node):
-    cdef tuple c_shape
+cdef class AddmmBackward(ShapedNode):
     cdef object b_transposed(self)
     cdef tuple _gradients(self, object g, object prev)

@@ -2,9 +2,9 @@
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node
+from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode
 from minigrad.ops.common cimport operands, unbroadcast
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor cimport Tensor, record, wrap
 
 
 # numpy dtype.char -> the C type names torch's mixed-dtype product error uses
@@ -73,33 +73,32 @@ cdef class ProductSum(LazyGrad):
 
 
 cdef class MatmulBackward(Node):
-    # saved = (A, B) as 2+-D arrays (1-D operands promoted), with flags to undo the promotion
-    cdef bint a_vec, b_vec
-
+    # saved = (A, B) as 2+-D arrays (1-D operands promoted); meta = (a_vec, b_vec), which were promoted
     cpdef object backward(self, object g):
         a, b = self.saved
-        if a.ndim == 2 and b.ndim == 2 and not (self.a_vec or self.b_vec):
+        cdef bint a_vec = self.meta[0], b_vec = self.meta[1]
+        if a.ndim == 2 and b.ndim == 2 and not (a_vec or b_vec):
             # the common case (an RNN step, a Linear layer) without numpy's Python-level helpers
             return (K.matmul(g, b.T) if self.next_functions[0] is not None else None,
                     ProductSum(a, g) if self.next_functions[1] is not None else None)
-        if self.b_vec:
+        if b_vec:
             g = np.expand_dims(g, -1)
-        if self.a_vec:
+        if a_vec:
             g = np.expand_dims(g, -2)
         ga = gb = None
         if self.next_functions[0] is not None:
             ga = unbroadcast(_mm(g, np.swapaxes(b, -1, -2)), a.shape)
-            if self.a_vec:
+            if a_vec:
                 ga = ga.reshape(a.shape[-1])
         if self.next_functions[1] is not None:
-            if b.ndim == 2 and not self.b_vec:
+            if b.ndim == 2 and not b_vec:
                 # dL/dB = A.T @ G summed over all rows of A; handed to the engine unevaluated, so that a
                 # weight used at every time step gets its gradient as one product (see ProductSum)
                 rows = _prod(a.shape[:-1])
                 gb = ProductSum(a.reshape(rows, a.shape[-1]), g.reshape(rows, g.shape[-1]))
             else:
                 gb = unbroadcast(_mm(np.swapaxes(a, -1, -2), g), b.shape)
-            if self.b_vec:
+            if b_vec:
                 gb = gb.reshape(b.shape[-2])
         return ga, gb
 
@@ -142,24 +141,18 @@ def matmul(a, b):
         out = out.reshape(out.shape[:-2] + out.shape[-1:])
     if b_vec:
         out = out.reshape(out.shape[:-1])
-    if not any_requires_grad((x, y)):
-        return wrap(out)
-    cdef MatmulBackward node = MatmulBackward.__new__(MatmulBackward)
-    node.a_vec = a_vec
-    node.b_vec = b_vec
-    node.saved = (A, B)
-    return attach(out, node, (x, y))
+    return record(out, MatmulBackward, (x, y), (A, B), (a_vec, b_vec))
 
 
-cdef class AddmmBackward(Node):
-    # out = c + a @ b; saved = (a, b).  Gradients: g summed to c's shape (c_shape None: c has the
-    # product's shape), g @ b.T for a, a.T @ g for b.  (nn._recurrent's step records a subclass that
-    # takes b.T from a packing made once for every step.)
+cdef class AddmmBackward(ShapedNode):
+    # out = c + a @ b; saved = (a, b).  Gradients: g summed to c's shape (the input shapes are kept),
+    # g @ b.T for a, a.T @ g for b.  (nn._recurrent's step records a subclass that takes b.T from a
+    # packing made once for every step, its meta.)
 
     cpdef object grad_place(self, GraphTask task, int nr):
         # c's gradient is the output's, unchanged, when c has the product's shape: its place is c's
         edge = self.next_functions[0]
-        if edge is None or self.c_shape is not None:
+        if edge is None or self.input_shapes[0] != self.shape:
             return None
         return (<Node>edge[0]).grad_place(task, edge[1])
 
@@ -181,7 +174,8 @@ cdef class AddmmBackward(Node):
         wants = self.next_functions
         gc = ga = gb = None
         if wants[0] is not None:
-            gc = g if self.c_shape is None else unbroadcast(g, self.c_shape)
+            c_shape = self.input_shapes[0]
+            gc = g if c_shape == self.shape else unbroadcast(g, c_shape)
         if wants[1] is not None:
             bt = self.b_transposed()
             ga = K.matmul(g, bt) if prev is None else K.addmm(prev, g, bt)
@@ -212,9 +206,4 @@ def addmm(input, mat1, mat2):
         raise ValueError("addmm: input of shape %s does not broadcast to the product's shape %s"
                          % (za.shape, shape))
     out = K.addmm(za, xa, ya)
-    if not any_requires_grad((z, x, y)):
-        return wrap(out)
-    cdef AddmmBackward node = AddmmBackward.__new__(AddmmBackward)
-    node.saved = (xa, ya)
-    node.c_shape = None if za.shape == shape else za.shape
-    return attach(out, node, (z, x, y))
+    return record(out, AddmmBackward, (z, x, y), (xa, ya))

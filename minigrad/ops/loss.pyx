@@ -3,22 +3,21 @@ difference array instead of three tensors, and the backward is one pass over it.
 import numpy as np
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.autograd.engine cimport Node, ShapedNode
+from minigrad.tensor cimport Tensor, record
 
 
 cdef class MseLossBackward(Node):
-    # saved = (diff,), diff = input - target; d loss / d input = 2 diff g (/ n for 'mean')
-    cdef bint mean, elementwise
-
+    # saved = (diff,), diff = input - target; meta = the reduction
+    # d loss / d input = 2 diff g (/ n for 'mean')
     cpdef object backward(self, object g):
         diff, = self.saved
         dtype = diff.dtype.type
-        if self.elementwise:  # reduction 'none': g has diff's shape
+        if self.meta == "none":  # g has diff's shape  # reduction 'none': g has diff's shape
             gx = diff * (g * dtype(2))
         else:
             scale = dtype(2) * dtype(g)
-            if self.mean:
+            if self.meta == "mean":
                 scale = scale / dtype(diff.size)
             gx = diff * scale
         return (gx if self.next_functions[0] is not None else None,
@@ -40,25 +39,17 @@ def mse_loss(Tensor input not None, Tensor target not None, str reduction not No
             if reduction == "mean":
                 total = total / x.size if x.size else float("nan")  # torch: the mean of nothing is nan
             out = np.asarray(dtype(total))
-    if not any_requires_grad((input, target)):
-        return wrap(out)
-    cdef MseLossBackward node = MseLossBackward.__new__(MseLossBackward)
-    node.saved = (diff,)
-    node.mean = reduction == "mean"
-    node.elementwise = reduction == "none"
-    return attach(out, node, (input, target))
+    return record(out, MseLossBackward, (input, target), (diff,), reduction)
 
 
-cdef class NllLossBackward(Node):
+cdef class NllLossBackward(ShapedNode):
     # saved = (rows, cols, coef): only the counted targets' log-probabilities get a gradient, coef * g each,
     # so an ignored row's -inf or nan never meets a zero weight (0 * inf = nan)
-    cdef tuple in_shape
-    cdef bint elementwise
-
+    # meta = the reduction
     cpdef object backward(self, object g):
         rows, cols, coef = self.saved
-        gx = np.zeros(self.in_shape, dtype=coef.dtype)
-        gx[rows, cols] = coef * (g[rows] if self.elementwise else g)
+        gx = np.zeros(self.input_shapes[0], dtype=coef.dtype)
+        gx[rows, cols] = coef * (g[rows] if self.meta == "none" else g)
         return (gx,)
 
 
@@ -80,16 +71,11 @@ def nll_loss(Tensor input, object rows, object cols, object weight, str reductio
             out = np.asarray(dtype(losses.sum()))
             if reduction == "mean":
                 out = np.asarray(out / total)  # nothing counted: 0 / 0 = nan, as in torch
-    if not any_requires_grad((input,)):
-        return wrap(out)
+    # the backward's coefficients (one small array: made whether or not the loss is recorded)
     coef = np.full(rows.size, dtype(-1)) if weight is None else np.negative(weight)
     if reduction == "mean":
         # torch's rule: counted targets of total weight 0 get nan, but with nothing counted (an all-padding
         # batch) nothing gets it: the gradient is zero
         with np.errstate(all="ignore"):
             coef = coef / total
-    cdef NllLossBackward node = NllLossBackward.__new__(NllLossBackward)
-    node.saved = (rows, cols, coef)
-    node.in_shape = x.shape
-    node.elementwise = reduction == "none"
-    return attach(out, node, (input,))
+    return record(out, NllLossBackward, (input,), (rows, cols, coef), reduction)

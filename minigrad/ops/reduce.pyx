@@ -4,9 +4,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from minigrad.autograd.engine cimport Node
+from minigrad.autograd.engine cimport Node, ShapedNode
 from minigrad.ops.common cimport as_tensor, is_float, norm_dim, norm_dims
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor cimport Tensor, record, wrap
 from minigrad.tensor import get_default_dtype
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -39,12 +39,11 @@ cdef tuple _reduce_axes(object dim, int ndim):
     return norm_dims(dim, ndim)
 
 
-cdef class SumBackward(Node):
-    cdef tuple axes, in_shape
-    cdef bint keepdim
-
+cdef class SumBackward(ShapedNode):
+    # meta = (axes, keepdim)
     cpdef object backward(self, object g):
-        return (_expand_back(g, self.axes, self.in_shape, self.keepdim),)
+        axes, keepdim = self.meta
+        return (_expand_back(g, axes, self.input_shapes[0], keepdim),)
 
 
 def sum(x, dim=None, keepdim=False):
@@ -53,22 +52,14 @@ def sum(x, dim=None, keepdim=False):
     axes = _reduce_axes(dim, t._data.ndim)
     with np.errstate(all="ignore"):  # inf + -inf is nan, a value as in torch, not a warning
         out = np.asarray(t._data.sum(axis=axes, keepdims=keepdim))
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef SumBackward node = SumBackward.__new__(SumBackward)
-    node.axes = axes
-    node.in_shape = t._data.shape
-    node.keepdim = keepdim
-    return attach(out, node, (t,))
+    return record(out, SumBackward, (t,), saved=None, meta=(axes, keepdim))
 
 
-cdef class MeanBackward(Node):
-    cdef tuple axes, in_shape
-    cdef bint keepdim
-    cdef double count
-
+cdef class MeanBackward(ShapedNode):
+    # meta = (axes, keepdim, the number of elements averaged)
     cpdef object backward(self, object g):
-        return (_expand_back(g / self.count, self.axes, self.in_shape, self.keepdim),)
+        axes, keepdim, count = self.meta
+        return (_expand_back(g / <double>count, axes, self.input_shapes[0], keepdim),)
 
 
 def mean(x, dim=None, keepdim=False):
@@ -83,14 +74,7 @@ def mean(x, dim=None, keepdim=False):
         count *= t._data.shape[a]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.asarray(t._data.sum(axis=axes, keepdims=keepdim) / t._data.dtype.type(count))
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef MeanBackward node = MeanBackward.__new__(MeanBackward)
-    node.axes = axes
-    node.in_shape = t._data.shape
-    node.keepdim = keepdim
-    node.count = count
-    return attach(out, node, (t,))
+    return record(out, MeanBackward, (t,), saved=None, meta=(axes, keepdim, count))
 
 
 cdef class MaxAllBackward(Node):
@@ -101,19 +85,16 @@ cdef class MaxAllBackward(Node):
         return (np.where(hit, g / hit.sum(), x.dtype.type(0)).astype(x.dtype, copy=False),)
 
 
-cdef class MaxDimBackward(Node):
-    # saved = (indices,): the gradient goes to the element each index picked
-    cdef tuple in_shape
-    cdef int axis
-    cdef bint keepdim
-
+cdef class MaxDimBackward(ShapedNode):
+    # saved = (indices,): the gradient goes to the element each index picked; meta = (axis, keepdim)
     cpdef object backward(self, object g):
         idx = self.saved[0]
-        if not self.keepdim:
-            g = np.expand_dims(g, self.axis)
-            idx = np.expand_dims(idx, self.axis)
-        gx = np.zeros(self.in_shape, dtype=g.dtype)
-        np.put_along_axis(gx, idx, g, axis=self.axis)
+        axis, keepdim = self.meta
+        if not keepdim:
+            g = np.expand_dims(g, axis)
+            idx = np.expand_dims(idx, axis)
+        gx = np.zeros(self.input_shapes[0], dtype=g.dtype)
+        np.put_along_axis(gx, idx, g, axis=axis)
         return (gx,)
 
 
@@ -125,11 +106,7 @@ cdef object _extreme(x, dim, keepdim, bint is_max):
         if data.size == 0:
             raise RuntimeError("%s(): expected a non-empty tensor (shape %s)" % (name, data.shape))
         out = np.asarray(data.max() if is_max else data.min())
-        if not any_requires_grad((t,)):
-            return wrap(out)
-        all_node = MaxAllBackward.__new__(MaxAllBackward)
-        all_node.saved = (data, out)
-        return attach(out, all_node, (t,))
+        return record(out, MaxAllBackward, (t,), (data, out))
     axis = norm_dim(dim, data.ndim)
     result = MaxResult if is_max else MinResult
     if data.ndim == 0:
@@ -142,14 +119,7 @@ cdef object _extreme(x, dim, keepdim, bint is_max):
     if not keepdim:
         values = values.squeeze(axis)
         idx = idx.squeeze(axis)
-    if not any_requires_grad((t,)):
-        return result(wrap(values), wrap(idx))
-    cdef MaxDimBackward node = MaxDimBackward.__new__(MaxDimBackward)
-    node.in_shape = data.shape
-    node.axis = axis
-    node.keepdim = keepdim
-    node.saved = (idx,)
-    return result(attach(values, node, (t,)), wrap(idx))
+    return result(record(values, MaxDimBackward, (t,), (idx,), (axis, keepdim)), wrap(idx))
 
 
 def max(x, dim=None, keepdim=False):
@@ -173,12 +143,10 @@ cdef object _row_max(object data, int axis):
 
 
 cdef class SoftmaxBackward(Node):
-    # saved = (y,); dx = y * (g - sum(g * y))
-    cdef int axis
-
+    # saved = (y,), meta = axis; dx = y * (g - sum(g * y))
     cpdef object backward(self, object g):
         y = self.saved[0]
-        return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
+        return (y * (g - (g * y).sum(axis=self.meta, keepdims=True)),)
 
 
 def softmax(x, dim):
@@ -192,21 +160,14 @@ def softmax(x, dim):
         with np.errstate(all="ignore"):
             e = np.exp(t._data - _row_max(t._data, axis))
             out = e / e.sum(axis=axis, keepdims=True)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef SoftmaxBackward node = SoftmaxBackward.__new__(SoftmaxBackward)
-    node.axis = axis if t._data.ndim else 0
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, SoftmaxBackward, (t,), (out,), axis if t._data.ndim else 0)
 
 
 cdef class LogSoftmaxBackward(Node):
-    # saved = (y,); dx = g - softmax * sum(g)
-    cdef int axis
-
+    # saved = (y,), meta = axis; dx = g - softmax * sum(g)
     cpdef object backward(self, object g):
         y = self.saved[0]
-        return (g - np.exp(y) * g.sum(axis=self.axis, keepdims=True),)
+        return (g - np.exp(y) * g.sum(axis=self.meta, keepdims=True),)
 
 
 def log_softmax(x, dim):
@@ -220,23 +181,16 @@ def log_softmax(x, dim):
         with np.errstate(all="ignore"):
             s = t._data - _row_max(t._data, axis)
             out = s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef LogSoftmaxBackward node = LogSoftmaxBackward.__new__(LogSoftmaxBackward)
-    node.axis = axis if t._data.ndim else 0
-    node.saved = (out,)
-    return attach(out, node, (t,))
+    return record(out, LogSoftmaxBackward, (t,), (out,), axis if t._data.ndim else 0)
 
 
 cdef class LogsumexpBackward(Node):
-    # saved = (x, out with kept dims); dx = g * exp(x - out)
-    cdef tuple axes
-    cdef bint keepdim
-
+    # saved = (x, out with kept dims), meta = (axes, keepdim); dx = g * exp(x - out)
     cpdef object backward(self, object g):
         x, lse = self.saved
-        if not self.keepdim:
-            g = np.expand_dims(g, self.axes)
+        axes, keepdim = self.meta
+        if not keepdim:
+            g = np.expand_dims(g, axes)
         return (g * np.exp(x - lse),)
 
 
@@ -255,13 +209,7 @@ def logsumexp(x, dim, keepdim=False):
     with np.errstate(all="ignore"):
         lse = m + np.log(np.exp(data - m).sum(axis=axes, keepdims=True))
     out = lse if keepdim else lse.squeeze(axes)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef LogsumexpBackward node = LogsumexpBackward.__new__(LogsumexpBackward)
-    node.axes = axes
-    node.keepdim = keepdim
-    node.saved = (data, lse)
-    return attach(out, node, (t,))
+    return record(out, LogsumexpBackward, (t,), (data, lse), (axes, keepdim))
 
 
 # ---- any / all ---------------------------------------------------------------------------------------------
@@ -312,11 +260,10 @@ def argmin(x, dim=None, keepdim=False):
 
 # ---- cumsum ------------------------------------------------------------------------------------------------
 cdef class CumsumBackward(Node):
-    # d out_j / d x_i = 1 for i <= j: the gradient is the reversed cumulative sum of g
-    cdef int axis
-
+    # meta = axis; d out_j / d x_i = 1 for i <= j: the gradient is the reversed cumulative sum of g
     cpdef object backward(self, object g):
-        return (np.flip(np.cumsum(np.flip(g, self.axis), axis=self.axis), self.axis),)
+        axis = self.meta
+        return (np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis),)
 
 
 def cumsum(x, dim, dtype=None):
@@ -331,36 +278,22 @@ def cumsum(x, dim, dtype=None):
     out_dtype = data.dtype if is_float(t) else np.dtype(np.int64)
     with np.errstate(all="ignore"):
         out = np.cumsum(data, axis=axis if data.ndim else None, dtype=out_dtype).reshape(data.shape)
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef CumsumBackward node = CumsumBackward.__new__(CumsumBackward)
-    node.axis = axis if data.ndim else 0
-    return attach(out, node, (t,))
+    return record(out, CumsumBackward, (t,), saved=None, meta=axis if data.ndim else 0)
 
 
 # ---- sort / argsort / topk ---------------------------------------------------------------------------------
-cdef class TakeAlongBackward(Node):
-    # saved = (indices,): each output element came from the input at its index along the axis
-    cdef tuple in_shape
-    cdef int axis
-
+cdef class TakeAlongBackward(ShapedNode):
+    # saved = (indices,), meta = axis: each output element came from the input at its index along the axis
     cpdef object backward(self, object g):
-        gx = np.zeros(self.in_shape, dtype=g.dtype)
-        np.put_along_axis(gx, self.saved[0], g, axis=self.axis)
+        gx = np.zeros(self.input_shapes[0], dtype=g.dtype)
+        np.put_along_axis(gx, self.saved[0], g, axis=self.meta)
         return (gx,)
 
 
 cdef object _take_along(Tensor t, object idx, int axis):
     """The values of ``t`` at ``idx`` along ``axis`` (differentiable) and the indices as an int64 tensor."""
     values = np.take_along_axis(t._data, idx, axis=axis)
-    indices = wrap(idx)
-    if not any_requires_grad((t,)):
-        return wrap(values), indices
-    cdef TakeAlongBackward node = TakeAlongBackward.__new__(TakeAlongBackward)
-    node.in_shape = t._data.shape
-    node.axis = axis
-    node.saved = (idx,)
-    return attach(values, node, (t,)), indices
+    return record(values, TakeAlongBackward, (t,), (idx,), axis), wrap(idx)
 
 
 cdef object _order(object data, int axis, bint descending, bint stable):

@@ -9,11 +9,10 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node
+from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.ops.common import promote_types
-from minigrad.tensor cimport Tensor, any_requires_grad, attach, view_of, wrap
-from minigrad.tensor import _attach_outputs
+from minigrad.tensor cimport Tensor, record, record_outputs, view_of, wrap
 
 
 cdef tuple _shape_arg(tuple shape):
@@ -27,11 +26,9 @@ cdef tuple _shape_arg(tuple shape):
 
 
 # ---- reshape ------------------------------------------------------------------------------------------
-cdef class ReshapeBackward(Node):
-    cdef tuple in_shape
-
+cdef class ReshapeBackward(ShapedNode):
     cpdef object backward(self, object g):
-        return (g.reshape(self.in_shape),)
+        return (g.reshape(self.input_shapes[0]),)
 
 
 cdef object _reshaped(Tensor t, tuple shape, str name):
@@ -40,11 +37,7 @@ cdef object _reshaped(Tensor t, tuple shape, str name):
     except ValueError:
         raise ValueError("%s: shape %s is invalid for input of shape %s (%d elements)"
                          % (name, shape, t._data.shape, t._data.size)) from None
-    if not any_requires_grad((t,)):
-        return view_of(wrap(out), t)
-    cdef ReshapeBackward node = ReshapeBackward.__new__(ReshapeBackward)
-    node.in_shape = t._data.shape
-    return view_of(attach(out, node, (t,)), t)
+    return view_of(record(out, ReshapeBackward, (t,)), t)
 
 
 def reshape(x, *shape):
@@ -99,13 +92,12 @@ cdef inline object _axis_first(object a, int axis):
 
 
 cdef class PermuteBackward(Node):
-    cdef tuple inverse
-
+    # meta = the permutation
     cpdef object backward(self, object g):
-        return (np.transpose(g, self.inverse),)
+        return (np.transpose(g, np.argsort(self.meta)),)
 
     cpdef object lazy_backward(self, LazyGrad g):
-        if self.inverse != (1, 0):
+        if self.meta != (1, 0):  # a matrix's transpose (its own inverse)
             return None
         t = g.transposed()
         return None if t is None else (t,)
@@ -121,12 +113,7 @@ def permute(x, *dims):
     perm = tuple(norm_dim(d, n) for d in dims)
     if sorted(perm) != list(range(n)):
         raise ValueError("permute: %s is not a permutation of the dimensions" % (dims,))
-    out = np.transpose(t._data, perm)
-    if not any_requires_grad((t,)):
-        return view_of(wrap(out), t)
-    cdef PermuteBackward node = PermuteBackward.__new__(PermuteBackward)
-    node.inverse = tuple(np.argsort(perm).tolist())
-    return view_of(attach(out, node, (t,)), t)
+    return view_of(record(np.transpose(t._data, perm), PermuteBackward, (t,), saved=None, meta=perm), t)
 
 
 def transpose(x, dim0, dim1):
@@ -142,29 +129,21 @@ def transpose(x, dim0, dim1):
 
 
 cdef class FlipBackward(Node):
-    cdef tuple axes
-
+    # meta = the flipped axes
     cpdef object backward(self, object g):
-        return (np.flip(g, self.axes),)
+        return (np.flip(g, self.meta),)
 
 
 def flip(x, dims):
     """Reverse the order of elements along ``dims`` (a view)."""
     cdef Tensor t = as_tensor(x)
     axes = norm_dims(dims, t._data.ndim)
-    out = np.flip(t._data, axes)
-    if not any_requires_grad((t,)):
-        return view_of(wrap(out), t)
-    cdef FlipBackward node = FlipBackward.__new__(FlipBackward)
-    node.axes = axes
-    return view_of(attach(out, node, (t,)), t)
+    return view_of(record(np.flip(t._data, axes), FlipBackward, (t,), saved=None, meta=axes), t)
 
 
-cdef class ExpandBackward(Node):
-    cdef tuple in_shape
-
+cdef class ExpandBackward(ShapedNode):
     cpdef object backward(self, object g):
-        return (unbroadcast(g, self.in_shape),)
+        return (unbroadcast(g, self.input_shapes[0]),)
 
 
 def expand(x, *sizes):
@@ -181,11 +160,7 @@ def expand(x, *sizes):
         out = np.broadcast_to(t._data, target)
     except ValueError:
         raise ValueError("expand: shape %s cannot be expanded to %s" % (shape, sizes)) from None
-    if not any_requires_grad((t,)):
-        return view_of(wrap(out), t)
-    cdef ExpandBackward node = ExpandBackward.__new__(ExpandBackward)
-    node.in_shape = shape
-    return view_of(attach(out, node, (t,)), t)
+    return view_of(record(out, ExpandBackward, (t,)), t)
 
 
 # ---- indexing -----------------------------------------------------------------------------------------
@@ -218,18 +193,16 @@ cdef bint _is_basic(object index):
     return True
 
 
-cdef class IndexBackward(Node):
-    # basic indexing writes the gradient into place; integer arrays accumulate repeated indices
-    cdef tuple in_shape
-    cdef object index
-    cdef bint basic
-
+cdef class IndexBackward(ShapedNode):
+    # meta = the index: basic indexing writes the gradient into place; integer arrays accumulate repeated
+    # indices
     cpdef object backward(self, object g):
-        gx = np.zeros(self.in_shape, dtype=g.dtype)
-        if self.basic:
-            gx[self.index] = g
+        index = self.meta
+        gx = np.zeros(self.input_shapes[0], dtype=g.dtype)
+        if _is_basic(index):
+            gx[index] = g
         else:
-            np.add.at(gx, self.index, g)
+            np.add.at(gx, index, g)
         return (gx,)
 
 
@@ -244,26 +217,18 @@ def getitem(x, index):
     out = t._data[index]
     if not isinstance(out, np.ndarray):
         out = np.asarray(out)
-    if not any_requires_grad((t,)):
-        return view_of(wrap(out), t)
-    cdef IndexBackward node = IndexBackward.__new__(IndexBackward)
-    node.in_shape = t._data.shape
-    node.index = index
-    node.basic = _is_basic(index)
-    return view_of(attach(out, node, (t,)), t)
+    return view_of(record(out, IndexBackward, (t,), saved=None, meta=index), t)
 
 
-cdef class IndexPutBackward(Node):
-    cdef object index
-    cdef tuple value_shape
-
+cdef class IndexPutBackward(ShapedNode):
+    # meta = the index
     cpdef object backward(self, object g):
         gx = gv = None
         if self.next_functions[0] is not None:
             gx = np.array(g, copy=True)
-            gx[self.index] = 0  # the values written over receive no gradient
+            gx[self.meta] = 0  # the values written over receive no gradient
         if self.next_functions[1] is not None:
-            gv = unbroadcast(np.asarray(g[self.index]), self.value_shape)
+            gv = unbroadcast(np.asarray(g[self.meta]), self.input_shapes[1])
         return gx, gv
 
 
@@ -282,21 +247,14 @@ def index_put(x, index, value):
     except ValueError:
         raise ValueError("index_put: a value of shape %s cannot be written to a selection of shape %s"
                          % (v._data.shape, np.shape(t._data[index]))) from None
-    if not any_requires_grad((t, v)):
-        return wrap(out)
-    cdef IndexPutBackward node = IndexPutBackward.__new__(IndexPutBackward)
-    node.index = index
-    node.value_shape = v._data.shape
-    return attach(out, node, (t, v))
+    return record(out, IndexPutBackward, (t, v), saved=None, meta=index)
 
 
-cdef class GatherBackward(Node):
-    cdef tuple in_shape
-    cdef object index_tuple
-
+cdef class GatherBackward(ShapedNode):
+    # meta = the index as a tuple of arrays
     cpdef object backward(self, object g):
-        gx = np.zeros(self.in_shape, dtype=g.dtype)
-        np.add.at(gx, self.index_tuple, g)
+        gx = np.zeros(self.input_shapes[0], dtype=g.dtype)
+        np.add.at(gx, self.meta, g)
         return (gx,)
 
 
@@ -322,13 +280,7 @@ def gather(x, dim, index):
     grids = list(np.ogrid[tuple(slice(0, s) for s in idx.shape)]) if idx.ndim else []
     grids[d] = idx
     index_tuple = tuple(grids)
-    out = data[index_tuple]
-    if not any_requires_grad((t,)):
-        return wrap(out)
-    cdef GatherBackward node = GatherBackward.__new__(GatherBackward)
-    node.in_shape = data.shape
-    node.index_tuple = index_tuple
-    return attach(out, node, (t,))
+    return record(data[index_tuple], GatherBackward, (t,), saved=None, meta=index_tuple)
 
 
 # ---- joining ------------------------------------------------------------------------------------------
@@ -345,10 +297,9 @@ cdef list _tensor_list(object seq, str name):
 
 
 cdef class StackBackward(Node):
-    cdef int axis
-
+    # meta = the new axis
     cpdef object backward(self, object g):
-        return tuple(_axis_first(g, self.axis))
+        return tuple(_axis_first(g, self.meta))
 
 
 cdef tuple _equal_shape(list ts, str where):
@@ -363,11 +314,7 @@ cdef tuple _equal_shape(list ts, str where):
 
 cdef object _stacked(object out, tuple inputs, int axis):
     """``out`` (the inputs stacked along ``axis``) as a tensor, with its StackBackward when one is needed."""
-    if not any_requires_grad(inputs):
-        return wrap(out)
-    cdef StackBackward node = StackBackward.__new__(StackBackward)
-    node.axis = axis
-    return attach(out, node, inputs)
+    return record(out, StackBackward, inputs, saved=None, meta=axis)
 
 
 def stack(tensors, dim=0):
@@ -386,11 +333,10 @@ cdef bint _lies_at(cnp.ndarray piece, cnp.ndarray place):
 
 
 cdef class CatBackward(Node):
-    cdef int axis
-    cdef list bounds
-
+    # meta = (axis, where every piece but the last ends)
     cpdef object backward(self, object g):
-        return tuple(np.split(g, self.bounds, axis=self.axis))
+        axis, bounds = self.meta
+        return tuple(np.split(g, bounds, axis=axis))
 
 
 cdef list _cat_ends(list shapes, int axis):
@@ -409,12 +355,7 @@ cdef list _cat_ends(list shapes, int axis):
 
 cdef object _catted(object out, tuple inputs, int axis, list ends):
     """``out`` (the inputs joined along ``axis``) as a tensor, with its CatBackward when one is needed."""
-    if not any_requires_grad(inputs):
-        return wrap(out)
-    cdef CatBackward node = CatBackward.__new__(CatBackward)
-    node.axis = axis
-    node.bounds = ends[:-1]
-    return attach(out, node, inputs)
+    return record(out, CatBackward, inputs, saved=None, meta=(axis, ends[:-1]))
 
 
 def cat(tensors, dim=0):
@@ -429,20 +370,19 @@ def cat(tensors, dim=0):
 
 
 # ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
-cdef class SplitBackward(Node):
-    cdef tuple in_shape
-    cdef int axis
-    cdef list starts
-
+cdef class SplitBackward(ShapedNode):
+    # meta = (axis, where each piece starts)
     cpdef object backward(self, object grads):
+        axis, starts = self.meta
+        in_shape = self.input_shapes[0]
         gx = None
-        for g, start in zip(grads, self.starts):
+        for g, start in zip(grads, starts):
             if g is None:
                 continue
             if gx is None:
-                gx = np.zeros(self.in_shape, dtype=g.dtype)
-            index = [slice(None)] * len(self.in_shape)
-            index[self.axis] = slice(start, start + g.shape[self.axis])
+                gx = np.zeros(in_shape, dtype=g.dtype)
+            index = [slice(None)] * len(in_shape)
+            index[axis] = slice(start, start + g.shape[axis])
             gx[tuple(index)] = g
         return (gx,)
 
@@ -458,13 +398,8 @@ cdef object _split_at(Tensor t, int axis, list sizes):
         pieces.append(data[tuple(index)])
         starts.append(start)
         start += n
-    if not any_requires_grad((t,)):
-        return tuple(view_of(wrap(p), t) for p in pieces)
-    cdef SplitBackward node = SplitBackward.__new__(SplitBackward)
-    node.in_shape = data.shape
-    node.axis = axis
-    node.starts = starts
-    return tuple(view_of(out, t) for out in _attach_outputs(pieces, node, (t,)))
+    outs = record_outputs(pieces, SplitBackward, (t,), saved=None, meta=(axis, starts))
+    return tuple([view_of(out, t) for out in outs])
 
 
 def split(x, split_size_or_sections, dim=0):
@@ -507,17 +442,15 @@ def chunk(x, chunks, dim=0):
     return split(t, -(-n // chunks), axis)
 
 
-cdef class UnbindBackward(Node):
-    cdef tuple in_shape
-    cdef int axis
-
+cdef class UnbindBackward(ShapedNode):
+    # meta = the axis
     cpdef object grad_place(self, GraphTask task, int nr):
         # The pass collects the slices' gradients in one array (the arena): slice nr's place is handed out
         # once, to the node that will compute that gradient (an RNN step's tanh).
         state = task.node_state.get(self)
         if state is None:
-            arena = np.empty(self.in_shape, dtype=self.dtype[0])
-            state = task.node_state[self] = (arena, _axis_first(arena, self.axis), bytearray(self.n_outputs))
+            arena = np.empty(self.input_shapes[0], dtype=self.dtype[0])
+            state = task.node_state[self] = (arena, _axis_first(arena, self.meta), bytearray(self.n_outputs))
         handed = <bytearray>state[2]
         if handed[nr]:
             return None  # two gradients cannot both be written to one place
@@ -549,8 +482,8 @@ cdef class UnbindBackward(Node):
             if g is None:
                 continue
             if gx is None:
-                gx = (np.empty if complete else np.zeros)(self.in_shape, dtype=g.dtype)
-                moved = _axis_first(gx, self.axis)
+                gx = (np.empty if complete else np.zeros)(self.input_shapes[0], dtype=g.dtype)
+                moved = _axis_first(gx, self.meta)
             moved[i] = g
         return (gx,)
 
@@ -563,9 +496,5 @@ def unbind(x, dim=0):
     axis = norm_dim(dim, t._data.ndim)
     moved = _axis_first(t._data, axis)
     pieces = [moved[i] for i in range(moved.shape[0])]
-    if not any_requires_grad((t,)):
-        return tuple(view_of(wrap(p), t) for p in pieces)
-    cdef UnbindBackward node = UnbindBackward.__new__(UnbindBackward)
-    node.in_shape = t._data.shape
-    node.axis = axis
-    return tuple(view_of(out, t) for out in _attach_outputs(pieces, node, (t,)))
+    outs = record_outputs(pieces, UnbindBackward, (t,), saved=None, meta=axis)
+    return tuple([view_of(out, t) for out in outs])
