@@ -611,3 +611,20 @@ def test_nan_data_makes_a_tensor_without_warnings_like_torch():
         got = mg.tensor([float("nan"), float("nan")])
         want = torch.tensor([float("nan"), float("nan")])
     assert got.dtype == mg.float32 and np.isnan(got.numpy()).all() and torch.isnan(want).all()
+
+
+@pytest.mark.parametrize("expr", ["x.argmax()", "x.argmin()", "x.max()", "x.min()", "z.argmax(0)", "z.argmin(1)",
+                                  "z.max(0)", "z.min(1)", "z.topk(1, 0)", "z.topk(0, 1)"])
+def test_reductions_of_empty_tensors_as_torch(expr):
+    """The same exception type and message as torch's (argmax of an empty tensor is an IndexError, max's a
+    RuntimeError), or the same empty result where torch gives one."""
+    seen = []
+    for lib in (torch, mg):
+        x, z = lib.tensor([]), lib.zeros(0, 3)
+        try:
+            out = eval(expr)
+        except Exception as e:  # noqa: BLE001 - the type is what is compared
+            seen.append((type(e), str(e)))
+        else:
+            seen.append(tuple(tuple(o.shape) for o in out) if isinstance(out, tuple) else tuple(out.shape))
+    assert seen[1] == seen[0]

@@ -104,7 +104,8 @@ cdef object _extreme(x, dim, keepdim, bint is_max):
     name = "max" if is_max else "min"
     if dim is None:
         if data.size == 0:
-            raise RuntimeError("%s(): expected a non-empty tensor (shape %s)" % (name, data.shape))
+            raise RuntimeError("%s(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
+                               "reduction dim with the 'dim' argument." % name)
         out = np.asarray(data.max() if is_max else data.min())
         return record(out, MaxAllBackward, (t,), (data, out))
     axis = norm_dim(dim, data.ndim)
@@ -113,7 +114,7 @@ cdef object _extreme(x, dim, keepdim, bint is_max):
         from minigrad.ops.elementwise import clone
         return result(clone(t), wrap(np.zeros((), dtype=np.int64)))
     if data.shape[axis] == 0:
-        raise IndexError("%s(): cannot reduce over dimension %d of size 0" % (name, axis))
+        raise IndexError("%s(): Expected reduction dim %d to have non-zero size." % (name, axis))
     idx = np.argmax(data, axis=axis, keepdims=True) if is_max else np.argmin(data, axis=axis, keepdims=True)
     values = np.take_along_axis(data, idx, axis=axis)
     if not keepdim:
@@ -235,7 +236,8 @@ cdef object _arg_extreme(x, dim, bint keepdim, bint is_max):
     find = np.argmax if is_max else np.argmin
     if dim is None:
         if data.size == 0:
-            raise RuntimeError("%s(): Expected reduction dim to be specified for input.numel() == 0." % name)
+            # torch's type differs from max()'s here: IndexError
+            raise IndexError("%s(): Expected reduction dim to be specified for input.numel() == 0." % name)
         idx = np.asarray(find(data.reshape(-1)), dtype=np.int64)
         return wrap(idx.reshape((1,) * data.ndim) if keepdim else idx)
     axis = norm_dim(dim, data.ndim)
