@@ -99,6 +99,7 @@ if [ "$mode" = thread ]; then
     # Every test that runs kernels on 2+ threads or from several threads at once, on every ISA path (the
     # kernel tests' fixtures force each path); the subprocesses they start inherit the sanitizer.
     pytest_args=(tests/test_threadpool.py tests/test_kernels.py tests/test_allocator.py
+                 tests/test_sigmoid_kernel.py tests/test_gate_kernels.py
                  -k "thread or concurrent or fork or pool" "$@")
     run_tests "the thread pool's tests (every ISA path)"
     # torch's own libgomp is not instrumented either: its tests stay out.
@@ -112,8 +113,9 @@ fi
 # buffer is its own malloc block whose exact bounds AddressSanitizer checks; the allocator's own tests run
 # with it, under the sanitizers too.
 # The kernel tests force every ISA path this CPU has through their own fixtures: one run covers them all.
-pytest_args=(tests/test_kernels.py tests/test_threadpool.py "$@")
-run_tests "tests/test_kernels.py and tests/test_threadpool.py (every ISA path)" MINIGRAD_CACHE_MB=0
+pytest_args=(tests/test_kernels.py tests/test_threadpool.py tests/test_sigmoid_kernel.py tests/test_gate_kernels.py
+             "$@")
+run_tests "the kernel, sigmoid, gate and thread pool tests (every ISA path)" MINIGRAD_CACHE_MB=0
 # Both runtimes; torch, whose libraries are not built with the sanitizer, stays out.
 pytest_args=(tests/test_threading_backends.py -k "not torch" "$@")
 run_tests "tests/test_threading_backends.py (the pool and OpenMP)" MINIGRAD_CACHE_MB=0
