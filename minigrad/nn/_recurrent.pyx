@@ -18,7 +18,15 @@ the same graph and the same gradients -- and is only faster:
 
 An activation is an epilogue: the kernel's own (``K.addmm``'s ``activation``: tanh) or a ufunc applied in
 place to the kernel's result (relu).  Either way the result's node saves only the result.  A gated cell's
-step is the same shape: one product of the state with all its gates' weights, then an epilogue.
+step is the same shape: one product of the state with all its gates' weights, then an epilogue:
+
+- ``lstm_epilogue(gates, c, h_out)`` equals ``i, f, g, o = gates.chunk(4, 1)``,
+  ``c' = f.sigmoid() * c + i.sigmoid() * g.tanh()``, ``h' = o.sigmoid() * c'.tanh()`` and returns (h', c');
+- ``gru_epilogue(gi, gh, h, h_out)`` equals ``r = (gi_r + gh_r).sigmoid()``, ``z = (gi_z + gh_z).sigmoid()``,
+  ``n = (gi_n + r * gh_n).tanh()``, ``h' = (1 - z) * n + z * h`` (the chunks of gi and gh in order r, z, n).
+
+Each is one K.lstm_forward / K.gru_forward call writing every output the ops would (``h_out``: h' straight
+into the layer's output), then the ops' nodes recorded on those arrays, saving what the ops save.
 """
 import numpy as np
 
@@ -27,12 +35,13 @@ cimport numpy as cnp
 cnp.import_array()
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node
+from minigrad.autograd.engine cimport Node, anomaly_enabled
 from minigrad.ops.common cimport norm_dim
-from minigrad.ops.elementwise import ReluBackward, TanhBackward
+from minigrad.ops.elementwise import MulBackward, ReluBackward, SigmoidBackward, TanhBackward
 from minigrad.ops.linalg cimport AddmmBackward
 from minigrad.ops.shape cimport _cat_ends, _catted, _equal_shape, _lies_at, _stacked, _tensor_list
 from minigrad.tensor cimport Tensor, any_requires_grad, attach, wrap
+from minigrad.tensor import _attach_outputs
 
 
 # ---- the packed weight --------------------------------------------------------------------------------
@@ -205,6 +214,155 @@ def steps(cs, as_, rs, activation=None, outs=None):
                                [(<ReusedOperand>r)._packing.packed for r in rs], kernel, outs)
     return [_recorded(results[i] if epi is None else epi.finish(results[i]), zs[i], as_[i], rs[i], epi)
             for i in range(n)]
+
+
+# ---- the gated cells' epilogues ------------------------------------------------------------------------
+# The nodes of chunk, add and 1 - x for operands of one shape: the ops' classes keep their shapes in C
+# fields this module cannot set, so these compute the same gradients (the same arrays) under the same names.
+cdef class GateSplitBackward(Node):
+    """chunk's node (SplitBackward) for ``n_outputs`` equal column sections of a 2-D tensor."""
+
+    cpdef object backward(self, object grads):
+        cdef Py_ssize_t k, width = self.shape[0][1]
+        gx = None
+        for k in range(self.n_outputs):
+            g = grads[k]
+            if g is None:
+                continue
+            if gx is None:
+                gx = np.zeros((self.shape[0][0], width * self.n_outputs), dtype=g.dtype)
+            gx[:, k * width:(k + 1) * width] = g
+        return (gx,)
+
+    def name(self):
+        return "SplitBackward"
+
+
+cdef class GateAddBackward(Node):
+    """add's node (AddBackward) for two operands of the result's shape."""
+
+    cpdef object backward(self, object g):
+        return g, g
+
+    def name(self):
+        return "AddBackward"
+
+
+cdef class GateRsubBackward(Node):
+    """The node (SubBackward) of ``1 - x``: the constant needs no gradient."""
+
+    cpdef object backward(self, object g):
+        return None, -g
+
+    def name(self):
+        return "SubBackward"
+
+
+cdef Tensor _op(object cls, object array, tuple inputs, tuple saved):
+    """``array`` (an op's result a kernel wrote) as that op's output: its node ``cls`` saving ``saved``,
+    recorded on ``inputs`` when one of them requires grad, as the op itself records it."""
+    if not any_requires_grad(inputs):
+        return wrap(array)
+    cdef Node node = cls.__new__(cls)
+    node.saved = saved
+    return attach(array, node, inputs)
+
+
+cdef tuple _chunks(Tensor t, Py_ssize_t n, Py_ssize_t width):
+    """``t.chunk(n, 1)`` of a 2-D ``t`` of ``n * width`` columns."""
+    data = t._data
+    pieces = [data[:, k * width:(k + 1) * width] for k in range(n)]
+    if not any_requires_grad((t,)):
+        return tuple([wrap(p) for p in pieces])
+    return tuple(_attach_outputs(pieces, GateSplitBackward.__new__(GateSplitBackward), (t,)))
+
+
+cdef Tensor _gate_tensor(object obj, str name, str fn):
+    if not isinstance(obj, Tensor):
+        raise TypeError("%s: expected a minigrad Tensor for %s, got %s" % (fn, name, type(obj).__name__))
+    cdef Tensor t = <Tensor>obj
+    if t._data.ndim != 2 or t._data.dtype.kind != "f":
+        raise ValueError("%s: %s must be a 2-D float32 or float64 tensor, got %s of shape %s"
+                         % (fn, name, t._data.dtype, t._data.shape))
+    return t
+
+
+cdef void _check_gates(Tensor gates, str gname, Tensor state, str sname, int sections, str fn) except *:
+    """``gates`` (B, sections * H) and ``state`` (B, H) of one dtype."""
+    gs, ss = gates._data.shape, state._data.shape
+    if gs != (ss[0], sections * ss[1]):
+        raise ValueError("%s: %s has shape %s and %s has shape %s; expected (B, %d * H) and (B, H)"
+                         % (fn, gname, gs, sname, ss, sections))
+    if gates._data.dtype != state._data.dtype:
+        raise TypeError("%s: %s has dtype %s and %s has dtype %s; expected one dtype"
+                        % (fn, gname, gates._data.dtype, sname, state._data.dtype))
+
+
+def lstm_epilogue(gates, c, h_out=None):
+    """Equals ``i, f, g, o = gates.chunk(4, 1); c' = f.sigmoid() * c + i.sigmoid() * g.tanh();
+    h' = o.sigmoid() * c'.tanh()`` and returns ``(h', c')``: the same bits, nodes and saved arrays, with
+    every value computed by one K.lstm_forward call.  ``gates`` (B, 4H) and ``c`` (B, H) are 2-D tensors of
+    one float dtype.  ``h_out`` (optional): a numpy array (B, H) with contiguous rows, sharing no memory with
+    the operands, that becomes h''s storage (a step of an LSTM layer's output)."""
+    cdef Tensor g = _gate_tensor(gates, "gates", "lstm_epilogue")
+    cdef Tensor cp = _gate_tensor(c, "c", "lstm_epilogue")
+    _check_gates(g, "gates", cp, "c", 4, "lstm_epilogue")
+    act, c_arr, tanh_c, h_arr = K.lstm_forward(g._data, cp._data, None, None, None, h_out)
+    if not any_requires_grad((g, cp)):
+        return wrap(h_arr), wrap(c_arr)
+    cdef Py_ssize_t H = cp._data.shape[1]
+    si, sf, tg, so = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+    # The two products are not stored; their tensors carry edges only, on an array of their shape (anomaly
+    # mode checks each op's values, so it gets them).
+    fc = ig = c_arr
+    if anomaly_enabled():
+        fc, ig = sf * cp._data, si * tg
+    i, f, gg, o = _chunks(g, 4, H)
+    f_c = _op(MulBackward, fc, (_op(SigmoidBackward, sf, (f,), (sf,)), cp), (sf, cp._data))
+    i_t = _op(SigmoidBackward, si, (i,), (si,))
+    i_g = _op(MulBackward, ig, (i_t, _op(TanhBackward, tg, (gg,), (tg,))), (si, tg))
+    c_new = _op(GateAddBackward, c_arr, (f_c, i_g), None)
+    o_t = _op(SigmoidBackward, so, (o,), (so,))
+    h_new = _op(MulBackward, h_arr, (o_t, _op(TanhBackward, tanh_c, (c_new,), (tanh_c,))), (so, tanh_c))
+    return h_new, c_new
+
+
+def gru_epilogue(gi, gh, h, h_out=None):
+    """Equals, with ``gi`` and ``gh`` chunked into (r, z, n) sections, ``r = (gi_r + gh_r).sigmoid()``,
+    ``z = (gi_z + gh_z).sigmoid()``, ``n = (gi_n + r * gh_n).tanh()`` and returns
+    ``h' = (1 - z) * n + z * h``: the same bits, nodes and saved arrays, with every value computed by one
+    K.gru_forward call.  ``gi``, ``gh`` (B, 3H) and ``h`` (B, H) are 2-D tensors of one float dtype; ``h_out``
+    as ``lstm_epilogue``'s."""
+    cdef Tensor xg = _gate_tensor(gi, "gi", "gru_epilogue")
+    cdef Tensor hg = _gate_tensor(gh, "gh", "gru_epilogue")
+    cdef Tensor hp = _gate_tensor(h, "h", "gru_epilogue")
+    _check_gates(xg, "gi", hp, "h", 3, "gru_epilogue")
+    _check_gates(hg, "gh", hp, "h", 3, "gru_epilogue")
+    act, h_arr = K.gru_forward(xg._data, hg._data, hp._data, None, h_out)
+    if not any_requires_grad((xg, hg, hp)):
+        return wrap(h_arr)
+    cdef Py_ssize_t H = hp._data.shape[1]
+    r_arr, z_arr, n_arr = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
+    one = z_arr.dtype.type(1)
+    omz_arr = one - z_arr  # saved by the product (1 - z) * n, as the op saves it
+    # sums and products the kernel does not store: edge carriers (their values in anomaly mode)
+    hn = hg._data[:, 2 * H:]
+    s_r = s_z = r_hn = s_n = omz_n = z_h = h_arr
+    if anomaly_enabled():
+        with np.errstate(all="ignore"):
+            s_r, s_z = xg._data[:, :H] + hg._data[:, :H], xg._data[:, H:2 * H] + hg._data[:, H:2 * H]
+            r_hn = r_arr * hn
+            s_n = xg._data[:, 2 * H:] + r_hn
+            omz_n, z_h = omz_arr * n_arr, z_arr * hp._data
+    i_r, i_z, i_n = _chunks(xg, 3, H)
+    h_r, h_z, h_n = _chunks(hg, 3, H)
+    r = _op(SigmoidBackward, r_arr, (_op(GateAddBackward, s_r, (i_r, h_r), None),), (r_arr,))
+    z = _op(SigmoidBackward, z_arr, (_op(GateAddBackward, s_z, (i_z, h_z), None),), (z_arr,))
+    s = _op(GateAddBackward, s_n, (i_n, _op(MulBackward, r_hn, (r, h_n), (r_arr, hn))), None)
+    n = _op(TanhBackward, n_arr, (s,), (n_arr,))
+    omz = _op(GateRsubBackward, omz_arr, (wrap(np.asarray(one)), z), None)
+    a = _op(MulBackward, omz_n, (omz, n), (omz_arr, n_arr))
+    return _op(GateAddBackward, h_arr, (a, _op(MulBackward, z_h, (z, hp), (z_arr, hp._data))), None)
 
 
 # ---- the layer's output: the steps joined where they lie ----------------------------------------------
