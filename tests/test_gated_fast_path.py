@@ -278,3 +278,130 @@ def test_layer_records_the_plain_ops_per_step(kind):
     assert names.count("TanhBackward") == tanhs * steps
     assert names.count("SplitBackward") == (1 if kind == "LSTM" else 2) * steps
     assert out.grad_fn.name() == "CatBackward"  # stack_cat's graph: the directions' stacks joined
+
+
+# ---- the fused backward --------------------------------------------------------------------------------
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """How many times each fused backward kernel ran (``fused``: the engine runs them at all; the reference
+    engine runs each node's plain backward)."""
+    from minigrad import _backend as K
+    calls = {"lstm": 0, "gru": 0}
+    for kind in list(calls):
+        real = getattr(K, kind + "_backward")
+
+        def counted(*args, kind=kind, real=real):
+            calls[kind] += 1
+            return real(*args)
+
+        monkeypatch.setattr(K, kind + "_backward", counted)
+    calls["fused"] = mg.autograd.engine_name() == "compiled"
+    return calls
+
+
+def _unrolled(kind, fused, arrays, steps, loss):
+    """A hand-unrolled gated layer: the input and state products as in nn.LSTM / nn.GRU, each step's
+    epilogue fused or the plain ops; returns the leaves after ``loss`` backward."""
+    x, w_ih, w_hh, b, h0, c0 = (mg.tensor(a, requires_grad=True) for a in arrays)
+    h, c = h0 * 1.0, c0 * 1.0  # non-leaf states, as a layer's
+    xw = (x.reshape(-1, x.shape[-1]) @ w_ih.T + b).reshape(x.shape[0], x.shape[1], -1).unbind(0)
+    outs = []
+    for t in range(steps):
+        if kind == "lstm":
+            gates = xw[t] + h @ w_hh.T
+            h, c = (_recurrent.lstm_epilogue if fused else plain_lstm)(gates, c)
+        else:
+            h = (_recurrent.gru_epilogue if fused else plain_gru)(xw[t], h @ w_hh.T + b, h)
+        outs.append(h)
+    out = mg.stack(outs)
+    total = out.sum() if loss == "sum" else ((out - 0.5) ** 2).mean()
+    if kind == "lstm":
+        total = total + (c * 0.25).sum()  # c_n in the loss: the last step's c gets a gradient of its own
+    total.backward()
+    return x, w_ih, w_hh, b, h0, c0
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", ["sum", "mse"])
+def test_fused_backward_is_the_plain_backward_bitwise(kind, dtype, loss, kernel_calls):
+    steps, batch, feat, hidden = 6, 5, 3, 7
+    gates = 4 if kind == "lstm" else 3
+    rng = np.random.default_rng(9)
+    arrays = [a.astype(dtype) for a in (rng.standard_normal((steps, batch, feat)),
+                                        rng.standard_normal((gates * hidden, feat)),
+                                        rng.standard_normal((gates * hidden, hidden)) * 0.5,
+                                        rng.standard_normal(gates * hidden),
+                                        rng.standard_normal((batch, hidden)),
+                                        rng.standard_normal((batch, hidden)))]
+    fused = _unrolled(kind, True, arrays, steps, loss)
+    calls = steps if kernel_calls["fused"] else 0
+    assert kernel_calls[kind] == calls  # every step's nodes ran as one kernel call
+    plain = _unrolled(kind, False, arrays, steps, loss)
+    assert kernel_calls[kind] == calls
+    used = fused if kind == "lstm" else fused[:5]
+    for a, b in zip(used, plain):
+        _assert_bitwise(a.grad, b.grad)
+    # and torch's gradients
+    tx, tw_ih, tw_hh, tb, th, tc = (torch.tensor(a, requires_grad=True) for a in arrays)
+    xw = (tx @ tw_ih.T + tb).unbind(0)
+    h, c, outs = th * 1.0, tc * 1.0, []
+    for t in range(steps):
+        if kind == "lstm":
+            h, c = torch_lstm(xw[t] + h @ tw_hh.T, c)
+        else:
+            h = torch_gru(xw[t], h @ tw_hh.T + tb, h)
+        outs.append(h)
+    out = torch.stack(outs)
+    total = out.sum() if loss == "sum" else ((out - 0.5) ** 2).mean()
+    if kind == "lstm":
+        total = total + (c * 0.25).sum()
+    total.backward()
+    for a, b in zip(used, (tx, tw_ih, tw_hh, tb, th, tc)):
+        np.testing.assert_allclose(a.grad.data, b.grad.numpy(), **_tol(dtype))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_fused_backward_runs_twice_on_a_retained_graph_and_leaves_state_hooks_alone(kind, kernel_calls):
+    shapes = [(4, 20), (4, 5)] if kind == "lstm" else [(4, 15), (4, 15), (4, 5)]
+    arrays = _arrays(np.random.default_rng(10), np.float64, shapes)
+    fused = _recurrent.lstm_epilogue if kind == "lstm" else _recurrent.gru_epilogue
+    plain = plain_lstm if kind == "lstm" else plain_gru
+    grads = []
+    for fn in (fused, plain):
+        leaves, inputs = _leaves(arrays, [True] * len(arrays))
+        seen = []
+        inputs[-1].register_hook(lambda g, seen=seen: seen.append(g.data.copy()))  # outside the step's nodes
+        outs = fn(*inputs)
+        outs = list(outs) if kind == "lstm" else [outs]
+        loss = sum((o * (k + 2.0)).sum() for k, o in enumerate(outs))
+        loss.backward(retain_graph=True)
+        loss.backward()
+        grads.append([*seen, *[t.grad for t in leaves]])
+    assert kernel_calls[kind] == (2 if kernel_calls["fused"] else 0)
+    for a, b in zip(*grads):
+        _assert_bitwise(a, b)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_fused_backward_steps_aside_for_hooks_capture_and_anomaly_mode(kind, kernel_calls):
+    shapes = [(3, 8), (3, 2)] if kind == "lstm" else [(3, 6), (3, 6), (3, 2)]
+    arrays = _arrays(np.random.default_rng(11), np.float64, shapes)
+    fused = _recurrent.lstm_epilogue if kind == "lstm" else _recurrent.gru_epilogue
+
+    def run(hook=False):
+        _, inputs = _leaves(arrays, [True] * len(arrays))
+        outs = fused(*inputs)
+        outs = list(outs) if kind == "lstm" else [outs]
+        if hook:
+            outs[-1].register_hook(lambda g: g * 3.0)
+        return inputs, outs
+
+    _, outs = run(hook=True)
+    sum(o.sum() for o in outs).backward()
+    inputs, outs = run()
+    mg.autograd.grad([o.sum() for o in outs], inputs)
+    _, outs = run()
+    with mg.autograd.detect_anomaly():
+        sum(o.sum() for o in outs).backward()
+    assert kernel_calls[kind] == 0

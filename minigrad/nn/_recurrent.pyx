@@ -35,7 +35,8 @@ cimport numpy as cnp
 cnp.import_array()
 
 from minigrad import _backend as K
-from minigrad.autograd.engine cimport Node, anomaly_enabled
+from minigrad.autograd.engine cimport GraphTask, InputBuffer, Node, anomaly_enabled
+from minigrad.autograd.versions cimport check_saved
 from minigrad.ops.common cimport norm_dim
 from minigrad.ops.elementwise import MulBackward, ReluBackward, SigmoidBackward, TanhBackward
 from minigrad.ops.linalg cimport AddmmBackward
@@ -234,6 +235,11 @@ cdef class GateSplitBackward(Node):
             gx[:, k * width:(k + 1) * width] = g
         return (gx,)
 
+    cpdef object apply(self, GraphTask task, object grads):
+        # a fused backward left the whole gradient (its sections are ``grads``) for this pass
+        whole = task.node_state.pop(self, None)
+        return self.backward(grads) if whole is None else (whole,)
+
     def name(self):
         return "SplitBackward"
 
@@ -256,6 +262,178 @@ cdef class GateRsubBackward(Node):
 
     def name(self):
         return "SubBackward"
+
+
+cdef tuple _mul_grads(Node node, object g):
+    """mul's gradients (MulBackward's) for operands of the result's shape, saved = (a, b)."""
+    a, b = node.saved
+    return (np.multiply(g, b) if node.next_functions[0] is not None else None,
+            np.multiply(g, a) if node.next_functions[1] is not None else None)
+
+
+cdef class GateStateMulBackward(Node):
+    """mul's node (MulBackward) of ``gate * state``, the product through which a gated step's previous state
+    (an LSTM's c, a GRU's h) gets its gradient: after a fused backward it hands that gradient (its buffer)
+    on to the state, as its backward would have computed it."""
+
+    cpdef object backward(self, object g):
+        return _mul_grads(self, g)
+
+    cpdef object apply(self, GraphTask task, object g):
+        if task.node_state.pop(self, None) is None:
+            return _mul_grads(self, g)
+        return None, g
+
+    def name(self):
+        return "MulBackward"
+
+
+cdef Node _at(Node node, int i):
+    """The node of ``node``'s input ``i`` (every edge of a fused group exists)."""
+    return <Node>node.next_functions[i][0]
+
+
+cdef bint _plain_nodes(list nodes):
+    """No hook, retain_grad on any of ``nodes``: nothing sees the gradients a fused backward skips."""
+    cdef Node n
+    for n in nodes:
+        if n._pre_hooks or n._retained is not None:
+            return False
+    return True
+
+
+cdef object _rows(object g):
+    """``g`` with contiguous rows any non-negative distance apart (the gate kernels' layout): a broadcast
+    gradient (a sum's) copied."""
+    if g.strides[1] == g.itemsize and g.strides[0] >= 0:
+        return g
+    return np.ascontiguousarray(g)
+
+
+cdef bint _fusable(GraphTask task, Node head, tuple saved):
+    """Can ``head``'s group run one fused backward in ``task``: no autograd.grad capture (its pruning and
+    capture points are per node), no anomaly mode (it checks every node's gradient), and no saved array
+    changed in place (the plain nodes then raise torch's error, each its own)."""
+    if task.wanted is not None or anomaly_enabled():
+        return False
+    try:
+        check_saved(head, saved, head._epoch)
+    except RuntimeError:
+        return False
+    return True
+
+
+cdef void _hand_to_split(GraphTask task, Node split, object whole, Py_ssize_t width) except *:
+    """The gradients of ``split``'s sections (all the consumers of which are skipped) are ``whole``'s
+    column sections: its buffer gets them and its backward returns ``whole``."""
+    cdef InputBuffer b = task.buffer(split)
+    cdef Py_ssize_t k
+    for k in range(split.n_outputs):
+        b.grads[k] = whole[:, k * width:(k + 1) * width]
+    task.node_state[split] = whole
+
+
+cdef object _place(GraphTask task, Node split, object shape, object dtype):
+    """Where ``split``'s input gradient goes in this pass (an LSTM/GRU layer's input projection step), if it
+    fits a gate kernel's output; else None."""
+    edge = split.next_functions[0]
+    if edge is None:
+        return None
+    place = (<Node>edge[0]).grad_place(task, edge[1])
+    if (place is None or place.shape != shape or place.dtype != dtype or place.strides[1] != place.itemsize
+            or place.strides[0] < place.shape[1] * place.itemsize):
+        return None
+    return place
+
+
+cdef class LstmHeadBackward(Node):
+    """The node (MulBackward) of an LSTM step's ``h' = sigmoid(o) * tanh(c')``, the first of the step's nodes
+    the engine reaches.  When the step's other nodes need not run one by one (see ``_fusable``) and the
+    gradient of c' from later steps is complete, it computes the gradients of the gates and of c with one
+    K.lstm_backward call (bitwise the nodes' own) and hands them to the split and to ``f * c``'s node; the
+    nodes in between then receive no gradient and do not run."""
+    cdef object act, c_prev      # what K.lstm_backward reads besides saved = (sigmoid(o), tanh(c'))
+
+    cdef void release(self):
+        self.act = self.c_prev = None
+        Node.release(self)
+
+    cpdef object backward(self, object g):
+        return _mul_grads(self, g)
+
+    cpdef object apply(self, GraphTask task, object g):
+        cdef Node tanh_c = _at(self, 1)
+        cdef Node add = _at(tanh_c, 0)
+        cdef Node fc = _at(add, 0)
+        cdef Node ig = _at(add, 1)
+        cdef Node sig_o = _at(self, 0)
+        cdef Node split = _at(sig_o, 0)
+        if (self.act is None or task.deps.get(add) != 1
+                or not _fusable(task, self, (self.act, self.c_prev, self.saved[1]))
+                or not _plain_nodes([self, tanh_c, add, fc, ig, sig_o, split, _at(fc, 0), _at(ig, 0),
+                                     _at(ig, 1)])):
+            return _mul_grads(self, g)
+        cdef InputBuffer b = task.buffers.get(add)
+        dc = None
+        if b is not None:
+            dc = b.grads[0]
+            if dc is not None and type(dc) is not np.ndarray:
+                return _mul_grads(self, g)  # a gradient held lazily: the plain nodes evaluate it
+            b.grads[0] = None  # c''s node then has no gradient to pass on
+        act = self.act
+        d_gates, dc_prev = K.lstm_backward(_rows(g), None if dc is None else _rows(dc), act, self.c_prev,
+                                           self.saved[1], _place(task, split, act.shape, act.dtype))
+        _hand_to_split(task, split, d_gates, self.saved[1].shape[1])
+        if fc.next_functions[1] is not None:
+            task.buffer(fc).grads[0] = dc_prev
+            task.node_state[fc] = True
+        return None, None
+
+    def name(self):
+        return "MulBackward"
+
+
+cdef class GruHeadBackward(GateAddBackward):
+    """The node (AddBackward) of a GRU step's ``h' = (1 - z) * n + z * h``, the first of the step's nodes
+    the engine reaches: as ``LstmHeadBackward``, one K.gru_backward call gives the gradients of both gate
+    products and of h (through ``z * h``'s node) when the nodes in between need not run one by one."""
+    cdef object act, hn, h_prev  # what K.gru_backward reads
+
+    cdef void release(self):
+        self.act = self.hn = self.h_prev = None
+        Node.release(self)
+
+    cpdef object apply(self, GraphTask task, object g):
+        cdef Node mul_a = _at(self, 0)
+        cdef Node zh = _at(self, 1)
+        cdef Node rsub = _at(mul_a, 0)
+        cdef Node tanh_n = _at(mul_a, 1)
+        cdef Node add_n = _at(tanh_n, 0)
+        cdef Node rh = _at(add_n, 1)
+        cdef Node sig_r = _at(rh, 0)
+        cdef Node sig_z = _at(zh, 0)
+        cdef Node add_r = _at(sig_r, 0)
+        cdef Node split_x = _at(add_n, 0)
+        cdef Node split_h = _at(rh, 1)
+        if (self.act is None or not _fusable(task, self, (self.act, self.hn, self.h_prev))
+                or not _plain_nodes([self, mul_a, zh, rsub, tanh_n, add_n, rh, sig_r, sig_z, add_r,
+                                     _at(sig_z, 0), split_x, split_h])):
+            return g, g
+        act = self.act
+        shape = (act.shape[0], act.shape[1])
+        d_xg, d_hg, dh_prev = K.gru_backward(_rows(g), act, self.hn, self.h_prev,
+                                             _place(task, split_x, shape, act.dtype),
+                                             _place(task, split_h, shape, act.dtype))
+        width = self.hn.shape[1]
+        _hand_to_split(task, split_x, d_xg, width)
+        _hand_to_split(task, split_h, d_hg, width)
+        if zh.next_functions[1] is not None:
+            task.buffer(zh).grads[0] = dh_prev
+            task.node_state[zh] = True
+        return None, None
+
+    def name(self):
+        return "AddBackward"
 
 
 cdef Tensor _op(object cls, object array, tuple inputs, tuple saved):
@@ -317,13 +495,20 @@ def lstm_epilogue(gates, c, h_out=None):
     fc = ig = c_arr
     if anomaly_enabled():
         fc, ig = sf * cp._data, si * tg
+    # With the gates requiring grad every node of the step exists: its backward can run fused (the head)
+    cdef bint group = g._requires_grad
     i, f, gg, o = _chunks(g, 4, H)
-    f_c = _op(MulBackward, fc, (_op(SigmoidBackward, sf, (f,), (sf,)), cp), (sf, cp._data))
+    f_c = _op(GateStateMulBackward if group else MulBackward, fc,
+              (_op(SigmoidBackward, sf, (f,), (sf,)), cp), (sf, cp._data))
     i_t = _op(SigmoidBackward, si, (i,), (si,))
     i_g = _op(MulBackward, ig, (i_t, _op(TanhBackward, tg, (gg,), (tg,))), (si, tg))
     c_new = _op(GateAddBackward, c_arr, (f_c, i_g), None)
     o_t = _op(SigmoidBackward, so, (o,), (so,))
-    h_new = _op(MulBackward, h_arr, (o_t, _op(TanhBackward, tanh_c, (c_new,), (tanh_c,))), (so, tanh_c))
+    h_new = _op(LstmHeadBackward if group else MulBackward, h_arr,
+                (o_t, _op(TanhBackward, tanh_c, (c_new,), (tanh_c,))), (so, tanh_c))
+    if group:
+        (<LstmHeadBackward>h_new._grad_fn).act = act
+        (<LstmHeadBackward>h_new._grad_fn).c_prev = cp._data
     return h_new, c_new
 
 
@@ -362,7 +547,16 @@ def gru_epilogue(gi, gh, h, h_out=None):
     n = _op(TanhBackward, n_arr, (s,), (n_arr,))
     omz = _op(GateRsubBackward, omz_arr, (wrap(np.asarray(one)), z), None)
     a = _op(MulBackward, omz_n, (omz, n), (omz_arr, n_arr))
-    return _op(GateAddBackward, h_arr, (a, _op(MulBackward, z_h, (z, hp), (z_arr, hp._data))), None)
+    # With both gate products requiring grad every node of the step exists: its backward can run fused
+    cdef bint group = xg._requires_grad and hg._requires_grad
+    cdef Tensor out = _op(GruHeadBackward if group else GateAddBackward, h_arr,
+                          (a, _op(GateStateMulBackward if group else MulBackward, z_h, (z, hp), (z_arr, hp._data))),
+                          None)
+    if group:
+        (<GruHeadBackward>out._grad_fn).act = act
+        (<GruHeadBackward>out._grad_fn).hn = hn
+        (<GruHeadBackward>out._grad_fn).h_prev = hp._data
+    return out
 
 
 # ---- the layer's output: the steps joined where they lie ----------------------------------------------
