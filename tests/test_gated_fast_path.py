@@ -175,7 +175,8 @@ def test_without_grad_only_the_kernel_and_h_out_is_the_storage(dtype):
     gi, gh, h = _arrays(rng, dtype, [(4, 9), (4, 9), (4, 3)])
     slab = np.full((2, 4, 6), np.nan, dtype=dtype)
     with mg.no_grad():
-        ours = _recurrent.lstm_epilogue(mg.tensor(gates, requires_grad=True), mg.tensor(c), h_out=slab[0, :, :3])
+        ours = _recurrent.lstm_epilogue(mg.tensor(gates, requires_grad=True), mg.tensor(c),
+                                        h_out=slab[0, :, :3])
         plain = plain_lstm(mg.tensor(gates), mg.tensor(c))
         g_ours = _recurrent.gru_epilogue(mg.tensor(gi), mg.tensor(gh), mg.tensor(h), h_out=slab[1, :, 3:])
         g_plain = plain_gru(mg.tensor(gi), mg.tensor(gh), mg.tensor(h))

@@ -26,7 +26,9 @@ step is the same shape: one product of the state with all its gates' weights, th
   ``n = (gi_n + r * gh_n).tanh()``, ``h' = (1 - z) * n + z * h`` (the chunks of gi and gh in order r, z, n).
 
 Each is one K.lstm_forward / K.gru_forward call writing every output the ops would (``h_out``: h' straight
-into the layer's output), then the ops' nodes recorded on those arrays, saving what the ops save.
+into the layer's output), then the ops' nodes recorded on those arrays, saving what the ops save.  Their
+backward is one K.lstm_backward / K.gru_backward call when nothing needs the nodes run one by one (see
+``LstmHeadBackward``); the nodes still all exist, and otherwise run their plain backward.
 """
 import numpy as np
 

@@ -9,7 +9,8 @@ into graph nodes per step (addmm's, then the activation's), so the graph the eng
 network; each Elman step runs as one kernel call (``nn._recurrent``: the same values and graph as the plain
 ops).  A gated step is one product of the state with all its gates' weights (the same kernel call, without
 the activation), then an elementwise epilogue (``_lstm_epilogue``, ``_gru_epilogue``: chunk, sigmoid, tanh,
-products and sums).  The weights of a (layer, direction) are the same Parameter at every step, so the engine
+products and sums, recorded as those ops but computed by one fused kernel call forward and one backward).
+The weights of a (layer, direction) are the same Parameter at every step, so the engine
 adds up their gradient over all steps: backpropagation through time is simply ``loss.backward()``.  For
 truncated BPTT see ``minigrad.tbptt``.
 """
