@@ -18,7 +18,17 @@ the same graph and the same gradients -- and is only faster:
 
 An activation is an epilogue: the kernel's own (``K.addmm``'s ``activation``: tanh) or a ufunc applied in
 place to the kernel's result (relu).  Either way the result's node saves only the result.  A gated cell's
-step is the same shape: one product of the state with all its gates' weights, then an epilogue.
+step is the same shape: one product of the state with all its gates' weights, then an epilogue:
+
+- ``lstm_epilogue(gates, c, h_out)`` equals ``i, f, g, o = gates.chunk(4, 1)``,
+  ``c' = f.sigmoid() * c + i.sigmoid() * g.tanh()``, ``h' = o.sigmoid() * c'.tanh()`` and returns (h', c');
+- ``gru_epilogue(gi, gh, h, h_out)`` equals ``r = (gi_r + gh_r).sigmoid()``, ``z = (gi_z + gh_z).sigmoid()``,
+  ``n = (gi_n + r * gh_n).tanh()``, ``h' = (1 - z) * n + z * h`` (the chunks of gi and gh in order r, z, n).
+
+Each is one K.lstm_forward / K.gru_forward call writing every output the ops would (``h_out``: h' straight
+into the layer's output), then the ops' nodes recorded on those arrays, saving what the ops save.  Their
+backward is one K.lstm_backward / K.gru_backward call when nothing needs the nodes run one by one (see
+``LstmHeadBackward``); the nodes still all exist, and otherwise run their plain backward.
 """
 import numpy as np
 
@@ -27,11 +37,13 @@ cimport numpy as cnp
 cnp.import_array()
 
 from minigrad import _backend as K
+from minigrad.autograd.engine cimport GraphTask, InputBuffer, Node, anomaly_enabled
+from minigrad.autograd.versions cimport check_saved
 from minigrad.ops.common cimport norm_dim
-from minigrad.ops.elementwise import ReluBackward, TanhBackward
+from minigrad.ops.elementwise import MulBackward, ReluBackward, SigmoidBackward, TanhBackward
 from minigrad.ops.linalg cimport AddmmBackward
 from minigrad.ops.shape cimport _cat_ends, _catted, _equal_shape, _lies_at, _stacked, _tensor_list
-from minigrad.tensor cimport Tensor, record
+from minigrad.tensor cimport Tensor, any_requires_grad, record, record_outputs, wrap
 
 
 # ---- the packed weight --------------------------------------------------------------------------------
@@ -198,6 +210,342 @@ def steps(cs, as_, rs, activation=None, outs=None):
                                [(<ReusedOperand>r)._packing.packed for r in rs], kernel, outs)
     return [_recorded(results[i] if epi is None else epi.finish(results[i]), zs[i], as_[i], rs[i], epi)
             for i in range(n)]
+
+
+# ---- the gated cells' epilogues ------------------------------------------------------------------------
+# The nodes of chunk, add and 1 - x for operands of one shape: the ops' classes keep their shapes in C
+# fields this module cannot set, so these compute the same gradients (the same arrays) under the same names.
+cdef class GateSplitBackward(Node):
+    """chunk's node (SplitBackward) for ``n_outputs`` equal column sections of a 2-D tensor."""
+
+    cpdef object backward(self, object grads):
+        cdef Py_ssize_t k, width = self.shape[0][1]
+        gx = None
+        for k in range(self.n_outputs):
+            g = grads[k]
+            if g is None:
+                continue
+            if gx is None:
+                gx = np.zeros((self.shape[0][0], width * self.n_outputs), dtype=g.dtype)
+            gx[:, k * width:(k + 1) * width] = g
+        return (gx,)
+
+    cpdef object apply(self, GraphTask task, object grads):
+        # a fused backward left the whole gradient (its sections are ``grads``) for this pass
+        whole = task.node_state.pop(self, None)
+        return self.backward(grads) if whole is None else (whole,)
+
+    def name(self):
+        return "SplitBackward"
+
+
+cdef class GateAddBackward(Node):
+    """add's node (AddBackward) for two operands of the result's shape."""
+
+    cpdef object backward(self, object g):
+        return g, g
+
+    def name(self):
+        return "AddBackward"
+
+
+cdef class GateRsubBackward(Node):
+    """The node (SubBackward) of ``1 - x``: the constant needs no gradient."""
+
+    cpdef object backward(self, object g):
+        return None, -g
+
+    def name(self):
+        return "SubBackward"
+
+
+cdef tuple _mul_grads(Node node, object g):
+    """mul's gradients (MulBackward's) for operands of the result's shape, saved = (a, b)."""
+    a, b = node.saved
+    return (np.multiply(g, b) if node.next_functions[0] is not None else None,
+            np.multiply(g, a) if node.next_functions[1] is not None else None)
+
+
+cdef class GateStateMulBackward(Node):
+    """mul's node (MulBackward) of ``gate * state``, the product through which a gated step's previous state
+    (an LSTM's c, a GRU's h) gets its gradient: after a fused backward it hands that gradient (its buffer)
+    on to the state, as its backward would have computed it."""
+
+    cpdef object backward(self, object g):
+        return _mul_grads(self, g)
+
+    cpdef object apply(self, GraphTask task, object g):
+        if task.node_state.pop(self, None) is None:
+            return _mul_grads(self, g)
+        return None, g
+
+    def name(self):
+        return "MulBackward"
+
+
+cdef Node _at(Node node, int i):
+    """The node of ``node``'s input ``i`` (every edge of a fused group exists)."""
+    return <Node>node.next_functions[i][0]
+
+
+cdef bint _plain_nodes(list nodes):
+    """No hook, retain_grad on any of ``nodes``: nothing sees the gradients a fused backward skips."""
+    cdef Node n
+    for n in nodes:
+        if n._pre_hooks or n._retained is not None:
+            return False
+    return True
+
+
+cdef object _rows(object g):
+    """``g`` with contiguous rows any non-negative distance apart (the gate kernels' layout): a broadcast
+    gradient (a sum's) copied."""
+    if g.strides[1] == g.itemsize and g.strides[0] >= 0:
+        return g
+    return np.ascontiguousarray(g)
+
+
+cdef bint _fusable(GraphTask task, Node head, tuple saved):
+    """Can ``head``'s group run one fused backward in ``task``: no autograd.grad capture (its pruning and
+    capture points are per node), no anomaly mode (it checks every node's gradient), and no saved array
+    changed in place (the plain nodes then raise torch's error, each its own)."""
+    if task.wanted is not None or anomaly_enabled():
+        return False
+    try:
+        check_saved(head, saved, head._epoch)
+    except RuntimeError:
+        return False
+    return True
+
+
+cdef void _hand_to_split(GraphTask task, Node split, object whole, Py_ssize_t width) except *:
+    """The gradients of ``split``'s sections (all the consumers of which are skipped) are ``whole``'s
+    column sections: its buffer gets them and its backward returns ``whole``."""
+    cdef InputBuffer b = task.buffer(split)
+    cdef Py_ssize_t k
+    for k in range(split.n_outputs):
+        b.grads[k] = whole[:, k * width:(k + 1) * width]
+    task.node_state[split] = whole
+
+
+cdef object _place(GraphTask task, Node split, object shape, object dtype):
+    """Where ``split``'s input gradient goes in this pass (an LSTM/GRU layer's input projection step), if it
+    fits a gate kernel's output; else None."""
+    edge = split.next_functions[0]
+    if edge is None:
+        return None
+    place = (<Node>edge[0]).grad_place(task, edge[1])
+    if (place is None or place.shape != shape or place.dtype != dtype or place.strides[1] != place.itemsize
+            or place.strides[0] < place.shape[1] * place.itemsize):
+        return None
+    return place
+
+
+cdef class LstmHeadBackward(Node):
+    """The node (MulBackward) of an LSTM step's ``h' = sigmoid(o) * tanh(c')``, the first of the step's nodes
+    the engine reaches.  When the step's other nodes need not run one by one (see ``_fusable``) and the
+    gradient of c' from later steps is complete, it computes the gradients of the gates and of c with one
+    K.lstm_backward call (bitwise the nodes' own) and hands them to the split and to ``f * c``'s node; the
+    nodes in between then receive no gradient and do not run."""
+    cdef object act, c_prev      # what K.lstm_backward reads besides saved = (sigmoid(o), tanh(c'))
+
+    cdef void release(self):
+        self.act = self.c_prev = None
+        Node.release(self)
+
+    cpdef object backward(self, object g):
+        return _mul_grads(self, g)
+
+    cpdef object apply(self, GraphTask task, object g):
+        cdef Node tanh_c = _at(self, 1)
+        cdef Node add = _at(tanh_c, 0)
+        cdef Node fc = _at(add, 0)
+        cdef Node ig = _at(add, 1)
+        cdef Node sig_o = _at(self, 0)
+        cdef Node split = _at(sig_o, 0)
+        if (self.act is None or task.deps.get(add) != 1
+                or not _fusable(task, self, (self.act, self.c_prev, self.saved[1]))
+                or not _plain_nodes([self, tanh_c, add, fc, ig, sig_o, split, _at(fc, 0), _at(ig, 0),
+                                     _at(ig, 1)])):
+            return _mul_grads(self, g)
+        cdef InputBuffer b = task.buffers.get(add)
+        dc = None
+        if b is not None:
+            dc = b.grads[0]
+            if dc is not None and type(dc) is not np.ndarray:
+                return _mul_grads(self, g)  # a gradient held lazily: the plain nodes evaluate it
+            b.grads[0] = None  # c''s node then has no gradient to pass on
+        act = self.act
+        d_gates, dc_prev = K.lstm_backward(_rows(g), None if dc is None else _rows(dc), act, self.c_prev,
+                                           self.saved[1], _place(task, split, act.shape, act.dtype))
+        _hand_to_split(task, split, d_gates, self.saved[1].shape[1])
+        if fc.next_functions[1] is not None:
+            task.buffer(fc).grads[0] = dc_prev
+            task.node_state[fc] = True
+        return None, None
+
+    def name(self):
+        return "MulBackward"
+
+
+cdef class GruHeadBackward(GateAddBackward):
+    """The node (AddBackward) of a GRU step's ``h' = (1 - z) * n + z * h``, the first of the step's nodes
+    the engine reaches: as ``LstmHeadBackward``, one K.gru_backward call gives the gradients of both gate
+    products and of h (through ``z * h``'s node) when the nodes in between need not run one by one."""
+    cdef object act, hn, h_prev  # what K.gru_backward reads
+
+    cdef void release(self):
+        self.act = self.hn = self.h_prev = None
+        Node.release(self)
+
+    cpdef object apply(self, GraphTask task, object g):
+        cdef Node mul_a = _at(self, 0)
+        cdef Node zh = _at(self, 1)
+        cdef Node rsub = _at(mul_a, 0)
+        cdef Node tanh_n = _at(mul_a, 1)
+        cdef Node add_n = _at(tanh_n, 0)
+        cdef Node rh = _at(add_n, 1)
+        cdef Node sig_r = _at(rh, 0)
+        cdef Node sig_z = _at(zh, 0)
+        cdef Node add_r = _at(sig_r, 0)
+        cdef Node split_x = _at(add_n, 0)
+        cdef Node split_h = _at(rh, 1)
+        if (self.act is None or not _fusable(task, self, (self.act, self.hn, self.h_prev))
+                or not _plain_nodes([self, mul_a, zh, rsub, tanh_n, add_n, rh, sig_r, sig_z, add_r,
+                                     _at(sig_z, 0), split_x, split_h])):
+            return g, g
+        act = self.act
+        shape = (act.shape[0], act.shape[1])
+        d_xg, d_hg, dh_prev = K.gru_backward(_rows(g), act, self.hn, self.h_prev,
+                                             _place(task, split_x, shape, act.dtype),
+                                             _place(task, split_h, shape, act.dtype))
+        width = self.hn.shape[1]
+        _hand_to_split(task, split_x, d_xg, width)
+        _hand_to_split(task, split_h, d_hg, width)
+        if zh.next_functions[1] is not None:
+            task.buffer(zh).grads[0] = dh_prev
+            task.node_state[zh] = True
+        return None, None
+
+    def name(self):
+        return "AddBackward"
+
+
+cdef Tensor _op(object cls, object array, tuple inputs, tuple saved):
+    """``array`` (an op's result a kernel wrote) as that op's output: its node ``cls`` saving ``saved``,
+    recorded on ``inputs`` when one of them requires grad, as the op itself records it."""
+    return record(array, <type>cls, inputs, saved)
+
+
+cdef tuple _chunks(Tensor t, Py_ssize_t n, Py_ssize_t width):
+    """``t.chunk(n, 1)`` of a 2-D ``t`` of ``n * width`` columns."""
+    data = t._data
+    pieces = [data[:, k * width:(k + 1) * width] for k in range(n)]
+    return record_outputs(pieces, GateSplitBackward, (t,))
+
+
+cdef Tensor _gate_tensor(object obj, str name, str fn):
+    if not isinstance(obj, Tensor):
+        raise TypeError("%s: expected a minigrad Tensor for %s, got %s" % (fn, name, type(obj).__name__))
+    cdef Tensor t = <Tensor>obj
+    if t._data.ndim != 2 or t._data.dtype.kind != "f":
+        raise ValueError("%s: %s must be a 2-D float32 or float64 tensor, got %s of shape %s"
+                         % (fn, name, t._data.dtype, t._data.shape))
+    return t
+
+
+cdef void _check_gates(Tensor gates, str gname, Tensor state, str sname, int sections, str fn) except *:
+    """``gates`` (B, sections * H) and ``state`` (B, H) of one dtype."""
+    gs, ss = gates._data.shape, state._data.shape
+    if gs != (ss[0], sections * ss[1]):
+        raise ValueError("%s: %s has shape %s and %s has shape %s; expected (B, %d * H) and (B, H)"
+                         % (fn, gname, gs, sname, ss, sections))
+    if gates._data.dtype != state._data.dtype:
+        raise TypeError("%s: %s has dtype %s and %s has dtype %s; expected one dtype"
+                        % (fn, gname, gates._data.dtype, sname, state._data.dtype))
+
+
+def lstm_epilogue(gates, c, h_out=None):
+    """Equals ``i, f, g, o = gates.chunk(4, 1); c' = f.sigmoid() * c + i.sigmoid() * g.tanh();
+    h' = o.sigmoid() * c'.tanh()`` and returns ``(h', c')``: the same bits, nodes and saved arrays, with
+    every value computed by one K.lstm_forward call.  ``gates`` (B, 4H) and ``c`` (B, H) are 2-D tensors of
+    one float dtype.  ``h_out`` (optional): a numpy array (B, H) with contiguous rows, sharing no memory with
+    the operands, that becomes h''s storage (a step of an LSTM layer's output)."""
+    cdef Tensor g = _gate_tensor(gates, "gates", "lstm_epilogue")
+    cdef Tensor cp = _gate_tensor(c, "c", "lstm_epilogue")
+    _check_gates(g, "gates", cp, "c", 4, "lstm_epilogue")
+    act, c_arr, tanh_c, h_arr = K.lstm_forward(g._data, cp._data, None, None, None, h_out)
+    if not any_requires_grad((g, cp)):
+        return wrap(h_arr), wrap(c_arr)
+    cdef Py_ssize_t H = cp._data.shape[1]
+    si, sf, tg, so = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+    # The two products are not stored; their tensors carry edges only, on an array of their shape (anomaly
+    # mode checks each op's values, so it gets them).
+    fc = ig = c_arr
+    if anomaly_enabled():
+        fc, ig = sf * cp._data, si * tg
+    # With the gates requiring grad every node of the step exists: its backward can run fused (the head)
+    cdef bint group = g._requires_grad
+    i, f, gg, o = _chunks(g, 4, H)
+    f_c = _op(GateStateMulBackward if group else MulBackward, fc,
+              (_op(SigmoidBackward, sf, (f,), (sf,)), cp), (sf, cp._data))
+    i_t = _op(SigmoidBackward, si, (i,), (si,))
+    i_g = _op(MulBackward, ig, (i_t, _op(TanhBackward, tg, (gg,), (tg,))), (si, tg))
+    c_new = _op(GateAddBackward, c_arr, (f_c, i_g), None)
+    o_t = _op(SigmoidBackward, so, (o,), (so,))
+    h_new = _op(LstmHeadBackward if group else MulBackward, h_arr,
+                (o_t, _op(TanhBackward, tanh_c, (c_new,), (tanh_c,))), (so, tanh_c))
+    if group:
+        (<LstmHeadBackward>h_new._grad_fn).act = act
+        (<LstmHeadBackward>h_new._grad_fn).c_prev = cp._data
+    return h_new, c_new
+
+
+def gru_epilogue(gi, gh, h, h_out=None):
+    """Equals, with ``gi`` and ``gh`` chunked into (r, z, n) sections, ``r = (gi_r + gh_r).sigmoid()``,
+    ``z = (gi_z + gh_z).sigmoid()``, ``n = (gi_n + r * gh_n).tanh()`` and returns
+    ``h' = (1 - z) * n + z * h``: the same bits, nodes and saved arrays, with every value computed by one
+    K.gru_forward call.  ``gi``, ``gh`` (B, 3H) and ``h`` (B, H) are 2-D tensors of one float dtype; ``h_out``
+    as ``lstm_epilogue``'s."""
+    cdef Tensor xg = _gate_tensor(gi, "gi", "gru_epilogue")
+    cdef Tensor hg = _gate_tensor(gh, "gh", "gru_epilogue")
+    cdef Tensor hp = _gate_tensor(h, "h", "gru_epilogue")
+    _check_gates(xg, "gi", hp, "h", 3, "gru_epilogue")
+    _check_gates(hg, "gh", hp, "h", 3, "gru_epilogue")
+    act, h_arr = K.gru_forward(xg._data, hg._data, hp._data, None, h_out)
+    if not any_requires_grad((xg, hg, hp)):
+        return wrap(h_arr)
+    cdef Py_ssize_t H = hp._data.shape[1]
+    r_arr, z_arr, n_arr = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
+    one = z_arr.dtype.type(1)
+    omz_arr = one - z_arr  # saved by the product (1 - z) * n, as the op saves it
+    # sums and products the kernel does not store: edge carriers (their values in anomaly mode)
+    hn = hg._data[:, 2 * H:]
+    s_r = s_z = r_hn = s_n = omz_n = z_h = h_arr
+    if anomaly_enabled():
+        with np.errstate(all="ignore"):
+            s_r, s_z = xg._data[:, :H] + hg._data[:, :H], xg._data[:, H:2 * H] + hg._data[:, H:2 * H]
+            r_hn = r_arr * hn
+            s_n = xg._data[:, 2 * H:] + r_hn
+            omz_n, z_h = omz_arr * n_arr, z_arr * hp._data
+    i_r, i_z, i_n = _chunks(xg, 3, H)
+    h_r, h_z, h_n = _chunks(hg, 3, H)
+    r = _op(SigmoidBackward, r_arr, (_op(GateAddBackward, s_r, (i_r, h_r), None),), (r_arr,))
+    z = _op(SigmoidBackward, z_arr, (_op(GateAddBackward, s_z, (i_z, h_z), None),), (z_arr,))
+    s = _op(GateAddBackward, s_n, (i_n, _op(MulBackward, r_hn, (r, h_n), (r_arr, hn))), None)
+    n = _op(TanhBackward, n_arr, (s,), (n_arr,))
+    omz = _op(GateRsubBackward, omz_arr, (wrap(np.asarray(one)), z), None)
+    a = _op(MulBackward, omz_n, (omz, n), (omz_arr, n_arr))
+    # With both gate products requiring grad every node of the step exists: its backward can run fused
+    cdef bint group = xg._requires_grad and hg._requires_grad
+    cdef Tensor out = _op(GruHeadBackward if group else GateAddBackward, h_arr,
+                          (a, _op(GateStateMulBackward if group else MulBackward, z_h, (z, hp), (z_arr, hp._data))),
+                          None)
+    if group:
+        (<GruHeadBackward>out._grad_fn).act = act
+        (<GruHeadBackward>out._grad_fn).hn = hn
+        (<GruHeadBackward>out._grad_fn).h_prev = hp._data
+    return out
 
 
 # ---- the layer's output: the steps joined where they lie ----------------------------------------------

@@ -9,7 +9,8 @@ into graph nodes per step (addmm's, then the activation's), so the graph the eng
 network; each Elman step runs as one kernel call (``nn._recurrent``: the same values and graph as the plain
 ops).  A gated step is one product of the state with all its gates' weights (the same kernel call, without
 the activation), then an elementwise epilogue (``_lstm_epilogue``, ``_gru_epilogue``: chunk, sigmoid, tanh,
-products and sums).  The weights of a (layer, direction) are the same Parameter at every step, so the engine
+products and sums, recorded as those ops but computed by one fused kernel call forward and one backward).
+The weights of a (layer, direction) are the same Parameter at every step, so the engine
 adds up their gradient over all steps: backpropagation through time is simply ``loss.backward()``.  For
 truncated BPTT see ``minigrad.tbptt``.
 """
@@ -208,23 +209,30 @@ class GRUCell(_GatedCell):
         return h if batched else h.squeeze(0)
 
 
-def _lstm_epilogue(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+def _lstm_epilogue(gates: Tensor, c: Tensor, h_out: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
     """An LSTM step after its gates product: ``gates`` (N, 4H) in the order i, f, g, o and the cell state
-    ``c`` (N, H) give (h', c')."""
-    i, f, g, o = gates.chunk(4, 1)
+    ``c`` (N, H) give (h', c').  One fused kernel call (``_recurrent.lstm_epilogue``, the same values and
+    graph as the plain ops below) when both are 2-D of one dtype; ``h_out`` as its."""
+    if gates.ndim == c.ndim == 2 and gates.dtype == c.dtype and gates.shape[0] == c.shape[0]:
+        return _recurrent.lstm_epilogue(gates, c, h_out)
+    i, f, g, o = gates.chunk(4, 1)  # mixed dtypes or a broadcast state: the ops promote and broadcast
     c_new = f.sigmoid() * c + i.sigmoid() * g.tanh()
     return o.sigmoid() * c_new.tanh(), c_new
 
 
-def _gru_epilogue(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+def _gru_epilogue(gi: Tensor, gh: Tensor, h: Tensor, h_out: np.ndarray | None = None) -> Tensor:
     """A GRU step after its products: ``gi = x W_ih^T + b_ih`` and ``gh = h W_hh^T + b_hh`` (N, 3H) in the
-    order r, z, n, and the state ``h`` give h' (ATen's form of ``(1 - z) * n + z * h``)."""
+    order r, z, n, and the state ``h`` give h'.  One fused kernel call (``_recurrent.gru_epilogue``, the
+    same values and graph as the plain ops below) when all are 2-D of one dtype; ``h_out`` as its."""
+    if (gi.ndim == gh.ndim == h.ndim == 2 and gi.dtype == gh.dtype == h.dtype
+            and gi.shape == gh.shape and gi.shape[0] == h.shape[0]):
+        return _recurrent.gru_epilogue(gi, gh, h, h_out)
     i_r, i_z, i_n = gi.chunk(3, 1)
     h_r, h_z, h_n = gh.chunk(3, 1)
     r = (i_r + h_r).sigmoid()
     z = (i_z + h_z).sigmoid()
     n = (i_n + r * h_n).tanh()
-    return n + z * (h - n)
+    return (1 - z) * n + z * h
 
 
 class _RNNBase(Module):
@@ -579,13 +587,22 @@ def _unroll(module: LSTM | GRU, x: Tensor, initial: list[Any], lengths: Sequence
     weights = module.all_weights
     finals = []
     layer_input = x
+    lstm = isinstance(module, LSTM)
+    out_size = module.proj_size or module.hidden_size
     for layer in range(module.num_layers):
         first = layer * num_directions
+        # As RNN's: each step's h' is written straight into its place in the layer's output (not through a
+        # projection), so joining the steps copies nothing; the graph is still that of stack (and cat).
+        buf = np.empty((seq_len, batch, num_directions * out_size), dtype=x.dtype)
+        outs = None
+        if valid is None and not (lstm and module.proj_size):
+            outs = [buf[:, :, d * out_size:(d + 1) * out_size] for d in range(num_directions)]
         outputs, states = _run_gated_layer(
-            isinstance(module, LSTM), layer_input, initial[first:first + num_directions],
-            weights[first:first + num_directions], module.bias, valid, layer)
+            lstm, layer_input, initial[first:first + num_directions], weights[first:first + num_directions],
+            module.bias, valid, layer, outs)
         finals.extend(states)
-        layer_input = _recurrent.stack_cat(outputs, dim=2) if num_directions == 2 else mg.stack(outputs[0])
+        layer_input = _recurrent.stack_cat(outputs, dim=2, out=buf) if num_directions == 2 else \
+            _recurrent.stack_into(outputs[0], buf)
         layer_input = module._between_layers(layer_input, layer)
     if batched and module.batch_first:
         layer_input = layer_input.transpose(0, 1)
@@ -593,8 +610,8 @@ def _unroll(module: LSTM | GRU, x: Tensor, initial: list[Any], lengths: Sequence
 
 
 def _run_gated_layer(lstm: bool, x: Tensor, states: Sequence[Any], weights: Sequence[list[Parameter]],
-                     bias: bool, valid: np.ndarray | None,
-                     layer: int) -> tuple[list[list[Tensor]], list[Any]]:
+                     bias: bool, valid: np.ndarray | None, layer: int,
+                     outs: Sequence[np.ndarray] | None = None) -> tuple[list[list[Tensor]], list[Any]]:
     """One LSTM (``lstm``) or GRU layer over ``x`` (L, N, F) in each of its directions (two when there are
     two ``states``: per direction an LSTM's (h, c) or a GRU's h).  Returns (per direction, its L outputs in
     time order; per direction, its final state).
@@ -602,7 +619,8 @@ def _run_gated_layer(lstm: bool, x: Tensor, states: Sequence[Any], weights: Sequ
     As ``_run_layer``: the input's products for all steps at once (with an LSTM's biases; a GRU's b_hh stays
     with the state's product, where r multiplies it), then per step one product of the state with W_hh^T for
     all the gates (``_recurrent.steps``, both directions as one kernel job) and the cell's epilogue; ``valid``
-    carries padded steps' states through unchanged, with zero output.
+    carries padded steps' states through unchanged, with zero output.  With ``outs`` (per direction an
+    (L, N, H) array), each step's h' is written into ``out[t]`` by the epilogue's kernel.
     """
     seq_len, batch, features = x.shape
     x2 = x.reshape(seq_len * batch, features)
@@ -630,13 +648,14 @@ def _run_gated_layer(lstm: bool, x: Tensor, states: Sequence[Any], weights: Sequ
             products = _recurrent.steps(addends, states, w_hh_ts)
         for d in directions:
             t = ts[d]
+            h_out = None if outs is None else outs[d][t]
             if lstm:
-                h_new, c_new = _lstm_epilogue(products[d], states[d][1])
+                h_new, c_new = _lstm_epilogue(products[d], states[d][1], h_out)
                 if w_hr_ts[d] is not None:
                     h_new = h_new @ w_hr_ts[d]
                 new = (mark_step(h_new, t, layer, d), mark_step(c_new, t, layer, d))
             else:
-                h_new = new = mark_step(_gru_epilogue(xws[d][t], products[d], states[d]), t, layer, d)
+                h_new = new = mark_step(_gru_epilogue(xws[d][t], products[d], states[d], h_out), t, layer, d)
             if valid is None:
                 states[d] = new
                 outputs[d][t] = h_new
