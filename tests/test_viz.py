@@ -408,8 +408,8 @@ def test_plot_gradient_through_time(tmp_path, monkeypatch):
 GATED_STEP_OPS = {
     nn.LSTM: {"AddmmBackward": 1, "SplitBackward": 1, "SigmoidBackward": 3, "TanhBackward": 2, "MulBackward": 3,
               "AddBackward": 1},
-    # h' = n + z * (h - n), ATen's form of (1 - z) * n + z * h
-    nn.GRU: {"AddmmBackward": 1, "SplitBackward": 2, "SigmoidBackward": 2, "TanhBackward": 1, "MulBackward": 2,
+    # h' = (1 - z) * n + z * h: r * h_n, (1 - z) * n and z * h; the fused kernel's order
+    nn.GRU: {"AddmmBackward": 1, "SplitBackward": 2, "SigmoidBackward": 2, "TanhBackward": 1, "MulBackward": 3,
              "AddBackward": 4, "SubBackward": 1},
 }
 
