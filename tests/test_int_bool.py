@@ -620,7 +620,7 @@ def test_reductions_of_empty_tensors_as_torch(expr):
     RuntimeError), or the same empty result where torch gives one."""
     seen = []
     for lib in (torch, mg):
-        x, z = lib.tensor([]), lib.zeros(0, 3)
+        x, z = lib.tensor([]), lib.zeros(0, 3)  # noqa: F841 - read by eval
         try:
             out = eval(expr)
         except Exception as e:  # noqa: BLE001 - the type is what is compared
