@@ -85,30 +85,18 @@ void mg_set_num_threads(int n)
 #if MG_THREADS
 #include <pthread.h>
 
-static int helper_delay, serial_fallback;
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static void read_env(void)
+static int helper_delay;
+static pthread_once_t delay_once = PTHREAD_ONCE_INIT;
+static void read_helper_delay(void)
 {
     const char *v = getenv("MINIGRAD_TEST_HELPER_DELAY_US");
     helper_delay = v ? atoi(v) : 0;
-    v = getenv("MINIGRAD_SERIAL_FALLBACK");
-    serial_fallback = v && atoi(v) > 0;
 }
 
 int mg_helper_delay_us(void)
 {
-    pthread_once(&env_once, read_env);
+    pthread_once(&delay_once, read_helper_delay);
     return helper_delay;
-}
-
-/* The judgement below is opt-in (MINIGRAD_SERIAL_FALLBACK=1): in bench/report.py's process, where numpy's and
- * torch's threads run between minigrad's calls, it kept a 1024^3 f32 product on one thread (0.55x numpy,
- * against 1.15x without it, same machine and report), so it is off until it tells a late helper from a
- * busy neighbour. */
-static int fallback_enabled(void)
-{
-    pthread_once(&env_once, read_env);
-    return serial_fallback;
 }
 
 /* ---- whether sharing pays (mg_internal.h) ---- */
@@ -128,8 +116,6 @@ long long mg_now_ns(void)
 
 int mg_share_paused(mg_share_state *s)
 {
-    if (!fallback_enabled())
-        return 0;
     const long long until = atomic_load_explicit(&s->serial_until, memory_order_relaxed);
     return until && mg_now_ns() < until;
 }
@@ -146,8 +132,6 @@ static void share_pause(mg_share_state *s, long long now)
 void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
                     mg_int ntasks)
 {
-    if (!fallback_enabled())
-        return;
     if (mine <= 0)
         return; /* the helpers ran every task: no estimate of the caller alone, and nobody was late */
     const long long serial = (long long)((double)(t2 - t1) * (double)ntasks / (double)mine);

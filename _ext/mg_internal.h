@@ -43,8 +43,7 @@ enum { MG_THREADING_POOL = 0, MG_THREADING_OPENMP = 1 };
  * tasks -- as when a helper was preempted holding a task, or never came; when a window of jobs lost more
  * time than it saved, the runtime's jobs run on the caller alone for a while, then one job tries sharing
  * again (the pause doubles, up to 2 s, while such probes lose).  So a parallel call stays near one
- * thread's speed, never far below it, on a machine whose other cores are busy or slow to answer.  Opt-in,
- * with MINIGRAD_SERIAL_FALLBACK=1 (cpu.c says why); otherwise every job is shared. */
+ * thread's speed, never far below it, on a machine whose other cores are busy or slow to answer. */
 typedef struct {
     _Atomic long long serial_until; /* CLOCK_MONOTONIC ns; 0: sharing */
     long long backoff, wall, serial;  /* below: written by the job's caller only (one job at a time) */

@@ -203,8 +203,7 @@ def test_late_helper_is_not_waited_for(kind):
     if preempted while holding it) makes each shared call it joins take 0.2 s; after a window of such calls
     the runtime runs them on the caller alone (a few ms here, 0.4 GFLOP), trying one shared call after each
     pause -- and every result has the bits of one thread."""
-    r = run_python(LATE, timeout=240, MINIGRAD_THREADING=kind, MINIGRAD_TEST_HELPER_DELAY_US="200000",
-                   MINIGRAD_SERIAL_FALLBACK="1")
+    r = run_python(LATE, timeout=240, MINIGRAD_THREADING=kind, MINIGRAD_TEST_HELPER_DELAY_US="200000")
     assert r.returncode == 0, r.stderr
     ok, second_slowest, serial = r.stdout.split()
     # (a sanitizer build's serial product may take tens of ms)
