@@ -12,31 +12,6 @@ DTYPES = [np.float32, np.float64]
 SIZES = [(1, 1), (3, 5), (2, 16), (4, 17), (1, 33), (32, 128), (7, 100)]
 
 
-def _c_isas():
-    return _backend.available_isas() if _backend.name == "c" else []
-
-
-@pytest.fixture(params=_c_isas() + ["numpy"])
-def K(request):
-    """The kernel module under test, with the requested path forced for the duration of the test."""
-    if request.param == "numpy":
-        yield _reference
-        return
-    previous = _backend.isa()
-    _backend.set_isa(request.param)
-    try:
-        yield _backend
-    finally:
-        _backend.set_isa(previous)
-
-
-@pytest.fixture
-def threads():
-    previous = _backend.get_num_threads()
-    yield _backend.set_num_threads
-    _backend.set_num_threads(previous)
-
-
 def randn(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 

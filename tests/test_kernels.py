@@ -21,42 +21,6 @@ DTYPES = [np.float32, np.float64]
 MATMUL_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
-def _c_isas():
-    return _backend.available_isas() if _backend.name == "c" else []
-
-
-@pytest.fixture(params=_c_isas() + ["numpy"])
-def K(request):
-    """The kernel module under test, with the requested path forced for the duration of the test."""
-    if request.param == "numpy":
-        yield _reference
-        return
-    previous = _backend.isa()
-    _backend.set_isa(request.param)
-    try:
-        yield _backend
-    finally:
-        _backend.set_isa(previous)
-
-
-@pytest.fixture(params=_c_isas() or [pytest.param(None, marks=pytest.mark.skip("C backend not selected"))])
-def C(request):
-    previous = _backend.isa()
-    _backend.set_isa(request.param)
-    try:
-        yield _backend
-    finally:
-        _backend.set_isa(previous)
-
-
-@pytest.fixture
-def threads():
-    """set_num_threads for one test, restoring the previous count."""
-    previous = _backend.get_num_threads()
-    yield _backend.set_num_threads
-    _backend.set_num_threads(previous)
-
-
 def layout(x, kind):
     """x's values in a given layout: C order, Fortran order, transposed, stepped or reversed view."""
     if kind == "c":

@@ -6,44 +6,8 @@ import pytest
 import torch
 
 import minigrad as mg
-from minigrad import _backend, _reference
 
 DTYPES = [np.float32, np.float64]
-
-
-def _c_isas():
-    return _backend.available_isas() if _backend.name == "c" else []
-
-
-@pytest.fixture(params=_c_isas() + ["numpy"])
-def K(request):
-    """The kernel module under test, with the requested path forced for the duration of the test."""
-    if request.param == "numpy":
-        yield _reference
-        return
-    previous = _backend.isa()
-    _backend.set_isa(request.param)
-    try:
-        yield _backend
-    finally:
-        _backend.set_isa(previous)
-
-
-@pytest.fixture(params=_c_isas() or [pytest.param(None, marks=pytest.mark.skip("C backend not selected"))])
-def C(request):
-    previous = _backend.isa()
-    _backend.set_isa(request.param)
-    try:
-        yield _backend
-    finally:
-        _backend.set_isa(previous)
-
-
-@pytest.fixture
-def threads():
-    previous = _backend.get_num_threads()
-    yield _backend.set_num_threads
-    _backend.set_num_threads(previous)
 
 
 def exact_sigmoid(x):
