@@ -39,46 +39,10 @@ typedef struct {
 
 #define T float
 #define SFX f32
-#define ISA portable
-#define TARGET
-#include "gates_tmpl.h"
-#if MG_X86
-#undef ISA
-#undef TARGET
-#define ISA avx2
-#define TARGET MG_TARGET_AVX2
-#include "gates_tmpl.h"
-#undef ISA
-#undef TARGET
-#define ISA avx512
-#define TARGET MG_TARGET_AVX512
-#include "gates_tmpl.h"
-#endif
-#undef T
-#undef SFX
-#undef ISA
-#undef TARGET
+#include "gates_isas.h"
 #define T double
 #define SFX f64
-#define ISA portable
-#define TARGET
-#include "gates_tmpl.h"
-#if MG_X86
-#undef ISA
-#undef TARGET
-#define ISA avx2
-#define TARGET MG_TARGET_AVX2
-#include "gates_tmpl.h"
-#undef ISA
-#undef TARGET
-#define ISA avx512
-#define TARGET MG_TARGET_AVX512
-#include "gates_tmpl.h"
-#endif
-#undef T
-#undef SFX
-#undef ISA
-#undef TARGET
+#include "gates_isas.h"
 
 typedef void (*gate_row_fn)(const gate_job *, mg_int);
 #if MG_X86
