@@ -282,3 +282,52 @@ def test_cli_runs_with_an_absurd_thread_count():
     r = subprocess.run([sys.executable, "-m", "minigrad", "info"], capture_output=True, text=True, cwd=REPO,
                        env=dict(os.environ, MINIGRAD_NUM_THREADS="100000"), timeout=300, check=False)
     assert r.returncode == 0 and "MINIGRAD_NUM_THREADS=100000" in r.stderr, r.stderr
+
+
+PLACEMENT = r"""
+import os, time
+import numpy as np
+from minigrad import _backend
+_backend.set_num_threads(2)
+a = np.ones((512, 512), np.float32)
+
+def helpers():
+    tids = [t for t in os.listdir("/proc/self/task")
+            if open(f"/proc/self/task/{t}/comm").read().strip() == "minigrad-pool"]
+    return {t: os.sched_getaffinity(int(t)) for t in tids}
+
+def settled(want):
+    # the helper sets its mask when it joins a job, which may be after the caller returned
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        masks = helpers()
+        if masks and all(m == want for m in masks.values()):
+            return True
+        time.sleep(0.01)
+    print("helpers", helpers(), "want", want)
+    return False
+
+_backend.matmul(a, a)                   # starts the pool with both CPUs allowed
+results = []
+for cpu, other in ((0, 1), (1, 0), (0, 1)):
+    os.sched_setaffinity(0, {cpu})      # this thread only: the helper keeps the mask it started with
+    for _ in range(3):
+        time.sleep(0.05)                # the helper goes to sleep between products
+        np.testing.assert_array_equal(_backend.matmul(a, a), np.full((512, 512), 512, np.float32))
+    results.append(settled({other}))
+print(all(results))
+"""
+
+
+@needs_c
+@needs_proc
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or not {0, 1} <= os.sched_getaffinity(0),
+                    reason="needs CPUs 0 and 1 (Linux affinity)")
+def test_helper_leaves_the_callers_cpu():
+    """Woken on the caller's own CPU (a virtual machine's kernel does that when the other vCPU is idle), the
+    helper used to stay out of the job and sleep again, so every product after an idle moment ran on one
+    thread.  Now it keeps its affinity to the other CPUs: wherever the caller runs, the helper's mask leaves
+    that CPU out, and follows when the caller moves."""
+    r = run_python(PLACEMENT, MINIGRAD_THREADING="pool")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "True", r.stdout
