@@ -162,6 +162,49 @@ void mg_share_reset(mg_share_state *s)
     s->jobs = s->probing = 0;
 }
 
+/* ---- where helpers run (mg_internal.h) ---- */
+#include <sched.h>
+
+int mg_current_cpu(void)
+{
+#ifdef __linux__
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+#ifdef __linux__
+_Static_assert(sizeof(cpu_set_t) <= sizeof(((mg_placement *)0)->allowed), "mg_placement holds a cpu_set_t");
+#endif
+
+void mg_placement_init(mg_placement *p)
+{
+    p->known = 0;
+    p->excluded = -1;
+#ifdef __linux__
+    cpu_set_t *allowed = (cpu_set_t *)p->allowed;
+    p->known = pthread_getaffinity_np(pthread_self(), sizeof *allowed, allowed) == 0 && CPU_COUNT(allowed) > 1;
+#endif
+}
+
+void mg_placement_avoid(mg_placement *p, int cpu)
+{
+#ifdef __linux__
+    const cpu_set_t *allowed = (const cpu_set_t *)p->allowed;
+    if (!p->known || cpu == p->excluded || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, allowed))
+        return;
+    cpu_set_t others = *allowed;
+    CPU_CLR(cpu, &others);
+    /* the kernel moves this thread off `cpu` before the call returns */
+    if (pthread_setaffinity_np(pthread_self(), sizeof others, &others) == 0)
+        p->excluded = cpu;
+#else
+    (void)p;
+    (void)cpu;
+#endif
+}
+
 /* ---- per-thread scratch ---- */
 typedef struct {
     void *p;
@@ -220,7 +263,6 @@ void *mg_scratch(size_t bytes)
  * which thread runs a task does not change its result.  One job at a time: a second caller that finds the
  * pool busy runs its tasks itself.
  */
-#include <sched.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -246,21 +288,12 @@ static mg_task_fn job_fn;
 static void *job_ctx;
 static atomic_int job_cpu = -1; /* the CPU the caller of the current job runs on (-1: unknown) */
 
-static inline int current_cpu(void)
-{
-#ifdef __linux__
-    return sched_getcpu();
-#else
-    return -1;
-#endif
-}
-
 /* A helper on the caller's own CPU would only time-slice that core with the caller (on a busy machine the
  * scheduler may put them there): it stays out of the job, and sleeps rather than spins. */
 static inline int on_callers_cpu(void)
 {
     const int cpu = atomic_load_explicit(&job_cpu, memory_order_relaxed);
-    return cpu >= 0 && current_cpu() == cpu;
+    return cpu >= 0 && mg_current_cpu() == cpu;
 }
 
 static inline void cpu_relax(void)
@@ -271,47 +304,6 @@ static inline void cpu_relax(void)
 }
 
 static mg_share_state pool_share;
-
-/* Where a helper may run.  Woken for a job, a helper was often put on the caller's own CPU (on a virtual
- * machine the kernel does not wake a thread on an idle vCPU it believes descheduled, so it picks the
- * waker's), where it stays out of the job (on_callers_cpu) and sleeps again: from the fourth 1024^3 float32
- * product called every 0.2 s on, each one ran on one thread (20 ms instead of 10).  Moving there after the
- * wake-up still cost 1.5-2 ms a job, waiting for the caller's time slice to end.  So each helper keeps its
- * affinity to the CPUs it may use minus the caller's: woken, it lands where it can work at once.  The mask
- * changes (one system call) only when the caller runs on another CPU than in the helper's last job. */
-typedef struct {
-#ifdef __linux__
-    cpu_set_t allowed; /* inherited from the thread that started the pool */
-    int known;         /* allowed was read, and holds more than one CPU */
-    int excluded;      /* the CPU left out of the mask now (-1: none) */
-#endif
-    int unused;
-} placement;
-
-static void placement_init(placement *p)
-{
-#ifdef __linux__
-    p->known = pthread_getaffinity_np(pthread_self(), sizeof p->allowed, &p->allowed) == 0 &&
-               CPU_COUNT(&p->allowed) > 1;
-    p->excluded = -1;
-#endif
-    (void)p;
-}
-
-/* Before joining a job: leave the caller's CPU (the kernel migrates this thread before the call returns). */
-static void placement_avoid_caller(placement *p)
-{
-#ifdef __linux__
-    const int cpu = atomic_load_explicit(&job_cpu, memory_order_relaxed);
-    if (!p->known || cpu == p->excluded || cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &p->allowed))
-        return;
-    cpu_set_t others = p->allowed;
-    CPU_CLR(cpu, &others);
-    if (pthread_setaffinity_np(pthread_self(), sizeof others, &others) == 0)
-        p->excluded = cpu;
-#endif
-    (void)p;
-}
 
 /* Claim and run tasks of generation gen until none is left; returns how many this thread ran.  job_fn and
  * job_ctx are read only after a successful claim, which orders them after the caller's publication of gen;
@@ -336,17 +328,17 @@ static mg_int run_tasks(uint64_t gen, int helper)
 static void *helper_main(void *arg)
 {
     uint64_t seen = GEN(atomic_load(&pool_state));
-    placement where;
+    mg_placement where;
     (void)arg;
 #ifdef __linux__
     pthread_setname_np(pthread_self(), "minigrad-pool"); /* as top -H and /proc/<pid>/task/<tid>/comm show it */
 #endif
-    placement_init(&where);
+    mg_placement_init(&where);
     for (;;) {
         uint64_t s = atomic_load(&pool_state);
-        /* On the caller's CPU (where the scheduler tends to wake a helper on a busy machine) it sleeps at
-         * once: spinning there, even yielding, took a share of the caller's core at every job -- two threads
-         * ran the RNN step slower than one. */
+        /* On the caller's CPU (the caller moved there since the last job) it sleeps at once: spinning
+         * there, even yielding, took a share of the caller's core at every job -- two threads ran the RNN
+         * step slower than one.  Joining the next job moves it off (mg_placement_avoid). */
         for (int spins = 0; GEN(s) == seen && spins < SPIN; ++spins) {
             if (spins % 64 == 0 && on_callers_cpu())
                 break;
@@ -363,7 +355,7 @@ static void *helper_main(void *arg)
         }
         seen = GEN(s);
         if (atomic_fetch_add(&pool_joined, 1) < atomic_load(&pool_slots)) {
-            placement_avoid_caller(&where);
+            mg_placement_avoid(&where, atomic_load_explicit(&job_cpu, memory_order_relaxed));
             run_tasks(seen, 1);
         }
     }
@@ -426,7 +418,7 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
             const long long t0 = mg_now_ns();
             job_fn = fn;
             job_ctx = ctx;
-            atomic_store_explicit(&job_cpu, current_cpu(), memory_order_relaxed);
+            atomic_store_explicit(&job_cpu, mg_current_cpu(), memory_order_relaxed);
             atomic_store(&pool_slots, want);
             atomic_store(&pool_done, 0);
             atomic_store(&pool_joined, 0);

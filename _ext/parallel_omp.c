@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 /* One job at a time, as in the pool: libgomp keeps a team per calling thread, so concurrent callers would
@@ -25,6 +26,17 @@ static _Atomic long long last_end_ns;
 #define AWAKE_NS 200000
 
 static mg_share_state omp_share;
+
+/* Each team thread keeps off the caller's CPU (mg_internal.h: mg_placement), unless the user binds OpenMP's
+ * threads. */
+static _Thread_local mg_placement where;
+static _Thread_local int where_ready;
+static int user_binds;
+static pthread_once_t binds_once = PTHREAD_ONCE_INIT;
+static void read_binds(void)
+{
+    user_binds = getenv("OMP_PROC_BIND") || getenv("OMP_PLACES") || getenv("GOMP_CPU_AFFINITY");
+}
 
 /* libgomp's threads do not survive fork, and some versions hang in the child's next region: a child of a
  * process that used OpenMP runs its jobs on the pool instead. */
@@ -57,6 +69,8 @@ void mg_omp_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, v
         n = 1; /* a small job, and the team asleep: waking it would cost more than it saves */
     if (n > 1 && !mg_share_paused(&omp_share) && !atomic_flag_test_and_set(&busy)) {
         pthread_once(&fork_once, register_fork);
+        pthread_once(&binds_once, read_binds);
+        const int caller_cpu = user_binds ? -1 : mg_current_cpu();
         atomic_store(&used, 1);
         const int delay = mg_helper_delay_us();
         atomic_long next = 0;
@@ -70,8 +84,15 @@ void mg_omp_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, v
         {
             const int master = omp_get_thread_num() == 0;
             mg_int ran = 0;
-            if (master)
+            if (master) {
                 t1 = mg_now_ns();
+            } else if (caller_cpu >= 0) { /* for the next wake-up: this one is over */
+                if (!where_ready) {
+                    mg_placement_init(&where);
+                    where_ready = 1;
+                }
+                mg_placement_avoid(&where, caller_cpu);
+            }
             for (mg_int t; (t = atomic_fetch_add(&next, 1)) < ntasks; ++ran) {
                 if (!master && delay)
                     usleep((useconds_t)delay);
