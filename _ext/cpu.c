@@ -120,12 +120,16 @@ int mg_share_paused(mg_share_state *s)
     return until && mg_now_ns() < until;
 }
 
-static void share_pause(mg_share_state *s, long long now)
+/* The pause lasts the backoff, and at least a window of jobs run alone (`job`: one job's time on the caller
+ * alone): a probe then costs a small share of the time even when each job takes longer than the backoff. */
+static void share_pause(mg_share_state *s, long long now, long long job)
 {
     s->backoff = !s->backoff                    ? BACKOFF_MIN_NS
                  : s->backoff < BACKOFF_MAX_NS / 2 ? 2 * s->backoff
                                                    : BACKOFF_MAX_NS;
-    atomic_store_explicit(&s->serial_until, now + s->backoff, memory_order_relaxed);
+    const long long window = SHARE_WINDOW * job;
+    atomic_store_explicit(&s->serial_until, now + (window > s->backoff ? window : s->backoff),
+                          memory_order_relaxed);
     s->probing = 1;
 }
 
@@ -140,7 +144,7 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
          * pause, not a window */
         s->probing = 0;
         if (t3 - t0 > serial)
-            share_pause(s, t3);
+            share_pause(s, t3, serial);
         else
             s->backoff = 0;
         return;
@@ -150,7 +154,7 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
     if (++s->jobs < SHARE_WINDOW)
         return;
     if (s->wall > s->serial)
-        share_pause(s, t3);
+        share_pause(s, t3, s->serial / SHARE_WINDOW);
     s->wall = s->serial = 0;
     s->jobs = 0;
 }
