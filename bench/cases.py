@@ -15,7 +15,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -343,7 +343,30 @@ def _rnn_data(kind: str, cfg: RNNConfig) -> tuple[dict[str, np.ndarray], np.ndar
     return state, x, w
 
 
-def _torch_rnn_step(kind: str, cfg: RNNConfig, dtype):
+# The loss on top of the output: the step must not depend on it (issue 16).  "wsum" weighs every element
+# differently, so a gradient landing in the wrong place fails the check; "sum" feeds the backward a
+# broadcast gradient of ones; "mse" is one fused node in both libraries.
+LOSSES = {"wsum": "(out * w).sum()", "sum": "out.sum()", "mse": "mse_loss(out, target)"}
+LOSS_VARIANTS = ("sum", "mse")           # timed besides "wsum" for LSTM and GRU at the first configuration
+
+
+def _loss_operand(cfg: RNNConfig, loss: str, w: np.ndarray) -> np.ndarray:
+    """The array the loss reads besides the output: w for "wsum", the target for "mse" (ignored by "sum")."""
+    if loss == "mse":
+        return _rng(cfg.batch, cfg.steps, cfg.hidden, 2).standard_normal(w.shape) * 0.5
+    return w
+
+
+def _loss(loss: str, mse_loss: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``loss(out, operand)`` written the same way in either library (``mse_loss`` is the library's)."""
+    if loss == "sum":
+        return lambda out, _: out.sum()
+    if loss == "mse":
+        return mse_loss
+    return lambda out, w: (out * w).sum()
+
+
+def _torch_rnn_step(kind: str, cfg: RNNConfig, dtype, loss: str = "wsum"):
     """A torch.nn.RNN/LSTM/GRU training step with the case's weights; returns (loss, named parameters)."""
     state, x0, w0 = _rnn_data(kind, cfg)
     td = TORCH_DTYPE[dtype]
@@ -351,40 +374,46 @@ def _torch_rnn_step(kind: str, cfg: RNNConfig, dtype):
                                                bidirectional=cfg.bidirectional, dtype=td)
     model.load_state_dict({k: torch.tensor(v, dtype=td) for k, v in state.items()})
     opt = torch.optim.SGD(model.parameters(), lr=RNN_LR)
-    x, w = torch.tensor(x0, dtype=td), torch.tensor(w0, dtype=td)
+    x, w = torch.tensor(x0, dtype=td), torch.tensor(_loss_operand(cfg, loss, w0), dtype=td)
+    loss_fn = _loss(loss, torch.nn.functional.mse_loss)
     params = dict(model.named_parameters())
 
     def step():
         opt.zero_grad()
         out, _ = model(x)
-        loss = (out * w).sum()
-        loss.backward()
+        value = loss_fn(out, w)
+        value.backward()
         opt.step()
-        return loss, params
+        return value, params
     return step
 
 
-def _torch_cell_step(cfg: RNNConfig, dtype):
-    """The same network as torch.nn.RNN, unrolled by hand over torch.nn.RNNCell: one cell per (layer,
-    direction), the per-step graph that minigrad records."""
-    state, x0, w0 = _rnn_data("rnn", cfg)
+CELLS = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}
+
+
+def _torch_cell_step(kind: str, cfg: RNNConfig, dtype):
+    """The same network as torch.nn.RNN / LSTM / GRU, unrolled by hand over torch's RNNCell / LSTMCell /
+    GRUCell: one cell per (layer, direction), the per-step graph that minigrad records.  An LSTM cell
+    carries (h, c); only h goes into the layer's output."""
+    state, x0, w0 = _rnn_data(kind, cfg)
     td = TORCH_DTYPE[dtype]
     cells, params = [], {}
     for layer in range(cfg.layers):
         row = []
         for suffix in ("", "_reverse")[:cfg.directions]:
             width = cfg.inputs if layer == 0 else cfg.directions * cfg.hidden
-            cell = torch.nn.RNNCell(width, cfg.hidden, dtype=td)
-            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                name = f"{kind}_l{layer}{suffix}"
+            cell = CELLS[kind](width, cfg.hidden, dtype=td)
+            for weight in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                name = f"{weight}_l{layer}{suffix}"
                 with torch.no_grad():
-                    getattr(cell, kind).copy_(torch.tensor(state[name]))
-                params[name] = getattr(cell, kind)
+                    getattr(cell, weight).copy_(torch.tensor(state[name]))
+                params[name] = getattr(cell, weight)
             row.append(cell)
         cells.append(row)
     opt = torch.optim.SGD(list(params.values()), lr=RNN_LR)
     x, w = torch.tensor(x0, dtype=td), torch.tensor(w0, dtype=td)
-    h0 = torch.zeros(cfg.batch, cfg.hidden, dtype=td)
+    zeros = torch.zeros(cfg.batch, cfg.hidden, dtype=td)
+    state0 = (zeros, zeros) if kind == "lstm" else zeros
 
     def step():
         opt.zero_grad()
@@ -392,9 +421,10 @@ def _torch_cell_step(cfg: RNNConfig, dtype):
         for row in cells:
             xs, outs = inp.unbind(0), []
             for direction, cell in enumerate(row):
-                seq, h = [None] * cfg.steps, h0
+                seq, hx = [None] * cfg.steps, state0
                 for t in (range(cfg.steps - 1, -1, -1) if direction else range(cfg.steps)):
-                    h = seq[t] = cell(xs[t], h)
+                    hx = cell(xs[t], hx)
+                    seq[t] = hx[0] if kind == "lstm" else hx
                 outs.append(torch.stack(seq))
             inp = torch.cat(outs, 2) if len(outs) == 2 else outs[0]
         loss = (inp * w).sum()
@@ -404,19 +434,60 @@ def _torch_cell_step(cfg: RNNConfig, dtype):
     return step
 
 
-def _minigrad_rnn_step(kind: str, cfg: RNNConfig, dtype):
+def _minigrad_rnn_step(kind: str, cfg: RNNConfig, dtype, loss: str = "wsum"):
     state, x0, w0 = _rnn_data(kind, cfg)
     model = getattr(mnn, RECURRENT[kind])(cfg.inputs, cfg.hidden, cfg.layers, bidirectional=cfg.bidirectional,
                                           dtype=dtype)
     model.load_state_dict(state)
     opt = mg.optim.SGD(model.parameters(), lr=RNN_LR)
-    x, w = mg.tensor(x0.astype(dtype)), mg.tensor(w0.astype(dtype))
+    x, w = mg.tensor(x0.astype(dtype)), mg.tensor(_loss_operand(cfg, loss, w0).astype(dtype))
+    loss_fn = _loss(loss, mF.mse_loss)
     params = dict(model.named_parameters())
 
     def step():
         opt.zero_grad()
         out, _ = model(x)
-        loss = (out * w).sum()
+        value = loss_fn(out, w)
+        value.backward()
+        opt.step()
+        return value, params
+    return step
+
+
+LSTM_PARAMETERS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+def _core_ops_lstm_step(lib: str, cfg: RNNConfig, dtype):
+    """A one-layer LSTM as a user writes it from core ops -- per step the gates product, ``chunk``, sigmoid,
+    tanh, products and sums, then the outputs stacked -- with nn.LSTM's weights and parameter names, so its
+    step checks against torch's nn.LSTM.  ``lib`` is "minigrad" or "torch": the same code runs on both,
+    and in minigrad it takes no fused path (no nn.LSTM)."""
+    if cfg.layers != 1 or cfg.bidirectional:
+        raise ValueError(f"the core-ops LSTM has one unidirectional layer, not {cfg.label}")
+    state, x0, w0 = _rnn_data("lstm", cfg)
+    if lib == "minigrad":
+        const, leaf, stack, sgd = mg.tensor, partial(mg.tensor, requires_grad=True), mg.stack, mg.optim.SGD
+    else:
+        const, leaf = torch.tensor, partial(torch.tensor, requires_grad=True)
+        stack, sgd = torch.stack, torch.optim.SGD
+    params = {name: leaf(state[name].astype(dtype)) for name in LSTM_PARAMETERS}
+    w_ih, w_hh, b_ih, b_hh = params.values()
+    opt = sgd(list(params.values()), lr=RNN_LR)
+    x, w = const(x0.astype(dtype)), const(w0.astype(dtype))
+    zeros = const(np.zeros((cfg.batch, cfg.hidden), dtype=dtype))
+
+    def step():
+        opt.zero_grad()
+        h = c = zeros
+        b = b_ih + b_hh
+        outs = []
+        for t in range(cfg.steps):
+            gates = x[t] @ w_ih.T + h @ w_hh.T + b
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+            h = o.sigmoid() * c.tanh()
+            outs.append(h)
+        loss = (stack(outs) * w).sum()
         loss.backward()
         opt.step()
         return loss, params
@@ -428,7 +499,7 @@ def _jax_rnn_step(kind: str, cfg: RNNConfig, dtype):
     return jax_peer.rnn_step(kind, cfg.layers, cfg.directions, state, x0, w0, RNN_LR, dtype)
 
 
-_RNN_REFERENCE: dict[tuple[str, RNNConfig], tuple] = {}
+_RNN_REFERENCE: dict[tuple[str, RNNConfig, str], tuple] = {}
 
 
 @contextmanager
@@ -442,14 +513,17 @@ def _torch_one_thread() -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def rnn_reference(kind: str, cfg: RNNConfig) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """One float64 torch training step from the case's weights: (loss, gradients, updated weights)."""
-    if (kind, cfg) not in _RNN_REFERENCE:
+def rnn_reference(kind: str, cfg: RNNConfig,
+                  loss: str = "wsum") -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One float64 torch training step from the case's weights under ``loss``: (loss, gradients, updated
+    weights)."""
+    if (kind, cfg, loss) not in _RNN_REFERENCE:
         with _torch_one_thread():
-            loss, params = _torch_rnn_step(kind, cfg, F64)()
-        _RNN_REFERENCE[kind, cfg] = (loss.item(), {k: p.grad.numpy().copy() for k, p in params.items()},
-                                     {k: p.detach().numpy().copy() for k, p in params.items()})
-    return _RNN_REFERENCE[kind, cfg]
+            value, params = _torch_rnn_step(kind, cfg, F64, loss)()
+        _RNN_REFERENCE[kind, cfg, loss] = (value.item(),
+                                           {k: p.grad.numpy().copy() for k, p in params.items()},
+                                           {k: p.detach().numpy().copy() for k, p in params.items()})
+    return _RNN_REFERENCE[kind, cfg, loss]
 
 
 def _close(actual, expected, dtype, what: str) -> None:
@@ -461,57 +535,85 @@ def _close(actual, expected, dtype, what: str) -> None:
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
 
 
-def _check_rnn(kind: str, cfg: RNNConfig, dtype) -> Callable[[str, Any], None]:
-    """Loss, every gradient and every updated weight against float64 torch: minigrad, torch and JAX pass
-    the same check, so JAX's step is verified to compute what minigrad's does before either is timed."""
+def _check_rnn(kind: str, cfg: RNNConfig, dtype, loss: str = "wsum") -> Callable[[str, Any], None]:
+    """Loss, every gradient and every updated weight against float64 torch: minigrad, torch, torch's cell
+    loop, the core-ops LSTM and JAX pass the same check, so each peer is verified to compute what
+    minigrad's step does before either is timed."""
     def check(impl: str, result: Any) -> None:
         if impl == "jax":  # (loss, gradients, updated weights) as JAX arrays
-            loss, grads, values = result
+            value, grads, values = result
         else:
-            loss, params = result
+            value, params = result
             missing = [name for name, p in params.items() if p.grad is None]
             assert not missing, f"{impl}: no gradient for {missing}"
             grads = {name: p.grad for name, p in params.items()}
             values = params
-        ref_loss, ref_grads, ref_values = rnn_reference(kind, cfg)
+        ref_loss, ref_grads, ref_values = rnn_reference(kind, cfg, loss)
         assert sorted(values) == sorted(ref_values), f"{impl}: parameters {sorted(values)}"
-        _close(as_numpy(loss), ref_loss, dtype, f"{impl}: loss")
+        _close(as_numpy(value), ref_loss, dtype, f"{impl}: loss")
         for name in ref_values:
             _close(as_numpy(grads[name]), ref_grads[name], dtype, f"{impl}: gradient of {name}")
             _close(as_numpy(values[name]), ref_values[name], dtype, f"{impl}: {name} after the SGD step")
     return check
 
 
-def rnn_case(cfg: RNNConfig, dtype, kind: str = "rnn") -> Case:
-    """One training step (zero_grad, forward, loss ``(out * w).sum()``, backward, SGD) on every library,
-    2 threads each.  A recurrent layer minigrad does not have yet gives a case with no implementations and
-    ``meta['unavailable']`` saying so; JAX's implementation is there when JAX is installed
-    (``meta['jax_unavailable']`` says how to get it otherwise)."""
+def rnn_case(cfg: RNNConfig, dtype, kind: str = "rnn", loss: str = "wsum") -> Case:
+    """One training step (zero_grad, forward, loss, backward, SGD) on every library, 2 threads each.
+    The loss is ``(out * w).sum()``; another ``loss`` of ``LOSSES`` gives a case of minigrad and torch only
+    (does the step's speed hold whatever loss sits on top?).  A recurrent layer minigrad does not have yet
+    gives a case with no implementations and ``meta['unavailable']`` saying so; JAX's implementation is
+    there when JAX is installed (``meta['jax_unavailable']`` says how to get it otherwise)."""
     name = {F32: "f32", F64: "f64"}[dtype]
     cls = RECURRENT[kind]
     meta = {"dtype": name, "kind": kind, "config": cfg.label, "hidden": cfg.hidden, "key": cfg.key,
-            "flops": step_flops(kind, cfg), "jax_unavailable": jax_peer.unavailable_reason(),
+            "loss": loss, "flops": step_flops(kind, cfg), "jax_unavailable": jax_peer.unavailable_reason(),
             "unavailable": None if hasattr(mnn, cls) else
             f"not available: minigrad.nn.{cls} does not exist yet"}
     impls: dict[str, Callable[[], Callable[[], Any]]] = {}
     if meta["unavailable"] is None:
-        impls["minigrad"] = lambda: _minigrad_rnn_step(kind, cfg, dtype)
-        impls["torch"] = lambda: _torch_rnn_step(kind, cfg, dtype)
-        if kind == "rnn" and cfg.hidden <= 128:  # the issue compares with an RNNCell loop at H <= 128
-            impls["torch-cell"] = lambda: _torch_cell_step(cfg, dtype)
-        if meta["jax_unavailable"] is None:
+        impls["minigrad"] = lambda: _minigrad_rnn_step(kind, cfg, dtype, loss)
+        impls["torch"] = lambda: _torch_rnn_step(kind, cfg, dtype, loss)
+        if loss == "wsum" and cfg.hidden <= 128:  # the issues compare with a cell loop at H <= 128
+            impls["torch-cell"] = lambda: _torch_cell_step(kind, cfg, dtype)
+        if loss == "wsum" and meta["jax_unavailable"] is None:
             impls["jax"] = lambda: _jax_rnn_step(kind, cfg, dtype)
-    return Case(id=f"{kind}-{name}-{cfg.key}", family="rnn", title=f"{cls} training step {name}, {cfg.label}",
-                impls=impls, check=_check_rnn(kind, cfg, dtype), threads=RNN_THREADS, work=meta["flops"],
+    suffix = "" if loss == "wsum" else f"-{loss}"
+    title = f"{cls} training step {name}, {cfg.label}" + ("" if loss == "wsum" else f", loss {LOSSES[loss]}")
+    return Case(id=f"{kind}-{name}-{cfg.key}{suffix}", family="rnn", title=title, impls=impls,
+                check=_check_rnn(kind, cfg, dtype, loss), threads=RNN_THREADS, work=meta["flops"],
+                min_loops=RNN_MIN_LOOPS, meta=meta)
+
+
+def core_ops_lstm_case(cfg: RNNConfig, dtype) -> Case:
+    """The core-ops LSTM's training step (``_core_ops_lstm_step``, loss ``(out * w).sum()``) in minigrad,
+    timed with torch's and minigrad's nn.LSTM on the same weights and the same code run by torch."""
+    name = {F32: "f32", F64: "f64"}[dtype]
+    meta = {"dtype": name, "kind": "core-ops-lstm", "config": cfg.label, "hidden": cfg.hidden, "key": cfg.key,
+            "loss": "wsum", "flops": step_flops("lstm", cfg)}
+    impls: dict[str, Callable[[], Callable[[], Any]]] = {
+        "minigrad core ops": lambda: _core_ops_lstm_step("minigrad", cfg, dtype),
+        "torch": lambda: _torch_rnn_step("lstm", cfg, dtype),
+        "torch core ops": lambda: _core_ops_lstm_step("torch", cfg, dtype)}
+    if hasattr(mnn, "LSTM"):
+        impls["minigrad"] = lambda: _minigrad_rnn_step("lstm", cfg, dtype)
+    return Case(id=f"corelstm-{name}-{cfg.key}", family="rnn",
+                title=f"LSTM from core ops training step {name}, {cfg.label}", impls=impls,
+                check=_check_rnn("lstm", cfg, dtype), threads=RNN_THREADS, work=meta["flops"],
                 min_loops=RNN_MIN_LOOPS, meta=meta)
 
 
 def rnn_cases(mode: str = "full") -> list[Case]:
-    if mode == "smoke":  # a tiny network, each kind once
-        return [rnn_case(RNN_SMOKE_CONFIG, F32, kind) for kind in RECURRENT]
-    if mode == "quick":  # the one-layer configuration in float32
-        return [rnn_case(RNN_CONFIGS[0], F32, kind) for kind in RECURRENT]
-    return [rnn_case(cfg, dtype, kind) for kind in RECURRENT for dtype in (F32, F64) for cfg in RNN_CONFIGS]
+    """Every kind at every configuration and dtype; at the first configuration also LSTM and GRU under the
+    other losses and the core-ops LSTM.  ``quick``: the first configuration in float32; ``smoke``: the
+    same cases on a tiny network."""
+    configs, dtypes = {"smoke": ([RNN_SMOKE_CONFIG], (F32,)), "quick": (RNN_CONFIGS[:1], (F32,))}.get(
+        mode, (RNN_CONFIGS, (F32, F64)))
+    first = configs[0]
+    out = [rnn_case(cfg, dtype, kind) for kind in RECURRENT for dtype in dtypes for cfg in configs]
+    out += [rnn_case(first, dtype, kind, loss) for kind in ("lstm", "gru") for dtype in dtypes
+            for loss in LOSS_VARIANTS]
+    out += [core_ops_lstm_case(first, dtype) for dtype in dtypes]
+    return out
 
 
 # ---- truncated BPTT ----------------------------------------------------------------------------------

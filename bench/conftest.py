@@ -37,6 +37,9 @@ def measure(benchmark):
 
 
 def params(cases: list[Case]) -> list:
-    """(case, impl) parameters with ids like ``f32-256x256@256x256-1t-minigrad``."""
-    return [pytest.param(c, impl, id=f"{c.id.split('-', 1)[1]}-{impl.replace(' ', '-')}")
+    """(case, impl) parameters with ids like ``f32-256x256@256x256-1t-minigrad``: the case's id without its
+    family, which the file names, except for recurrent cases, whose id starts with the layer kind
+    (``lstm-f32-B32T64I64H128L1-torch``)."""
+    return [pytest.param(c, impl, id=f"{c.id if c.family == 'rnn' else c.id.split('-', 1)[1]}-"
+                                     f"{impl.replace(' ', '-')}")
             for c in cases for impl in c.impls]

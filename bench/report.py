@@ -37,7 +37,9 @@ from bench import cases, harness, jax_peer  # first: it fixes which OpenMP runti
 # is big enough to reach it (n >= 256); 2 threads share the caches and memory, hence the lower bar
 PEAK_FRACTION = {1: 0.90, 2: 0.85}
 NOISE = 0.97            # "never slower" allows 3 % of measurement noise
-RNN_VS_TORCH = {128: 2.5, 256: 1.8}   # nn.RNN targets by hidden size
+# the recurrent step's target vs torch by kind and hidden size (issue 19: nn.RNN; issue 16: LSTM, GRU)
+RECURRENT_VS_TORCH = {"rnn": {128: 2.5, 256: 1.8}, "lstm": {128: 1.5, 256: 1.2}, "gru": {128: 1.5, 256: 1.2}}
+CORE_OPS_LSTM_VS_TORCH = 1.5   # the core-ops LSTM's step time at most this many times torch's nn.LSTM's
 RNN_VS_JAX = 2.0
 RNN_BOUND_GOAL = ("rnn", "f32", "B32T64I64H128L1", 0.65)  # the step whose fraction of its bound has a goal
 TBPTT_TIME_FLAT = 1.15  # late/early window time within 15 % counts as independent of the position
@@ -343,19 +345,25 @@ def engine_table(results: list[Result], record: list, summary: list) -> Table:
     return t
 
 
+def _loss_label(loss: str) -> str:
+    return "" if loss == "wsum" else f", loss {cases.LOSSES[loss]}"
+
+
 def rnn_table(results: list[Result], record: list, summary: list) -> Table:
     peak = harness.fma_peak()
     first_key = results[0].case.meta["key"] if results else None
     jax_missing = next((r.case.meta["jax_unavailable"] for r in results if r.case.meta["jax_unavailable"]),
                        None)
-    t = Table("recurrent training step", ["case", "threads", "minigrad (best)", "torch", "torch RNNCell loop",
-                                          "JAX jit", "vs torch", "vs RNNCell loop", "vs JAX",
+    t = Table("recurrent training step", ["case", "threads", "minigrad (best)", "torch", "torch cell loop",
+                                          "JAX jit", "vs torch", "vs cell loop", "vs JAX",
                                           "% of FLOP bound", "target", "result"])
+    vs_torch_by_loss: dict[tuple[str, str], dict[str, tuple[float | None, bool]]] = {}
     for r in results:
         c, m = r.case, r.case.meta
-        name = f"{c.title.split(' training')[0]} {m['dtype']} {m['config']}"
-        # the README shows every nn.RNN row, and LSTM / GRU in float32 at the first size only
-        headline = m["kind"] == "rnn" or m["dtype"] == "f32" and m["key"] == first_key
+        kind_name = c.title.split(" training")[0]
+        name = f"{kind_name} {m['dtype']} {m['config']}{_loss_label(m['loss'])}"
+        # the README shows every nn.RNN row, and LSTM / GRU at the first size only, under (out * w).sum()
+        headline = m["loss"] == "wsum" and (m["kind"] == "rnn" or m["key"] == first_key)
         if m["unavailable"]:
             t.rows.append([name, "", m["unavailable"], *["–"] * 9])
             if headline:
@@ -369,38 +377,86 @@ def rnn_table(results: list[Result], record: list, summary: list) -> Table:
         bound = m["flops"] / (peak[m["dtype"]] * 1e9 * r.threads["minigrad"]) if peak else None
         fraction = ratio(bound, mg_t)
         tg = Targets()
+        need, vs_torch = RECURRENT_VS_TORCH[m["kind"]][128 if m["hidden"] <= 128 else 256], ratio(th_t, mg_t)
+        tg.need(f"≥{need}× torch", vs_torch, need)
+        if cell_t is not None:
+            tg.need(f"≥3× {kind_name}Cell loop", ratio(cell_t, mg_t), 3.0)
         if m["kind"] == "rnn":
-            need = RNN_VS_TORCH[128] if m["hidden"] <= 128 else RNN_VS_TORCH[256]
-            tg.need(f"≥{need}× torch", ratio(th_t, mg_t), need)
-            if cell_t is not None:
-                tg.need("≥3× RNNCell loop", ratio(cell_t, mg_t), 3.0)
             if jax_t is not None:
                 tg.need(f"≥{RNN_VS_JAX}× JAX", ratio(jax_t, mg_t), RNN_VS_JAX)
             if (m["kind"], m["dtype"], m["key"]) == RNN_BOUND_GOAL[:3] and fraction is not None:
                 tg.need(f"≥{RNN_BOUND_GOAL[3]:.0%} of FLOP bound", fraction, RNN_BOUND_GOAL[3])
+        else:
+            held = vs_torch is not None and vs_torch >= need
+            vs_torch_by_loss.setdefault((f"{kind_name} {m['dtype']} {m['config']}", f"≥{need}×"), {})[
+                m["loss"]] = (vs_torch, held)
         threads = f"{r.threads['minigrad']}/{r.threads['torch']}" + (
             f"/{jax_peer.xla_threads()}" if jax_t is not None else "")
+        jax_cell = fmt_time(jax_t) if jax_t is not None else "not installed" if m["loss"] == "wsum" else "–"
         t.rows.append([name, threads, fmt_median_best(r, "minigrad"), fmt_time(th_t), fmt_time(cell_t),
-                       fmt_time(jax_t) if jax_t is not None else "not installed", fmt_x(ratio(th_t, mg_t)),
-                       fmt_x(ratio(cell_t, mg_t)), fmt_x(ratio(jax_t, mg_t)), fmt_pct(fraction), tg.text,
-                       tg.verdict])
+                       jax_cell, fmt_x(vs_torch), fmt_x(ratio(cell_t, mg_t)),
+                       fmt_x(ratio(jax_t, mg_t)), fmt_pct(fraction), tg.text, tg.verdict])
         record.append({"case": c.id, "flops": m["flops"], "bound_s": bound, "bound_fraction": fraction,
                        "targets": tg.json()})
         if headline:
             summary.append(Summary(name, threads, fmt_time(mg_t),
                                    {"torch": ratio(th_t, mg_t), "jax": ratio(jax_t, mg_t)},
                                    fmt_pct(fraction) + " of bound" if fraction else "–", tg.verdict))
-    t.notes.append("One step = zero_grad, forward, loss (out * w).sum(), backward, SGD step, the same "
-                   "initial weights everywhere; JAX's is jax.jit of jax.value_and_grad over a lax.scan per "
-                   "layer and direction, with the SGD update. Each step's loss, every gradient and the "
-                   "updated weights are checked against float64 torch before timing (JAX's too: it computes "
-                   "what minigrad does). threads = minigrad/torch/JAX. Blocks of at least "
-                   f"{cases.RNN_MIN_LOOPS} steps.")
+    t.notes.append("One step = zero_grad, forward, loss (out * w).sum() (unless the row names another), "
+                   "backward, SGD step, the same initial weights everywhere; the cell loop is torch's "
+                   "RNNCell / LSTMCell / GRUCell called per step, layer and direction; JAX's is jax.jit of "
+                   "jax.value_and_grad over a lax.scan per layer and direction, with the SGD update. Each "
+                   "step's loss, every gradient and the updated weights are checked against float64 torch "
+                   "before timing (the peers' too: they compute what minigrad does). threads = "
+                   f"minigrad/torch/JAX. Blocks of at least {cases.RNN_MIN_LOOPS} steps.")
     t.notes.append("% of FLOP bound = the time the step's matrix products take at the measured FMA peak of "
                    "the row's cores (cases.step_flops counts them) ÷ minigrad's median step. LSTM and GRU "
-                   "rows have no targets yet.")
+                   "(issue 16): ≥1.5× torch at H = 128, ≥1.2× at H = 256, ≥3× the cell loop, under every "
+                   "loss; no JAX or FLOP-bound target.")
+    for (what, need), by_loss in vs_torch_by_loss.items():
+        if len(by_loss) > 1:
+            held = [cases.LOSSES[loss] for loss, (_, ok) in by_loss.items() if ok]
+            ratios = ", ".join(f"{fmt_x(v)} with {cases.LOSSES[loss]}" for loss, (v, _) in by_loss.items())
+            t.notes.append(f"Loss on top, {what}: vs torch {ratios}; {need} torch holds under "
+                           + ("every loss" if len(held) == len(by_loss) else
+                              ", ".join(held) if held else "no loss") + ".")
     if jax_missing:
         t.notes.append(jax_missing)
+    return t
+
+
+def core_ops_lstm_table(results: list[Result], record: list, summary: list) -> Table:
+    """The core-ops LSTM (``cases.core_ops_lstm_case``): its step's time against nn.LSTM's, torch's and
+    minigrad's, and against the same code run by torch."""
+    t = Table("LSTM written from core ops", ["case", "threads", "minigrad core ops (best)", "torch nn.LSTM",
+                                             "minigrad nn.LSTM", "torch core ops", "÷ torch nn.LSTM",
+                                             "÷ minigrad nn.LSTM", "vs torch core ops", "target", "result"])
+    for r in results:
+        c, m = r.case, r.case.meta
+        name = f"LSTM from core ops {m['dtype']} {m['config']}"
+        if r.error:
+            t.rows.append([name, "", "CHECK FAILED", *["–"] * 7, r.error])
+            record.append({"case": c.id, "error": r.error})
+            continue
+        user_t, th_t, mg_t, th_user_t = (r.time(i) for i in ("minigrad core ops", "torch", "minigrad",
+                                                              "torch core ops"))
+        tg = Targets()
+        tg.need(f"≤{CORE_OPS_LSTM_VS_TORCH}× torch nn.LSTM's time", ratio(user_t, th_t),
+                CORE_OPS_LSTM_VS_TORCH, at_most=True)
+        threads = f"{r.threads['minigrad']}/{r.threads['torch']}"
+        t.rows.append([name, threads, fmt_median_best(r, "minigrad core ops"), fmt_time(th_t), fmt_time(mg_t),
+                       fmt_time(th_user_t), fmt_x(ratio(user_t, th_t)), fmt_x(ratio(user_t, mg_t)),
+                       fmt_x(ratio(th_user_t, user_t)), tg.text, tg.verdict])
+        record.append({"case": c.id, "vs_torch_lstm_time": ratio(user_t, th_t),
+                       "vs_minigrad_lstm_time": ratio(user_t, mg_t), "targets": tg.json()})
+        if m["dtype"] == "f32":
+            summary.append(Summary(name, threads, fmt_time(user_t), {"torch": ratio(th_t, user_t)}, "–",
+                                   tg.verdict))
+    t.notes.append("One step of a one-layer LSTM as a user writes it from minigrad's core ops (per step "
+                   "x[t] @ W_ih.T + h @ W_hh.T + b, chunk(4, dim=1), sigmoid, tanh, *, +; the outputs "
+                   "stacked; loss (out * w).sum(); SGD), with nn.LSTM's weights, checked against float64 "
+                   "torch's nn.LSTM. ÷ X = its time ÷ X's time (below 1× it is faster); torch core ops is "
+                   "the same code run by torch (vs: its time ÷ minigrad's).")
     return t
 
 
@@ -547,7 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     if "engine" in results:
         tables.append(engine_table(results["engine"], record, summary))
     if "rnn" in results:
-        tables.append(rnn_table(results["rnn"], record, summary))
+        core_ops = [r for r in results["rnn"] if r.case.meta["kind"] == "core-ops-lstm"]
+        tables.append(rnn_table([r for r in results["rnn"] if r not in core_ops], record, summary))
+        if core_ops:
+            tables.append(core_ops_lstm_table(core_ops, record, summary))
     if "tbptt" in results:
         tables.append(tbptt_table(results["tbptt"], memory, record))
     passed, total, errors = summarize(record)

@@ -146,3 +146,47 @@ def test_report_smoke_runs_every_family(tmp_path):
     data = json.loads(out.read_text())
     assert {c["family"] for c in data["cases"]} == set(cases.FAMILIES)
     assert data["settings"]["mode"] == "smoke" and data["summary"]["check_failures"] == 0
+    # the new recurrent rows run at smoke size: the other losses and the core-ops LSTM, with the README row
+    ids = {c["id"] for c in data["cases"]}
+    key = cases.RNN_SMOKE_CONFIG.key
+    assert {f"lstm-f32-{key}-mse", f"gru-f32-{key}-sum", f"corelstm-f32-{key}"} <= ids
+    assert "| LSTM from core ops f32 " in proc.stdout
+
+
+def _timed(case, **medians):
+    """A report.Result for ``case`` with the given median (and best) seconds per implementation."""
+    res = report.Result(case, threads={"minigrad": 2, "torch": 2})
+    res.times = {impl.replace("_", " ").replace("torch cell", "torch-cell"): {"median": t, "best": t}
+                 for impl, t in medians.items()}
+    return res
+
+
+def test_lstm_gru_targets_by_size_cell_loop_and_loss():
+    small, big = cases.RNN_CONFIGS[0], cases.RNN_CONFIGS[2]
+    rows = [_timed(cases.rnn_case(small, np.float32, "lstm"), minigrad=1.0, torch=1.6, torch_cell=3.1),
+            _timed(cases.rnn_case(small, np.float32, "lstm", "sum"), minigrad=1.0, torch=1.4),
+            _timed(cases.rnn_case(small, np.float32, "lstm", "mse"), minigrad=1.0, torch=1.55),
+            _timed(cases.rnn_case(big, np.float64, "gru"), minigrad=1.0, torch=1.25)]
+    record = []
+    text = report.render_text(report.rnn_table(rows, record, []))
+    verdicts = {r["case"]: {t["target"]: t["pass"] for t in r["targets"]} for r in record}
+    assert verdicts[rows[0].case.id] == {"≥1.5× torch": True, "≥3× LSTMCell loop": True}
+    assert verdicts[rows[1].case.id] == {"≥1.5× torch": False}
+    assert verdicts[rows[2].case.id] == {"≥1.5× torch": True}
+    assert verdicts[rows[3].case.id] == {"≥1.2× torch": True}  # H = 256: no cell loop, the lower bar
+    assert ("vs torch 1.60× with (out * w).sum(), 1.40× with out.sum(), 1.55× with mse_loss(out, target); "
+            "≥1.5× torch holds under (out * w).sum(), mse_loss(out, target).") in text
+    assert "no targets yet" not in text
+
+
+def test_core_ops_lstm_row_is_its_time_over_nn_lstm_times():
+    case = cases.core_ops_lstm_case(cases.RNN_CONFIGS[0], np.float32)
+    record, summary = [], []
+    res = _timed(case, minigrad_core_ops=3.0, torch=2.0, minigrad=1.0, torch_core_ops=6.0)
+    text = report.render_text(report.core_ops_lstm_table([res], record, summary))
+    assert record[0]["vs_torch_lstm_time"] == 1.5 and record[0]["vs_minigrad_lstm_time"] == 3.0
+    assert record[0]["targets"][0]["pass"]  # 1.5x torch's time: at the bound
+    assert "1.50×" in text and "3.00×" in text and "2.00×" in text
+    assert summary[0].vs["torch"] == pytest.approx(2 / 3) and summary[0].verdict == "PASS"
+    res = _timed(case, minigrad_core_ops=3.1, torch=2.0, minigrad=1.0, torch_core_ops=6.0)
+    assert "MISS: ≤1.5× torch nn.LSTM's time" in report.render_text(report.core_ops_lstm_table([res], [], []))

@@ -51,3 +51,45 @@ def test_tbptt_window_memory_flat():
     early, late = mem["early"], mem["late"]
     assert late["peak"] <= report.TBPTT_PEAK_FLAT * early["peak"] + report.TBPTT_RETAINED_SLACK, mem
     assert late["retained"] <= early["retained"] + report.TBPTT_RETAINED_SLACK, mem
+
+
+# --smoke runs the recurrent cases on a tiny network: the cell loops, the other losses and the core-ops
+# LSTM must exist there too and pass the same checks
+SMOKE_RNN = cases.rnn_cases("smoke")
+
+
+def test_smoke_rnn_cases_are_tiny_and_cover_cell_loops_losses_and_core_ops_lstm():
+    assert {c.meta["key"] for c in SMOKE_RNN} == {cases.RNN_SMOKE_CONFIG.key}
+    ids = {c.id: c for c in SMOKE_RNN}
+    key = cases.RNN_SMOKE_CONFIG.key
+    for kind in cases.RECURRENT:
+        assert "torch-cell" in ids[f"{kind}-f32-{key}"].impls
+    for kind in ("lstm", "gru"):
+        for loss in cases.LOSS_VARIANTS:
+            assert ids[f"{kind}-f32-{key}-{loss}"].meta["loss"] == loss
+    assert {"minigrad core ops", "torch", "torch core ops", "minigrad"} <= set(ids[f"corelstm-f32-{key}"].impls)
+
+
+@pytest.mark.parametrize("case,impl", [pytest.param(c, impl, id=f"{c.id}-{impl.replace(' ', '-')}")
+                                       for c in SMOKE_RNN for impl in c.impls if impl != "jax"])
+def test_smoke_size_rnn_call_is_right(case, impl):
+    with harness.threads(1):
+        case.check(impl, case.impls[impl]()())
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_loss_variant_is_checked_against_its_own_loss(kind):
+    # each loss has its own float64 reference: a step under another loss fails the check
+    cfg = cases.RNN_SMOKE_CONFIG
+    with harness.threads(1):
+        mse = cases.rnn_case(cfg, np.float64, kind, "mse")
+        result = mse.impls["minigrad"]()()
+        mse.check("minigrad", result)
+        for other in ("wsum", "sum"):
+            with pytest.raises(AssertionError, match="loss"):
+                cases.rnn_case(cfg, np.float64, kind, other).check("minigrad", result)
+
+
+def test_core_ops_lstm_wants_one_unidirectional_layer():
+    with pytest.raises(ValueError, match="one unidirectional layer"):
+        cases._core_ops_lstm_step("minigrad", cases.RNN_CONFIGS[1], np.float32)
