@@ -14,6 +14,11 @@ import numpy as np
 
 from cpython.object cimport PyObject, PyTypeObject
 
+cdef extern from "Python.h":
+    int PyObject_IS_GC(PyObject *op)
+    int PyObject_GC_IsTracked(PyObject *op)
+    void PyObject_GC_UnTrack(void *op)
+
 from minigrad.autograd.collector cimport on_new_node
 from minigrad.autograd.engine cimport Node, ShapedNode, anomaly_enabled, check_forward, grad_enabled
 from minigrad.autograd.engine import new_accumulator, run_backward
@@ -287,6 +292,21 @@ def _grad_edge(Tensor t not None):
 cdef tuple _no_args = ()
 
 
+cdef void _untrack_leaf_tuple(object t) noexcept:
+    """Hide ``t`` from the cycle collector when it is a tuple that cannot be part of a cycle: no item is a
+    container, or a tuple that is still tracked.  CPython's collector untracks such a tuple itself, but only
+    after traversing it in a collection: a node's shape, dtype and saved tuples (several per node, alive
+    until the backward) made most of what every young-generation collection of an RNN's forward walked."""
+    if type(t) is not tuple:
+        return
+    cdef PyObject *item
+    for obj in <tuple>t:
+        item = <PyObject *>obj
+        if PyObject_IS_GC(item) and (type(obj) is not tuple or PyObject_GC_IsTracked(item)):
+            return
+    PyObject_GC_UnTrack(<PyObject *>t)
+
+
 cdef Node _new_node(type cls, tuple inputs, tuple saved, object meta):
     """A node of class ``cls`` (a Node subclass) recorded on ``inputs``: its edges, the arrays it saves
     (checked against in-place changes from this epoch on: versions.pyx), the op's constants (``meta``)
@@ -301,8 +321,12 @@ cdef Node _new_node(type cls, tuple inputs, tuple saved, object meta):
         node.next_functions = tuple([grad_edge(<Tensor>t) for t in inputs])
     node.saved = saved
     node.meta = meta
+    _untrack_leaf_tuple(saved)
     if isinstance(node, ShapedNode):
-        (<ShapedNode>node).input_shapes = tuple([(<Tensor>t)._data.shape for t in inputs])
+        shapes = (<ShapedNode>node).input_shapes = tuple([(<Tensor>t)._data.shape for t in inputs])
+        for shape in shapes:
+            _untrack_leaf_tuple(shape)
+        _untrack_leaf_tuple(shapes)
     node._epoch = epoch()
     return node
 
@@ -320,7 +344,8 @@ cdef Tensor _record(object out, type cls, tuple inputs, tuple saved, object meta
     (``node.saved``); ``meta``: anything else it needs (``node.meta``).  Call ``record`` with ``saved=``
     and ``meta=`` named, or positionally (a cdef function's optional arguments cannot be skipped)."""
     cdef Node node = _new_node(cls, inputs, saved, meta)
-    node.shape = out.shape
+    node.shape = shape = out.shape
+    _untrack_leaf_tuple(shape)
     node.dtype = out.dtype
     node.n_outputs = 1
     on_new_node(node)
@@ -338,8 +363,12 @@ cdef tuple record_outputs(list arrays, type cls, tuple inputs, tuple saved=None,
 
 
 cdef list _record_outputs(list arrays, Node node):
-    node.shape = tuple([a.shape for a in arrays])
-    node.dtype = tuple([a.dtype for a in arrays])
+    node.shape = shapes = tuple([a.shape for a in arrays])
+    for shape in shapes:
+        _untrack_leaf_tuple(shape)
+    _untrack_leaf_tuple(shapes)
+    node.dtype = dtypes = tuple([a.dtype for a in arrays])
+    _untrack_leaf_tuple(dtypes)
     node.n_outputs = len(arrays)
     node.multi_output = True
     on_new_node(node)

@@ -299,6 +299,22 @@ def test_plain_graph_is_hidden_from_collector_and_listed_live():
     assert not any(type(o).__name__ == "TanhBackward" for o in _engine.live_nodes())
 
 
+def test_recorded_tuples_of_plain_data_are_untracked_at_once():
+    """A node's shape, dtype, saved and input-shape tuples hold no container: they are born untracked, so
+    the young-generation collections a long forward triggers do not walk them (they did: most of what each
+    collection of an LSTM's forward traversed)."""
+    x = mg.tensor(np.ones((2, 3)), requires_grad=True)
+    w = mg.tensor(np.ones((3, 4)), requires_grad=True)
+    y = mg.addmm(mg.zeros(2, 4, dtype=x.dtype), x, w).sigmoid()
+    parts = y.chunk(2, 1)
+    for node in (y.grad_fn, y.grad_fn.next_functions[0][0], parts[0].grad_fn):
+        for t in (node.shape, node.dtype, node.saved):
+            assert not gc.is_tracked(t), (node.name(), t)
+    addmm = y.grad_fn.next_functions[0][0]
+    assert not gc.is_tracked(addmm.input_shapes)
+    assert all(not gc.is_tracked(s) for s in parts[0].grad_fn.shape)
+
+
 @pytest.mark.parametrize("hook_first", [True, False])
 def test_cycle_through_a_tensor_hook_is_collected(hook_first):
     """A hook on a non-leaf tensor whose closure holds a tensor computed from it: a cycle through the graph.
