@@ -542,6 +542,132 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
         free(ptrs)
 
 
+cdef bint _seq_layout(const Mat *m, const Mat *first) noexcept:
+    """``m`` has unit column stride (or one column) and the strides of ``first``."""
+    return (0 <= m.strides[2] <= 1 and m.strides[0] == first.strides[0] and m.strides[1] == first.strides[1]
+            and m.strides[2] == first.strides[2])
+
+
+cdef list _seq_operands(object arrays, int typenum, tuple shape, str fn, str name, Mat *mats):
+    """``arrays`` (per direction) checked as ``shape`` and of the dtype, filling ``mats``; all copied to
+    C order unless they share one set of strides with unit column stride (what addmm_seq reads)."""
+    cdef Py_ssize_t i, n = len(arrays)
+    cdef list arrs = []
+    cdef bint uniform = True
+    cdef cnp.ndarray arr
+    for i in range(n):
+        arr = _float_array(arrays[i], fn, f"{name}[{i}]")
+        if cnp.PyArray_TYPE(arr) != typenum:
+            raise TypeError(f"{fn}: {name}[{i}] has dtype {arr.dtype}, the products "
+                            f"{cnp.PyArray_DescrFromType(typenum)}; cast one of them")
+        if _shape(arr) != shape:
+            raise ValueError(f"{fn}: {name}[{i}] has shape {_shape(arr)}, expected {shape}")
+        _mat(arr, fn, f"{name}[{i}]", &mats[i])
+        uniform = uniform and _seq_layout(&mats[i], &mats[0])
+        arrs.append(arr)
+    if not uniform:
+        for i in range(n):
+            arrs[i] = cnp.PyArray_NewCopy(arrs[i], cnp.NPY_CORDER)
+            _mat(arrs[i], fn, f"{name}[{i}]", &mats[i])
+    return arrs
+
+
+def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
+    """An Elman RNN layer's products over a whole sequence, as ONE parallel job: per direction i, for each
+    step s of L, with t = s (L - 1 - s when ``reverse[i]``), ``outs[i][t] = activation(cs[i][t] + h @ bs[i])``,
+    h being ``h0s[i]`` at the first step and then the step before's ``outs[i]``.  The same bits as that loop
+    of addmm; the threads meet once per step instead of taking a hand-off from the pool per product.
+
+    ``cs[i]`` (L, M, N) and ``h0s[i]`` (M, N) are arrays (copied when their strides do not suit the kernel),
+    ``bs[i]`` a PackedMatrix (N, N), all of one dtype and path; ``outs[i]`` (L, M, N) are writable arrays with
+    unit column stride and one set of strides, sharing no memory with each other or with any operand.
+    ``activation``: None or ``"tanh"``.  Returns ``outs``."""
+    cdef int act = _activation(activation, "addmm_seq")
+    if not all(isinstance(v, (list, tuple)) for v in (cs, h0s, bs, outs, reverse)):
+        raise TypeError("addmm_seq: cs, h0s, bs, outs and reverse must be lists or tuples")
+    cdef Py_ssize_t n = len(cs), i, k
+    if n == 0 or len(h0s) != n or len(bs) != n or len(outs) != n or len(reverse) != n:
+        raise ValueError(f"addmm_seq: expected as many h0s, bs, outs and reverse as cs (at least one), got "
+                         f"{n}, {len(h0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
+    cdef PackedMatrix P
+    for i in range(n):
+        if type(bs[i]) is not PackedMatrix:
+            raise TypeError(f"addmm_seq: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
+    P = <PackedMatrix>bs[0]
+    cdef int typenum = P._typenum, isa = P._isa
+    cdef mg_int N = P._n
+    if P._k != N:
+        raise ValueError(f"addmm_seq: bs[0] has shape {P.shape}; the state's product needs a square operand")
+    for i in range(1, n):
+        if (<PackedMatrix>bs[i]).shape != P.shape or (<PackedMatrix>bs[i])._typenum != typenum \
+                or (<PackedMatrix>bs[i])._isa != isa:
+            raise ValueError(f"addmm_seq: bs[{i}] is {bs[i]!r}, bs[0] {P!r}; expected one shape, dtype and path")
+    cdef cnp.ndarray O0 = _float_array(outs[0], "addmm_seq", "outs[0]")
+    if cnp.PyArray_NDIM(O0) != 3:
+        raise ValueError(f"addmm_seq: outs[0] must be 3-D (L, M, N), got shape {_shape(O0)}")
+    cdef mg_int L = cnp.PyArray_DIMS(O0)[0], M = cnp.PyArray_DIMS(O0)[1]
+    shape = (L, M, N)
+    cdef Mat *mats = <Mat *>malloc(4 * n * sizeof(Mat))
+    cdef const void **ptrs = <const void **>malloc(4 * n * sizeof(void *))
+    cdef int *rev = <int *>malloc(n * sizeof(int))
+    cdef int rc = 0
+    try:
+        if mats == NULL or ptrs == NULL or rev == NULL:
+            raise MemoryError("addmm_seq: out of memory")
+        # outs: mats[0:n]; cs: mats[n:2n]; h0s (as (1, M, N)): mats[2n:3n]
+        for i in range(n):
+            arr = _float_array(outs[i], "addmm_seq", f"outs[{i}]")
+            if cnp.PyArray_TYPE(arr) != typenum or _shape(arr) != shape:
+                raise ValueError(f"addmm_seq: outs[{i}] has shape {_shape(arr)} and dtype {arr.dtype}; the "
+                                 f"results have shape {shape} and dtype {P.dtype}")
+            if not cnp.PyArray_ISWRITEABLE(arr):
+                raise ValueError(f"addmm_seq: outs[{i}] is read-only")
+            _mat(arr, "addmm_seq", f"outs[{i}]", &mats[i])
+            if not _seq_layout(&mats[i], &mats[0]):
+                raise ValueError(f"addmm_seq: outs[{i}] has strides {_strides(arr)}; expected unit column "
+                                 f"stride and the strides of outs[0], {_strides(O0)}")
+            if _self_overlapping(&mats[i]):
+                raise ValueError(f"addmm_seq: outs[{i}] has overlapping elements (strides {_strides(arr)})")
+        c_arrs = _seq_operands(cs, typenum, shape, "addmm_seq", "cs", mats + n)
+        h_arrs = _seq_operands(h0s, typenum, (M, N), "addmm_seq", "h0s", mats + 2 * n)
+        for i in range(n):
+            for k in range(n):
+                if ((k != i and _shares_memory(outs[i], mats[i].lo, mats[i].hi, outs[k], mats[k].lo, mats[k].hi))
+                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, c_arrs[k], mats[n + k].lo,
+                                          mats[n + k].hi)
+                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, h_arrs[k], mats[2 * n + k].lo,
+                                          mats[2 * n + k].hi)):
+                    raise ValueError(f"addmm_seq: outs[{i}] shares memory with an output or operand of "
+                                     f"direction {k}")
+        if L == 0 or M == 0 or N == 0:
+            return outs
+        for i in range(n):
+            ptrs[i] = mats[n + i].data
+            ptrs[n + i] = mats[2 * n + i].data
+            ptrs[2 * n + i] = cnp.PyArray_DATA((<PackedMatrix>bs[i])._buf)
+            ptrs[3 * n + i] = mats[i].data
+            rev[i] = 1 if reverse[i] else 0
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = mg_addmm_seq_f32(isa, n, L, M, N, <const float *const *>ptrs, mats[n].strides[0],
+                                      mats[n].strides[1], <const float *const *>(ptrs + n), mats[2 * n].strides[1],
+                                      <const float *const *>(ptrs + 2 * n), <float *const *>(ptrs + 3 * n),
+                                      mats[0].strides[0], mats[0].strides[1], rev, act)
+            else:
+                rc = mg_addmm_seq_f64(isa, n, L, M, N, <const double *const *>ptrs, mats[n].strides[0],
+                                      mats[n].strides[1], <const double *const *>(ptrs + n),
+                                      mats[2 * n].strides[1], <const double *const *>(ptrs + 2 * n),
+                                      <double *const *>(ptrs + 3 * n), mats[0].strides[0], mats[0].strides[1],
+                                      rev, act)
+        if rc:
+            raise MemoryError("addmm_seq: could not allocate scratch buffers")
+        return outs
+    finally:
+        free(mats)
+        free(ptrs)
+        free(rev)
+
+
 cdef cnp.ndarray _row_factor(object obj, str name, Py_ssize_t i, int typenum, mg_int width, str dim):
     """One factor of matmul_stacked_t, 2-D with `width` columns, its rows made contiguous if they are not."""
     cdef cnp.ndarray arr = _float_array(obj, "matmul_stacked_t", f"{name}[{i}]")

@@ -76,6 +76,18 @@ int mg_addmm_many_f64(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const
                       mg_int sin, const double *const *A, mg_int sam, mg_int sak, const double *const *P,
                       double *const *C, mg_int scm, mg_int scn, int tanh_out);
 
+/* An Elman RNN layer's products over L steps, `count` directions, as ONE parallel job: per step s and
+ * direction d, with t = s (L - 1 - s when reverse[d]), C[d] + t*ots = Cin[d] + t*cts + A @ P[d] (tanh of it
+ * with tanh_out), A the state before: H0[d] at s = 0, else the step before's C.  Every matrix (M, N) has
+ * unit column stride; Cin's rows are sim apart, H0's shm and C's som; P[d] is an N x N operand packed for
+ * `isa`.  The bits of mg_addmm step by step.  No C may overlap another C or an operand. */
+int mg_addmm_seq_f32(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const float *const *Cin, mg_int cts,
+                     mg_int sim, const float *const *H0, mg_int shm, const float *const *P, float *const *C,
+                     mg_int ots, mg_int som, const int *reverse, int tanh_out);
+int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const double *const *Cin, mg_int cts,
+                     mg_int sim, const double *const *H0, mg_int shm, const double *const *P, double *const *C,
+                     mg_int ots, mg_int som, const int *reverse, int tanh_out);
+
 /* C (=|+=) A.T @ B for A (K, M) and B (K, N) given row by row: row k of A is the M elements at arows[k],
  * row k of B the N elements at brows[k] (each contiguous; rows may lie anywhere).  So sum_i A_i.T @ B_i
  * over several pairs of factors, the weight gradient of a product used at many time steps, is one product

@@ -51,6 +51,12 @@ cdef extern from "kernels.h" nogil:
     int mg_addmm_many_f64(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const double *const *Cin,
                           mg_int sim, mg_int sin, const double *const *A, mg_int sam, mg_int sak,
                           const double *const *P, double *const *C, mg_int scm, mg_int scn, int tanh_out)
+    int mg_addmm_seq_f32(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const float *const *Cin,
+                         mg_int cts, mg_int sim, const float *const *H0, mg_int shm, const float *const *P,
+                         float *const *C, mg_int ots, mg_int som, const int *reverse, int tanh_out)
+    int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const double *const *Cin,
+                         mg_int cts, mg_int sim, const double *const *H0, mg_int shm, const double *const *P,
+                         double *const *C, mg_int ots, mg_int som, const int *reverse, int tanh_out)
     int mg_matmul_rows_f32(mg_int M, mg_int N, mg_int K, const float *const *arows, const float *const *brows,
                            float *C, mg_int scm, int accumulate)
     int mg_matmul_rows_f64(mg_int M, mg_int N, mg_int K, const double *const *arows,

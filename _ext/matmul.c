@@ -1,5 +1,8 @@
 /* Matrix multiply for float32 and float64: per-path blocking and the shared driver in matmul_tmpl.h. */
 #include <stdatomic.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -24,6 +27,21 @@
 #define NC64 256
 /* Up to this many rows of A a row-major B is read in place: packing it would not pay for itself. */
 #define DIRECT_B_ROWS 64
+
+/* A thread waiting for the others in a job (mg_addmm_seq's steps): pause, then yield the core after a
+ * while, so that a thread it waits for, queued on this core, gets to run. */
+static inline void mg_spin_pause(int spins)
+{
+    if (spins < 256) {
+#if MG_X86
+        __builtin_ia32_pause();
+#endif
+    } else {
+#if MG_THREADS
+        sched_yield();
+#endif
+    }
+}
 
 #define T float
 #define SFX f32

@@ -470,6 +470,68 @@ int FN(mg_addmm_many)(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const
                           Cin[0], sim, sin, epi, C[0], 0, scm, scn, 0, &tab);
 }
 
+/* ---- an Elman RNN layer's forward, every step in one job ---- */
+
+/* The job of mg_addmm_seq.  Each step's products are cut into `parts` column blocks per direction: the
+ * tasks, numbered in step order.  The runtimes hand tasks out in increasing order, so a task waits only for
+ * tasks already claimed: it starts once `finished` reaches its step's first task (those are exactly the
+ * earlier steps' tasks, since no task of a step starts before).  The threads meet once per step, not once
+ * per product with a hand-off each, and a thread that joins late only takes the tasks still unclaimed. */
+typedef struct {
+    const FN(gemm_cfg) *g;
+    mg_int count, L, M, N, parts, chunk, slen;
+    const T *const *cin, *const *h0, *const *P;
+    T *const *out;
+    mg_int cts, sim, shm, ots, som;
+    const int *reverse;
+    FN(epi_fn) epi;
+    _Atomic mg_int finished;
+    _Atomic int failed;
+} FN(seq_job);
+
+static void FN(seq_task)(void *ctx, mg_int i)
+{
+    FN(seq_job) *j = ctx;
+    const mg_int per = j->count * j->parts, s = i / per, d = i % per / j->parts, lo = i % j->parts * j->chunk;
+    T *scratch = mg_scratch((size_t)j->slen * sizeof(T));
+    if (!scratch)
+        j->failed = 1;
+    for (int spins = 0; atomic_load_explicit(&j->finished, memory_order_acquire) < s * per; ++spins)
+        mg_spin_pause(spins);
+    if (!j->failed) { /* (a failed job still counts its tasks, or the later ones would wait for ever) */
+        const mg_int t = j->reverse[d] ? j->L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1;
+        const T *a = s == 0 ? j->h0[d] : j->out[d] + prev * j->ots;
+        const mg_int sam = s == 0 ? j->shm : j->som, n = j->N - lo < j->chunk ? j->N - lo : j->chunk;
+        FN(gemm_serial)(j->g, j->M, n, j->N, a, sam, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d] + lo * j->N,
+                        j->cin[d] + t * j->cts + lo, j->sim, 1, j->epi, j->out[d] + t * j->ots + lo, j->som, 1, 0,
+                        scratch);
+    }
+    atomic_fetch_add_explicit(&j->finished, 1, memory_order_release);
+}
+
+int FN(mg_addmm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const T *const *Cin, mg_int cts,
+                     mg_int sim, const T *const *H0, mg_int shm, const T *const *P, T *const *C, mg_int ots,
+                     mg_int som, const int *reverse, int tanh_out)
+{
+    if (count <= 0 || L <= 0 || M <= 0 || N <= 0)
+        return 0;
+    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
+    /* a step is shared by the threads when one product of it would be (matmul_run's rule); waking them
+     * pays for itself over the whole sequence */
+    const double step_flops = 2.0 * (double)count * (double)M * (double)N * (double)N;
+    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
+    FN(seq_job) j = {g, count, L, M, N, 1, N, 0, Cin, H0, P, C, cts, sim, shm, ots, som, reverse,
+                     tanh_out ? FN(mg_tanh_serial)(mg_get_isa()) : NULL, 0, 0};
+    if (nt > 1) { /* whole B panels per subtask: every element's sum is the one a single thread computes */
+        const mg_int nb_n = (N + g->nr - 1) / g->nr, parts = nb_n < 2 * nt ? nb_n : 2 * nt;
+        j.chunk = (nb_n + parts - 1) / parts * g->nr;
+        j.parts = (N + j.chunk - 1) / j.chunk;
+    }
+    j.slen = FN(scratch_len)(g, j.chunk);
+    mg_parallel_for(L * count * j.parts, nt, L * step_flops >= MG_WAKE_FLOPS, FN(seq_task), &j);
+    return j.failed ? -1 : 0;
+}
+
 /* ---- a product of row-stacked factors, without stacking them ---- */
 
 int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, const T *const *brows,

@@ -24,8 +24,9 @@
 #define MG_MAX_THREADS 64
 
 /* Runs fn(ctx, t) exactly once for every t < ntasks, on up to nthreads threads including the caller, and
- * returns when all have finished.  Tasks are claimed dynamically, so they must be independent; a task's
- * result must not depend on the thread that runs it.  Without `wake` (a job too small to pay for waking a
+ * returns when all have finished.  Tasks are claimed dynamically, in increasing order of t: a task may wait
+ * for lower-numbered ones (mg_addmm_seq's steps), never for higher; a task's result must not depend on the
+ * thread that runs it.  Without `wake` (a job too small to pay for waking a
  * sleeping thread) only pool threads that are still awake from recent jobs join in. */
 typedef void (*mg_task_fn)(void *ctx, mg_int task);
 void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx);

@@ -24,7 +24,7 @@ Environment variables, read once at import:
   from the OS cost a page fault per 4 KiB.  ``empty_cache()`` returns the idle blocks, ``memory_stats()``
   counts them.
 
-Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``matmul_stacked_t``, ``pack``,
+Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``, ``pack``,
 ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
 ``lstm_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
 ``openmp`` (whether kernels can run in parallel; the name is historical), ``threading_backend``,
@@ -46,7 +46,7 @@ import os
 import warnings
 from glob import glob
 
-__all__ = ["addmm", "addmm_many", "available_isas", "available_threadings", "empty_cache", "get_num_threads",
+__all__ = ["addmm", "addmm_many", "addmm_seq", "available_isas", "available_threadings", "empty_cache", "get_num_threads",
            "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "matmul",
            "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit",
            "set_isa", "set_num_threads", "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh",
@@ -129,6 +129,7 @@ else:
 matmul = _impl.matmul
 addmm = _impl.addmm
 addmm_many = _impl.addmm_many
+addmm_seq = _impl.addmm_seq
 matmul_stacked_t = _impl.matmul_stacked_t
 pack = _impl.pack
 PackedMatrix = _impl.PackedMatrix

@@ -232,6 +232,52 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
     return [_addmm_run(cb, as_[i], b, activation, outs[i]) for i, (cb, b) in enumerate(operands)]
 
 
+def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
+    """An RNN layer's products step by step; see minigrad._kernels.addmm_seq for the contract."""
+    _activation(activation, "addmm_seq")
+    if not all(isinstance(v, (list, tuple)) for v in (cs, h0s, bs, outs, reverse)):
+        raise TypeError("addmm_seq: cs, h0s, bs, outs and reverse must be lists or tuples")
+    n = len(cs)
+    if n == 0 or len(h0s) != n or len(bs) != n or len(outs) != n or len(reverse) != n:
+        raise ValueError(f"addmm_seq: expected as many h0s, bs, outs and reverse as cs (at least one), got "
+                         f"{n}, {len(h0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
+    for i in range(n):
+        if type(bs[i]) is not PackedMatrix:
+            raise TypeError(f"addmm_seq: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
+    b0 = bs[0]
+    if b0.shape[0] != b0.shape[1]:
+        raise ValueError(f"addmm_seq: bs[0] has shape {b0.shape}; the state's product needs a square operand")
+    if any(b.shape != b0.shape or b.dtype != b0.dtype for b in bs):
+        raise ValueError("addmm_seq: expected one shape and dtype for all bs")
+    _float_array(outs[0], "addmm_seq", "outs[0]")
+    if outs[0].ndim != 3:
+        raise ValueError(f"addmm_seq: outs[0] must be 3-D (L, M, N), got shape {outs[0].shape}")
+    shape = outs[0].shape[:2] + (b0.shape[1],)
+    for name, arrays, want in (("outs", outs, shape), ("cs", cs, shape), ("h0s", h0s, shape[1:])):
+        for i, arr in enumerate(arrays):
+            _float_array(arr, "addmm_seq", f"{name}[{i}]")
+            if arr.dtype != b0.dtype:
+                raise (ValueError if name == "outs" else TypeError)(
+                    f"addmm_seq: {name}[{i}] has dtype {arr.dtype}, the products {b0.dtype}")
+            if arr.shape != want:
+                raise ValueError(f"addmm_seq: {name}[{i}] has shape {arr.shape}, expected {want}")
+    for i in range(n):
+        if not outs[i].flags.writeable:
+            raise ValueError(f"addmm_seq: outs[{i}] is read-only")
+        for k in range(n):
+            if (k != i and _shares_memory(outs[i], outs[k])) or any(
+                    _shares_memory(outs[i], x) for x in (cs[k], h0s[k])):
+                raise ValueError(f"addmm_seq: outs[{i}] shares memory with an output or operand of "
+                                 f"direction {k}")
+    seq_len = shape[0]
+    for s in range(seq_len):
+        for i in range(n):
+            t = seq_len - 1 - s if reverse[i] else s
+            h = h0s[i] if s == 0 else outs[i][t + 1 if reverse[i] else t - 1]
+            addmm(cs[i][t], h, bs[i], activation, outs[i][t])
+    return outs
+
+
 def matmul_stacked_t(lefts, rights):
     """concatenate(lefts).T @ concatenate(rights); see minigrad._kernels.matmul_stacked_t for the contract."""
     if not isinstance(lefts, (list, tuple)) or not isinstance(rights, (list, tuple)):

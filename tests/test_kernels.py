@@ -833,6 +833,110 @@ def test_addmm_many_rejects_outputs_that_meet_other_products(K, rng):
             assert_addmm_many_is_addmm_of_each(K, got, cs, as_, [w, w], activation, outs)
 
 
+# ---------------------------------------------------------------- addmm_seq: an RNN layer's products as one job
+
+def addmm_seq_case(K, rng, dtype, steps, batch, hidden, count):
+    """An RNN layer's products in its (L, N, count * H) output buffer: (cs, h0s, weights, packed, buf, outs,
+    reverse), the second direction running backwards."""
+    cs = [randn(rng, (steps, batch, hidden), dtype) for _ in range(count)]
+    h0s = [randn(rng, (batch, hidden), dtype) for _ in range(count)]
+    ws = [randn(rng, (hidden, hidden), dtype) / (2.0 * max(hidden, 1) ** 0.5) for _ in range(count)]
+    buf = np.full((steps, batch, count * hidden), np.nan, dtype)
+    outs = [buf[:, :, i * hidden:(i + 1) * hidden] for i in range(count)]
+    return cs, h0s, ws, [K.pack(w) for w in ws], buf, outs, [i == 1 for i in range(count)]
+
+
+def addmm_seq_loop(K, cs, h0s, bs, activation, reverse):
+    """addmm_seq's results computed step by step with addmm."""
+    results = []
+    for c, h, b, rev in zip(cs, h0s, bs, reverse):
+        out = np.empty(c.shape, c.dtype)
+        for s in range(c.shape[0]):
+            t = c.shape[0] - 1 - s if rev else s
+            h = out[t] = K.addmm(c[t], h, b, activation)
+        results.append(out)
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("steps,batch,hidden", [(6, 32, 128), (5, 3, 40), (3, 7, 1), (1, 1, 5), (4, 32, 256)])
+@pytest.mark.parametrize("count", [1, 2])
+def test_addmm_seq_is_addmm_step_by_step(K, rng, dtype, steps, batch, hidden, count):
+    """addmm_seq runs an RNN layer's recurrence (the reverse direction backwards) into its output buffer:
+    the bits of addmm step by step from the same inputs, each step within tolerance of float64 numpy from
+    the state before; the operands are left unchanged and outs returned."""
+    cs, h0s, ws, packed, _, outs, reverse = addmm_seq_case(K, rng, dtype, steps, batch, hidden, count)
+    copies = [x.copy() for x in cs + h0s]
+    for activation in ("tanh", None):
+        assert K.addmm_seq(cs, h0s, packed, outs, reverse, activation) is outs
+        want = addmm_seq_loop(K, cs, h0s, packed, activation, reverse)
+        for i in range(count):
+            if K is not _reference:
+                assert np.array_equal(outs[i], want[i])
+            for s in range(steps):
+                t = steps - 1 - s if reverse[i] else s
+                prev = h0s[i] if s == 0 else outs[i][t + 1 if reverse[i] else t - 1]
+                assert_addmm_close(outs[i][t], cs[i][t], prev, ws[i], activation)
+        assert all(np.array_equal(x, y) for x, y in zip(cs + h0s, copies))
+
+
+def test_addmm_seq_copies_operands_it_cannot_read_in_place(K, rng):
+    """Addends and initial states of other layouts (column-strided, transposed, strides that differ between
+    the directions) are read from copies: the bits of the contiguous case."""
+    cs, h0s, _, packed, _, outs, reverse = addmm_seq_case(K, rng, np.float64, 4, 5, 24, 2)
+    want = addmm_seq_loop(K, cs, h0s, packed, "tanh", reverse)
+    odd_cs = [np.asfortranarray(cs[0]), cs[1]]
+    odd_h0s = [h0s[0], np.repeat(h0s[1], 2, axis=1)[:, ::2]]
+    K.addmm_seq(odd_cs, odd_h0s, packed, outs, reverse, "tanh")
+    assert all(np.array_equal(o, w) for o, w in zip(outs, want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm_seq_threads_bitwise_identical(C, threads, rng, dtype):
+    """On 1, 2 or 3 threads (every step's products cut into column blocks the threads claim) the same bits
+    as addmm step by step on one thread."""
+    cases = [addmm_seq_case(C, rng, dtype, 9, 32, hidden, count) for hidden in (128, 256) for count in (1, 2)]
+    threads(1)
+    wants = [addmm_seq_loop(C, cs, h0s, packed, "tanh", reverse) for cs, h0s, _, packed, _, _, reverse in cases]
+    for nt in (1, 2, 3):
+        threads(nt)
+        for (cs, h0s, _, packed, buf, outs, reverse), want in zip(cases, wants):
+            buf[...] = np.nan
+            C.addmm_seq(cs, h0s, packed, outs, reverse, "tanh")
+            assert all(np.array_equal(o, w) for o, w in zip(outs, want)), nt
+
+
+def test_addmm_seq_bad_input(K, rng):
+    """Wrong kinds, counts, shapes, dtypes, layouts or overlapping outputs: a clear error before any step."""
+    cs, h0s, ws, packed, _, outs, reverse = addmm_seq_case(K, rng, np.float32, 3, 4, 8, 2)
+    wide = np.empty((3, 4, 16), np.float32)  # operands laid out as outs, so that they are not copied
+    cases = [
+        (TypeError, "lists or tuples", (cs[0], h0s, packed, outs, reverse)),
+        (ValueError, "as many", (cs, h0s[:1], packed, outs, reverse)),
+        (ValueError, "as many", ([], [], [], [], [])),
+        (TypeError, "PackedMatrix", (cs, h0s, ws, outs, reverse)),
+        (ValueError, "square", ([cs[0][:, :, :5]], [h0s[0]], [K.pack(ws[0][:5])], [outs[0][:, :, :5]], [False])),
+        (ValueError, "shape", (cs, h0s, packed, [outs[0], outs[1][:2]], reverse)),
+        (ValueError, "shape", ([cs[0], cs[1][:, :3]], h0s, packed, outs, reverse)),
+        (ValueError, "shape", (cs, [h0s[0], h0s[1][:3]], packed, outs, reverse)),
+        (TypeError, "dtype", (cs, [h0s[0], h0s[1].astype(np.float64)], packed, outs, reverse)),
+        (ValueError, "shares memory", (cs, h0s, packed, [outs[0], outs[0]], reverse)),
+        (ValueError, "shares memory", (cs, [wide[0, :, :8], outs[1][0]], packed, outs, reverse)),
+        (ValueError, "shares memory", ([wide[:, :, :8], outs[0]], h0s, packed, outs, reverse)),
+        (ValueError, "activation", (cs, h0s, packed, outs, reverse, "relu")),
+    ]
+    if K is not _reference:  # the reference writes any layout; the kernel needs unit column stride
+        cases.append((ValueError, "strides", (cs, h0s, packed, [wide[:, :, :8], wide[:, :, 8:][:, :, ::-1]],
+                                              reverse)))
+    for error, match, args in cases:
+        with pytest.raises(error, match=match):
+            K.addmm_seq(*args)
+    readonly = np.zeros((3, 4, 8), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.addmm_seq(cs[:1], h0s[:1], packed[:1], [readonly], [False])
+
+
 # ---------------------------------------------------------------- matmul_stacked_t: a sum of products
 
 @pytest.mark.parametrize("dtype", DTYPES)

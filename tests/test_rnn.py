@@ -252,6 +252,49 @@ def test_cell_loop_equals_rnn_and_shared_cell_accumulates():
     assert_grads_match(cell, tcell, np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequence_job_matches_torch_on_any_thread_count(dtype):
+    """A tanh layer's steps run as one kernel job (threads claim each step's column blocks and wait for the
+    step before): on 1, 2 and 3 threads the bits of one thread and torch's outputs and gradients; every step
+    is still its own addmm and tanh nodes, tagged with its layer, direction and step."""
+    from minigrad import _backend
+    seq_len, batch, in_size, hidden = 9, 32, 16, 128
+    rng = np.random.default_rng(3)
+    x_np = rng.standard_normal((seq_len, batch, in_size)).astype(dtype)
+    w_np = rng.standard_normal((seq_len, batch, 2 * hidden)).astype(dtype)
+    mg.manual_seed(4)
+    rnn = nn.RNN(in_size, hidden, 2, bidirectional=True, dtype=dtype)
+    trnn = torch_twin(rnn, torch.nn.RNN(in_size, hidden, 2, bidirectional=True, dtype=TORCH_DTYPE[dtype]))
+    tx = torch.from_numpy(x_np).requires_grad_()
+    tout, _ = trnn(tx)
+    (tout * torch.from_numpy(w_np)).sum().backward()
+    previous = _backend.get_num_threads()
+    results = []
+    try:
+        for nt in (1, 2, 3):
+            _backend.set_num_threads(nt)
+            rnn.zero_grad()
+            x = mg.tensor(x_np, requires_grad=True)
+            out, _ = rnn(x)
+            (out * mg.tensor(w_np)).sum().backward()
+            results.append([out.numpy().copy(), x.grad.numpy().copy()]
+                           + [p.grad.numpy().copy() for p in rnn.parameters()])
+    finally:
+        _backend.set_num_threads(previous)
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+    assert_close(out, tout, dtype, "output")
+    assert_close(x.grad, tx.grad, dtype, "input grad")
+    assert_grads_match(rnn, trnn, dtype)
+    node = out.grad_fn  # the last layer's output: the cat of its directions' stacks
+    assert node.name() == "CatBackward"
+    for direction, (stack, _) in enumerate(node.next_functions):
+        assert stack.name() == "StackBackward" and len(stack.next_functions) == seq_len
+        for t, (tanh, _) in enumerate(stack.next_functions):
+            assert tanh.name() == "TanhBackward" and tanh.tag == (1, direction, t)
+            assert tanh.next_functions[0][0].name() == "AddmmBackward"
+
+
 def test_full_bptt_gradient_sums_over_time():
     """BPTT is just backward(): the gradient of the shared W_hh is the sum of the gradients that separate
     per-step copies of it would receive."""

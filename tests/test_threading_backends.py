@@ -43,12 +43,20 @@ def runtime():
 @pytest.mark.parametrize("kind", THREADINGS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bits_do_not_depend_on_thread_count(kind, dtype, runtime, rng):
-    """matmul, addmm and tanh on 2 and 3 threads give the bits of 1 thread (and agree with numpy)."""
+    """matmul, addmm, tanh and a bidirectional RNN layer's sequence of steps (addmm_seq, whose tasks wait for
+    the step before) on 2 and 3 threads give the bits of 1 thread (and agree with numpy)."""
     a = rng.standard_normal((333, 257)).astype(dtype)
     w = rng.standard_normal((257, 301)).astype(dtype)
     h, wh = rng.standard_normal((32, 128)).astype(dtype), rng.standard_normal((128, 128)).astype(dtype)
     x = rng.uniform(-6, 6, 300_001).astype(dtype)
-    calls = [lambda: _backend.matmul(a, w), lambda: _backend.matmul(h, wh.T), lambda: _backend.tanh(x)]
+    xw = [rng.standard_normal((16, 32, 128)).astype(dtype) for _ in range(2)]
+    packed = [_backend.pack(wh.T / 16), _backend.pack(wh / 16)]
+
+    def sequence():
+        buf = np.empty((16, 32, 256), dtype)
+        _backend.addmm_seq(xw, [h, h], packed, [buf[:, :, :128], buf[:, :, 128:]], [False, True], "tanh")
+        return buf
+    calls = [lambda: _backend.matmul(a, w), lambda: _backend.matmul(h, wh.T), lambda: _backend.tanh(x), sequence]
     runtime("pool", 1)
     want = [f() for f in calls]
     tol = 1e-4 if dtype == np.float32 else 1e-10

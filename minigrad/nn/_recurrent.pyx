@@ -12,6 +12,8 @@ the same graph and the same gradients -- and is only faster:
   all steps is one product (``ops.linalg.ProductSum``).
 - ``steps(cs, as_, rs, activation, outs)`` equals ``[step(cs[i], as_[i], rs[i], activation, outs[i]) ...]``:
   the two directions of a bidirectional layer's step as one kernel job.
+- ``sequence(cs, hs, rs, outs, reverse, activation)`` equals that loop of ``steps`` over whole sequences
+  (each step its nodes), with all the products run as one kernel job whose threads meet once per step.
 - ``stack_into(tensors, out)`` equals ``stack(tensors, 0)`` and ``stack_cat(groups, dim, out)`` equals
   ``cat([stack(g) for g in groups], dim)``: a layer's output, with the steps the kernel wrote in place not
   copied again.
@@ -210,6 +212,73 @@ def steps(cs, as_, rs, activation=None, outs=None):
                                [(<ReusedOperand>r)._packing.packed for r in rs], kernel, outs)
     return [_recorded(results[i] if epi is None else epi.finish(results[i]), zs[i], as_[i], rs[i], epi)
             for i in range(n)]
+
+
+cdef object _addends(object c, Py_ssize_t length, str fn):
+    """The ``length`` addends ``c`` (tensors of one shape and dtype, in time order) as one (L, N, H) array
+    for the kernel: a view when they lie evenly spaced in one array, as ``unbind(0)`` leaves them, else a
+    copy."""
+    if not isinstance(c, (list, tuple)) or len(c) != length:
+        raise TypeError("%s: each cs[i] must be a list or tuple of %d tensors (one per step)" % (fn, length))
+    cdef Py_ssize_t t
+    for t in range(length):
+        if not isinstance(c[t], Tensor):
+            raise TypeError("%s: expected minigrad Tensors as addends, got %s" % (fn, type(c[t]).__name__))
+    first = (<Tensor>c[0])._data
+    cdef char *p0 = <char *>cnp.PyArray_DATA(<cnp.ndarray>first)
+    cdef Py_ssize_t step = 0
+    if length > 1:
+        step = <char *>cnp.PyArray_DATA(<cnp.ndarray>(<Tensor>c[1])._data) - p0
+    cdef bint even = True
+    for t in range(length):
+        d = (<Tensor>c[t])._data
+        if d.shape != first.shape or d.dtype != first.dtype:
+            raise ValueError("%s: the addends of one direction need one shape and dtype, got %s %s and %s %s"
+                             % (fn, first.shape, first.dtype, d.shape, d.dtype))
+        even = (even and d.strides == first.strides
+                and <char *>cnp.PyArray_DATA(<cnp.ndarray>d) == p0 + t * step)
+    if even:
+        return np.lib.stride_tricks.as_strided(first, (length,) + first.shape, (step,) + first.strides)
+    return np.stack([(<Tensor>x)._data for x in c], axis=0)
+
+
+def sequence(cs, hs, rs, outs, reverse, activation=None):
+    """Equals the loop ``step`` would run over whole sequences: per direction i, from ``h = hs[i]``, for each
+    step s with t = s (``L - 1 - s`` when ``reverse[i]``), ``h = step(cs[i][t], h, rs[i], activation,
+    outs[i][t])``; returns per direction its L states in time order.  The same tensors, values and graph
+    (each step its addmm and activation nodes, recorded in the loop's order, the directions of a step
+    together), but all the sequence's products run as one kernel job (K.addmm_seq) whose threads meet once
+    per step instead of one hand-off to the pool per step.
+
+    ``cs[i]``: the L addends (N, H) in time order (``unbind(0)`` of the input projection); ``outs[i]``: an
+    (L, N, H) array with unit column stride, sharing no memory with the operands, the states' storage.
+    ``activation``: None or ``"tanh"`` (relu is applied after each product: run ``steps`` for it)."""
+    cdef _Epilogue epi = _epilogue(activation, "sequence")
+    if epi is not None and epi.kernel is None:
+        raise ValueError("sequence: activation %r is not a kernel epilogue; run steps() for it" % (activation,))
+    if not all(isinstance(v, (list, tuple)) for v in (cs, hs, rs, outs, reverse)):
+        raise TypeError("sequence: cs, hs, rs, outs and reverse must be lists or tuples")
+    cdef Py_ssize_t i, s, t, n = len(cs)
+    if n == 0 or len(hs) != n or len(rs) != n or len(outs) != n or len(reverse) != n:
+        raise ValueError("sequence: expected as many hs, rs, outs and reverse as cs (at least one)")
+    cdef Py_ssize_t length = len(cs[0]) if isinstance(cs[0], (list, tuple)) else 0
+    if length == 0:
+        raise ValueError("sequence: cs[0] must be a non-empty list or tuple of tensors")
+    addends = []
+    for i in range(n):
+        if not isinstance(rs[i], ReusedOperand):
+            raise TypeError("sequence: rs[%d] must be a ReusedOperand, got %s" % (i, type(rs[i]).__name__))
+        addends.append(_addends(cs[i], length, "sequence"))
+        _operands(cs[i][0], hs[i], rs[i], "sequence")  # the first step's shapes and dtypes stand for all
+    K.addmm_seq(addends, [(<Tensor>h)._data for h in hs], [(<ReusedOperand>r)._packing.packed for r in rs],
+                outs, reverse, None if epi is None else epi.kernel)
+    states = list(hs)
+    results = [[None] * length for _ in range(n)]
+    for s in range(length):
+        for i in range(n):
+            t = length - 1 - s if reverse[i] else s
+            states[i] = results[i][t] = _recorded(outs[i][t], cs[i][t], states[i], rs[i], epi)
+    return results
 
 
 # ---- the gated cells' epilogues ------------------------------------------------------------------------

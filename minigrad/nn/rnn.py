@@ -680,7 +680,8 @@ def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter
     caller stacks the outputs.  With ``outs`` (per direction an (L, N, H) array, its part of the layer's
     output), each step's state is written straight into ``out[t]`` and is a view of it.  The steps of the
     two directions at one moment (forward step s, reverse step L-1-s) are independent and run as one kernel
-    job (``_recurrent.steps``), each with its own nodes.
+    job (``_recurrent.steps``), each with its own nodes; with tanh and ``outs``, the whole sequence is one
+    kernel job (``_recurrent.sequence``) whose threads meet once per step.
     ``valid`` (L, N, 1) marks the real steps of a padded batch; elsewhere the state is carried through
     unchanged and the output is zero.  Each step's ops are tagged (``viz.mark_step``) so that drawings of the
     graph cluster them by layer, direction, step.
@@ -700,6 +701,14 @@ def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter
     outputs = [[None] * seq_len for _ in directions]
     if valid is not None:
         outs = None  # a padded batch's output is the state masked, not the state itself
+    if outs is not None and nonlinearity == "tanh":
+        # tanh is the kernel's epilogue: the whole sequence is one kernel job, its steps' nodes as below
+        news = _recurrent.sequence(xws, states, w_hh_ts, outs, [d == 1 for d in directions], nonlinearity)
+        for s in range(seq_len):
+            for d in directions:
+                t = seq_len - 1 - s if d else s
+                outputs[d][t] = mark_step(news[d][t], t, layer, d)
+        return outputs, [outputs[d][-1 if d == 0 else 0] for d in directions]
     for s in range(seq_len):
         ts = (s, seq_len - 1 - s)  # the reverse direction runs backwards
         news = _recurrent.steps([xws[d][ts[d]] for d in directions], states, w_hh_ts, nonlinearity,
