@@ -9,7 +9,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode
+from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode, anomaly_enabled
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.ops.common import promote_types
 from minigrad.tensor cimport Tensor, record, record_outputs, view_of, wrap
@@ -193,6 +193,52 @@ cdef bint _is_basic(object index):
     return True
 
 
+cdef class SliceGrads(LazyGrad):
+    """The gradient of a tensor whose basic-indexing selections have gradients, held as (index, gradient)
+    pairs until needed and then written into ONE array.  A loop reading ``xw[t]`` from a hoisted input
+    projection otherwise makes a zero-filled array of the whole tensor per step, and the engine sums them:
+    T times the memory traffic of the gradient itself."""
+    cdef list indices, grads
+
+    cpdef bint merge(self, LazyGrad other) except -1:
+        if type(other) is not SliceGrads:
+            return False
+        self.indices.extend((<SliceGrads>other).indices)
+        self.grads.extend((<SliceGrads>other).grads)
+        return True
+
+    cpdef object materialize(self):
+        if self._tiles():
+            # every selection is one whole distinct slice along the first axis, together all of them
+            gx = np.empty(self.shape, dtype=self.dtype)
+            for index, g in zip(self.indices, self.grads):
+                gx[index] = g
+            return gx
+        gx = np.zeros(self.shape, dtype=self.dtype)
+        for index, g in zip(self.indices, self.grads):
+            part = gx[index]
+            if type(part) is np.ndarray:  # a view: selections may overlap, so add
+                np.add(part, g, out=part)
+            else:  # one element (numpy gives a scalar, not a view)
+                gx[index] += g
+        return gx
+
+    cdef bint _tiles(self):
+        """Whether the indices are ints that name each position of the first axis exactly once."""
+        if not self.shape or len(self.indices) != self.shape[0]:
+            return False
+        cdef Py_ssize_t n = self.shape[0]
+        seen = bytearray(n)
+        for index in self.indices:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                return False
+            i = index % n
+            if seen[i]:
+                return False
+            seen[i] = 1
+        return True
+
+
 cdef class IndexBackward(ShapedNode):
     # meta = the index: basic indexing writes the gradient into place; integer arrays accumulate repeated
     # indices
@@ -204,6 +250,17 @@ cdef class IndexBackward(ShapedNode):
         else:
             np.add.at(gx, index, g)
         return (gx,)
+
+    cpdef object apply(self, GraphTask task, object g):
+        # basic indexing: the gradient goes out unevaluated, merged with the other selections' (SliceGrads)
+        if anomaly_enabled() or not _is_basic(self.meta):
+            return self.backward(g)
+        cdef SliceGrads lazy = SliceGrads.__new__(SliceGrads)
+        lazy.indices = [self.meta]
+        lazy.grads = [g]
+        lazy.shape = self.input_shapes[0]
+        lazy.dtype = g.dtype
+        return (lazy,)
 
 
 def getitem(x, index):

@@ -1,0 +1,100 @@
+"""The small-op path a user's own recurrent cell runs on (issue 16): selections of a hoisted input
+projection, chunked gates, sigmoid/tanh and products on (B, 4H) tensors.  Gradients are compared with
+torch's; the tests that count allocations fail if a backward goes back to one zero-filled array per op."""
+import numpy as np
+import pytest
+import torch
+
+import minigrad as mg
+
+
+def _user_lstm(lib, x, w_ih, w_hh, b, wt, hoist):
+    """A hand-written LSTM from core ops, in minigrad or torch (same code): the loss (out * wt).sum()."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    h = c = lib.zeros(B, H, dtype=x.dtype)
+    if hoist:
+        xw = (x.reshape(T * B, -1) @ w_ih.T + b).reshape(T, B, 4 * H)
+    outs = []
+    for t in range(T):
+        gates = (xw[t] if hoist else x[t] @ w_ih.T + b) + h @ w_hh.T
+        i, f, g, o = gates.chunk(4, 1)
+        i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+        c = f * c + i * g
+        h = o * c.tanh()
+        outs.append(h)
+    return (lib.stack(outs) * wt).sum()
+
+
+@pytest.mark.parametrize("hoist", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_user_lstm_gradients_match_torch(hoist, dtype):
+    rng = np.random.default_rng(3)
+    T, B, I, H = 5, 3, 4, 6
+    arrays = [rng.standard_normal(s).astype(dtype) * 0.5
+              for s in [(T, B, I), (4 * H, I), (4 * H, H), (4 * H,), (T, B, H)]]
+    mine = [mg.tensor(a, requires_grad=k in (0, 1, 2, 3)) for k, a in enumerate(arrays)]
+    ref = [torch.tensor(a, requires_grad=k in (0, 1, 2, 3)) for k, a in enumerate(arrays)]
+    _user_lstm(mg, *mine, hoist).backward()
+    _user_lstm(torch, *ref, hoist).backward()
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    for m, r in zip(mine[:4], ref[:4]):
+        np.testing.assert_allclose(m.grad.data, r.grad.numpy(), **tol)
+
+
+def _count_zeros_of(monkeypatch, shape):
+    """Count the np.zeros calls (made by the compiled ops too: they look it up at run time) of ``shape``."""
+    calls = []
+    real = np.zeros
+
+    def counting(s, *args, **kwargs):
+        if tuple(np.atleast_1d(s)) == shape:
+            calls.append(s)
+        return real(s, *args, **kwargs)
+    monkeypatch.setattr(np, "zeros", counting)
+    return calls
+
+
+def test_selections_of_one_tensor_make_one_gradient_array(monkeypatch):
+    # x[t] for every t: the backward writes the T gradients into one array, not a zero-filled copy of x
+    # per selection summed by the engine
+    T = 16
+    x = mg.tensor(np.random.default_rng(0).standard_normal((T, 3, 4)), requires_grad=True)
+    y = x * 2.0
+    loss = sum(((y[t] * (t + 1)).sum() for t in range(T)), mg.tensor(0.0, dtype=mg.float64))
+    calls = _count_zeros_of(monkeypatch, (T, 3, 4))
+    loss.backward()
+    assert len(calls) == 0
+    expected = 2.0 * np.arange(1, T + 1, dtype=np.float64)[:, None, None] * np.ones((T, 3, 4))
+    np.testing.assert_array_equal(x.grad.data, expected)
+
+
+def test_overlapping_selections_add_up_like_torch():
+    # selections that overlap, repeat, leave parts out or pick single elements: the one array gets the sum
+    a = np.random.default_rng(1).standard_normal((4, 3, 5))
+    indices = [0, 0, -1, (slice(None), 1), (1, 2, 3), (2, Ellipsis, 4), (slice(1, 3), None), np.int64(2),
+               (Ellipsis,)]
+    x, tx = mg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    for lib, t in ((mg, x), (torch, tx)):
+        y = t * 1.5
+        total = None
+        for k, index in enumerate(indices):
+            part = (y[index] * (k + 1.0)).sum()
+            total = part if total is None else total + part
+        total.backward()
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12)
+
+
+def test_selection_gradient_reaches_hooks_and_autograd_grad():
+    a = np.random.default_rng(2).standard_normal((3, 4))
+    x = mg.tensor(a, requires_grad=True)
+    y = x * 3.0
+    seen = []
+    y.register_hook(lambda g: seen.append(g.data.copy()))
+    loss = (y[0] * 2.0).sum() + (y[1] * 5.0).sum() + y[2].sum() + y[1].sum()
+    (gy,) = mg.autograd.grad(loss, [y], retain_graph=True)
+    expected = np.array([[2.0] * 4, [6.0] * 4, [1.0] * 4])
+    np.testing.assert_array_equal(gy.data, expected)
+    loss.backward()
+    np.testing.assert_array_equal(seen[-1], expected)
+    np.testing.assert_array_equal(x.grad.data, 3.0 * expected)
