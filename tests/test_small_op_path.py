@@ -98,3 +98,74 @@ def test_selection_gradient_reaches_hooks_and_autograd_grad():
     loss.backward()
     np.testing.assert_array_equal(seen[-1], expected)
     np.testing.assert_array_equal(x.grad.data, 3.0 * expected)
+
+
+def test_gate_chunks_gradient_is_one_array_written_in_place(monkeypatch):
+    # sigmoid/tanh of gates.chunk(4, 1) write their gradients into their chunk of one array of the gates'
+    # shape: no zero-filled (B, 4H) array per step, and the gradient still matches torch's
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((5, 12))
+    ws = [rng.standard_normal((5, 3)) for _ in range(4)]
+    x, tx = mg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    losses = []
+    for t in (x, tx):
+        i, f, g, o = (t * 1.0).chunk(4, 1)
+        acts = (i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid())
+        losses.append(sum((act * float(k + 1) * (mg.tensor(w) if t is x else torch.tensor(w))).sum()
+                          for k, (act, w) in enumerate(zip(acts, ws))))
+    calls = _count_zeros_of(monkeypatch, (5, 12))
+    losses[0].backward()
+    assert len(calls) == 0
+    losses[1].backward()
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_chunks_used_twice_or_unused_still_sum_like_torch():
+    # a chunk whose gradient is a sum (sigmoid and a product) or missing (unused): the in-place arena is
+    # given up for the ordinary path
+    a = np.random.default_rng(5).standard_normal((3, 8))
+    x, tx = mg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    for t in (x, tx):
+        i, f, g, _unused = (t * 2.0).chunk(4, 1)
+        (i.sigmoid() * 3.0 + i * g.tanh() + f.sigmoid()).sum().backward()
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_on_chunk_views_and_bias_rows_skip_numpy(monkeypatch, dtype):
+    # the small-op fast path takes row-strided chunks and a bias row: numpy's ufuncs are not called, and
+    # the results are numpy's (one IEEE operation per element)
+    rng = np.random.default_rng(6)
+    gates = mg.tensor(rng.standard_normal((4, 20)).astype(dtype))
+    bias = mg.tensor(rng.standard_normal(20).astype(dtype))
+    i, f, g, _ = gates.chunk(4, 1)
+    ref = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
+    expected = {name: [fn(i.data, f.data), fn(g.data, 2.5), fn(gates.data, bias.data),
+                       fn(bias.data, gates.data)]
+                for name, fn in ref.items()}
+    called = []
+    for fn in ref.values():
+        monkeypatch.setattr(np, fn.__name__, lambda *a, _fn=fn, **k: called.append(_fn) or _fn(*a, **k))
+    for name in ref:
+        op = getattr(mg, name)
+        got = [op(i, f), op(g, 2.5), op(gates, bias), op(bias, gates)]
+        for e, r in zip(expected[name], got):
+            assert r.dtype == dtype and r.shape == e.shape
+            np.testing.assert_array_equal(r.data, e)
+    assert called == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_tanh_of_row_strided_views_equal_contiguous(dtype):
+    # minigrad's own kernels: the row-by-row path gives the bits of the contiguous one
+    from minigrad import _backend as K
+    rng = np.random.default_rng(7)
+    wide = (rng.standard_normal((6, 40)) * 4).astype(dtype)
+    view, grad = wide[:, 10:27], rng.standard_normal((6, 17)).astype(dtype)
+    for fn in (K.sigmoid, K.tanh):
+        np.testing.assert_array_equal(fn(view), fn(np.ascontiguousarray(view)))
+    y = K.sigmoid(view)
+    out = np.zeros((6, 40), dtype)
+    K.sigmoid_backward(grad, y, out[:, 3:20])
+    np.testing.assert_array_equal(out[:, 3:20], K.sigmoid_backward(grad, y))
+    assert not out[:, :3].any() and not out[:, 20:].any()

@@ -429,18 +429,51 @@ def cat(tensors, dim=0):
 # ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
 cdef class SplitBackward(ShapedNode):
     # meta = (axis, where each piece starts)
-    cpdef object backward(self, object grads):
+    cdef tuple _piece(self, int nr):
+        """The index of piece ``nr`` in the input."""
         axis, starts = self.meta
-        in_shape = self.input_shapes[0]
+        start = starts[nr]
+        return (slice(None),) * axis + (slice(start, start + self.shape[nr][axis]),)
+
+    cpdef object grad_place(self, GraphTask task, int nr):
+        # The pieces' gradients are collected in one array of the input's shape (the arena): piece nr's
+        # place is handed out once, to the node that will compute its gradient (an LSTM gate's sigmoid or
+        # tanh), which writes it there: no separate gradient per piece copied in afterwards.
+        state = task.node_state.get(self)
+        if state is None:
+            arena = np.empty(self.input_shapes[0], dtype=self.dtype[0])
+            state = task.node_state[self] = (arena, bytearray(self.n_outputs))
+        handed = <bytearray>state[1]
+        if handed[nr]:
+            return None
+        handed[nr] = 1
+        return state[0][self._piece(nr)]
+
+    cpdef object apply(self, GraphTask task, object grads):
+        state = task.node_state.pop(self, None)
+        if state is not None:
+            # every piece's gradient written in its place already: the arena is the input's gradient
+            arena = state[0]
+            for i, g in enumerate(grads):
+                if g is None or not _lies_at(g, arena[self._piece(i)]):
+                    break
+            else:
+                return (arena,)
+        return self.backward(grads)
+
+    cpdef object backward(self, object grads):
         gx = None
-        for g, start in zip(grads, starts):
+        complete = True  # every piece has a gradient (a cell's gates): no need to zero the result first
+        for g in grads:
+            if g is None:
+                complete = False
+                break
+        for i, g in enumerate(grads):
             if g is None:
                 continue
             if gx is None:
-                gx = np.zeros(in_shape, dtype=g.dtype)
-            index = [slice(None)] * len(in_shape)
-            index[axis] = slice(start, start + g.shape[axis])
-            gx[tuple(index)] = g
+                gx = (np.empty if complete else np.zeros)(self.input_shapes[0], dtype=g.dtype)
+            gx[self._piece(i)] = g
         return (gx,)
 
 
