@@ -169,3 +169,22 @@ def test_sigmoid_tanh_of_row_strided_views_equal_contiguous(dtype):
     K.sigmoid_backward(grad, y, out[:, 3:20])
     np.testing.assert_array_equal(out[:, 3:20], K.sigmoid_backward(grad, y))
     assert not out[:, :3].any() and not out[:, 20:].any()
+
+
+def test_matrix_transposes_are_views_with_torch_gradients():
+    # the 2-D transpose's short path (W.T in every step of a cell) keeps transpose's semantics
+    a = np.random.default_rng(8).standard_normal((3, 5))
+    x, tx = mg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    weights = np.random.default_rng(9).standard_normal((5, 3))
+    for lib, t in ((mg, x), (torch, tx)):
+        w = lib.tensor(weights)
+        total = (t.T * w).sum() + (t.transpose(1, 0) * w * 2.0).sum() + (t.transpose(-1, 0) * w * 3.0).sum()
+        total.backward()
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12)
+    y = x * 1.0
+    yt = y.T
+    assert np.shares_memory(yt.data, y.data) and yt.grad_fn.name() == "PermuteBackward"
+    with pytest.raises(RuntimeError, match="in-place operation on a view"):
+        yt.add_(1.0)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        y.transpose(0, 2)
