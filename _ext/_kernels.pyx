@@ -821,6 +821,21 @@ cdef inline void _tanh_call(int typenum, mg_int n, const void *x, void *y) noexc
         mg_tanh_f64(n, <const double *>x, <double *>y)
 
 
+cdef void _unary_rows(bint is_sigmoid, int typenum, cnp.ndarray X, cnp.ndarray O) noexcept:
+    """tanh or sigmoid of a 2-D ``X`` whose rows are contiguous but apart (a chunk of an LSTM's gates) into
+    the C-contiguous ``O``, row by row: no contiguous copy of ``X`` first."""
+    cdef mg_int r, rows = cnp.PyArray_DIMS(X)[0], cols = cnp.PyArray_DIMS(X)[1]
+    cdef mg_int xs = cnp.PyArray_STRIDES(X)[0], os = cols * cnp.PyArray_ITEMSIZE(X)
+    cdef const char *x = <const char *>cnp.PyArray_DATA(X)
+    cdef char *o = <char *>cnp.PyArray_DATA(O)
+    with nogil:  # (one call per row: the GIL's cost is small beside rows * its share of a call)
+        for r in range(rows):
+            if is_sigmoid:
+                _sigmoid_call(typenum, cols, x + r * xs, o + r * os)
+            else:
+                _tanh_call(typenum, cols, x + r * xs, o + r * os)
+
+
 def tanh(x, out=None):
     """Elementwise tanh of a float32/float64 array of any shape and strides (at most 2 ulp from exact)."""
     cdef cnp.ndarray X = _float_array(x, "tanh", "x")
@@ -829,6 +844,9 @@ def tanh(x, out=None):
     cdef mg_int n = cnp.PyArray_SIZE(X)
     if out is not None:
         _check_alias(O, X, "tanh", "x")
+    if not _contiguous(X) and _contiguous_rows(X) and _contiguous(O):
+        _unary_rows(False, cnp.PyArray_TYPE(X), X, O)
+        return O
     src = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
     if n >= _NOGIL_ELEMS:
@@ -910,6 +928,9 @@ def sigmoid(x, out=None):
     cdef mg_int n = cnp.PyArray_SIZE(X)
     if out is not None:
         _check_alias(O, X, "sigmoid", "x")
+    if not _contiguous(X) and _contiguous_rows(X) and _contiguous(O):
+        _unary_rows(True, cnp.PyArray_TYPE(X), X, O)
+        return O
     src = X if _contiguous(X) else cnp.PyArray_NewCopy(X, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
     if n >= _NOGIL_ELEMS:
@@ -942,6 +963,17 @@ def sigmoid_backward(grad, y, out=None):
     if out is not None:
         _check_alias(O, G, "sigmoid_backward", "grad")
         _check_alias(O, Y, "sigmoid_backward", "y")
+    cdef mg_int r, isz = cnp.PyArray_ITEMSIZE(G)
+    if (not (_contiguous(G) and _contiguous(Y) and _contiguous(O))
+            and _contiguous_rows(G) and _contiguous_rows(Y) and _contiguous_rows(O)):
+        # rows in place, wherever they lie (an LSTM gate's gradient written into its chunk of the gates'):
+        # no copies
+        for r in range(cnp.PyArray_DIMS(G)[0]):
+            _sigmoid_backward_call(cnp.PyArray_TYPE(G), cnp.PyArray_DIMS(G)[1],
+                                   <const char *>cnp.PyArray_DATA(G) + r * cnp.PyArray_STRIDES(G)[0],
+                                   <const char *>cnp.PyArray_DATA(Y) + r * cnp.PyArray_STRIDES(Y)[0],
+                                   <char *>cnp.PyArray_DATA(O) + r * cnp.PyArray_STRIDES(O)[0])
+        return O
     g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
     yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)

@@ -897,7 +897,7 @@ cdef class Tensor:
         return _tanh(self)
 
     def sigmoid(self):
-        return _ops.elementwise.sigmoid(self)
+        return _sigmoid(self)
 
     def relu(self):
         return _ops.elementwise.relu(self)
@@ -1188,4 +1188,5 @@ _sub = _ops.elementwise.sub
 _mul = _ops.elementwise.mul
 _div = _ops.elementwise.div
 _tanh = _ops.elementwise.tanh
+_sigmoid = _ops.elementwise.sigmoid
 _matmul = _ops.linalg.matmul

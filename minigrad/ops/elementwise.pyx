@@ -233,6 +233,15 @@ def abs(x):
     return record(np.abs(t._data), AbsBackward, (t,), (t._data,))
 
 
+cdef object _place(Node node, object y, GraphTask task):
+    """Where the next node wants the gradient of ``node``'s single input (an array like ``y``), or None."""
+    edge = node.next_functions[0]
+    place = None if edge is None else (<Node>edge[0]).grad_place(task, edge[1])
+    if place is not None and (place.shape != y.shape or place.dtype != y.dtype):
+        return None
+    return place
+
+
 cdef class TanhBackward(Node):
     # saved = (y,) with y = tanh(x); d tanh/dx = 1 - y², computed by the C kernel
     cpdef object backward(self, object g):
@@ -241,12 +250,7 @@ cdef class TanhBackward(Node):
     cpdef object apply(self, GraphTask task, object g):
         # written where the gradient is going if the next node has a place for it in this pass
         # (Node.grad_place: an RNN step's xw[t], a slice of the input projection's gradient)
-        y = self.saved[0]
-        edge = self.next_functions[0]
-        place = None if edge is None else (<Node>edge[0]).grad_place(task, edge[1])
-        if place is not None and (place.shape != y.shape or place.dtype != y.dtype):
-            place = None
-        return (K.tanh_backward(g, y, place),)
+        return (K.tanh_backward(g, self.saved[0], _place(self, self.saved[0], task)),)
 
 
 def tanh(x):
@@ -260,6 +264,11 @@ cdef class SigmoidBackward(Node):
     # saved = (y,) with y = sigmoid(x); dy/dx = y (1 - y), computed by the C kernel
     cpdef object backward(self, object g):
         return (K.sigmoid_backward(g, self.saved[0]),)
+
+    cpdef object apply(self, GraphTask task, object g):
+        # written where the gradient is going if the next node has a place for it (Node.grad_place: an
+        # LSTM gate's chunk of the gates' gradient)
+        return (K.sigmoid_backward(g, self.saved[0], _place(self, self.saved[0], task)),)
 
 
 def sigmoid(x):

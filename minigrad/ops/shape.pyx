@@ -9,7 +9,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode
+from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode, anomaly_enabled
 from minigrad.ops.common cimport as_tensor, norm_dim, norm_dims, unbroadcast
 from minigrad.ops.common import promote_types
 from minigrad.tensor cimport Tensor, record, record_outputs, view_of, wrap
@@ -123,6 +123,9 @@ def transpose(x, dim0, dim1):
     if n == 0:
         return permute(t)
     a, b = norm_dim(dim0, n), norm_dim(dim1, n)
+    if n == 2 and a != b:
+        # a matrix's transpose (W.T in every step of a user's cell): no permutation to check
+        return view_of(record(t._data.T, PermuteBackward, (t,), saved=None, meta=(1, 0)), t)
     perm = list(range(n))
     perm[a], perm[b] = perm[b], perm[a]
     return permute(t, *perm)
@@ -193,6 +196,52 @@ cdef bint _is_basic(object index):
     return True
 
 
+cdef class SliceGrads(LazyGrad):
+    """The gradient of a tensor whose basic-indexing selections have gradients, held as (index, gradient)
+    pairs until needed and then written into ONE array.  A loop reading ``xw[t]`` from a hoisted input
+    projection otherwise makes a zero-filled array of the whole tensor per step, and the engine sums them:
+    T times the memory traffic of the gradient itself."""
+    cdef list indices, grads
+
+    cpdef bint merge(self, LazyGrad other) except -1:
+        if type(other) is not SliceGrads:
+            return False
+        self.indices.extend((<SliceGrads>other).indices)
+        self.grads.extend((<SliceGrads>other).grads)
+        return True
+
+    cpdef object materialize(self):
+        if self._tiles():
+            # every selection is one whole distinct slice along the first axis, together all of them
+            gx = np.empty(self.shape, dtype=self.dtype)
+            for index, g in zip(self.indices, self.grads):
+                gx[index] = g
+            return gx
+        gx = np.zeros(self.shape, dtype=self.dtype)
+        for index, g in zip(self.indices, self.grads):
+            part = gx[index]
+            if type(part) is np.ndarray:  # a view: selections may overlap, so add
+                np.add(part, g, out=part)
+            else:  # one element (numpy gives a scalar, not a view)
+                gx[index] += g
+        return gx
+
+    cdef bint _tiles(self):
+        """Whether the indices are ints that name each position of the first axis exactly once."""
+        if not self.shape or len(self.indices) != self.shape[0]:
+            return False
+        cdef Py_ssize_t n = self.shape[0]
+        seen = bytearray(n)
+        for index in self.indices:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                return False
+            i = index % n
+            if seen[i]:
+                return False
+            seen[i] = 1
+        return True
+
+
 cdef class IndexBackward(ShapedNode):
     # meta = the index: basic indexing writes the gradient into place; integer arrays accumulate repeated
     # indices
@@ -204,6 +253,17 @@ cdef class IndexBackward(ShapedNode):
         else:
             np.add.at(gx, index, g)
         return (gx,)
+
+    cpdef object apply(self, GraphTask task, object g):
+        # basic indexing: the gradient goes out unevaluated, merged with the other selections' (SliceGrads)
+        if anomaly_enabled() or not _is_basic(self.meta):
+            return self.backward(g)
+        cdef SliceGrads lazy = SliceGrads.__new__(SliceGrads)
+        lazy.indices = [self.meta]
+        lazy.grads = [g]
+        lazy.shape = self.input_shapes[0]
+        lazy.dtype = g.dtype
+        return (lazy,)
 
 
 def getitem(x, index):
@@ -372,18 +432,51 @@ def cat(tensors, dim=0):
 # ---- splitting: one node with several outputs, so the backward writes each piece once -------------------
 cdef class SplitBackward(ShapedNode):
     # meta = (axis, where each piece starts)
-    cpdef object backward(self, object grads):
+    cdef tuple _piece(self, int nr):
+        """The index of piece ``nr`` in the input."""
         axis, starts = self.meta
-        in_shape = self.input_shapes[0]
+        start = starts[nr]
+        return (slice(None),) * axis + (slice(start, start + self.shape[nr][axis]),)
+
+    cpdef object grad_place(self, GraphTask task, int nr):
+        # The pieces' gradients are collected in one array of the input's shape (the arena): piece nr's
+        # place is handed out once, to the node that will compute its gradient (an LSTM gate's sigmoid or
+        # tanh), which writes it there: no separate gradient per piece copied in afterwards.
+        state = task.node_state.get(self)
+        if state is None:
+            arena = np.empty(self.input_shapes[0], dtype=self.dtype[0])
+            state = task.node_state[self] = (arena, bytearray(self.n_outputs))
+        handed = <bytearray>state[1]
+        if handed[nr]:
+            return None
+        handed[nr] = 1
+        return state[0][self._piece(nr)]
+
+    cpdef object apply(self, GraphTask task, object grads):
+        state = task.node_state.pop(self, None)
+        if state is not None:
+            # every piece's gradient written in its place already: the arena is the input's gradient
+            arena = state[0]
+            for i, g in enumerate(grads):
+                if g is None or not _lies_at(g, arena[self._piece(i)]):
+                    break
+            else:
+                return (arena,)
+        return self.backward(grads)
+
+    cpdef object backward(self, object grads):
         gx = None
-        for g, start in zip(grads, starts):
+        complete = True  # every piece has a gradient (a cell's gates): no need to zero the result first
+        for g in grads:
+            if g is None:
+                complete = False
+                break
+        for i, g in enumerate(grads):
             if g is None:
                 continue
             if gx is None:
-                gx = np.zeros(in_shape, dtype=g.dtype)
-            index = [slice(None)] * len(in_shape)
-            index[axis] = slice(start, start + g.shape[axis])
-            gx[tuple(index)] = g
+                gx = (np.empty if complete else np.zeros)(self.input_shapes[0], dtype=g.dtype)
+            gx[self._piece(i)] = g
         return (gx,)
 
 
