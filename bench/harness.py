@@ -241,6 +241,12 @@ def fma_peak(again: bool = False) -> dict[str, Any] | None:
 _FMA_PEAK: Any = False
 
 
+def set_fma_peak(peak: dict[str, Any] | None) -> None:
+    """Use a peak measured before (a saved run's) instead of measuring it."""
+    global _FMA_PEAK
+    _FMA_PEAK = peak
+
+
 def parse_fma_peak(out: str) -> dict[str, Any] | None:
     """fma_peak.c's output, ``f32 <GFLOP/s> f64 <GFLOP/s> <isa>``, as {'f32', 'f64', 'isa'}; None for
     anything else (no output off x86-64, a garbled line, a peak that is not a positive number)."""

@@ -102,6 +102,8 @@ def measure(case: cases.Case, rounds: int, block: float, impls: list[str] | None
                                             fixed_loops=1 if case.fixed_rounds else None, around=around,
                                             budget=None if case.fixed_rounds else budget, gap=gap,
                                             min_loops=case.min_loops)
+        if "jax" in fns:  # XLA's pool exists once JAX has run
+            res.threads["jax"] = jax_peer.xla_threads()
     return res
 
 
@@ -391,7 +393,7 @@ def rnn_table(results: list[Result], record: list, summary: list) -> Table:
             vs_torch_by_loss.setdefault((f"{kind_name} {m['dtype']} {m['config']}", f"≥{need}×"), {})[
                 m["loss"]] = (vs_torch, held)
         threads = f"{r.threads['minigrad']}/{r.threads['torch']}" + (
-            f"/{jax_peer.xla_threads()}" if jax_t is not None else "")
+            f"/{r.threads.get('jax', jax_peer.xla_threads())}" if jax_t is not None else "")
         jax_cell = fmt_time(jax_t) if jax_t is not None else "not installed" if m["loss"] == "wsum" else "–"
         t.rows.append([name, threads, fmt_median_best(r, "minigrad"), fmt_time(th_t), fmt_time(cell_t),
                        jax_cell, fmt_x(vs_torch), fmt_x(ratio(cell_t, mg_t)),
@@ -561,6 +563,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gap", type=float, help="idle seconds before each timed block (default 0.2, smoke 0)")
     p.add_argument("--cpus", type=int, default=2, help="run on at most this many CPUs, so that every "
                    "library, JAX included, gets the same threads (default 2; 0: all)")
+    p.add_argument("--render", metavar="PATH", help="measure nothing: print the tables of a run saved "
+                   "with --json (with --markdown, the README's table)")
     p.add_argument("--openblas-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -575,8 +579,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def saved_run(args: argparse.Namespace) -> tuple:
+    """A run saved with --json, as main() measures one: the tables print again without measuring."""
+    data = json.loads(Path(args.render).read_text())
+    settings = data["settings"]
+    for key in ("mode", "rounds", "families"):
+        setattr(args, key, settings[key])
+    args.block = settings["block_s"]
+    args.budget, args.gap = settings["budget_s"], settings["gap_s"]
+    saved = {c["id"]: c for c in data["cases"]}
+    results = {}
+    for fam in args.families:
+        results[fam] = []
+        for case in cases.FAMILIES[fam](args.mode):
+            if case.id in saved:
+                c = saved[case.id]
+                results[fam].append(Result(case, c["times"], c["threads"], c["error"]))
+    machine = data["machine"]
+    harness.set_fma_peak(machine.get("fma_peak_per_core"))
+    return (results, machine, data["numpy_own_kernel"], data["tbptt_memory"], data["summary"]["seconds"],
+            data["summary"]["load_average_at_end"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        results, machine, own, memory, elapsed, load = saved_run(args)
+        return present(args, results, machine, own, memory, elapsed, load)
     limit_cpus(args.cpus)
     if args.openblas_child:
         return child_main(args)
@@ -593,6 +622,12 @@ def main(argv: list[str] | None = None) -> int:
     if "tbptt" in results:
         late = results["tbptt"][0].case.meta["late"]
         memory = cases.tbptt_memory(late=late, windows=2 if args.mode == "smoke" else 5)
+    return present(args, results, machine, own, memory, time.perf_counter() - started, harness.load_average())
+
+
+def present(args: argparse.Namespace, results: dict[str, list[Result]], machine: dict[str, Any],
+            own: dict[str, Any], memory: dict[str, Any] | None, elapsed: float, load: list[float] | None) -> int:
+    """Print the tables (or the README's table) and write the JSON; returns main()'s exit status."""
     record: list = []
     summary: list[Summary] = []
     tables = []
@@ -610,12 +645,10 @@ def main(argv: list[str] | None = None) -> int:
     if "tbptt" in results:
         tables.append(tbptt_table(results["tbptt"], memory, record))
     passed, total, errors = summarize(record)
-    elapsed = time.perf_counter() - started
 
     how = (f"Times are medians of up to {args.rounds} interleaved rounds (A B C, C B A, …), each round a block of at least {args.block * 1e3:g} ms of back-to-back calls per "
            f"library after {args.gap:g} s idle; after {args.budget:g} s a case starts no new round once it "
            "has 3. vs X = X's time ÷ minigrad's: above 1× minigrad is faster.")
-    load = harness.load_average()
     verdict = f"{passed} of {total} targets met" + (f"; {errors} result checks FAILED" if errors else "") + \
         f" ({args.mode} run, {elapsed:.0f} s" + (f"; load average at the end {load[0]}" if load else "") + \
         ")."

@@ -151,6 +151,10 @@ def test_report_smoke_runs_every_family(tmp_path):
     key = cases.RNN_SMOKE_CONFIG.key
     assert {f"lstm-f32-{key}-mse", f"gru-f32-{key}-sum", f"corelstm-f32-{key}"} <= ids
     assert "| LSTM from core ops f32 " in proc.stdout
+    # --render prints the same README table from the saved run, measuring nothing
+    again = _python(["bench/report.py", "--render", str(out), "--markdown"], timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout == proc.stdout
 
 
 def _timed(case, **medians):
