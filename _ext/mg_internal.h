@@ -75,7 +75,8 @@ typedef struct {
     int known;    /* `allowed` was read and holds more than one CPU */
     int excluded; /* the CPU left out of the mask now (-1: none) */
 #ifdef __linux__
-    unsigned char allowed[128]; /* a cpu_set_t, inherited from the thread that started the helper */
+    unsigned long allowed[16]; /* a cpu_set_t (an array of unsigned long), inherited from the thread that
+                                * started the helper */
 #endif
 } mg_placement;
 void mg_placement_init(mg_placement *p);
