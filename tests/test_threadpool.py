@@ -28,13 +28,6 @@ def run_python(code, **env):
 
 
 @pytest.fixture
-def threads():
-    previous = _backend.get_num_threads()
-    yield _backend.set_num_threads
-    _backend.set_num_threads(previous)
-
-
-@pytest.fixture
 def isa():
     previous = _backend.isa()
     yield _backend.set_isa
