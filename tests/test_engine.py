@@ -259,6 +259,28 @@ def test_detect_anomaly_backward():
             z.backward()
 
 
+def test_detect_anomaly_checks_a_weight_gradient_held_as_a_sum_of_products():
+    """A weight used at several steps gets its gradient as products held unevaluated (ProductSum): anomaly
+    mode evaluates and checks it (it used to fail with numpy's TypeError on the lazy object), the gradient
+    is torch's, and an inf in it is named."""
+    import torch
+    rng = np.random.default_rng(5)
+    x_np, w_np = rng.standard_normal((2, 3)), rng.standard_normal((3, 3))
+    x, w = mg.tensor(x_np), mg.tensor(w_np, requires_grad=True)
+    tw = torch.tensor(w_np, requires_grad=True)
+    with mg.autograd.detect_anomaly():
+        (((x @ w) @ w).tanh() @ w).sum().backward()
+    (((torch.tensor(x_np) @ tw) @ tw).tanh() @ tw).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-12, atol=1e-14)
+    # finite forward (x @ w is 1e-10, times 1e300), infinite weight gradient (x.T @ 1e300 with x = 1e10)
+    big = mg.tensor(np.full((2, 3), 1e10))
+    small = mg.tensor(np.full((3, 3), 1e-20), requires_grad=True)
+    with mg.autograd.detect_anomaly():
+        loss = ((big @ small) * 1e300).sum()
+        with pytest.raises(FloatingPointError, match=r"inf values in its 1th output"):
+            loss.backward()
+
+
 def test_zero_dim_gradient_accumulated_many_times():
     x = mg.tensor(0.5, requires_grad=True)
     (x + x + x + x * x).backward()

@@ -106,11 +106,19 @@ cdef str _bad_values(object array):
     return " and ".join(kinds)
 
 
-cdef void _check_backward(Node node, object grads) except *:
-    for i, g in enumerate(grads):
+cdef object _check_backward(Node node, object grads):
+    """Anomaly mode: raise if any of ``node``'s gradients holds nan or inf; returns them, a gradient held
+    lazily (a ProductSum) evaluated so that it is checked (and not computed a second time later)."""
+    if grads is None:
+        return grads
+    checked = list(grads)
+    for i, g in enumerate(checked):
+        if isinstance(g, LazyGrad):
+            g = checked[i] = (<LazyGrad>g).materialize()
         if g is not None and not np.isfinite(g).all():
             raise FloatingPointError("Function '%s' returned %s values in its %dth output%s"
                                      % (node.name(), _bad_values(g), i, _where(node)))
+    return tuple(checked)
 
 
 FREED_MESSAGE = (
@@ -474,7 +482,7 @@ cdef object _run_node(GraphTask task, Node node, InputBuffer buffer):
         check_saved(node, node.saved, node._epoch)
     input_grads = node.apply(task, grad)
     if minigrad_anomaly_mode:
-        _check_backward(node, input_grads)
+        input_grads = _check_backward(node, input_grads)
     return input_grads
 
 
