@@ -5,7 +5,7 @@ order, ndim, shapes, writability, alignment, overlap) so that the C code can tru
 then run without the GIL.  Plain ``cnp`` macros rather than typed memoryviews keep a call near a microsecond.
 """
 cimport numpy as cnp
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, qsort
 
 import numpy as np
 
@@ -666,6 +666,144 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
         free(mats)
         free(ptrs)
         free(rev)
+
+
+cdef struct _Span:
+    char *lo
+    char *hi
+    Py_ssize_t idx   # into the list of arrays checked
+    bint out
+
+
+cdef int _span_order(const void *a, const void *b) noexcept nogil:
+    cdef const _Span *x = <const _Span *>a
+    cdef const _Span *y = <const _Span *>b
+    return -1 if x.lo < y.lo else (1 if x.lo > y.lo else 0)
+
+
+cdef int _check_outputs_apart(list arrays, Mat *mats, bint *out, Py_ssize_t n, str fn) except -1:
+    """Raise unless every array marked ``out`` shares no memory with any other of the ``n`` arrays (inputs may
+    share memory with each other): byte ranges sorted, numpy's exact test only where two ranges meet."""
+    cdef _Span *spans = <_Span *>malloc(max(n, 1) * sizeof(_Span))
+    cdef Py_ssize_t i, k
+    if spans == NULL:
+        raise MemoryError(f"{fn}: out of memory")
+    try:
+        for i in range(n):
+            spans[i].lo, spans[i].hi, spans[i].idx, spans[i].out = mats[i].lo, mats[i].hi, i, out[i]
+        qsort(spans, n, sizeof(_Span), _span_order)
+        for i in range(n):
+            k = i + 1
+            while k < n and spans[k].lo < spans[i].hi:
+                if ((spans[i].out or spans[k].out)
+                        and _shares_memory(arrays[spans[i].idx], spans[i].lo, spans[i].hi,
+                                           arrays[spans[k].idx], spans[k].lo, spans[k].hi)):
+                    raise ValueError(f"{fn}: an output shares memory with another output or an operand")
+                k += 1
+    finally:
+        free(spans)
+    return 0
+
+
+cdef cnp.ndarray _step_matrix(object obj, int typenum, mg_int M, mg_int N, str fn, str name, bint write,
+                              Mat *m):
+    """One step's (M, N) matrix for tanh_seq_backward: its dtype, shape, unit column stride, alignment (and
+    for an output: writable, rows apart)."""
+    cdef cnp.ndarray arr = _float_array(obj, fn, name)
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{fn}: {name} has dtype {arr.dtype}, the step's {cnp.PyArray_DescrFromType(typenum)}")
+    if cnp.PyArray_NDIM(arr) != 2 or _shape(arr) != (M, N):
+        raise ValueError(f"{fn}: {name} has shape {_shape(arr)}, expected {(M, N)}")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{fn}: {name} is not aligned to its itemsize")
+    if write and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{fn}: {name} is read-only")
+    _mat(arr, fn, name, m)
+    if m.strides[2] != 1 and N > 1:
+        raise ValueError(f"{fn}: {name} has strides {_strides(arr)}; expected unit column stride")
+    if write and _self_overlapping(m):
+        raise ValueError(f"{fn}: {name} has overlapping elements (strides {_strides(arr)})")
+    return arr
+
+
+def tanh_seq_backward(gs, ys, p, dzs):
+    """The backward of ``n`` tanh steps of an Elman RNN layer (addmm_seq's), as ONE parallel job whose threads
+    meet once per step, in the order the backward meets them (the last step first): for s = 0 .. n-1,
+    ``dzs[s][...] = tanh_backward(gs[s] + dzs[s-1] @ W, ys[s])``, the product left out at s = 0 and ``gs[s]``
+    where it is None (s > 0).  ``ys[s]`` is step s's output, ``gs[s]`` the gradient that output gets from
+    elsewhere (s = 0: its whole gradient), ``p`` = ``pack(W)`` (N, N), W being W_hh (the forward multiplies by
+    W.T).  The same bits as ``addmm`` (or ``matmul`` without ``gs[s]``) then ``tanh_backward``, step by step.
+
+    Every matrix is (M, N) of p's dtype with unit column stride, aligned; ``dzs`` are writable and share no
+    memory with each other, a ``gs`` or a ``ys``.  Returns ``dzs``."""
+    fn = "tanh_seq_backward"
+    if not all(isinstance(v, (list, tuple)) for v in (gs, ys, dzs)):
+        raise TypeError(f"{fn}: gs, ys and dzs must be lists or tuples")
+    cdef Py_ssize_t n = len(dzs), i, k
+    if n == 0 or len(gs) != n or len(ys) != n:
+        raise ValueError(f"{fn}: expected as many gs and ys as dzs (at least one), got {len(gs)}, {len(ys)}, {n}")
+    if type(p) is not PackedMatrix:
+        raise TypeError(f"{fn}: p must be a PackedMatrix (pack(W)), got {type(p).__name__}")
+    cdef PackedMatrix P = <PackedMatrix>p
+    if P._k != P._n:
+        raise ValueError(f"{fn}: p has shape {P.shape}; the state's product needs a square operand")
+    if gs[0] is None:
+        raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
+    cdef int typenum = P._typenum
+    cdef mg_int N = P._n, M = -1
+    first = _float_array(dzs[0], fn, "dzs[0]")
+    if cnp.PyArray_NDIM(first) != 2:
+        raise ValueError(f"{fn}: dzs[0] must be 2-D (M, N), got shape {_shape(first)}")
+    M = cnp.PyArray_DIMS(first)[0]
+    cdef Mat *mats = <Mat *>malloc(3 * n * sizeof(Mat))
+    cdef bint *outs = <bint *>malloc(3 * n * sizeof(bint))
+    cdef const void **ptrs = <const void **>malloc(3 * n * sizeof(void *))
+    cdef mg_int *strides = <mg_int *>malloc(3 * n * sizeof(mg_int))
+    cdef int rc = 0, isa = P._isa
+    cdef const void *pdata = cnp.PyArray_DATA(P._buf)
+    arrays = []
+    try:
+        if mats == NULL or outs == NULL or ptrs == NULL or strides == NULL:
+            raise MemoryError(f"{fn}: out of memory")
+        k = 0  # dzs, then ys, then the gs given
+        for i in range(n):
+            arrays.append(_step_matrix(dzs[i], typenum, M, N, fn, f"dzs[{i}]", True, &mats[k]))
+            outs[k] = True
+            ptrs[i], strides[i] = mats[k].data, mats[k].strides[1]
+            k += 1
+        for i in range(n):
+            arrays.append(_step_matrix(ys[i], typenum, M, N, fn, f"ys[{i}]", False, &mats[k]))
+            outs[k] = False
+            ptrs[n + i], strides[n + i] = mats[k].data, mats[k].strides[1]
+            k += 1
+        for i in range(n):
+            if gs[i] is None:
+                ptrs[2 * n + i], strides[2 * n + i] = NULL, 0
+                continue
+            arrays.append(_step_matrix(gs[i], typenum, M, N, fn, f"gs[{i}]", False, &mats[k]))
+            outs[k] = False
+            ptrs[2 * n + i], strides[2 * n + i] = mats[k].data, mats[k].strides[1]
+            k += 1
+        _check_outputs_apart(arrays, mats, outs, k, fn)
+        if M == 0 or N == 0:
+            return dzs
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = mg_tanh_seq_backward_f32(isa, n, M, N, <const float *const *>(ptrs + 2 * n), strides + 2 * n,
+                                              <const float *const *>(ptrs + n), strides + n, <const float *>pdata,
+                                              <float *const *>ptrs, strides)
+            else:
+                rc = mg_tanh_seq_backward_f64(isa, n, M, N, <const double *const *>(ptrs + 2 * n),
+                                              strides + 2 * n, <const double *const *>(ptrs + n), strides + n,
+                                              <const double *>pdata, <double *const *>ptrs, strides)
+        if rc:
+            raise MemoryError(f"{fn}: could not allocate scratch buffers")
+        return dzs
+    finally:
+        free(mats)
+        free(outs)
+        free(ptrs)
+        free(strides)
 
 
 cdef cnp.ndarray _row_factor(object obj, str name, Py_ssize_t i, int typenum, mg_int width, str dim):

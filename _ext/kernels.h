@@ -88,6 +88,20 @@ int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
                      mg_int sim, const double *const *H0, mg_int shm, const double *const *P, double *const *C,
                      mg_int ots, mg_int som, const int *reverse, int tanh_out);
 
+/* The backward of n tanh steps of an Elman RNN layer (mg_addmm_seq's), in the order the backward meets them
+ * (the last step first): with dz[-1] = 0, for s = 0 .. n-1,
+ *     DZ[s] = (G[s] + dz[s - 1] @ P) * (1 - Y[s]^2)       (G[s] + ... left out for s = 0, and when G[s] is NULL)
+ * where Y[s] is step s's output, G[s] the gradient of that output from elsewhere (s = 0: its whole gradient)
+ * and P the packed W_hh (N x N, the transposed operand of the forward's products, packed for `isa`).  The bits
+ * of mg_addmm then mg_tanh_backward step by step.  Every matrix is (M, N) with unit column stride, its rows gs[s],
+ * ys[s], ds[s] elements apart; no DZ may overlap another DZ, a G or a Y. */
+int mg_tanh_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int N, const float *const *G, const mg_int *gs,
+                             const float *const *Y, const mg_int *ys, const float *P, float *const *DZ,
+                             const mg_int *ds);
+int mg_tanh_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int N, const double *const *G, const mg_int *gs,
+                             const double *const *Y, const mg_int *ys, const double *P, double *const *DZ,
+                             const mg_int *ds);
+
 /* C (=|+=) A.T @ B for A (K, M) and B (K, N) given row by row: row k of A is the M elements at arows[k],
  * row k of B the N elements at brows[k] (each contiguous; rows may lie anywhere).  So sum_i A_i.T @ B_i
  * over several pairs of factors, the weight gradient of a product used at many time steps, is one product

@@ -57,6 +57,12 @@ cdef extern from "kernels.h" nogil:
     int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const double *const *Cin,
                          mg_int cts, mg_int sim, const double *const *H0, mg_int shm, const double *const *P,
                          double *const *C, mg_int ots, mg_int som, const int *reverse, int tanh_out)
+    int mg_tanh_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int N, const float *const *G, const mg_int *gs,
+                                 const float *const *Y, const mg_int *ys, const float *P, float *const *DZ,
+                                 const mg_int *ds)
+    int mg_tanh_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int N, const double *const *G,
+                                 const mg_int *gs, const double *const *Y, const mg_int *ys, const double *P,
+                                 double *const *DZ, const mg_int *ds)
     int mg_matmul_rows_f32(mg_int M, mg_int N, mg_int K, const float *const *arows, const float *const *brows,
                            float *C, mg_int scm, int accumulate)
     int mg_matmul_rows_f64(mg_int M, mg_int N, mg_int K, const double *const *arows,

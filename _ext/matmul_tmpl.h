@@ -472,14 +472,17 @@ int FN(mg_addmm_many)(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const
 
 /* ---- an Elman RNN layer's forward, every step in one job ---- */
 
-/* The job of mg_addmm_seq.  Each step's products are cut into `parts` column blocks per direction: the
- * tasks, numbered in step order.  The runtimes hand tasks out in increasing order, so a task waits only for
- * tasks already claimed: it starts once `finished` reaches its step's first task (those are exactly the
- * earlier steps' tasks, since no task of a step starts before).  The threads meet once per step, not once
- * per product with a hand-off each, and a thread that joins late only takes the tasks still unclaimed. */
+/* The job of mg_addmm_seq.  A batch row's state depends only on that row's state before it, so the threads
+ * split the rows (whole MR-row panels): each task runs its rows of one direction through every step, with no
+ * meeting between steps.  With fewer row panels than threads (a batch of a few rows), each step's products
+ * are cut into `parts` column blocks per direction instead, the tasks numbered in step order: the runtimes
+ * hand tasks out in increasing order, so a task waits only for tasks already claimed -- it starts once
+ * `finished` reaches its step's first task -- and the threads meet once per step.  Either way a thread that
+ * joins late only takes the tasks still unclaimed. */
 typedef struct {
     const FN(gemm_cfg) *g;
     mg_int count, L, M, N, parts, chunk, slen;
+    int by_rows;
     const T *const *cin, *const *h0, *const *P;
     T *const *out;
     mg_int cts, sim, shm, ots, som;
@@ -489,24 +492,56 @@ typedef struct {
     _Atomic int failed;
 } FN(seq_job);
 
+/* Rows [lo, lo + m) or columns [lo, lo + n) of direction d's step s. */
+static void FN(seq_block)(FN(seq_job) *j, mg_int d, mg_int s, mg_int lo, mg_int m, mg_int n, T *scratch)
+{
+    const mg_int t = j->reverse[d] ? j->L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1;
+    const mg_int r = j->by_rows ? lo : 0, c = j->by_rows ? 0 : lo;
+    const T *a = s == 0 ? j->h0[d] + r * j->shm : j->out[d] + prev * j->ots + r * j->som;
+    const mg_int sam = s == 0 ? j->shm : j->som;
+    FN(gemm_serial)(j->g, m, n, j->N, a, sam, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d] + c * j->N,
+                    j->cin[d] + t * j->cts + r * j->sim + c, j->sim, 1, j->epi, j->out[d] + t * j->ots + r * j->som + c,
+                    j->som, 1, 0, scratch);
+}
+
 static void FN(seq_task)(void *ctx, mg_int i)
 {
     FN(seq_job) *j = ctx;
-    const mg_int per = j->count * j->parts, s = i / per, d = i % per / j->parts, lo = i % j->parts * j->chunk;
     T *scratch = mg_scratch((size_t)j->slen * sizeof(T));
     if (!scratch)
         j->failed = 1;
+    if (j->by_rows) {
+        const mg_int d = i / j->parts, lo = i % j->parts * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
+        for (mg_int s = 0; s < j->L && !j->failed; ++s)
+            FN(seq_block)(j, d, s, lo, m, j->N, scratch);
+        return;
+    }
+    const mg_int per = j->count * j->parts, s = i / per, d = i % per / j->parts, lo = i % j->parts * j->chunk;
     for (int spins = 0; atomic_load_explicit(&j->finished, memory_order_acquire) < s * per; ++spins)
         mg_spin_pause(spins);
-    if (!j->failed) { /* (a failed job still counts its tasks, or the later ones would wait for ever) */
-        const mg_int t = j->reverse[d] ? j->L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1;
-        const T *a = s == 0 ? j->h0[d] : j->out[d] + prev * j->ots;
-        const mg_int sam = s == 0 ? j->shm : j->som, n = j->N - lo < j->chunk ? j->N - lo : j->chunk;
-        FN(gemm_serial)(j->g, j->M, n, j->N, a, sam, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d] + lo * j->N,
-                        j->cin[d] + t * j->cts + lo, j->sim, 1, j->epi, j->out[d] + t * j->ots + lo, j->som, 1, 0,
-                        scratch);
-    }
+    if (!j->failed) /* (a failed job still counts its tasks, or the later ones would wait for ever) */
+        FN(seq_block)(j, d, s, lo, j->M, j->N - lo < j->chunk ? j->N - lo : j->chunk, scratch);
     atomic_fetch_add_explicit(&j->finished, 1, memory_order_release);
+}
+
+/* How a sequence job cuts each step's (M, N) products for nt threads: into row blocks (whole MR panels) when
+ * there are at least nt panels of rows, else into column blocks (whole NR panels). */
+static void FN(seq_split)(const FN(gemm_cfg) *g, mg_int M, mg_int N, int nt, int *by_rows, mg_int *parts,
+                          mg_int *chunk)
+{
+    const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
+    *by_rows = nt > 1 && nb_m >= nt;
+    if (*by_rows) {
+        *chunk = (nb_m + nt - 1) / nt * g->mr;
+        *parts = (M + *chunk - 1) / *chunk;
+    } else if (nt > 1) { /* whole B panels per subtask: every element's sum is the one a single thread computes */
+        const mg_int p = nb_n < 2 * nt ? nb_n : 2 * nt;
+        *chunk = (nb_n + p - 1) / p * g->nr;
+        *parts = (N + *chunk - 1) / *chunk;
+    } else {
+        *chunk = N;
+        *parts = 1;
+    }
 }
 
 int FN(mg_addmm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const T *const *Cin, mg_int cts,
@@ -520,15 +555,79 @@ int FN(mg_addmm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
      * pays for itself over the whole sequence */
     const double step_flops = 2.0 * (double)count * (double)M * (double)N * (double)N;
     const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
-    FN(seq_job) j = {g, count, L, M, N, 1, N, 0, Cin, H0, P, C, cts, sim, shm, ots, som, reverse,
+    FN(seq_job) j = {g, count, L, M, N, 1, N, 0, 0, Cin, H0, P, C, cts, sim, shm, ots, som, reverse,
                      tanh_out ? FN(mg_tanh_serial)(mg_get_isa()) : NULL, 0, 0};
-    if (nt > 1) { /* whole B panels per subtask: every element's sum is the one a single thread computes */
-        const mg_int nb_n = (N + g->nr - 1) / g->nr, parts = nb_n < 2 * nt ? nb_n : 2 * nt;
-        j.chunk = (nb_n + parts - 1) / parts * g->nr;
-        j.parts = (N + j.chunk - 1) / j.chunk;
+    FN(seq_split)(g, M, N, nt, &j.by_rows, &j.parts, &j.chunk);
+    j.slen = FN(scratch_len)(g, N);
+    mg_parallel_for((j.by_rows ? 1 : L) * count * j.parts, nt, L * step_flops >= MG_WAKE_FLOPS, FN(seq_task), &j);
+    return j.failed ? -1 : 0;
+}
+
+/* ---- the backward of an Elman RNN layer's tanh steps, every step in one job ---- */
+
+/* The job of mg_tanh_seq_backward, cut as mg_addmm_seq's: by rows, each task its rows through every step;
+ * else step s's `parts` column blocks are tasks s * parts + p, each waiting for the steps before it (which
+ * hold all of dz[s - 1]). */
+typedef struct {
+    const FN(gemm_cfg) *g;
+    mg_int n, M, N, parts, chunk, slen;
+    int by_rows;
+    const T *const *G, *const *Y, *P;
+    T *const *DZ;
+    const mg_int *gs, *ys, *ds;
+    void (*tbw)(mg_int, const T *, const T *, T *);
+    _Atomic mg_int finished;
+    _Atomic int failed;
+} FN(tseq_job);
+
+/* Rows [r, r + m), columns [c, c + w) of step s's dz. */
+static void FN(tseq_block)(FN(tseq_job) *j, mg_int s, mg_int r, mg_int m, mg_int c, mg_int w, T *scratch)
+{
+    T *dz = j->DZ[s] + r * j->ds[s] + c;
+    const T *src = j->G[s] ? j->G[s] + r * j->gs[s] + c : NULL, *y = j->Y[s] + r * j->ys[s] + c;
+    mg_int ss = j->gs[s];
+    if (s > 0) { /* the state's gradient: G[s] + dz[s - 1] @ P, written where dz[s] goes */
+        FN(gemm_serial)(j->g, m, w, j->N, j->DZ[s - 1] + r * j->ds[s - 1], j->ds[s - 1], 1, NULL, 0, NULL, 0, 0,
+                        NULL, 0, j->P + c * j->N, src, j->gs[s], 1, NULL, dz, j->ds[s], 1, 0, scratch);
+        src = dz;
+        ss = j->ds[s];
     }
-    j.slen = FN(scratch_len)(g, j.chunk);
-    mg_parallel_for(L * count * j.parts, nt, L * step_flops >= MG_WAKE_FLOPS, FN(seq_task), &j);
+    for (mg_int i = 0; i < m; ++i) /* tanh's backward, row by row (in place after the product) */
+        j->tbw(w, src + i * ss, y + i * j->ys[s], dz + i * j->ds[s]);
+}
+
+static void FN(tseq_task)(void *ctx, mg_int i)
+{
+    FN(tseq_job) *j = ctx;
+    T *scratch = mg_scratch((size_t)j->slen * sizeof(T));
+    if (!scratch)
+        j->failed = 1;
+    if (j->by_rows) {
+        const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
+        for (mg_int s = 0; s < j->n && !j->failed; ++s)
+            FN(tseq_block)(j, s, lo, m, 0, j->N, scratch);
+        return;
+    }
+    const mg_int s = i / j->parts, lo = i % j->parts * j->chunk;
+    for (int spins = 0; atomic_load_explicit(&j->finished, memory_order_acquire) < s * j->parts; ++spins)
+        mg_spin_pause(spins);
+    if (!j->failed)
+        FN(tseq_block)(j, s, 0, j->M, lo, j->N - lo < j->chunk ? j->N - lo : j->chunk, scratch);
+    atomic_fetch_add_explicit(&j->finished, 1, memory_order_release);
+}
+
+int FN(mg_tanh_seq_backward)(int isa, mg_int n, mg_int M, mg_int N, const T *const *G, const mg_int *gs,
+                             const T *const *Y, const mg_int *ys, const T *P, T *const *DZ, const mg_int *ds)
+{
+    if (n <= 0 || M <= 0 || N <= 0)
+        return 0;
+    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
+    const double step_flops = 2.0 * (double)M * (double)N * (double)N;
+    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
+    FN(tseq_job) j = {g, n, M, N, 1, N, 0, 0, G, Y, P, DZ, gs, ys, ds, FN(mg_tanh_backward_serial)(mg_get_isa()), 0, 0};
+    FN(seq_split)(g, M, N, nt, &j.by_rows, &j.parts, &j.chunk);
+    j.slen = FN(scratch_len)(g, N);
+    mg_parallel_for((j.by_rows ? 1 : n) * j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(tseq_task), &j);
     return j.failed ? -1 : 0;
 }
 

@@ -25,7 +25,7 @@ Environment variables, read once at import:
   counts them.
 
 Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``, ``pack``,
-``PackedMatrix``, ``tanh``, ``tanh_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
+``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
 ``lstm_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
 ``openmp`` (whether kernels can run in parallel; the name is historical), ``threading_backend``,
 ``set_threading``, ``available_threadings``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
@@ -50,7 +50,7 @@ __all__ = ["addmm", "addmm_many", "addmm_seq", "available_isas", "available_thre
            "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "matmul",
            "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit",
            "set_isa", "set_num_threads", "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh",
-           "tanh_backward", "threading_backend"]
+           "tanh_backward", "tanh_seq_backward", "threading_backend"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
 ABI_VERSION = 4
@@ -130,6 +130,7 @@ matmul = _impl.matmul
 addmm = _impl.addmm
 addmm_many = _impl.addmm_many
 addmm_seq = _impl.addmm_seq
+tanh_seq_backward = _impl.tanh_seq_backward
 matmul_stacked_t = _impl.matmul_stacked_t
 pack = _impl.pack
 PackedMatrix = _impl.PackedMatrix

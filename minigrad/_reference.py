@@ -278,6 +278,48 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     return outs
 
 
+def tanh_seq_backward(gs, ys, p, dzs):
+    """The backward of an RNN layer's tanh steps, step by step; see minigrad._kernels.tanh_seq_backward for
+    the contract."""
+    fn = "tanh_seq_backward"
+    if not all(isinstance(v, (list, tuple)) for v in (gs, ys, dzs)):
+        raise TypeError(f"{fn}: gs, ys and dzs must be lists or tuples")
+    n = len(dzs)
+    if n == 0 or len(gs) != n or len(ys) != n:
+        raise ValueError(f"{fn}: expected as many gs and ys as dzs (at least one), got {len(gs)}, {len(ys)}, {n}")
+    if type(p) is not PackedMatrix:
+        raise TypeError(f"{fn}: p must be a PackedMatrix (pack(W)), got {type(p).__name__}")
+    if p.shape[0] != p.shape[1]:
+        raise ValueError(f"{fn}: p has shape {p.shape}; the state's product needs a square operand")
+    if gs[0] is None:
+        raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
+    _float_array(dzs[0], fn, "dzs[0]")
+    if dzs[0].ndim != 2:
+        raise ValueError(f"{fn}: dzs[0] must be 2-D (M, N), got shape {dzs[0].shape}")
+    shape = (dzs[0].shape[0], p.shape[1])
+    for name, arrays in (("dzs", dzs), ("ys", ys), ("gs", gs)):
+        for i, arr in enumerate(arrays):
+            if arr is None and name == "gs":
+                continue
+            _float_array(arr, fn, f"{name}[{i}]")
+            if arr.dtype != p.dtype:
+                raise TypeError(f"{fn}: {name}[{i}] has dtype {arr.dtype}, the step's {p.dtype}")
+            if arr.shape != shape:
+                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {shape}")
+            if name == "dzs" and not arr.flags.writeable:
+                raise ValueError(f"{fn}: {name}[{i}] is read-only")
+    others = list(dzs) + list(ys) + [g for g in gs if g is not None]
+    for i, dz in enumerate(dzs):
+        if any(k != i and _shares_memory(dz, x) for k, x in enumerate(others)):
+            raise ValueError(f"{fn}: an output shares memory with another output or operand")
+    for s in range(n):
+        g = gs[s]
+        if s > 0:
+            g = matmul(dzs[s - 1], p) if g is None else addmm(g, dzs[s - 1], p)
+        tanh_backward(g, ys[s], dzs[s])
+    return dzs
+
+
 def matmul_stacked_t(lefts, rights):
     """concatenate(lefts).T @ concatenate(rights); see minigrad._kernels.matmul_stacked_t for the contract."""
     if not isinstance(lefts, (list, tuple)) or not isinstance(rights, (list, tuple)):

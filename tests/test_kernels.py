@@ -893,9 +893,11 @@ def test_addmm_seq_copies_operands_it_cannot_read_in_place(K, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_addmm_seq_threads_bitwise_identical(C, threads, rng, dtype):
-    """On 1, 2 or 3 threads (every step's products cut into column blocks the threads claim) the same bits
-    as addmm step by step on one thread."""
-    cases = [addmm_seq_case(C, rng, dtype, 9, 32, hidden, count) for hidden in (128, 256) for count in (1, 2)]
+    """On 1, 2 or 3 threads -- the batch's rows split between them, each thread its rows through every step,
+    or with fewer row panels than threads (4 rows) every step's products cut into column blocks the threads
+    claim -- the same bits as addmm step by step on one thread."""
+    cases = [addmm_seq_case(C, rng, dtype, 9, batch, hidden, count)
+             for batch, hidden in ((32, 128), (32, 256), (4, 512), (12, 200)) for count in (1, 2)]
     threads(1)
     wants = [addmm_seq_loop(C, cs, h0s, packed, "tanh", reverse) for cs, h0s, _, packed, _, _, reverse in cases]
     for nt in (1, 2, 3):
@@ -935,6 +937,115 @@ def test_addmm_seq_bad_input(K, rng):
     readonly.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         K.addmm_seq(cs[:1], h0s[:1], packed[:1], [readonly], [False])
+
+
+# ---------------------------------------------------------------- tanh_seq_backward: an RNN layer's backward chain
+
+def tanh_seq_case(rng, dtype, n, batch, hidden, missing=()):
+    """n steps' (gs, ys, w, dzs) as the backward meets them: gs[s] None for s in ``missing``; the outputs in
+    one (n, M, N) array filled with nan."""
+    ys = [np.tanh(randn(rng, (batch, hidden), dtype)) for _ in range(n)]
+    gs = [None if s in missing else randn(rng, (batch, hidden), dtype) for s in range(n)]
+    w = randn(rng, (hidden, hidden), dtype) / (2.0 * max(hidden, 1) ** 0.5)
+    return gs, ys, w, list(np.full((n, batch, hidden), np.nan, dtype))
+
+
+def tanh_seq_float64(gs, ys, w):
+    """The chain in float64 numpy: dz[s] = (g[s] + dz[s-1] @ w) * (1 - y[s]^2)."""
+    out = []
+    for s, (g, y) in enumerate(zip(gs, ys)):
+        total = np.zeros(y.shape) if g is None else g.astype(np.float64)
+        if s:
+            total = total + out[-1] @ w.astype(np.float64)
+        out.append(total * (1 - y.astype(np.float64) ** 2))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,batch,hidden,missing", [(64, 32, 128, ()), (9, 32, 128, (2, 3, 8)), (5, 3, 40, (1,)),
+                                                    (3, 7, 1, ()), (1, 1, 5, ()), (4, 4, 512, (2,)),
+                                                    (6, 13, 300, (5,))])
+def test_tanh_seq_backward_is_addmm_then_tanh_backward_step_by_step(K, rng, dtype, n, batch, hidden, missing):
+    """tanh_seq_backward runs an RNN layer's backward through its tanh steps in one job: the bits of addmm
+    (matmul where a step has no gradient from elsewhere) then tanh_backward, step by step, each step within
+    tolerance of float64 numpy; the operands unchanged, dzs returned."""
+    gs, ys, w, dzs = tanh_seq_case(rng, dtype, n, batch, hidden, missing)
+    p = K.pack(w)
+    copies = [x.copy() for x in ys + [g for g in gs if g is not None]]
+    assert K.tanh_seq_backward(gs, ys, p, dzs) is dzs
+    want = []
+    for s in range(n):
+        g = gs[s]
+        if s:
+            g = K.matmul(want[-1], p) if g is None else K.addmm(g, want[-1], p)
+        want.append(K.tanh_backward(g, ys[s]))
+    exact = tanh_seq_float64(gs, ys, w)
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    for s in range(n):
+        if K is not _reference:
+            assert np.array_equal(dzs[s], want[s]), s
+        np.testing.assert_allclose(dzs[s], exact[s], rtol=tol, atol=tol)
+    assert all(np.array_equal(x, y) for x, y in zip(ys + [g for g in gs if g is not None], copies))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_seq_backward_threads_bitwise_identical(C, threads, rng, dtype):
+    """On 1, 2 or 3 threads -- the batch's rows split between them (32 rows), or with fewer row panels than
+    threads each step's columns (4 rows, 512 wide) -- the same bits as on one thread; operands read where
+    they lie (row-strided views of wider arrays, as a bidirectional layer's halves)."""
+    cases = []
+    for batch, hidden in ((32, 128), (32, 256), (4, 512), (12, 200)):
+        gs, ys, w, dzs = tanh_seq_case(rng, dtype, 7, batch, hidden, (3,))
+        wide = np.zeros((7, batch, 2 * hidden), dtype)
+        wide[:, :, hidden:] = ys
+        ys = list(wide[:, :, hidden:])
+        cases.append((gs, ys, C.pack(w), dzs))
+    threads(1)
+    wants = [[d.copy() for d in C.tanh_seq_backward(gs, ys, p, dzs)] for gs, ys, p, dzs in cases]
+    for nt in (2, 3):
+        threads(nt)
+        for (gs, ys, p, dzs), want in zip(cases, wants):
+            for d in dzs:
+                d[...] = np.nan
+            C.tanh_seq_backward(gs, ys, p, dzs)
+            assert all(np.array_equal(d, w) for d, w in zip(dzs, want)), nt
+
+
+def test_tanh_seq_backward_bad_input(K, rng):
+    """Wrong kinds, counts, shapes, dtypes, layouts, read-only or overlapping outputs: a clear error before
+    any step runs."""
+    gs, ys, w, dzs = tanh_seq_case(rng, np.float32, 3, 4, 8)
+    p = K.pack(w)
+    wide = np.zeros((4, 16), np.float32)
+    cases = [
+        (TypeError, "lists or tuples", (gs[0], ys, p, dzs)),
+        (ValueError, "as many", (gs[:2], ys, p, dzs)),
+        (ValueError, "as many", ([], [], p, [])),
+        (TypeError, "PackedMatrix", (gs, ys, w, dzs)),
+        (ValueError, "square", (gs, ys, K.pack(w[:5]), dzs)),
+        (ValueError, "gs\\[0\\]", ([None] + gs[1:], ys, p, dzs)),
+        (ValueError, "2-D", (gs, ys, p, [dzs[0][None]] + dzs[1:])),
+        (ValueError, "shape", (gs, ys, p, [dzs[0], dzs[1][:3], dzs[2]])),
+        (ValueError, "shape", (gs, [ys[0], ys[1][:, :4], ys[2]], p, dzs)),
+        (TypeError, "dtype", ([gs[0].astype(np.float64)] + gs[1:], ys, p, dzs)),
+        (TypeError, "float32 or float64", (gs, [ys[0].astype(np.int32)] + ys[1:], p, dzs)),
+        (TypeError, "byte order", (gs, [ys[0].astype(ys[0].dtype.newbyteorder())] + ys[1:], p, dzs)),
+        (ValueError, "shares memory", (gs, ys, p, [dzs[0], dzs[0], dzs[2]])),
+        (ValueError, "shares memory", (gs, [dzs[2]] + ys[1:], p, dzs)),
+        (ValueError, "shares memory", ([wide[:, :8]] + gs[1:], ys, p, [dzs[0], wide[:, 4:12], dzs[2]])),
+    ]
+    if K is not _reference:  # the reference writes any layout; the kernel needs unit column stride
+        cases.append((ValueError, "strides", (gs, ys, p, [dzs[0], np.zeros((4, 16), np.float32)[:, ::2], dzs[2]])))
+    for error, match, args in cases:
+        with pytest.raises(error, match=match):
+            K.tanh_seq_backward(*args)
+        assert all(np.isnan(d).all() for d in dzs)
+    # interleaved columns of one array share no element: allowed (a bidirectional layer's halves)
+    K.tanh_seq_backward([wide[:, :8]] + gs[1:], ys, p, [dzs[0], wide[:, 8:], dzs[2]])
+    readonly = np.zeros((4, 8), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.tanh_seq_backward(gs, ys, p, [dzs[0], readonly, dzs[2]])
 
 
 # ---------------------------------------------------------------- matmul_stacked_t: a sum of products
