@@ -295,6 +295,109 @@ def test_sequence_job_matches_torch_on_any_thread_count(dtype):
             assert tanh.next_functions[0][0].name() == "AddmmBackward"
 
 
+def _sequence_layer(dtype, seq_len, batch, hidden, seed=11):
+    """One tanh layer's steps recorded by _recurrent.sequence from fresh leaves, and the same in torch:
+    (leaves, states, torch leaves, torch states)."""
+    from minigrad.nn import _recurrent
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((seq_len, batch, 6)), rng.standard_normal((hidden, 6)) * 0.4,
+              rng.standard_normal((hidden, hidden)) / hidden ** 0.5, rng.standard_normal(hidden) * 0.1,
+              rng.standard_normal((batch, hidden)) * 0.5]
+    arrays = [a.astype(dtype) for a in arrays]
+    x, w_ih, w_hh, b, h0 = leaves = [mg.tensor(a, requires_grad=True) for a in arrays]
+    xw = nn.functional.linear(x.reshape(seq_len * batch, 6), w_ih, b).reshape(seq_len, batch, hidden).unbind(0)
+    buf = np.empty((seq_len, batch, hidden), dtype)
+    states = _recurrent.sequence([xw], [h0], [_recurrent.ReusedOperand(w_hh.T)], [buf], [False], "tanh")[0]
+    tx, tw_ih, tw_hh, tb, th0 = tleaves = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
+    txw = torch.nn.functional.linear(tx, tw_ih, tb)
+    tstates, th = [], th0
+    for t in range(seq_len):
+        th = torch.tanh(txw[t] + th @ tw_hh.T)
+        tstates.append(th)
+    return leaves, states, tleaves, tstates
+
+
+# The pure-Python engine (MINIGRAD_ENGINE=reference) runs every node's plain backward.
+COMPILED_ENGINE = __import__("minigrad.autograd.engine", fromlist=["ENGINE"]).ENGINE == "compiled"
+
+
+def _spy_fused(monkeypatch):
+    """Count the calls of the fused backward kernel."""
+    from minigrad import _backend
+    calls = []
+    real = _backend.tanh_seq_backward
+
+    def spy(gs, ys, p, dzs):
+        calls.append(len(dzs))
+        return real(gs, ys, p, dzs)
+    monkeypatch.setattr(_backend, "tanh_seq_backward", spy)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("used", ["all", "some"])
+def test_sequence_backward_runs_as_one_job_with_the_nodes_bits(monkeypatch, dtype, used):
+    """The backward of a tanh sequence runs as one kernel job (the steps' nodes still run, handing on the
+    gradients it computed): the bits of the node-by-node backward (forced here by retain_grad on every
+    state, which the fused job must not skip) and torch's gradients -- with every step's output in the loss,
+    and with only a few (the other steps' state gradient is the product alone).  The job starts when the
+    last step's gradients from elsewhere have all arrived, as from one stack of the states (nn.RNN's
+    output); otherwise the nodes run one by one."""
+    seq_len, batch, hidden = 12, 8, 16
+    rng = np.random.default_rng(2)
+    weights = rng.standard_normal((seq_len, batch, hidden)).astype(dtype)
+    steps = range(seq_len) if used == "all" else (3, 7, seq_len - 1)
+    results = []
+    for plain in (False, True):
+        calls = _spy_fused(monkeypatch)
+        leaves, states, tleaves, tstates = _sequence_layer(dtype, seq_len, batch, hidden)
+        if plain:
+            for h in states:
+                h.retain_grad()
+        (mg.stack([states[t] for t in steps]) * mg.tensor(weights[list(steps)])).sum().backward()
+        assert calls == ([] if plain or not COMPILED_ENGINE else [seq_len])
+        results.append([leaf.grad.numpy().copy() for leaf in leaves])
+    for fused, plain in zip(*results):
+        assert np.array_equal(fused, plain)
+    (torch.stack([tstates[t] for t in steps]) * torch.from_numpy(weights[list(steps)])).sum().backward()
+    for leaf, tleaf in zip(leaves, tleaves):
+        assert_close(leaf.grad, tleaf.grad, dtype, "gradient")
+
+
+def test_sequence_backward_hook_splits_the_job(monkeypatch):
+    """A hook on a middle state sees that state's whole gradient (torch's): the job stops above it and a
+    second job runs from it down; every gradient is still torch's."""
+    seq_len = 10
+    calls = _spy_fused(monkeypatch)
+    leaves, states, tleaves, tstates = _sequence_layer(np.float64, seq_len, 4, 8)
+    seen = []
+    states[4].register_hook(lambda g: seen.append(g.numpy().copy()))
+    tstates[4].retain_grad()
+    mg.stack(states).sum().backward()
+    torch.stack(tstates).sum().backward()
+    assert calls == ([seq_len - 5, 5] if COMPILED_ENGINE else [])
+    np.testing.assert_allclose(seen[0], tstates[4].grad.numpy(), rtol=1e-12, atol=1e-14)
+    for leaf, tleaf in zip(leaves, tleaves):
+        assert_close(leaf.grad, tleaf.grad, np.float64, "gradient")
+
+
+def test_sequence_backward_refuses_changed_saved_states():
+    """A state changed in place after the forward (one step's, through a view) makes the backward raise
+    torch's error, as the node-by-node backward does: the fused job never runs on changed values."""
+    leaves, states, _, _ = _sequence_layer(np.float64, 8, 4, 8)
+    loss = sum(h.sum() for h in states)
+    with mg.no_grad():
+        states[3].mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    leaves, states, _, _ = _sequence_layer(np.float64, 8, 4, 8)
+    loss = sum(h.sum() for h in states)
+    with mg.no_grad():
+        leaves[2].add_(1.0)  # W_hh
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_full_bptt_gradient_sums_over_time():
     """BPTT is just backward(): the gradient of the shared W_hh is the sum of the gradients that separate
     per-step copies of it would receive."""

@@ -44,6 +44,7 @@ from minigrad.autograd.versions cimport check_saved
 from minigrad.ops.common cimport norm_dim
 from minigrad.ops.elementwise import MulBackward, ReluBackward, SigmoidBackward, TanhBackward
 from minigrad.ops.linalg cimport AddmmBackward
+from minigrad.ops.linalg import ProductSum
 from minigrad.ops.shape cimport _cat_ends, _catted, _equal_shape, _lies_at, _stacked, _tensor_list
 from minigrad.tensor cimport Tensor, any_requires_grad, record, record_outputs, wrap
 
@@ -98,6 +99,126 @@ cdef class ReusedAddmmBackward(AddmmBackward):
 
     def name(self):
         return "AddmmBackward"
+
+
+# ---- a sequence's backward ----------------------------------------------------------------------------
+cdef class SeqAddmmBackward(ReusedAddmmBackward):
+    """addmm's node of a step ``sequence`` recorded (AddmmBackward): after its step's tanh node ran the
+    sequence's fused backward (``SeqTanhBackward``), the previous state's gradient is already where it goes,
+    and this node hands on only c's and the weight's."""
+
+    cpdef object apply(self, GraphTask task, object g):
+        if task.node_state.pop(self, None) is None:
+            return AddmmBackward.apply(self, task, g)
+        wants = self.next_functions
+        return (g if wants[0] is not None else None, None,
+                ProductSum(self.saved[0], g) if wants[2] is not None else None)
+
+
+cdef class SeqTanhBackward(Node):
+    """tanh's node (TanhBackward, saved = (y,)) of a step ``sequence`` recorded.  The first of a sequence's
+    tanh nodes the engine reaches (the last step's) runs the backward of every step below it whose gradient
+    from elsewhere is complete (see ``_chain``) as one K.tanh_seq_backward job -- the threads meet once per
+    step, not once per product -- the bits of the nodes' own backward.  Each of those steps' tanh node then
+    gets its gradient (dz, already in its place) as its buffer and hands it on; addmm's nodes hand on c's and
+    the weight's gradients only."""
+
+    cpdef object backward(self, object g):
+        return (K.tanh_backward(g, self.saved[0]),)
+
+    cpdef object apply(self, GraphTask task, object g):
+        if task.node_state.pop(self, None) is not None:
+            return (g,)  # the fused backward's dz for this step
+        cdef list chain = _chain(task, self, g)
+        if chain is None:
+            return (K.tanh_backward(g, self.saved[0], _grad_place(task, self)),)
+        cdef Py_ssize_t i, n = len(chain)
+        cdef Node node
+        ys = [(<Node>node).saved[0] for node in chain]
+        gs = [_rows(g)]
+        for i in range(1, n):
+            b = task.buffers.get(chain[i])
+            prev = None if b is None else (<InputBuffer>b).grads[0]
+            gs.append(None if prev is None else _rows(prev))
+        y0 = ys[0]
+        dzs = [_grad_place(task, node) for node in chain]
+        fresh = None
+        for i in range(n):
+            if dzs[i] is None:
+                if fresh is None:
+                    fresh = np.empty((n,) + y0.shape, dtype=y0.dtype)
+                dzs[i] = fresh[i]
+        head_add = <Node>self.next_functions[0][0]
+        K.tanh_seq_backward(gs, ys, (<_Packing>head_add.meta).transposed(), dzs)
+        for i in range(1, n):
+            node = chain[i]
+            b = task.buffer(node)
+            (<InputBuffer>b).grads[0] = dzs[i]
+            (<InputBuffer>b).owned[0] = False
+            task.node_state[node] = True
+            task.node_state[<Node>(<Node>chain[i - 1]).next_functions[0][0]] = True
+        return (dzs[0],)
+
+    def name(self):
+        return "TanhBackward"
+
+
+cdef object _grad_place(GraphTask task, Node tanh):
+    """Where ``tanh``'s input gradient goes in this pass (the step's slice of the input projection's), if it
+    fits the kernels' output (unit column stride, rows apart); else None."""
+    edge = tanh.next_functions[0]
+    if edge is None:
+        return None
+    y = tanh.saved[0]
+    place = (<Node>edge[0]).grad_place(task, edge[1])
+    if (place is None or place.shape != y.shape or place.dtype != y.dtype
+            or (place.shape[1] > 1 and place.strides[1] != place.itemsize)
+            or (place.shape[0] > 1 and place.strides[0] < place.shape[1] * place.itemsize)):
+        return None
+    return place
+
+
+cdef list _chain(GraphTask task, SeqTanhBackward head, object g):
+    """The tanh nodes from ``head`` down its sequence (head first) whose backward can run as one fused job
+    now: below the head, each one's gradients from elsewhere have all arrived (only the next step's addmm is
+    still to come) as plain arrays, no hook or retain_grad sees a gradient the job skips, nothing saved has
+    changed in place (the plain nodes then raise torch's error, each its own), one weight throughout; no
+    autograd.grad capture or anomaly mode (they act node by node).  None when fewer than two steps qualify."""
+    if task.wanted is not None or anomaly_enabled() or type(g) is not np.ndarray:
+        return None
+    cdef list chain = [head]
+    cdef Node node = head, add, prev
+    edge = head.next_functions[0]
+    if edge is None or type(edge[0]) is not SeqAddmmBackward:
+        return None
+    cdef object packing = (<Node>edge[0]).meta
+    while True:
+        add = <Node>node.next_functions[0][0]
+        edge = add.next_functions[1]
+        if (edge is None or type(edge[0]) is not SeqTanhBackward or add._pre_hooks or add._retained is not None
+                or (<Node>add).meta is not packing):
+            break
+        try:
+            check_saved(add, add.saved, add._epoch)
+        except RuntimeError:
+            break
+        prev = <Node>edge[0]
+        if task.deps.get(prev) != 1 or prev._pre_hooks or prev._retained is not None or prev.saved is None:
+            break
+        pedge = prev.next_functions[0]
+        if pedge is None or type(pedge[0]) is not SeqAddmmBackward or (<Node>pedge[0]).meta is not packing:
+            break
+        b = task.buffers.get(prev)
+        pg = None if b is None else (<InputBuffer>b).grads[0]
+        if pg is not None and type(pg) is not np.ndarray:
+            break  # held lazily: the plain nodes evaluate it
+        try:
+            check_saved(prev, prev.saved, prev._epoch)
+        except RuntimeError:
+            break
+        chain.append(prev)
+        node = prev
+    return chain if len(chain) > 1 else None
 
 
 # ---- activation epilogues -----------------------------------------------------------------------------
@@ -160,14 +281,16 @@ cdef Tensor _operands(object c, object a, ReusedOperand r, str fn):
     return z
 
 
-cdef object _recorded(object res, Tensor z, Tensor x, ReusedOperand r, _Epilogue epi):
-    """``res`` (the kernel's result, its epilogue applied) as a tensor, with the nodes of step."""
-    cdef Tensor pre = record(res, ReusedAddmmBackward, (z, x, r.b), (x._data, r.b._data), r._packing)
+cdef object _recorded(object res, Tensor z, Tensor x, ReusedOperand r, _Epilogue epi,
+                      type add_node=ReusedAddmmBackward, type act_node=None):
+    """``res`` (the kernel's result, its epilogue applied) as a tensor, with the nodes of step (``add_node``
+    and ``act_node``: sequence's classes of them)."""
+    cdef Tensor pre = record(res, add_node, (z, x, r.b), (x._data, r.b._data), r._packing)
     if epi is None or pre._grad_fn is None:
         return pre
     # The sum's tensor only carries the edge from the activation's node to addmm's (its node records the
     # shape and dtype, which res shares); it is dropped here, as the sum of the two-op form would be.
-    return record(res, epi.node, (pre,), (res,))
+    return record(res, epi.node if act_node is None else act_node, (pre,), (res,))
 
 
 def step(c, a, ReusedOperand r not None, activation=None, out=None):
@@ -274,10 +397,13 @@ def sequence(cs, hs, rs, outs, reverse, activation=None):
                 outs, reverse, None if epi is None else epi.kernel)
     states = list(hs)
     results = [[None] * length for _ in range(n)]
+    cdef type add_node = SeqAddmmBackward if epi is not None else ReusedAddmmBackward
+    cdef type act_node = SeqTanhBackward if epi is not None else None
     for s in range(length):
         for i in range(n):
             t = length - 1 - s if reverse[i] else s
-            states[i] = results[i][t] = _recorded(outs[i][t], cs[i][t], states[i], rs[i], epi)
+            states[i] = results[i][t] = _recorded(outs[i][t], cs[i][t], states[i], rs[i], epi, add_node,
+                                                  act_node)
     return results
 
 
