@@ -668,6 +668,26 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
         free(rev)
 
 
+def _share_judge_trace(jobs):
+    """Test hook: mg_share_trace on ``jobs``, a list of (idle gap, wall, caller's own tasks' time, tasks the
+    caller ran, tasks) in ns, from a fresh state; returns, after each job, how long sharing stays paused in
+    ns (0: sharing)."""
+    cdef Py_ssize_t n = len(jobs), k, i
+    cdef long long *buf = <long long *>malloc(max(n, 1) * 6 * sizeof(long long))
+    if buf == NULL:
+        raise MemoryError("_share_judge_trace: out of memory")
+    try:
+        for k in range(n):
+            if len(jobs[k]) != 5:
+                raise ValueError(f"_share_judge_trace: jobs[{k}] must be (gap, wall, caller, mine, tasks)")
+            for i in range(5):
+                buf[5 * k + i] = jobs[k][i]
+        mg_share_trace(n, buf, buf + 5 * n)
+        return [buf[5 * n + k] for k in range(n)]
+    finally:
+        free(buf)
+
+
 cdef struct _Span:
     char *lo
     char *hi

@@ -102,8 +102,10 @@ int mg_helper_delay_us(void)
 /* ---- whether sharing pays (mg_internal.h) ---- */
 #include <time.h>
 
-/* Jobs judged together; the first pause after a losing window, and the longest. */
+/* Jobs judged together; the first pause after a losing window, and the longest; the jobs a probe may take
+ * before it decides, while its helpers (asleep after the pause) take no task. */
 #define SHARE_WINDOW 16
+#define PROBE_JOBS 4
 #define BACKOFF_MIN_NS 50000000LL
 #define BACKOFF_MAX_NS 2000000000LL
 
@@ -140,8 +142,16 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
         return; /* the helpers ran every task: no estimate of the caller alone, and nobody was late */
     const long long serial = (long long)((double)(t2 - t1) * (double)ntasks / (double)mine);
     if (s->probing) {
-        /* the first job after a pause decides alone: a process whose helpers stay late loses one job per
-         * pause, not a window */
+        /* The first job after a pause in which a helper ran a task decides alone: a process whose helpers
+         * stay late loses one job per pause, not a window.  After a pause the helpers are asleep, and the
+         * job that wakes them mostly ends before they arrive: the caller alone, plus the hand-off, always
+         * lost, so one slow moment kept a process on one thread for good (an LSTM step from core ops: 12.5
+         * ms, then 19-20 ms for the rest of the process).  Such a job tells nothing; up to PROBE_JOBS of
+         * them wait for one a helper joins, and the last decides anyway (helpers that never come). */
+        if (mine >= ntasks && s->probing < PROBE_JOBS) {
+            ++s->probing;
+            return;
+        }
         s->probing = 0;
         if (t3 - t0 > serial)
             share_pause(s, t3, serial);
@@ -157,6 +167,25 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
         share_pause(s, t3, s->serial / SHARE_WINDOW);
     s->wall = s->serial = 0;
     s->jobs = 0;
+}
+
+void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
+{
+    mg_share_state s = {0};
+    long long now = 0;
+    for (mg_int k = 0; k < n; ++k) {
+        const long long *j = jobs + 5 * k; /* idle gap, wall, caller's own tasks, tasks it ran, tasks */
+        now += j[0];
+        const long long until = atomic_load_explicit(&s.serial_until, memory_order_relaxed);
+        if (until && now < until) {
+            now += j[2]; /* paused: the caller runs the job alone, and nothing is judged */
+        } else {
+            mg_share_judge(&s, now, now, now + j[2], now + j[1], (mg_int)j[3], (mg_int)j[4]);
+            now += j[1];
+        }
+        const long long after = atomic_load_explicit(&s.serial_until, memory_order_relaxed);
+        paused_for[k] = after > now ? after - now : 0;
+    }
 }
 
 void mg_share_reset(mg_share_state *s)

@@ -88,6 +88,14 @@ int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
                      mg_int sim, const double *const *H0, mg_int shm, const double *const *P, double *const *C,
                      mg_int ots, mg_int som, const int *reverse, int tanh_out);
 
+/* Test hook: the judge of whether sharing a job pays (mg_internal.h's mg_share_judge, what each threading
+ * runtime runs after a shared job) on n synthetic jobs from a fresh state, on a clock of its own that starts
+ * at 0.  jobs[5k .. 5k+4] = job k's idle gap before it, its wall time, the time of the caller's own tasks, how
+ * many tasks the caller ran, and how many there were (ns); a job that starts while sharing is paused runs
+ * on the caller alone, judged by nobody.  paused_for[k]: after job k, how long sharing stays paused (0:
+ * sharing). */
+void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for);
+
 /* The backward of n tanh steps of an Elman RNN layer (mg_addmm_seq's), in the order the backward meets them
  * (the last step first): with dz[-1] = 0, for s = 0 .. n-1,
  *     DZ[s] = (G[s] + dz[s - 1] @ P) * (1 - Y[s]^2)       (G[s] + ... left out for s = 0, and when G[s] is NULL)

@@ -57,6 +57,7 @@ cdef extern from "kernels.h" nogil:
     int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const double *const *Cin,
                          mg_int cts, mg_int sim, const double *const *H0, mg_int shm, const double *const *P,
                          double *const *C, mg_int ots, mg_int som, const int *reverse, int tanh_out)
+    void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
     int mg_tanh_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int N, const float *const *G, const mg_int *gs,
                                  const float *const *Y, const mg_int *ys, const float *P, float *const *DZ,
                                  const mg_int *ds)

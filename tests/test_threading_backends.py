@@ -217,3 +217,28 @@ def test_late_helper_is_not_waited_for(kind):
     # (a sanitizer build's serial product may take tens of ms)
     assert ok == "True" and float(second_slowest) < 0.1 + 2 * float(serial), r.stdout
 
+
+
+# ---------------------------------------------------------------- the judge of whether sharing pays
+
+@needs_c
+def test_a_probe_whose_helpers_were_asleep_does_not_decide_alone():
+    """After a losing window the runtimes run jobs on the caller alone for a while (50 ms, doubling), then
+    probe.  The helpers are asleep by then, and the probe that wakes them mostly ends before they arrive:
+    judged alone it always lost, so one slow moment kept a process on one thread for good (an LSTM step from
+    core ops went from 12.5 to 19-20 ms for the rest of the process).  Such a job decides nothing; the next
+    one that a helper joins does -- and helpers that never come still pause sharing again after a few
+    probes.  (The judge on synthetic job times: _kernels._share_judge_trace.)"""
+    from minigrad import _kernels
+    ms = 1_000_000
+    lose = (0, 100_000, 60_000, 2, 2)     # the caller ran both tasks and took 100 us: 60 us alone
+    asleep = (0, 90_000, 60_000, 2, 2)    # the caller ran every task before its woken helper came
+    win = (0, 40_000, 30_000, 1, 2)       # a helper ran one of two tasks: 40 us against 60 alone
+    after = (60 * ms,) + asleep[1:]       # the first job once the 50 ms pause is over
+    trace = _kernels._share_judge_trace([lose] * 16 + [after, win, win])
+    assert trace[:15] == [0] * 15 and trace[15] == 50 * ms
+    assert trace[16:] == [0, 0, 0]
+    trace = _kernels._share_judge_trace([lose] * 16 + [after] + [asleep] * 3)
+    assert trace[16:19] == [0, 0, 0] and trace[19] == 100 * ms
+    trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms, 100_000, 40_000, 1, 2)])
+    assert trace[16] == 100 * ms  # a probe a helper joined, and lost (80 us alone): paused again, twice as long
