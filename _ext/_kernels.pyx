@@ -576,7 +576,9 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     """An Elman RNN layer's products over a whole sequence, as ONE parallel job: per direction i, for each
     step s of L, with t = s (L - 1 - s when ``reverse[i]``), ``outs[i][t] = activation(cs[i][t] + h @ bs[i])``,
     h being ``h0s[i]`` at the first step and then the step before's ``outs[i]``.  The same bits as that loop
-    of addmm; the threads meet once per step instead of taking a hand-off from the pool per product.
+    of addmm; each thread takes whole rows of the batch through every step (a batch of fewer row
+    panels than threads: each step's columns, the threads meeting once per step) instead of a hand-off
+    from the pool per product.
 
     ``cs[i]`` (L, M, N) and ``h0s[i]`` (M, N) are arrays (copied when their strides do not suit the kernel),
     ``bs[i]`` a PackedMatrix (N, N), all of one dtype and path; ``outs[i]`` (L, M, N) are writable arrays with
@@ -747,8 +749,8 @@ cdef cnp.ndarray _step_matrix(object obj, int typenum, mg_int M, mg_int N, str f
 
 
 def tanh_seq_backward(gs, ys, p, dzs):
-    """The backward of ``n`` tanh steps of an Elman RNN layer (addmm_seq's), as ONE parallel job whose threads
-    meet once per step, in the order the backward meets them (the last step first): for s = 0 .. n-1,
+    """The backward of ``n`` tanh steps of an Elman RNN layer (addmm_seq's), as ONE parallel job cut as addmm_seq's,
+    in the order the backward meets them (the last step first): for s = 0 .. n-1,
     ``dzs[s][...] = tanh_backward(gs[s] + dzs[s-1] @ W, ys[s])``, the product left out at s = 0 and ``gs[s]``
     where it is None (s > 0).  ``ys[s]`` is step s's output, ``gs[s]`` the gradient that output gets from
     elsewhere (s = 0: its whole gradient), ``p`` = ``pack(W)`` (N, N), W being W_hh (the forward multiplies by

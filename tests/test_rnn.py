@@ -254,8 +254,8 @@ def test_cell_loop_equals_rnn_and_shared_cell_accumulates():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sequence_job_matches_torch_on_any_thread_count(dtype):
-    """A tanh layer's steps run as one kernel job (threads claim each step's column blocks and wait for the
-    step before): on 1, 2 and 3 threads the bits of one thread and torch's outputs and gradients; every step
+    """A tanh layer's steps run as one kernel job forward and backward (threads take whole rows of the batch
+    through every step): on 1, 2 and 3 threads the bits of one thread and torch's outputs and gradients; every step
     is still its own addmm and tanh nodes, tagged with its layer, direction and step."""
     from minigrad import _backend
     seq_len, batch, in_size, hidden = 9, 32, 16, 128

@@ -13,7 +13,8 @@ the same graph and the same gradients -- and is only faster:
 - ``steps(cs, as_, rs, activation, outs)`` equals ``[step(cs[i], as_[i], rs[i], activation, outs[i]) ...]``:
   the two directions of a bidirectional layer's step as one kernel job.
 - ``sequence(cs, hs, rs, outs, reverse, activation)`` equals that loop of ``steps`` over whole sequences
-  (each step its nodes), with all the products run as one kernel job whose threads meet once per step.
+  (each step its nodes), with all the products run as one kernel job (each thread takes whole rows of the
+  batch through every step); its backward (``SeqTanhBackward``) is one kernel job the same way.
 - ``stack_into(tensors, out)`` equals ``stack(tensors, 0)`` and ``stack_cat(groups, dim, out)`` equals
   ``cat([stack(g) for g in groups], dim)``: a layer's output, with the steps the kernel wrote in place not
   copied again.
@@ -118,8 +119,9 @@ cdef class SeqAddmmBackward(ReusedAddmmBackward):
 cdef class SeqTanhBackward(Node):
     """tanh's node (TanhBackward, saved = (y,)) of a step ``sequence`` recorded.  The first of a sequence's
     tanh nodes the engine reaches (the last step's) runs the backward of every step below it whose gradient
-    from elsewhere is complete (see ``_chain``) as one K.tanh_seq_backward job -- the threads meet once per
-    step, not once per product -- the bits of the nodes' own backward.  Each of those steps' tanh node then
+    from elsewhere is complete (see ``_chain``) as one K.tanh_seq_backward job -- each thread takes whole rows
+    of the batch through every step, so no step waits for another thread -- the bits of the nodes' own
+    backward.  Each of those steps' tanh node then
     gets its gradient (dz, already in its place) as its buffer and hands it on; addmm's nodes hand on c's and
     the weight's gradients only."""
 
@@ -370,8 +372,8 @@ def sequence(cs, hs, rs, outs, reverse, activation=None):
     step s with t = s (``L - 1 - s`` when ``reverse[i]``), ``h = step(cs[i][t], h, rs[i], activation,
     outs[i][t])``; returns per direction its L states in time order.  The same tensors, values and graph
     (each step its addmm and activation nodes, recorded in the loop's order, the directions of a step
-    together), but all the sequence's products run as one kernel job (K.addmm_seq) whose threads meet once
-    per step instead of one hand-off to the pool per step.
+    together), but all the sequence's products run as one kernel job (K.addmm_seq), each thread taking whole
+    rows of the batch through every step, instead of one hand-off to the pool per step.
 
     ``cs[i]``: the L addends (N, H) in time order (``unbind(0)`` of the input projection); ``outs[i]``: an
     (L, N, H) array with unit column stride, sharing no memory with the operands, the states' storage.

@@ -681,7 +681,8 @@ def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter
     output), each step's state is written straight into ``out[t]`` and is a view of it.  The steps of the
     two directions at one moment (forward step s, reverse step L-1-s) are independent and run as one kernel
     job (``_recurrent.steps``), each with its own nodes; with tanh and ``outs``, the whole sequence is one
-    kernel job (``_recurrent.sequence``) whose threads meet once per step.
+    kernel job (``_recurrent.sequence``), each thread taking whole rows of the batch through every
+    step, and so is its backward.
     ``valid`` (L, N, 1) marks the real steps of a padded batch; elsewhere the state is carried through
     unchanged and the output is zero.  Each step's ops are tagged (``viz.mark_step``) so that drawings of the
     graph cluster them by layer, direction, step.
