@@ -741,6 +741,8 @@ cdef cnp.ndarray _step_matrix(object obj, int typenum, mg_int M, mg_int N, str f
     if write and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{fn}: {name} is read-only")
     _mat(arr, fn, name, m)
+    if M == 0 or N == 0:
+        return arr  # nothing to read or write: any strides
     if m.strides[2] != 1 and N > 1:
         raise ValueError(f"{fn}: {name} has strides {_strides(arr)}; expected unit column stride")
     if write and _self_overlapping(m):

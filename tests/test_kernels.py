@@ -964,7 +964,7 @@ def tanh_seq_float64(gs, ys, w):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,batch,hidden,missing", [(64, 32, 128, ()), (9, 32, 128, (2, 3, 8)), (5, 3, 40, (1,)),
                                                     (3, 7, 1, ()), (1, 1, 5, ()), (4, 4, 512, (2,)),
-                                                    (6, 13, 300, (5,))])
+                                                    (6, 13, 300, (5,)), (3, 0, 5, ()), (2, 4, 0, ())])
 def test_tanh_seq_backward_is_addmm_then_tanh_backward_step_by_step(K, rng, dtype, n, batch, hidden, missing):
     """tanh_seq_backward runs an RNN layer's backward through its tanh steps in one job: the bits of addmm
     (matmul where a step has no gradient from elsewhere) then tanh_backward, step by step, each step within

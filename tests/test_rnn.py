@@ -398,6 +398,23 @@ def test_sequence_backward_refuses_changed_saved_states():
         loss.backward()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_batch_matches_torch(dtype):
+    """A batch of 0 sequences (numpy gives such arrays zero strides): torch's shapes, and zero gradients for
+    every parameter, through the sequence job forward and backward."""
+    mg.manual_seed(5)
+    rnn = nn.RNN(3, 4, 2, bidirectional=True, dtype=dtype)
+    trnn = torch_twin(rnn, torch.nn.RNN(3, 4, 2, bidirectional=True, dtype=TORCH_DTYPE[dtype]))
+    x, tx = pair(np.zeros((5, 0, 3), dtype), requires_grad=True)
+    out, hn = rnn(x)
+    tout, thn = trnn(tx)
+    assert out.shape == tuple(tout.shape) and hn.shape == tuple(thn.shape)
+    (out.sum() + hn.sum()).backward()
+    (tout.sum() + thn.sum()).backward()
+    assert x.grad.shape == tuple(tx.grad.shape)
+    assert_grads_match(rnn, trnn, dtype)
+
+
 def test_full_bptt_gradient_sums_over_time():
     """BPTT is just backward(): the gradient of the shared W_hh is the sum of the gradients that separate
     per-step copies of it would receive."""
