@@ -43,6 +43,13 @@ static inline void mg_spin_pause(int spins)
     }
 }
 
+/* Until `finished` (the tasks a sequence job has done) reaches `target`: the earlier steps' tasks. */
+static inline void mg_wait_for(_Atomic mg_int *finished, mg_int target)
+{
+    for (int spins = 0; atomic_load_explicit(finished, memory_order_acquire) < target; ++spins)
+        mg_spin_pause(spins);
+}
+
 #define T float
 #define SFX f32
 #define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0, pack_rows_portable_f32}

@@ -517,8 +517,7 @@ static void FN(seq_task)(void *ctx, mg_int i)
         return;
     }
     const mg_int per = j->count * j->parts, s = i / per, d = i % per / j->parts, lo = i % j->parts * j->chunk;
-    for (int spins = 0; atomic_load_explicit(&j->finished, memory_order_acquire) < s * per; ++spins)
-        mg_spin_pause(spins);
+    mg_wait_for(&j->finished, s * per);
     if (!j->failed) /* (a failed job still counts its tasks, or the later ones would wait for ever) */
         FN(seq_block)(j, d, s, lo, j->M, j->N - lo < j->chunk ? j->N - lo : j->chunk, scratch);
     atomic_fetch_add_explicit(&j->finished, 1, memory_order_release);
@@ -609,8 +608,7 @@ static void FN(tseq_task)(void *ctx, mg_int i)
         return;
     }
     const mg_int s = i / j->parts, lo = i % j->parts * j->chunk;
-    for (int spins = 0; atomic_load_explicit(&j->finished, memory_order_acquire) < s * j->parts; ++spins)
-        mg_spin_pause(spins);
+    mg_wait_for(&j->finished, s * j->parts);
     if (!j->failed)
         FN(tseq_block)(j, s, 0, j->M, lo, j->N - lo < j->chunk ? j->N - lo : j->chunk, scratch);
     atomic_fetch_add_explicit(&j->finished, 1, memory_order_release);
