@@ -473,7 +473,7 @@ int FN(mg_addmm_many)(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const
 /* ---- an Elman RNN layer's forward, every step in one job ---- */
 
 /* The job of mg_addmm_seq.  A batch row's state depends only on that row's state before it, so the threads
- * split the rows (whole MR-row panels): each task runs its rows of one direction through every step, with no
+ * split the rows (an even share each): each task runs its rows of one direction through every step, with no
  * meeting between steps.  With fewer row panels than threads (a batch of a few rows), each step's products
  * are cut into `parts` column blocks per direction instead, the tasks numbered in step order: the runtimes
  * hand tasks out in increasing order, so a task waits only for tasks already claimed -- it starts once
@@ -523,15 +523,17 @@ static void FN(seq_task)(void *ctx, mg_int i)
     atomic_fetch_add_explicit(&j->finished, 1, memory_order_release);
 }
 
-/* How a sequence job cuts each step's (M, N) products for nt threads: into row blocks (whole MR panels) when
- * there are at least nt panels of rows, else into column blocks (whole NR panels). */
+/* How a sequence job cuts each step's (M, N) products for nt threads: into nt row blocks of even size when
+ * there are at least nt panels of rows (a part-panel costs only its own rows, so 32 rows run faster as
+ * 16 + 16 than as 18 + 14: 405 -> 362 us for a 64-step float32 B=32 H=128 forward on 2 Zen 4 cores), else
+ * into column blocks (whole NR panels). */
 static void FN(seq_split)(const FN(gemm_cfg) *g, mg_int M, mg_int N, int nt, int *by_rows, mg_int *parts,
                           mg_int *chunk)
 {
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
     *by_rows = nt > 1 && nb_m >= nt;
     if (*by_rows) {
-        *chunk = (nb_m + nt - 1) / nt * g->mr;
+        *chunk = (M + nt - 1) / nt; /* even shares: a part-panel costs only its rows (32 = 16 + 16, not 18 + 14) */
         *parts = (M + *chunk - 1) / *chunk;
     } else if (nt > 1) { /* whole B panels per subtask: every element's sum is the one a single thread computes */
         const mg_int p = nb_n < 2 * nt ? nb_n : 2 * nt;
