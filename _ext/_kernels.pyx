@@ -670,6 +670,119 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
         free(rev)
 
 
+def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
+    """An LSTM layer's forward over a whole sequence, as ONE parallel job: per direction i, for each step s
+    of L, with t = s (L - 1 - s when ``reverse[i]``), ``gates = xgs[i][t] + h @ bs[i]`` and then
+    ``lstm_forward(gates, c)`` with ``outs[i][t]`` as h', h and c being ``h0s[i]``, ``c0s[i]`` at the first
+    step and then the step before's.  The same bits as that loop of addmm and lstm_forward; each thread
+    takes whole rows of the batch through every step.
+
+    ``xgs[i]`` (L, M, 4H), ``h0s[i]`` and ``c0s[i]`` (M, H) are arrays (copied when their strides do not suit
+    the kernel), ``bs[i]`` a PackedMatrix (H, 4H), all of one dtype and path; ``outs[i]`` (L, M, H) are
+    writable arrays with unit column stride and one set of strides, sharing no memory with each other or
+    with any operand.  Returns per direction the new arrays (act, c, tanh_c) of every step, (L, M, 4H),
+    (L, M, H), (L, M, H), as lstm_forward's (act holds the gates' activations i, f, g, o)."""
+    fn = "lstm_seq"
+    if not all(isinstance(v, (list, tuple)) for v in (xgs, h0s, c0s, bs, outs, reverse)):
+        raise TypeError(f"{fn}: xgs, h0s, c0s, bs, outs and reverse must be lists or tuples")
+    cdef Py_ssize_t n = len(xgs), i, k
+    if n == 0 or not len(h0s) == len(c0s) == len(bs) == len(outs) == len(reverse) == n:
+        raise ValueError(f"{fn}: expected as many h0s, c0s, bs, outs and reverse as xgs (at least one), got "
+                         f"{n}, {len(h0s)}, {len(c0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
+    cdef PackedMatrix P
+    for i in range(n):
+        if type(bs[i]) is not PackedMatrix:
+            raise TypeError(f"{fn}: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
+    P = <PackedMatrix>bs[0]
+    cdef int typenum = P._typenum, isa = P._isa
+    cdef mg_int H = P._k
+    if P._n != 4 * H:
+        raise ValueError(f"{fn}: bs[0] has shape {P.shape}; the gates product needs (H, 4 * H)")
+    for i in range(1, n):
+        if (<PackedMatrix>bs[i]).shape != P.shape or (<PackedMatrix>bs[i])._typenum != typenum \
+                or (<PackedMatrix>bs[i])._isa != isa:
+            raise ValueError(f"{fn}: bs[{i}] is {bs[i]!r}, bs[0] {P!r}; expected one shape, dtype and path")
+    cdef cnp.ndarray O0 = _float_array(outs[0], fn, "outs[0]")
+    if cnp.PyArray_NDIM(O0) != 3:
+        raise ValueError(f"{fn}: outs[0] must be 3-D (L, M, H), got shape {_shape(O0)}")
+    cdef mg_int L = cnp.PyArray_DIMS(O0)[0], M = cnp.PyArray_DIMS(O0)[1]
+    shape = (L, M, H)
+    dtype = P.dtype
+    cdef Mat *mats = <Mat *>malloc(4 * n * sizeof(Mat))
+    cdef const void **ptrs = <const void **>malloc(8 * n * sizeof(void *))
+    cdef int *rev = <int *>malloc(n * sizeof(int))
+    cdef int rc = 0
+    try:
+        if mats == NULL or ptrs == NULL or rev == NULL:
+            raise MemoryError(f"{fn}: out of memory")
+        # outs: mats[0:n]; xgs: mats[n:2n]; h0s: mats[2n:3n]; c0s: mats[3n:4n]
+        for i in range(n):
+            arr = _float_array(outs[i], fn, f"outs[{i}]")
+            if cnp.PyArray_TYPE(arr) != typenum or _shape(arr) != shape:
+                raise ValueError(f"{fn}: outs[{i}] has shape {_shape(arr)} and dtype {arr.dtype}; the "
+                                 f"states have shape {shape} and dtype {dtype}")
+            if not cnp.PyArray_ISWRITEABLE(arr):
+                raise ValueError(f"{fn}: outs[{i}] is read-only")
+            _mat(arr, fn, f"outs[{i}]", &mats[i])
+            if not _seq_layout(&mats[i], &mats[0]):
+                raise ValueError(f"{fn}: outs[{i}] has strides {_strides(arr)}; expected unit column "
+                                 f"stride and the strides of outs[0], {_strides(O0)}")
+            if _self_overlapping(&mats[i]):
+                raise ValueError(f"{fn}: outs[{i}] has overlapping elements (strides {_strides(arr)})")
+        x_arrs = _seq_operands(xgs, typenum, (L, M, 4 * H), fn, "xgs", mats + n)
+        h_arrs = _seq_operands(h0s, typenum, (M, H), fn, "h0s", mats + 2 * n)
+        c_arrs = _seq_operands(c0s, typenum, (M, H), fn, "c0s", mats + 3 * n)
+        for i in range(n):
+            for k in range(n):
+                if ((k != i and _shares_memory(outs[i], mats[i].lo, mats[i].hi, outs[k], mats[k].lo, mats[k].hi))
+                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, x_arrs[k], mats[n + k].lo,
+                                          mats[n + k].hi)
+                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, h_arrs[k], mats[2 * n + k].lo,
+                                          mats[2 * n + k].hi)
+                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, c_arrs[k], mats[3 * n + k].lo,
+                                          mats[3 * n + k].hi)):
+                    raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of "
+                                     f"direction {k}")
+        acts = [np.empty((L, M, 4 * H), dtype) for i in range(n)]
+        cs = [np.empty(shape, dtype) for i in range(n)]
+        tcs = [np.empty(shape, dtype) for i in range(n)]
+        if L == 0 or M == 0 or H == 0:
+            return acts, cs, tcs
+        for i in range(n):
+            ptrs[i] = mats[n + i].data
+            ptrs[n + i] = mats[2 * n + i].data
+            ptrs[2 * n + i] = mats[3 * n + i].data
+            ptrs[3 * n + i] = cnp.PyArray_DATA((<PackedMatrix>bs[i])._buf)
+            ptrs[4 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>acts[i])
+            ptrs[5 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>cs[i])
+            ptrs[6 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>tcs[i])
+            ptrs[7 * n + i] = mats[i].data
+            rev[i] = 1 if reverse[i] else 0
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = mg_lstm_seq_f32(isa, n, L, M, H, <const float *const *>ptrs, mats[n].strides[0],
+                                     mats[n].strides[1], <const float *const *>(ptrs + n), mats[2 * n].strides[1],
+                                     <const float *const *>(ptrs + 2 * n), mats[3 * n].strides[1],
+                                     <const float *const *>(ptrs + 3 * n), <float *const *>(ptrs + 4 * n),
+                                     <float *const *>(ptrs + 5 * n), <float *const *>(ptrs + 6 * n),
+                                     <float *const *>(ptrs + 7 * n), mats[0].strides[0], mats[0].strides[1], rev)
+            else:
+                rc = mg_lstm_seq_f64(isa, n, L, M, H, <const double *const *>ptrs, mats[n].strides[0],
+                                     mats[n].strides[1], <const double *const *>(ptrs + n),
+                                     mats[2 * n].strides[1], <const double *const *>(ptrs + 2 * n),
+                                     mats[3 * n].strides[1], <const double *const *>(ptrs + 3 * n),
+                                     <double *const *>(ptrs + 4 * n), <double *const *>(ptrs + 5 * n),
+                                     <double *const *>(ptrs + 6 * n), <double *const *>(ptrs + 7 * n),
+                                     mats[0].strides[0], mats[0].strides[1], rev)
+        if rc:
+            raise MemoryError(f"{fn}: could not allocate scratch buffers")
+        return acts, cs, tcs
+    finally:
+        free(mats)
+        free(ptrs)
+        free(rev)
+
+
 def _share_judge_trace(jobs):
     """Test hook: mg_share_trace on ``jobs``, a list of (idle gap, wall, caller's own tasks' time, tasks the
     caller ran, tasks) in ns, from a fresh state; returns, after each job, how long sharing stays paused in
@@ -823,6 +936,108 @@ def tanh_seq_backward(gs, ys, p, dzs):
         if rc:
             raise MemoryError(f"{fn}: could not allocate scratch buffers")
         return dzs
+    finally:
+        free(mats)
+        free(outs)
+        free(ptrs)
+        free(strides)
+
+
+def lstm_seq_backward(gs, dc, acts, c_prevs, tanh_cs, p, d_gates, dc_prev=None):
+    """The backward of ``n`` steps of an LSTM layer (lstm_seq's), as ONE parallel job cut by batch rows as
+    lstm_seq's, in the order the backward meets them (the last step first): for k = 0 .. n-1,
+    ``dh = gs[k] + d_gates[k-1] @ W`` (the product left out at k = 0; ``gs[k]`` alone where it is None,
+    k > 0) and ``d_gates[k], dc' = lstm_backward(dh, dc_k, acts[k], c_prevs[k], tanh_cs[k])``, with
+    ``dc_k`` = ``dc`` (None: none) at k = 0 and then the step before's dc'.  The same bits as ``addmm`` (or
+    ``matmul``) then ``lstm_backward``, step by step.  ``gs[k]``: the gradient step k's h gets from elsewhere
+    (k = 0: its whole gradient); ``p`` = ``pack(W)`` (4H, H), W being W_hh.
+
+    ``acts[k]`` and ``d_gates[k]`` are (M, 4H), the others (M, H), all of p's dtype with unit column stride,
+    aligned; an output given as None is allocated.  The outputs (``d_gates``, ``dc_prev``) are writable and
+    share no memory with each other or an operand.  Returns (``d_gates``, the last step's ``dc_prev``)."""
+    fn = "lstm_seq_backward"
+    if not all(isinstance(v, (list, tuple)) for v in (gs, acts, c_prevs, tanh_cs, d_gates)):
+        raise TypeError(f"{fn}: gs, acts, c_prevs, tanh_cs and d_gates must be lists or tuples")
+    cdef Py_ssize_t n = len(acts), i, k
+    if n == 0 or not len(gs) == len(c_prevs) == len(tanh_cs) == len(d_gates) == n:
+        raise ValueError(f"{fn}: expected as many gs, c_prevs, tanh_cs and d_gates as acts (at least one), got "
+                         f"{len(gs)}, {len(c_prevs)}, {len(tanh_cs)}, {len(d_gates)}, {n}")
+    if type(p) is not PackedMatrix:
+        raise TypeError(f"{fn}: p must be a PackedMatrix (pack(W)), got {type(p).__name__}")
+    cdef PackedMatrix P = <PackedMatrix>p
+    cdef mg_int H = P._n
+    if P._k != 4 * H:
+        raise ValueError(f"{fn}: p has shape {P.shape}; the state's product needs (4 * H, H)")
+    if gs[0] is None:
+        raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
+    cdef int typenum = P._typenum
+    first = _float_array(acts[0], fn, "acts[0]")
+    if cnp.PyArray_NDIM(first) != 2:
+        raise ValueError(f"{fn}: acts[0] must be 2-D (M, 4H), got shape {_shape(first)}")
+    cdef mg_int M = cnp.PyArray_DIMS(first)[0]
+    dtype = P.dtype
+    d_gates = [np.empty((M, 4 * H), dtype) if d is None else d for d in d_gates]
+    if dc_prev is None:
+        dc_prev = np.empty((M, H), dtype)
+    cdef Py_ssize_t total = 5 * n + 2
+    cdef Mat *mats = <Mat *>malloc(total * sizeof(Mat))
+    cdef bint *outs = <bint *>malloc(total * sizeof(bint))
+    cdef const void **ptrs = <const void **>malloc(5 * n * sizeof(void *))
+    cdef mg_int *strides = <mg_int *>malloc(5 * n * sizeof(mg_int))
+    cdef int rc = 0, isa = P._isa
+    cdef const void *pdata = cnp.PyArray_DATA(P._buf)
+    cdef const void *dcdata = NULL
+    cdef void *dcpdata
+    cdef mg_int dcs = 0, dcps
+    arrays = []
+    try:
+        if mats == NULL or outs == NULL or ptrs == NULL or strides == NULL:
+            raise MemoryError(f"{fn}: out of memory")
+        # ptrs/strides: d_gates, acts, c_prevs, tanh_cs, gs (n each)
+        k = 0
+        for name, arrs, width, write, base in (("d_gates", d_gates, 4 * H, True, 0), ("acts", acts, 4 * H, False, n),
+                                               ("c_prevs", c_prevs, H, False, 2 * n),
+                                               ("tanh_cs", tanh_cs, H, False, 3 * n), ("gs", gs, H, False, 4 * n)):
+            for i in range(n):
+                if arrs[i] is None:
+                    if name != "gs":
+                        raise TypeError(f"{fn}: {name}[{i}] must be an array, got None")
+                    ptrs[base + i], strides[base + i] = NULL, 0
+                    continue
+                arrays.append(_step_matrix(arrs[i], typenum, M, width, fn, f"{name}[{i}]", write, &mats[k]))
+                outs[k] = write
+                ptrs[base + i], strides[base + i] = mats[k].data, mats[k].strides[1]
+                k += 1
+        if dc is not None:
+            arrays.append(_step_matrix(dc, typenum, M, H, fn, "dc", False, &mats[k]))
+            outs[k] = False
+            dcdata, dcs = mats[k].data, mats[k].strides[1]
+            k += 1
+        arrays.append(_step_matrix(dc_prev, typenum, M, H, fn, "dc_prev", True, &mats[k]))
+        outs[k] = True
+        dcpdata, dcps = mats[k].data, mats[k].strides[1]
+        k += 1
+        _check_outputs_apart(arrays, mats, outs, k, fn)
+        if M == 0 or H == 0:
+            return d_gates, dc_prev
+        with nogil:
+            if typenum == cnp.NPY_FLOAT32:
+                rc = mg_lstm_seq_backward_f32(isa, n, M, H, <const float *const *>(ptrs + 4 * n), strides + 4 * n,
+                                              <const float *>dcdata, dcs, <const float *const *>(ptrs + n),
+                                              strides + n, <const float *const *>(ptrs + 2 * n), strides + 2 * n,
+                                              <const float *const *>(ptrs + 3 * n), strides + 3 * n,
+                                              <const float *>pdata, <float *const *>ptrs, strides,
+                                              <float *>dcpdata, dcps)
+            else:
+                rc = mg_lstm_seq_backward_f64(isa, n, M, H, <const double *const *>(ptrs + 4 * n), strides + 4 * n,
+                                              <const double *>dcdata, dcs, <const double *const *>(ptrs + n),
+                                              strides + n, <const double *const *>(ptrs + 2 * n), strides + 2 * n,
+                                              <const double *const *>(ptrs + 3 * n), strides + 3 * n,
+                                              <const double *>pdata, <double *const *>ptrs, strides,
+                                              <double *>dcpdata, dcps)
+        if rc:
+            raise MemoryError(f"{fn}: could not allocate scratch buffers")
+        return d_gates, dc_prev
     finally:
         free(mats)
         free(outs)

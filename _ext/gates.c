@@ -69,11 +69,10 @@ static void gate_task(void *ctx, mg_int t)
 #define GATE_SHARE_ELEMS 16384
 #define GATE_WAKE_ELEMS 65536
 
-static void gate_run(gate_job *j, int kind, int f64, mg_int B, mg_int H, mg_int width)
+/* The job's path and serial kernels (the current path's). */
+static void gate_setup(gate_job *j, int kind, int f64, mg_int B, mg_int H)
 {
     const int isa = mg_get_isa();
-    if (B <= 0 || H <= 0)
-        return;
     j->kind = kind;
     j->isa = isa;
     j->f64 = f64;
@@ -87,6 +86,13 @@ static void gate_run(gate_job *j, int kind, int f64, mg_int B, mg_int H, mg_int 
     j->f.tanh_bw_f32 = mg_tanh_backward_serial_f32(isa);
     j->f.sig_bw_f64 = mg_sigmoid_backward_serial_f64(isa);
     j->f.tanh_bw_f64 = mg_tanh_backward_serial_f64(isa);
+}
+
+static void gate_run(gate_job *j, int kind, int f64, mg_int B, mg_int H, mg_int width)
+{
+    if (B <= 0 || H <= 0)
+        return;
+    gate_setup(j, kind, f64, B, H);
     const mg_int elems = B * width;
     int nt = elems >= GATE_SHARE_ELEMS ? mg_get_num_threads() : 1;
     if (nt > 1 && elems < GATE_WAKE_ELEMS && !mg_pool_awake())
@@ -130,3 +136,34 @@ static void gate_run(gate_job *j, int kind, int f64, mg_int B, mg_int H, mg_int 
     }
 GATE_API(f32, float)
 GATE_API(f64, double)
+
+/* The same rows on the calling thread alone: the step epilogue of a sequence job's task (matmul_tmpl.h),
+ * which owns these rows of the batch through every step. */
+static void gate_serial(gate_job *j, int kind, int f64, mg_int B, mg_int H)
+{
+    if (B <= 0 || H <= 0)
+        return;
+    gate_setup(j, kind, f64, B, H);
+    const gate_row_fn row = (f64 ? gate_rows_f64 : gate_rows_f32)[j->isa][kind];
+    for (mg_int r = 0; r < B; ++r)
+        row(j, r);
+}
+
+#define GATE_ROWS_API(SFX, T)                                                                                   \
+    void mg_lstm_forward_rows_##SFX(mg_int B, mg_int H, const T *gates, mg_int gs, const T *c_prev, mg_int cps, \
+                                    T *act, mg_int as, T *c, mg_int cs, T *tanh_c, mg_int tcs, T *h, mg_int hs) \
+    {                                                                                                           \
+        gate_job j = {.in = {gates, c_prev}, .ins = {gs, cps}, .out = {act, c, tanh_c, h},                    \
+                      .outs = {as, cs, tcs, hs}};                                                               \
+        gate_serial(&j, MG_GATE_LSTM_FWD, sizeof(T) == 8, B, H);                                                \
+    }                                                                                                           \
+    void mg_lstm_backward_rows_##SFX(mg_int B, mg_int H, const T *dh, mg_int dhs, const T *dc, mg_int dcs,      \
+                                     const T *act, mg_int as, const T *c_prev, mg_int cps, const T *tanh_c,     \
+                                     mg_int tcs, T *d_gates, mg_int dgs, T *dc_prev, mg_int dcps)               \
+    {                                                                                                           \
+        gate_job j = {.in = {dh, dc, act, c_prev, tanh_c}, .ins = {dhs, dcs, as, cps, tcs},                    \
+                      .out = {d_gates, dc_prev}, .outs = {dgs, dcps}};                                          \
+        gate_serial(&j, MG_GATE_LSTM_BWD, sizeof(T) == 8, B, H);                                                \
+    }
+GATE_ROWS_API(f32, float)
+GATE_ROWS_API(f64, double)

@@ -96,6 +96,44 @@ int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
  * sharing). */
 void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for);
 
+/* An LSTM layer's forward over whole sequences as one parallel job (count directions, the same bits as the
+ * loop of mg_addmm and mg_lstm_forward it replaces): per direction d, for each step s of L, with t = s
+ * (L - 1 - s when reverse[d]),
+ *     Act[d][t] = Xg[d][t] + h @ P[d]   (the gates i, f, g, o; P packed, H x 4H), then in place
+ *     Act[d][t], C[d][t], Tc[d][t], Out[d][t] = mg_lstm_forward(Act[d][t], c)
+ * where h, c are H0[d], C0[d] at the first step and then the step before's Out[d], C[d].  Xg[d] (L, M, 4H):
+ * steps xts and rows xm elements apart, unit column stride (xts may be 0); H0, C0 (M, H): rows shm / scm
+ * apart; Out[d] (L, M, H): steps ots, rows som apart; Act (L, M, 4H), C and Tc (L, M, H) contiguous.  No
+ * output overlaps an operand or another output.  -1 when scratch could not be allocated. */
+int mg_lstm_seq_f32(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const float *const *Xg, mg_int xts,
+                    mg_int xm, const float *const *H0, mg_int shm, const float *const *C0, mg_int scm,
+                    const float *const *P, float *const *Act, float *const *C, float *const *Tc, float *const *Out,
+                    mg_int ots, mg_int som, const int *reverse);
+int mg_lstm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const double *const *Xg, mg_int xts,
+                    mg_int xm, const double *const *H0, mg_int shm, const double *const *C0, mg_int scm,
+                    const double *const *P, double *const *Act, double *const *C, double *const *Tc,
+                    double *const *Out, mg_int ots, mg_int som, const int *reverse);
+
+/* The backward of n steps of an LSTM layer (mg_lstm_seq's), in the order the backward meets them (the last
+ * step first), as one parallel job with the bits of the loop of mg_addmm (mg_matmul without G[k]) and
+ * mg_lstm_backward it replaces: for k = 0 .. n-1,
+ *     dh = G[k] + DG[k - 1] @ P  (the product left out at k = 0; G[k] alone where it is NULL, k > 0),
+ *     DG[k], dc' = mg_lstm_backward(dh, dc, Act[k], Cp[k], Tc[k])
+ * with dc = DC at k = 0 (NULL: none) and then the step before's dc', the last step's dc' written to DCP.
+ * G[k] is step k's h gradient from elsewhere (k = 0: its whole gradient, not NULL), P = pack(W_hh)
+ * (4H x H).  Every matrix is (M, H) or (M, 4H) with unit column stride, its rows the given number of
+ * elements apart; the outputs DG[k] and DCP overlap no input and no other output.  -1 when scratch could
+ * not be allocated. */
+int mg_lstm_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int H, const float *const *G, const mg_int *gs,
+                             const float *DC, mg_int dcs, const float *const *Act, const mg_int *as,
+                             const float *const *Cp, const mg_int *cps, const float *const *Tc, const mg_int *tcs,
+                             const float *P, float *const *DG, const mg_int *dgs, float *DCP, mg_int dcps);
+int mg_lstm_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int H, const double *const *G, const mg_int *gs,
+                             const double *DC, mg_int dcs, const double *const *Act, const mg_int *as,
+                             const double *const *Cp, const mg_int *cps, const double *const *Tc,
+                             const mg_int *tcs, const double *P, double *const *DG, const mg_int *dgs, double *DCP,
+                             mg_int dcps);
+
 /* The backward of n tanh steps of an Elman RNN layer (mg_addmm_seq's), in the order the backward meets them
  * (the last step first): with dz[-1] = 0, for s = 0 .. n-1,
  *     DZ[s] = (G[s] + dz[s - 1] @ P) * (1 - Y[s]^2)       (G[s] + ... left out for s = 0, and when G[s] is NULL)

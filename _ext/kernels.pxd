@@ -57,6 +57,24 @@ cdef extern from "kernels.h" nogil:
     int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const double *const *Cin,
                          mg_int cts, mg_int sim, const double *const *H0, mg_int shm, const double *const *P,
                          double *const *C, mg_int ots, mg_int som, const int *reverse, int tanh_out)
+    int mg_lstm_seq_f32(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const float *const *Xg, mg_int xts,
+                        mg_int xm, const float *const *H0, mg_int shm, const float *const *C0, mg_int scm,
+                        const float *const *P, float *const *Act, float *const *C, float *const *Tc,
+                        float *const *Out, mg_int ots, mg_int som, const int *reverse)
+    int mg_lstm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const double *const *Xg,
+                        mg_int xts, mg_int xm, const double *const *H0, mg_int shm, const double *const *C0,
+                        mg_int scm, const double *const *P, double *const *Act, double *const *C,
+                        double *const *Tc, double *const *Out, mg_int ots, mg_int som, const int *reverse)
+    int mg_lstm_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int H, const float *const *G, const mg_int *gs,
+                                 const float *DC, mg_int dcs, const float *const *Act, const mg_int *as,
+                                 const float *const *Cp, const mg_int *cps, const float *const *Tc,
+                                 const mg_int *tcs, const float *P, float *const *DG, const mg_int *dgs,
+                                 float *DCP, mg_int dcps)
+    int mg_lstm_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int H, const double *const *G,
+                                 const mg_int *gs, const double *DC, mg_int dcs, const double *const *Act,
+                                 const mg_int *as, const double *const *Cp, const mg_int *cps,
+                                 const double *const *Tc, const mg_int *tcs, const double *P, double *const *DG,
+                                 const mg_int *dgs, double *DCP, mg_int dcps)
     void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
     int mg_tanh_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int N, const float *const *G, const mg_int *gs,
                                  const float *const *Y, const mg_int *ys, const float *P, float *const *DZ,

@@ -631,6 +631,132 @@ int FN(mg_tanh_seq_backward)(int isa, mg_int n, mg_int M, mg_int N, const T *con
     return j.failed ? -1 : 0;
 }
 
+/* ---- an LSTM layer's forward, every step in one job ---- */
+
+/* The job of mg_lstm_seq: as mg_addmm_seq's row split, each task takes rows [lo, lo + m) of one direction
+ * through every step -- the step's gates product for those rows, then the cell's epilogue on them (a row's
+ * epilogue needs only its own gates), so no step waits for another thread.  A batch of fewer row panels
+ * than threads is cut into fewer rows per task: every element's sum is the same whichever rows share its
+ * panel. */
+typedef struct {
+    const FN(gemm_cfg) *g;
+    mg_int L, M, H, parts, chunk, slen;
+    const T *const *xg, *const *h0, *const *c0, *const *P;
+    T *const *act, *const *c, *const *tc, *const *out;
+    mg_int xts, xm, shm, scm, ots, som;
+    const int *reverse;
+    _Atomic int failed;
+} FN(lseq_job);
+
+static void FN(lseq_task)(void *ctx, mg_int i)
+{
+    FN(lseq_job) *j = ctx;
+    T *scratch = mg_scratch((size_t)j->slen * sizeof(T));
+    if (!scratch) {
+        j->failed = 1;
+        return;
+    }
+    const mg_int d = i / j->parts, lo = i % j->parts * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
+    const mg_int H = j->H, G = 4 * H, L = j->L;
+    for (mg_int s = 0; s < L && !j->failed; ++s) {
+        const mg_int t = j->reverse[d] ? L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1;
+        const T *h = s == 0 ? j->h0[d] + lo * j->shm : j->out[d] + prev * j->ots + lo * j->som;
+        const T *cp = s == 0 ? j->c0[d] + lo * j->scm : j->c[d] + (prev * j->M + lo) * H;
+        T *act = j->act[d] + (t * j->M + lo) * G;
+        FN(gemm_serial)(j->g, m, G, H, h, s == 0 ? j->shm : j->som, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d],
+                        j->xg[d] + t * j->xts + lo * j->xm, j->xm, 1, NULL, act, G, 1, 0, scratch);
+        FN(mg_lstm_forward_rows)(m, H, act, G, cp, s == 0 ? j->scm : H, act, G, j->c[d] + (t * j->M + lo) * H, H,
+                                 j->tc[d] + (t * j->M + lo) * H, H, j->out[d] + t * j->ots + lo * j->som, j->som);
+    }
+}
+
+int FN(mg_lstm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const T *const *Xg, mg_int xts, mg_int xm,
+                    const T *const *H0, mg_int shm, const T *const *C0, mg_int scm, const T *const *P,
+                    T *const *Act, T *const *C, T *const *Tc, T *const *Out, mg_int ots, mg_int som,
+                    const int *reverse)
+{
+    if (count <= 0 || L <= 0 || M <= 0 || H <= 0)
+        return 0;
+    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
+    const double step_flops = 8.0 * (double)count * (double)M * (double)H * (double)H;
+    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
+    FN(lseq_job) j = {g, L, M, H, 1, M, 0, Xg, H0, C0, P, Act, C, Tc, Out, xts, xm, shm, scm, ots, som, reverse, 0};
+    if (nt > 1) { /* even shares of rows, as seq_split's */
+        j.chunk = (M + nt - 1) / nt;
+        j.parts = (M + j.chunk - 1) / j.chunk;
+    }
+    j.slen = FN(scratch_len)(g, 4 * H);
+    mg_parallel_for(count * j.parts, nt, L * step_flops >= MG_WAKE_FLOPS, FN(lseq_task), &j);
+    return j.failed ? -1 : 0;
+}
+
+/* ---- the backward of an LSTM layer's steps, every step in one job ---- */
+
+/* The job of mg_lstm_seq_backward, cut by rows as mg_lstm_seq's: each task takes its rows through every
+ * step, the state's gradient dh (the step's product, plus G) and the cell state's dc kept in the task's
+ * scratch between steps. */
+typedef struct {
+    const FN(gemm_cfg) *g;
+    mg_int n, M, H, parts, chunk, slen, extra;
+    const T *const *G, *DC, *const *Act, *const *Cp, *const *Tc, *P;
+    T *const *DG, *DCP;
+    const mg_int *gs, *as, *cps, *tcs, *dgs;
+    mg_int dcs, dcps;
+    _Atomic int failed;
+} FN(lbseq_job);
+
+static void FN(lbseq_task)(void *ctx, mg_int i)
+{
+    FN(lbseq_job) *j = ctx;
+    T *scratch = mg_scratch((size_t)(j->slen + j->extra) * sizeof(T));
+    if (!scratch) {
+        j->failed = 1;
+        return;
+    }
+    const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk, H = j->H, n = j->n;
+    /* scratch: the gemm's, then dh (m x H) and two dc buffers (m x H each), rows H apart */
+    T *dh = scratch + j->slen, *dcb[2] = {dh + j->chunk * H, dh + 2 * j->chunk * H};
+    for (mg_int k = 0; k < n && !j->failed; ++k) {
+        const T *dhk = j->G[k] ? j->G[k] + lo * j->gs[k] : NULL, *dck;
+        mg_int dhs = j->gs[k], dcs = H;
+        if (k > 0) { /* the state's gradient: G[k] + DG[k - 1] @ P */
+            FN(gemm_serial)(j->g, m, H, 4 * H, j->DG[k - 1] + lo * j->dgs[k - 1], j->dgs[k - 1], 1, NULL, 0, NULL, 0,
+                            0, NULL, 0, j->P, dhk, j->gs[k], 1, NULL, dh, H, 1, 0, scratch);
+            dhk = dh;
+            dhs = H;
+            dck = dcb[(k - 1) & 1];
+        } else {
+            dck = j->DC ? j->DC + lo * j->dcs : NULL;
+            dcs = j->dcs;
+        }
+        T *dcp = k == n - 1 ? j->DCP + lo * j->dcps : dcb[k & 1];
+        FN(mg_lstm_backward_rows)(m, H, dhk, dhs, dck, dcs, j->Act[k] + lo * j->as[k], j->as[k],
+                                  j->Cp[k] + lo * j->cps[k], j->cps[k], j->Tc[k] + lo * j->tcs[k], j->tcs[k],
+                                  j->DG[k] + lo * j->dgs[k], j->dgs[k], dcp, k == n - 1 ? j->dcps : H);
+    }
+}
+
+int FN(mg_lstm_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *const *G, const mg_int *gs,
+                             const T *DC, mg_int dcs, const T *const *Act, const mg_int *as, const T *const *Cp,
+                             const mg_int *cps, const T *const *Tc, const mg_int *tcs, const T *P, T *const *DG,
+                             const mg_int *dgs, T *DCP, mg_int dcps)
+{
+    if (n <= 0 || M <= 0 || H <= 0)
+        return 0;
+    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
+    const double step_flops = 8.0 * (double)M * (double)H * (double)H;
+    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
+    FN(lbseq_job) j = {g, n, M, H, 1, M, 0, 0, G, DC, Act, Cp, Tc, P, DG, DCP, gs, as, cps, tcs, dgs, dcs, dcps, 0};
+    if (nt > 1) { /* even shares of rows, as seq_split's */
+        j.chunk = (M + nt - 1) / nt;
+        j.parts = (M + j.chunk - 1) / j.chunk;
+    }
+    j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
+    j.extra = 3 * j.chunk * H;
+    mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(lbseq_task), &j);
+    return j.failed ? -1 : 0;
+}
+
 /* ---- a product of row-stacked factors, without stacking them ---- */
 
 int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, const T *const *brows,

@@ -153,4 +153,20 @@ void mg_ukr_avx2_f32(MG_UKR_ARGS(float));
 void mg_ukr_avx2_f64(MG_UKR_ARGS(double));
 #endif
 
+/* mg_lstm_forward / mg_lstm_backward (kernels.h) on the calling thread alone, the same bits (gates.c): the
+ * step epilogue of the LSTM sequence jobs (matmul_tmpl.h). */
+void mg_lstm_forward_rows_f32(mg_int B, mg_int H, const float *gates, mg_int gs, const float *c_prev, mg_int cps,
+                              float *act, mg_int as, float *c, mg_int cs, float *tanh_c, mg_int tcs, float *h,
+                              mg_int hs);
+void mg_lstm_forward_rows_f64(mg_int B, mg_int H, const double *gates, mg_int gs, const double *c_prev,
+                              mg_int cps, double *act, mg_int as, double *c, mg_int cs, double *tanh_c, mg_int tcs,
+                              double *h, mg_int hs);
+void mg_lstm_backward_rows_f32(mg_int B, mg_int H, const float *dh, mg_int dhs, const float *dc, mg_int dcs,
+                               const float *act, mg_int as, const float *c_prev, mg_int cps, const float *tanh_c,
+                               mg_int tcs, float *d_gates, mg_int dgs, float *dc_prev, mg_int dcps);
+void mg_lstm_backward_rows_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *dc, mg_int dcs,
+                               const double *act, mg_int as, const double *c_prev, mg_int cps,
+                               const double *tanh_c, mg_int tcs, double *d_gates, mg_int dgs, double *dc_prev,
+                               mg_int dcps);
+
 #endif

@@ -26,7 +26,7 @@ Environment variables, read once at import:
 
 Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``, ``pack``,
 ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
-``lstm_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
+``lstm_backward``, ``lstm_seq``, ``lstm_seq_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
 ``openmp`` (whether kernels can run in parallel; the name is historical), ``threading_backend``,
 ``set_threading``, ``available_threadings``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
 ``empty_cache``, ``set_cache_limit``, ``info``.
@@ -47,7 +47,7 @@ import warnings
 from glob import glob
 
 __all__ = ["addmm", "addmm_many", "addmm_seq", "available_isas", "available_threadings", "empty_cache", "get_num_threads",
-           "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "matmul",
+           "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "lstm_seq", "lstm_seq_backward", "matmul",
            "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit",
            "set_isa", "set_num_threads", "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh",
            "tanh_backward", "tanh_seq_backward", "threading_backend"]
@@ -130,6 +130,8 @@ matmul = _impl.matmul
 addmm = _impl.addmm
 addmm_many = _impl.addmm_many
 addmm_seq = _impl.addmm_seq
+lstm_seq = _impl.lstm_seq
+lstm_seq_backward = _impl.lstm_seq_backward
 tanh_seq_backward = _impl.tanh_seq_backward
 matmul_stacked_t = _impl.matmul_stacked_t
 pack = _impl.pack

@@ -278,6 +278,123 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     return outs
 
 
+def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
+    """An LSTM layer's forward step by step; see minigrad._kernels.lstm_seq for the contract."""
+    fn = "lstm_seq"
+    if not all(isinstance(v, (list, tuple)) for v in (xgs, h0s, c0s, bs, outs, reverse)):
+        raise TypeError(f"{fn}: xgs, h0s, c0s, bs, outs and reverse must be lists or tuples")
+    n = len(xgs)
+    if n == 0 or not len(h0s) == len(c0s) == len(bs) == len(outs) == len(reverse) == n:
+        raise ValueError(f"{fn}: expected as many h0s, c0s, bs, outs and reverse as xgs (at least one), got "
+                         f"{n}, {len(h0s)}, {len(c0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
+    for i in range(n):
+        if type(bs[i]) is not PackedMatrix:
+            raise TypeError(f"{fn}: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
+    b0 = bs[0]
+    H = b0.shape[0]
+    if b0.shape[1] != 4 * H:
+        raise ValueError(f"{fn}: bs[0] has shape {b0.shape}; the gates product needs (H, 4 * H)")
+    if any(b.shape != b0.shape or b.dtype != b0.dtype for b in bs):
+        raise ValueError(f"{fn}: bs[i] are {[b for b in bs]}; expected one shape, dtype and path")
+    _float_array(outs[0], fn, "outs[0]")
+    if outs[0].ndim != 3:
+        raise ValueError(f"{fn}: outs[0] must be 3-D (L, M, H), got shape {outs[0].shape}")
+    L, M = outs[0].shape[:2]
+    for name, arrays, want in (("outs", outs, (L, M, H)), ("xgs", xgs, (L, M, 4 * H)), ("h0s", h0s, (M, H)),
+                               ("c0s", c0s, (M, H))):
+        for i, arr in enumerate(arrays):
+            _float_array(arr, fn, f"{name}[{i}]")
+            if arr.dtype != b0.dtype:
+                raise (ValueError if name == "outs" else TypeError)(
+                    f"{fn}: {name}[{i}] has dtype {arr.dtype}, the products {b0.dtype}")
+            if arr.shape != want:
+                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {want}")
+    for i in range(n):
+        if not outs[i].flags.writeable:
+            raise ValueError(f"{fn}: outs[{i}] is read-only")
+        for k in range(n):
+            if (k != i and _shares_memory(outs[i], outs[k])) or any(
+                    _shares_memory(outs[i], x) for x in (xgs[k], h0s[k], c0s[k])):
+                raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of direction {k}")
+    acts = [np.empty((L, M, 4 * H), b0.dtype) for _ in range(n)]
+    cs = [np.empty((L, M, H), b0.dtype) for _ in range(n)]
+    tcs = [np.empty((L, M, H), b0.dtype) for _ in range(n)]
+    for s in range(L):
+        for i in range(n):
+            t = L - 1 - s if reverse[i] else s
+            prev = t + 1 if reverse[i] else t - 1
+            h, c = (h0s[i], c0s[i]) if s == 0 else (outs[i][prev], cs[i][prev])
+            addmm(xgs[i][t], h, bs[i], None, acts[i][t])
+            lstm_forward(acts[i][t], c, acts[i][t], cs[i][t], tcs[i][t], outs[i][t])
+    return acts, cs, tcs
+
+
+def lstm_seq_backward(gs, dc, acts, c_prevs, tanh_cs, p, d_gates, dc_prev=None):
+    """The backward of an LSTM layer's steps, step by step; see minigrad._kernels.lstm_seq_backward for the
+    contract."""
+    fn = "lstm_seq_backward"
+    if not all(isinstance(v, (list, tuple)) for v in (gs, acts, c_prevs, tanh_cs, d_gates)):
+        raise TypeError(f"{fn}: gs, acts, c_prevs, tanh_cs and d_gates must be lists or tuples")
+    n = len(acts)
+    if n == 0 or not len(gs) == len(c_prevs) == len(tanh_cs) == len(d_gates) == n:
+        raise ValueError(f"{fn}: expected as many gs, c_prevs, tanh_cs and d_gates as acts (at least one), got "
+                         f"{len(gs)}, {len(c_prevs)}, {len(tanh_cs)}, {len(d_gates)}, {n}")
+    if type(p) is not PackedMatrix:
+        raise TypeError(f"{fn}: p must be a PackedMatrix (pack(W)), got {type(p).__name__}")
+    H = p.shape[1]
+    if p.shape[0] != 4 * H:
+        raise ValueError(f"{fn}: p has shape {p.shape}; the state's product needs (4 * H, H)")
+    if gs[0] is None:
+        raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
+    _float_array(acts[0], fn, "acts[0]")
+    if acts[0].ndim != 2:
+        raise ValueError(f"{fn}: acts[0] must be 2-D (M, 4H), got shape {acts[0].shape}")
+    M = acts[0].shape[0]
+    d_gates = [np.empty((M, 4 * H), p.dtype) if d is None else d for d in d_gates]
+    if dc_prev is None:
+        dc_prev = np.empty((M, H), p.dtype)
+    named = [("d_gates", d_gates, 4 * H), ("acts", acts, 4 * H), ("c_prevs", c_prevs, H), ("tanh_cs", tanh_cs, H),
+             ("gs", gs, H)]
+    arrays = []
+    for name, arrs, width in named:
+        for i, arr in enumerate(arrs):
+            if arr is None:
+                if name != "gs":
+                    raise TypeError(f"{fn}: {name}[{i}] must be an array, got None")
+                continue
+            _float_array(arr, fn, f"{name}[{i}]")
+            if arr.dtype != p.dtype:
+                raise TypeError(f"{fn}: {name}[{i}] has dtype {arr.dtype}, the step's {p.dtype}")
+            if arr.shape != (M, width):
+                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {(M, width)}")
+            arrays.append((arr, name == "d_gates"))
+    for arr, name in ((dc, "dc"), (dc_prev, "dc_prev")):
+        if arr is not None:
+            _float_array(arr, fn, name)
+            if arr.dtype != p.dtype or arr.shape != (M, H):
+                raise ValueError(f"{fn}: {name} has shape {arr.shape} and dtype {arr.dtype}; expected "
+                                 f"{(M, H)} and {p.dtype}")
+            arrays.append((arr, name == "dc_prev"))
+    for a, (x, out) in enumerate(arrays):
+        if out and not x.flags.writeable:
+            raise ValueError(f"{fn}: an output is read-only")
+        for b, (y, out_b) in enumerate(arrays):
+            if a < b and (out or out_b) and _shares_memory(x, y):
+                raise ValueError(f"{fn}: an output shares memory with another output or an operand")
+    dc_k = dc
+    for k in range(n):
+        if k == 0:
+            dh = gs[0]
+        elif gs[k] is None:
+            dh = matmul(d_gates[k - 1], p)
+        else:
+            dh = addmm(gs[k], d_gates[k - 1], p)
+        out_dc = dc_prev if k == n - 1 else np.empty((M, H), p.dtype)
+        lstm_backward(dh, dc_k, acts[k], c_prevs[k], tanh_cs[k], d_gates[k], out_dc)
+        dc_k = out_dc
+    return d_gates, dc_prev
+
+
 def tanh_seq_backward(gs, ys, p, dzs):
     """The backward of an RNN layer's tanh steps, step by step; see minigrad._kernels.tanh_seq_backward for
     the contract."""

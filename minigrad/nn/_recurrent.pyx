@@ -32,6 +32,10 @@ Each is one K.lstm_forward / K.gru_forward call writing every output the ops wou
 into the layer's output), then the ops' nodes recorded on those arrays, saving what the ops save.  Their
 backward is one K.lstm_backward / K.gru_backward call when nothing needs the nodes run one by one (see
 ``LstmHeadBackward``); the nodes still all exist, and otherwise run their plain backward.
+
+- ``lstm_sequence(xgs, states, rs, outs, reverse)`` equals the loop of ``step`` and ``lstm_epilogue`` over
+  whole sequences, with every product and epilogue in one K.lstm_seq job (each thread its rows of the batch
+  through every step); its backward runs a chain of steps as one K.lstm_seq_backward job (``_lstm_chain``).
 """
 import numpy as np
 
@@ -554,6 +558,8 @@ cdef class LstmHeadBackward(Node):
         return _mul_grads(self, g)
 
     cpdef object apply(self, GraphTask task, object g):
+        if task.node_state.pop(self, None) is not None:
+            return None, None  # a sequence's fused backward computed this step (see _lstm_chain)
         cdef Node tanh_c = _at(self, 1)
         cdef Node add = _at(tanh_c, 0)
         cdef Node fc = _at(add, 0)
@@ -573,6 +579,10 @@ cdef class LstmHeadBackward(Node):
                 return _mul_grads(self, g)  # a gradient held lazily: the plain nodes evaluate it
             b.grads[0] = None  # c''s node then has no gradient to pass on
         act = self.act
+        cdef list chain = _lstm_chain(task, self, g)
+        if chain is not None:
+            _run_lstm_chain(task, chain, _rows(g), None if dc is None else _rows(dc))
+            return None, None
         d_gates, dc_prev = K.lstm_backward(_rows(g), None if dc is None else _rows(dc), act, self.c_prev,
                                            self.saved[1], _place(task, split, act.shape, act.dtype))
         _hand_to_split(task, split, d_gates, self.saved[1].shape[1])
@@ -583,6 +593,97 @@ cdef class LstmHeadBackward(Node):
 
     def name(self):
         return "MulBackward"
+
+
+cdef list _lstm_chain(GraphTask task, LstmHeadBackward head, object g):
+    """The LSTM steps from ``head`` (whose own step can run fused) down its sequence (lstm_sequence's: addmm
+    nodes that share one packed weight), head first, whose backward can run as one K.lstm_seq_backward job
+    now: below the head, each step's h has all its gradients but the next step's product's, its cell state
+    has none yet (only its own tanh and the next step's ``f * c`` use it), and its nodes are plain and
+    unchanged (as for the step's own fused backward).  None when fewer than two steps qualify."""
+    if type(g) is not np.ndarray:
+        return None
+    cdef list chain = [head]
+    cdef Node node = head, mm, prev, split, tanh_c, add, fc, ig, sig_o, later_fc
+    cdef LstmHeadBackward lh
+    cdef InputBuffer b
+    mm = _at(_at(_at(head, 0), 0), 0)  # sig(o) -> the split -> the gates' addmm
+    if type(mm) is not SeqAddmmBackward:
+        return None
+    packing = mm.meta
+    while True:
+        mm = _at(_at(_at(node, 0), 0), 0)
+        edge = mm.next_functions[1]
+        if (type(mm) is not SeqAddmmBackward or mm.meta is not packing or mm._pre_hooks
+                or mm._retained is not None or edge is None or type(edge[0]) is not LstmHeadBackward):
+            break
+        try:
+            check_saved(mm, mm.saved, mm._epoch)
+        except RuntimeError:
+            break
+        prev = <Node>edge[0]
+        lh = <LstmHeadBackward>prev
+        if task.deps.get(prev) != 1 or lh.act is None:
+            break
+        tanh_c = _at(prev, 1)
+        add = _at(tanh_c, 0)
+        fc = _at(add, 0)
+        ig = _at(add, 1)
+        sig_o = _at(prev, 0)
+        split = _at(sig_o, 0)
+        if not _plain_nodes([prev, tanh_c, add, fc, ig, sig_o, split, _at(fc, 0), _at(ig, 0), _at(ig, 1)]):
+            break
+        later_fc = _at(_at(_at(node, 1), 0), 0)  # the step above's f * c, whose c is this step's
+        if later_fc.next_functions[1] is None or _at(later_fc, 1) is not add or task.deps.get(add) != 2:
+            break
+        b = task.buffers.get(add)
+        if b is not None and b.grads[0] is not None:
+            break
+        b = task.buffers.get(prev)
+        if b is not None and b.grads[0] is not None and type(b.grads[0]) is not np.ndarray:
+            break  # held lazily: the plain nodes evaluate it
+        try:
+            check_saved(prev, (lh.act, lh.c_prev, prev.saved[1]), prev._epoch)
+        except RuntimeError:
+            break
+        chain.append(prev)
+        node = prev
+    return chain if len(chain) > 1 else None
+
+
+cdef void _run_lstm_chain(GraphTask task, list chain, object g, object dc) except *:
+    """One K.lstm_seq_backward job for the steps of ``chain`` (``g``: the head's gradient, ``dc``: its cell
+    state's), then each step's gate gradients handed to its split, its h's node and the product's gradient
+    for the state below marked done, and the last step's cell-state gradient handed to its ``f * c``."""
+    cdef Py_ssize_t k, n = len(chain)
+    cdef LstmHeadBackward h
+    cdef InputBuffer b
+    cdef Node split, fc
+    gs, acts, cps, tcs, places, splits = [g], [], [], [], [], []
+    for k in range(n):
+        h = <LstmHeadBackward>chain[k]
+        if k > 0:
+            b = task.buffers.get(h)
+            gs.append(None if b is None or b.grads[0] is None else _rows(b.grads[0]))
+        split = _at(_at(h, 0), 0)
+        splits.append(split)
+        acts.append(h.act)
+        cps.append(h.c_prev)
+        tcs.append(h.saved[1])
+        places.append(_place(task, split, h.act.shape, h.act.dtype))
+    mm = _at(<Node>splits[0], 0)
+    d_gates, dc_prev = K.lstm_seq_backward(gs, dc, acts, cps, tcs, (<_Packing>(<Node>mm).meta).transposed(),
+                                           places)
+    width = cps[0].shape[1]
+    for k in range(n):
+        _hand_to_split(task, <Node>splits[k], d_gates[k], width)
+        if k > 0:
+            task.node_state[chain[k]] = True
+            task.node_state[_at(<Node>splits[k - 1], 0)] = True  # its product's h gradient is in the job's
+    fc = _at(_at(_at(<Node>chain[n - 1], 1), 0), 0)
+    if fc.next_functions[1] is not None:
+        task.buffer(fc).grads[0] = dc_prev
+        task.node_state[fc] = True
 
 
 cdef class GruHeadBackward(GateAddBackward):
@@ -672,6 +773,12 @@ def lstm_epilogue(gates, c, h_out=None):
     cdef Tensor cp = _gate_tensor(c, "c", "lstm_epilogue")
     _check_gates(g, "gates", cp, "c", 4, "lstm_epilogue")
     act, c_arr, tanh_c, h_arr = K.lstm_forward(g._data, cp._data, None, None, None, h_out)
+    return _lstm_recorded(g, cp, act, c_arr, tanh_c, h_arr)
+
+
+cdef tuple _lstm_recorded(Tensor g, Tensor cp, object act, object c_arr, object tanh_c, object h_arr):
+    """(h', c') of an LSTM step whose values K.lstm_forward (or K.lstm_seq) computed from the gates ``g`` and
+    the cell state ``cp``, with the nodes of lstm_epilogue's ops recorded on them."""
     if not any_requires_grad((g, cp)):
         return wrap(h_arr), wrap(c_arr)
     cdef Py_ssize_t H = cp._data.shape[1]
@@ -696,6 +803,52 @@ def lstm_epilogue(gates, c, h_out=None):
         (<LstmHeadBackward>h_new._grad_fn).act = act
         (<LstmHeadBackward>h_new._grad_fn).c_prev = cp._data
     return h_new, c_new
+
+
+def lstm_sequence(xgs, states, rs, outs, reverse):
+    """Equals the loop an LSTM layer runs over whole sequences: per direction i, from ``(h, c) = states[i]``,
+    for each step s with t = s (``L - 1 - s`` when ``reverse[i]``), ``gates = step(xgs[i][t], h, rs[i])``
+    and ``h, c = lstm_epilogue(gates, c, outs[i][t])``; returns per direction its L pairs (h, c) in time
+    order.  The same tensors, values and graph (each step its addmm node and the epilogue's nodes, recorded in
+    the loop's order, the directions of a step together), but every product and epilogue runs in one kernel
+    job (K.lstm_seq), each thread taking whole rows of the batch through every step, instead of two hand-offs
+    to the pool per step.  As with ``sequence``, a step's gates tensor (the product's sum) is not stored: it
+    carries the edge from the split to addmm's node, on the array of the gates' activations.
+
+    ``xgs[i]``: the L input projections (N, 4H) in time order (``unbind(0)`` of the layer's); ``states[i]``:
+    (h0, c0) tensors (N, H); ``rs[i]``: ``ReusedOperand(W_hh.T)``; ``outs[i]``: an (L, N, H) array with unit
+    column stride, sharing no memory with the operands, the storage of the states h."""
+    if not all(isinstance(v, (list, tuple)) for v in (xgs, states, rs, outs, reverse)):
+        raise TypeError("lstm_sequence: xgs, states, rs, outs and reverse must be lists or tuples")
+    cdef Py_ssize_t i, s, t, n = len(xgs)
+    if n == 0 or not len(states) == len(rs) == len(outs) == len(reverse) == n:
+        raise ValueError("lstm_sequence: expected as many states, rs, outs and reverse as xgs (at least one)")
+    cdef Py_ssize_t length = len(xgs[0]) if isinstance(xgs[0], (list, tuple)) else 0
+    if length == 0:
+        raise ValueError("lstm_sequence: xgs[0] must be a non-empty list or tuple of tensors")
+    addends, hs, cs = [], [], []
+    for i in range(n):
+        if not isinstance(rs[i], ReusedOperand):
+            raise TypeError("lstm_sequence: rs[%d] must be a ReusedOperand, got %s" % (i, type(rs[i]).__name__))
+        if not isinstance(states[i], (list, tuple)) or len(states[i]) != 2:
+            raise TypeError("lstm_sequence: states[%d] must be a pair (h, c) of tensors" % i)
+        addends.append(_addends(xgs[i], length, "lstm_sequence"))
+        _operands(xgs[i][0], states[i][0], rs[i], "lstm_sequence")  # the first step's shapes stand for all
+        hs.append(states[i][0])
+        cs.append(_gate_tensor(states[i][1], "c", "lstm_sequence"))
+        _check_gates(<Tensor>xgs[i][0], "xgs[%d][0]" % i, <Tensor>cs[i], "c", 4, "lstm_sequence")
+    acts, c_arrs, tanh_cs = K.lstm_seq(addends, [(<Tensor>h)._data for h in hs],
+                                       [(<Tensor>c)._data for c in cs],
+                                       [(<ReusedOperand>r)._packing.packed for r in rs], outs, reverse)
+    results = [[None] * length for _ in range(n)]
+    cdef Tensor gates
+    for s in range(length):
+        for i in range(n):
+            t = length - 1 - s if reverse[i] else s
+            gates = _recorded(acts[i][t], xgs[i][t], hs[i], rs[i], None, SeqAddmmBackward)
+            hs[i], cs[i] = results[i][t] = _lstm_recorded(gates, cs[i], acts[i][t], c_arrs[i][t], tanh_cs[i][t],
+                                                          outs[i][t])
+    return results
 
 
 def gru_epilogue(gi, gh, h, h_out=None):

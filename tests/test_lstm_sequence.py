@@ -1,0 +1,476 @@
+"""An LSTM layer's sequence jobs: K.lstm_seq (every step's gates product and epilogue in one kernel job) and
+K.lstm_seq_backward (the backward through a chain of steps in one job), and the nodes nn._recurrent records
+around them (``lstm_sequence``, the chain of ``LstmHeadBackward``).  The kernels are checked bitwise against
+the step-by-step kernels they replace and within tolerance against float64 NumPy; the layer against the
+node-by-node backward (bitwise) and torch."""
+import numpy as np
+import pytest
+import torch
+
+import minigrad as mg
+from minigrad import _backend, _reference
+from minigrad.nn import _recurrent
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 3e-4, np.float64: 1e-11}
+
+
+def randn(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def sigmoid64(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ---- K.lstm_seq -----------------------------------------------------------------------------------------
+def seq_case(K, rng, dtype, steps, batch, hidden, count):
+    """Per direction: input projections (L, M, 4H), h0 and c0 (M, H), W_hh.T (H, 4H) and its packing,
+    outputs (L, M, H) filled with nan; the second direction runs backwards."""
+    xgs = [randn(rng, (steps, batch, 4 * hidden), dtype, 1.5) for _ in range(count)]
+    h0s = [randn(rng, (batch, hidden), dtype) for _ in range(count)]
+    c0s = [randn(rng, (batch, hidden), dtype) for _ in range(count)]
+    ws = [randn(rng, (hidden, 4 * hidden), dtype, 1.0 / max(hidden, 1) ** 0.5) for _ in range(count)]
+    outs = [np.full((steps, batch, hidden), np.nan, dtype) for _ in range(count)]
+    return xgs, h0s, c0s, ws, [K.pack(w) for w in ws], outs, [False, True][:count]
+
+
+def seq_loop(K, xgs, h0s, c0s, packed, reverse):
+    """What lstm_seq replaces: addmm then lstm_forward, step by step."""
+    results = []
+    for xg, h, c, p, rev in zip(xgs, h0s, c0s, packed, reverse):
+        steps = xg.shape[0]
+        acts, cs, tcs, hs = ([None] * steps for _ in range(4))
+        for s in range(steps):
+            t = steps - 1 - s if rev else s
+            acts[t], cs[t], tcs[t], hs[t] = K.lstm_forward(K.addmm(xg[t], h, p), c)
+            h, c = hs[t], cs[t]
+        results.append((acts, cs, tcs, hs))
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("steps,batch,hidden", [(6, 32, 128), (5, 3, 40), (3, 7, 1), (1, 1, 5), (4, 33, 64),
+                                                (3, 0, 4), (2, 4, 0)])
+@pytest.mark.parametrize("count", [1, 2])
+def test_lstm_seq_is_addmm_then_lstm_forward_step_by_step(K, rng, dtype, steps, batch, hidden, count):
+    """lstm_seq runs an LSTM layer's forward (the reverse direction backwards): the bits of addmm then
+    lstm_forward step by step, each step within tolerance of float64 NumPy from the step before's state;
+    the operands unchanged."""
+    xgs, h0s, c0s, ws, packed, outs, reverse = seq_case(K, rng, dtype, steps, batch, hidden, count)
+    copies = [x.copy() for x in xgs + h0s + c0s]
+    acts, cs, tcs = K.lstm_seq(xgs, h0s, c0s, packed, outs, reverse)
+    want = seq_loop(K, xgs, h0s, c0s, packed, reverse)
+    tol = TOL[dtype]
+    for i in range(count):
+        assert acts[i].shape == (steps, batch, 4 * hidden) and cs[i].shape == tcs[i].shape == outs[i].shape
+        for s in range(steps):
+            t = steps - 1 - s if reverse[i] else s
+            if K is not _reference:
+                for got, w in zip((acts[i][t], cs[i][t], tcs[i][t], outs[i][t]), (x[t] for x in want[i])):
+                    assert np.array_equal(got, w), (i, t)
+            prev = t + 1 if reverse[i] else t - 1
+            h, c = (h0s[i], c0s[i]) if s == 0 else (outs[i][prev], cs[i][prev])
+            gates = xgs[i][t].astype(np.float64) + h.astype(np.float64) @ ws[i].astype(np.float64)
+            gi, gf, gg, go = np.split(gates, 4, axis=1)
+            c64 = sigmoid64(gf) * c + sigmoid64(gi) * np.tanh(gg)
+            np.testing.assert_allclose(cs[i][t], c64, rtol=tol, atol=tol)
+            np.testing.assert_allclose(outs[i][t], sigmoid64(go) * np.tanh(c64), rtol=tol, atol=tol)
+    assert all(np.array_equal(x, y) for x, y in zip(xgs + h0s + c0s, copies))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_seq_threads_bitwise_identical(C, threads, rng, dtype):
+    """On 1, 2 or 3 threads -- each thread an even share of the batch's rows through every step, also for
+    batches of fewer row panels than threads -- the same bits as the step loop on one thread, with inputs
+    read where they lie (row-strided views) and outputs written into a wider array's halves."""
+    cases = []
+    for batch, hidden, count in ((32, 128, 1), (32, 64, 2), (4, 96, 1), (13, 40, 2), (1, 16, 1)):
+        xgs, h0s, c0s, _, packed, _, reverse = seq_case(C, rng, dtype, 7, batch, hidden, count)
+        wide = np.full((7, batch, 2 * hidden), np.nan, dtype)
+        outs = [wide[:, :, :hidden], wide[:, :, hidden:]][:count]
+        h0s = [np.repeat(h, 2, axis=0)[::2] for h in h0s]
+        cases.append((xgs, h0s, c0s, packed, outs, reverse))
+    threads(1)
+    wants = [seq_loop(C, *case[:4], case[5]) for case in cases]
+    for nt in (1, 2, 3):
+        threads(nt)
+        for (xgs, h0s, c0s, packed, outs, reverse), want in zip(cases, wants):
+            for o in outs:
+                o[...] = np.nan
+            acts, cs, tcs = C.lstm_seq(xgs, h0s, c0s, packed, outs, reverse)
+            for i, (wa, wc, wt, wh) in enumerate(want):
+                assert np.array_equal(acts[i], np.stack(wa)) and np.array_equal(cs[i], np.stack(wc)), nt
+                assert np.array_equal(tcs[i], np.stack(wt)) and np.array_equal(outs[i], np.stack(wh)), nt
+
+
+def test_lstm_seq_bad_input(K, rng):
+    """Wrong kinds, counts, shapes, dtypes, byte orders, read-only or overlapping outputs: a clear error
+    before any step runs."""
+    xgs, h0s, c0s, ws, packed, outs, reverse = seq_case(K, rng, np.float32, 3, 4, 8, 2)
+    wide = np.empty((3, 4, 32), np.float32)
+    cases = [
+        (TypeError, "lists or tuples", (xgs[0], h0s, c0s, packed, outs, reverse)),
+        (ValueError, "as many", (xgs, h0s[:1], c0s, packed, outs, reverse)),
+        (ValueError, "as many", ([], [], [], [], [], [])),
+        (TypeError, "PackedMatrix", (xgs, h0s, c0s, ws, outs, reverse)),
+        (ValueError, "4 \\* H", ([x[:, :, :8] for x in xgs], h0s, c0s, [K.pack(w[:, :8]) for w in ws], outs,
+                                 reverse)),
+        (ValueError, "3-D", (xgs, h0s, c0s, packed, [o[0] for o in outs], reverse)),
+        (ValueError, "shape", (xgs, h0s, c0s, packed, [outs[0], outs[1][:2]], reverse)),
+        (ValueError, "shape", ([xgs[0], xgs[1][:, :3]], h0s, c0s, packed, outs, reverse)),
+        (ValueError, "shape", (xgs, h0s, [c0s[0], c0s[1][:, :5]], packed, outs, reverse)),
+        (TypeError, "dtype", (xgs, [h0s[0], h0s[1].astype(np.float64)], c0s, packed, outs, reverse)),
+        (TypeError, "byte order", (xgs, h0s, [c0s[0].astype(c0s[0].dtype.newbyteorder())] + c0s[1:], packed,
+                                   outs, reverse)),
+        (TypeError, "float32 or float64", (xgs, h0s, c0s, packed, [outs[0].astype(np.float16), outs[1]],
+                                           reverse)),
+        (ValueError, "shares memory", (xgs, h0s, c0s, packed, [outs[0], outs[0]], reverse)),
+        (ValueError, "shares memory", (xgs, [outs[1][0], h0s[1]], c0s, packed, outs, reverse)),
+        (ValueError, "shares memory", (xgs, h0s, [c0s[0], outs[0][2]], packed, outs, reverse)),
+        (ValueError, "shares memory", ([wide, xgs[1]], h0s, c0s, packed, [wide[:, :, :8], wide[:, :, 8:16]],
+                                       reverse)),
+    ]
+    if K is not _reference:  # the reference writes any layout; the kernel needs unit column stride
+        cases.append((ValueError, "strides", (xgs, h0s, c0s, packed, [outs[0], wide[:, :, ::4]], reverse)))
+    for error, match, args in cases:
+        with pytest.raises(error, match=match):
+            K.lstm_seq(*args)
+        assert all(np.isnan(o).all() for o in outs)
+    readonly = np.zeros((3, 4, 8), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.lstm_seq(xgs[:1], h0s[:1], c0s[:1], packed[:1], [readonly], [False])
+
+
+# ---- K.lstm_seq_backward --------------------------------------------------------------------------------
+def bwd_case(rng, dtype, n, batch, hidden, missing=()):
+    """n steps as the backward meets them: gradients from elsewhere (None for the steps in ``missing``),
+    the forward's saved activations, previous cell states and tanh(c), and W_hh (4H, H)."""
+    acts = [sigmoid64(randn(rng, (batch, 4 * hidden), np.float64, 2.0)).astype(dtype) for _ in range(n)]
+    for a in acts:
+        a[:, 2 * hidden:3 * hidden] = 2 * a[:, 2 * hidden:3 * hidden] - 1  # the g gate is a tanh
+    cps = [randn(rng, (batch, hidden), dtype) for _ in range(n)]
+    tcs = [np.tanh(randn(rng, (batch, hidden), dtype)) for _ in range(n)]
+    gs = [None if k in missing else randn(rng, (batch, hidden), dtype) for k in range(n)]
+    w = randn(rng, (4 * hidden, hidden), dtype, 0.5 / max(hidden, 1) ** 0.5)
+    return gs, acts, cps, tcs, w
+
+
+def bwd_loop(K, gs, dc, acts, cps, tcs, p):
+    """What lstm_seq_backward replaces: addmm (matmul) then lstm_backward, step by step."""
+    d_gates, prev = [], None
+    for k in range(len(acts)):
+        dh = gs[0] if k == 0 else K.matmul(prev, p) if gs[k] is None else K.addmm(gs[k], prev, p)
+        prev, dc = K.lstm_backward(dh, dc, acts[k], cps[k], tcs[k])
+        d_gates.append(prev)
+    return d_gates, dc
+
+
+def bwd_float64(gs, dc, acts, cps, tcs, w):
+    """The same chain in float64 NumPy, from the formulas."""
+    out, dc = [], None if dc is None else dc.astype(np.float64)
+    H = cps[0].shape[1]
+    for k in range(len(acts)):
+        dh = np.zeros(cps[k].shape) if gs[k] is None else gs[k].astype(np.float64)
+        if k:
+            dh = dh + out[-1] @ w.astype(np.float64)
+        a = acts[k].astype(np.float64)
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        tc = tcs[k].astype(np.float64)
+        dct = dh * o * (1 - tc ** 2) + (0 if dc is None else dc)
+        out.append(np.concatenate([dct * g * i * (1 - i), dct * cps[k] * f * (1 - f), dct * i * (1 - g ** 2),
+                                   dh * tc * o * (1 - o)], axis=1))
+        dc = dct * f
+    return out, dc
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,batch,hidden,missing", [(16, 32, 128, ()), (9, 32, 64, (2, 3, 8)), (5, 3, 40, (1,)),
+                                                    (3, 7, 1, ()), (1, 1, 5, ()), (6, 13, 70, (5,)),
+                                                    (3, 0, 5, ()), (2, 4, 0, ())])
+@pytest.mark.parametrize("with_dc", [False, True])
+def test_lstm_seq_backward_is_addmm_then_lstm_backward_step_by_step(K, rng, dtype, n, batch, hidden, missing,
+                                                                    with_dc):
+    """lstm_seq_backward runs an LSTM layer's backward through a chain of steps in one job: the bits of addmm
+    (matmul where a step's h has no gradient from elsewhere) then lstm_backward, step by step, within
+    tolerance of float64 NumPy; the operands unchanged."""
+    gs, acts, cps, tcs, w = bwd_case(rng, dtype, n, batch, hidden, missing)
+    dc = randn(rng, (batch, hidden), dtype) if with_dc else None
+    p = K.pack(w)
+    inputs = acts + cps + tcs + [g for g in gs if g is not None] + ([] if dc is None else [dc])
+    copies = [x.copy() for x in inputs]
+    places = [np.full((batch, 4 * hidden), np.nan, dtype) if k % 2 else None for k in range(n)]
+    d_gates, dc_prev = K.lstm_seq_backward(gs, dc, acts, cps, tcs, p, places)
+    assert all(d is place for d, place in zip(d_gates, places) if place is not None)
+    want, want_dc = bwd_loop(K, gs, dc, acts, cps, tcs, p)
+    exact, exact_dc = bwd_float64(gs, dc, acts, cps, tcs, w)
+    tol = TOL[dtype]
+    for k in range(n):
+        if K is not _reference:
+            assert np.array_equal(d_gates[k], want[k]), k
+        np.testing.assert_allclose(d_gates[k], exact[k], rtol=tol, atol=tol)
+    if K is not _reference:
+        assert np.array_equal(dc_prev, want_dc)
+    np.testing.assert_allclose(dc_prev, exact_dc, rtol=tol, atol=tol)
+    assert all(np.array_equal(x, y) for x, y in zip(inputs, copies))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_seq_backward_threads_bitwise_identical(C, threads, rng, dtype):
+    """On 1, 2 or 3 threads (an even share of the batch's rows each, also with fewer row panels than
+    threads) the same bits as the step loop on one thread; gradients read where they lie (a broadcast row
+    and row-strided views), the gate gradients written into a wider array's halves."""
+    cases = []
+    for batch, hidden in ((32, 128), (4, 96), (13, 40), (1, 16)):
+        gs, acts, cps, tcs, w = bwd_case(rng, dtype, 7, batch, hidden, (3,))
+        gs[1] = np.broadcast_to(gs[1][:1], gs[1].shape)
+        gs[2] = np.repeat(gs[2], 2, axis=0)[::2]
+        wide = np.empty((7, batch, 8 * hidden), dtype)
+        cases.append((gs, randn(rng, (batch, hidden), dtype), acts, cps, tcs, C.pack(w), wide))
+    threads(1)
+    wants = [bwd_loop(C, *case[:6]) for case in cases]
+    for nt in (1, 2, 3):
+        threads(nt)
+        for (gs, dc, acts, cps, tcs, p, wide), (want, want_dc) in zip(cases, wants):
+            hidden = cps[0].shape[1]
+            wide[...] = np.nan
+            places = [wide[k, :, 4 * hidden * (k % 2):4 * hidden * (k % 2 + 1)] for k in range(7)]
+            d_gates, dc_prev = C.lstm_seq_backward(gs, dc, acts, cps, tcs, p, places)
+            assert all(np.array_equal(d, w) for d, w in zip(d_gates, want)), nt
+            assert np.array_equal(dc_prev, want_dc), nt
+
+
+def test_lstm_seq_backward_bad_input(K, rng):
+    """Wrong kinds, counts, shapes, dtypes, byte orders, layouts, read-only or overlapping outputs: a clear
+    error before any step runs."""
+    gs, acts, cps, tcs, w = bwd_case(rng, np.float32, 3, 4, 8)
+    p = K.pack(w)
+    places = [np.full((4, 32), np.nan, np.float32) for _ in range(3)]
+    cases = [
+        (TypeError, "lists or tuples", (gs[0], None, acts, cps, tcs, p, places)),
+        (ValueError, "as many", (gs[:2], None, acts, cps, tcs, p, places)),
+        (ValueError, "as many", ([], None, [], [], [], p, [])),
+        (TypeError, "PackedMatrix", (gs, None, acts, cps, tcs, w, places)),
+        (ValueError, "4 \\* H", (gs, None, acts, cps, tcs, K.pack(w[:8]), places)),
+        (ValueError, "gs\\[0\\]", ([None] + gs[1:], None, acts, cps, tcs, p, places)),
+        (TypeError, "acts\\[1\\]", (gs, None, [acts[0], None, acts[2]], cps, tcs, p, places)),
+        (ValueError, "2-D", (gs, None, [acts[0][None]] + acts[1:], cps, tcs, p, places)),
+        (ValueError, "shape", (gs, None, acts, [cps[0], cps[1][:, :4], cps[2]], tcs, p, places)),
+        (ValueError, "shape", (gs, np.zeros((4, 7), np.float32), acts, cps, tcs, p, places)),
+        (ValueError, "shape", (gs, None, acts, cps, tcs, p, places, np.zeros((3, 8), np.float32))),
+        (TypeError, "dtype", ([gs[0].astype(np.float64)] + gs[1:], None, acts, cps, tcs, p, places)),
+        (TypeError, "byte order", (gs, None, acts, cps, [tcs[0].astype(tcs[0].dtype.newbyteorder())] + tcs[1:],
+                                   p, places)),
+        (ValueError, "shares memory", (gs, None, acts, cps, tcs, p, [places[0], places[0], places[2]])),
+        (ValueError, "shares memory", (gs, None, acts, cps, tcs, p, [acts[1], places[1], places[2]])),
+        (ValueError, "shares memory", (gs, None, acts, cps, tcs, p, places, gs[2])),
+    ]
+    if K is not _reference:  # the reference writes any layout; the kernel needs unit column stride
+        cases.append((ValueError, "strides", (gs, None, acts, cps, tcs, p,
+                                              [places[0], np.zeros((4, 64), np.float32)[:, ::2], places[2]])))
+    for error, match, args in cases:
+        with pytest.raises(error, match=match):
+            K.lstm_seq_backward(*args)
+        assert all(np.isnan(d).all() for d in places)
+    readonly = np.zeros((4, 32), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.lstm_seq_backward(gs, None, acts, cps, tcs, p, [places[0], readonly, places[2]])
+
+
+# ---- the layer: lstm_sequence and the fused chain ------------------------------------------------------
+@pytest.fixture
+def seq_calls(monkeypatch):
+    """The chain lengths K.lstm_seq_backward ran (only the compiled engine runs the fused chain)."""
+    calls = []
+    real = _backend.lstm_seq_backward
+
+    def counted(*args):
+        calls.append(len(args[2]))
+        return real(*args)
+
+    monkeypatch.setattr(_backend, "lstm_seq_backward", counted)
+    return calls
+
+
+COMPILED = mg.autograd.engine_name() == "compiled"
+
+
+def _layer(dtype, layers=1, bidirectional=False, seed=3):
+    mg.manual_seed(seed)
+    model = mg.nn.LSTM(3, 6, layers, bidirectional=bidirectional, dtype=dtype)
+    twin = torch.nn.LSTM(3, 6, layers, bidirectional=bidirectional,
+                         dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    twin.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()})
+    return model, twin
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_layer_backward_runs_one_chain_per_direction_with_the_nodes_bits(dtype, layers, bidirectional, seq_calls):
+    """nn.LSTM's forward is one lstm_seq job per layer and its backward one lstm_seq_backward chain per layer
+    and direction: the gradients are bitwise those of the node-by-node backward (autograd.grad, which runs
+    every node's own backward) and within tolerance of torch's."""
+    steps, batch, hidden = 9, 5, 6
+    model, twin = _layer(dtype, layers, bidirectional)
+    rng = np.random.default_rng(4)
+    d = 2 if bidirectional else 1
+    arrays = [randn(rng, s, dtype) for s in ((steps, batch, 3), (layers * d, batch, hidden),
+                                            (layers * d, batch, hidden), (steps, batch, d * hidden))]
+    def loss_of(leaves):
+        out, (hn, cn) = model(leaves[0], (leaves[1], leaves[2]))
+        return (out * mg.tensor(arrays[3])).sum() + (hn * 0.5).sum() + (cn * cn).sum()
+
+    leaves = [mg.tensor(a, requires_grad=True) for a in arrays[:3]]
+    loss_of(leaves).backward()
+    fused = [t.grad.numpy() for t in leaves + list(model.parameters())]
+    assert seq_calls == ([steps] * layers * d if COMPILED else [])
+    leaves = [mg.tensor(a, requires_grad=True) for a in arrays[:3]]
+    plain = [g.numpy() for g in mg.autograd.grad(loss_of(leaves), leaves + list(model.parameters()))]
+    assert len(seq_calls) == (layers * d if COMPILED else 0)  # autograd.grad ran no chain
+    for a, b in zip(fused, plain):
+        assert np.array_equal(a, b)
+    tx, th, tc = (torch.tensor(a, requires_grad=True) for a in arrays[:3])
+    tout, (thn, tcn) = twin(tx, (th, tc))
+    ((tout * torch.from_numpy(arrays[3])).sum() + (thn * 0.5).sum() + (tcn * tcn).sum()).backward()
+    tol = TOL[dtype]
+    for a, b in zip(fused, [tx.grad, th.grad, tc.grad] + [p.grad for p in twin.parameters()]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_sequence_equals_the_step_loop(dtype):
+    """_recurrent.lstm_sequence gives the loop of step and lstm_epilogue: the same values (bits), the same
+    nodes in the same order with the same saved arrays, per direction."""
+    rng = np.random.default_rng(5)
+    steps, batch, hidden = 4, 3, 5
+    xw = [mg.tensor(randn(rng, (steps, batch, 4 * hidden), dtype), requires_grad=True) for _ in range(2)]
+    w = [mg.tensor(randn(rng, (4 * hidden, hidden), dtype), requires_grad=True) for _ in range(2)]
+    h0 = [mg.tensor(randn(rng, (batch, hidden), dtype), requires_grad=True) for _ in range(2)]
+    c0 = [mg.tensor(randn(rng, (batch, hidden), dtype), requires_grad=True) for _ in range(2)]
+    rs = [_recurrent.ReusedOperand(x.T) for x in w]
+    outs = [np.empty((steps, batch, hidden), dtype) for _ in range(2)]
+    xs = [x.unbind(0) for x in xw]
+    pairs = _recurrent.lstm_sequence(xs, [(h0[d], c0[d]) for d in range(2)], rs, outs, [False, True])
+    loop = [[None] * steps for _ in range(2)]
+    states = [(h0[d], c0[d]) for d in range(2)]
+    for s in range(steps):
+        for d in range(2):
+            t = steps - 1 - s if d else s
+            gates = _recurrent.step(xs[d][t], states[d][0], rs[d])
+            states[d] = loop[d][t] = _recurrent.lstm_epilogue(gates, states[d][1])
+    for d in range(2):
+        for t in range(steps):
+            for a, b in zip(pairs[d][t], loop[d][t]):
+                assert np.array_equal(a.numpy(), b.numpy())
+                assert a.grad_fn.name() == b.grad_fn.name()
+            assert np.shares_memory(pairs[d][t][0].numpy(), outs[d])  # h' written into its place
+    # the same graph: node names along a walk from the last outputs
+    def names(roots):
+        seen, order, stack = set(), [], [t.grad_fn for t in roots]
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            order.append(node.name())
+            stack.extend(e[0] for e in node.next_functions if e is not None)
+        return sorted(order)
+    assert names([pairs[0][-1][0], pairs[1][0][0]]) == names([loop[0][-1][0], loop[1][0][0]])
+
+
+def _sequence(dtype, steps, batch, hidden, seed=7):
+    """One direction run by lstm_sequence from leaves (input projection, W_hh, h0, c0), and the same in torch:
+    (leaves, per step (h, c), torch leaves, torch per step (h, c))."""
+    rng = np.random.default_rng(seed)
+    arrays = [randn(rng, (steps, batch, 4 * hidden), dtype), randn(rng, (4 * hidden, hidden), dtype, 0.4),
+              randn(rng, (batch, hidden), dtype), randn(rng, (batch, hidden), dtype)]
+    leaves = [mg.tensor(a, requires_grad=True) for a in arrays]
+    xw, w, h0, c0 = leaves
+    pairs = _recurrent.lstm_sequence([xw.unbind(0)], [(h0 * 1.0, c0 * 1.0)], [_recurrent.ReusedOperand(w.T)],
+                                     [np.empty((steps, batch, hidden), dtype)], [False])[0]
+    tleaves = [torch.tensor(a, requires_grad=True) for a in arrays]
+    txw, tw, th, tc = tleaves
+    th, tc, tpairs = th * 1.0, tc * 1.0, []
+    for t in range(steps):
+        i, f, g, o = (txw[t] + th @ tw.T).chunk(4, 1)
+        tc = f.sigmoid() * tc + i.sigmoid() * g.tanh()
+        th = o.sigmoid() * tc.tanh()
+        tpairs.append((th, tc))
+    return leaves, pairs, tleaves, tpairs
+
+
+def _loss(stack, pairs, steps, weights):
+    return (stack([pairs[t][0] for t in steps]) * weights).sum() + (pairs[-1][1] * pairs[-1][1]).sum()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("used", ["all", "some"])
+def test_sequence_backward_runs_as_one_chain_with_the_nodes_bits(dtype, used, seq_calls):
+    """The backward of lstm_sequence's steps runs as one K.lstm_seq_backward job once the last step's
+    gradients from elsewhere have all arrived (here from one stack of the states): the bits of the
+    node-by-node backward (forced by retain_grad on every state, which the job must not skip) and torch's
+    gradients, with every step's h in the loss and with only a few (the others' gradient is the product's
+    alone), and c_n in it too."""
+    steps, batch, hidden = 12, 8, 16
+    used_steps = list(range(steps)) if used == "all" else [3, 7, steps - 1]
+    weights = np.random.default_rng(8).standard_normal((len(used_steps), batch, hidden)).astype(dtype)
+    results = []
+    for plain in (False, True):
+        del seq_calls[:]
+        leaves, pairs, _, _ = _sequence(dtype, steps, batch, hidden)
+        if plain:
+            for h, _ in pairs:
+                h.retain_grad()
+        _loss(mg.stack, pairs, used_steps, mg.tensor(weights)).backward()
+        assert seq_calls == ([] if plain or not COMPILED else [steps])
+        results.append([leaf.grad.numpy().copy() for leaf in leaves])
+    for fused, plain in zip(*results):
+        assert np.array_equal(fused, plain)
+    _, _, tleaves, tpairs = _sequence(dtype, steps, batch, hidden)
+    _loss(torch.stack, tpairs, used_steps, torch.from_numpy(weights)).backward()
+    for got, leaf in zip(results[0], tleaves):
+        np.testing.assert_allclose(got, leaf.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_a_hook_on_a_middle_state_splits_the_chain(seq_calls):
+    """A hook on a middle step's h sees that state's whole gradient (torch's): the chain stops above it, the
+    hooked step runs its own nodes, and a second chain runs below it; every gradient is still torch's."""
+    steps = 10
+    leaves, pairs, tleaves, tpairs = _sequence(np.float64, steps, 4, 8)
+    seen = []
+    pairs[4][0].register_hook(lambda g: seen.append(g.numpy().copy()))
+    tpairs[4][0].retain_grad()
+    mg.stack([h for h, _ in pairs]).sum().backward()
+    torch.stack([h for h, _ in tpairs]).sum().backward()
+    assert seq_calls == ([steps - 5, 4] if COMPILED else [])
+    np.testing.assert_allclose(seen[0], tpairs[4][0].grad.numpy(), rtol=1e-12, atol=1e-14)
+    for leaf, tleaf in zip(leaves, tleaves):
+        np.testing.assert_allclose(leaf.grad.numpy(), tleaf.grad.numpy(), rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("change", ["c", "h", "w_hh"])
+def test_sequence_backward_refuses_changed_saved_states(change):
+    """A cell state, a state or W_hh changed in place after the forward makes the backward raise torch's
+    error, as the node-by-node backward does: the fused chain never runs on changed values."""
+    leaves, pairs, _, _ = _sequence(np.float64, 8, 4, 8)
+    loss = mg.stack([h for h, _ in pairs]).sum()
+    with mg.no_grad():
+        {"c": pairs[3][1], "h": pairs[5][0], "w_hh": leaves[1]}[change].mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_anomaly_mode_runs_the_plain_nodes(seq_calls):
+    """detect_anomaly acts node by node: no chain runs, and the gradients are the fused backward's."""
+    leaves, pairs, _, _ = _sequence(np.float32, 6, 4, 8)
+    mg.stack([h for h, _ in pairs]).sum().backward()
+    fused = [leaf.grad.numpy().copy() for leaf in leaves]
+    assert len(seq_calls) == (1 if COMPILED else 0)
+    leaves, pairs, _, _ = _sequence(np.float32, 6, 4, 8)
+    with mg.autograd.detect_anomaly():
+        mg.stack([h for h, _ in pairs]).sum().backward()
+    assert len(seq_calls) == (1 if COMPILED else 0)
+    for a, leaf in zip(fused, leaves):  # (anomaly mode sums W_hh's steps one by one: other roundings)
+        np.testing.assert_allclose(a, leaf.grad.numpy(), rtol=TOL[np.float32], atol=TOL[np.float32])
