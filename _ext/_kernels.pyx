@@ -682,13 +682,34 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
     writable arrays with unit column stride and one set of strides, sharing no memory with each other or
     with any operand.  Returns per direction the new arrays (act, c, tanh_c) of every step, (L, M, 4H),
     (L, M, H), (L, M, H), as lstm_forward's (act holds the gates' activations i, f, g, o)."""
-    fn = "lstm_seq"
     if not all(isinstance(v, (list, tuple)) for v in (xgs, h0s, c0s, bs, outs, reverse)):
-        raise TypeError(f"{fn}: xgs, h0s, c0s, bs, outs and reverse must be lists or tuples")
+        raise TypeError("lstm_seq: xgs, h0s, c0s, bs, outs and reverse must be lists or tuples")
+    return _gated_seq("lstm_seq", 4, xgs, h0s, c0s, bs, outs, reverse)
+
+
+def gru_seq(xgs, bhs, h0s, bs, outs, reverse):
+    """A GRU layer's forward over a whole sequence, as ONE parallel job: per direction i, for each step s of
+    L, with t = s (L - 1 - s when ``reverse[i]``), ``hg = bhs[i] + h @ bs[i]`` and then
+    ``gru_forward(xgs[i][t], hg, h)`` with ``outs[i][t]`` as h', h being ``h0s[i]`` at the first step and then
+    the step before's.  The same bits as that loop of addmm and gru_forward; each thread takes whole rows of
+    the batch through every step.
+
+    ``xgs[i]`` (L, M, 3H) and ``bhs[i]`` (M, 3H: b_hh's rows, e.g. a broadcast view), ``h0s[i]`` (M, H) are
+    arrays, ``bs[i]`` a PackedMatrix (H, 3H), ``outs[i]`` as lstm_seq's.  Returns per direction the new
+    arrays (hg, act) of every step, both (L, M, 3H), as addmm's and gru_forward's."""
+    if not all(isinstance(v, (list, tuple)) for v in (xgs, bhs, h0s, bs, outs, reverse)):
+        raise TypeError("gru_seq: xgs, bhs, h0s, bs, outs and reverse must be lists or tuples")
+    return _gated_seq("gru_seq", 3, xgs, h0s, bhs, bs, outs, reverse)
+
+
+cdef tuple _gated_seq(str fn, int gates, object xgs, object h0s, object mids, object bs, object outs,
+                      object reverse):
+    """lstm_seq (``mids``: c0s) and gru_seq (``mids``: bhs): the checks, the new arrays, the kernel call."""
     cdef Py_ssize_t n = len(xgs), i, k
-    if n == 0 or not len(h0s) == len(c0s) == len(bs) == len(outs) == len(reverse) == n:
-        raise ValueError(f"{fn}: expected as many h0s, c0s, bs, outs and reverse as xgs (at least one), got "
-                         f"{n}, {len(h0s)}, {len(c0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
+    mid = "c0s" if gates == 4 else "bhs"
+    if n == 0 or not len(h0s) == len(mids) == len(bs) == len(outs) == len(reverse) == n:
+        raise ValueError(f"{fn}: expected as many h0s, {mid}, bs, outs and reverse as xgs (at least one), got "
+                         f"{n}, {len(h0s)}, {len(mids)}, {len(bs)}, {len(outs)}, {len(reverse)}")
     cdef PackedMatrix P
     for i in range(n):
         if type(bs[i]) is not PackedMatrix:
@@ -696,8 +717,8 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
     P = <PackedMatrix>bs[0]
     cdef int typenum = P._typenum, isa = P._isa
     cdef mg_int H = P._k
-    if P._n != 4 * H:
-        raise ValueError(f"{fn}: bs[0] has shape {P.shape}; the gates product needs (H, 4 * H)")
+    if P._n != gates * H:
+        raise ValueError(f"{fn}: bs[0] has shape {P.shape}; the gates product needs (H, {gates} * H)")
     for i in range(1, n):
         if (<PackedMatrix>bs[i]).shape != P.shape or (<PackedMatrix>bs[i])._typenum != typenum \
                 or (<PackedMatrix>bs[i])._isa != isa:
@@ -715,7 +736,7 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
     try:
         if mats == NULL or ptrs == NULL or rev == NULL:
             raise MemoryError(f"{fn}: out of memory")
-        # outs: mats[0:n]; xgs: mats[n:2n]; h0s: mats[2n:3n]; c0s: mats[3n:4n]
+        # outs: mats[0:n]; xgs: mats[n:2n]; h0s: mats[2n:3n]; c0s / bhs: mats[3n:4n]
         for i in range(n):
             arr = _float_array(outs[i], fn, f"outs[{i}]")
             if cnp.PyArray_TYPE(arr) != typenum or _shape(arr) != shape:
@@ -729,9 +750,9 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
                                  f"stride and the strides of outs[0], {_strides(O0)}")
             if _self_overlapping(&mats[i]):
                 raise ValueError(f"{fn}: outs[{i}] has overlapping elements (strides {_strides(arr)})")
-        x_arrs = _seq_operands(xgs, typenum, (L, M, 4 * H), fn, "xgs", mats + n)
+        x_arrs = _seq_operands(xgs, typenum, (L, M, gates * H), fn, "xgs", mats + n)
         h_arrs = _seq_operands(h0s, typenum, (M, H), fn, "h0s", mats + 2 * n)
-        c_arrs = _seq_operands(c0s, typenum, (M, H), fn, "c0s", mats + 3 * n)
+        m_arrs = _seq_operands(mids, typenum, (M, H) if gates == 4 else (M, gates * H), fn, mid, mats + 3 * n)
         for i in range(n):
             for k in range(n):
                 if ((k != i and _shares_memory(outs[i], mats[i].lo, mats[i].hi, outs[k], mats[k].lo, mats[k].hi))
@@ -739,34 +760,36 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
                                           mats[n + k].hi)
                         or _shares_memory(outs[i], mats[i].lo, mats[i].hi, h_arrs[k], mats[2 * n + k].lo,
                                           mats[2 * n + k].hi)
-                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, c_arrs[k], mats[3 * n + k].lo,
+                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, m_arrs[k], mats[3 * n + k].lo,
                                           mats[3 * n + k].hi)):
                     raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of "
                                      f"direction {k}")
-        acts = [np.empty((L, M, 4 * H), dtype) for i in range(n)]
-        cs = [np.empty(shape, dtype) for i in range(n)]
-        tcs = [np.empty(shape, dtype) for i in range(n)]
+        # LSTM: act (L, M, 4H), c, tanh_c (L, M, H); GRU: hg, act (L, M, 3H)
+        firsts = [np.empty((L, M, gates * H), dtype) for i in range(n)]
+        seconds = [np.empty(shape if gates == 4 else (L, M, gates * H), dtype) for i in range(n)]
+        thirds = [np.empty(shape, dtype) for i in range(n)] if gates == 4 else None
+        result = (firsts, seconds, thirds) if gates == 4 else (firsts, seconds)
         if L == 0 or M == 0 or H == 0:
-            return acts, cs, tcs
+            return result
         for i in range(n):
             ptrs[i] = mats[n + i].data
             ptrs[n + i] = mats[2 * n + i].data
             ptrs[2 * n + i] = mats[3 * n + i].data
             ptrs[3 * n + i] = cnp.PyArray_DATA((<PackedMatrix>bs[i])._buf)
-            ptrs[4 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>acts[i])
-            ptrs[5 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>cs[i])
-            ptrs[6 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>tcs[i])
+            ptrs[4 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>firsts[i])
+            ptrs[5 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>seconds[i])
+            ptrs[6 * n + i] = cnp.PyArray_DATA(<cnp.ndarray>thirds[i]) if gates == 4 else NULL
             ptrs[7 * n + i] = mats[i].data
             rev[i] = 1 if reverse[i] else 0
         with nogil:
-            if typenum == cnp.NPY_FLOAT32:
+            if gates == 4 and typenum == cnp.NPY_FLOAT32:
                 rc = mg_lstm_seq_f32(isa, n, L, M, H, <const float *const *>ptrs, mats[n].strides[0],
                                      mats[n].strides[1], <const float *const *>(ptrs + n), mats[2 * n].strides[1],
                                      <const float *const *>(ptrs + 2 * n), mats[3 * n].strides[1],
                                      <const float *const *>(ptrs + 3 * n), <float *const *>(ptrs + 4 * n),
                                      <float *const *>(ptrs + 5 * n), <float *const *>(ptrs + 6 * n),
                                      <float *const *>(ptrs + 7 * n), mats[0].strides[0], mats[0].strides[1], rev)
-            else:
+            elif gates == 4:
                 rc = mg_lstm_seq_f64(isa, n, L, M, H, <const double *const *>ptrs, mats[n].strides[0],
                                      mats[n].strides[1], <const double *const *>(ptrs + n),
                                      mats[2 * n].strides[1], <const double *const *>(ptrs + 2 * n),
@@ -774,9 +797,23 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
                                      <double *const *>(ptrs + 4 * n), <double *const *>(ptrs + 5 * n),
                                      <double *const *>(ptrs + 6 * n), <double *const *>(ptrs + 7 * n),
                                      mats[0].strides[0], mats[0].strides[1], rev)
+            elif typenum == cnp.NPY_FLOAT32:
+                rc = mg_gru_seq_f32(isa, n, L, M, H, <const float *const *>ptrs, mats[n].strides[0],
+                                    mats[n].strides[1], <const float *const *>(ptrs + 2 * n), mats[3 * n].strides[1],
+                                    <const float *const *>(ptrs + n), mats[2 * n].strides[1],
+                                    <const float *const *>(ptrs + 3 * n), <float *const *>(ptrs + 4 * n),
+                                    <float *const *>(ptrs + 5 * n), <float *const *>(ptrs + 7 * n),
+                                    mats[0].strides[0], mats[0].strides[1], rev)
+            else:
+                rc = mg_gru_seq_f64(isa, n, L, M, H, <const double *const *>ptrs, mats[n].strides[0],
+                                    mats[n].strides[1], <const double *const *>(ptrs + 2 * n),
+                                    mats[3 * n].strides[1], <const double *const *>(ptrs + n),
+                                    mats[2 * n].strides[1], <const double *const *>(ptrs + 3 * n),
+                                    <double *const *>(ptrs + 4 * n), <double *const *>(ptrs + 5 * n),
+                                    <double *const *>(ptrs + 7 * n), mats[0].strides[0], mats[0].strides[1], rev)
         if rc:
             raise MemoryError(f"{fn}: could not allocate scratch buffers")
-        return acts, cs, tcs
+        return result
     finally:
         free(mats)
         free(ptrs)
@@ -958,89 +995,136 @@ def lstm_seq_backward(gs, dc, acts, c_prevs, tanh_cs, p, d_gates, dc_prev=None):
     fn = "lstm_seq_backward"
     if not all(isinstance(v, (list, tuple)) for v in (gs, acts, c_prevs, tanh_cs, d_gates)):
         raise TypeError(f"{fn}: gs, acts, c_prevs, tanh_cs and d_gates must be lists or tuples")
-    cdef Py_ssize_t n = len(acts), i, k
-    if n == 0 or not len(gs) == len(c_prevs) == len(tanh_cs) == len(d_gates) == n:
-        raise ValueError(f"{fn}: expected as many gs, c_prevs, tanh_cs and d_gates as acts (at least one), got "
-                         f"{len(gs)}, {len(c_prevs)}, {len(tanh_cs)}, {len(d_gates)}, {n}")
+    return _gated_seq_backward(fn, 4, gs, dc, [("acts", acts, 4), ("c_prevs", c_prevs, 1), ("tanh_cs", tanh_cs, 1)],
+                               p, [("d_gates", d_gates)], dc_prev, "dc_prev")
+
+
+def gru_seq_backward(gs, acts, hns, h_prevs, p, d_xgs, d_hgs, dh_prev=None):
+    """The backward of ``n`` steps of a GRU layer (gru_seq's), as ONE parallel job cut by batch rows, in the
+    order the backward meets them (the last step first): for k = 0 .. n-1, with ``direct`` the step before's
+    gradient of its h_prev through ``z * h``,
+    ``dh = (gs[k] + direct) + d_hgs[k-1] @ W`` (``gs[0]`` at k = 0; ``direct + d_hgs[k-1] @ W`` where
+    ``gs[k]`` is None) and ``d_xgs[k], d_hgs[k], direct' = gru_backward(dh, acts[k], hns[k], h_prevs[k])``:
+    the bits of the engine's node-by-node backward, which sums a state's gradients in that order.
+    ``p`` = ``pack(W)`` (3H, H), W being W_hh.
+
+    ``acts``, ``d_xgs``, ``d_hgs`` are (M, 3H), the others (M, H), all of p's dtype with unit column stride,
+    aligned; an output given as None is allocated.  The outputs (``d_xgs``, ``d_hgs``, ``dh_prev``) are
+    writable and share no memory with each other or an operand.  Returns (``d_xgs``, ``d_hgs``, the last
+    step's ``direct'``)."""
+    fn = "gru_seq_backward"
+    if not all(isinstance(v, (list, tuple)) for v in (gs, acts, hns, h_prevs, d_xgs, d_hgs)):
+        raise TypeError(f"{fn}: gs, acts, hns, h_prevs, d_xgs and d_hgs must be lists or tuples")
+    return _gated_seq_backward(fn, 3, gs, None, [("acts", acts, 3), ("hns", hns, 1), ("h_prevs", h_prevs, 1)], p,
+                               [("d_xgs", d_xgs), ("d_hgs", d_hgs)], dh_prev, "dh_prev")
+
+
+cdef tuple _gated_seq_backward(str fn, int gates, object gs, object dc, list ins, object p, list outs,
+                               object last, str last_name):
+    """lstm_seq_backward and gru_seq_backward: the checks, the outputs, the kernel call.  ``ins``: (name,
+    arrays, width in H) of the saved operands, acts first; ``outs``: (name, arrays) of the gate gradients,
+    each (M, gates * H); ``last``: the last step's (M, H) output."""
+    acts = ins[0][1]
+    cdef Py_ssize_t n = len(acts), i, k, q, g0
+    if n == 0 or len(gs) != n or any(len(arrs) != n for _, arrs, _ in ins) or any(len(a) != n for _, a in outs):
+        names = ", ".join(["gs"] + [x[0] for x in ins[1:]] + [x[0] for x in outs])
+        raise ValueError(f"{fn}: expected as many {names} as acts (at least one), got "
+                         f"{[len(gs)] + [len(x[1]) for x in ins[1:]] + [len(x[1]) for x in outs]} and {n}")
     if type(p) is not PackedMatrix:
         raise TypeError(f"{fn}: p must be a PackedMatrix (pack(W)), got {type(p).__name__}")
     cdef PackedMatrix P = <PackedMatrix>p
     cdef mg_int H = P._n
-    if P._k != 4 * H:
-        raise ValueError(f"{fn}: p has shape {P.shape}; the state's product needs (4 * H, H)")
+    if P._k != gates * H:
+        raise ValueError(f"{fn}: p has shape {P.shape}; the state's product needs ({gates} * H, H)")
     if gs[0] is None:
         raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
     cdef int typenum = P._typenum
     first = _float_array(acts[0], fn, "acts[0]")
     if cnp.PyArray_NDIM(first) != 2:
-        raise ValueError(f"{fn}: acts[0] must be 2-D (M, 4H), got shape {_shape(first)}")
+        raise ValueError(f"{fn}: acts[0] must be 2-D (M, {gates}H), got shape {_shape(first)}")
     cdef mg_int M = cnp.PyArray_DIMS(first)[0]
     dtype = P.dtype
-    d_gates = [np.empty((M, 4 * H), dtype) if d is None else d for d in d_gates]
-    if dc_prev is None:
-        dc_prev = np.empty((M, H), dtype)
-    cdef Py_ssize_t total = 5 * n + 2
+    outs = [(name, [np.empty((M, gates * H), dtype) if d is None else d for d in arrs]) for name, arrs in outs]
+    if last is None:
+        last = np.empty((M, H), dtype)
+    cdef Py_ssize_t nptr = (len(ins) + len(outs) + 1) * n, total = nptr + 2
     cdef Mat *mats = <Mat *>malloc(total * sizeof(Mat))
-    cdef bint *outs = <bint *>malloc(total * sizeof(bint))
-    cdef const void **ptrs = <const void **>malloc(5 * n * sizeof(void *))
-    cdef mg_int *strides = <mg_int *>malloc(5 * n * sizeof(mg_int))
+    cdef bint *isout = <bint *>malloc(total * sizeof(bint))
+    cdef const void **ptrs = <const void **>malloc(nptr * sizeof(void *))
+    cdef mg_int *strides = <mg_int *>malloc(nptr * sizeof(mg_int))
     cdef int rc = 0, isa = P._isa
     cdef const void *pdata = cnp.PyArray_DATA(P._buf)
     cdef const void *dcdata = NULL
-    cdef void *dcpdata
-    cdef mg_int dcs = 0, dcps
+    cdef void *lastdata
+    cdef mg_int dcs = 0, lasts
     arrays = []
     try:
-        if mats == NULL or outs == NULL or ptrs == NULL or strides == NULL:
+        if mats == NULL or isout == NULL or ptrs == NULL or strides == NULL:
             raise MemoryError(f"{fn}: out of memory")
-        # ptrs/strides: d_gates, acts, c_prevs, tanh_cs, gs (n each)
+        # ptrs/strides, n each: the outputs, the saved operands, then gs
+        groups = [(name, arrs, gates, True) for name, arrs in outs] + [(name, arrs, w, False) for name, arrs, w in ins]
+        groups.append(("gs", gs, 1, False))
         k = 0
-        for name, arrs, width, write, base in (("d_gates", d_gates, 4 * H, True, 0), ("acts", acts, 4 * H, False, n),
-                                               ("c_prevs", c_prevs, H, False, 2 * n),
-                                               ("tanh_cs", tanh_cs, H, False, 3 * n), ("gs", gs, H, False, 4 * n)):
+        for q, (name, arrs, width, write) in enumerate(groups):
             for i in range(n):
                 if arrs[i] is None:
                     if name != "gs":
                         raise TypeError(f"{fn}: {name}[{i}] must be an array, got None")
-                    ptrs[base + i], strides[base + i] = NULL, 0
+                    ptrs[q * n + i], strides[q * n + i] = NULL, 0
                     continue
-                arrays.append(_step_matrix(arrs[i], typenum, M, width, fn, f"{name}[{i}]", write, &mats[k]))
-                outs[k] = write
-                ptrs[base + i], strides[base + i] = mats[k].data, mats[k].strides[1]
+                arrays.append(_step_matrix(arrs[i], typenum, M, width * H, fn, f"{name}[{i}]", write, &mats[k]))
+                isout[k] = write
+                ptrs[q * n + i], strides[q * n + i] = mats[k].data, mats[k].strides[1]
                 k += 1
         if dc is not None:
             arrays.append(_step_matrix(dc, typenum, M, H, fn, "dc", False, &mats[k]))
-            outs[k] = False
+            isout[k] = False
             dcdata, dcs = mats[k].data, mats[k].strides[1]
             k += 1
-        arrays.append(_step_matrix(dc_prev, typenum, M, H, fn, "dc_prev", True, &mats[k]))
-        outs[k] = True
-        dcpdata, dcps = mats[k].data, mats[k].strides[1]
+        arrays.append(_step_matrix(last, typenum, M, H, fn, last_name, True, &mats[k]))
+        isout[k] = True
+        lastdata, lasts = mats[k].data, mats[k].strides[1]
         k += 1
-        _check_outputs_apart(arrays, mats, outs, k, fn)
+        _check_outputs_apart(arrays, mats, isout, k, fn)
+        result = tuple(arrs for _, arrs in outs) + (last,)
         if M == 0 or H == 0:
-            return d_gates, dc_prev
+            return result
+        g0 = len(groups) - 1  # gs's place in ptrs
         with nogil:
-            if typenum == cnp.NPY_FLOAT32:
-                rc = mg_lstm_seq_backward_f32(isa, n, M, H, <const float *const *>(ptrs + 4 * n), strides + 4 * n,
+            if gates == 4 and typenum == cnp.NPY_FLOAT32:
+                rc = mg_lstm_seq_backward_f32(isa, n, M, H, <const float *const *>(ptrs + g0 * n), strides + g0 * n,
                                               <const float *>dcdata, dcs, <const float *const *>(ptrs + n),
                                               strides + n, <const float *const *>(ptrs + 2 * n), strides + 2 * n,
                                               <const float *const *>(ptrs + 3 * n), strides + 3 * n,
                                               <const float *>pdata, <float *const *>ptrs, strides,
-                                              <float *>dcpdata, dcps)
-            else:
-                rc = mg_lstm_seq_backward_f64(isa, n, M, H, <const double *const *>(ptrs + 4 * n), strides + 4 * n,
+                                              <float *>lastdata, lasts)
+            elif gates == 4:
+                rc = mg_lstm_seq_backward_f64(isa, n, M, H, <const double *const *>(ptrs + g0 * n), strides + g0 * n,
                                               <const double *>dcdata, dcs, <const double *const *>(ptrs + n),
                                               strides + n, <const double *const *>(ptrs + 2 * n), strides + 2 * n,
                                               <const double *const *>(ptrs + 3 * n), strides + 3 * n,
                                               <const double *>pdata, <double *const *>ptrs, strides,
-                                              <double *>dcpdata, dcps)
+                                              <double *>lastdata, lasts)
+            elif typenum == cnp.NPY_FLOAT32:
+                rc = mg_gru_seq_backward_f32(isa, n, M, H, <const float *const *>(ptrs + g0 * n), strides + g0 * n,
+                                             <const float *const *>(ptrs + 2 * n), strides + 2 * n,
+                                             <const float *const *>(ptrs + 3 * n), strides + 3 * n,
+                                             <const float *const *>(ptrs + 4 * n), strides + 4 * n,
+                                             <const float *>pdata, <float *const *>ptrs, strides,
+                                             <float *const *>(ptrs + n), strides + n, <float *>lastdata, lasts)
+            else:
+                rc = mg_gru_seq_backward_f64(isa, n, M, H, <const double *const *>(ptrs + g0 * n), strides + g0 * n,
+                                             <const double *const *>(ptrs + 2 * n), strides + 2 * n,
+                                             <const double *const *>(ptrs + 3 * n), strides + 3 * n,
+                                             <const double *const *>(ptrs + 4 * n), strides + 4 * n,
+                                             <const double *>pdata, <double *const *>ptrs, strides,
+                                             <double *const *>(ptrs + n), strides + n, <double *>lastdata, lasts)
         if rc:
             raise MemoryError(f"{fn}: could not allocate scratch buffers")
-        return d_gates, dc_prev
+        return result
     finally:
         free(mats)
-        free(outs)
+        free(isout)
         free(ptrs)
         free(strides)
 

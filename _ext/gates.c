@@ -164,6 +164,20 @@ static void gate_serial(gate_job *j, int kind, int f64, mg_int B, mg_int H)
         gate_job j = {.in = {dh, dc, act, c_prev, tanh_c}, .ins = {dhs, dcs, as, cps, tcs},                    \
                       .out = {d_gates, dc_prev}, .outs = {dgs, dcps}};                                          \
         gate_serial(&j, MG_GATE_LSTM_BWD, sizeof(T) == 8, B, H);                                                \
+    }                                                                                                           \
+    void mg_gru_forward_rows_##SFX(mg_int B, mg_int H, const T *xg, mg_int xs, const T *hg, mg_int hgs,         \
+                                   const T *h_prev, mg_int hps, T *act, mg_int as, T *h, mg_int hs)             \
+    {                                                                                                           \
+        gate_job j = {.in = {xg, hg, h_prev}, .ins = {xs, hgs, hps}, .out = {act, h}, .outs = {as, hs}};       \
+        gate_serial(&j, MG_GATE_GRU_FWD, sizeof(T) == 8, B, H);                                                 \
+    }                                                                                                           \
+    void mg_gru_backward_rows_##SFX(mg_int B, mg_int H, const T *dh, mg_int dhs, const T *act, mg_int as,       \
+                                    const T *hn, mg_int hns, const T *h_prev, mg_int hps, T *d_xg, mg_int dxs,  \
+                                    T *d_hg, mg_int dhgs, T *dh_prev, mg_int dhps)                              \
+    {                                                                                                           \
+        gate_job j = {.in = {dh, act, hn, h_prev}, .ins = {dhs, as, hns, hps}, .out = {d_xg, d_hg, dh_prev},  \
+                      .outs = {dxs, dhgs, dhps}};                                                               \
+        gate_serial(&j, MG_GATE_GRU_BWD, sizeof(T) == 8, B, H);                                                 \
     }
 GATE_ROWS_API(f32, float)
 GATE_ROWS_API(f64, double)

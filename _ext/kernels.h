@@ -114,6 +114,21 @@ int mg_lstm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const d
                     const double *const *P, double *const *Act, double *const *C, double *const *Tc,
                     double *const *Out, mg_int ots, mg_int som, const int *reverse);
 
+/* A GRU layer's forward over whole sequences as one parallel job (the same bits as the loop of mg_addmm and
+ * mg_gru_forward it replaces): per direction d, for each step s of L, with t = s (L - 1 - s when reverse[d]),
+ *     Hg[d][t] = Bh[d] + h @ P[d]   (P packed, H x 3H; Bh: b_hh's rows, (M, 3H), rows bm apart, bm may be 0)
+ *     Act[d][t], Out[d][t] = mg_gru_forward(Xg[d][t], Hg[d][t], h)
+ * where h is H0[d] at the first step and then the step before's Out[d].  Xg (L, M, 3H) as mg_lstm_seq's;
+ * Hg and Act (L, M, 3H) contiguous; Out as mg_lstm_seq's.  -1 when scratch could not be allocated. */
+int mg_gru_seq_f32(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const float *const *Xg, mg_int xts,
+                   mg_int xm, const float *const *Bh, mg_int bm, const float *const *H0, mg_int shm,
+                   const float *const *P, float *const *Hg, float *const *Act, float *const *Out, mg_int ots,
+                   mg_int som, const int *reverse);
+int mg_gru_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const double *const *Xg, mg_int xts,
+                   mg_int xm, const double *const *Bh, mg_int bm, const double *const *H0, mg_int shm,
+                   const double *const *P, double *const *Hg, double *const *Act, double *const *Out, mg_int ots,
+                   mg_int som, const int *reverse);
+
 /* The backward of n steps of an LSTM layer (mg_lstm_seq's), in the order the backward meets them (the last
  * step first), as one parallel job with the bits of the loop of mg_addmm (mg_matmul without G[k]) and
  * mg_lstm_backward it replaces: for k = 0 .. n-1,
@@ -133,6 +148,25 @@ int mg_lstm_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int H, const double
                              const double *const *Cp, const mg_int *cps, const double *const *Tc,
                              const mg_int *tcs, const double *P, double *const *DG, const mg_int *dgs, double *DCP,
                              mg_int dcps);
+
+/* The backward of n steps of a GRU layer (mg_gru_seq's), in the order the backward meets them (the last step
+ * first), as one parallel job with the bits of the engine's node-by-node backward it replaces: for k = 0 ..
+ * n-1,
+ *     dh = (G[k] + direct) + DHG[k - 1] @ P  (dh = G[0] at k = 0; direct + DHG[k - 1] @ P where G[k] is NULL)
+ *     DX[k], DHG[k], direct' = mg_gru_backward(dh, Act[k], Hn[k], Hp[k])
+ * with direct = the step before's direct' (h's gradient through z * h), the last step's written to DHP.
+ * G[k]: step k's h gradient from elsewhere (G[0] not NULL); Act (M, 3H), Hn (the n section of hg) and Hp
+ * (the previous state) (M, H), as mg_gru_backward's; P = pack(W_hh) (3H x H).  Unit column strides, rows
+ * the given number of elements apart; the outputs DX, DHG (M, 3H) and DHP (M, H) overlap no input and no
+ * other output.  -1 when scratch could not be allocated. */
+int mg_gru_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int H, const float *const *G, const mg_int *gs,
+                            const float *const *Act, const mg_int *as, const float *const *Hn, const mg_int *hns,
+                            const float *const *Hp, const mg_int *hps, const float *P, float *const *DX,
+                            const mg_int *dxs, float *const *DHG, const mg_int *dhgs, float *DHP, mg_int dhps);
+int mg_gru_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int H, const double *const *G, const mg_int *gs,
+                            const double *const *Act, const mg_int *as, const double *const *Hn, const mg_int *hns,
+                            const double *const *Hp, const mg_int *hps, const double *P, double *const *DX,
+                            const mg_int *dxs, double *const *DHG, const mg_int *dhgs, double *DHP, mg_int dhps);
 
 /* The backward of n tanh steps of an Elman RNN layer (mg_addmm_seq's), in the order the backward meets them
  * (the last step first): with dz[-1] = 0, for s = 0 .. n-1,

@@ -65,6 +65,14 @@ cdef extern from "kernels.h" nogil:
                         mg_int xts, mg_int xm, const double *const *H0, mg_int shm, const double *const *C0,
                         mg_int scm, const double *const *P, double *const *Act, double *const *C,
                         double *const *Tc, double *const *Out, mg_int ots, mg_int som, const int *reverse)
+    int mg_gru_seq_f32(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const float *const *Xg, mg_int xts,
+                       mg_int xm, const float *const *Bh, mg_int bm, const float *const *H0, mg_int shm,
+                       const float *const *P, float *const *Hg, float *const *Act, float *const *Out, mg_int ots,
+                       mg_int som, const int *reverse)
+    int mg_gru_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const double *const *Xg,
+                       mg_int xts, mg_int xm, const double *const *Bh, mg_int bm, const double *const *H0,
+                       mg_int shm, const double *const *P, double *const *Hg, double *const *Act,
+                       double *const *Out, mg_int ots, mg_int som, const int *reverse)
     int mg_lstm_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int H, const float *const *G, const mg_int *gs,
                                  const float *DC, mg_int dcs, const float *const *Act, const mg_int *as,
                                  const float *const *Cp, const mg_int *cps, const float *const *Tc,
@@ -75,6 +83,16 @@ cdef extern from "kernels.h" nogil:
                                  const mg_int *as, const double *const *Cp, const mg_int *cps,
                                  const double *const *Tc, const mg_int *tcs, const double *P, double *const *DG,
                                  const mg_int *dgs, double *DCP, mg_int dcps)
+    int mg_gru_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int H, const float *const *G, const mg_int *gs,
+                                const float *const *Act, const mg_int *as, const float *const *Hn,
+                                const mg_int *hns, const float *const *Hp, const mg_int *hps, const float *P,
+                                float *const *DX, const mg_int *dxs, float *const *DHG, const mg_int *dhgs,
+                                float *DHP, mg_int dhps)
+    int mg_gru_seq_backward_f64(int isa, mg_int n, mg_int M, mg_int H, const double *const *G,
+                                const mg_int *gs, const double *const *Act, const mg_int *as,
+                                const double *const *Hn, const mg_int *hns, const double *const *Hp,
+                                const mg_int *hps, const double *P, double *const *DX, const mg_int *dxs,
+                                double *const *DHG, const mg_int *dhgs, double *DHP, mg_int dhps)
     void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
     int mg_tanh_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int N, const float *const *G, const mg_int *gs,
                                  const float *const *Y, const mg_int *ys, const float *P, float *const *DZ,

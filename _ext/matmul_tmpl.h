@@ -631,43 +631,79 @@ int FN(mg_tanh_seq_backward)(int isa, mg_int n, mg_int M, mg_int N, const T *con
     return j.failed ? -1 : 0;
 }
 
-/* ---- an LSTM layer's forward, every step in one job ---- */
+/* ---- the gated layers' sequence jobs ---- */
 
-/* The job of mg_lstm_seq: as mg_addmm_seq's row split, each task takes rows [lo, lo + m) of one direction
- * through every step -- the step's gates product for those rows, then the cell's epilogue on them (a row's
- * epilogue needs only its own gates), so no step waits for another thread.  A batch of fewer row panels
- * than threads is cut into fewer rows per task: every element's sum is the same whichever rows share its
- * panel. */
+/* The threads of a sequence job cut by rows (those one step's products would get, as matmul_run's rule) and
+ * their even shares of the M rows (see seq_split). */
+static int FN(row_shares)(mg_int M, double step_flops, mg_int *chunk, mg_int *parts)
+{
+    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
+    *chunk = nt > 1 ? (M + nt - 1) / nt : M;
+    *parts = (M + *chunk - 1) / *chunk;
+    return nt;
+}
+
+/* ---- a gated (LSTM or GRU) layer's forward, every step in one job ---- */
+
+/* The job of mg_lstm_seq and mg_gru_seq: as mg_addmm_seq's row split, each task takes rows [lo, lo + m) of one
+ * direction through every step -- the step's gates product for those rows, then the cell's epilogue on them
+ * (a row's epilogue needs only its own gates), so no step waits for another thread.  A batch of fewer row
+ * panels than threads is cut into fewer rows per task: every element's sum is the same whichever rows share
+ * its panel.  LSTM: the product adds into xg[t] and writes act[t], the epilogue then works in place.  GRU:
+ * the product adds into bh and writes hg[t], the epilogue reads xg[t] and hg[t]. */
 typedef struct {
     const FN(gemm_cfg) *g;
+    int gru;
     mg_int L, M, H, parts, chunk, slen;
-    const T *const *xg, *const *h0, *const *c0, *const *P;
-    T *const *act, *const *c, *const *tc, *const *out;
-    mg_int xts, xm, shm, scm, ots, som;
+    const T *const *xg, *const *bh, *const *h0, *const *c0, *const *P;
+    T *const *hg, *const *act, *const *c, *const *tc, *const *out;
+    mg_int xts, xm, bm, shm, scm, ots, som;
     const int *reverse;
     _Atomic int failed;
-} FN(lseq_job);
+} FN(gseq_job);
 
-static void FN(lseq_task)(void *ctx, mg_int i)
+static void FN(gseq_task)(void *ctx, mg_int i)
 {
-    FN(lseq_job) *j = ctx;
+    FN(gseq_job) *j = ctx;
     T *scratch = mg_scratch((size_t)j->slen * sizeof(T));
     if (!scratch) {
         j->failed = 1;
         return;
     }
     const mg_int d = i / j->parts, lo = i % j->parts * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
-    const mg_int H = j->H, G = 4 * H, L = j->L;
+    const mg_int H = j->H, G = (j->gru ? 3 : 4) * H, L = j->L;
     for (mg_int s = 0; s < L && !j->failed; ++s) {
-        const mg_int t = j->reverse[d] ? L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1;
+        const mg_int t = j->reverse[d] ? L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1, row = t * j->M + lo;
         const T *h = s == 0 ? j->h0[d] + lo * j->shm : j->out[d] + prev * j->ots + lo * j->som;
-        const T *cp = s == 0 ? j->c0[d] + lo * j->scm : j->c[d] + (prev * j->M + lo) * H;
-        T *act = j->act[d] + (t * j->M + lo) * G;
-        FN(gemm_serial)(j->g, m, G, H, h, s == 0 ? j->shm : j->som, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d],
-                        j->xg[d] + t * j->xts + lo * j->xm, j->xm, 1, NULL, act, G, 1, 0, scratch);
-        FN(mg_lstm_forward_rows)(m, H, act, G, cp, s == 0 ? j->scm : H, act, G, j->c[d] + (t * j->M + lo) * H, H,
-                                 j->tc[d] + (t * j->M + lo) * H, H, j->out[d] + t * j->ots + lo * j->som, j->som);
+        const mg_int hs = s == 0 ? j->shm : j->som;
+        const T *xg = j->xg[d] + t * j->xts + lo * j->xm;
+        T *act = j->act[d] + row * G, *out = j->out[d] + t * j->ots + lo * j->som;
+        if (j->gru) {
+            T *hg = j->hg[d] + row * G;
+            FN(gemm_serial)(j->g, m, G, H, h, hs, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d], j->bh[d] + lo * j->bm,
+                            j->bm, 1, NULL, hg, G, 1, 0, scratch);
+            FN(mg_gru_forward_rows)(m, H, xg, j->xm, hg, G, h, hs, act, G, out, j->som);
+        } else {
+            const T *cp = s == 0 ? j->c0[d] + lo * j->scm : j->c[d] + (prev * j->M + lo) * H;
+            FN(gemm_serial)(j->g, m, G, H, h, hs, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d], xg, j->xm, 1, NULL, act,
+                            G, 1, 0, scratch);
+            FN(mg_lstm_forward_rows)(m, H, act, G, cp, s == 0 ? j->scm : H, act, G, j->c[d] + row * H, H,
+                                     j->tc[d] + row * H, H, out, j->som);
+        }
     }
+}
+
+static int FN(gseq_run)(FN(gseq_job) *j, int isa, mg_int count)
+{
+    if (count <= 0 || j->L <= 0 || j->M <= 0 || j->H <= 0)
+        return 0;
+    const FN(gemm_cfg) *g = j->g = &FN(gemm_cfgs)[isa];
+    const mg_int G = (j->gru ? 3 : 4) * j->H;
+    const double step_flops = 2.0 * (double)count * (double)j->M * (double)j->H * (double)G;
+    const int nt = FN(row_shares)(j->M, step_flops, &j->chunk, &j->parts);
+    j->slen = FN(scratch_len)(g, G);
+    mg_parallel_for(count * j->parts, nt, j->L * step_flops >= MG_WAKE_FLOPS, FN(gseq_task), j);
+    return j->failed ? -1 : 0;
 }
 
 int FN(mg_lstm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const T *const *Xg, mg_int xts, mg_int xm,
@@ -675,19 +711,20 @@ int FN(mg_lstm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const T
                     T *const *Act, T *const *C, T *const *Tc, T *const *Out, mg_int ots, mg_int som,
                     const int *reverse)
 {
-    if (count <= 0 || L <= 0 || M <= 0 || H <= 0)
-        return 0;
-    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
-    const double step_flops = 8.0 * (double)count * (double)M * (double)H * (double)H;
-    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
-    FN(lseq_job) j = {g, L, M, H, 1, M, 0, Xg, H0, C0, P, Act, C, Tc, Out, xts, xm, shm, scm, ots, som, reverse, 0};
-    if (nt > 1) { /* even shares of rows, as seq_split's */
-        j.chunk = (M + nt - 1) / nt;
-        j.parts = (M + j.chunk - 1) / j.chunk;
-    }
-    j.slen = FN(scratch_len)(g, 4 * H);
-    mg_parallel_for(count * j.parts, nt, L * step_flops >= MG_WAKE_FLOPS, FN(lseq_task), &j);
-    return j.failed ? -1 : 0;
+    FN(gseq_job) j = {.gru = 0, .L = L, .M = M, .H = H, .xg = Xg, .h0 = H0, .c0 = C0, .P = P, .act = Act, .c = C,
+                      .tc = Tc, .out = Out, .xts = xts, .xm = xm, .shm = shm, .scm = scm, .ots = ots, .som = som,
+                      .reverse = reverse};
+    return FN(gseq_run)(&j, isa, count);
+}
+
+int FN(mg_gru_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const T *const *Xg, mg_int xts, mg_int xm,
+                   const T *const *Bh, mg_int bm, const T *const *H0, mg_int shm, const T *const *P, T *const *Hg,
+                   T *const *Act, T *const *Out, mg_int ots, mg_int som, const int *reverse)
+{
+    FN(gseq_job) j = {.gru = 1, .L = L, .M = M, .H = H, .xg = Xg, .bh = Bh, .h0 = H0, .P = P, .hg = Hg, .act = Act,
+                      .out = Out, .xts = xts, .xm = xm, .bm = bm, .shm = shm, .ots = ots, .som = som,
+                      .reverse = reverse};
+    return FN(gseq_run)(&j, isa, count);
 }
 
 /* ---- the backward of an LSTM layer's steps, every step in one job ---- */
@@ -745,15 +782,77 @@ int FN(mg_lstm_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *con
         return 0;
     const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
     const double step_flops = 8.0 * (double)M * (double)H * (double)H;
-    const int nt = step_flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
     FN(lbseq_job) j = {g, n, M, H, 1, M, 0, 0, G, DC, Act, Cp, Tc, P, DG, DCP, gs, as, cps, tcs, dgs, dcs, dcps, 0};
-    if (nt > 1) { /* even shares of rows, as seq_split's */
-        j.chunk = (M + nt - 1) / nt;
-        j.parts = (M + j.chunk - 1) / j.chunk;
-    }
+    const int nt = FN(row_shares)(M, step_flops, &j.chunk, &j.parts);
     j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
     j.extra = 3 * j.chunk * H;
     mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(lbseq_task), &j);
+    return j.failed ? -1 : 0;
+}
+
+/* ---- the backward of a GRU layer's steps, every step in one job ---- */
+
+/* The job of mg_gru_seq_backward, cut by rows as mg_gru_seq's: each task takes its rows through every step,
+ * the direct part of h's gradient (dh * z) and the state's whole gradient kept in the task's scratch. */
+typedef struct {
+    const FN(gemm_cfg) *g;
+    mg_int n, M, H, parts, chunk, slen, extra;
+    const T *const *G, *const *Act, *const *Hn, *const *Hp, *P;
+    T *const *DX, *const *DHG, *DHP;
+    const mg_int *gs, *as, *hns, *hps, *dxs, *dhgs;
+    mg_int dhps;
+    _Atomic int failed;
+} FN(gbseq_job);
+
+static void FN(gbseq_task)(void *ctx, mg_int i)
+{
+    FN(gbseq_job) *j = ctx;
+    T *scratch = mg_scratch((size_t)(j->slen + j->extra) * sizeof(T));
+    if (!scratch) {
+        j->failed = 1;
+        return;
+    }
+    const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk, H = j->H, n = j->n;
+    /* scratch: the gemm's, then dh, the sum G + direct, and two buffers of the direct part (m x H each) */
+    T *dh = scratch + j->slen, *sum = dh + j->chunk * H, *db[2] = {sum + j->chunk * H, sum + 2 * j->chunk * H};
+    for (mg_int k = 0; k < n && !j->failed; ++k) {
+        const T *dhk = j->G[k] ? j->G[k] + lo * j->gs[k] : NULL;
+        mg_int dhs = j->gs[k];
+        if (k > 0) { /* the state's gradient: (G[k] + direct) + DHG[k - 1] @ P, summed in the engine's order */
+            const T *direct = db[(k - 1) & 1], *cin = direct;
+            if (dhk) {
+                for (mg_int r = 0; r < m; ++r)
+                    for (mg_int c = 0; c < H; ++c)
+                        sum[r * H + c] = dhk[r * dhs + c] + direct[r * H + c];
+                cin = sum;
+            }
+            FN(gemm_serial)(j->g, m, H, 3 * H, j->DHG[k - 1] + lo * j->dhgs[k - 1], j->dhgs[k - 1], 1, NULL, 0, NULL,
+                            0, 0, NULL, 0, j->P, cin, H, 1, NULL, dh, H, 1, 0, scratch);
+            dhk = dh;
+            dhs = H;
+        }
+        T *direct_out = k == n - 1 ? j->DHP + lo * j->dhps : db[k & 1];
+        FN(mg_gru_backward_rows)(m, H, dhk, dhs, j->Act[k] + lo * j->as[k], j->as[k], j->Hn[k] + lo * j->hns[k],
+                                 j->hns[k], j->Hp[k] + lo * j->hps[k], j->hps[k], j->DX[k] + lo * j->dxs[k],
+                                 j->dxs[k], j->DHG[k] + lo * j->dhgs[k], j->dhgs[k], direct_out,
+                                 k == n - 1 ? j->dhps : H);
+    }
+}
+
+int FN(mg_gru_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *const *G, const mg_int *gs,
+                            const T *const *Act, const mg_int *as, const T *const *Hn, const mg_int *hns,
+                            const T *const *Hp, const mg_int *hps, const T *P, T *const *DX, const mg_int *dxs,
+                            T *const *DHG, const mg_int *dhgs, T *DHP, mg_int dhps)
+{
+    if (n <= 0 || M <= 0 || H <= 0)
+        return 0;
+    const FN(gemm_cfg) *g = &FN(gemm_cfgs)[isa];
+    const double step_flops = 6.0 * (double)M * (double)H * (double)H;
+    FN(gbseq_job) j = {g, n, M, H, 1, M, 0, 0, G, Act, Hn, Hp, P, DX, DHG, DHP, gs, as, hns, hps, dxs, dhgs, dhps, 0};
+    const int nt = FN(row_shares)(M, step_flops, &j.chunk, &j.parts);
+    j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
+    j.extra = 4 * j.chunk * H;
+    mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(gbseq_task), &j);
     return j.failed ? -1 : 0;
 }
 

@@ -153,8 +153,8 @@ void mg_ukr_avx2_f32(MG_UKR_ARGS(float));
 void mg_ukr_avx2_f64(MG_UKR_ARGS(double));
 #endif
 
-/* mg_lstm_forward / mg_lstm_backward (kernels.h) on the calling thread alone, the same bits (gates.c): the
- * step epilogue of the LSTM sequence jobs (matmul_tmpl.h). */
+/* mg_lstm_forward, mg_lstm_backward, mg_gru_forward and mg_gru_backward (kernels.h) on the calling thread
+ * alone, the same bits (gates.c): the step epilogues of the gated sequence jobs (matmul_tmpl.h). */
 void mg_lstm_forward_rows_f32(mg_int B, mg_int H, const float *gates, mg_int gs, const float *c_prev, mg_int cps,
                               float *act, mg_int as, float *c, mg_int cs, float *tanh_c, mg_int tcs, float *h,
                               mg_int hs);
@@ -168,5 +168,16 @@ void mg_lstm_backward_rows_f64(mg_int B, mg_int H, const double *dh, mg_int dhs,
                                const double *act, mg_int as, const double *c_prev, mg_int cps,
                                const double *tanh_c, mg_int tcs, double *d_gates, mg_int dgs, double *dc_prev,
                                mg_int dcps);
+
+void mg_gru_forward_rows_f32(mg_int B, mg_int H, const float *xg, mg_int xs, const float *hg, mg_int hgs,
+                             const float *h_prev, mg_int hps, float *act, mg_int as, float *h, mg_int hs);
+void mg_gru_forward_rows_f64(mg_int B, mg_int H, const double *xg, mg_int xs, const double *hg, mg_int hgs,
+                             const double *h_prev, mg_int hps, double *act, mg_int as, double *h, mg_int hs);
+void mg_gru_backward_rows_f32(mg_int B, mg_int H, const float *dh, mg_int dhs, const float *act, mg_int as,
+                              const float *hn, mg_int hns, const float *h_prev, mg_int hps, float *d_xg, mg_int dxs,
+                              float *d_hg, mg_int dhgs, float *dh_prev, mg_int dhps);
+void mg_gru_backward_rows_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *act, mg_int as,
+                              const double *hn, mg_int hns, const double *h_prev, mg_int hps, double *d_xg,
+                              mg_int dxs, double *d_hg, mg_int dhgs, double *dh_prev, mg_int dhps);
 
 #endif

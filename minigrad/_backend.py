@@ -25,11 +25,12 @@ Environment variables, read once at import:
   counts them.
 
 Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``, ``pack``,
-``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``, ``lstm_forward``,
-``lstm_backward``, ``lstm_seq``, ``lstm_seq_backward``, ``gru_forward``, ``gru_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``,
-``openmp`` (whether kernels can run in parallel; the name is historical), ``threading_backend``,
-``set_threading``, ``available_threadings``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``,
-``empty_cache``, ``set_cache_limit``, ``info``.
+``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``,
+``lstm_forward``, ``lstm_backward``, ``lstm_seq``, ``lstm_seq_backward``, ``gru_forward``, ``gru_backward``,
+``gru_seq``, ``gru_seq_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``, ``openmp`` (whether
+kernels can run in parallel; the name is historical), ``threading_backend``, ``set_threading``,
+``available_threadings``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``, ``empty_cache``,
+``set_cache_limit``, ``info``.
 
 When threadpoolctl is installed, importing the C backend registers a controller for it: ``threadpool_info()``
 lists minigrad's pool (user_api and internal_api ``"minigrad"``) and ``threadpool_limits(n)`` (or
@@ -47,7 +48,8 @@ import warnings
 from glob import glob
 
 __all__ = ["addmm", "addmm_many", "addmm_seq", "available_isas", "available_threadings", "empty_cache", "get_num_threads",
-           "gru_backward", "gru_forward", "info", "isa", "lstm_backward", "lstm_forward", "lstm_seq", "lstm_seq_backward", "matmul",
+           "gru_backward", "gru_forward", "gru_seq", "gru_seq_backward", "info", "isa", "lstm_backward", "lstm_forward",
+           "lstm_seq", "lstm_seq_backward", "matmul",
            "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit",
            "set_isa", "set_num_threads", "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh",
            "tanh_backward", "tanh_seq_backward", "threading_backend"]
@@ -131,6 +133,8 @@ addmm = _impl.addmm
 addmm_many = _impl.addmm_many
 addmm_seq = _impl.addmm_seq
 lstm_seq = _impl.lstm_seq
+gru_seq = _impl.gru_seq
+gru_seq_backward = _impl.gru_seq_backward
 lstm_seq_backward = _impl.lstm_seq_backward
 tanh_seq_backward = _impl.tanh_seq_backward
 matmul_stacked_t = _impl.matmul_stacked_t

@@ -280,28 +280,39 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
 
 def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
     """An LSTM layer's forward step by step; see minigrad._kernels.lstm_seq for the contract."""
-    fn = "lstm_seq"
     if not all(isinstance(v, (list, tuple)) for v in (xgs, h0s, c0s, bs, outs, reverse)):
-        raise TypeError(f"{fn}: xgs, h0s, c0s, bs, outs and reverse must be lists or tuples")
+        raise TypeError("lstm_seq: xgs, h0s, c0s, bs, outs and reverse must be lists or tuples")
+    return _gated_seq("lstm_seq", 4, xgs, h0s, c0s, bs, outs, reverse)
+
+
+def gru_seq(xgs, bhs, h0s, bs, outs, reverse):
+    """A GRU layer's forward step by step; see minigrad._kernels.gru_seq for the contract."""
+    if not all(isinstance(v, (list, tuple)) for v in (xgs, bhs, h0s, bs, outs, reverse)):
+        raise TypeError("gru_seq: xgs, bhs, h0s, bs, outs and reverse must be lists or tuples")
+    return _gated_seq("gru_seq", 3, xgs, h0s, bhs, bs, outs, reverse)
+
+
+def _gated_seq(fn, gates, xgs, h0s, mids, bs, outs, reverse):
     n = len(xgs)
-    if n == 0 or not len(h0s) == len(c0s) == len(bs) == len(outs) == len(reverse) == n:
-        raise ValueError(f"{fn}: expected as many h0s, c0s, bs, outs and reverse as xgs (at least one), got "
-                         f"{n}, {len(h0s)}, {len(c0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
+    mid = "c0s" if gates == 4 else "bhs"
+    if n == 0 or not len(h0s) == len(mids) == len(bs) == len(outs) == len(reverse) == n:
+        raise ValueError(f"{fn}: expected as many h0s, {mid}, bs, outs and reverse as xgs (at least one), got "
+                         f"{n}, {len(h0s)}, {len(mids)}, {len(bs)}, {len(outs)}, {len(reverse)}")
     for i in range(n):
         if type(bs[i]) is not PackedMatrix:
             raise TypeError(f"{fn}: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
     b0 = bs[0]
     H = b0.shape[0]
-    if b0.shape[1] != 4 * H:
-        raise ValueError(f"{fn}: bs[0] has shape {b0.shape}; the gates product needs (H, 4 * H)")
+    if b0.shape[1] != gates * H:
+        raise ValueError(f"{fn}: bs[0] has shape {b0.shape}; the gates product needs (H, {gates} * H)")
     if any(b.shape != b0.shape or b.dtype != b0.dtype for b in bs):
         raise ValueError(f"{fn}: bs[i] are {[b for b in bs]}; expected one shape, dtype and path")
     _float_array(outs[0], fn, "outs[0]")
     if outs[0].ndim != 3:
         raise ValueError(f"{fn}: outs[0] must be 3-D (L, M, H), got shape {outs[0].shape}")
     L, M = outs[0].shape[:2]
-    for name, arrays, want in (("outs", outs, (L, M, H)), ("xgs", xgs, (L, M, 4 * H)), ("h0s", h0s, (M, H)),
-                               ("c0s", c0s, (M, H))):
+    for name, arrays, want in (("outs", outs, (L, M, H)), ("xgs", xgs, (L, M, gates * H)), ("h0s", h0s, (M, H)),
+                               (mid, mids, (M, H) if gates == 4 else (M, gates * H))):
         for i, arr in enumerate(arrays):
             _float_array(arr, fn, f"{name}[{i}]")
             if arr.dtype != b0.dtype:
@@ -314,19 +325,24 @@ def lstm_seq(xgs, h0s, c0s, bs, outs, reverse):
             raise ValueError(f"{fn}: outs[{i}] is read-only")
         for k in range(n):
             if (k != i and _shares_memory(outs[i], outs[k])) or any(
-                    _shares_memory(outs[i], x) for x in (xgs[k], h0s[k], c0s[k])):
+                    _shares_memory(outs[i], x) for x in (xgs[k], h0s[k], mids[k])):
                 raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of direction {k}")
-    acts = [np.empty((L, M, 4 * H), b0.dtype) for _ in range(n)]
-    cs = [np.empty((L, M, H), b0.dtype) for _ in range(n)]
-    tcs = [np.empty((L, M, H), b0.dtype) for _ in range(n)]
+    firsts = [np.empty((L, M, gates * H), b0.dtype) for _ in range(n)]
+    seconds = [np.empty((L, M, H) if gates == 4 else (L, M, gates * H), b0.dtype) for _ in range(n)]
+    thirds = [np.empty((L, M, H), b0.dtype) for _ in range(n)]
     for s in range(L):
         for i in range(n):
             t = L - 1 - s if reverse[i] else s
             prev = t + 1 if reverse[i] else t - 1
-            h, c = (h0s[i], c0s[i]) if s == 0 else (outs[i][prev], cs[i][prev])
-            addmm(xgs[i][t], h, bs[i], None, acts[i][t])
-            lstm_forward(acts[i][t], c, acts[i][t], cs[i][t], tcs[i][t], outs[i][t])
-    return acts, cs, tcs
+            h = h0s[i] if s == 0 else outs[i][prev]
+            if gates == 4:
+                c = mids[i] if s == 0 else seconds[i][prev]
+                addmm(xgs[i][t], h, bs[i], None, firsts[i][t])
+                lstm_forward(firsts[i][t], c, firsts[i][t], seconds[i][t], thirds[i][t], outs[i][t])
+            else:
+                addmm(mids[i], h, bs[i], None, firsts[i][t])
+                gru_forward(xgs[i][t], firsts[i][t], h, seconds[i][t], outs[i][t])
+    return (firsts, seconds, thirds) if gates == 4 else (firsts, seconds)
 
 
 def lstm_seq_backward(gs, dc, acts, c_prevs, tanh_cs, p, d_gates, dc_prev=None):
@@ -335,28 +351,63 @@ def lstm_seq_backward(gs, dc, acts, c_prevs, tanh_cs, p, d_gates, dc_prev=None):
     fn = "lstm_seq_backward"
     if not all(isinstance(v, (list, tuple)) for v in (gs, acts, c_prevs, tanh_cs, d_gates)):
         raise TypeError(f"{fn}: gs, acts, c_prevs, tanh_cs and d_gates must be lists or tuples")
+    (d_gates,), dc_prev = _seq_backward_operands(fn, 4, gs, dc, [("acts", acts, 4), ("c_prevs", c_prevs, 1),
+                                                                 ("tanh_cs", tanh_cs, 1)], p,
+                                                 [("d_gates", d_gates)], dc_prev, "dc_prev")
+    dc_k = dc
+    for k in range(len(acts)):
+        dh = gs[0] if k == 0 else matmul(d_gates[k - 1], p) if gs[k] is None else addmm(gs[k], d_gates[k - 1], p)
+        out_dc = dc_prev if k == len(acts) - 1 else None
+        _, dc_k = lstm_backward(dh, dc_k, acts[k], c_prevs[k], tanh_cs[k], d_gates[k], out_dc)
+    return d_gates, dc_prev
+
+
+def gru_seq_backward(gs, acts, hns, h_prevs, p, d_xgs, d_hgs, dh_prev=None):
+    """The backward of a GRU layer's steps, step by step; see minigrad._kernels.gru_seq_backward for the
+    contract."""
+    fn = "gru_seq_backward"
+    if not all(isinstance(v, (list, tuple)) for v in (gs, acts, hns, h_prevs, d_xgs, d_hgs)):
+        raise TypeError(f"{fn}: gs, acts, hns, h_prevs, d_xgs and d_hgs must be lists or tuples")
+    (d_xgs, d_hgs), dh_prev = _seq_backward_operands(fn, 3, gs, None, [("acts", acts, 3), ("hns", hns, 1),
+                                                                       ("h_prevs", h_prevs, 1)], p,
+                                                     [("d_xgs", d_xgs), ("d_hgs", d_hgs)], dh_prev, "dh_prev")
+    direct = None
+    for k in range(len(acts)):
+        if k == 0:
+            dh = gs[0]
+        else:
+            dh = addmm(direct if gs[k] is None else gs[k] + direct, d_hgs[k - 1], p)
+        out = dh_prev if k == len(acts) - 1 else None
+        _, _, direct = gru_backward(dh, acts[k], hns[k], h_prevs[k], d_xgs[k], d_hgs[k], out)
+    return d_xgs, d_hgs, dh_prev
+
+
+def _seq_backward_operands(fn, gates, gs, dc, ins, p, outs, last, last_name):
+    """The checks of lstm_seq_backward and gru_seq_backward (the kernels' own); returns (the gate gradients'
+    lists, with None allocated, and the last step's (M, H) output)."""
+    acts = ins[0][1]
     n = len(acts)
-    if n == 0 or not len(gs) == len(c_prevs) == len(tanh_cs) == len(d_gates) == n:
-        raise ValueError(f"{fn}: expected as many gs, c_prevs, tanh_cs and d_gates as acts (at least one), got "
-                         f"{len(gs)}, {len(c_prevs)}, {len(tanh_cs)}, {len(d_gates)}, {n}")
+    if n == 0 or len(gs) != n or any(len(arrs) != n for _, arrs, _ in ins) or any(len(a) != n for _, a in outs):
+        names = ", ".join(["gs"] + [x[0] for x in ins[1:]] + [x[0] for x in outs])
+        raise ValueError(f"{fn}: expected as many {names} as acts (at least one), got "
+                         f"{[len(gs)] + [len(x[1]) for x in ins[1:]] + [len(x[1]) for x in outs]} and {n}")
     if type(p) is not PackedMatrix:
         raise TypeError(f"{fn}: p must be a PackedMatrix (pack(W)), got {type(p).__name__}")
     H = p.shape[1]
-    if p.shape[0] != 4 * H:
-        raise ValueError(f"{fn}: p has shape {p.shape}; the state's product needs (4 * H, H)")
+    if p.shape[0] != gates * H:
+        raise ValueError(f"{fn}: p has shape {p.shape}; the state's product needs ({gates} * H, H)")
     if gs[0] is None:
         raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
     _float_array(acts[0], fn, "acts[0]")
     if acts[0].ndim != 2:
-        raise ValueError(f"{fn}: acts[0] must be 2-D (M, 4H), got shape {acts[0].shape}")
+        raise ValueError(f"{fn}: acts[0] must be 2-D (M, {gates}H), got shape {acts[0].shape}")
     M = acts[0].shape[0]
-    d_gates = [np.empty((M, 4 * H), p.dtype) if d is None else d for d in d_gates]
-    if dc_prev is None:
-        dc_prev = np.empty((M, H), p.dtype)
-    named = [("d_gates", d_gates, 4 * H), ("acts", acts, 4 * H), ("c_prevs", c_prevs, H), ("tanh_cs", tanh_cs, H),
-             ("gs", gs, H)]
+    outs = [(name, [np.empty((M, gates * H), p.dtype) if d is None else d for d in arrs]) for name, arrs in outs]
+    if last is None:
+        last = np.empty((M, H), p.dtype)
     arrays = []
-    for name, arrs, width in named:
+    groups = [(name, arrs, gates, True) for name, arrs in outs] + [(name, arrs, w, False) for name, arrs, w in ins]
+    for name, arrs, width, write in groups + [("gs", gs, 1, False)]:
         for i, arr in enumerate(arrs):
             if arr is None:
                 if name != "gs":
@@ -365,34 +416,26 @@ def lstm_seq_backward(gs, dc, acts, c_prevs, tanh_cs, p, d_gates, dc_prev=None):
             _float_array(arr, fn, f"{name}[{i}]")
             if arr.dtype != p.dtype:
                 raise TypeError(f"{fn}: {name}[{i}] has dtype {arr.dtype}, the step's {p.dtype}")
-            if arr.shape != (M, width):
-                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {(M, width)}")
-            arrays.append((arr, name == "d_gates"))
-    for arr, name in ((dc, "dc"), (dc_prev, "dc_prev")):
+            if arr.ndim != 2:
+                raise ValueError(f"{fn}: {name}[{i}] must be 2-D (M, {width}H), got shape {arr.shape}")
+            if arr.shape != (M, width * H):
+                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {(M, width * H)}")
+            arrays.append((arr, write))
+    for arr, name, write in ((dc, "dc", False), (last, last_name, True)):
         if arr is not None:
             _float_array(arr, fn, name)
-            if arr.dtype != p.dtype or arr.shape != (M, H):
-                raise ValueError(f"{fn}: {name} has shape {arr.shape} and dtype {arr.dtype}; expected "
-                                 f"{(M, H)} and {p.dtype}")
-            arrays.append((arr, name == "dc_prev"))
+            if arr.dtype != p.dtype:
+                raise TypeError(f"{fn}: {name} has dtype {arr.dtype}, the step's {p.dtype}")
+            if arr.shape != (M, H):
+                raise ValueError(f"{fn}: {name} has shape {arr.shape}, expected {(M, H)}")
+            arrays.append((arr, write))
     for a, (x, out) in enumerate(arrays):
         if out and not x.flags.writeable:
             raise ValueError(f"{fn}: an output is read-only")
         for b, (y, out_b) in enumerate(arrays):
             if a < b and (out or out_b) and _shares_memory(x, y):
                 raise ValueError(f"{fn}: an output shares memory with another output or an operand")
-    dc_k = dc
-    for k in range(n):
-        if k == 0:
-            dh = gs[0]
-        elif gs[k] is None:
-            dh = matmul(d_gates[k - 1], p)
-        else:
-            dh = addmm(gs[k], d_gates[k - 1], p)
-        out_dc = dc_prev if k == n - 1 else np.empty((M, H), p.dtype)
-        lstm_backward(dh, dc_k, acts[k], c_prevs[k], tanh_cs[k], d_gates[k], out_dc)
-        dc_k = out_dc
-    return d_gates, dc_prev
+    return [arrs for _, arrs in outs], last
 
 
 def tanh_seq_backward(gs, ys, p, dzs):

@@ -36,6 +36,7 @@ backward is one K.lstm_backward / K.gru_backward call when nothing needs the nod
 - ``lstm_sequence(xgs, states, rs, outs, reverse)`` equals the loop of ``step`` and ``lstm_epilogue`` over
   whole sequences, with every product and epilogue in one K.lstm_seq job (each thread its rows of the batch
   through every step); its backward runs a chain of steps as one K.lstm_seq_backward job (``_lstm_chain``).
+  ``gru_sequence`` is the same for ``gru_epilogue`` (K.gru_seq).
 """
 import numpy as np
 
@@ -595,6 +596,34 @@ cdef class LstmHeadBackward(Node):
         return "MulBackward"
 
 
+cdef Node _state_node_below(Node mm, object packing, type head_type):
+    """The node (of type ``head_type``) of the state that ``mm``, a sequence step's state product, multiplies,
+    if ``mm`` is such a product by the chain's packed weight, with no hook and nothing changed in place;
+    else None."""
+    edge = mm.next_functions[1]
+    if (type(mm) is not SeqAddmmBackward or mm.meta is not packing or mm._pre_hooks or mm._retained is not None
+            or edge is None or type(edge[0]) is not head_type):
+        return None
+    try:
+        check_saved(mm, mm.saved, mm._epoch)
+    except RuntimeError:
+        return None
+    return <Node>edge[0]
+
+
+cdef bint _plain_buffer_and_saved(GraphTask task, Node node, tuple saved) except -1:
+    """``node``'s gradient so far is None or an array (not held lazily: the plain nodes evaluate that), and
+    nothing it saved (``saved``) has changed in place."""
+    cdef InputBuffer b = task.buffers.get(node)
+    if b is not None and b.grads[0] is not None and type(b.grads[0]) is not np.ndarray:
+        return False
+    try:
+        check_saved(node, saved, node._epoch)
+    except RuntimeError:
+        return False
+    return True
+
+
 cdef list _lstm_chain(GraphTask task, LstmHeadBackward head, object g):
     """The LSTM steps from ``head`` (whose own step can run fused) down its sequence (lstm_sequence's: addmm
     nodes that share one packed weight), head first, whose backward can run as one K.lstm_seq_backward job
@@ -612,16 +641,9 @@ cdef list _lstm_chain(GraphTask task, LstmHeadBackward head, object g):
         return None
     packing = mm.meta
     while True:
-        mm = _at(_at(_at(node, 0), 0), 0)
-        edge = mm.next_functions[1]
-        if (type(mm) is not SeqAddmmBackward or mm.meta is not packing or mm._pre_hooks
-                or mm._retained is not None or edge is None or type(edge[0]) is not LstmHeadBackward):
+        prev = _state_node_below(_at(_at(_at(node, 0), 0), 0), packing, LstmHeadBackward)
+        if prev is None:
             break
-        try:
-            check_saved(mm, mm.saved, mm._epoch)
-        except RuntimeError:
-            break
-        prev = <Node>edge[0]
         lh = <LstmHeadBackward>prev
         if task.deps.get(prev) != 1 or lh.act is None:
             break
@@ -639,12 +661,7 @@ cdef list _lstm_chain(GraphTask task, LstmHeadBackward head, object g):
         b = task.buffers.get(add)
         if b is not None and b.grads[0] is not None:
             break
-        b = task.buffers.get(prev)
-        if b is not None and b.grads[0] is not None and type(b.grads[0]) is not np.ndarray:
-            break  # held lazily: the plain nodes evaluate it
-        try:
-            check_saved(prev, (lh.act, lh.c_prev, prev.saved[1]), prev._epoch)
-        except RuntimeError:
+        if not _plain_buffer_and_saved(task, prev, (lh.act, lh.c_prev, prev.saved[1])):
             break
         chain.append(prev)
         node = prev
@@ -697,21 +714,18 @@ cdef class GruHeadBackward(GateAddBackward):
         Node.release(self)
 
     cpdef object apply(self, GraphTask task, object g):
-        cdef Node mul_a = _at(self, 0)
+        if task.node_state.pop(self, None) is not None:
+            return None, None  # a sequence's fused backward computed this step (see _gru_chain)
         cdef Node zh = _at(self, 1)
-        cdef Node rsub = _at(mul_a, 0)
-        cdef Node tanh_n = _at(mul_a, 1)
-        cdef Node add_n = _at(tanh_n, 0)
-        cdef Node rh = _at(add_n, 1)
-        cdef Node sig_r = _at(rh, 0)
-        cdef Node sig_z = _at(zh, 0)
-        cdef Node add_r = _at(sig_r, 0)
-        cdef Node split_x = _at(add_n, 0)
-        cdef Node split_h = _at(rh, 1)
+        cdef Node split_x = _at(_at(_at(_at(self, 0), 1), 0), 0)  # (1 - z) * n, tanh(n), gi_n + r * gh_n, split
+        cdef Node split_h = _gru_split_h(self)
         if (self.act is None or not _fusable(task, self, (self.act, self.hn, self.h_prev))
-                or not _plain_nodes([self, mul_a, zh, rsub, tanh_n, add_n, rh, sig_r, sig_z, add_r,
-                                     _at(sig_z, 0), split_x, split_h])):
+                or not _plain_nodes(_gru_step_nodes(self))):
             return g, g
+        cdef list chain = _gru_chain(task, self, g)
+        if chain is not None:
+            _run_gru_chain(task, chain, _rows(g))
+            return None, None
         act = self.act
         shape = (act.shape[0], act.shape[1])
         d_xg, d_hg, dh_prev = K.gru_backward(_rows(g), act, self.hn, self.h_prev,
@@ -727,6 +741,93 @@ cdef class GruHeadBackward(GateAddBackward):
 
     def name(self):
         return "AddBackward"
+
+
+cdef list _gru_step_nodes(Node head):
+    """A GRU step's nodes from its head (``GruHeadBackward``) to its two splits, in gru_epilogue's layout."""
+    cdef Node mul_a = _at(head, 0)
+    cdef Node zh = _at(head, 1)
+    cdef Node tanh_n = _at(mul_a, 1)
+    cdef Node add_n = _at(tanh_n, 0)
+    cdef Node rh = _at(add_n, 1)
+    cdef Node sig_r = _at(rh, 0)
+    cdef Node sig_z = _at(zh, 0)
+    return [head, mul_a, zh, _at(mul_a, 0), tanh_n, add_n, rh, sig_r, sig_z, _at(sig_r, 0), _at(sig_z, 0),
+            _at(add_n, 0), _at(rh, 1)]
+
+
+cdef Node _gru_split_h(Node head):
+    """The split of a GRU step's state product hg (r * gh_n's second input)."""
+    return _at(_at(_at(_at(_at(head, 0), 1), 0), 1), 1)
+
+
+cdef list _gru_chain(GraphTask task, GruHeadBackward head, object g):
+    """As ``_lstm_chain``, for GRU steps recorded by ``gru_sequence``: below the head, each step's h has all
+    its gradients but the two from the step above (its ``z * h`` and its product's), with plain, unchanged
+    nodes, one packed weight throughout."""
+    if type(g) is not np.ndarray:
+        return None
+    cdef list chain = [head]
+    cdef Node node = head, mm, prev, zh
+    cdef GruHeadBackward gh
+    cdef InputBuffer b
+    mm = _at(_gru_split_h(head), 0)
+    if type(mm) is not SeqAddmmBackward:
+        return None
+    packing = mm.meta
+    while True:
+        prev = _state_node_below(_at(_gru_split_h(node), 0), packing, GruHeadBackward)
+        if prev is None:
+            break
+        gh = <GruHeadBackward>prev
+        zh = _at(node, 1)
+        if (gh.act is None or task.deps.get(prev) != 2 or zh.next_functions[1] is None or _at(zh, 1) is not prev
+                or not _plain_nodes(_gru_step_nodes(prev))):
+            break
+        if not _plain_buffer_and_saved(task, prev, (gh.act, gh.hn, gh.h_prev)):
+            break
+        chain.append(prev)
+        node = prev
+    return chain if len(chain) > 1 else None
+
+
+cdef void _run_gru_chain(GraphTask task, list chain, object g) except *:
+    """One K.gru_seq_backward job for the steps of ``chain``, then each step's gate gradients handed to its
+    splits, its h's node and the product above it marked done, and the last step's gradient through
+    ``z * h`` handed to that node."""
+    cdef Py_ssize_t k, n = len(chain)
+    cdef GruHeadBackward h
+    cdef InputBuffer b
+    cdef Node split_x, split_h, zh
+    gs, acts, hns, hps, xplaces, hplaces, splits = [g], [], [], [], [], [], []
+    for k in range(n):
+        h = <GruHeadBackward>chain[k]
+        if k > 0:
+            b = task.buffers.get(h)
+            gs.append(None if b is None or b.grads[0] is None else _rows(b.grads[0]))
+        split_x = _at(_at(_at(_at(h, 0), 1), 0), 0)  # (1 - z) * n -> tanh(n) -> gi_n + r * gh_n -> split
+        split_h = _gru_split_h(h)
+        splits.append((split_x, split_h))
+        acts.append(h.act)
+        hns.append(h.hn)
+        hps.append(h.h_prev)
+        shape = (h.act.shape[0], h.act.shape[1])
+        xplaces.append(_place(task, split_x, shape, h.act.dtype))
+        hplaces.append(_place(task, split_h, shape, h.act.dtype))
+    mm = _at(<Node>splits[0][1], 0)
+    d_xgs, d_hgs, direct = K.gru_seq_backward(gs, acts, hns, hps, (<_Packing>(<Node>mm).meta).transposed(),
+                                              xplaces, hplaces)
+    width = hns[0].shape[1]
+    for k in range(n):
+        _hand_to_split(task, <Node>splits[k][0], d_xgs[k], width)
+        _hand_to_split(task, <Node>splits[k][1], d_hgs[k], width)
+        if k > 0:
+            task.node_state[chain[k]] = True
+            task.node_state[_at(<Node>splits[k - 1][1], 0)] = True  # its product's h gradient is in the job's
+    zh = _at(<Node>chain[n - 1], 1)
+    if zh.next_functions[1] is not None:
+        task.buffer(zh).grads[0] = direct
+        task.node_state[zh] = True
 
 
 cdef Tensor _op(object cls, object array, tuple inputs, tuple saved):
@@ -863,6 +964,12 @@ def gru_epilogue(gi, gh, h, h_out=None):
     _check_gates(xg, "gi", hp, "h", 3, "gru_epilogue")
     _check_gates(hg, "gh", hp, "h", 3, "gru_epilogue")
     act, h_arr = K.gru_forward(xg._data, hg._data, hp._data, None, h_out)
+    return _gru_recorded(xg, hg, hp, act, h_arr)
+
+
+cdef Tensor _gru_recorded(Tensor xg, Tensor hg, Tensor hp, object act, object h_arr):
+    """h' of a GRU step whose values K.gru_forward (or K.gru_seq) computed from ``xg``, ``hg`` and ``hp``, with
+    the nodes of gru_epilogue's ops recorded on them."""
     if not any_requires_grad((xg, hg, hp)):
         return wrap(h_arr)
     cdef Py_ssize_t H = hp._data.shape[1]
@@ -896,6 +1003,47 @@ def gru_epilogue(gi, gh, h, h_out=None):
         (<GruHeadBackward>out._grad_fn).hn = hn
         (<GruHeadBackward>out._grad_fn).h_prev = hp._data
     return out
+
+
+def gru_sequence(xgs, addends, states, rs, outs, reverse):
+    """Equals the loop a GRU layer runs over whole sequences: per direction i, from ``h = states[i]``, for
+    each step s with t = s (``L - 1 - s`` when ``reverse[i]``), ``hg = step(addends[i], h, rs[i])`` and
+    ``h = gru_epilogue(xgs[i][t], hg, h, outs[i][t])``; returns per direction its L states in time order.  The
+    same tensors, values and graph (each step its addmm node and the epilogue's nodes, in the loop's order),
+    but every product and epilogue runs in one kernel job (K.gru_seq), each thread taking whole rows of the
+    batch through every step.
+
+    ``xgs[i]``: the L input projections (N, 3H) in time order; ``addends[i]``: the (N, 3H) tensor every
+    step's state product is added to (b_hh's rows); ``states[i]``: h0 (N, H); ``rs[i]``:
+    ``ReusedOperand(W_hh.T)``; ``outs[i]`` as ``lstm_sequence``'s."""
+    if not all(isinstance(v, (list, tuple)) for v in (xgs, addends, states, rs, outs, reverse)):
+        raise TypeError("gru_sequence: xgs, addends, states, rs, outs and reverse must be lists or tuples")
+    cdef Py_ssize_t i, s, t, n = len(xgs)
+    if n == 0 or not len(addends) == len(states) == len(rs) == len(outs) == len(reverse) == n:
+        raise ValueError("gru_sequence: expected as many addends, states, rs, outs and reverse as xgs (at least "
+                         "one)")
+    cdef Py_ssize_t length = len(xgs[0]) if isinstance(xgs[0], (list, tuple)) else 0
+    if length == 0:
+        raise ValueError("gru_sequence: xgs[0] must be a non-empty list or tuple of tensors")
+    xarrays, hs = [], []
+    for i in range(n):
+        if not isinstance(rs[i], ReusedOperand):
+            raise TypeError("gru_sequence: rs[%d] must be a ReusedOperand, got %s" % (i, type(rs[i]).__name__))
+        xarrays.append(_addends(xgs[i], length, "gru_sequence"))
+        _operands(addends[i], states[i], rs[i], "gru_sequence")
+        hs.append(_gate_tensor(states[i], "h", "gru_sequence"))
+        _check_gates(_gate_tensor(xgs[i][0], "xgs[%d][0]" % i, "gru_sequence"), "xgs[%d][0]" % i, <Tensor>hs[i], "h",
+                     3, "gru_sequence")
+    hgs, acts = K.gru_seq(xarrays, [(<Tensor>a)._data for a in addends], [(<Tensor>h)._data for h in hs],
+                          [(<ReusedOperand>r)._packing.packed for r in rs], outs, reverse)
+    results = [[None] * length for _ in range(n)]
+    cdef Tensor hg
+    for s in range(length):
+        for i in range(n):
+            t = length - 1 - s if reverse[i] else s
+            hg = _recorded(hgs[i][t], addends[i], hs[i], rs[i], None, SeqAddmmBackward)
+            hs[i] = results[i][t] = _gru_recorded(xgs[i][t], hg, hs[i], acts[i][t], outs[i][t])
+    return results
 
 
 # ---- the layer's output: the steps joined where they lie ----------------------------------------------

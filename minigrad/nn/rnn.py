@@ -639,8 +639,8 @@ def _run_gated_layer(lstm: bool, x: Tensor, states: Sequence[Any], weights: Sequ
     directions = range(len(weights))
     states = list(states)
     outputs = [[None] * seq_len for _ in directions]
+    # the whole sequence is one kernel job (products and epilogues), its steps' nodes as below
     if lstm and outs is not None and valid is None and all(w is None for w in w_hr_ts):
-        # the whole sequence is one kernel job (products and epilogues), its steps' nodes as below
         pairs = _recurrent.lstm_sequence(xws, states, w_hh_ts, outs, [d == 1 for d in directions])
         for s in range(seq_len):
             for d in directions:
@@ -649,6 +649,13 @@ def _run_gated_layer(lstm: bool, x: Tensor, states: Sequence[Any], weights: Sequ
                 outputs[d][t] = mark_step(h_new, t, layer, d)
                 mark_step(c_new, t, layer, d)
         return outputs, [(outputs[d][-1 if d == 0 else 0], pairs[d][-1 if d == 0 else 0][1]) for d in directions]
+    if not lstm and outs is not None and valid is None:
+        news = _recurrent.gru_sequence(xws, addends, states, w_hh_ts, outs, [d == 1 for d in directions])
+        for s in range(seq_len):
+            for d in directions:
+                t = seq_len - 1 - s if d else s
+                outputs[d][t] = mark_step(news[d][t], t, layer, d)
+        return outputs, [outputs[d][-1 if d == 0 else 0] for d in directions]
     for s in range(seq_len):
         ts = (s, seq_len - 1 - s)  # the reverse direction runs backwards
         if lstm:

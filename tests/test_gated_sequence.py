@@ -1,8 +1,9 @@
-"""An LSTM layer's sequence jobs: K.lstm_seq (every step's gates product and epilogue in one kernel job) and
-K.lstm_seq_backward (the backward through a chain of steps in one job), and the nodes nn._recurrent records
-around them (``lstm_sequence``, the chain of ``LstmHeadBackward``).  The kernels are checked bitwise against
-the step-by-step kernels they replace and within tolerance against float64 NumPy; the layer against the
-node-by-node backward (bitwise) and torch."""
+"""The gated layers' sequence jobs: K.lstm_seq and K.gru_seq (every step's gates product and epilogue in one
+kernel job), K.lstm_seq_backward and K.gru_seq_backward (the backward through a chain of steps in one job), and
+the nodes nn._recurrent records around them (``lstm_sequence``, ``gru_sequence``, the chains of
+``LstmHeadBackward`` and ``GruHeadBackward``).  The kernels are checked bitwise against the step-by-step
+kernels they replace and within tolerance against float64 NumPy; the layers against the node-by-node backward
+(bitwise) and torch."""
 import numpy as np
 import pytest
 import torch
@@ -279,63 +280,256 @@ def test_lstm_seq_backward_bad_input(K, rng):
         K.lstm_seq_backward(gs, None, acts, cps, tcs, p, [places[0], readonly, places[2]])
 
 
+# ---- K.gru_seq and K.gru_seq_backward --------------------------------------------------------------------
+def gru_case(K, rng, dtype, steps, batch, hidden, count):
+    """Per direction: input projections (L, M, 3H), b_hh's rows (a broadcast view), h0, W_hh.T (H, 3H) and
+    its packing, outputs filled with nan; the second direction runs backwards."""
+    xgs = [randn(rng, (steps, batch, 3 * hidden), dtype, 1.5) for _ in range(count)]
+    bhs = [np.broadcast_to(randn(rng, (3 * hidden,), dtype), (batch, 3 * hidden)) for _ in range(count)]
+    h0s = [randn(rng, (batch, hidden), dtype) for _ in range(count)]
+    ws = [randn(rng, (hidden, 3 * hidden), dtype, 1.0 / max(hidden, 1) ** 0.5) for _ in range(count)]
+    outs = [np.full((steps, batch, hidden), np.nan, dtype) for _ in range(count)]
+    return xgs, bhs, h0s, ws, [K.pack(w) for w in ws], outs, [False, True][:count]
+
+
+def gru_loop(K, xgs, bhs, h0s, packed, reverse):
+    """What gru_seq replaces: addmm then gru_forward, step by step."""
+    results = []
+    for xg, bh, h, p, rev in zip(xgs, bhs, h0s, packed, reverse):
+        steps = xg.shape[0]
+        hgs, acts, hs = ([None] * steps for _ in range(3))
+        for s in range(steps):
+            t = steps - 1 - s if rev else s
+            hgs[t] = K.addmm(bh, h, p)
+            acts[t], hs[t] = K.gru_forward(xg[t], hgs[t], h)
+            h = hs[t]
+        results.append((hgs, acts, hs))
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("steps,batch,hidden", [(6, 32, 128), (5, 3, 40), (3, 7, 1), (1, 1, 5), (4, 33, 64),
+                                                (3, 0, 4), (2, 4, 0)])
+@pytest.mark.parametrize("count", [1, 2])
+def test_gru_seq_is_addmm_then_gru_forward_step_by_step(K, rng, dtype, steps, batch, hidden, count):
+    """gru_seq runs a GRU layer's forward: the bits of addmm then gru_forward step by step, each step within
+    tolerance of float64 NumPy from the step before's state; the operands unchanged."""
+    xgs, bhs, h0s, ws, packed, outs, reverse = gru_case(K, rng, dtype, steps, batch, hidden, count)
+    copies = [x.copy() for x in xgs + h0s]
+    hgs, acts = K.gru_seq(xgs, bhs, h0s, packed, outs, reverse)
+    want = gru_loop(K, xgs, bhs, h0s, packed, reverse)
+    tol = TOL[dtype]
+    for i in range(count):
+        for s in range(steps):
+            t = steps - 1 - s if reverse[i] else s
+            if K is not _reference:
+                for got, w in zip((hgs[i][t], acts[i][t], outs[i][t]), (x[t] for x in want[i])):
+                    assert np.array_equal(got, w), (i, t)
+            h = h0s[i] if s == 0 else outs[i][t + 1 if reverse[i] else t - 1]
+            hg = bhs[i].astype(np.float64) + h.astype(np.float64) @ ws[i].astype(np.float64)
+            x_r, x_z, x_n = np.split(xgs[i][t].astype(np.float64), 3, axis=1)
+            h_r, h_z, h_n = np.split(hg, 3, axis=1)
+            r, z = sigmoid64(x_r + h_r), sigmoid64(x_z + h_z)
+            np.testing.assert_allclose(hgs[i][t], hg, rtol=tol, atol=tol)
+            np.testing.assert_allclose(outs[i][t], (1 - z) * np.tanh(x_n + r * h_n) + z * h, rtol=tol, atol=tol)
+    assert all(np.array_equal(x, y) for x, y in zip(xgs + h0s, copies))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gru_seq_threads_bitwise_identical(C, threads, rng, dtype):
+    """On 1, 2 or 3 threads the same bits as the step loop on one thread (row shares as lstm_seq's)."""
+    cases = [gru_case(C, rng, dtype, 7, batch, hidden, count)
+             for batch, hidden, count in ((32, 128, 1), (32, 64, 2), (4, 96, 1), (13, 40, 2), (1, 16, 1))]
+    threads(1)
+    wants = [gru_loop(C, xgs, bhs, h0s, packed, reverse) for xgs, bhs, h0s, _, packed, _, reverse in cases]
+    for nt in (1, 2, 3):
+        threads(nt)
+        for (xgs, bhs, h0s, _, packed, outs, reverse), want in zip(cases, wants):
+            for o in outs:
+                o[...] = np.nan
+            hgs, acts = C.gru_seq(xgs, bhs, h0s, packed, outs, reverse)
+            for i, (whg, wact, wh) in enumerate(want):
+                assert np.array_equal(hgs[i], np.stack(whg)) and np.array_equal(acts[i], np.stack(wact)), nt
+                assert np.array_equal(outs[i], np.stack(wh)), nt
+
+
+def test_gru_seq_bad_input(K, rng):
+    """As lstm_seq's checks, for the GRU's operands (b_hh's rows among them)."""
+    xgs, bhs, h0s, ws, packed, outs, reverse = gru_case(K, rng, np.float32, 3, 4, 8, 2)
+    cases = [
+        (TypeError, "lists or tuples", (xgs, bhs[0], h0s, packed, outs, reverse)),
+        (ValueError, "as many", (xgs, bhs[:1], h0s, packed, outs, reverse)),
+        (TypeError, "PackedMatrix", (xgs, bhs, h0s, ws, outs, reverse)),
+        (ValueError, "3 \\* H", (xgs, bhs, h0s, [K.pack(w[:, :8]) for w in ws], outs, reverse)),
+        (ValueError, "shape", (xgs, [bhs[0], bhs[1][:, :5]], h0s, packed, outs, reverse)),
+        (ValueError, "shape", ([xgs[0], xgs[1][:, :, :9]], bhs, h0s, packed, outs, reverse)),
+        (TypeError, "dtype", (xgs, [bhs[0].astype(np.float64), bhs[1]], h0s, packed, outs, reverse)),
+        (ValueError, "shares memory", (xgs, bhs, [outs[0][1], h0s[1]], packed, outs, reverse)),
+    ]
+    for error, match, args in cases:
+        with pytest.raises(error, match=match):
+            K.gru_seq(*args)
+        assert all(np.isnan(o).all() for o in outs)
+
+
+def gru_bwd_case(rng, dtype, n, batch, hidden, missing=()):
+    """n GRU steps as the backward meets them: gradients from elsewhere, the saved activations (r, z, n),
+    hg's n section and the previous states, and W_hh (3H, H)."""
+    acts = [sigmoid64(randn(rng, (batch, 3 * hidden), np.float64, 2.0)).astype(dtype) for _ in range(n)]
+    for a in acts:
+        a[:, 2 * hidden:] = 2 * a[:, 2 * hidden:] - 1  # n is a tanh
+    hns = [randn(rng, (batch, hidden), dtype) for _ in range(n)]
+    hps = [randn(rng, (batch, hidden), dtype) for _ in range(n)]
+    gs = [None if k in missing else randn(rng, (batch, hidden), dtype) for k in range(n)]
+    return gs, acts, hns, hps, randn(rng, (3 * hidden, hidden), dtype, 0.5 / max(hidden, 1) ** 0.5)
+
+
+def gru_bwd_loop(K, gs, acts, hns, hps, p):
+    """The engine's node-by-node order: a state's gradient is (from elsewhere + through z * h) + the product."""
+    d_xgs, d_hgs, direct = [], [], None
+    for k in range(len(acts)):
+        dh = gs[0] if k == 0 else K.addmm(direct if gs[k] is None else gs[k] + direct, d_hgs[-1], p)
+        d_xg, d_hg, direct = K.gru_backward(dh, acts[k], hns[k], hps[k])
+        d_xgs.append(d_xg)
+        d_hgs.append(d_hg)
+    return d_xgs, d_hgs, direct
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,batch,hidden,missing", [(16, 32, 128, ()), (9, 32, 64, (2, 3, 8)), (5, 3, 40, (1,)),
+                                                    (3, 7, 1, ()), (1, 1, 5, ()), (3, 0, 5, ()), (2, 4, 0, ())])
+def test_gru_seq_backward_is_the_engines_order_step_by_step(K, rng, dtype, n, batch, hidden, missing):
+    """gru_seq_backward: the bits of the engine's own backward of the steps (addmm then gru_backward, each
+    state's gradient summed in the engine's order), within tolerance of float64 NumPy from the formulas."""
+    gs, acts, hns, hps, w = gru_bwd_case(rng, dtype, n, batch, hidden, missing)
+    p = K.pack(w)
+    d_xgs, d_hgs, direct = K.gru_seq_backward(gs, acts, hns, hps, p, [None] * n, [None] * n)
+    want = gru_bwd_loop(K, gs, acts, hns, hps, p)
+    tol = TOL[dtype]
+    if K is not _reference:
+        assert all(np.array_equal(a, b) for a, b in zip(d_xgs + d_hgs + [direct], want[0] + want[1] + [want[2]]))
+    H, dhg64, direct64 = hidden, None, None
+    for k in range(n):
+        dh = np.zeros((batch, H)) if gs[k] is None else gs[k].astype(np.float64)
+        if k:
+            dh = dh + direct64 + dhg64 @ w.astype(np.float64)
+        a = acts[k].astype(np.float64)
+        r, z, nn_ = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+        dn = dh * (1 - z) * (1 - nn_ ** 2)
+        dr = dn * hns[k] * r * (1 - r)
+        dz = (dh * hps[k] - dh * nn_) * z * (1 - z)
+        dhg64 = np.concatenate([dr, dz, dn * r], axis=1)
+        np.testing.assert_allclose(d_xgs[k], np.concatenate([dr, dz, dn], axis=1), rtol=tol, atol=tol)
+        np.testing.assert_allclose(d_hgs[k], dhg64, rtol=tol, atol=tol)
+        direct64 = dh * z
+    if n:
+        np.testing.assert_allclose(direct, direct64, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gru_seq_backward_threads_bitwise_identical(C, threads, rng, dtype):
+    cases = []
+    for batch, hidden in ((32, 128), (4, 96), (13, 40), (1, 16)):
+        gs, acts, hns, hps, w = gru_bwd_case(rng, dtype, 7, batch, hidden, (3,))
+        gs[1] = np.broadcast_to(gs[1][:1], gs[1].shape)
+        cases.append((gs, acts, hns, hps, C.pack(w)))
+    threads(1)
+    wants = [gru_bwd_loop(C, *case) for case in cases]
+    for nt in (1, 2, 3):
+        threads(nt)
+        for case, want in zip(cases, wants):
+            got = C.gru_seq_backward(*case, [None] * 7, [None] * 7)
+            assert all(np.array_equal(a, b) for a, b in zip(list(got[0]) + list(got[1]) + [got[2]],
+                                                          want[0] + want[1] + [want[2]])), nt
+
+
+def test_gru_seq_backward_bad_input(K, rng):
+    gs, acts, hns, hps, w = gru_bwd_case(rng, np.float32, 3, 4, 8)
+    p = K.pack(w)
+    none = [None] * 3
+    cases = [
+        (TypeError, "lists or tuples", (gs[0], acts, hns, hps, p, none, none)),
+        (ValueError, "as many", (gs, acts, hns[:2], hps, p, none, none)),
+        (TypeError, "PackedMatrix", (gs, acts, hns, hps, w, none, none)),
+        (ValueError, "3 \\* H", (gs, acts, hns, hps, K.pack(w[:8]), none, none)),
+        (ValueError, "gs\\[0\\]", ([None] + gs[1:], acts, hns, hps, p, none, none)),
+        (ValueError, "shape", (gs, acts, [hns[0], hns[1][:, :3], hns[2]], hps, p, none, none)),
+        (TypeError, "dtype", (gs, acts, hns, [hps[0].astype(np.float64)] + hps[1:], p, none, none)),
+        (ValueError, "shares memory", (gs, acts, hns, hps, p, [acts[0], None, None], none)),
+        (ValueError, "shares memory", (gs, acts, hns, hps, p, none, none, hps[1])),
+    ]
+    for error, match, args in cases:
+        with pytest.raises(error, match=match):
+            K.gru_seq_backward(*args)
+
+
 # ---- the layer: lstm_sequence and the fused chain ------------------------------------------------------
 @pytest.fixture
 def seq_calls(monkeypatch):
-    """The chain lengths K.lstm_seq_backward ran (only the compiled engine runs the fused chain)."""
+    """The chain lengths K.lstm_seq_backward and K.gru_seq_backward ran (only the compiled engine runs the
+    fused chains)."""
     calls = []
-    real = _backend.lstm_seq_backward
+    for name in ("lstm_seq_backward", "gru_seq_backward"):
+        real = getattr(_backend, name)
 
-    def counted(*args):
-        calls.append(len(args[2]))
-        return real(*args)
+        def counted(*args, real=real):
+            calls.append(len(args[0]))
+            return real(*args)
 
-    monkeypatch.setattr(_backend, "lstm_seq_backward", counted)
+        monkeypatch.setattr(_backend, name, counted)
     return calls
 
 
 COMPILED = mg.autograd.engine_name() == "compiled"
 
 
-def _layer(dtype, layers=1, bidirectional=False, seed=3):
+def _layer(kind, dtype, layers=1, bidirectional=False, seed=3):
     mg.manual_seed(seed)
-    model = mg.nn.LSTM(3, 6, layers, bidirectional=bidirectional, dtype=dtype)
-    twin = torch.nn.LSTM(3, 6, layers, bidirectional=bidirectional,
-                         dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    model = getattr(mg.nn, kind)(3, 6, layers, bidirectional=bidirectional, dtype=dtype)
+    twin = getattr(torch.nn, kind)(3, 6, layers, bidirectional=bidirectional,
+                                   dtype=torch.float64 if dtype == np.float64 else torch.float32)
     twin.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()})
     return model, twin
 
 
+def _layer_loss(kind, model, leaves, weights):
+    """A loss weighting every output element differently, plus h_n (and an LSTM's c_n, squared)."""
+    if kind == "LSTM":
+        out, (hn, cn) = model(leaves[0], (leaves[1], leaves[2]))
+        return (out * weights).sum() + (hn * 0.5).sum() + (cn * cn).sum()
+    out, hn = model(leaves[0], leaves[1])
+    return (out * weights).sum() + (hn * hn).sum()
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
-def test_layer_backward_runs_one_chain_per_direction_with_the_nodes_bits(dtype, layers, bidirectional, seq_calls):
-    """nn.LSTM's forward is one lstm_seq job per layer and its backward one lstm_seq_backward chain per layer
-    and direction: the gradients are bitwise those of the node-by-node backward (autograd.grad, which runs
-    every node's own backward) and within tolerance of torch's."""
+def test_layer_backward_runs_one_chain_per_direction_with_the_nodes_bits(kind, dtype, layers, bidirectional,
+                                                                         seq_calls):
+    """nn.LSTM's and nn.GRU's forward is one sequence job per layer and their backward one chain job per
+    layer and direction: the gradients are bitwise those of the node-by-node backward (autograd.grad, which
+    runs every node's own backward) and within tolerance of torch's."""
     steps, batch, hidden = 9, 5, 6
-    model, twin = _layer(dtype, layers, bidirectional)
+    model, twin = _layer(kind, dtype, layers, bidirectional)
     rng = np.random.default_rng(4)
     d = 2 if bidirectional else 1
     arrays = [randn(rng, s, dtype) for s in ((steps, batch, 3), (layers * d, batch, hidden),
                                             (layers * d, batch, hidden), (steps, batch, d * hidden))]
-    def loss_of(leaves):
-        out, (hn, cn) = model(leaves[0], (leaves[1], leaves[2]))
-        return (out * mg.tensor(arrays[3])).sum() + (hn * 0.5).sum() + (cn * cn).sum()
-
-    leaves = [mg.tensor(a, requires_grad=True) for a in arrays[:3]]
-    loss_of(leaves).backward()
+    n_leaves = 3 if kind == "LSTM" else 2
+    leaves = [mg.tensor(a, requires_grad=True) for a in arrays[:n_leaves]]
+    _layer_loss(kind, model, leaves, mg.tensor(arrays[3])).backward()
     fused = [t.grad.numpy() for t in leaves + list(model.parameters())]
     assert seq_calls == ([steps] * layers * d if COMPILED else [])
-    leaves = [mg.tensor(a, requires_grad=True) for a in arrays[:3]]
-    plain = [g.numpy() for g in mg.autograd.grad(loss_of(leaves), leaves + list(model.parameters()))]
+    leaves = [mg.tensor(a, requires_grad=True) for a in arrays[:n_leaves]]
+    plain = [g.numpy() for g in mg.autograd.grad(_layer_loss(kind, model, leaves, mg.tensor(arrays[3])),
+                                                 leaves + list(model.parameters()))]
     assert len(seq_calls) == (layers * d if COMPILED else 0)  # autograd.grad ran no chain
     for a, b in zip(fused, plain):
         assert np.array_equal(a, b)
-    tx, th, tc = (torch.tensor(a, requires_grad=True) for a in arrays[:3])
-    tout, (thn, tcn) = twin(tx, (th, tc))
-    ((tout * torch.from_numpy(arrays[3])).sum() + (thn * 0.5).sum() + (tcn * tcn).sum()).backward()
+    tleaves = [torch.tensor(a, requires_grad=True) for a in arrays[:n_leaves]]
+    _layer_loss(kind, twin, tleaves, torch.from_numpy(arrays[3])).backward()
     tol = TOL[dtype]
-    for a, b in zip(fused, [tx.grad, th.grad, tc.grad] + [p.grad for p in twin.parameters()]):
+    for a, b in zip(fused, [t.grad for t in tleaves] + [p.grad for p in twin.parameters()]):
         np.testing.assert_allclose(a, b.numpy(), rtol=tol, atol=tol)
 
 
@@ -367,110 +561,164 @@ def test_lstm_sequence_equals_the_step_loop(dtype):
                 assert a.grad_fn.name() == b.grad_fn.name()
             assert np.shares_memory(pairs[d][t][0].numpy(), outs[d])  # h' written into its place
     # the same graph: node names along a walk from the last outputs
-    def names(roots):
-        seen, order, stack = set(), [], [t.grad_fn for t in roots]
-        while stack:
-            node = stack.pop()
-            if node is None or node in seen:
-                continue
-            seen.add(node)
-            order.append(node.name())
-            stack.extend(e[0] for e in node.next_functions if e is not None)
-        return sorted(order)
-    assert names([pairs[0][-1][0], pairs[1][0][0]]) == names([loop[0][-1][0], loop[1][0][0]])
+    assert _graph_names([pairs[0][-1][0], pairs[1][0][0]]) == _graph_names([loop[0][-1][0], loop[1][0][0]])
 
 
-def _sequence(dtype, steps, batch, hidden, seed=7):
-    """One direction run by lstm_sequence from leaves (input projection, W_hh, h0, c0), and the same in torch:
-    (leaves, per step (h, c), torch leaves, torch per step (h, c))."""
-    rng = np.random.default_rng(seed)
-    arrays = [randn(rng, (steps, batch, 4 * hidden), dtype), randn(rng, (4 * hidden, hidden), dtype, 0.4),
-              randn(rng, (batch, hidden), dtype), randn(rng, (batch, hidden), dtype)]
-    leaves = [mg.tensor(a, requires_grad=True) for a in arrays]
-    xw, w, h0, c0 = leaves
-    pairs = _recurrent.lstm_sequence([xw.unbind(0)], [(h0 * 1.0, c0 * 1.0)], [_recurrent.ReusedOperand(w.T)],
-                                     [np.empty((steps, batch, hidden), dtype)], [False])[0]
-    tleaves = [torch.tensor(a, requires_grad=True) for a in arrays]
-    txw, tw, th, tc = tleaves
-    th, tc, tpairs = th * 1.0, tc * 1.0, []
-    for t in range(steps):
-        i, f, g, o = (txw[t] + th @ tw.T).chunk(4, 1)
-        tc = f.sigmoid() * tc + i.sigmoid() * g.tanh()
-        th = o.sigmoid() * tc.tanh()
-        tpairs.append((th, tc))
-    return leaves, pairs, tleaves, tpairs
-
-
-def _loss(stack, pairs, steps, weights):
-    return (stack([pairs[t][0] for t in steps]) * weights).sum() + (pairs[-1][1] * pairs[-1][1]).sum()
+def _graph_names(roots):
+    seen, order, stack = set(), [], [t.grad_fn for t in roots]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        order.append(node.name())
+        stack.extend(e[0] for e in node.next_functions if e is not None)
+    return sorted(order)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gru_sequence_equals_the_step_loop(dtype):
+    """_recurrent.gru_sequence gives the loop of step and gru_epilogue: the same values (bits) and nodes."""
+    rng = np.random.default_rng(6)
+    steps, batch, hidden = 4, 3, 5
+    xw = [mg.tensor(randn(rng, (steps, batch, 3 * hidden), dtype), requires_grad=True) for _ in range(2)]
+    w = [mg.tensor(randn(rng, (3 * hidden, hidden), dtype), requires_grad=True) for _ in range(2)]
+    b = [mg.tensor(randn(rng, (3 * hidden,), dtype), requires_grad=True) for _ in range(2)]
+    h0 = [mg.tensor(randn(rng, (batch, hidden), dtype), requires_grad=True) for _ in range(2)]
+    addends = [mg.zeros(batch, 3 * hidden, dtype=dtype) + x for x in b]
+    rs = [_recurrent.ReusedOperand(x.T) for x in w]
+    outs = [np.empty((steps, batch, hidden), dtype) for _ in range(2)]
+    xs = [x.unbind(0) for x in xw]
+    hs = _recurrent.gru_sequence(xs, addends, h0, rs, outs, [False, True])
+    loop = [[None] * steps for _ in range(2)]
+    states = list(h0)
+    for s in range(steps):
+        for d in range(2):
+            t = steps - 1 - s if d else s
+            states[d] = loop[d][t] = _recurrent.gru_epilogue(xs[d][t], _recurrent.step(addends[d], states[d], rs[d]),
+                                                             states[d])
+    for d in range(2):
+        for t in range(steps):
+            assert np.array_equal(hs[d][t].numpy(), loop[d][t].numpy())
+            assert hs[d][t].grad_fn.name() == loop[d][t].grad_fn.name()
+            assert np.shares_memory(hs[d][t].numpy(), outs[d])
+    assert _graph_names([hs[0][-1], hs[1][0]]) == _graph_names([loop[0][-1], loop[1][0]])
+
+
+def _sequence(kind, dtype, steps, batch, hidden, seed=7):
+    """One direction run by lstm_sequence / gru_sequence from leaves (input projection, W_hh, an LSTM's c0 or
+    a GRU's b_hh, h0), and the same in torch: (leaves, per step h, per step c (LSTM) or None, torch leaves,
+    torch per step h, torch per step c)."""
+    rng = np.random.default_rng(seed)
+    g = 4 if kind == "lstm" else 3
+    arrays = [randn(rng, (steps, batch, g * hidden), dtype), randn(rng, (g * hidden, hidden), dtype, 0.4),
+              randn(rng, (batch, hidden) if kind == "lstm" else (g * hidden,), dtype),
+              randn(rng, (batch, hidden), dtype)]
+    leaves = [mg.tensor(a, requires_grad=True) for a in arrays]
+    xw, w, third, h0 = leaves
+    outs = [np.empty((steps, batch, hidden), dtype)]
+    if kind == "lstm":
+        pairs = _recurrent.lstm_sequence([xw.unbind(0)], [(h0 * 1.0, third * 1.0)], [_recurrent.ReusedOperand(w.T)],
+                                         outs, [False])[0]
+        hs, cs = [h for h, _ in pairs], [c for _, c in pairs]
+    else:
+        addend = mg.zeros(batch, g * hidden, dtype=dtype) + third
+        hs = _recurrent.gru_sequence([xw.unbind(0)], [addend], [h0 * 1.0], [_recurrent.ReusedOperand(w.T)], outs,
+                                     [False])[0]
+        cs = None
+    tleaves = [torch.tensor(a, requires_grad=True) for a in arrays]
+    txw, tw, tthird, th = tleaves
+    th, tc, ths, tcs = th * 1.0, tthird * 1.0, [], []
+    for t in range(steps):
+        if kind == "lstm":
+            i, f, gg, o = (txw[t] + th @ tw.T).chunk(4, 1)
+            tc = f.sigmoid() * tc + i.sigmoid() * gg.tanh()
+            th = o.sigmoid() * tc.tanh()
+            tcs.append(tc)
+        else:
+            x_r, x_z, x_n = txw[t].chunk(3, 1)
+            h_r, h_z, h_n = (th @ tw.T + tthird).chunk(3, 1)
+            r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
+            th = (1 - z) * (x_n + r * h_n).tanh() + z * th
+        ths.append(th)
+    return leaves, hs, cs, tleaves, ths, (tcs if kind == "lstm" else None)
+
+
+def _loss(stack, hs, cs, steps, weights):
+    loss = (stack([hs[t] for t in steps]) * weights).sum()
+    return loss + ((cs[-1] * cs[-1]).sum() if cs is not None else (hs[-1] * hs[-1]).sum())
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("used", ["all", "some"])
-def test_sequence_backward_runs_as_one_chain_with_the_nodes_bits(dtype, used, seq_calls):
-    """The backward of lstm_sequence's steps runs as one K.lstm_seq_backward job once the last step's
-    gradients from elsewhere have all arrived (here from one stack of the states): the bits of the
-    node-by-node backward (forced by retain_grad on every state, which the job must not skip) and torch's
-    gradients, with every step's h in the loss and with only a few (the others' gradient is the product's
-    alone), and c_n in it too."""
+def test_sequence_backward_runs_as_one_chain_with_the_nodes_bits(kind, dtype, used, seq_calls):
+    """The backward of a sequence's steps runs as one chain job once the last step's gradients from
+    elsewhere have all arrived (here from one stack of the states): the bits of the node-by-node backward
+    (forced by retain_grad on every state, which the job must not skip) and torch's gradients, with every
+    step's h in the loss and with only a few (the others' gradient is the product's alone), and the last
+    c (LSTM) or h (GRU) in it a second time."""
     steps, batch, hidden = 12, 8, 16
     used_steps = list(range(steps)) if used == "all" else [3, 7, steps - 1]
     weights = np.random.default_rng(8).standard_normal((len(used_steps), batch, hidden)).astype(dtype)
     results = []
     for plain in (False, True):
         del seq_calls[:]
-        leaves, pairs, _, _ = _sequence(dtype, steps, batch, hidden)
+        leaves, hs, cs, _, _, _ = _sequence(kind, dtype, steps, batch, hidden)
         if plain:
-            for h, _ in pairs:
+            for h in hs:
                 h.retain_grad()
-        _loss(mg.stack, pairs, used_steps, mg.tensor(weights)).backward()
+        _loss(mg.stack, hs, cs, used_steps, mg.tensor(weights)).backward()
         assert seq_calls == ([] if plain or not COMPILED else [steps])
         results.append([leaf.grad.numpy().copy() for leaf in leaves])
     for fused, plain in zip(*results):
         assert np.array_equal(fused, plain)
-    _, _, tleaves, tpairs = _sequence(dtype, steps, batch, hidden)
-    _loss(torch.stack, tpairs, used_steps, torch.from_numpy(weights)).backward()
+    _, _, _, tleaves, ths, tcs = _sequence(kind, dtype, steps, batch, hidden)
+    _loss(torch.stack, ths, tcs, used_steps, torch.from_numpy(weights)).backward()
     for got, leaf in zip(results[0], tleaves):
         np.testing.assert_allclose(got, leaf.grad.numpy(), rtol=TOL[dtype], atol=TOL[dtype])
 
 
-def test_a_hook_on_a_middle_state_splits_the_chain(seq_calls):
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_hook_on_a_middle_state_splits_the_chain(kind, seq_calls):
     """A hook on a middle step's h sees that state's whole gradient (torch's): the chain stops above it, the
     hooked step runs its own nodes, and a second chain runs below it; every gradient is still torch's."""
     steps = 10
-    leaves, pairs, tleaves, tpairs = _sequence(np.float64, steps, 4, 8)
+    leaves, hs, _, tleaves, ths, _ = _sequence(kind, np.float64, steps, 4, 8)
     seen = []
-    pairs[4][0].register_hook(lambda g: seen.append(g.numpy().copy()))
-    tpairs[4][0].retain_grad()
-    mg.stack([h for h, _ in pairs]).sum().backward()
-    torch.stack([h for h, _ in tpairs]).sum().backward()
+    hs[4].register_hook(lambda g: seen.append(g.numpy().copy()))
+    ths[4].retain_grad()
+    mg.stack(hs).sum().backward()
+    torch.stack(ths).sum().backward()
     assert seq_calls == ([steps - 5, 4] if COMPILED else [])
-    np.testing.assert_allclose(seen[0], tpairs[4][0].grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(seen[0], ths[4].grad.numpy(), rtol=1e-12, atol=1e-14)
     for leaf, tleaf in zip(leaves, tleaves):
         np.testing.assert_allclose(leaf.grad.numpy(), tleaf.grad.numpy(), rtol=1e-11, atol=1e-13)
 
 
-@pytest.mark.parametrize("change", ["c", "h", "w_hh"])
-def test_sequence_backward_refuses_changed_saved_states(change):
+@pytest.mark.parametrize("kind,change", [("lstm", "c"), ("lstm", "h"), ("lstm", "w_hh"), ("gru", "h"),
+                                         ("gru", "w_hh")])
+def test_sequence_backward_refuses_changed_saved_states(kind, change):
     """A cell state, a state or W_hh changed in place after the forward makes the backward raise torch's
     error, as the node-by-node backward does: the fused chain never runs on changed values."""
-    leaves, pairs, _, _ = _sequence(np.float64, 8, 4, 8)
-    loss = mg.stack([h for h, _ in pairs]).sum()
+    leaves, hs, cs, _, _, _ = _sequence(kind, np.float64, 8, 4, 8)
+    loss = mg.stack(hs).sum()
     with mg.no_grad():
-        {"c": pairs[3][1], "h": pairs[5][0], "w_hh": leaves[1]}[change].mul_(2.0)
+        {"c": lambda: cs[3], "h": lambda: hs[5], "w_hh": lambda: leaves[1]}[change]().mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
 
 
-def test_anomaly_mode_runs_the_plain_nodes(seq_calls):
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_anomaly_mode_runs_the_plain_nodes(kind, seq_calls):
     """detect_anomaly acts node by node: no chain runs, and the gradients are the fused backward's."""
-    leaves, pairs, _, _ = _sequence(np.float32, 6, 4, 8)
-    mg.stack([h for h, _ in pairs]).sum().backward()
+    leaves, hs, _, _, _, _ = _sequence(kind, np.float32, 6, 4, 8)
+    mg.stack(hs).sum().backward()
     fused = [leaf.grad.numpy().copy() for leaf in leaves]
     assert len(seq_calls) == (1 if COMPILED else 0)
-    leaves, pairs, _, _ = _sequence(np.float32, 6, 4, 8)
+    leaves, hs, _, _, _, _ = _sequence(kind, np.float32, 6, 4, 8)
     with mg.autograd.detect_anomaly():
-        mg.stack([h for h, _ in pairs]).sum().backward()
+        mg.stack(hs).sum().backward()
     assert len(seq_calls) == (1 if COMPILED else 0)
     for a, leaf in zip(fused, leaves):  # (anomaly mode sums W_hh's steps one by one: other roundings)
         np.testing.assert_allclose(a, leaf.grad.numpy(), rtol=TOL[np.float32], atol=TOL[np.float32])
