@@ -572,6 +572,56 @@ cdef list _seq_operands(object arrays, int typenum, tuple shape, str fn, str nam
     return arrs
 
 
+cdef PackedMatrix _seq_weights(object bs, Py_ssize_t n, str fn):
+    """``bs`` (a sequence job's per-direction packed weights) checked as PackedMatrix of one shape, dtype and
+    path; returns bs[0]."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if type(bs[i]) is not PackedMatrix:
+            raise TypeError(f"{fn}: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
+    cdef PackedMatrix P = <PackedMatrix>bs[0]
+    for i in range(1, n):
+        if (<PackedMatrix>bs[i]).shape != P.shape or (<PackedMatrix>bs[i])._typenum != P._typenum \
+                or (<PackedMatrix>bs[i])._isa != P._isa:
+            raise ValueError(f"{fn}: bs[{i}] is {bs[i]!r}, bs[0] {P!r}; expected one shape, dtype and path")
+    return P
+
+
+cdef int _seq_outputs(object outs, Py_ssize_t n, int typenum, tuple shape, str fn, Mat *mats) except -1:
+    """A sequence job's per-direction outputs (L, M, H): writable, of ``shape`` and the dtype, unit column
+    stride and the strides of outs[0], no element twice; fills ``mats``."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        arr = _float_array(outs[i], fn, f"outs[{i}]")
+        if cnp.PyArray_TYPE(arr) != typenum or _shape(arr) != shape:
+            raise ValueError(f"{fn}: outs[{i}] has shape {_shape(arr)} and dtype {arr.dtype}; the results have "
+                             f"shape {shape} and dtype {cnp.PyArray_DescrFromType(typenum)}")
+        if not cnp.PyArray_ISWRITEABLE(arr):
+            raise ValueError(f"{fn}: outs[{i}] is read-only")
+        _mat(arr, fn, f"outs[{i}]", &mats[i])
+        if not _seq_layout(&mats[i], &mats[0]):
+            raise ValueError(f"{fn}: outs[{i}] has strides {_strides(arr)}; expected unit column stride and the "
+                             f"strides of outs[0], {_strides(outs[0])}")
+        if _self_overlapping(&mats[i]):
+            raise ValueError(f"{fn}: outs[{i}] has overlapping elements (strides {_strides(arr)})")
+    return 0
+
+
+cdef int _seq_apart(object outs, list operands, Py_ssize_t n, Mat *mats, str fn) except -1:
+    """No output of a sequence job shares memory with another direction's output or any operand:
+    ``operands`` are per-direction lists whose Mats follow the outputs' in ``mats``, n each."""
+    cdef Py_ssize_t i, k, q
+    for i in range(n):
+        for k in range(n):
+            if k != i and _shares_memory(outs[i], mats[i].lo, mats[i].hi, outs[k], mats[k].lo, mats[k].hi):
+                raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of direction {k}")
+            for q in range(len(operands)):
+                if _shares_memory(outs[i], mats[i].lo, mats[i].hi, operands[q][k], mats[(q + 1) * n + k].lo,
+                                  mats[(q + 1) * n + k].hi):
+                    raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of direction {k}")
+    return 0
+
+
 def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     """An Elman RNN layer's products over a whole sequence, as ONE parallel job: per direction i, for each
     step s of L, with t = s (L - 1 - s when ``reverse[i]``), ``outs[i][t] = activation(cs[i][t] + h @ bs[i])``,
@@ -591,19 +641,11 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     if n == 0 or len(h0s) != n or len(bs) != n or len(outs) != n or len(reverse) != n:
         raise ValueError(f"addmm_seq: expected as many h0s, bs, outs and reverse as cs (at least one), got "
                          f"{n}, {len(h0s)}, {len(bs)}, {len(outs)}, {len(reverse)}")
-    cdef PackedMatrix P
-    for i in range(n):
-        if type(bs[i]) is not PackedMatrix:
-            raise TypeError(f"addmm_seq: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
-    P = <PackedMatrix>bs[0]
+    cdef PackedMatrix P = _seq_weights(bs, n, "addmm_seq")
     cdef int typenum = P._typenum, isa = P._isa
     cdef mg_int N = P._n
     if P._k != N:
         raise ValueError(f"addmm_seq: bs[0] has shape {P.shape}; the state's product needs a square operand")
-    for i in range(1, n):
-        if (<PackedMatrix>bs[i]).shape != P.shape or (<PackedMatrix>bs[i])._typenum != typenum \
-                or (<PackedMatrix>bs[i])._isa != isa:
-            raise ValueError(f"addmm_seq: bs[{i}] is {bs[i]!r}, bs[0] {P!r}; expected one shape, dtype and path")
     cdef cnp.ndarray O0 = _float_array(outs[0], "addmm_seq", "outs[0]")
     if cnp.PyArray_NDIM(O0) != 3:
         raise ValueError(f"addmm_seq: outs[0] must be 3-D (L, M, N), got shape {_shape(O0)}")
@@ -617,30 +659,10 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
         if mats == NULL or ptrs == NULL or rev == NULL:
             raise MemoryError("addmm_seq: out of memory")
         # outs: mats[0:n]; cs: mats[n:2n]; h0s (as (1, M, N)): mats[2n:3n]
-        for i in range(n):
-            arr = _float_array(outs[i], "addmm_seq", f"outs[{i}]")
-            if cnp.PyArray_TYPE(arr) != typenum or _shape(arr) != shape:
-                raise ValueError(f"addmm_seq: outs[{i}] has shape {_shape(arr)} and dtype {arr.dtype}; the "
-                                 f"results have shape {shape} and dtype {P.dtype}")
-            if not cnp.PyArray_ISWRITEABLE(arr):
-                raise ValueError(f"addmm_seq: outs[{i}] is read-only")
-            _mat(arr, "addmm_seq", f"outs[{i}]", &mats[i])
-            if not _seq_layout(&mats[i], &mats[0]):
-                raise ValueError(f"addmm_seq: outs[{i}] has strides {_strides(arr)}; expected unit column "
-                                 f"stride and the strides of outs[0], {_strides(O0)}")
-            if _self_overlapping(&mats[i]):
-                raise ValueError(f"addmm_seq: outs[{i}] has overlapping elements (strides {_strides(arr)})")
+        _seq_outputs(outs, n, typenum, shape, "addmm_seq", mats)
         c_arrs = _seq_operands(cs, typenum, shape, "addmm_seq", "cs", mats + n)
         h_arrs = _seq_operands(h0s, typenum, (M, N), "addmm_seq", "h0s", mats + 2 * n)
-        for i in range(n):
-            for k in range(n):
-                if ((k != i and _shares_memory(outs[i], mats[i].lo, mats[i].hi, outs[k], mats[k].lo, mats[k].hi))
-                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, c_arrs[k], mats[n + k].lo,
-                                          mats[n + k].hi)
-                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, h_arrs[k], mats[2 * n + k].lo,
-                                          mats[2 * n + k].hi)):
-                    raise ValueError(f"addmm_seq: outs[{i}] shares memory with an output or operand of "
-                                     f"direction {k}")
+        _seq_apart(outs, [c_arrs, h_arrs], n, mats, "addmm_seq")
         if L == 0 or M == 0 or N == 0:
             return outs
         for i in range(n):
@@ -710,19 +732,11 @@ cdef tuple _gated_seq(str fn, int gates, object xgs, object h0s, object mids, ob
     if n == 0 or not len(h0s) == len(mids) == len(bs) == len(outs) == len(reverse) == n:
         raise ValueError(f"{fn}: expected as many h0s, {mid}, bs, outs and reverse as xgs (at least one), got "
                          f"{n}, {len(h0s)}, {len(mids)}, {len(bs)}, {len(outs)}, {len(reverse)}")
-    cdef PackedMatrix P
-    for i in range(n):
-        if type(bs[i]) is not PackedMatrix:
-            raise TypeError(f"{fn}: bs[{i}] must be a PackedMatrix (pack(b)), got {type(bs[i]).__name__}")
-    P = <PackedMatrix>bs[0]
+    cdef PackedMatrix P = _seq_weights(bs, n, fn)
     cdef int typenum = P._typenum, isa = P._isa
     cdef mg_int H = P._k
     if P._n != gates * H:
         raise ValueError(f"{fn}: bs[0] has shape {P.shape}; the gates product needs (H, {gates} * H)")
-    for i in range(1, n):
-        if (<PackedMatrix>bs[i]).shape != P.shape or (<PackedMatrix>bs[i])._typenum != typenum \
-                or (<PackedMatrix>bs[i])._isa != isa:
-            raise ValueError(f"{fn}: bs[{i}] is {bs[i]!r}, bs[0] {P!r}; expected one shape, dtype and path")
     cdef cnp.ndarray O0 = _float_array(outs[0], fn, "outs[0]")
     if cnp.PyArray_NDIM(O0) != 3:
         raise ValueError(f"{fn}: outs[0] must be 3-D (L, M, H), got shape {_shape(O0)}")
@@ -737,33 +751,11 @@ cdef tuple _gated_seq(str fn, int gates, object xgs, object h0s, object mids, ob
         if mats == NULL or ptrs == NULL or rev == NULL:
             raise MemoryError(f"{fn}: out of memory")
         # outs: mats[0:n]; xgs: mats[n:2n]; h0s: mats[2n:3n]; c0s / bhs: mats[3n:4n]
-        for i in range(n):
-            arr = _float_array(outs[i], fn, f"outs[{i}]")
-            if cnp.PyArray_TYPE(arr) != typenum or _shape(arr) != shape:
-                raise ValueError(f"{fn}: outs[{i}] has shape {_shape(arr)} and dtype {arr.dtype}; the "
-                                 f"states have shape {shape} and dtype {dtype}")
-            if not cnp.PyArray_ISWRITEABLE(arr):
-                raise ValueError(f"{fn}: outs[{i}] is read-only")
-            _mat(arr, fn, f"outs[{i}]", &mats[i])
-            if not _seq_layout(&mats[i], &mats[0]):
-                raise ValueError(f"{fn}: outs[{i}] has strides {_strides(arr)}; expected unit column "
-                                 f"stride and the strides of outs[0], {_strides(O0)}")
-            if _self_overlapping(&mats[i]):
-                raise ValueError(f"{fn}: outs[{i}] has overlapping elements (strides {_strides(arr)})")
+        _seq_outputs(outs, n, typenum, shape, fn, mats)
         x_arrs = _seq_operands(xgs, typenum, (L, M, gates * H), fn, "xgs", mats + n)
         h_arrs = _seq_operands(h0s, typenum, (M, H), fn, "h0s", mats + 2 * n)
         m_arrs = _seq_operands(mids, typenum, (M, H) if gates == 4 else (M, gates * H), fn, mid, mats + 3 * n)
-        for i in range(n):
-            for k in range(n):
-                if ((k != i and _shares_memory(outs[i], mats[i].lo, mats[i].hi, outs[k], mats[k].lo, mats[k].hi))
-                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, x_arrs[k], mats[n + k].lo,
-                                          mats[n + k].hi)
-                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, h_arrs[k], mats[2 * n + k].lo,
-                                          mats[2 * n + k].hi)
-                        or _shares_memory(outs[i], mats[i].lo, mats[i].hi, m_arrs[k], mats[3 * n + k].lo,
-                                          mats[3 * n + k].hi)):
-                    raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of "
-                                     f"direction {k}")
+        _seq_apart(outs, [x_arrs, h_arrs, m_arrs], n, mats, fn)
         # LSTM: act (L, M, 4H), c, tanh_c (L, M, H); GRU: hg, act (L, M, 3H)
         firsts = [np.empty((L, M, gates * H), dtype) for i in range(n)]
         seconds = [np.empty(shape if gates == 4 else (L, M, gates * H), dtype) for i in range(n)]
