@@ -232,6 +232,27 @@ def addmm_many(cs, as_, bs, activation=None, outs=None):
     return [_addmm_run(cb, as_[i], b, activation, outs[i]) for i, (cb, b) in enumerate(operands)]
 
 
+def _seq_checks(fn, dtype, outs, operands, shape):
+    """A sequence job's outputs (``shape``, writable) and per-direction ``operands`` ((name, arrays, shape)):
+    float arrays of ``dtype`` and their shapes, no output sharing memory with another direction's output or
+    any operand (the kernels' checks)."""
+    for name, arrays, want in [("outs", outs, shape)] + operands:
+        for i, arr in enumerate(arrays):
+            _float_array(arr, fn, f"{name}[{i}]")
+            if arr.dtype != dtype:
+                raise (ValueError if name == "outs" else TypeError)(
+                    f"{fn}: {name}[{i}] has dtype {arr.dtype}, the products {dtype}")
+            if arr.shape != want:
+                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {want}")
+    for i, out in enumerate(outs):
+        if not out.flags.writeable:
+            raise ValueError(f"{fn}: outs[{i}] is read-only")
+        for k in range(len(outs)):
+            if (k != i and _shares_memory(out, outs[k])) or any(
+                    _shares_memory(out, arrays[k]) for _, arrays, _ in operands):
+                raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of direction {k}")
+
+
 def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     """An RNN layer's products step by step; see minigrad._kernels.addmm_seq for the contract."""
     _activation(activation, "addmm_seq")
@@ -253,22 +274,7 @@ def addmm_seq(cs, h0s, bs, outs, reverse, activation=None):
     if outs[0].ndim != 3:
         raise ValueError(f"addmm_seq: outs[0] must be 3-D (L, M, N), got shape {outs[0].shape}")
     shape = outs[0].shape[:2] + (b0.shape[1],)
-    for name, arrays, want in (("outs", outs, shape), ("cs", cs, shape), ("h0s", h0s, shape[1:])):
-        for i, arr in enumerate(arrays):
-            _float_array(arr, "addmm_seq", f"{name}[{i}]")
-            if arr.dtype != b0.dtype:
-                raise (ValueError if name == "outs" else TypeError)(
-                    f"addmm_seq: {name}[{i}] has dtype {arr.dtype}, the products {b0.dtype}")
-            if arr.shape != want:
-                raise ValueError(f"addmm_seq: {name}[{i}] has shape {arr.shape}, expected {want}")
-    for i in range(n):
-        if not outs[i].flags.writeable:
-            raise ValueError(f"addmm_seq: outs[{i}] is read-only")
-        for k in range(n):
-            if (k != i and _shares_memory(outs[i], outs[k])) or any(
-                    _shares_memory(outs[i], x) for x in (cs[k], h0s[k])):
-                raise ValueError(f"addmm_seq: outs[{i}] shares memory with an output or operand of "
-                                 f"direction {k}")
+    _seq_checks("addmm_seq", b0.dtype, outs, [("cs", cs, shape), ("h0s", h0s, shape[1:])], shape)
     seq_len = shape[0]
     for s in range(seq_len):
         for i in range(n):
@@ -311,22 +317,8 @@ def _gated_seq(fn, gates, xgs, h0s, mids, bs, outs, reverse):
     if outs[0].ndim != 3:
         raise ValueError(f"{fn}: outs[0] must be 3-D (L, M, H), got shape {outs[0].shape}")
     L, M = outs[0].shape[:2]
-    for name, arrays, want in (("outs", outs, (L, M, H)), ("xgs", xgs, (L, M, gates * H)), ("h0s", h0s, (M, H)),
-                               (mid, mids, (M, H) if gates == 4 else (M, gates * H))):
-        for i, arr in enumerate(arrays):
-            _float_array(arr, fn, f"{name}[{i}]")
-            if arr.dtype != b0.dtype:
-                raise (ValueError if name == "outs" else TypeError)(
-                    f"{fn}: {name}[{i}] has dtype {arr.dtype}, the products {b0.dtype}")
-            if arr.shape != want:
-                raise ValueError(f"{fn}: {name}[{i}] has shape {arr.shape}, expected {want}")
-    for i in range(n):
-        if not outs[i].flags.writeable:
-            raise ValueError(f"{fn}: outs[{i}] is read-only")
-        for k in range(n):
-            if (k != i and _shares_memory(outs[i], outs[k])) or any(
-                    _shares_memory(outs[i], x) for x in (xgs[k], h0s[k], mids[k])):
-                raise ValueError(f"{fn}: outs[{i}] shares memory with an output or operand of direction {k}")
+    _seq_checks(fn, b0.dtype, outs, [("xgs", xgs, (L, M, gates * H)), ("h0s", h0s, (M, H)),
+                                     (mid, mids, (M, H) if gates == 4 else (M, gates * H))], (L, M, H))
     firsts = [np.empty((L, M, gates * H), b0.dtype) for _ in range(n)]
     seconds = [np.empty((L, M, H) if gates == 4 else (L, M, gates * H), b0.dtype) for _ in range(n)]
     thirds = [np.empty((L, M, H), b0.dtype) for _ in range(n)]

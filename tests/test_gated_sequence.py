@@ -10,17 +10,7 @@ import minigrad as mg
 from minigrad import _backend
 from minigrad.nn import _recurrent
 
-DTYPES = [np.float32, np.float64]
-TOL = {np.float32: 3e-4, np.float64: 1e-11}
-
-
-def randn(rng, shape, dtype, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-def sigmoid64(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
+from test_gated_seq_kernels import DTYPES, TOL, randn
 
 # ---- the layer: lstm_sequence and the fused chain ------------------------------------------------------
 @pytest.fixture

@@ -561,16 +561,12 @@ cdef class LstmHeadBackward(Node):
     cpdef object apply(self, GraphTask task, object g):
         if task.node_state.pop(self, None) is not None:
             return None, None  # a sequence's fused backward computed this step (see _lstm_chain)
-        cdef Node tanh_c = _at(self, 1)
-        cdef Node add = _at(tanh_c, 0)
-        cdef Node fc = _at(add, 0)
-        cdef Node ig = _at(add, 1)
-        cdef Node sig_o = _at(self, 0)
-        cdef Node split = _at(sig_o, 0)
+        cdef list nodes = _lstm_step_nodes(self)
+        cdef Node add = nodes[2]
+        cdef Node fc = nodes[3]
+        cdef Node split = nodes[6]
         if (self.act is None or task.deps.get(add) != 1
-                or not _fusable(task, self, (self.act, self.c_prev, self.saved[1]))
-                or not _plain_nodes([self, tanh_c, add, fc, ig, sig_o, split, _at(fc, 0), _at(ig, 0),
-                                     _at(ig, 1)])):
+                or not _fusable(task, self, (self.act, self.c_prev, self.saved[1])) or not _plain_nodes(nodes)):
             return _mul_grads(self, g)
         cdef InputBuffer b = task.buffers.get(add)
         dc = None
@@ -594,6 +590,17 @@ cdef class LstmHeadBackward(Node):
 
     def name(self):
         return "MulBackward"
+
+
+cdef list _lstm_step_nodes(Node head):
+    """An LSTM step's nodes from its head (``LstmHeadBackward``) to its split, in lstm_epilogue's layout:
+    [head, tanh(c'), c' (the add), f * c, i * g, sigmoid(o), the split, sigmoid(f), sigmoid(i), tanh(g)]."""
+    cdef Node tanh_c = _at(head, 1)
+    cdef Node add = _at(tanh_c, 0)
+    cdef Node fc = _at(add, 0)
+    cdef Node ig = _at(add, 1)
+    cdef Node sig_o = _at(head, 0)
+    return [head, tanh_c, add, fc, ig, sig_o, _at(sig_o, 0), _at(fc, 0), _at(ig, 0), _at(ig, 1)]
 
 
 cdef Node _state_node_below(Node mm, object packing, type head_type):
@@ -633,7 +640,8 @@ cdef list _lstm_chain(GraphTask task, LstmHeadBackward head, object g):
     if type(g) is not np.ndarray:
         return None
     cdef list chain = [head]
-    cdef Node node = head, mm, prev, split, tanh_c, add, fc, ig, sig_o, later_fc
+    cdef Node node = head, mm, prev, add, later_fc
+    cdef list nodes
     cdef LstmHeadBackward lh
     cdef InputBuffer b
     mm = _at(_at(_at(head, 0), 0), 0)  # sig(o) -> the split -> the gates' addmm
@@ -647,13 +655,9 @@ cdef list _lstm_chain(GraphTask task, LstmHeadBackward head, object g):
         lh = <LstmHeadBackward>prev
         if task.deps.get(prev) != 1 or lh.act is None:
             break
-        tanh_c = _at(prev, 1)
-        add = _at(tanh_c, 0)
-        fc = _at(add, 0)
-        ig = _at(add, 1)
-        sig_o = _at(prev, 0)
-        split = _at(sig_o, 0)
-        if not _plain_nodes([prev, tanh_c, add, fc, ig, sig_o, split, _at(fc, 0), _at(ig, 0), _at(ig, 1)]):
+        nodes = _lstm_step_nodes(prev)
+        add = nodes[2]
+        if not _plain_nodes(nodes):
             break
         later_fc = _at(_at(_at(node, 1), 0), 0)  # the step above's f * c, whose c is this step's
         if later_fc.next_functions[1] is None or _at(later_fc, 1) is not add or task.deps.get(add) != 2:
