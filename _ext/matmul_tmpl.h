@@ -116,6 +116,20 @@ static inline void FN(prefetch_rows)(const T *p, mg_int rs, mg_int r0, mg_int r1
     }
 }
 
+/* Whether gemm_serial reads A in place rather than packing it, for a product N columns wide.  A row-major A
+ * is read in place: its micro-panel, mr rows of kc, stays in L1 through the jr loop.  So is a column-major
+ * one whose columns are short.  A long-column one (the gradient's g.T of a weight gradient g.T @ x) is
+ * packed when its micro-panel serves three or more B panels: in place it would be kc lines a whole column
+ * apart, which share a few L1 sets (at 4 KiB apart, one) and evict each other between panels.  For one or two
+ * panels the packing pass costs more than it saves.  Measured on one Zen 4 core, M = 512 and K = 2048 (an
+ * LSTM's 4H and T * B): float32 N = 64 (one panel) 1.59 -> 1.27 ms, N = 128 2.96 -> 2.48 ms; float64 N = 64
+ * (two panels) 3.41 -> 2.72 ms, while at N = 128 (four) packing stays ahead, 5.8 against 7.0 ms. */
+static inline int FN(a_in_place)(const FN(gemm_cfg) *g, const T *const *arows, mg_int sam, mg_int sak, mg_int N)
+{
+    const mg_int nc = N < g->nc ? N : g->nc;
+    return !arows && (sak == 1 || (sam == 1 && (sak <= 2 * g->mr || nc <= 2 * g->nr)));
+}
+
 /* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
  * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
  * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: the
@@ -130,11 +144,7 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             T *C, mg_int scm, mg_int scn, int accumulate, T *scratch)
 {
     const mg_int mr = g->mr, nr = g->nr;
-    /* A row-major A is read in place: its micro-panel, mr rows of kc, stays in L1 through the jr loop.  So is
-     * a column-major one whose columns are short; a long-column one (the transposed activations of a weight
-     * gradient, x.T @ g) is packed, since its micro-panel would be kc lines a whole column apart, which
-     * share a few L1 sets (at 4 KiB apart, one) and evict each other. */
-    const int direct_a = !arows && (sak == 1 || (sam == 1 && sak <= 2 * mr));
+    const int direct_a = FN(a_in_place)(g, arows, sam, sak, N);
     const int direct_b = !packed && !brows && sbn == 1 && M <= g->direct_b_rows;
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
     /* Cin with contiguous rows (a bias broadcast down the rows included) is added by the micro-kernel as it
@@ -310,7 +320,9 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * usually the colder operand: each thread reads half of it; a g.T @ x measured 164 -> 180 GFLOP/s,
      * float64, from memory), else along M. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
-    const int a_in_place = !arows && (sak == 1 || (sam == 1 && sak <= 2 * g->mr)); /* as in gemm_serial */
+    /* (A long-column A is read in place by gemm_serial when N is narrow, but every task would read all of it:
+     * for the split it counts as packed.) */
+    const int a_in_place = !arows && (sak == 1 || (sam == 1 && sak <= 2 * g->mr));
     if (nt > 1 && batch < (tab ? nt : 2 * nt)) {
         if (nb_n >= nt && (a_in_place || 4 * M <= N || nb_m < nt)) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;

@@ -101,6 +101,21 @@ def test_matmul_layouts(K, rng, dtype, la, lb, m, k, n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 31, 64, 65, 128, 129, 200])
+def test_matmul_long_column_a(K, rng, dtype, n):
+    """A weight gradient's g.T @ x: A column-major with long columns (4 KiB apart in float32, 8 KiB in
+    float64), read in place when N spans one or two B panels and packed from three on; K = 700 spans
+    several K blocks and M = 1021 leaves a row tail."""
+    g, x = randn(rng, (700, 1024), dtype), randn(rng, (700, n), dtype)
+    assert_matmul_close(K.matmul(g.T, x), g.T, x)
+    a = g[:, :1021]
+    base = randn(rng, (1021, n), dtype)
+    out = base.copy()
+    K.matmul(a.T, x, out=out, accumulate=True)
+    assert_matmul_close(out, a.T, x, base)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape_a,shape_b", [
     ((3, 9, 13), (13, 70)),      # shared 2-D b (the batch folds into rows)
     ((3, 1, 13), (13, 70)),      # batched row vectors
