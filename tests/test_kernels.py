@@ -1084,6 +1084,27 @@ def test_matmul_stacked_t_matches_the_stacked_product(K, rng, dtype, pieces, row
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["forward", "reversed", "gap", "one_row_each"])
+def test_matmul_stacked_t_slices_of_one_array(K, rng, dtype, order):
+    """Pieces that are consecutive slices of one array (an RNN's gradients over time) are read as that
+    array; out of order or with a gap they are a table again.  Either way: the stacked product's bits."""
+    g, x = randn(rng, (700, 512), dtype), randn(rng, (1400, 64), dtype)
+    rows = 1 if order == "one_row_each" else 32
+    starts = list(range(0, 640, rows))
+    if order == "reversed":
+        starts = starts[::-1]
+    if order == "gap":
+        starts = [s + (8 if i >= 7 else 0) for i, s in enumerate(starts)]
+    lefts = [g[s:s + rows] for s in starts]
+    rights = [x[2 * s:2 * s + 2 * rows:2] for s in starts]
+    a, b = np.concatenate(lefts).T, np.concatenate(rights)
+    got = K.matmul_stacked_t(lefts, rights)
+    assert_matmul_close(got, a, b)
+    if K is not _reference:
+        assert np.array_equal(got, K.matmul(a, b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_matmul_stacked_t_threads_bitwise_identical(C, threads, rng, dtype):
     lefts = [randn(rng, (32, 128), dtype) for _ in range(64)]
     rights = [randn(rng, (32, 128), dtype) for _ in range(64)]
