@@ -1011,6 +1011,21 @@ def gru_seq_backward(gs, acts, hns, h_prevs, p, d_xgs, d_hgs, dh_prev=None):
                                [("d_xgs", d_xgs), ("d_hgs", d_hgs)], dh_prev, "dh_prev")
 
 
+cdef list _fresh_steps(object arrs, tuple shape, object dtype):
+    """``arrs`` (a sequence job's per-step outputs, latest step first) with each None replaced by a step of
+    one new (n, *shape) array, earliest step first: the steps' weight-gradient factors then lie as one
+    array's rows in time order, which matmul_stacked_t reads in place."""
+    cdef Py_ssize_t i, n = len(arrs)
+    fresh = None
+    out = list(arrs)
+    for i in range(n):
+        if out[i] is None:
+            if fresh is None:
+                fresh = np.empty((n,) + shape, dtype)
+            out[i] = fresh[n - 1 - i]
+    return out
+
+
 cdef tuple _gated_seq_backward(str fn, int gates, object gs, object dc, list ins, object p, list outs,
                                object last, str last_name):
     """lstm_seq_backward and gru_seq_backward: the checks, the outputs, the kernel call.  ``ins``: (name,
@@ -1036,7 +1051,7 @@ cdef tuple _gated_seq_backward(str fn, int gates, object gs, object dc, list ins
         raise ValueError(f"{fn}: acts[0] must be 2-D (M, {gates}H), got shape {_shape(first)}")
     cdef mg_int M = cnp.PyArray_DIMS(first)[0]
     dtype = P.dtype
-    outs = [(name, [np.empty((M, gates * H), dtype) if d is None else d for d in arrs]) for name, arrs in outs]
+    outs = [(name, _fresh_steps(arrs, (M, gates * H), dtype)) for name, arrs in outs]
     if last is None:
         last = np.empty((M, H), dtype)
     cdef Py_ssize_t nptr = (len(ins) + len(outs) + 1) * n, total = nptr + 2

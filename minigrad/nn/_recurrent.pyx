@@ -154,7 +154,7 @@ cdef class SeqTanhBackward(Node):
             if dzs[i] is None:
                 if fresh is None:
                     fresh = np.empty((n,) + y0.shape, dtype=y0.dtype)
-                dzs[i] = fresh[i]
+                dzs[i] = fresh[n - 1 - i]  # earliest step first: W_hh's gradient reads them as one array
         head_add = <Node>self.next_functions[0][0]
         K.tanh_seq_backward(gs, ys, (<_Packing>head_add.meta).transposed(), dzs)
         for i in range(1, n):
