@@ -892,6 +892,17 @@ cdef cnp.ndarray _step_matrix(object obj, int typenum, mg_int M, mg_int N, str f
     return arr
 
 
+cdef object _fresh_steps(object arrs, tuple shape, object dtype):
+    """``arrs`` (a sequence job's per-step outputs, latest step first) with each None replaced by a step of
+    one new (n, *shape) array, earliest step first: the steps' weight-gradient factors then lie as one
+    array's rows in time order, which matmul_stacked_t reads in place."""
+    cdef Py_ssize_t i, n = len(arrs)
+    if not any(a is None for a in arrs):
+        return arrs
+    fresh = np.empty((n,) + shape, dtype)
+    return [fresh[n - 1 - i] if arrs[i] is None else arrs[i] for i in range(n)]
+
+
 def tanh_seq_backward(gs, ys, p, dzs):
     """The backward of ``n`` tanh steps of an Elman RNN layer (addmm_seq's), as ONE parallel job cut as addmm_seq's,
     in the order the backward meets them (the last step first): for s = 0 .. n-1,
@@ -901,7 +912,8 @@ def tanh_seq_backward(gs, ys, p, dzs):
     W.T).  The same bits as ``addmm`` (or ``matmul`` without ``gs[s]``) then ``tanh_backward``, step by step.
 
     Every matrix is (M, N) of p's dtype with unit column stride, aligned; ``dzs`` are writable and share no
-    memory with each other, a ``gs`` or a ``ys``.  Returns ``dzs``."""
+    memory with each other, a ``gs`` or a ``ys``; a None in ``dzs`` is a step of one new array (earliest step
+    first, as ``lstm_seq_backward``'s).  Returns ``dzs`` (a list with those filled in, if there were any)."""
     fn = "tanh_seq_backward"
     if not all(isinstance(v, (list, tuple)) for v in (gs, ys, dzs)):
         raise TypeError(f"{fn}: gs, ys and dzs must be lists or tuples")
@@ -917,10 +929,12 @@ def tanh_seq_backward(gs, ys, p, dzs):
         raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
     cdef int typenum = P._typenum
     cdef mg_int N = P._n, M = -1
-    first = _float_array(dzs[0], fn, "dzs[0]")
+    fname = "dzs[0]" if dzs[0] is not None else "ys[0]"
+    first = _float_array(dzs[0] if dzs[0] is not None else ys[0], fn, fname)
     if cnp.PyArray_NDIM(first) != 2:
-        raise ValueError(f"{fn}: dzs[0] must be 2-D (M, N), got shape {_shape(first)}")
+        raise ValueError(f"{fn}: {fname} must be 2-D (M, N), got shape {_shape(first)}")
     M = cnp.PyArray_DIMS(first)[0]
+    dzs = _fresh_steps(dzs, (M, N), P.dtype)
     cdef Mat *mats = <Mat *>malloc(3 * n * sizeof(Mat))
     cdef bint *outs = <bint *>malloc(3 * n * sizeof(bint))
     cdef const void **ptrs = <const void **>malloc(3 * n * sizeof(void *))
@@ -1009,21 +1023,6 @@ def gru_seq_backward(gs, acts, hns, h_prevs, p, d_xgs, d_hgs, dh_prev=None):
         raise TypeError(f"{fn}: gs, acts, hns, h_prevs, d_xgs and d_hgs must be lists or tuples")
     return _gated_seq_backward(fn, 3, gs, None, [("acts", acts, 3), ("hns", hns, 1), ("h_prevs", h_prevs, 1)], p,
                                [("d_xgs", d_xgs), ("d_hgs", d_hgs)], dh_prev, "dh_prev")
-
-
-cdef list _fresh_steps(object arrs, tuple shape, object dtype):
-    """``arrs`` (a sequence job's per-step outputs, latest step first) with each None replaced by a step of
-    one new (n, *shape) array, earliest step first: the steps' weight-gradient factors then lie as one
-    array's rows in time order, which matmul_stacked_t reads in place."""
-    cdef Py_ssize_t i, n = len(arrs)
-    fresh = None
-    out = list(arrs)
-    for i in range(n):
-        if out[i] is None:
-            if fresh is None:
-                fresh = np.empty((n,) + shape, dtype)
-            out[i] = fresh[n - 1 - i]
-    return out
 
 
 cdef tuple _gated_seq_backward(str fn, int gates, object gs, object dc, list ins, object p, list outs,

@@ -394,7 +394,7 @@ def _seq_backward_operands(fn, gates, gs, dc, ins, p, outs, last, last_name):
     if acts[0].ndim != 2:
         raise ValueError(f"{fn}: acts[0] must be 2-D (M, {gates}H), got shape {acts[0].shape}")
     M = acts[0].shape[0]
-    outs = [(name, [np.empty((M, gates * H), p.dtype) if d is None else d for d in arrs]) for name, arrs in outs]
+    outs = [(name, _fresh_steps(arrs, (M, gates * H), p.dtype)) for name, arrs in outs]
     if last is None:
         last = np.empty((M, H), p.dtype)
     arrays = []
@@ -430,6 +430,15 @@ def _seq_backward_operands(fn, gates, gs, dc, ins, p, outs, last, last_name):
     return [arrs for _, arrs in outs], last
 
 
+def _fresh_steps(arrs, shape, dtype):
+    """A sequence job's per-step outputs (latest step first) with each None a step of one new array, earliest
+    step first; ``arrs`` itself when none is None (as minigrad._kernels)."""
+    if not any(a is None for a in arrs):
+        return arrs
+    fresh = np.empty((len(arrs),) + shape, dtype)
+    return [fresh[len(arrs) - 1 - i] if a is None else a for i, a in enumerate(arrs)]
+
+
 def tanh_seq_backward(gs, ys, p, dzs):
     """The backward of an RNN layer's tanh steps, step by step; see minigrad._kernels.tanh_seq_backward for
     the contract."""
@@ -445,10 +454,12 @@ def tanh_seq_backward(gs, ys, p, dzs):
         raise ValueError(f"{fn}: p has shape {p.shape}; the state's product needs a square operand")
     if gs[0] is None:
         raise ValueError(f"{fn}: gs[0] (the first step's whole gradient) must be an array, got None")
-    _float_array(dzs[0], fn, "dzs[0]")
-    if dzs[0].ndim != 2:
-        raise ValueError(f"{fn}: dzs[0] must be 2-D (M, N), got shape {dzs[0].shape}")
-    shape = (dzs[0].shape[0], p.shape[1])
+    fname, first = ("dzs[0]", dzs[0]) if dzs[0] is not None else ("ys[0]", ys[0])
+    _float_array(first, fn, fname)
+    if first.ndim != 2:
+        raise ValueError(f"{fn}: {fname} must be 2-D (M, N), got shape {first.shape}")
+    shape = (first.shape[0], p.shape[1])
+    dzs = _fresh_steps(dzs, shape, p.dtype)
     for name, arrays in (("dzs", dzs), ("ys", ys), ("gs", gs)):
         for i, arr in enumerate(arrays):
             if arr is None and name == "gs":

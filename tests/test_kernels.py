@@ -1004,6 +1004,26 @@ def test_tanh_seq_backward_is_addmm_then_tanh_backward_step_by_step(K, rng, dtyp
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("given", [(), (1,), (0, 2, 3)])
+def test_tanh_seq_backward_makes_missing_outputs(K, rng, dtype, given):
+    """A None in dzs is a step of one new array, earliest step first (the layout a weight gradient reads
+    as one array): the same values as outputs the caller gives."""
+    gs, ys, w, dzs = tanh_seq_case(rng, dtype, 5, 6, 24, (2,))
+    p = K.pack(w)
+    want = K.tanh_seq_backward(gs, ys, p, dzs)
+    got = K.tanh_seq_backward(gs, ys, p, [np.full_like(dzs[i], np.nan) if i in given else None
+                                          for i in range(5)])
+    for s in range(5):
+        assert got[s].shape == want[s].shape and got[s].dtype == dtype
+        np.testing.assert_array_equal(got[s], want[s])
+    fresh = [s for s in range(5) if s not in given]
+    base = got[fresh[0]].base
+    assert all(got[s].base is base for s in fresh)
+    addresses = [got[s].__array_interface__["data"][0] for s in fresh]
+    assert addresses == sorted(addresses, reverse=True)  # the latest step (first in the list) is last
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_tanh_seq_backward_threads_bitwise_identical(C, threads, rng, dtype):
     """On 1, 2 or 3 threads -- the batch's rows split between them (32 rows), or with fewer row panels than
     threads each step's columns (4 rows, 512 wide) -- the same bits as on one thread; operands read where

@@ -147,16 +147,10 @@ cdef class SeqTanhBackward(Node):
             b = task.buffers.get(chain[i])
             prev = None if b is None else (<InputBuffer>b).grads[0]
             gs.append(None if prev is None else _rows(prev))
-        y0 = ys[0]
-        dzs = [_grad_place(task, node) for node in chain]
-        fresh = None
-        for i in range(n):
-            if dzs[i] is None:
-                if fresh is None:
-                    fresh = np.empty((n,) + y0.shape, dtype=y0.dtype)
-                dzs[i] = fresh[n - 1 - i]  # earliest step first: W_hh's gradient reads them as one array
         head_add = <Node>self.next_functions[0][0]
-        K.tanh_seq_backward(gs, ys, (<_Packing>head_add.meta).transposed(), dzs)
+        # where no slice of the input projection's gradient takes a step's dz, the job makes one array
+        dzs = K.tanh_seq_backward(gs, ys, (<_Packing>head_add.meta).transposed(),
+                                  [_grad_place(task, node) for node in chain])
         for i in range(1, n):
             node = chain[i]
             b = task.buffer(node)
