@@ -1,6 +1,8 @@
 """Matrix products on the C kernel, with numpy's matmul semantics (1-D operands, batched broadcasting)."""
 import numpy as np
 
+cimport numpy as cnp
+
 from minigrad import _backend as K
 from minigrad.autograd.engine cimport GraphTask, LazyGrad, Node, ShapedNode
 from minigrad.ops.common cimport operands, unbroadcast
@@ -9,6 +11,11 @@ from minigrad.tensor cimport Tensor, record, wrap
 
 # numpy dtype.char -> the C type names torch's mixed-dtype product error uses
 _TORCH_NAMES = {"q": "long int", "l": "long int", "i": "int", "f": "float", "d": "double", "?": "bool"}
+
+
+cnp.import_array()
+
+cdef tuple _MATRICES = (False, False)  # matmul's meta (a_vec, b_vec) for two matrices
 
 
 cdef Py_ssize_t _prod(tuple dims):
@@ -109,6 +116,15 @@ cdef class MatmulBackward(Node):
 def matmul(a, b):
     """Matrix product with numpy's rules: 1-D operands are vectors, leading dimensions broadcast."""
     cdef Tensor x, y
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        # the common case, two float matrices of one dtype that align: straight to the kernel (the checks
+        # below would pass; an RNN's per-step products and a user's small ones pay no more than they must)
+        xa, ya = (<Tensor>a)._data, (<Tensor>b)._data
+        if (cnp.PyArray_NDIM(xa) == 2 and cnp.PyArray_NDIM(ya) == 2
+                and cnp.PyArray_TYPE(xa) == cnp.PyArray_TYPE(ya)
+                and (cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT32 or cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT64)
+                and cnp.PyArray_DIM(xa, 1) == cnp.PyArray_DIM(ya, 0)):
+            return record(K.matmul(xa, ya), MatmulBackward, (a, b), (xa, ya), _MATRICES)
     x, y = operands(a, b, False)  # a product never promotes: mixed dtypes are refused below
     xa, ya = x._data, y._data
     if xa.ndim == 0 or ya.ndim == 0:
