@@ -8,7 +8,7 @@ cdef class Tensor:
     cdef int _output_nr
     cdef bint _requires_grad
     cdef public list _hooks            # leaf hooks: [(key, fn)], read by AccumulateGrad
-    cdef object _accumulator           # this leaf's AccumulateGrad node, made on first use
+    cdef tuple _leaf_edge              # (this leaf's AccumulateGrad node, 0): its grad_edge, made on first use
     cdef Tensor _base                  # the tensor this one is a view of (shape ops), else None
     cdef object __weakref__
 

@@ -12,6 +12,8 @@ import weakref
 
 import numpy as np
 
+cimport numpy as cnp
+
 from cpython.object cimport PyObject, PyTypeObject
 
 cdef extern from "Python.h":
@@ -24,6 +26,8 @@ from minigrad.autograd.engine cimport Node, ShapedNode, anomaly_enabled, check_f
 from minigrad.autograd.engine import new_accumulator, run_backward
 from minigrad.autograd.versions cimport bump, epoch, storage_of
 from minigrad.autograd.versions import version as _storage_version
+
+cnp.import_array()
 
 float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
@@ -255,7 +259,7 @@ cdef Tensor wrap(object array):
     """A Tensor around ``array`` with no copy and no checks: for arrays the ops made themselves."""
     cdef Tensor t = Tensor.__new__(Tensor)
     # numpy ufuncs turn 0-d results into numpy scalars; a tensor always holds an ndarray
-    t._data = array if type(array) is np.ndarray else np.asarray(array)
+    t._data = array if type(array) is cnp.ndarray else np.asarray(array)
     return t
 
 
@@ -274,9 +278,9 @@ cdef tuple grad_edge(Tensor t):
         return (t._grad_fn, t._output_nr)
     if not t._requires_grad:
         return None
-    if t._accumulator is None:
-        t._accumulator = new_accumulator(t)
-    return (t._accumulator, 0)
+    if t._leaf_edge is None:
+        t._leaf_edge = (new_accumulator(t), 0)
+    return t._leaf_edge
 
 
 def _grad_edge(Tensor t not None):
@@ -307,6 +311,33 @@ cdef void _untrack_leaf_tuple(object t) noexcept:
     PyObject_GC_UnTrack(<PyObject *>t)
 
 
+cdef tuple _shape_like(object array, tuple shape):
+    """``array.shape``, as the tuple ``shape`` itself when it is equal (no new tuple)."""
+    cdef cnp.ndarray a = <cnp.ndarray>array
+    cdef int nd = cnp.PyArray_NDIM(a), i
+    if shape is not None and len(shape) == nd:
+        for i in range(nd):
+            if <cnp.npy_intp>(<object>shape[i]) != cnp.PyArray_DIMS(a)[i]:
+                break
+        else:
+            return shape
+    shape = array.shape
+    _untrack_leaf_tuple(shape)
+    return shape
+
+
+cdef tuple _input_shapes(tuple inputs):
+    """The inputs' shapes, for a ShapedNode: inputs of one shape share one tuple."""
+    cdef tuple shape = None, shapes
+    cdef list out = []
+    for t in inputs:
+        shape = _shape_like((<Tensor>t)._data, shape)
+        out.append(shape)
+    shapes = tuple(out)
+    _untrack_leaf_tuple(shapes)
+    return shapes
+
+
 cdef Node _new_node(type cls, tuple inputs, tuple saved, object meta):
     """A node of class ``cls`` (a Node subclass) recorded on ``inputs``: its edges, the arrays it saves
     (checked against in-place changes from this epoch on: versions.pyx), the op's constants (``meta``)
@@ -323,10 +354,7 @@ cdef Node _new_node(type cls, tuple inputs, tuple saved, object meta):
     node.meta = meta
     _untrack_leaf_tuple(saved)
     if isinstance(node, ShapedNode):
-        shapes = (<ShapedNode>node).input_shapes = tuple([(<Tensor>t)._data.shape for t in inputs])
-        for shape in shapes:
-            _untrack_leaf_tuple(shape)
-        _untrack_leaf_tuple(shapes)
+        (<ShapedNode>node).input_shapes = _input_shapes(inputs)
     node._epoch = epoch()
     return node
 
@@ -343,10 +371,12 @@ cdef Tensor _record(object out, type cls, tuple inputs, tuple saved, object meta
     """``record`` (tensor.pxd) once it knows a node is needed.  ``saved``: the arrays the backward reads
     (``node.saved``); ``meta``: anything else it needs (``node.meta``).  Call ``record`` with ``saved=``
     and ``meta=`` named, or positionally (a cdef function's optional arguments cannot be skipped)."""
+    if type(out) is not cnp.ndarray:  # a ufunc's 0-d result is a numpy scalar; a tensor holds an ndarray
+        out = np.asarray(out)
     cdef Node node = _new_node(cls, inputs, saved, meta)
-    node.shape = shape = out.shape
-    _untrack_leaf_tuple(shape)
-    node.dtype = out.dtype
+    # the result's shape, as the tuple of an input's when equal (a ShapedNode's first input's)
+    node.shape = _shape_like(out, (<ShapedNode>node).input_shapes[0] if isinstance(node, ShapedNode) else None)
+    node.dtype = <object>cnp.PyArray_DESCR(<cnp.ndarray>out)
     node.n_outputs = 1
     on_new_node(node)
     if anomaly_enabled():
@@ -464,7 +494,7 @@ cdef class Tensor:
         if self._requires_grad:
             _check_differentiable(arr, "Only")
         self._data = arr
-        self._accumulator = None
+        self._leaf_edge = None
 
     @property
     def shape(self):

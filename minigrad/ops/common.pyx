@@ -179,8 +179,7 @@ cdef Tensor _cast_operand(Tensor t, object dtype):
     c._grad_fn = t._grad_fn
     c._output_nr = t._output_nr
     if t._requires_grad and t._grad_fn is None:
-        grad_edge(t)  # makes t's accumulator, which c then shares
-        c._accumulator = t._accumulator
+        c._leaf_edge = grad_edge(t)  # makes t's accumulator, which c then shares
     return c
 
 

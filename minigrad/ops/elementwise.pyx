@@ -12,6 +12,12 @@ from minigrad.tensor cimport Tensor, record, wrap
 from minigrad.tensor import check_dtype, get_default_dtype, real_scalar
 
 
+# the ufuncs of the general path, held in C globals (a module attribute lookup per op is measurable on
+# small tensors)
+cdef object _np_add = np.add, _np_subtract = np.subtract, _np_multiply = np.multiply
+cdef object _np_true_divide = np.true_divide, _np_power = np.power
+
+
 cdef object _broadcast(int op, ufunc, str name, Tensor x, Tensor y):
     out = binary(op, x._data, y._data) if op >= 0 else None
     if out is not None:
@@ -51,7 +57,7 @@ def add(a, b):
     """a + b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    return record(_broadcast(OP_ADD, np.add, "add", x, y), AddBackward, (x, y))
+    return record(_broadcast(OP_ADD, _np_add, "add", x, y), AddBackward, (x, y))
 
 
 cdef class SubBackward(ShapedNode):
@@ -67,7 +73,7 @@ def sub(a, b):
     if x._data.dtype.kind == "b":
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
                            "`^` or `logical_xor()` operator instead.")
-    return record(_broadcast(OP_SUB, np.subtract, "sub", x, y), SubBackward, (x, y))
+    return record(_broadcast(OP_SUB, _np_subtract, "sub", x, y), SubBackward, (x, y))
 
 
 # ---- mul / div / pow ----------------------------------------------------------------------------------
@@ -83,7 +89,7 @@ def mul(a, b):
     """a * b."""
     cdef Tensor x, y
     x, y = operands(a, b)
-    return record(_broadcast(OP_MUL, np.multiply, "mul", x, y), MulBackward, (x, y), (x._data, y._data))
+    return record(_broadcast(OP_MUL, _np_multiply, "mul", x, y), MulBackward, (x, y), (x._data, y._data))
 
 
 cdef class DivBackward(Node):
@@ -101,7 +107,7 @@ def div(a, b):
     x, y = operands(a, b)
     if not is_float(x):
         x, y = _floating(x), _floating(y)
-    out = _broadcast(OP_DIV, np.true_divide, "div", x, y)
+    out = _broadcast(OP_DIV, _np_true_divide, "div", x, y)
     return record(out, DivBackward, (x, y), (x._data, y._data, out))
 
 
@@ -158,7 +164,7 @@ def pow(a, b, mod=None):
             out = _scalar_pow(x._data, float(b))  # a numpy float64 exponent is weak too, as in torch
         return record(out, PowScalarBackward, (x,), (x._data,), float(b))
     x, y = operands(a, b)
-    out = _broadcast(-1, np.power, "pow", x, y)
+    out = _broadcast(-1, _np_power, "pow", x, y)
     return record(out, PowBackward, (x, y), (x._data, y._data, out))
 
 
