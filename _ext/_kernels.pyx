@@ -1456,6 +1456,85 @@ def sigmoid_backward(grad, y, out=None):
     return O
 
 
+cdef dict _ARITH_OPS = {"add": MG_OP_ADD, "sub": MG_OP_SUB, "mul": MG_OP_MUL, "div": MG_OP_DIV}
+
+
+cdef bint _whole(cnp.ndarray x, tuple shape):
+    """x is C-contiguous (and aligned) with exactly ``shape``."""
+    return _contiguous(x) and _shape(x) == shape
+
+
+cdef bint _one_value(cnp.ndarray x):
+    """x holds one value: one element, or a broadcast of one (every stride zero), aligned."""
+    cdef int i
+    if not cnp.PyArray_ISALIGNED(x) or cnp.PyArray_SIZE(x) == 0:
+        return False
+    for i in range(cnp.PyArray_NDIM(x)):
+        if cnp.PyArray_DIMS(x)[i] > 1 and cnp.PyArray_STRIDES(x)[i] != 0:
+            return False
+    return True
+
+
+def arith(op, a, b, out=None):
+    """``a (op) b`` elementwise for op "add", "sub", "mul" or "div": numpy's bits (one IEEE operation per
+    element), with a large array cut across the pool's threads.  a and b are float32/float64 arrays of one
+    dtype whose shapes broadcast; each is C-contiguous with the result's shape or holds one value (one
+    element, or every stride zero: a broadcast scalar), and at least one is C-contiguous.  Returns ``out``:
+    a new C-contiguous array when None, else the given one (the result's shape and dtype, C-contiguous,
+    writable), which may be a contiguous operand itself but must not otherwise share memory with a or b."""
+    code = _ARITH_OPS.get(op) if type(op) is str else None
+    if code is None:
+        raise ValueError(f"arith: op must be one of 'add', 'sub', 'mul', 'div', got {op!r}")
+    cdef cnp.ndarray A = _float_array(a, "arith", "a")
+    cdef cnp.ndarray B = _float_array(b, "arith", "b")
+    cdef cnp.ndarray O
+    cdef int typenum = cnp.PyArray_TYPE(A), c = code, sa, sb
+    cdef char *olo
+    cdef char *ohi
+    cdef char *xlo
+    cdef char *xhi
+    if cnp.PyArray_TYPE(B) != typenum:
+        raise TypeError(f"arith: mixed dtypes {A.dtype} (a) and {B.dtype} (b)")
+    try:
+        shape = np.broadcast_shapes(_shape(A), _shape(B))
+    except ValueError:
+        raise ValueError(f"arith: shapes {_shape(A)} (a) and {_shape(B)} (b) do not broadcast") from None
+    sa = _whole(A, shape)
+    sb = _whole(B, shape)
+    if not ((sa or _one_value(A)) and (sb or _one_value(B)) and (sa or sb)):
+        raise ValueError(f"arith: a {_shape(A)} with strides {_strides(A)} and b {_shape(B)} with strides "
+                         f"{_strides(B)}: each must be C-contiguous with the result's shape {shape} or hold one "
+                         "value (one element, or every stride zero), and one of them C-contiguous")
+    if out is None:
+        O = np.empty(shape, dtype=A.dtype)
+    else:
+        O = _float_array(out, "arith", "out")
+        _check_writable_out(O, A, "arith")
+        if _shape(O) != shape or not _contiguous(O):
+            raise ValueError(f"arith: out must be a C-contiguous array of shape {shape}, got shape "
+                             f"{_shape(O)} with strides {_strides(O)}")
+        _bounds(O, &olo, &ohi)
+        for x, whole, name in ((A, sa, "a"), (B, sb, "b")):
+            if whole and cnp.PyArray_DATA(<cnp.ndarray>x) == cnp.PyArray_DATA(O):
+                continue  # in place
+            _bounds(<cnp.ndarray>x, &xlo, &xhi)
+            if _shares_memory(O, olo, ohi, <cnp.ndarray>x, xlo, xhi):
+                raise ValueError(f"arith: out shares memory with {name}; pass {name} itself (when it is "
+                                 "C-contiguous) or a separate array")
+    cdef mg_int n = cnp.PyArray_SIZE(O)
+    if n == 0:
+        return O
+    cdef const void *pa = cnp.PyArray_DATA(A)
+    cdef const void *pb = cnp.PyArray_DATA(B)
+    cdef void *po = cnp.PyArray_DATA(O)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            mg_arith_f32(c, n, <const float *>pa, sa, <const float *>pb, sb, <float *>po)
+        else:
+            mg_arith_f64(c, n, <const double *>pa, sa, <const double *>pb, sb, <double *>po)
+    return O
+
+
 # ---------------------------------------------------------------- gated cells (LSTM, GRU)
 
 cdef enum:

@@ -212,6 +212,12 @@ void mg_sigmoid_f64(mg_int n, const double *x, double *y);
 void mg_sigmoid_backward_f32(mg_int n, const float *g, const float *y, float *out);
 void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double *out);
 
+/* out = a (op) b elementwise (arith.c), op one of MG_OP_*: a and b each contiguous (sa, sb = 1) or one value
+ * (0); out contiguous, n elements, and may be a or b itself (when contiguous), but no partial overlap. */
+enum { MG_OP_ADD = 0, MG_OP_SUB = 1, MG_OP_MUL = 2, MG_OP_DIV = 3 };
+void mg_arith_f32(int op, mg_int n, const float *a, int sa, const float *b, int sb, float *out);
+void mg_arith_f64(int op, mg_int n, const double *a, int sa, const double *b, int sb, double *out);
+
 /* The gated cells' elementwise epilogues (gates.c), B rows of H-wide gate sections in torch's order, every
  * operand's rows contiguous and the given number of elements apart.  Each result has the bits of the plain
  * ops on the current path: mg_sigmoid / mg_tanh (and their backward) and IEEE products and sums, one

@@ -113,6 +113,13 @@ cdef extern from "kernels.h" nogil:
     void mg_sigmoid_f64(mg_int n, const double *x, double *y)
     void mg_sigmoid_backward_f32(mg_int n, const float *g, const float *y, float *out)
     void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double *out)
+    enum:
+        MG_OP_ADD
+        MG_OP_SUB
+        MG_OP_MUL
+        MG_OP_DIV
+    void mg_arith_f32(int op, mg_int n, const float *a, int sa, const float *b, int sb, float *out)
+    void mg_arith_f64(int op, mg_int n, const double *a, int sa, const double *b, int sb, double *out)
     void mg_lstm_forward_f32(mg_int B, mg_int H, const float *gates, mg_int gs, const float *c_prev, mg_int cps,
                              float *act, mg_int as_, float *c, mg_int cs, float *tanh_c, mg_int tcs, float *h,
                              mg_int hs)

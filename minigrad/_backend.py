@@ -24,8 +24,8 @@ Environment variables, read once at import:
   from the OS cost a page fault per 4 KiB.  ``empty_cache()`` returns the idle blocks, ``memory_stats()``
   counts them.
 
-Public surface: ``name``, ``matmul``, ``addmm``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``, ``pack``,
-``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``,
+Public surface: ``name``, ``matmul``, ``addmm``, ``arith``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``,
+``pack``, ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``,
 ``lstm_forward``, ``lstm_backward``, ``lstm_seq``, ``lstm_seq_backward``, ``gru_forward``, ``gru_backward``,
 ``gru_seq``, ``gru_seq_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``, ``openmp`` (whether
 kernels can run in parallel; the name is historical), ``threading_backend``, ``set_threading``,
@@ -47,12 +47,12 @@ import os
 import warnings
 from glob import glob
 
-__all__ = ["addmm", "addmm_many", "addmm_seq", "available_isas", "available_threadings", "empty_cache", "get_num_threads",
-           "gru_backward", "gru_forward", "gru_seq", "gru_seq_backward", "info", "isa", "lstm_backward", "lstm_forward",
-           "lstm_seq", "lstm_seq_backward", "matmul",
-           "matmul_stacked_t", "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit",
-           "set_isa", "set_num_threads", "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh",
-           "tanh_backward", "tanh_seq_backward", "threading_backend"]
+__all__ = ["addmm", "addmm_many", "addmm_seq", "arith", "available_isas", "available_threadings", "empty_cache",
+           "get_num_threads", "gru_backward", "gru_forward", "gru_seq", "gru_seq_backward", "info", "isa",
+           "lstm_backward", "lstm_forward", "lstm_seq", "lstm_seq_backward", "matmul", "matmul_stacked_t",
+           "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit", "set_isa", "set_num_threads",
+           "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh", "tanh_backward", "tanh_seq_backward",
+           "threading_backend"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
 ABI_VERSION = 4
@@ -144,6 +144,7 @@ tanh = _impl.tanh
 tanh_backward = _impl.tanh_backward
 sigmoid = _impl.sigmoid
 sigmoid_backward = _impl.sigmoid_backward
+arith = _impl.arith
 lstm_forward = _impl.lstm_forward
 lstm_backward = _impl.lstm_backward
 gru_forward = _impl.gru_forward

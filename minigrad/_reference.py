@@ -570,6 +570,50 @@ def sigmoid_backward(grad, y, out=None):
     return out
 
 
+_ARITH = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
+
+
+def _one_value(x):
+    return x.flags.aligned and x.size > 0 and all(s == 0 for s, n in zip(x.strides, x.shape) if n > 1)
+
+
+def arith(op, a, b, out=None):
+    """a (op) b elementwise: numpy's ufunc, with the C kernel's operand rules."""
+    ufunc = _ARITH.get(op) if type(op) is str else None
+    if ufunc is None:
+        raise ValueError(f"arith: op must be one of 'add', 'sub', 'mul', 'div', got {op!r}")
+    _float_array(a, "arith", "a")
+    _float_array(b, "arith", "b")
+    if a.dtype != b.dtype:
+        raise TypeError(f"arith: mixed dtypes {a.dtype} (a) and {b.dtype} (b)")
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"arith: shapes {a.shape} (a) and {b.shape} (b) do not broadcast") from None
+    whole_a = a.flags.c_contiguous and a.flags.aligned and a.shape == shape
+    whole_b = b.flags.c_contiguous and b.flags.aligned and b.shape == shape
+    if not ((whole_a or _one_value(a)) and (whole_b or _one_value(b)) and (whole_a or whole_b)):
+        raise ValueError(f"arith: a {a.shape} with strides {a.strides} and b {b.shape} with strides "
+                         f"{b.strides}: each must be C-contiguous with the result's shape {shape} or hold one "
+                         "value (one element, or every stride zero), and one of them C-contiguous")
+    if out is None:
+        out = np.empty(shape, dtype=a.dtype)
+    else:
+        _check_out(out, a, shape, "arith")
+        if out.shape != shape or not (out.flags.c_contiguous and out.flags.aligned):
+            raise ValueError(f"arith: out must be a C-contiguous array of shape {shape}, got shape "
+                             f"{out.shape} with strides {out.strides}")
+        for x, whole, name in ((a, whole_a, "a"), (b, whole_b, "b")):
+            in_place = whole and x.size and x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            if not in_place and _shares_memory(out, x):
+                raise ValueError(f"arith: out shares memory with {name}; pass {name} itself (when it is "
+                                 "C-contiguous) or a separate array")
+    if out.size:
+        with np.errstate(all="ignore"):
+            ufunc(a, b, out=out)
+    return out
+
+
 def _gate_operands(fn, ins, outs, alias=None):
     """The gated cells' operands as the kernels check them: [(array or None, name, (B, W))] inputs and outputs
     of one float dtype and exact shapes, rows contiguous (any distance apart), outputs writable and disjoint
