@@ -100,7 +100,7 @@ if [ "$mode" = thread ]; then
     # kernel tests' fixtures force each path); the subprocesses they start inherit the sanitizer.
     pytest_args=(tests/test_threadpool.py tests/test_kernels.py tests/test_allocator.py
                  tests/test_sigmoid_kernel.py tests/test_gate_kernels.py tests/test_gated_seq_kernels.py
-                 -k "thread or concurrent or fork or pool" "$@")
+                 tests/test_arith_kernel.py -k "thread or concurrent or fork or pool" "$@")
     run_tests "the thread pool's tests (every ISA path)"
     # torch's own libgomp is not instrumented either: its tests stay out.
     pytest_args=(tests/test_threading_backends.py -k "not torch" "$@")
@@ -114,8 +114,8 @@ fi
 # with it, under the sanitizers too.
 # The kernel tests force every ISA path this CPU has through their own fixtures: one run covers them all.
 pytest_args=(tests/test_kernels.py tests/test_threadpool.py tests/test_sigmoid_kernel.py tests/test_gate_kernels.py
-             tests/test_gated_seq_kernels.py "$@")
-run_tests "the kernel, sigmoid, gate, gated sequence and thread pool tests (every ISA path)" MINIGRAD_CACHE_MB=0
+             tests/test_gated_seq_kernels.py tests/test_arith_kernel.py "$@")
+run_tests "the kernel, sigmoid, gate, gated sequence, arith and thread pool tests (every ISA path)" MINIGRAD_CACHE_MB=0
 # Both runtimes; torch, whose libraries are not built with the sanitizer, stays out.
 pytest_args=(tests/test_threading_backends.py -k "not torch" "$@")
 run_tests "tests/test_threading_backends.py (the pool and OpenMP)" MINIGRAD_CACHE_MB=0

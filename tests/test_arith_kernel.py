@@ -5,7 +5,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 import minigrad as mg
 
@@ -152,6 +151,7 @@ def test_arith_refuses_bad_out(K, rng):
 def test_large_tensor_ops_match_numpy_and_torch(rng, dtype):
     """The tensor ops that take the kernel (ops/fast.pyx: from 512 KiB an operand) give numpy's bits and
     torch's gradients, with contiguous operands, a scalar, and a sum's broadcast gradient."""
+    import torch  # here, not at the top: the sanitizer runs (scripts/sanitize.sh) leave torch out
     shape = (64, 32, 128)
     x0, w0 = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
     x, w = mg.tensor(x0, requires_grad=True), mg.tensor(w0)
