@@ -49,33 +49,18 @@ cdef inline cnp.npy_intp _row_stride(cnp.ndarray a, cnp.npy_intp cols):
     return -1
 
 
-cdef inline bint _whole(cnp.ndarray x, cnp.ndarray like):
-    """x is C-contiguous with like's shape."""
-    return (cnp.PyArray_IS_C_CONTIGUOUS(x) and cnp.PyArray_NDIM(x) == cnp.PyArray_NDIM(like)
-            and cnp.PyArray_CompareLists(cnp.PyArray_DIMS(x), cnp.PyArray_DIMS(like), cnp.PyArray_NDIM(x)))
-
-
-cdef inline bint _one_value(cnp.ndarray x):
-    """x is 0-d, or a broadcast of one value (every stride zero: a reduction's gradient spread back)."""
-    cdef int i
-    for i in range(cnp.PyArray_NDIM(x)):
-        if cnp.PyArray_DIMS(x)[i] > 1 and cnp.PyArray_STRIDES(x)[i] != 0:
-            return False
-    return True
-
-
 cdef tuple _ARITH_NAMES = ("add", "sub", "mul", "div")
 
 
-cdef object _large(int op, cnp.ndarray A, cnp.ndarray B, cnp.ndarray shape_src):
+cdef object _large(int op, cnp.ndarray A, cnp.ndarray B):
     """A large ``A (op) B`` on the pool's threads (K.arith) when each operand is contiguous or one value,
     else None (numpy's single-threaded ufunc)."""
     if K.get_num_threads() < 2:
         return None
-    cdef bint wa = _whole(A, shape_src), wb = _whole(B, shape_src)
-    if not ((wa or _one_value(A)) and (wb or _one_value(B)) and (wa or wb)):
+    try:
+        return K.arith(_ARITH_NAMES[op], A, B)
+    except ValueError:  # another layout (the kernel's rules refuse it before any work): numpy's path
         return None
-    return K.arith(_ARITH_NAMES[op], A, B)
 
 
 cdef object binary(int op, object a, object b):
@@ -110,7 +95,7 @@ cdef object binary(int op, object a, object b):
     cdef int nd = cnp.PyArray_NDIM(shape_src)
     cdef cnp.npy_intp n = cnp.PyArray_SIZE(shape_src)
     if n > FAST_MAX and not (row_a or row_b) and n * cnp.PyArray_ITEMSIZE(A) >= LARGE_BYTES:
-        return _large(op, A, B, shape_src)
+        return _large(op, A, B)
     if n > FAST_MAX or n == 0:
         return None
     cdef cnp.npy_intp cols = cnp.PyArray_DIMS(shape_src)[nd - 1] if nd else 1
