@@ -71,10 +71,18 @@
     const M_T m0 = MASK(MG_LANES(nr, 0, W)), m1 = MASK(MG_LANES(nr, W, W));                 \
     const M_T m2 = MASK(MG_LANES(nr, 2 * W, W)), m3 = MASK(MG_LANES(nr, 3 * W, W));         \
     PREFETCH_C                                                                              \
-    for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {                 \
-        const V_T b0 = MLOAD(m0, b + kb), b1 = MLOAD(m1, b + kb + W);                       \
-        const V_T b2 = MLOAD(m2, b + kb + 2 * W), b3 = MLOAD(m3, b + kb + 3 * W);           \
-        FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
+    if (nr == 4 * W) {                                                                      \
+        for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {             \
+            const V_T b0 = LOADU(b + kb), b1 = LOADU(b + kb + W);                           \
+            const V_T b2 = LOADU(b + kb + 2 * W), b3 = LOADU(b + kb + 3 * W);               \
+            FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);         \
+        }                                                                                   \
+    } else {                                                                                \
+        for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {             \
+            const V_T b0 = MLOAD(m0, b + kb), b1 = MLOAD(m1, b + kb + W);                   \
+            const V_T b2 = MLOAD(m2, b + kb + 2 * W), b3 = MLOAD(m3, b + kb + 3 * W);       \
+            FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);         \
+        }                                                                                   \
     }                                                                                       \
     if (csc == 1) {                                                                         \
         const int full = nr == 4 * W;                                                       \
