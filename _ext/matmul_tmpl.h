@@ -137,6 +137,20 @@ static inline int FN(a_in_place)(const FN(gemm_cfg) *g, const T *const *arows, m
  * Cin is copied into C just before the micro-kernels add the product to it, while it is in L1);
  * `epi` (optional, C row-major) then maps each finished row block in place, while it is still there.
  * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
+/* D[0:m, 0:n] = S[0:m, 0:n] (strided). */
+static void FN(copy_rows)(mg_int m, mg_int n, const T *S, mg_int ssm, mg_int ssn, T *D, mg_int sdm, mg_int sdn)
+{
+    for (mg_int i = 0; i < m; ++i) {
+        const T *s = S + i * ssm;
+        T *d = D + i * sdm;
+        if (ssn == 1 && sdn == 1)
+            memcpy(d, s, (size_t)n * sizeof(T));
+        else
+            for (mg_int j = 0; j < n; ++j)
+                d[j * sdn] = s[j * ssn];
+    }
+}
+
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             const T *A, mg_int sam, mg_int sak, const T *const *arows, mg_int aoff,
                             const T *B, mg_int sbk, mg_int sbn, const T *const *brows, mg_int boff,
@@ -151,6 +165,9 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
      * stores the product's first K slice; any other is copied into C first. */
     const int cin_in_ukr = cin && sin == 1 && scn == 1;
     T *abuf = scratch, *bbuf = scratch + g->kc * mr;
+    /* A short A read in place (an RNN step's state rows) stays in L1 while each B panel is swept down all
+     * its rows: B then comes from L2 once per panel instead of once per row tile. */
+    const int jr_outer = direct_a && !direct_b && M * (K < g->kc ? K : g->kc) * (mg_int)sizeof(T) <= JR_OUTER_A_BYTES;
     for (mg_int jc = 0; jc < N; jc += g->nc) {
         const mg_int nc = N - jc < g->nc ? N - jc : g->nc;
         for (mg_int pc = 0; pc < K; pc += g->kc) {
@@ -183,6 +200,20 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
              * a float64 32x128 @ 128x128 step from memory measured 15.1 -> 14.2 us per pair of directions.
              * Only for an addend of C's shape and a single K slice: a plain product's C (or a bias's) was
              * measured no faster for it, and the requests cost instructions. */
+            if (jr_outer) {
+                if (cin && pc == 0 && !cin_in_ukr)
+                    FN(copy_rows)(M, nc, cin + jc * sin, sim, sin, C + jc * scn, scm, scn);
+                for (mg_int jr = 0, p = 0; jr < nc; jr += nr, ++p)
+                    for (mg_int ir = 0; ir < M; ir += mr)
+                        g->ukr(kc, A + ir * sam + pc * sak, ars, aks, bv.base + p * bv.ps, bv.bks,
+                               C + ir * scm + (jc + jr) * scn, scm, scn, M - ir < mr ? M - ir : mr,
+                               nc - jr < nr ? nc - jr : nr, overwrite,
+                               cin_in_ukr && pc == 0 ? cin + ir * sim + jc + jr : NULL, sim);
+                if (epi && pc + kc >= K)
+                    for (mg_int i = 0; i < M; ++i)
+                        epi(nc, C + i * scm + jc * scn, C + i * scm + jc * scn);
+                continue;
+            }
             const int pf_cin = cin_in_ukr && sim != 0 && pc == 0 && K <= g->kc, pf_c = pf_cin;
             const mg_int first = M < mr ? M : mr;
             if (pf_cin)
