@@ -138,6 +138,29 @@ def test_sigmoid_threads_bitwise_identical(C, threads, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_subnormal_results_cost_no_more_than_normal_ones(C, threads, dtype):
+    """Where every result is subnormal (a saturated LSTM gate), no floating-point operation may underflow:
+    an Intel core takes a microcode assist for each such result, and the AVX-512 path once ran 26x slower
+    there than on ordinary inputs.  The AVX2 path still multiplies (an assist per lane), so only AVX-512."""
+    import time
+    if C.isa() != "avx512":
+        pytest.skip("the AVX2 and portable paths round subnormal results with a multiplication")
+    threads(1)
+    rng = np.random.default_rng(3)
+    edge = 88.0 if dtype == np.float32 else 709.0  # past it every result is subnormal (or 0)
+    tiny = -rng.uniform(edge, edge + 12, 1 << 16).astype(dtype)
+    usual = rng.uniform(-6, 6, 1 << 16).astype(dtype)
+    assert (C.sigmoid(tiny) < np.finfo(dtype).tiny).all()
+    best = {}
+    for _ in range(7):
+        for name, x in (("tiny", tiny), ("usual", usual)):
+            start = time.perf_counter()
+            C.sigmoid(x)
+            best[name] = min(best.get(name, 1.0), time.perf_counter() - start)
+    assert best["tiny"] < 4 * best["usual"], best
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_backward_is_numpys_composition(K, rng, dtype):
     """(g * y) * (1 - y): IEEE products and a difference, the bits of numpy's g * y * (1 - y) on every path,
     also strided, in place and around the vector widths; within 2 roundings of torch's order."""
