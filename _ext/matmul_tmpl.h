@@ -239,15 +239,7 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                 }
                 T *cr = C + ir * scm + jc * scn;
                 if (cin && pc == 0 && !cin_in_ukr)
-                    for (mg_int i = 0; i < mrr; ++i) {
-                        const T *s = cin + (ir + i) * sim + jc * sin;
-                        T *d = cr + i * scm;
-                        if (sin == 1 && scn == 1)
-                            memcpy(d, s, (size_t)nc * sizeof(T));
-                        else
-                            for (mg_int j = 0; j < nc; ++j)
-                                d[j * scn] = s[j * sin];
-                    }
+                    FN(copy_rows)(mrr, nc, cin + ir * sim + jc * sin, sim, sin, cr, scm, scn);
                 const T *ci = cin_in_ukr && pc == 0 ? cin + ir * sim + jc : NULL;
                 for (mg_int jr = 0, p = 0; jr < nc; jr += nr, ++p)
                     g->ukr(kc, ap, ars, aks, bv.base + p * bv.ps, bv.bks, cr + jr * scn, scm, scn, mrr,
