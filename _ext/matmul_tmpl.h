@@ -130,13 +130,6 @@ static inline int FN(a_in_place)(const FN(gemm_cfg) *g, const T *const *arows, m
     return !arows && (sak == 1 || (sam == 1 && (sak <= 2 * g->mr || nc <= 2 * g->nr)));
 }
 
-/* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
- * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
- * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: the
- * micro-kernels add Cin's tile to the product's as they store it (Cin or C column-strided: each row block of
- * Cin is copied into C just before the micro-kernels add the product to it, while it is in L1);
- * `epi` (optional, C row-major) then maps each finished row block in place, while it is still there.
- * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 /* D[0:m, 0:n] = S[0:m, 0:n] (strided). */
 static void FN(copy_rows)(mg_int m, mg_int n, const T *S, mg_int ssm, mg_int ssn, T *D, mg_int sdm, mg_int sdn)
 {
@@ -151,6 +144,13 @@ static void FN(copy_rows)(mg_int m, mg_int n, const T *S, mg_int ssm, mg_int ssn
     }
 }
 
+/* C[0:M, 0:N] (=|+=) A @ B on one thread.  `packed` (optional) is all of B already in panels: panel p holds
+ * B[0:K, p*nr:(p+1)*nr] as K rows of nr.  Row tables (optional, mg_matmul_rows) replace A and B: A(i, k) is
+ * arows[k][aoff + i] and B(k, j) is brows[k][boff + j].  With `cin` (mg_addmm) C = Cin + A @ B instead: the
+ * micro-kernels add Cin's tile to the product's as they store it (Cin or C column-strided: each row block of
+ * Cin is copied into C just before the micro-kernels add the product to it, while it is in L1);
+ * `epi` (optional, C row-major) then maps each finished row block in place, while it is still there.
+ * scratch holds g->kc * (g->mr + round_up(min(N, g->nc), g->nr)). */
 static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
                             const T *A, mg_int sam, mg_int sak, const T *const *arows, mg_int aoff,
                             const T *B, mg_int sbk, mg_int sbn, const T *const *brows, mg_int boff,
