@@ -336,18 +336,20 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * 1.6 us faster per pair of 32x128 @ 128x128 float64 steps than cut up); else every product is cut along N
      * into groups of B panels (a few tasks per thread, so that a thread that starts late still finds work;
      * each task reads all of A), or into nt slices along N or M (each packs all of A, or all of B).  Into
-     * groups whenever A is read in place (a row-major A costs only cache traffic to re-read) or is small --
-     * A, read 4 nt times, no bigger than B read nt times, as the h (N, H) of an RNN step.  An A that every
-     * task packs again, such as a weight gradient's g.T with K = T * N, is packed once per thread: the
-     * slices go along N when B is at least as wide as A is tall (B, the layer's input, is the bigger and
-     * usually the colder operand: each thread reads half of it; a g.T @ x measured 164 -> 180 GFLOP/s,
-     * float64, from memory), else along M. */
+     * groups whenever A is read in place (a row-major A, as the h (N, H) of an RNN step, costs only cache
+     * traffic to re-read).  An A that every task packs again, such as a weight gradient's g.T or h.T with
+     * K = T * N, is packed once per thread: the slices go along N when B is at least as wide as A is tall
+     * (B, the layer's input, is the bigger and usually the colder operand: each thread reads half of it; a
+     * g.T @ x measured 164 -> 180 GFLOP/s, float64, from memory), else along M.  (A small A went into
+     * groups too, until an LSTM's dW_hh = sum_t h_t.T @ dz_t, (128, 2048) @ (2048, 512), was measured
+     * re-packing its A in each of 8 groups: as 2 slices it ran 1.37x faster in float32 and 1.22x in float64
+     * on 2 threads of an Intel Xeon, family 6, model 207.) */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
     /* (A long-column A is read in place by gemm_serial when N is narrow, but every task would read all of it:
      * for the split it counts as packed.) */
     const int a_in_place = !arows && (sak == 1 || (sam == 1 && sak <= 2 * g->mr));
     if (nt > 1 && batch < (tab ? nt : 2 * nt)) {
-        if (nb_n >= nt && (a_in_place || 4 * M <= N || nb_m < nt)) {
+        if (nb_n >= nt && (a_in_place || nb_m < nt)) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
         } else if (nb_n >= nt && N >= M) {
