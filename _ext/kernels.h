@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 /* Bump whenever a declaration below changes meaning; minigrad._backend refuses a build with another value. */
-#define MG_ABI_VERSION 4
+#define MG_ABI_VERSION 5
 
 typedef ptrdiff_t mg_int;
 
@@ -261,6 +261,12 @@ void mg_gru_backward_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const
  * allocation failed.  Contiguous arrays. */
 int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum);
 int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum);
+
+/* Column sums (reduce.c): out[j] = sum_i A[i, j] for the M x N matrix A with rows sam elements apart and
+ * contiguous columns; out has N elements (zeros when M == 0).  The order of the additions is fixed (see
+ * reduce.c): the same bits at every thread count and on every ISA path. */
+void mg_sum_rows_f32(mg_int M, mg_int N, const float *a, mg_int sam, float *out);
+void mg_sum_rows_f64(mg_int M, mg_int N, const double *a, mg_int sam, double *out);
 
 /* The caching allocator behind numpy's data buffers (alloc.c), with the signatures of numpy's
  * PyDataMemAllocator.  mg_cache_set_limit bounds the bytes kept idle (0: keep none). */

@@ -143,6 +143,8 @@ cdef extern from "kernels.h" nogil:
     void mg_gru_backward_f64(mg_int B, mg_int H, const double *dh, mg_int dhs, const double *act, mg_int as_,
                              const double *hn, mg_int hns, const double *h_prev, mg_int hps, double *d_xg,
                              mg_int dxs, double *d_hg, mg_int dhgs, double *dh_prev, mg_int dhps)
+    void mg_sum_rows_f32(mg_int M, mg_int N, const float *a, mg_int sam, float *out)
+    void mg_sum_rows_f64(mg_int M, mg_int N, const double *a, mg_int sam, double *out)
     int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum)
     int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum)
     void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y,

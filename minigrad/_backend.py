@@ -27,7 +27,7 @@ Environment variables, read once at import:
 Public surface: ``name``, ``matmul``, ``addmm``, ``arith``, ``addmm_many``, ``addmm_seq``, ``matmul_stacked_t``,
 ``pack``, ``PackedMatrix``, ``tanh``, ``tanh_backward``, ``tanh_seq_backward``, ``sigmoid``, ``sigmoid_backward``,
 ``lstm_forward``, ``lstm_backward``, ``lstm_seq``, ``lstm_seq_backward``, ``gru_forward``, ``gru_backward``,
-``gru_seq``, ``gru_seq_backward``, ``sub_sqsum``, ``isa``, ``available_isas``, ``set_isa``, ``openmp`` (whether
+``gru_seq``, ``gru_seq_backward``, ``sub_sqsum``, ``sum_rows``, ``isa``, ``available_isas``, ``set_isa``, ``openmp`` (whether
 kernels can run in parallel; the name is historical), ``threading_backend``, ``set_threading``,
 ``available_threadings``, ``get_num_threads``, ``set_num_threads``, ``memory_stats``, ``empty_cache``,
 ``set_cache_limit``, ``info``.
@@ -51,11 +51,11 @@ __all__ = ["addmm", "addmm_many", "addmm_seq", "arith", "available_isas", "avail
            "get_num_threads", "gru_backward", "gru_forward", "gru_seq", "gru_seq_backward", "info", "isa",
            "lstm_backward", "lstm_forward", "lstm_seq", "lstm_seq_backward", "matmul", "matmul_stacked_t",
            "memory_stats", "name", "openmp", "pack", "PackedMatrix", "set_cache_limit", "set_isa", "set_num_threads",
-           "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "tanh", "tanh_backward", "tanh_seq_backward",
+           "set_threading", "sigmoid", "sigmoid_backward", "sub_sqsum", "sum_rows", "tanh", "tanh_backward", "tanh_seq_backward",
            "threading_backend"]
 
 # Must equal MG_ABI_VERSION in _ext/kernels.h.
-ABI_VERSION = 4
+ABI_VERSION = 5
 # Must equal MG_MAX_THREADS in _ext/mg_internal.h: set_num_threads clamps larger counts to it.
 MAX_THREADS = 64
 
@@ -150,6 +150,7 @@ lstm_backward = _impl.lstm_backward
 gru_forward = _impl.gru_forward
 gru_backward = _impl.gru_backward
 sub_sqsum = _impl.sub_sqsum
+sum_rows = _impl.sum_rows
 isa = _impl.isa
 available_isas = _impl.available_isas
 set_isa = _impl.set_isa

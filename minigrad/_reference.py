@@ -543,6 +543,18 @@ def sub_sqsum(x, t):
         return diff, float(np.sum(d * d))
 
 
+def sum_rows(a):
+    """a.sum(axis=0) of a 2-D float32/float64 array, accumulated in a wider type (float64, long double) and
+    rounded once: numpy's own axis-0 sum is a running sum in the element type.  See minigrad._kernels.sum_rows
+    for the contract."""
+    a = _float_array(a, "sum_rows", "a")
+    if a.ndim != 2:
+        raise ValueError(f"sum_rows: a must be 2-D (rows, cols), got shape {a.shape}")
+    wide = np.float64 if a.dtype == np.float32 else np.longdouble
+    with np.errstate(all="ignore"):
+        return np.add.reduce(a, axis=0, dtype=wide).astype(a.dtype)
+
+
 def tanh_backward(grad, y, out=None):
     """grad * (1 - y*y): the gradient through tanh from its saved output y."""
     _check_pair(grad, y, "tanh_backward", "grad", "y")

@@ -1796,6 +1796,131 @@ def test_sub_sqsum_rejects_bad_input(K):
         K.sub_sqsum(x, np.ones((3, 2)))
 
 
+# ---------------------------------------------------------------- sum_rows (a bias's gradient)
+
+SUM_ROWS_SHAPES = [(0, 5), (5, 0), (1, 1), (1, 300), (15, 3), (16, 257), (17, 256), (255, 7), (256, 513),
+                   (257, 1), (2048, 128), (3000, 600)]
+
+
+def sum_rows_call(K, a):
+    """K.sum_rows(a) with every warning an error, checking it leaves a alone and returns a new (N,) array."""
+    a0 = a.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = K.sum_rows(a)
+    assert np.array_equal(a, a0, equal_nan=True)
+    assert isinstance(out, np.ndarray) and out.shape == (a.shape[1],) and out.dtype == a.dtype
+    assert out.flags.c_contiguous and not np.shares_memory(out, a)
+    return out
+
+
+def assert_sum_rows(K, a):
+    """K.sum_rows(a) within the error bound of a blocked or pairwise sum of each column's exact sum
+    (math.fsum): (20 + log2 M) roundings of the element type relative to the column's sum of magnitudes,
+    plus the final one.  A plain running sum in float32 breaks it (see test_sum_rows_is_not_a_running_sum)."""
+    out = sum_rows_call(K, a)
+    M, N = a.shape
+    eps = float(np.finfo(a.dtype).eps)
+    wide = a.astype(np.float64)
+    for j in range(N):
+        exact = math.fsum(wide[:, j])
+        bound = (20 + math.log2(max(M, 1))) * eps * float(np.abs(wide[:, j]).sum()) + eps * abs(exact)
+        assert abs(float(out[j]) - exact) <= bound, (a.shape, j, float(out[j]), exact)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SUM_ROWS_SHAPES)
+def test_sum_rows_sizes(K, rng, dtype, shape):
+    """Around the 16-row blocks, the 256-row groups and the 256-column tasks; empty sums are zeros."""
+    a = randn(rng, shape, dtype)
+    a.reshape(-1)[::7] *= 1000
+    out = assert_sum_rows(K, a)
+    if shape[0] == 0:
+        assert same_bits(out, np.zeros(shape[1], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_rows_strided_and_odd_layouts(K, rng, dtype):
+    """Rows any distance apart (stepped, reversed, broadcast with stride 0), columns that are not contiguous
+    (stepped, Fortran order, a transpose), unaligned data: each as numpy's sum of the same values."""
+    a = randn(rng, (600, 300), dtype)
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    unaligned = raw[1:].view(dtype).reshape(a.shape)
+    unaligned[...] = a
+    assert not unaligned.flags.aligned
+    cases = [a[::3], a[::-1], a[1:, 5:], a[:, ::2], a[::2, ::-3], np.asfortranarray(a), a.T,
+             np.broadcast_to(a[7], (500, 300)), unaligned]
+    for view in cases:
+        out = assert_sum_rows(K, view)
+        assert same_bits(out, sum_rows_call(K, np.ascontiguousarray(view))) or K is _reference
+    if K is not _reference:
+        assert same_bits(sum_rows_call(K, unaligned), sum_rows_call(K, a))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_rows_special_values(K, dtype):
+    """inf, nan and signed zeros are values, without warnings; float32 columns past the largest float32 are
+    inf, not wrapped or nan.  (A column of -0.0 sums to -0.0 in the kernels, to a zero in numpy.)"""
+    inf, nan, big = np.inf, np.nan, np.finfo(dtype).max
+    cols = {"inf": ([1.0] * 40 + [inf] + [2.0] * 20, inf), "-inf": ([-inf] + [1.0] * 300, -inf),
+            "nan": ([1.0] * 100 + [nan], nan), "inf-inf": ([inf] * 3 + [-inf], nan),
+            "-0": ([-0.0] * 40, -0.0), "+0": ([0.0, -0.0] * 20, 0.0), "max": ([big] * 4, inf)}
+    for name, (col, want) in cols.items():
+        a = np.array(col, dtype)[:, None] * np.ones((1, 3), dtype)
+        out = sum_rows_call(K, a)
+        if math.isnan(want):
+            assert np.isnan(out).all(), name
+        elif K is _reference and name == "-0":
+            assert (out == 0).all(), out
+        else:
+            assert same_bits(out, np.full(3, want, dtype)), (name, out)
+
+
+def test_sum_rows_is_not_a_running_sum(K):
+    """A float32 column of 1e8 then 10000 ones: a running float32 sum never moves off 1e8 (its ulp there is
+    8), numpy's pairwise sum and minigrad's blocked one get within 16 of 100010000."""
+    a = np.ones((10_001, 2), np.float32)
+    a[0] = 1e8
+    out = assert_sum_rows(K, a)
+    assert abs(float(out[0]) - 100_010_000) <= 16
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_rows_bitwise_identical_across_threads_and_paths(C, threads, rng, dtype):
+    """The order of the additions is fixed: the same bits on 1, 2 and 3 threads and on every kernel path,
+    below and above the sizes from which pool threads share the work."""
+    a = randn(rng, (3000, 1100), dtype)
+    a.reshape(-1)[::11] *= 1e4
+    views = [a[:20, :300], a[:100, :700], a, a[::2, 3:], a[:, :256]]
+    threads(1)
+    want = [sum_rows_call(C, v) for v in views]
+    for nt in (2, 3, 1):
+        threads(nt)
+        for v, w in zip(views, want):
+            assert same_bits(sum_rows_call(C, v), w), (nt, v.shape)
+    previous = C.isa()
+    try:
+        for isa in C.available_isas():
+            C.set_isa(isa)
+            for v, w in zip(views, want):
+                assert same_bits(sum_rows_call(C, v), w), (isa, v.shape)
+    finally:
+        C.set_isa(previous)
+
+
+def test_sum_rows_rejects_bad_input(K):
+    for bad in ([[1.0, 2.0]], 1.0, None):
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            K.sum_rows(bad)
+    for bad in (np.int64, np.int32, np.uint8, np.bool_, np.float16, np.complex128, object, ">f8", ">f4"):
+        with pytest.raises(TypeError, match="dtype"):
+            K.sum_rows(np.ones((2, 3), bad))
+    for shape in [(), (3,), (2, 3, 4), (1, 1, 1, 1)]:
+        with pytest.raises(ValueError, match="2-D"):
+            K.sum_rows(np.ones(shape))
+
+
 # ---------------------------------------------------------------- paths, threads, backend selection
 
 def test_isa_selection(K):

@@ -967,3 +967,23 @@ def test_single_piece_split(op):
     fn = {"unbind": lambda t: t.unbind(0)[0], "split": lambda t: t.split(1, 0)[0],
           "chunk": lambda t: t.chunk(1, 0)[0]}[op]
     check_op(fn, fn, [values((1, 3), 2)])
+
+
+@pytest.mark.parametrize("b_shape", [(2,), (1, 2), (1, 1, 2)])
+def test_bias_gradient_over_many_rows_is_not_a_running_float32_sum(b_shape):
+    """A bias broadcast down 10001 rows gets the sum of their gradients.  With a first gradient of 1e8 and
+    10000 ones after it, a running float32 sum (numpy's axis-0 reduction) never moves off 1e8 -- its ulp there
+    is 8 -- while minigrad's (K.sum_rows) is within 16 of 100010000 and torch's cascade sum within 64 (32)."""
+    g = np.ones((10_001, 2), np.float32)
+    g[0] = 1e8
+    lead = (10_001,) if len(b_shape) < 3 else (73, 137)
+    g = g.reshape(lead + (2,))
+    x = mg.tensor(np.zeros(g.shape, np.float32))
+    b = mg.tensor(np.zeros(b_shape, np.float32), requires_grad=True)
+    (x + b).backward(mg.tensor(g))
+    tb = torch.zeros(b_shape, requires_grad=True)
+    (torch.zeros(g.shape) + tb).backward(torch.from_numpy(g))
+    assert b.grad.shape == b_shape and b.grad.dtype == np.float32
+    got, want = b.grad.numpy().reshape(-1), tb.grad.numpy().reshape(-1)
+    assert np.all(np.abs(got.astype(np.float64) - 100_010_000) <= 16), got
+    assert np.all(np.abs(want.astype(np.float64) - 100_010_000) <= 64), want
