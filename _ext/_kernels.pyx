@@ -1834,14 +1834,15 @@ def sum_rows(a):
     the gradient of a bias broadcast down M rows.  Each column is summed in a fixed order -- blocks of 16 rows
     in the element type, their sums in double precision -- so the bits do not depend on the thread count or
     the kernel path; a float32 column carries about as much rounding error as numpy's pairwise sum.  Rows may
-    lie any distance apart; columns that are not contiguous are copied first."""
+    lie any distance apart; columns that are not contiguous, and data not aligned to its itemsize, are copied
+    first."""
     cdef cnp.ndarray A = _float_array(a, "sum_rows", "a")
     if cnp.PyArray_NDIM(A) != 2:
         raise ValueError(f"sum_rows: a must be 2-D (rows, cols), got shape {_shape(A)}")
     cdef mg_int itemsize = cnp.PyArray_ITEMSIZE(A)
     cdef mg_int M = cnp.PyArray_DIMS(A)[0], N = cnp.PyArray_DIMS(A)[1]
     cdef mg_int sm = cnp.PyArray_STRIDES(A)[0], sn = cnp.PyArray_STRIDES(A)[1]
-    if N > 1 and sn != itemsize or M > 1 and (sm % itemsize or sm < 0):
+    if N > 1 and sn != itemsize or M > 1 and (sm % itemsize or sm < 0) or not cnp.PyArray_ISALIGNED(A):
         A = cnp.PyArray_NewCopy(A, cnp.NPY_CORDER)
         sm = N * itemsize
     cdef mg_int sam = sm // itemsize if M > 1 else N
