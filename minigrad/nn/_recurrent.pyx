@@ -962,18 +962,20 @@ def gru_epilogue(gi, gh, h, h_out=None):
     _check_gates(xg, "gi", hp, "h", 3, "gru_epilogue")
     _check_gates(hg, "gh", hp, "h", 3, "gru_epilogue")
     act, h_arr = K.gru_forward(xg._data, hg._data, hp._data, None, h_out)
-    return _gru_recorded(xg, hg, hp, act, h_arr)
+    cdef Py_ssize_t H = hp._data.shape[1]
+    one = act.dtype.type(1)
+    return _gru_recorded(xg, hg, hp, act, h_arr, one - act[:, H:2 * H], wrap(np.asarray(one)))
 
 
-cdef Tensor _gru_recorded(Tensor xg, Tensor hg, Tensor hp, object act, object h_arr):
+cdef Tensor _gru_recorded(Tensor xg, Tensor hg, Tensor hp, object act, object h_arr, object omz_arr, Tensor one):
     """h' of a GRU step whose values K.gru_forward (or K.gru_seq) computed from ``xg``, ``hg`` and ``hp``, with
-    the nodes of gru_epilogue's ops recorded on them."""
+    the nodes of gru_epilogue's ops recorded on them.  ``omz_arr``: 1 - z, which the product (1 - z) * n
+    saves, as the op saves it; ``one``: the constant 1 of that difference, a 0-d tensor of the step's dtype
+    (no node keeps it).  A sequence makes both once for all its steps."""
     if not any_requires_grad((xg, hg, hp)):
         return wrap(h_arr)
     cdef Py_ssize_t H = hp._data.shape[1]
     r_arr, z_arr, n_arr = act[:, :H], act[:, H:2 * H], act[:, 2 * H:]
-    one = z_arr.dtype.type(1)
-    omz_arr = one - z_arr  # saved by the product (1 - z) * n, as the op saves it
     # sums and products the kernel does not store: edge carriers (their values in anomaly mode)
     hn = hg._data[:, 2 * H:]
     s_r = s_z = r_hn = s_n = omz_n = z_h = h_arr
@@ -989,7 +991,7 @@ cdef Tensor _gru_recorded(Tensor xg, Tensor hg, Tensor hp, object act, object h_
     z = _op(SigmoidBackward, z_arr, (_op(GateAddBackward, s_z, (i_z, h_z), None),), (z_arr,))
     s = _op(GateAddBackward, s_n, (i_n, _op(MulBackward, r_hn, (r, h_n), (r_arr, hn))), None)
     n = _op(TanhBackward, n_arr, (s,), (n_arr,))
-    omz = _op(GateRsubBackward, omz_arr, (wrap(np.asarray(one)), z), None)
+    omz = _op(GateRsubBackward, omz_arr, (one, z), None)
     a = _op(MulBackward, omz_n, (omz, n), (omz_arr, n_arr))
     # With both gate products requiring grad every node of the step exists: its backward can run fused
     cdef bint group = xg._requires_grad and hg._requires_grad
@@ -1036,11 +1038,20 @@ def gru_sequence(xgs, addends, states, rs, outs, reverse):
                           [(<ReusedOperand>r)._packing.packed for r in rs], outs, reverse)
     results = [[None] * length for _ in range(n)]
     cdef Tensor hg
+    # every step's 1 - z in one pass per direction (acts[i] is (L, N, 3H)): the same values, one numpy call
+    cdef Py_ssize_t H = (<Tensor>hs[0])._data.shape[1]
+    one = acts[0].dtype.type(1)
+    cdef tuple operands = tuple(hs) + tuple(addends) + tuple([(<ReusedOperand>r).b for r in rs])
+    for i in range(n):
+        operands += tuple(xgs[i])
+    omzs = [one - a[:, :, H:2 * H] for a in acts] if any_requires_grad(operands) else [None] * n
+    cdef Tensor one_t = wrap(np.asarray(one))
     for s in range(length):
         for i in range(n):
             t = length - 1 - s if reverse[i] else s
             hg = _recorded(hgs[i][t], addends[i], hs[i], rs[i], None, SeqAddmmBackward)
-            hs[i] = results[i][t] = _gru_recorded(xgs[i][t], hg, hs[i], acts[i][t], outs[i][t])
+            hs[i] = results[i][t] = _gru_recorded(xgs[i][t], hg, hs[i], acts[i][t], outs[i][t],
+                                                  None if omzs[i] is None else omzs[i][t], one_t)
     return results
 
 
