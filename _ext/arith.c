@@ -51,14 +51,7 @@
 typedef void (*arith_f32)(int, mg_int, const float *, int, const float *, int, float *);
 typedef void (*arith_f64)(int, mg_int, const double *, int, const double *, int, double *);
 
-ARITH_FN(, arith_portable_f32, float)
-ARITH_FN(, arith_portable_f64, double)
-#if MG_X86
-ARITH_FN(MG_TARGET_AVX2, arith_avx2_f32, float)
-ARITH_FN(MG_TARGET_AVX2, arith_avx2_f64, double)
-ARITH_FN(MG_TARGET_AVX512, arith_avx512_f32, float)
-ARITH_FN(MG_TARGET_AVX512, arith_avx512_f64, double)
-#endif
+FOR_EACH_ISA(ARITH_FN, arith)
 
 static const arith_f32 arith_f32_by_isa[MG_ISA_COUNT] = BY_ISA(arith, f32);
 static const arith_f64 arith_f64_by_isa[MG_ISA_COUNT] = BY_ISA(arith, f64);

@@ -41,6 +41,23 @@ typedef void (*binary_f64)(mg_int, const double *, const double *, double *);
 #define BY_ISA(name, sfx) {name##_portable_##sfx}
 #endif
 
+/* A loop written once in plain C, compiled for every path and element type: GEN(ATTR, NAME, T) defines
+ * name_<path>_f32 and name_<path>_f64 (the compiler vectorises each for its path's target), which BY_ISA
+ * then lists. */
+#if MG_X86
+#define FOR_EACH_ISA(GEN, name)                                                             \
+    GEN(, name##_portable_f32, float)                                                       \
+    GEN(, name##_portable_f64, double)                                                      \
+    GEN(MG_TARGET_AVX2, name##_avx2_f32, float)                                             \
+    GEN(MG_TARGET_AVX2, name##_avx2_f64, double)                                            \
+    GEN(MG_TARGET_AVX512, name##_avx512_f32, float)                                         \
+    GEN(MG_TARGET_AVX512, name##_avx512_f64, double)
+#else
+#define FOR_EACH_ISA(GEN, name)                                                             \
+    GEN(, name##_portable_f32, float)                                                       \
+    GEN(, name##_portable_f64, double)
+#endif
+
 #if MG_X86
 /* The loops: blocks of four vectors, then single vectors, then the tail under a lane mask (masked-off
  * lanes are never touched). */

@@ -58,14 +58,7 @@
 typedef void (*sum_rows_f32_fn)(mg_int, mg_int, const float *, mg_int, float *);
 typedef void (*sum_rows_f64_fn)(mg_int, mg_int, const double *, mg_int, double *);
 
-SUM_ROWS_FN(, sum_rows_portable_f32, float)
-SUM_ROWS_FN(, sum_rows_portable_f64, double)
-#if MG_X86
-SUM_ROWS_FN(MG_TARGET_AVX2, sum_rows_avx2_f32, float)
-SUM_ROWS_FN(MG_TARGET_AVX2, sum_rows_avx2_f64, double)
-SUM_ROWS_FN(MG_TARGET_AVX512, sum_rows_avx512_f32, float)
-SUM_ROWS_FN(MG_TARGET_AVX512, sum_rows_avx512_f64, double)
-#endif
+FOR_EACH_ISA(SUM_ROWS_FN, sum_rows)
 
 static const sum_rows_f32_fn sum_rows_f32_by_isa[MG_ISA_COUNT] = BY_ISA(sum_rows, f32);
 static const sum_rows_f64_fn sum_rows_f64_by_isa[MG_ISA_COUNT] = BY_ISA(sum_rows, f64);
