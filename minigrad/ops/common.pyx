@@ -28,8 +28,9 @@ cdef object unbroadcast(object grad, tuple shape):
 
 cdef object _leading_sum(object grad, list axes):
     """The sum of ``grad`` over its leading ``axes`` (0, 1, ..., k - 1) as K.sum_rows of its (rows, rest) view
-    -- a bias's gradient: 4-10x faster than numpy's axis-0 reduction, which runs down the columns (a float32
-    (2048, 128) RNN bias gradient 100 -> 11 us on an Intel Xeon, family 6, model 207) -- or None when
+    -- a bias's gradient, faster than numpy's axis-0 reduction, which runs down the columns (on an Intel Xeon,
+    family 6, model 207: a float32 (2048, 128) RNN bias gradient 70-100 -> 20 us alone, 35 us inside a
+    training step; (2048, 512) 224 -> 160 us, memory-bound) -- or None when
     ``grad`` is not a C-contiguous float array or ``axes`` are not leading ones (numpy sums it then)."""
     cdef Py_ssize_t k = len(axes), i
     if type(grad) is not np.ndarray or k >= grad.ndim or grad.size == 0:
