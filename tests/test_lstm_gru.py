@@ -332,6 +332,19 @@ def test_dropout_between_layers(kind):
     assert_close(plain.train()(x)[0], tplain.train()(tx)[0], np.float64, "p = 0 output")
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_empty_batch_with_lengths_matches_torch(kind):
+    """A batch of no sequences, with its (empty) lengths: an empty output and states, as torch's; the empty
+    lengths list used to reach numpy's min() of an empty array."""
+    ours, theirs = _modules(kind, 3, 4, 2, 0, np.float64, bidirectional=True)
+    x = mg.zeros(5, 0, 3, dtype=mg.float64, requires_grad=True)
+    out, _ = ours(x, lengths=[])
+    t_out, _ = theirs(torch.zeros(5, 0, 3, dtype=torch.float64))
+    assert out.shape == tuple(t_out.shape) == (5, 0, 8)
+    out.sum().backward()
+    assert x.grad.shape == (5, 0, 3)
+
+
 def test_errors_match_torch():
     lstm = nn.LSTM(3, 4, num_layers=2)
     gru = nn.GRU(3, 4, num_layers=2)
@@ -357,7 +370,15 @@ def test_errors_match_torch():
          r"Expected hidden size \(2, 2, 4\), got \[2, 3, 4\]"),
         (lambda: gru(x, mg.zeros(2, 4)), RuntimeError, "hx should also be 3-D"),
         (lambda: gru(mg.zeros(5, 2, 3, dtype=mg.float64)), ValueError, "dtype"),
-        (lambda: gru(x, lengths=[5, 6]), ValueError, "lengths"),
+        (lambda: gru(x, lengths=[5, 6]), ValueError, "GRU: lengths must be between 1 and the sequence length 5"),
+        (lambda: gru(x, lengths=[5]), ValueError, "GRU: lengths must be 2 integers"),
+        (lambda: lstm(x, lengths=[5, 0]), ValueError, "LSTM: lengths must be between 1 and the sequence length 5"),
+        (lambda: lstm(x, lengths=[5.0, 2]), ValueError, "LSTM: lengths must be 2 integers"),
+        (lambda: lstm(mg.zeros(5, 3), lengths=[5]), ValueError, "LSTM: lengths needs batched"),
+        # an integer input gets no advice to build an integer model
+        (lambda: lstm(mg.zeros(5, 2, 3, dtype=mg.int64)), ValueError,
+         r"LSTM input dtype \(int64\) does not match weight dtype \(float32\). Convert input: "
+         r"input.to\(minigrad.float32\)$"),
         (lambda: nn.LSTM(3, 4, proj_size=4), ValueError, "proj_size has to be smaller than hidden_size"),
         (lambda: nn.LSTM(3, 4, proj_size=-1), ValueError, "proj_size should be a positive integer or zero"),
         (lambda: nn.GRU(3, 0), ValueError, "hidden_size must be greater than zero"),

@@ -305,9 +305,11 @@ class _RNNBase(Module):
                                f"{input.shape[-1]}")
         dtype = self.weight_ih_l0.dtype
         if input.dtype != dtype:
+            # a model can be built in either float dtype, never an integer or bool one
+            other = (f", or build the model with dtype=minigrad.{input.dtype}"
+                     if input.dtype in (mg.float32, mg.float64) else "")
             raise ValueError(f"{name} input dtype ({input.dtype}) does not match weight dtype ({dtype}). "
-                             f"Convert input: input.to(minigrad.{dtype}), or build the model with "
-                             f"dtype=minigrad.{input.dtype}")
+                             f"Convert input: input.to(minigrad.{dtype}){other}")
         batched = input.ndim == 3
         if not batched:
             x = input.unsqueeze(1)
@@ -433,7 +435,7 @@ class RNN(_RNNBase):
             h0 = self._check_states((h0,), batched, batch)[0]
         valid = None
         if lengths is not None:
-            valid = _valid_steps(lengths, seq_len, batch, batched)
+            valid = _valid_steps(lengths, seq_len, batch, batched, type(self).__name__)
             x = x.masked_fill(~valid, 0.0)  # padding never reaches a product, whatever its values
         if h0 is None:
             zeros = mg.zeros(batch, self.hidden_size, dtype=x.dtype)
@@ -581,7 +583,7 @@ def _unroll(module: LSTM | GRU, x: Tensor, initial: list[Any], lengths: Sequence
     seq_len, batch = x.shape[:2]
     valid = None
     if lengths is not None:
-        valid = _valid_steps(lengths, seq_len, batch, batched)
+        valid = _valid_steps(lengths, seq_len, batch, batched, type(module).__name__)
         x = x.masked_fill(~valid, 0.0)  # padding never reaches a product, whatever its values
     num_directions = 2 if module.bidirectional else 1
     weights = module.all_weights
@@ -742,14 +744,14 @@ def _run_layer(x: Tensor, hs: Sequence[Tensor], weights: Sequence[list[Parameter
     return outputs, states
 
 
-def _valid_steps(lengths: Sequence[int], seq_len: int, batch: int, batched: bool) -> np.ndarray:
-    """(L, N, 1) bool mask, True where step t < lengths[n]."""
+def _valid_steps(lengths: Sequence[int], seq_len: int, batch: int, batched: bool, name: str) -> np.ndarray:
+    """(L, N, 1) bool mask, True where step t < lengths[n]; ``name``: the module's, for the errors."""
     if not batched:
-        raise ValueError("RNN: lengths needs batched (3-D) input")
+        raise ValueError(f"{name}: lengths needs batched (3-D) input")
     arr = np.asarray(lengths)
-    if arr.dtype.kind not in "iu" or arr.shape != (batch,):
-        raise ValueError(f"RNN: lengths must be {batch} integers (one per batch entry), got {lengths!r}")
-    if arr.min() < 1 or arr.max() > seq_len:
-        raise ValueError(f"RNN: lengths must be between 1 and the sequence length {seq_len}, got "
+    if (arr.dtype.kind not in "iu" and arr.size) or arr.shape != (batch,):  # ([] is float64 to numpy)
+        raise ValueError(f"{name}: lengths must be {batch} integers (one per batch entry), got {lengths!r}")
+    if arr.size and (arr.min() < 1 or arr.max() > seq_len):
+        raise ValueError(f"{name}: lengths must be between 1 and the sequence length {seq_len}, got "
                          f"{arr.tolist()}")
     return (np.arange(seq_len)[:, None] < arr[None, :])[:, :, None]
