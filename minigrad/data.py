@@ -7,6 +7,7 @@ with nothing downloaded and nothing shipped.
 from __future__ import annotations
 
 import os
+import stat
 import sysconfig
 import zlib
 from pathlib import Path
@@ -44,19 +45,42 @@ def stdlib_corpus(max_chars: int = 2_000_000) -> str:
     return "".join(parts)[:max_chars]
 
 
+# Larger texts are refused: the demo holds the whole text, its ids and its vocabulary in memory.
+MAX_TEXT_BYTES = 1 << 30
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
 def read_text(path: str | os.PathLike) -> str:
     """The contents of a UTF-8 text file, with one-line errors for what is not one.
 
+    The file is opened without blocking and checked once open (so it cannot be swapped in between): a named
+    pipe would block the open for ever and a device such as /dev/zero never ends, so only regular files are
+    read, and only up to ``MAX_TEXT_BYTES``.
+
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: it is a directory, empty, binary (contains NUL bytes) or not valid UTF-8.
+        FileNotFoundError: the file does not exist (or is a dangling symbolic link).
+        ValueError: it is a directory, not a regular file, larger than ``MAX_TEXT_BYTES``, empty, binary
+            (contains NUL bytes) or not valid UTF-8.
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if p.is_dir():
         raise ValueError(f"{path} is a directory, not a text file")
-    data = p.read_bytes()
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+            raise ValueError(f"{path} is {kind}, not a text file")
+        if st.st_size > MAX_TEXT_BYTES:
+            raise ValueError(f"{path} has {st.st_size:,} bytes; texts of at most {MAX_TEXT_BYTES:,} bytes are "
+                             "read (the whole text is held in memory)")
+        data = f.read(MAX_TEXT_BYTES + 1)  # a file that grows while it is read stops at the limit too
+    if len(data) > MAX_TEXT_BYTES:
+        raise ValueError(f"{path} grew past {MAX_TEXT_BYTES:,} bytes while it was read")
     if not data:
         raise ValueError(f"{path} is empty")
     if b"\0" in data:

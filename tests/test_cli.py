@@ -235,6 +235,43 @@ def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
     assert "Traceback" not in bad.stderr and bad.stderr.strip().startswith("minigrad: error:")
 
 
+def _limit_memory():
+    """In the child: at most 4 GiB of address space, so a text read without end fails instead of
+    exhausting the machine."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs POSIX")
+def test_text_that_is_not_a_regular_file_is_refused_without_reading(tmp_path):
+    """--text naming a named pipe (directly or through a symbolic link) or a device: one line and exit 2.
+    Opening the pipe used to block for ever; /dev/zero was read until memory ran out.  Run in a child with
+    a time and memory limit, so that a regression fails rather than hangs."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for path, kind in ((fifo, "a named pipe (FIFO)"), (link, "a named pipe (FIFO)"),
+                       ("/dev/zero", "a character device")):
+        r = subprocess.run([sys.executable, "-m", "minigrad", "demo", "--text", str(path), "--steps", "1"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+                           preexec_fn=_limit_memory)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip() == f"minigrad: error: --text {path} is {kind}, not a text file", r.stderr
+
+
+def test_read_text_refuses_a_text_over_its_limit(tmp_path, monkeypatch):
+    from minigrad import data
+    monkeypatch.setattr(data, "MAX_TEXT_BYTES", 10)
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_text("0123456789")
+    big.write_text("0123456789a")
+    assert data.read_text(small) == "0123456789"
+    with pytest.raises(ValueError, match="big.txt has 11 bytes; texts of at most 10 bytes are read"):
+        data.read_text(big)
+
+
 def test_bad_environment_is_one_line_for_the_command_and_an_exception_for_the_library(tmp_path):
     """MINIGRAD_ISA=bogus: `python -m minigrad info` and the `minigrad` script say it in one line (exit 2);
     `import minigrad` raises the ValueError as before."""
