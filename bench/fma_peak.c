@@ -1,6 +1,6 @@
 /* One core's floating-point peak, measured: 12 independent chains of fused multiply-adds, written in
  * assembly so that the compiler can neither merge nor drop them, on the widest vectors the CPU has.
- * Prints "f32 <GFLOP/s> f64 <GFLOP/s> <isa>" (best of 5 runs of ~0.2 s each).  bench/harness.py compiles
+ * Prints "f32 <GFLOP/s> f64 <GFLOP/s> <isa>" (best of 5 runs of ~0.2 s each, or as the arguments say).  bench/harness.py compiles
  * and runs it; the ratio tables use it for "% of core peak".  x86-64 only (elsewhere it prints nothing). */
 #include <stdio.h>
 #include <time.h>
@@ -45,17 +45,20 @@ LOOP(zmm_pd, "avx512f", "vfmadd231pd", "zmm", ZERO("zmm", "vpxord"))
 LOOP(ymm_ps, "avx2,fma", "vfmadd231ps", "ymm", ZERO("ymm", "vpxor"))
 LOOP(ymm_pd, "avx2,fma", "vfmadd231pd", "ymm", ZERO("ymm", "vpxor"))
 
+static int runs = 5;          /* argv[1] */
+static double seconds = 0.2;  /* argv[2]: the shortest run that counts */
+
 static double best_gflops(void (*fn)(long), double flop_per_iter)
 {
-    long n = 1000000;
+    long n = 100000;
     double best = 0;
-    for (int run = 0; run < 5; ++run) {
+    for (int run = 0; run < runs; ++run) {
         double t;
-        for (;;) { /* grow n until one run lasts ~0.2 s */
+        for (;;) { /* grow n until one run lasts `seconds` */
             t = now();
             fn(n);
             t = now() - t;
-            if (t > 0.2)
+            if (t > seconds)
                 break;
             n *= 2;
         }
@@ -65,8 +68,18 @@ static double best_gflops(void (*fn)(long), double flop_per_iter)
     return best;
 }
 
-int main(void)
+/* Optional arguments: the number of runs (1..100) and the seconds each lasts at least (0.001..10), e.g.
+ * "1 0.03" for a quick look at how fast a core is right now (bench/harness.py's core_speeds). */
+int main(int argc, char **argv)
 {
+    if (argc > 1 && sscanf(argv[1], "%d", &runs) != 1)
+        runs = 5;
+    if (argc > 2 && sscanf(argv[2], "%lf", &seconds) != 1)
+        seconds = 0.2;
+    if (runs < 1 || runs > 100)
+        runs = 5;
+    if (!(seconds >= 0.001 && seconds <= 10))
+        seconds = 0.2;
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f"))
         printf("f32 %.1f f64 %.1f avx512\n", best_gflops(zmm_ps, 12 * 16 * 2), best_gflops(zmm_pd, 12 * 8 * 2));
@@ -75,5 +88,10 @@ int main(void)
     return 0;
 }
 #else
-int main(void) { return 0; }
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return 0;
+}
 #endif

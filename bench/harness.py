@@ -6,6 +6,7 @@ Nothing here changes ``OPENBLAS_*``: numpy runs with whatever kernel the environ
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import platform
@@ -17,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -210,32 +212,80 @@ def openmp_runtime() -> dict[str, Any]:
             "loaded_before_bench": bench.LOADED_BEFORE_BENCH}
 
 
+def _fma_exe() -> str | None:
+    """bench/fma_peak.c compiled with the C compiler Python was built with, once per process (removed at
+    exit); None when that fails."""
+    global _FMA_EXE
+    if _FMA_EXE is False:
+        _FMA_EXE = None
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+        cc = (sysconfig.get_config_var("CC") or "cc").split()
+        tmp = tempfile.mkdtemp()
+        atexit.register(shutil.rmtree, tmp, True)
+        exe = os.path.join(tmp, "fma_peak")
+        try:
+            if subprocess.run(cc + ["-O2", src, "-o", exe], check=False, capture_output=True).returncode == 0:
+                _FMA_EXE = exe
+        except OSError:
+            pass
+    return _FMA_EXE
+
+
+_FMA_EXE: Any = False
+
+
 def fma_peak(again: bool = False) -> dict[str, Any] | None:
-    """One core's measured FMA peak, {'f32', 'f64' (GFLOP/s), 'isa'}: bench/fma_peak.c compiled with the C
-    compiler Python was built with and run once per process, or once more with ``again`` (each figure is
-    the larger of the runs: a busy moment can only make a run slower).  None when there is no compiler or
-    no x86-64."""
+    """One core's measured FMA peak, {'f32', 'f64' (GFLOP/s), 'isa'}: bench/fma_peak.c run once per
+    process, or once more with ``again`` (each figure is the larger of the runs: a busy moment can only make
+    a run slower).  None when there is no compiler or no x86-64."""
     global _FMA_PEAK
     if _FMA_PEAK is not False and not (again and _FMA_PEAK):
         return _FMA_PEAK
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
-    cc = (sysconfig.get_config_var("CC") or "cc").split()
-    tmp = tempfile.mkdtemp()
-    peak = None
-    try:
-        exe = os.path.join(tmp, "fma_peak")
-        if subprocess.run(cc + ["-O2", src, "-o", exe], check=False, capture_output=True).returncode == 0:
+    exe, peak = _fma_exe(), None
+    if exe:
+        try:
             out = subprocess.run([exe], check=False, capture_output=True, text=True, timeout=60).stdout
             peak = parse_fma_peak(out)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        except (OSError, subprocess.SubprocessError):
+            pass
     if _FMA_PEAK and peak:
         peak = {"f32": max(peak["f32"], _FMA_PEAK["f32"]), "f64": max(peak["f64"], _FMA_PEAK["f64"]),
                 "isa": peak["isa"]}
     _FMA_PEAK = peak or _FMA_PEAK or None
     return _FMA_PEAK
+
+
+def core_speeds(cpus: list[int] | None = None) -> dict[int, float] | None:
+    """How fast each usable CPU runs float32 FMAs right now, in GFLOP/s: bench/fma_peak.c's quick mode
+    (~0.1 s) pinned to every CPU at once, as a job on all of them sees them.  A virtual machine's cores can
+    differ for minutes at a time -- one measured at half the other's speed while its host sibling is busy --
+    and a job split evenly over both then waits for the slow one, whoever's code it is.  None off Linux,
+    without a compiler or off x86-64."""
+    exe = _fma_exe()
+    if not exe or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0)) if cpus is None else list(cpus)
+    procs = {}
+    try:
+        for cpu in cpus:
+            procs[cpu] = subprocess.Popen([exe, "1", "0.03"], stdout=subprocess.PIPE, text=True,
+                                          preexec_fn=partial(os.sched_setaffinity, 0, {cpu}))
+        outs = {cpu: p.communicate(timeout=60)[0] for cpu, p in procs.items()}
+    except (OSError, subprocess.SubprocessError):
+        for p in procs.values():
+            p.kill()
+        return None
+    speeds = {cpu: parse_fma_peak(out) for cpu, out in outs.items()}
+    if not all(speeds.values()):
+        return None
+    return {cpu: peak["f32"] for cpu, peak in speeds.items()}
+
+
+def core_balance(speeds: dict[int, float] | None) -> float | None:
+    """The slowest CPU's speed over the fastest's (1.0: equal), from ``core_speeds``."""
+    if not speeds:
+        return None
+    return min(speeds.values()) / max(speeds.values())
 
 
 _FMA_PEAK: Any = False
@@ -356,6 +406,17 @@ def describe(m: dict[str, Any]) -> list[str]:
     jaxl = (f"JAX {jx['version']} (jit, XLA CPU): {jx['threads']} threads (XLA sizes its pool from the "
             "process's CPU affinity)" if jx.get("version") else f"JAX: {jx.get('error', 'not loaded')}")
     lines = [cpu, peakl, mini, numpy, tor, jaxl, ompl, py]
+    speeds = m.get("core_speeds") or {}
+    start, end = speeds.get("start"), speeds.get("end")
+    if start and end:
+        # (JSON turns the CPU numbers into strings)
+        cpus = sorted(start, key=int)
+        lowest = min(core_balance(start), core_balance(end))
+        lines.append("each CPU's float32 FMA speed, all measured at once, at the start / end of the run: "
+                     + ", ".join(f"CPU {c} {start[c]:.0f} / {end.get(c, float('nan')):.0f}" for c in cpus)
+                     + " GFLOP/s" + ("" if lowest >= 0.9 else
+                                    f" -- unequal cores (the slower at {lowest:.0%} of the faster): a 2-thread "
+                                    "row waits for the slower one, whichever library runs it"))
     load = m.get("load_average")
     if load:
         busy = load[0] > 0.5 * (m["usable_cpus"] or 1)

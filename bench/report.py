@@ -611,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(args)
     started = time.perf_counter()
     harness.fma_peak()
+    speeds_at_start = harness.core_speeds()
     # the child first: it imports minigrad afresh, and in a checkout that others are editing the build can
     # go stale (and the import fail) while the rest runs
     own = numpy_own_kernel(args) if "matmul" in args.families and args.mode != "smoke" else {}
@@ -618,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode != "smoke":  # the peak once more: on a shared machine a run at a busy moment reads low
         harness.fma_peak(again=True)
     machine = harness.machine()  # after the cases: JAX's threads exist once it has run
+    machine["core_speeds"] = {"start": speeds_at_start, "end": harness.core_speeds()}
     memory = None
     if "tbptt" in results:
         late = results["tbptt"][0].case.meta["late"]

@@ -6,6 +6,12 @@ configurations (minigrad on 2 threads per threading runtime, minigrad on 1 threa
 alternate process by process.  Prints each configuration's per-process medians and their spread: a user
 sees the median of the process they happen to get, not the best block.
 
+Before and after each process, every usable CPU's float32 FMA speed is measured at once (bench/harness.py's
+``core_speeds``): on a virtual machine one core can run at half the other's speed for minutes while its
+host sibling is busy, and a step split evenly over both then waits for it.  Each process is shown with the
+lower of the two balances (slowest core over fastest), and each configuration's medians are summarised
+separately for the processes that ran on equal cores (balance >= 0.9) and on unequal ones.
+
     python bench/spread.py                       # 8 processes per configuration
     python bench/spread.py --procs 10 --blocks 40 --threading pool,openmp
 """
@@ -76,29 +82,60 @@ def configurations(threadings, torch=True):
     return confs
 
 
+def _balance():
+    """The slowest usable CPU's FMA speed over the fastest's right now (None where it cannot be measured)."""
+    sys.path.insert(0, REPO)
+    from bench import harness
+
+    return harness.core_balance(harness.core_speeds())
+
+
+EQUAL = 0.9  # cores at least this close count as equal
+
+
 def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp"), torch=True):
-    """{configuration: [median ms per step of each process]}, the processes alternating configurations."""
+    """({configuration: [median ms per step of each process]}, {configuration: [the cores' balance around
+    each process]}), the processes alternating configurations."""
     confs = configurations(threadings, torch)
     medians = {name: [] for name, _, _ in confs}
+    balances = {name: [] for name, _, _ in confs}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MINIGRAD_") and k != "OMP_NUM_THREADS"}
     for p in range(procs):
         for name, lib, env in confs[p % len(confs):] + confs[:p % len(confs)]:
+            before = _balance()
             r = subprocess.run([sys.executable, __file__, "--child", lib, "--blocks", str(blocks),
                                 "--steps", str(steps)], env={**base, **env}, cwd=REPO, capture_output=True,
                                text=True, timeout=600, check=False)
             if r.returncode:
                 raise RuntimeError(f"{name}: the child process failed:\n{r.stderr}")
+            after = _balance()
             medians[name].append(statistics.median(json.loads(r.stdout)))
-            print(f"process {p + 1}/{procs}, {name}: {medians[name][-1]:.2f} ms", file=sys.stderr, flush=True)
-    return medians
+            balances[name].append(None if before is None or after is None else min(before, after))
+            cores = "" if balances[name][-1] is None else f" (cores {balances[name][-1]:.2f})"
+            print(f"process {p + 1}/{procs}, {name}: {medians[name][-1]:.2f} ms{cores}", file=sys.stderr,
+                  flush=True)
+    return medians, balances
 
 
-def show(medians):
+def show(medians, balances=None):
     width = max(len(n) for n in medians)
-    print(f"{'':<{width}}  {'min':>6} {'median':>6} {'max':>6}  max/min  per-process medians (ms per step)")
+    print(f"{'':<{width}}  {'min':>6} {'median':>6} {'max':>6}  max/min  per-process medians (ms per step)"
+          + ("" if balances is None else ", with the cores' balance"))
     for name, ms in medians.items():
+        bal = balances[name] if balances else [None] * len(ms)
+        pairs = sorted(zip(ms, bal), key=lambda mb: mb[0])
         print(f"{name:<{width}}  {min(ms):6.2f} {statistics.median(ms):6.2f} {max(ms):6.2f}  "
-              f"{max(ms) / min(ms):6.2f}x  " + " ".join(f"{m:.2f}" for m in sorted(ms)))
+              f"{max(ms) / min(ms):6.2f}x  "
+              + " ".join(f"{m:.2f}" + ("" if b is None else f" ({b:.2f})") for m, b in pairs))
+    if balances and all(b is not None for bs in balances.values() for b in bs):
+        print(f"by the cores' balance around each process (slowest core's FMA speed over the fastest's; "
+              f"equal: >= {EQUAL}):")
+        for name, ms in medians.items():
+            equal = [m for m, b in zip(ms, balances[name]) if b >= EQUAL]
+            unequal = [m for m, b in zip(ms, balances[name]) if b < EQUAL]
+            part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}" for label, v in
+                    (("equal cores", equal), ("unequal cores", unequal)) if v]
+            print(f"  {name:<{width}}  " + "; ".join(part))
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load:
         print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
@@ -118,7 +155,7 @@ def main(argv=None):
     if args.child:
         print(json.dumps(child(args.child, args.blocks, args.steps)))
         return 0
-    show(run(args.procs, args.blocks, args.steps, tuple(args.threading.split(",")), not args.no_torch))
+    show(*run(args.procs, args.blocks, args.steps, tuple(args.threading.split(",")), not args.no_torch))
     return 0
 
 

@@ -3,6 +3,7 @@ the FLOP count behind "% of FLOP bound", the parse of the measured peak, blocks 
 JAX peer's agreement with torch, and the smoke mode of the report."""
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -71,6 +72,22 @@ def test_rnn_step_flops_second_bidirectional_layer_by_hand():
 ])
 def test_fma_peak_parse(text, expected):
     assert harness.parse_fma_peak(text) == expected
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not hasattr(os, "sched_getaffinity"),
+                    reason="fma_peak.c measures x86-64 cores; pinning needs Linux")
+def test_core_speeds_measure_every_usable_cpu_at_once():
+    """One float32 figure per CPU this process may use, each a plausible fraction of the full measurement;
+    a chosen CPU alone; the balance is the slowest over the fastest."""
+    speeds = harness.core_speeds()
+    cpus = sorted(os.sched_getaffinity(0))
+    assert speeds is not None and sorted(speeds) == cpus
+    peak = harness.fma_peak()
+    assert all(0 < v <= 1.5 * peak["f32"] for v in speeds.values()), (speeds, peak)
+    one = harness.core_speeds([cpus[-1]])
+    assert list(one) == [cpus[-1]] and one[cpus[-1]] > 0
+    assert harness.core_balance({0: 80.0, 1: 160.0}) == 0.5
+    assert harness.core_balance({0: 100.0}) == 1.0 and harness.core_balance(None) is None
 
 
 def test_interleaved_blocks_hold_min_loops_and_idle_gap_and_report_median():
