@@ -57,6 +57,158 @@ static inline void mg_wait_for(_Atomic mg_int *finished, mg_int target)
         mg_spin_pause(spins);
 }
 
+/* ---- rows through every step, shared between cores that run at different speeds ----
+ *
+ * The recurrent layers' sequence jobs give each task whole rows of the batch through every step: a row's
+ * state depends only on its own state before, so the threads never meet between steps.  Split evenly, such
+ * a job waits for its slowest thread -- and a virtual machine's cores can run at different speeds for
+ * minutes (one measured at 40-50 % of the other while its host sibling was busy), so that two threads then
+ * took as long as one.  Here a thread that has finished its rows takes the upper half of the rows another
+ * thread still has (at least MG_STEAL_MIN_ROWS each), from the next step that thread begins on: the owner
+ * answers a request at its step boundary, so every row still goes through its steps in order, on one
+ * thread at a time, with the same arithmetic -- the results do not change, whoever computes a row.
+ *
+ * A range's `want`: CLOSED (not running, or finished), IDLE (running, no request), ASKED (a thief waits),
+ * GIVEN (the owner handed over give_lo..give_hi from step give_step on), REFUSED (too little left).  The
+ * owner's release store of GIVEN publishes the rows' earlier steps, which the thief reads after its
+ * acquire load. */
+#define MG_STEAL_MIN_ROWS 4
+#define MG_STEAL_MIN_STEPS 2
+#define MG_STEAL_RANGES 64
+enum { RANGE_CLOSED = 0, RANGE_IDLE, RANGE_ASKED, RANGE_GIVEN, RANGE_REFUSED };
+
+typedef void (*mg_rows_fn)(void *job, mg_int d, mg_int s, mg_int lo, mg_int m, void *scratch);
+
+typedef struct {
+    mg_int d, lo;                      /* set before `want` becomes IDLE */
+    _Atomic mg_int hi, step;           /* the owner's rows end at hi; it has done `step` steps */
+    _Atomic int want;
+    mg_int give_lo, give_hi, give_step; /* the owner's answer, published by want = GIVEN */
+} mg_rows_range;
+
+typedef struct {
+    mg_int L, tasks;
+    _Atomic mg_int ranges, started;
+    mg_rows_range range[MG_STEAL_RANGES];
+} mg_rows_share;
+
+/* Before the job: the tasks' ranges (task i: rows [lo, hi) of direction d), not yet running. */
+static void mg_rows_init(mg_rows_share *sh, mg_int L, mg_int tasks)
+{
+    sh->L = L;
+    sh->tasks = tasks;
+    atomic_init(&sh->ranges, tasks < MG_STEAL_RANGES ? tasks : MG_STEAL_RANGES);
+    atomic_init(&sh->started, 0);
+    for (int k = 0; k < MG_STEAL_RANGES; ++k)
+        atomic_init(&sh->range[k].want, RANGE_CLOSED);
+}
+
+/* Run range r (its rows from step s0 on), answering requests at each step boundary. */
+static void mg_rows_run(mg_rows_share *sh, mg_rows_range *r, mg_int s0, mg_rows_fn fn, void *job, void *scratch,
+                        _Atomic int *failed)
+{
+    for (mg_int s = s0; s < sh->L && !atomic_load_explicit(failed, memory_order_relaxed); ++s) {
+        const mg_int hi = atomic_load_explicit(&r->hi, memory_order_relaxed);
+        if (atomic_load_explicit(&r->want, memory_order_acquire) == RANGE_ASKED) {
+            if (hi - r->lo >= 2 * MG_STEAL_MIN_ROWS && sh->L - s >= MG_STEAL_MIN_STEPS) {
+                const mg_int cut = r->lo + (hi - r->lo) / 2;
+                r->give_lo = cut;
+                r->give_hi = hi;
+                r->give_step = s;
+                atomic_store_explicit(&r->hi, cut, memory_order_relaxed);
+                atomic_store_explicit(&r->want, RANGE_GIVEN, memory_order_release);
+            } else {
+                atomic_store_explicit(&r->want, RANGE_REFUSED, memory_order_release);
+            }
+        }
+        const mg_int end = atomic_load_explicit(&r->hi, memory_order_relaxed);
+        fn(job, r->d, s, r->lo, end - r->lo, scratch);
+        atomic_store_explicit(&r->step, s + 1, memory_order_relaxed);
+    }
+    /* Closed: a thief still waiting sees CLOSED.  Rows handed over but not yet taken (the thief has not
+     * seen GIVEN) must not be lost: wait until it has. */
+    int w = atomic_load_explicit(&r->want, memory_order_acquire);
+    for (int spins = 0;; ++spins) {
+        if (w == RANGE_GIVEN) {
+            mg_spin_pause(spins);
+            w = atomic_load_explicit(&r->want, memory_order_acquire);
+        } else if (atomic_compare_exchange_weak_explicit(&r->want, &w, RANGE_CLOSED, memory_order_acq_rel,
+                                                         memory_order_acquire)) {
+            break;
+        }
+    }
+}
+
+/* A range the thief may ask: running, no request pending, enough rows and steps left; the one with the
+ * most work left. */
+static mg_rows_range *mg_rows_victim(mg_rows_share *sh)
+{
+    mg_rows_range *best = NULL;
+    mg_int most = 0, n = atomic_load_explicit(&sh->ranges, memory_order_acquire);
+    for (mg_int k = 0; k < n && k < MG_STEAL_RANGES; ++k) {
+        mg_rows_range *r = &sh->range[k];
+        if (atomic_load_explicit(&r->want, memory_order_acquire) != RANGE_IDLE)
+            continue;
+        const mg_int rows = atomic_load_explicit(&r->hi, memory_order_relaxed) - r->lo;
+        const mg_int left = sh->L - atomic_load_explicit(&r->step, memory_order_relaxed);
+        if (rows >= 2 * MG_STEAL_MIN_ROWS && left > MG_STEAL_MIN_STEPS && rows * left > most) {
+            most = rows * left;
+            best = r;
+        }
+    }
+    return best;
+}
+
+/* After its own rows, once every task of the job has started: take rows from ranges still running until
+ * none has enough left. */
+static void mg_rows_steal(mg_rows_share *sh, mg_rows_fn fn, void *job, void *scratch, _Atomic int *failed)
+{
+    while (!atomic_load_explicit(failed, memory_order_relaxed) &&
+           atomic_load_explicit(&sh->started, memory_order_acquire) >= sh->tasks) {
+        mg_rows_range *v = mg_rows_victim(sh);
+        if (!v || atomic_load_explicit(&sh->ranges, memory_order_relaxed) >= MG_STEAL_RANGES)
+            return;
+        int w = RANGE_IDLE;
+        if (!atomic_compare_exchange_strong_explicit(&v->want, &w, RANGE_ASKED, memory_order_acq_rel,
+                                                     memory_order_relaxed))
+            continue; /* another thief asked first, or the owner finished */
+        for (int spins = 0; (w = atomic_load_explicit(&v->want, memory_order_acquire)) == RANGE_ASKED; ++spins)
+            mg_spin_pause(spins);
+        if (w == RANGE_CLOSED)
+            continue;
+        const mg_int d = v->d, lo = v->give_lo, hi = v->give_hi, s = v->give_step;
+        int seen = w; /* back to IDLE: GIVEN is waited for by a closing owner; REFUSED may meet CLOSED */
+        atomic_compare_exchange_strong_explicit(&v->want, &seen, RANGE_IDLE, memory_order_acq_rel,
+                                                memory_order_relaxed);
+        if (w == RANGE_REFUSED)
+            continue;
+        /* the rows taken become a range of their own, which others may ask in turn */
+        const mg_int k = atomic_fetch_add_explicit(&sh->ranges, 1, memory_order_acq_rel);
+        mg_rows_range mine, *r = k < MG_STEAL_RANGES ? &sh->range[k] : &mine;
+        r->d = d;
+        r->lo = lo;
+        atomic_store_explicit(&r->hi, hi, memory_order_relaxed);
+        atomic_store_explicit(&r->step, s, memory_order_relaxed);
+        atomic_store_explicit(&r->want, k < MG_STEAL_RANGES ? RANGE_IDLE : RANGE_CLOSED, memory_order_release);
+        mg_rows_run(sh, r, s, fn, job, scratch, failed);
+    }
+}
+
+/* Task i of a job whose ranges mg_rows_init set up: its own rows (direction d, [lo, lo + m)), then others'. */
+static void mg_rows_task(mg_rows_share *sh, mg_int i, mg_int d, mg_int lo, mg_int m, mg_rows_fn fn, void *job,
+                         void *scratch, _Atomic int *failed)
+{
+    mg_rows_range own, *r = i < MG_STEAL_RANGES ? &sh->range[i] : &own;
+    r->d = d;
+    r->lo = lo;
+    atomic_store_explicit(&r->hi, lo + m, memory_order_relaxed);
+    atomic_store_explicit(&r->step, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->want, i < MG_STEAL_RANGES ? RANGE_IDLE : RANGE_CLOSED, memory_order_release);
+    atomic_fetch_add_explicit(&sh->started, 1, memory_order_acq_rel);
+    mg_rows_run(sh, r, 0, fn, job, scratch, failed);
+    mg_rows_steal(sh, fn, job, scratch, failed);
+}
+
 #define T float
 #define SFX f32
 #define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0, pack_rows_portable_f32}

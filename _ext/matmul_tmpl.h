@@ -511,7 +511,7 @@ int FN(mg_addmm_many)(int isa, mg_int count, mg_int M, mg_int N, mg_int K, const
 
 /* The job of mg_addmm_seq.  A batch row's state depends only on that row's state before it, so the threads
  * split the rows (an even share each): each task runs its rows of one direction through every step, with no
- * meeting between steps.  With fewer row panels than threads (a batch of a few rows), each step's products
+ * meeting between steps, and a thread done with its rows takes half of a slower thread's (mg_rows_task).  With fewer row panels than threads (a batch of a few rows), each step's products
  * are cut into `parts` column blocks per direction instead, the tasks numbered in step order: the runtimes
  * hand tasks out in increasing order, so a task waits only for tasks already claimed -- it starts once
  * `finished` reaches its step's first task -- and the threads meet once per step.  Either way a thread that
@@ -527,6 +527,7 @@ typedef struct {
     FN(epi_fn) epi;
     _Atomic mg_int finished;
     _Atomic int failed;
+    mg_rows_share share;
 } FN(seq_job);
 
 /* Rows [lo, lo + m) or columns [lo, lo + n) of direction d's step s. */
@@ -541,6 +542,12 @@ static void FN(seq_block)(FN(seq_job) *j, mg_int d, mg_int s, mg_int lo, mg_int 
                     j->som, 1, 0, scratch);
 }
 
+static void FN(seq_rows)(void *ctx, mg_int d, mg_int s, mg_int lo, mg_int m, void *scratch)
+{
+    FN(seq_job) *j = ctx;
+    FN(seq_block)(j, d, s, lo, m, j->N, scratch);
+}
+
 static void FN(seq_task)(void *ctx, mg_int i)
 {
     FN(seq_job) *j = ctx;
@@ -549,8 +556,8 @@ static void FN(seq_task)(void *ctx, mg_int i)
         j->failed = 1;
     if (j->by_rows) {
         const mg_int d = i / j->parts, lo = i % j->parts * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
-        for (mg_int s = 0; s < j->L && !j->failed; ++s)
-            FN(seq_block)(j, d, s, lo, m, j->N, scratch);
+        if (scratch)
+            mg_rows_task(&j->share, i, d, lo, m, FN(seq_rows), j, scratch, &j->failed);
         return;
     }
     const mg_int per = j->count * j->parts, s = i / per, d = i % per / j->parts, lo = i % j->parts * j->chunk;
@@ -597,6 +604,7 @@ int FN(mg_addmm_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
                      tanh_out ? FN(mg_tanh_serial)(mg_get_isa()) : NULL, 0, 0};
     FN(seq_split)(g, M, N, nt, &j.by_rows, &j.parts, &j.chunk);
     j.slen = FN(scratch_len)(g, N);
+    mg_rows_init(&j.share, L, count * j.parts);
     mg_parallel_for((j.by_rows ? 1 : L) * count * j.parts, nt, L * step_flops >= MG_WAKE_FLOPS, FN(seq_task), &j);
     return j.failed ? -1 : 0;
 }
@@ -616,6 +624,7 @@ typedef struct {
     void (*tbw)(mg_int, const T *, const T *, T *);
     _Atomic mg_int finished;
     _Atomic int failed;
+    mg_rows_share share;
 } FN(tseq_job);
 
 /* Rows [r, r + m), columns [c, c + w) of step s's dz. */
@@ -634,6 +643,13 @@ static void FN(tseq_block)(FN(tseq_job) *j, mg_int s, mg_int r, mg_int m, mg_int
         j->tbw(w, src + i * ss, y + i * j->ys[s], dz + i * j->ds[s]);
 }
 
+static void FN(tseq_rows)(void *ctx, mg_int d, mg_int s, mg_int lo, mg_int m, void *scratch)
+{
+    FN(tseq_job) *j = ctx;
+    (void)d;
+    FN(tseq_block)(j, s, lo, m, 0, j->N, scratch);
+}
+
 static void FN(tseq_task)(void *ctx, mg_int i)
 {
     FN(tseq_job) *j = ctx;
@@ -642,8 +658,8 @@ static void FN(tseq_task)(void *ctx, mg_int i)
         j->failed = 1;
     if (j->by_rows) {
         const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
-        for (mg_int s = 0; s < j->n && !j->failed; ++s)
-            FN(tseq_block)(j, s, lo, m, 0, j->N, scratch);
+        if (scratch)
+            mg_rows_task(&j->share, i, 0, lo, m, FN(tseq_rows), j, scratch, &j->failed);
         return;
     }
     const mg_int s = i / j->parts, lo = i % j->parts * j->chunk;
@@ -664,6 +680,7 @@ int FN(mg_tanh_seq_backward)(int isa, mg_int n, mg_int M, mg_int N, const T *con
     FN(tseq_job) j = {g, n, M, N, 1, N, 0, 0, G, Y, P, DZ, gs, ys, ds, FN(mg_tanh_backward_serial)(mg_get_isa()), 0, 0};
     FN(seq_split)(g, M, N, nt, &j.by_rows, &j.parts, &j.chunk);
     j.slen = FN(scratch_len)(g, N);
+    mg_rows_init(&j.share, n, j.parts);
     mg_parallel_for((j.by_rows ? 1 : n) * j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(tseq_task), &j);
     return j.failed ? -1 : 0;
 }
@@ -684,7 +701,8 @@ static int FN(row_shares)(mg_int M, double step_flops, mg_int *chunk, mg_int *pa
 
 /* The job of mg_lstm_seq and mg_gru_seq: as mg_addmm_seq's row split, each task takes rows [lo, lo + m) of one
  * direction through every step -- the step's gates product for those rows, then the cell's epilogue on them
- * (a row's epilogue needs only its own gates), so no step waits for another thread.  A batch of fewer row
+ * (a row's epilogue needs only its own gates), so no step waits for another thread; a thread done with its
+ * rows takes half of a slower thread's (mg_rows_task).  A batch of fewer row
  * panels than threads is cut into fewer rows per task: every element's sum is the same whichever rows share
  * its panel.  LSTM: the product adds into xg[t] and writes act[t], the epilogue then works in place.  GRU:
  * the product adds into bh and writes hg[t], the epilogue reads xg[t] and hg[t]. */
@@ -697,7 +715,33 @@ typedef struct {
     mg_int xts, xm, bm, shm, scm, ots, som;
     const int *reverse;
     _Atomic int failed;
+    mg_rows_share share;
 } FN(gseq_job);
+
+/* Step s of rows [lo, lo + m) of direction d. */
+static void FN(gseq_step)(void *ctx, mg_int d, mg_int s, mg_int lo, mg_int m, void *scr)
+{
+    FN(gseq_job) *j = ctx;
+    T *scratch = scr;
+    const mg_int H = j->H, G = (j->gru ? 3 : 4) * H, L = j->L;
+    const mg_int t = j->reverse[d] ? L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1, row = t * j->M + lo;
+    const T *h = s == 0 ? j->h0[d] + lo * j->shm : j->out[d] + prev * j->ots + lo * j->som;
+    const mg_int hs = s == 0 ? j->shm : j->som;
+    const T *xg = j->xg[d] + t * j->xts + lo * j->xm;
+    T *act = j->act[d] + row * G, *out = j->out[d] + t * j->ots + lo * j->som;
+    if (j->gru) {
+        T *hg = j->hg[d] + row * G;
+        FN(gemm_serial)(j->g, m, G, H, h, hs, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d], j->bh[d] + lo * j->bm,
+                        j->bm, 1, NULL, hg, G, 1, 0, scratch);
+        FN(mg_gru_forward_rows)(m, H, xg, j->xm, hg, G, h, hs, act, G, out, j->som);
+    } else {
+        const T *cp = s == 0 ? j->c0[d] + lo * j->scm : j->c[d] + (prev * j->M + lo) * H;
+        FN(gemm_serial)(j->g, m, G, H, h, hs, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d], xg, j->xm, 1, NULL, act,
+                        G, 1, 0, scratch);
+        FN(mg_lstm_forward_rows)(m, H, act, G, cp, s == 0 ? j->scm : H, act, G, j->c[d] + row * H, H,
+                                 j->tc[d] + row * H, H, out, j->som);
+    }
+}
 
 static void FN(gseq_task)(void *ctx, mg_int i)
 {
@@ -708,26 +752,7 @@ static void FN(gseq_task)(void *ctx, mg_int i)
         return;
     }
     const mg_int d = i / j->parts, lo = i % j->parts * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
-    const mg_int H = j->H, G = (j->gru ? 3 : 4) * H, L = j->L;
-    for (mg_int s = 0; s < L && !j->failed; ++s) {
-        const mg_int t = j->reverse[d] ? L - 1 - s : s, prev = j->reverse[d] ? t + 1 : t - 1, row = t * j->M + lo;
-        const T *h = s == 0 ? j->h0[d] + lo * j->shm : j->out[d] + prev * j->ots + lo * j->som;
-        const mg_int hs = s == 0 ? j->shm : j->som;
-        const T *xg = j->xg[d] + t * j->xts + lo * j->xm;
-        T *act = j->act[d] + row * G, *out = j->out[d] + t * j->ots + lo * j->som;
-        if (j->gru) {
-            T *hg = j->hg[d] + row * G;
-            FN(gemm_serial)(j->g, m, G, H, h, hs, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d], j->bh[d] + lo * j->bm,
-                            j->bm, 1, NULL, hg, G, 1, 0, scratch);
-            FN(mg_gru_forward_rows)(m, H, xg, j->xm, hg, G, h, hs, act, G, out, j->som);
-        } else {
-            const T *cp = s == 0 ? j->c0[d] + lo * j->scm : j->c[d] + (prev * j->M + lo) * H;
-            FN(gemm_serial)(j->g, m, G, H, h, hs, 1, NULL, 0, NULL, 0, 0, NULL, 0, j->P[d], xg, j->xm, 1, NULL, act,
-                            G, 1, 0, scratch);
-            FN(mg_lstm_forward_rows)(m, H, act, G, cp, s == 0 ? j->scm : H, act, G, j->c[d] + row * H, H,
-                                     j->tc[d] + row * H, H, out, j->som);
-        }
-    }
+    mg_rows_task(&j->share, i, d, lo, m, FN(gseq_step), j, scratch, &j->failed);
 }
 
 static int FN(gseq_run)(FN(gseq_job) *j, int isa, mg_int count)
@@ -739,6 +764,7 @@ static int FN(gseq_run)(FN(gseq_job) *j, int isa, mg_int count)
     const double step_flops = 2.0 * (double)count * (double)j->M * (double)j->H * (double)G;
     const int nt = FN(row_shares)(j->M, step_flops, &j->chunk, &j->parts);
     j->slen = FN(scratch_len)(g, G);
+    mg_rows_init(&j->share, j->L, count * j->parts);
     mg_parallel_for(count * j->parts, nt, j->L * step_flops >= MG_WAKE_FLOPS, FN(gseq_task), j);
     return j->failed ? -1 : 0;
 }

@@ -459,3 +459,28 @@ def test_gru_seq_backward_bad_input(K, rng):
             K.gru_seq_backward(*args)
 
 
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_handed_between_threads_keep_the_bits(C, threads, rng, dtype):
+    """A thread that has finished its rows takes the upper half of another's at that thread's next step
+    (cores of unequal speed, threads woken late): every row still runs its steps in order with the same
+    arithmetic, so the bits are those of one thread.  Many repetitions on more threads than cores, so that
+    rows do change hands -- also just before their owner finishes, where handed-over rows were once lost."""
+    steps, batch, hidden = 12, 64, 32
+    lstm = seq_case(C, rng, dtype, steps, batch, hidden, 2)
+    gru = gru_case(C, rng, dtype, steps, batch, hidden, 2)
+    threads(1)
+    want_lstm = seq_loop(C, lstm[0], lstm[1], lstm[2], lstm[4], lstm[6])
+    want_gru = gru_loop(C, gru[0], gru[1], gru[2], gru[4], gru[6])
+    for nt in (2, 3, 4):
+        threads(nt)
+        for _ in range(25):
+            acts, cs, _ = C.lstm_seq(lstm[0], lstm[1], lstm[2], lstm[4], lstm[5], lstm[6])
+            for i, (wa, wc, _, wh) in enumerate(want_lstm):
+                assert np.array_equal(acts[i], np.stack(wa)) and np.array_equal(cs[i], np.stack(wc)), nt
+                assert np.array_equal(lstm[5][i], np.stack(wh)), nt
+            hgs, gacts = C.gru_seq(gru[0], gru[1], gru[2], gru[4], gru[5], gru[6])
+            for i, (whg, wact, wh) in enumerate(want_gru):
+                assert np.array_equal(hgs[i], np.stack(whg)) and np.array_equal(gacts[i], np.stack(wact)), nt
+                assert np.array_equal(gru[5][i], np.stack(wh)), nt

@@ -1046,6 +1046,29 @@ def test_tanh_seq_backward_threads_bitwise_identical(C, threads, rng, dtype):
             assert all(np.array_equal(d, w) for d, w in zip(dzs, want)), nt
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rnn_rows_handed_between_threads_keep_the_bits(C, threads, rng, dtype):
+    """addmm_seq and tanh_seq_backward with rows changing threads mid-sequence (see
+    test_gated_seq_kernels.py's test_rows_handed_between_threads_keep_the_bits): the bits of one thread, on
+    more threads than cores, many times over."""
+    cs, h0s, _, packed, buf, outs, reverse = addmm_seq_case(C, rng, dtype, 12, 64, 48, 2)
+    gs, ys, w, dzs = tanh_seq_case(rng, dtype, 12, 64, 48, (3,))
+    p = C.pack(w)
+    threads(1)
+    want_f = addmm_seq_loop(C, cs, h0s, packed, "tanh", reverse)
+    want_b = [d.copy() for d in C.tanh_seq_backward(gs, ys, p, dzs)]
+    for nt in (2, 3, 4):
+        threads(nt)
+        for _ in range(25):
+            buf[...] = np.nan
+            C.addmm_seq(cs, h0s, packed, outs, reverse, "tanh")
+            assert all(np.array_equal(o, w) for o, w in zip(outs, want_f)), nt
+            for d in dzs:
+                d[...] = np.nan
+            C.tanh_seq_backward(gs, ys, p, dzs)
+            assert all(np.array_equal(d, w) for d, w in zip(dzs, want_b)), nt
+
+
 def test_tanh_seq_backward_bad_input(K, rng):
     """Wrong kinds, counts, shapes, dtypes, layouts, read-only or overlapping outputs: a clear error before
     any step runs."""
