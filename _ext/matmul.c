@@ -67,6 +67,11 @@ static inline void mg_wait_for(_Atomic mg_int *finished, mg_int target)
  * thread still has (at least MG_STEAL_MIN_ROWS each), from the next step that thread begins on: the owner
  * answers a request at its step boundary, so every row still goes through its steps in order, on one
  * thread at a time, with the same arithmetic -- the results do not change, whoever computes a row.
+ * Measured on the Intel Xeon (family 6, model 207) whose cores were unequal, 64-step LSTM forward (B=32,
+ * H=128) on 2 threads, blocks with and without the hand-over alternating in one process: float32 1.03x
+ * faster in blocks measured with both cores at >= 90 % of each other, 1.05x with them unequal; float64
+ * 1.18x and 1.13x.  The LSTM's and GRU's backward jobs keep a row's state in their threads' scratch and
+ * do not hand rows over (yet).
  *
  * A range's `want`: CLOSED (not running, or finished), IDLE (running, no request), ASKED (a thief waits),
  * GIVEN (the owner handed over give_lo..give_hi from step give_step on), REFUSED (too little left).  The
