@@ -794,7 +794,7 @@ int FN(mg_gru_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const T 
 
 /* The job of mg_lstm_seq_backward, cut by rows as mg_lstm_seq's: each task takes its rows through every
  * step, the state's gradient dh (the step's product, plus G) and the cell state's dc kept in the task's
- * scratch between steps. */
+ * scratch between steps (handed over with rows a faster thread takes: lbseq_give). */
 typedef struct {
     const FN(gemm_cfg) *g;
     mg_int n, M, H, parts, chunk, slen, extra;
@@ -803,7 +803,59 @@ typedef struct {
     const mg_int *gs, *as, *cps, *tcs, *dgs;
     mg_int dcs, dcps;
     _Atomic int failed;
+    mg_rows_share share;
 } FN(lbseq_job);
+
+/* Task scratch: the gemm's, then dh (chunk x H) and two buffers of the cell state's gradient (chunk x H each),
+ * rows H apart, row 0 being the range's first row. */
+static T *FN(lbseq_dc)(FN(lbseq_job) *j, T *scratch, int which)
+{
+    return scratch + j->slen + (1 + which) * j->chunk * j->H;
+}
+
+/* Step k of rows [lo, lo + m). */
+static void FN(lbseq_step)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int m, void *scr)
+{
+    FN(lbseq_job) *j = ctx;
+    T *scratch = scr, *dh = scratch + j->slen;
+    const mg_int H = j->H, n = j->n;
+    (void)d;
+    const T *dhk = j->G[k] ? j->G[k] + lo * j->gs[k] : NULL, *dck;
+    mg_int dhs = j->gs[k], dcs = H;
+    if (k > 0) { /* the state's gradient: G[k] + DG[k - 1] @ P */
+        FN(gemm_serial)(j->g, m, H, 4 * H, j->DG[k - 1] + lo * j->dgs[k - 1], j->dgs[k - 1], 1, NULL, 0, NULL, 0,
+                        0, NULL, 0, j->P, dhk, j->gs[k], 1, NULL, dh, H, 1, 0, scratch);
+        dhk = dh;
+        dhs = H;
+        dck = FN(lbseq_dc)(j, scratch, (k - 1) & 1);
+    } else {
+        dck = j->DC ? j->DC + lo * j->dcs : NULL;
+        dcs = j->dcs;
+    }
+    T *dcp = k == n - 1 ? j->DCP + lo * j->dcps : FN(lbseq_dc)(j, scratch, k & 1);
+    FN(mg_lstm_backward_rows)(m, H, dhk, dhs, dck, dcs, j->Act[k] + lo * j->as[k], j->as[k],
+                              j->Cp[k] + lo * j->cps[k], j->cps[k], j->Tc[k] + lo * j->tcs[k], j->tcs[k],
+                              j->DG[k] + lo * j->dgs[k], j->dgs[k], dcp, k == n - 1 ? j->dcps : H);
+}
+
+/* Rows [lo, hi) handed over before step k > 0: their cell-state gradient so far goes through DCP's rows (the
+ * last step's output, which only those rows' new owner writes, at the end). */
+static void FN(lbseq_give)(void *ctx, mg_int d, mg_int k, mg_int own_lo, mg_int lo, mg_int hi, void *scr)
+{
+    FN(lbseq_job) *j = ctx;
+    (void)d;
+    if (k > 0)
+        FN(copy_rows)(hi - lo, j->H, FN(lbseq_dc)(j, scr, (k - 1) & 1) + (lo - own_lo) * j->H, j->H, 1,
+                      j->DCP + lo * j->dcps, j->dcps, 1);
+}
+
+static void FN(lbseq_take)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int hi, void *scr)
+{
+    FN(lbseq_job) *j = ctx;
+    (void)d;
+    if (k > 0)
+        FN(copy_rows)(hi - lo, j->H, j->DCP + lo * j->dcps, j->dcps, 1, FN(lbseq_dc)(j, scr, (k - 1) & 1), j->H, 1);
+}
 
 static void FN(lbseq_task)(void *ctx, mg_int i)
 {
@@ -813,27 +865,8 @@ static void FN(lbseq_task)(void *ctx, mg_int i)
         j->failed = 1;
         return;
     }
-    const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk, H = j->H, n = j->n;
-    /* scratch: the gemm's, then dh (m x H) and two dc buffers (m x H each), rows H apart */
-    T *dh = scratch + j->slen, *dcb[2] = {dh + j->chunk * H, dh + 2 * j->chunk * H};
-    for (mg_int k = 0; k < n && !j->failed; ++k) {
-        const T *dhk = j->G[k] ? j->G[k] + lo * j->gs[k] : NULL, *dck;
-        mg_int dhs = j->gs[k], dcs = H;
-        if (k > 0) { /* the state's gradient: G[k] + DG[k - 1] @ P */
-            FN(gemm_serial)(j->g, m, H, 4 * H, j->DG[k - 1] + lo * j->dgs[k - 1], j->dgs[k - 1], 1, NULL, 0, NULL, 0,
-                            0, NULL, 0, j->P, dhk, j->gs[k], 1, NULL, dh, H, 1, 0, scratch);
-            dhk = dh;
-            dhs = H;
-            dck = dcb[(k - 1) & 1];
-        } else {
-            dck = j->DC ? j->DC + lo * j->dcs : NULL;
-            dcs = j->dcs;
-        }
-        T *dcp = k == n - 1 ? j->DCP + lo * j->dcps : dcb[k & 1];
-        FN(mg_lstm_backward_rows)(m, H, dhk, dhs, dck, dcs, j->Act[k] + lo * j->as[k], j->as[k],
-                                  j->Cp[k] + lo * j->cps[k], j->cps[k], j->Tc[k] + lo * j->tcs[k], j->tcs[k],
-                                  j->DG[k] + lo * j->dgs[k], j->dgs[k], dcp, k == n - 1 ? j->dcps : H);
-    }
+    const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
+    mg_rows_task(&j->share, i, 0, lo, m, FN(lbseq_step), j, scratch, &j->failed);
 }
 
 int FN(mg_lstm_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *const *G, const mg_int *gs,
@@ -849,6 +882,9 @@ int FN(mg_lstm_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *con
     const int nt = FN(row_shares)(M, step_flops, &j.chunk, &j.parts);
     j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
     j.extra = 3 * j.chunk * H;
+    mg_rows_init(&j.share, n, j.parts);
+    j.share.give = FN(lbseq_give);
+    j.share.take = FN(lbseq_take);
     mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(lbseq_task), &j);
     return j.failed ? -1 : 0;
 }
@@ -865,7 +901,64 @@ typedef struct {
     const mg_int *gs, *as, *hns, *hps, *dxs, *dhgs;
     mg_int dhps;
     _Atomic int failed;
+    mg_rows_share share;
 } FN(gbseq_job);
+
+/* Task scratch: the gemm's, then dh, the sum G + direct, and two buffers of the direct part (chunk x H each),
+ * rows H apart, row 0 being the range's first row. */
+static T *FN(gbseq_direct)(FN(gbseq_job) *j, T *scratch, int which)
+{
+    return scratch + j->slen + (2 + which) * j->chunk * j->H;
+}
+
+/* Step k of rows [lo, lo + m). */
+static void FN(gbseq_step)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int m, void *scr)
+{
+    FN(gbseq_job) *j = ctx;
+    T *scratch = scr, *dh = scratch + j->slen, *sum = dh + j->chunk * j->H;
+    const mg_int H = j->H, n = j->n;
+    (void)d;
+    const T *dhk = j->G[k] ? j->G[k] + lo * j->gs[k] : NULL;
+    mg_int dhs = j->gs[k];
+    if (k > 0) { /* the state's gradient: (G[k] + direct) + DHG[k - 1] @ P, summed in the engine's order */
+        const T *direct = FN(gbseq_direct)(j, scratch, (k - 1) & 1), *cin = direct;
+        if (dhk) {
+            for (mg_int r = 0; r < m; ++r)
+                for (mg_int c = 0; c < H; ++c)
+                    sum[r * H + c] = dhk[r * dhs + c] + direct[r * H + c];
+            cin = sum;
+        }
+        FN(gemm_serial)(j->g, m, H, 3 * H, j->DHG[k - 1] + lo * j->dhgs[k - 1], j->dhgs[k - 1], 1, NULL, 0, NULL,
+                        0, 0, NULL, 0, j->P, cin, H, 1, NULL, dh, H, 1, 0, scratch);
+        dhk = dh;
+        dhs = H;
+    }
+    T *direct_out = k == n - 1 ? j->DHP + lo * j->dhps : FN(gbseq_direct)(j, scratch, k & 1);
+    FN(mg_gru_backward_rows)(m, H, dhk, dhs, j->Act[k] + lo * j->as[k], j->as[k], j->Hn[k] + lo * j->hns[k],
+                             j->hns[k], j->Hp[k] + lo * j->hps[k], j->hps[k], j->DX[k] + lo * j->dxs[k],
+                             j->dxs[k], j->DHG[k] + lo * j->dhgs[k], j->dhgs[k], direct_out,
+                             k == n - 1 ? j->dhps : H);
+}
+
+/* Rows [lo, hi) handed over before step k > 0: the direct part of their gradient goes through DHP's rows (the
+ * last step's output), as the LSTM's cell-state gradient through DCP's. */
+static void FN(gbseq_give)(void *ctx, mg_int d, mg_int k, mg_int own_lo, mg_int lo, mg_int hi, void *scr)
+{
+    FN(gbseq_job) *j = ctx;
+    (void)d;
+    if (k > 0)
+        FN(copy_rows)(hi - lo, j->H, FN(gbseq_direct)(j, scr, (k - 1) & 1) + (lo - own_lo) * j->H, j->H, 1,
+                      j->DHP + lo * j->dhps, j->dhps, 1);
+}
+
+static void FN(gbseq_take)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int hi, void *scr)
+{
+    FN(gbseq_job) *j = ctx;
+    (void)d;
+    if (k > 0)
+        FN(copy_rows)(hi - lo, j->H, j->DHP + lo * j->dhps, j->dhps, 1, FN(gbseq_direct)(j, scr, (k - 1) & 1), j->H,
+                      1);
+}
 
 static void FN(gbseq_task)(void *ctx, mg_int i)
 {
@@ -875,31 +968,8 @@ static void FN(gbseq_task)(void *ctx, mg_int i)
         j->failed = 1;
         return;
     }
-    const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk, H = j->H, n = j->n;
-    /* scratch: the gemm's, then dh, the sum G + direct, and two buffers of the direct part (m x H each) */
-    T *dh = scratch + j->slen, *sum = dh + j->chunk * H, *db[2] = {sum + j->chunk * H, sum + 2 * j->chunk * H};
-    for (mg_int k = 0; k < n && !j->failed; ++k) {
-        const T *dhk = j->G[k] ? j->G[k] + lo * j->gs[k] : NULL;
-        mg_int dhs = j->gs[k];
-        if (k > 0) { /* the state's gradient: (G[k] + direct) + DHG[k - 1] @ P, summed in the engine's order */
-            const T *direct = db[(k - 1) & 1], *cin = direct;
-            if (dhk) {
-                for (mg_int r = 0; r < m; ++r)
-                    for (mg_int c = 0; c < H; ++c)
-                        sum[r * H + c] = dhk[r * dhs + c] + direct[r * H + c];
-                cin = sum;
-            }
-            FN(gemm_serial)(j->g, m, H, 3 * H, j->DHG[k - 1] + lo * j->dhgs[k - 1], j->dhgs[k - 1], 1, NULL, 0, NULL,
-                            0, 0, NULL, 0, j->P, cin, H, 1, NULL, dh, H, 1, 0, scratch);
-            dhk = dh;
-            dhs = H;
-        }
-        T *direct_out = k == n - 1 ? j->DHP + lo * j->dhps : db[k & 1];
-        FN(mg_gru_backward_rows)(m, H, dhk, dhs, j->Act[k] + lo * j->as[k], j->as[k], j->Hn[k] + lo * j->hns[k],
-                                 j->hns[k], j->Hp[k] + lo * j->hps[k], j->hps[k], j->DX[k] + lo * j->dxs[k],
-                                 j->dxs[k], j->DHG[k] + lo * j->dhgs[k], j->dhgs[k], direct_out,
-                                 k == n - 1 ? j->dhps : H);
-    }
+    const mg_int lo = i * j->chunk, m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
+    mg_rows_task(&j->share, i, 0, lo, m, FN(gbseq_step), j, scratch, &j->failed);
 }
 
 int FN(mg_gru_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *const *G, const mg_int *gs,
@@ -915,6 +985,9 @@ int FN(mg_gru_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *cons
     const int nt = FN(row_shares)(M, step_flops, &j.chunk, &j.parts);
     j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
     j.extra = 4 * j.chunk * H;
+    mg_rows_init(&j.share, n, j.parts);
+    j.share.give = FN(gbseq_give);
+    j.share.take = FN(gbseq_take);
     mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(gbseq_task), &j);
     return j.failed ? -1 : 0;
 }

@@ -467,7 +467,7 @@ def test_rows_handed_between_threads_keep_the_bits(C, threads, rng, dtype):
     (cores of unequal speed, threads woken late): every row still runs its steps in order with the same
     arithmetic, so the bits are those of one thread.  Many repetitions on more threads than cores, so that
     rows do change hands -- also just before their owner finishes, where handed-over rows were once lost."""
-    steps, batch, hidden = 12, 64, 32
+    steps, batch, hidden = 12, 64, 64  # (a step of 1 MFLOP or more is shared between threads)
     lstm = seq_case(C, rng, dtype, steps, batch, hidden, 2)
     gru = gru_case(C, rng, dtype, steps, batch, hidden, 2)
     threads(1)
@@ -484,3 +484,27 @@ def test_rows_handed_between_threads_keep_the_bits(C, threads, rng, dtype):
             for i, (whg, wact, wh) in enumerate(want_gru):
                 assert np.array_equal(hgs[i], np.stack(whg)) and np.array_equal(gacts[i], np.stack(wact)), nt
                 assert np.array_equal(gru[5][i], np.stack(wh)), nt
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_rows_handed_between_threads_keep_their_state(C, threads, rng, dtype):
+    """The LSTM's and GRU's backward jobs keep a row's state in their threads' scratch (the cell state's
+    gradient; the direct part of h's): rows handed to another thread take it along, so the bits are those
+    of one thread, over many repetitions on more threads than cores."""
+    steps, batch, hidden = 12, 64, 64  # (a step of 2 MFLOP or more is shared between threads)
+    gs, acts, cps, tcs, w = bwd_case(rng, dtype, steps, batch, hidden, (4,))
+    dc, p = randn(rng, (batch, hidden), dtype), C.pack(w)
+    ggs, gacts, hns, hps, gw = gru_bwd_case(rng, dtype, steps, batch, hidden, (4,))
+    gp = C.pack(gw)
+    threads(1)
+    want, want_dc = bwd_loop(C, gs, dc, acts, cps, tcs, p)
+    gwant = gru_bwd_loop(C, ggs, gacts, hns, hps, gp)
+    for nt in (2, 3, 4):
+        threads(nt)
+        for _ in range(25):
+            d_gates, dc_prev = C.lstm_seq_backward(gs, dc, acts, cps, tcs, p, [None] * steps)
+            assert all(np.array_equal(d, x) for d, x in zip(d_gates, want)), nt
+            assert np.array_equal(dc_prev, want_dc), nt
+            got = C.gru_seq_backward(ggs, gacts, hns, hps, gp, [None] * steps, [None] * steps)
+            assert all(np.array_equal(a, b) for a, b in zip(list(got[0]) + list(got[1]) + [got[2]],
+                                                          gwant[0] + gwant[1] + [gwant[2]])), nt

@@ -1051,8 +1051,9 @@ def test_rnn_rows_handed_between_threads_keep_the_bits(C, threads, rng, dtype):
     """addmm_seq and tanh_seq_backward with rows changing threads mid-sequence (see
     test_gated_seq_kernels.py's test_rows_handed_between_threads_keep_the_bits): the bits of one thread, on
     more threads than cores, many times over."""
-    cs, h0s, _, packed, buf, outs, reverse = addmm_seq_case(C, rng, dtype, 12, 64, 48, 2)
-    gs, ys, w, dzs = tanh_seq_case(rng, dtype, 12, 64, 48, (3,))
+    # (a step of 1 MFLOP or more is shared between threads)
+    cs, h0s, _, packed, buf, outs, reverse = addmm_seq_case(C, rng, dtype, 12, 64, 96, 2)
+    gs, ys, w, dzs = tanh_seq_case(rng, dtype, 12, 64, 96, (3,))
     p = C.pack(w)
     threads(1)
     want_f = addmm_seq_loop(C, cs, h0s, packed, "tanh", reverse)
