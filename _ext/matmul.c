@@ -72,7 +72,7 @@ static inline void mg_wait_for(_Atomic mg_int *finished, mg_int target)
  * faster in blocks measured with both cores at >= 90 % of each other, 1.05x with them unequal; float64
  * 1.18x and 1.13x.  The LSTM's and GRU's backward jobs keep a row's state (the cell state's gradient, the
  * direct part of h's) in their threads' scratch: they hand it over with the rows, through their last step's
- * output (see lbseq_give).
+ * output (mg_rows_state).
  *
  * A range's `want`: CLOSED (not running, or finished), IDLE (running, no request), ASKED (a thief waits),
  * GIVEN (the owner handed over give_lo..give_hi from step give_step on), REFUSED (too little left).  The
@@ -84,11 +84,6 @@ static inline void mg_wait_for(_Atomic mg_int *finished, mg_int target)
 enum { RANGE_CLOSED = 0, RANGE_IDLE, RANGE_ASKED, RANGE_GIVEN, RANGE_REFUSED };
 
 typedef void (*mg_rows_fn)(void *job, mg_int d, mg_int s, mg_int lo, mg_int m, void *scratch);
-/* A job that keeps a row's state in its thread's scratch between steps hands it over with the rows: `give`
- * (the owner, rows [lo, hi) of its range starting at own_lo, before step s) puts it where `take` (the
- * thief, before it runs those rows from step s) finds it. */
-typedef void (*mg_rows_give_fn)(void *job, mg_int d, mg_int s, mg_int own_lo, mg_int lo, mg_int hi, void *scratch);
-typedef void (*mg_rows_take_fn)(void *job, mg_int d, mg_int s, mg_int lo, mg_int hi, void *scratch);
 
 typedef struct {
     mg_int d, lo;                      /* set before `want` becomes IDLE */
@@ -97,21 +92,44 @@ typedef struct {
     mg_int give_lo, give_hi, give_step; /* the owner's answer, published by want = GIVEN */
 } mg_rows_range;
 
+/* A job that keeps its rows' state in its threads' scratch between steps (the backward jobs) hands it over
+ * with the rows: the state before step s lies `at[(s - 1) & 1]` elements into the scratch, a row every
+ * `width` elements from the range's first row, and travels through `xfer`'s rows (`xfer_rs` elements apart:
+ * an output only the rows' last owner writes, at the end). */
+typedef struct {
+    size_t elem; /* bytes per element; 0: the rows' state lies in the job's outputs */
+    mg_int width, at[2], xfer_rs;
+    char *xfer;
+} mg_rows_state;
+
 typedef struct {
     mg_int L, tasks;
-    mg_rows_give_fn give; /* both NULL for a job whose rows' state lies in its outputs */
-    mg_rows_take_fn take;
+    mg_rows_state state;
     _Atomic mg_int ranges, started;
     mg_rows_range range[MG_STEAL_RANGES];
 } mg_rows_share;
+
+/* Rows [lo, hi) of a range starting at own_lo, handed over before step s: their state into `xfer` (give), or
+ * from it into the new owner's scratch (take, own_lo = lo). */
+static void mg_rows_pass_state(const mg_rows_state *st, mg_int s, mg_int own_lo, mg_int lo, mg_int hi,
+                               void *scratch, int give)
+{
+    if (!st->elem || s == 0)
+        return;
+    const size_t row = (size_t)st->width * st->elem;
+    for (mg_int r = lo; r < hi; ++r) {
+        char *mine = (char *)scratch + ((size_t)st->at[(s - 1) & 1] + (size_t)(r - own_lo) * st->width) * st->elem;
+        char *there = st->xfer + (size_t)r * st->xfer_rs * st->elem;
+        memcpy(give ? there : mine, give ? mine : there, row);
+    }
+}
 
 /* Before the job: the tasks' ranges (task i: rows [lo, hi) of direction d), not yet running. */
 static void mg_rows_init(mg_rows_share *sh, mg_int L, mg_int tasks)
 {
     sh->L = L;
     sh->tasks = tasks;
-    sh->give = NULL;
-    sh->take = NULL;
+    sh->state.elem = 0;
     atomic_init(&sh->ranges, tasks < MG_STEAL_RANGES ? tasks : MG_STEAL_RANGES);
     atomic_init(&sh->started, 0);
     for (int k = 0; k < MG_STEAL_RANGES; ++k)
@@ -127,8 +145,7 @@ static void mg_rows_run(mg_rows_share *sh, mg_rows_range *r, mg_int s0, mg_rows_
         if (atomic_load_explicit(&r->want, memory_order_acquire) == RANGE_ASKED) {
             if (hi - r->lo >= 2 * MG_STEAL_MIN_ROWS && sh->L - s >= MG_STEAL_MIN_STEPS) {
                 const mg_int cut = r->lo + (hi - r->lo) / 2;
-                if (sh->give)
-                    sh->give(job, r->d, s, r->lo, cut, hi, scratch);
+                mg_rows_pass_state(&sh->state, s, r->lo, cut, hi, scratch, 1);
                 r->give_lo = cut;
                 r->give_hi = hi;
                 r->give_step = s;
@@ -199,8 +216,7 @@ static void mg_rows_steal(mg_rows_share *sh, mg_rows_fn fn, void *job, void *scr
                                                 memory_order_relaxed);
         if (w == RANGE_REFUSED)
             continue;
-        if (sh->take)
-            sh->take(job, d, s, lo, hi, scratch);
+        mg_rows_pass_state(&sh->state, s, lo, lo, hi, scratch, 0);
         /* the rows taken become a range of their own, which others may ask in turn */
         const mg_int k = atomic_fetch_add_explicit(&sh->ranges, 1, memory_order_acq_rel);
         mg_rows_range mine, *r = k < MG_STEAL_RANGES ? &sh->range[k] : &mine;

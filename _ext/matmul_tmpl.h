@@ -794,7 +794,7 @@ int FN(mg_gru_seq)(int isa, mg_int count, mg_int L, mg_int M, mg_int H, const T 
 
 /* The job of mg_lstm_seq_backward, cut by rows as mg_lstm_seq's: each task takes its rows through every
  * step, the state's gradient dh (the step's product, plus G) and the cell state's dc kept in the task's
- * scratch between steps (handed over with rows a faster thread takes: lbseq_give). */
+ * scratch between steps (handed over with rows a faster thread takes: mg_rows_state). */
 typedef struct {
     const FN(gemm_cfg) *g;
     mg_int n, M, H, parts, chunk, slen, extra;
@@ -810,7 +810,7 @@ typedef struct {
  * rows H apart, row 0 being the range's first row. */
 static T *FN(lbseq_dc)(FN(lbseq_job) *j, T *scratch, int which)
 {
-    return scratch + j->slen + (1 + which) * j->chunk * j->H;
+    return scratch + j->share.state.at[which]; /* (set with the job: slen + (1 + which) * chunk * H) */
 }
 
 /* Step k of rows [lo, lo + m). */
@@ -836,25 +836,6 @@ static void FN(lbseq_step)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int m, v
     FN(mg_lstm_backward_rows)(m, H, dhk, dhs, dck, dcs, j->Act[k] + lo * j->as[k], j->as[k],
                               j->Cp[k] + lo * j->cps[k], j->cps[k], j->Tc[k] + lo * j->tcs[k], j->tcs[k],
                               j->DG[k] + lo * j->dgs[k], j->dgs[k], dcp, k == n - 1 ? j->dcps : H);
-}
-
-/* Rows [lo, hi) handed over before step k > 0: their cell-state gradient so far goes through DCP's rows (the
- * last step's output, which only those rows' new owner writes, at the end). */
-static void FN(lbseq_give)(void *ctx, mg_int d, mg_int k, mg_int own_lo, mg_int lo, mg_int hi, void *scr)
-{
-    FN(lbseq_job) *j = ctx;
-    (void)d;
-    if (k > 0)
-        FN(copy_rows)(hi - lo, j->H, FN(lbseq_dc)(j, scr, (k - 1) & 1) + (lo - own_lo) * j->H, j->H, 1,
-                      j->DCP + lo * j->dcps, j->dcps, 1);
-}
-
-static void FN(lbseq_take)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int hi, void *scr)
-{
-    FN(lbseq_job) *j = ctx;
-    (void)d;
-    if (k > 0)
-        FN(copy_rows)(hi - lo, j->H, j->DCP + lo * j->dcps, j->dcps, 1, FN(lbseq_dc)(j, scr, (k - 1) & 1), j->H, 1);
 }
 
 static void FN(lbseq_task)(void *ctx, mg_int i)
@@ -883,8 +864,8 @@ int FN(mg_lstm_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *con
     j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
     j.extra = 3 * j.chunk * H;
     mg_rows_init(&j.share, n, j.parts);
-    j.share.give = FN(lbseq_give);
-    j.share.take = FN(lbseq_take);
+    /* a row's cell-state gradient travels through DCP, the last step's output */
+    j.share.state = (mg_rows_state){sizeof(T), H, {j.slen + j.chunk * H, j.slen + 2 * j.chunk * H}, dcps, (char *)DCP};
     mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(lbseq_task), &j);
     return j.failed ? -1 : 0;
 }
@@ -908,7 +889,7 @@ typedef struct {
  * rows H apart, row 0 being the range's first row. */
 static T *FN(gbseq_direct)(FN(gbseq_job) *j, T *scratch, int which)
 {
-    return scratch + j->slen + (2 + which) * j->chunk * j->H;
+    return scratch + j->share.state.at[which]; /* (set with the job: slen + (2 + which) * chunk * H) */
 }
 
 /* Step k of rows [lo, lo + m). */
@@ -940,26 +921,6 @@ static void FN(gbseq_step)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int m, v
                              k == n - 1 ? j->dhps : H);
 }
 
-/* Rows [lo, hi) handed over before step k > 0: the direct part of their gradient goes through DHP's rows (the
- * last step's output), as the LSTM's cell-state gradient through DCP's. */
-static void FN(gbseq_give)(void *ctx, mg_int d, mg_int k, mg_int own_lo, mg_int lo, mg_int hi, void *scr)
-{
-    FN(gbseq_job) *j = ctx;
-    (void)d;
-    if (k > 0)
-        FN(copy_rows)(hi - lo, j->H, FN(gbseq_direct)(j, scr, (k - 1) & 1) + (lo - own_lo) * j->H, j->H, 1,
-                      j->DHP + lo * j->dhps, j->dhps, 1);
-}
-
-static void FN(gbseq_take)(void *ctx, mg_int d, mg_int k, mg_int lo, mg_int hi, void *scr)
-{
-    FN(gbseq_job) *j = ctx;
-    (void)d;
-    if (k > 0)
-        FN(copy_rows)(hi - lo, j->H, j->DHP + lo * j->dhps, j->dhps, 1, FN(gbseq_direct)(j, scr, (k - 1) & 1), j->H,
-                      1);
-}
-
 static void FN(gbseq_task)(void *ctx, mg_int i)
 {
     FN(gbseq_job) *j = ctx;
@@ -986,8 +947,9 @@ int FN(mg_gru_seq_backward)(int isa, mg_int n, mg_int M, mg_int H, const T *cons
     j.slen = (FN(scratch_len)(g, H) + 15) / 16 * 16; /* the state buffers start 64 bytes aligned */
     j.extra = 4 * j.chunk * H;
     mg_rows_init(&j.share, n, j.parts);
-    j.share.give = FN(gbseq_give);
-    j.share.take = FN(gbseq_take);
+    /* the direct part of a row's gradient travels through DHP, the last step's output */
+    j.share.state =
+        (mg_rows_state){sizeof(T), H, {j.slen + 2 * j.chunk * H, j.slen + 3 * j.chunk * H}, dhps, (char *)DHP};
     mg_parallel_for(j.parts, nt, n * step_flops >= MG_WAKE_FLOPS, FN(gbseq_task), &j);
     return j.failed ? -1 : 0;
 }
