@@ -141,7 +141,7 @@ static void mg_rows_run(mg_rows_share *sh, mg_rows_range *r, mg_int s0, mg_rows_
                         _Atomic int *failed)
 {
     for (mg_int s = s0; s < sh->L && !atomic_load_explicit(failed, memory_order_relaxed); ++s) {
-        const mg_int hi = atomic_load_explicit(&r->hi, memory_order_relaxed);
+        mg_int hi = atomic_load_explicit(&r->hi, memory_order_relaxed); /* (only the owner changes it) */
         if (atomic_load_explicit(&r->want, memory_order_acquire) == RANGE_ASKED) {
             if (hi - r->lo >= 2 * MG_STEAL_MIN_ROWS && sh->L - s >= MG_STEAL_MIN_STEPS) {
                 const mg_int cut = r->lo + (hi - r->lo) / 2;
@@ -151,12 +151,12 @@ static void mg_rows_run(mg_rows_share *sh, mg_rows_range *r, mg_int s0, mg_rows_
                 r->give_step = s;
                 atomic_store_explicit(&r->hi, cut, memory_order_relaxed);
                 atomic_store_explicit(&r->want, RANGE_GIVEN, memory_order_release);
+                hi = cut;
             } else {
                 atomic_store_explicit(&r->want, RANGE_REFUSED, memory_order_release);
             }
         }
-        const mg_int end = atomic_load_explicit(&r->hi, memory_order_relaxed);
-        fn(job, r->d, s, r->lo, end - r->lo, scratch);
+        fn(job, r->d, s, r->lo, hi - r->lo, scratch);
         atomic_store_explicit(&r->step, s + 1, memory_order_relaxed);
     }
     /* Closed: a thief still waiting sees CLOSED.  Rows handed over but not yet taken (the thief has not

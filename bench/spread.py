@@ -84,7 +84,8 @@ def configurations(threadings, torch=True):
 
 def _balance():
     """The slowest usable CPU's FMA speed over the fastest's right now (None where it cannot be measured)."""
-    sys.path.insert(0, REPO)
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
     from bench import harness
 
     return harness.core_balance(harness.core_speeds())

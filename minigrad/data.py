@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minigrad.serialization import file_kind
+
 __all__ = ["CharVocab", "read_text", "split_interleaved", "stdlib_corpus"]
 
 
@@ -48,8 +50,6 @@ def stdlib_corpus(max_chars: int = 2_000_000) -> str:
 # Larger texts are refused: the demo holds the whole text, its ids and its vocabulary in memory.
 MAX_TEXT_BYTES = 1 << 30
 
-_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -73,8 +73,7 @@ def read_text(path: str | os.PathLike) -> str:
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-            raise ValueError(f"{path} is {kind}, not a text file")
+            raise ValueError(f"{path} is {file_kind(st.st_mode)}, not a text file")
         if st.st_size > MAX_TEXT_BYTES:
             raise ValueError(f"{path} has {st.st_size:,} bytes; texts of at most {MAX_TEXT_BYTES:,} bytes are "
                              "read (the whole text is held in memory)")

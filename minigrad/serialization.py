@@ -117,12 +117,13 @@ def _save_target(path: str) -> tuple[str, os.stat_result | None]:
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(f"save: {path!r} is a directory{via}")
     if not stat.S_ISREG(st.st_mode):
-        raise OSError(f"save: {path!r} is {_kind(st.st_mode)}{via}; a checkpoint only replaces a regular "
+        raise OSError(f"save: {path!r} is {file_kind(st.st_mode)}{via}; a checkpoint only replaces a regular "
                       "file, so nothing was written")
     return target, st
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, from its ``st_mode``: "a named pipe (FIFO)", ..."""
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
@@ -227,7 +228,7 @@ def load(path: PathLike) -> Any:
     try:
         mode = os.stat(path).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # opening a named pipe would block
-            raise CheckpointError(f"{path!r} is not a minigrad checkpoint: it is {_kind(mode)}")
+            raise CheckpointError(f"{path!r} is not a minigrad checkpoint: it is {file_kind(mode)}")
         with open(path, "rb") as f:
             if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
                 raise CheckpointError(f"{path!r} is not a minigrad checkpoint: it holds a single .npy array, "
