@@ -82,7 +82,9 @@ def test_core_speeds_measure_every_usable_cpu_at_once():
     speeds = harness.core_speeds()
     cpus = sorted(os.sched_getaffinity(0))
     assert speeds is not None and sorted(speeds) == cpus
-    peak = harness.fma_peak()
+    # the peak measured once more (the best of its runs): a first measurement at a slow moment of a shared
+    # host can read below a core's quick figure taken a moment later
+    peak = harness.fma_peak(again=True)
     assert all(0 < v <= 1.5 * peak["f32"] for v in speeds.values()), (speeds, peak)
     one = harness.core_speeds([cpus[-1]])
     assert list(one) == [cpus[-1]] and one[cpus[-1]] > 0
