@@ -15,6 +15,10 @@
  * forward sequence job 1.10-1.14x (float64 1.11x); plain products within noise of before. */
 #define JR_OUTER_A_BYTES 65536
 
+/* A weight gradient's A = g.T of at least this many bytes (g comes from memory) is computed transposed
+ * (matmul_tmpl.h, transposed_pays). */
+#define MG_TRANSPOSE_A_BYTES ((size_t)16 << 20)
+
 /* Products of at least MG_SHARE_FLOPS are cut into tasks that pool threads still awake from recent calls
  * (a loop of small products) join; from MG_WAKE_FLOPS on, sleeping pool threads are woken for them too.
  * Measured here: a 64^3 product (0.5 MFLOP, ~5 us) loses to the hand-off; the RNN step's 32 x 128 @ 128 x 128

@@ -115,6 +115,32 @@ def test_matmul_long_column_a(K, rng, dtype, n):
     assert_matmul_close(out, a.T, x, base)
 
 
+@pytest.mark.parametrize("dtype,m,k,ns", [(np.float32, 1021, 4200, (16, 128)), (np.float64, 509, 4200, (8, 64))])
+def test_matmul_weight_gradient_from_memory(C, threads, rng, dtype, m, k, ns):
+    """g.T @ x with g too big for the caches (at least 16 MiB) and x narrow: computed as (x.T @ g).T into
+    scratch and copied out.  Every path, 1 to 3 threads, into a fresh C and added into a C whose rows are
+    strided; the bits do not depend on the thread count.  M leaves a row tail, K a short last K block."""
+    g = randn(rng, (k, 1024), dtype)
+    a = g[:, :m].T  # column-major, columns 1024 elements apart
+    for n in ns:
+        x = randn(rng, (k, n), dtype)
+        base = randn(rng, (m, n), dtype)
+        results, sums = [], []
+        for count in (1, 2, 3):
+            threads(count)
+            results.append(C.matmul(a, x))
+            wide = np.zeros((m, n + 5), dtype)
+            out = wide[:, 2:n + 2]
+            out[...] = base
+            C.matmul(a, x, out=out, accumulate=True)
+            assert not wide[:, :2].any() and not wide[:, n + 2:].any()
+            sums.append(out.copy())
+        assert_matmul_close(results[0], a, x)
+        assert_matmul_close(sums[0], a, x, base)
+        for r, s in zip(results[1:], sums[1:]):
+            assert np.array_equal(r, results[0]) and np.array_equal(s, sums[0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape_a,shape_b", [
     ((3, 9, 13), (13, 70)),      # shared 2-D b (the batch folds into rows)
