@@ -987,3 +987,64 @@ def test_bias_gradient_over_many_rows_is_not_a_running_float32_sum(b_shape):
     got, want = b.grad.numpy().reshape(-1), tb.grad.numpy().reshape(-1)
     assert np.all(np.abs(got.astype(np.float64) - 100_010_000) <= 16), got
     assert np.all(np.abs(want.astype(np.float64) - 100_010_000) <= 64), want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [32_768, 65_535, 65_536, 262_144 + 77, 1_000_003])
+def test_sum_and_mean_of_a_big_array(dtype, n):
+    """A big float array's sum over every dimension runs on K.sum_rows (column sums of an (n // W, W) view,
+    the rest in double precision): against the exact sum (math.fsum) within 16 roundings of the dtype
+    relative to sum |x|, closer than numpy's pairwise float32 sum in every case here; the same bits on 1 and
+    2 threads; mean, keepdim and the gradients against torch."""
+    import math
+    from minigrad import _backend
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) + 0.25).astype(dtype)
+    exact = math.fsum(x.astype(np.float64))
+    bound = 16 * np.finfo(dtype).eps * float(np.abs(x.astype(np.float64)).sum())
+    previous = _backend.get_num_threads()
+    try:
+        sums = []
+        for count in (1, 2):
+            _backend.set_num_threads(count)
+            sums.append(mg.tensor(x.reshape(-1, 1)).sum().numpy())
+    finally:
+        _backend.set_num_threads(previous)
+    assert sums[0].dtype == dtype and sums[0].shape == ()
+    assert np.array_equal(sums[0], sums[1])
+    assert abs(float(sums[0]) - exact) <= bound
+    if dtype == np.float32:
+        assert abs(float(sums[0]) - exact) <= abs(float(x.sum()) - exact) + np.spacing(np.float32(exact))
+    t = mg.tensor(x.reshape(1, -1), requires_grad=True)
+    tt = torch.tensor(x.reshape(1, -1), requires_grad=True)
+    (t.mean(dim=(0, 1), keepdim=True) * 3).sum().backward()
+    (tt.mean(dim=(0, 1), keepdim=True) * 3).sum().backward()
+    assert t.mean(dim=(0, 1), keepdim=True).shape == (1, 1)
+    np.testing.assert_allclose(t.mean().numpy(), tt.mean().detach().numpy(),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sum_of_a_big_array_special_values_and_layouts(dtype):
+    """nan and inf propagate (inf + -inf is nan, without a warning), a sum past the dtype's range is inf, as
+    torch's; zeros of either sign sum to +0 as in numpy and torch; views that are not contiguous (numpy's
+    sum) agree with the contiguous tensor's."""
+    n = 50_000
+    cases = {"nan": np.r_[np.nan, np.ones(n)], "inf": np.r_[np.ones(n), np.inf],
+             "inf - inf": np.r_[np.inf, np.ones(n), -np.inf], "-0": np.full(n, -0.0),
+             "overflow": np.full(n, np.finfo(dtype).max / 4)}
+    import warnings
+    for name, v in cases.items():
+        v = v.astype(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = mg.tensor(v).sum().numpy()
+        want = torch.tensor(v).sum().numpy()
+        assert (np.isnan(got) and np.isnan(want)) or (got == want and np.signbit(got) == np.signbit(want)), name
+    t = mg.tensor(np.random.default_rng(7).standard_normal((400, 300)).astype(dtype))
+    base = float(t.sum())
+    for view in (t.T, t.flip(0), t[:, ::2], t.T[::-1]):
+        want = float(view.numpy().astype(np.float64).sum())
+        np.testing.assert_allclose(float(view.sum()), want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(float(t.T.sum()), base, rtol=1e-5 if dtype == np.float32 else 1e-12)
