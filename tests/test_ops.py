@@ -1,4 +1,7 @@
 """Every differentiable op, forward and backward, against PyTorch over shapes drawn by hypothesis."""
+import math
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -991,25 +994,19 @@ def test_bias_gradient_over_many_rows_is_not_a_running_float32_sum(b_shape):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [32_768, 65_535, 65_536, 262_144 + 77, 1_000_003])
-def test_sum_and_mean_of_a_big_array(dtype, n):
+def test_sum_and_mean_of_a_big_array(threads, dtype, n):
     """A big float array's sum over every dimension runs on K.sum_rows (column sums of an (n // W, W) view,
     the rest in double precision): against the exact sum (math.fsum) within 16 roundings of the dtype
     relative to sum |x|, closer than numpy's pairwise float32 sum in every case here; the same bits on 1 and
     2 threads; mean, keepdim and the gradients against torch."""
-    import math
-    from minigrad import _backend
     rng = np.random.default_rng(n)
     x = (rng.standard_normal(n) + 0.25).astype(dtype)
     exact = math.fsum(x.astype(np.float64))
     bound = 16 * np.finfo(dtype).eps * float(np.abs(x.astype(np.float64)).sum())
-    previous = _backend.get_num_threads()
-    try:
-        sums = []
-        for count in (1, 2):
-            _backend.set_num_threads(count)
-            sums.append(mg.tensor(x.reshape(-1, 1)).sum().numpy())
-    finally:
-        _backend.set_num_threads(previous)
+    sums = []
+    for count in (1, 2):
+        threads(count)
+        sums.append(mg.tensor(x.reshape(-1, 1)).sum().numpy())
     assert sums[0].dtype == dtype and sums[0].shape == ()
     assert np.array_equal(sums[0], sums[1])
     assert abs(float(sums[0]) - exact) <= bound
@@ -1034,7 +1031,6 @@ def test_sum_of_a_big_array_special_values_and_layouts(dtype):
     cases = {"nan": np.r_[np.nan, np.ones(n)], "inf": np.r_[np.ones(n), np.inf],
              "inf - inf": np.r_[np.inf, np.ones(n), -np.inf], "-0": np.full(n, -0.0),
              "overflow": np.full(n, np.finfo(dtype).max / 4)}
-    import warnings
     for name, v in cases.items():
         v = v.astype(dtype)
         with warnings.catch_warnings():
