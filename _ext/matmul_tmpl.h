@@ -418,7 +418,8 @@ static int FN(transposed_pays)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int
 /* C (row stride scm) = A B (or += with accumulate) computed as T = B^T A^T in a row-major scratch T, which is
  * then copied into C transposed (after C^T was copied into it, to accumulate). */
 static int FN(matmul_transposed)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K, const T *A, mg_int sam,
-                                 mg_int sak, const T *B, mg_int sbk, mg_int sbn, T *C, mg_int scm, int accumulate)
+                                 mg_int sak, const T *B, mg_int sbk, mg_int sbn, T *C, mg_int scm,
+                                 int accumulate)
 {
     const size_t bytes = (size_t)M * (size_t)N * sizeof(T);
     T *t = mg_cache_malloc(NULL, bytes);

@@ -115,7 +115,8 @@ def test_matmul_long_column_a(K, rng, dtype, n):
     assert_matmul_close(out, a.T, x, base)
 
 
-@pytest.mark.parametrize("dtype,m,k,ns", [(np.float32, 1021, 4200, (16, 128)), (np.float64, 509, 4200, (8, 64))])
+@pytest.mark.parametrize("dtype,m,k,ns", [(np.float32, 1021, 4200, (16, 128)),
+                                          (np.float64, 509, 4200, (8, 64))])
 def test_matmul_weight_gradient_from_memory(C, threads, rng, dtype, m, k, ns):
     """g.T @ x with g too big for the caches (at least 16 MiB) and x narrow: computed as (x.T @ g).T into
     scratch and copied out.  Every path, 1 to 3 threads, into a fresh C and added into a C whose rows are
