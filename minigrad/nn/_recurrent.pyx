@@ -834,10 +834,12 @@ cdef Tensor _op(object cls, object array, tuple inputs, tuple saved):
     return record(array, <type>cls, inputs, saved)
 
 
-cdef tuple _chunks(Tensor t, Py_ssize_t n, Py_ssize_t width):
-    """``t.chunk(n, 1)`` of a 2-D ``t`` of ``n * width`` columns."""
-    data = t._data
-    pieces = [data[:, k * width:(k + 1) * width] for k in range(n)]
+cdef tuple _chunks(Tensor t, Py_ssize_t n, Py_ssize_t width, list pieces=None):
+    """``t.chunk(n, 1)`` of a 2-D ``t`` of ``n * width`` columns; ``pieces``: those views of ``t``'s array,
+    when the caller has them already."""
+    if pieces is None:
+        data = t._data
+        pieces = [data[:, k * width:(k + 1) * width] for k in range(n)]
     return record_outputs(pieces, GateSplitBackward, (t,))
 
 
@@ -889,7 +891,8 @@ cdef tuple _lstm_recorded(Tensor g, Tensor cp, object act, object c_arr, object 
         fc, ig = sf * cp._data, si * tg
     # With the gates requiring grad every node of the step exists: its backward can run fused (the head)
     cdef bint group = g._requires_grad
-    i, f, gg, o = _chunks(g, 4, H)
+    # In a sequence the gates tensor is carried on the activations' array: its chunks are the views above
+    i, f, gg, o = _chunks(g, 4, H, [si, sf, tg, so] if g._data is act else None)
     f_c = _op(GateStateMulBackward if group else MulBackward, fc,
               (_op(SigmoidBackward, sf, (f,), (sf,)), cp), (sf, cp._data))
     i_t = _op(SigmoidBackward, si, (i,), (si,))
@@ -944,9 +947,9 @@ def lstm_sequence(xgs, states, rs, outs, reverse):
     for s in range(length):
         for i in range(n):
             t = length - 1 - s if reverse[i] else s
-            gates = _recorded(acts[i][t], xgs[i][t], hs[i], rs[i], None, SeqAddmmBackward)
-            hs[i], cs[i] = results[i][t] = _lstm_recorded(gates, cs[i], acts[i][t], c_arrs[i][t], tanh_cs[i][t],
-                                                          outs[i][t])
+            act = acts[i][t]
+            gates = _recorded(act, xgs[i][t], hs[i], rs[i], None, SeqAddmmBackward)
+            hs[i], cs[i] = results[i][t] = _lstm_recorded(gates, cs[i], act, c_arrs[i][t], tanh_cs[i][t], outs[i][t])
     return results
 
 
