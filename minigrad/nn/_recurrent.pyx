@@ -949,7 +949,8 @@ def lstm_sequence(xgs, states, rs, outs, reverse):
             t = length - 1 - s if reverse[i] else s
             act = acts[i][t]
             gates = _recorded(act, xgs[i][t], hs[i], rs[i], None, SeqAddmmBackward)
-            hs[i], cs[i] = results[i][t] = _lstm_recorded(gates, cs[i], act, c_arrs[i][t], tanh_cs[i][t], outs[i][t])
+            hs[i], cs[i] = results[i][t] = _lstm_recorded(gates, cs[i], act, c_arrs[i][t], tanh_cs[i][t],
+                                                          outs[i][t])
     return results
 
 
