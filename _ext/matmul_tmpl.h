@@ -343,13 +343,17 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * g.T @ x measured 164 -> 180 GFLOP/s, float64, from memory), else along M.  (A small A went into
      * groups too, until an LSTM's dW_hh = sum_t h_t.T @ dz_t, (128, 2048) @ (2048, 512), was measured
      * re-packing its A in each of 8 groups: as 2 slices it ran 1.37x faster in float32 and 1.22x in float64
-     * on 2 threads of an Intel Xeon, family 6, model 207.) */
+     * on 2 threads of an Intel Xeon, family 6, model 207.)  A tall row-major A of MG_SPLIT_M_BYTES or more (a
+     * layer's input x (T * N, I) @ W_ih.T, or its gradient dz (T * N, 4H) @ W_ih) is cut along M into two
+     * slices per thread instead: each group would stream all of it from memory for a few columns of B. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
     /* (A long-column A is read in place by gemm_serial when N is narrow, but every task would read all of it:
      * for the split it counts as packed.) */
     const int a_in_place = !arows && (sak == 1 || (sam == 1 && sak <= 2 * g->mr));
     if (nt > 1 && batch < (tab ? nt : 2 * nt)) {
-        if (nb_n >= nt && (a_in_place || nb_m < nt)) {
+        const int tall_a = sak == 1 && !arows && M >= 2 * N && nb_m >= 4 * nt &&
+                           (size_t)M * (size_t)K * sizeof(T) >= MG_SPLIT_M_BYTES;
+        if (nb_n >= nt && (a_in_place || nb_m < nt) && !tall_a) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
         } else if (nb_n >= nt && N >= M) {
@@ -357,7 +361,8 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
         } else {
             j.split_n = 0;
-            j.parts = nb_m < nt ? nb_m : nt;
+            const mg_int want = tall_a ? 2 * nt : nt; /* two each: a core that runs late hands one over */
+            j.parts = nb_m < want ? nb_m : want;
             j.chunk = (nb_m + j.parts - 1) / j.parts * g->mr;
         }
         j.parts = ((j.split_n ? N : M) + j.chunk - 1) / j.chunk; /* no empty trailing parts */
