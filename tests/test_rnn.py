@@ -381,6 +381,53 @@ def test_sequence_backward_hook_splits_the_job(monkeypatch):
         assert_close(leaf.grad, tleaf.grad, np.float64, "gradient")
 
 
+@pytest.mark.parametrize("layout", ["unbind", "separate", "reversed", "strided"])
+def test_sequence_addends_in_any_layout(layout):
+    """The addends are read as one array where they lie evenly spaced in one (unbind's steps) and stacked
+    otherwise (separate tensors, steps out of order in memory, one step's rows a different distance apart):
+    torch's states and gradients either way."""
+    from minigrad.nn import _recurrent
+    seq_len, batch, hidden = 6, 4, 8
+    rng = np.random.default_rng(5)
+    xw0 = rng.standard_normal((seq_len, batch, hidden))
+    w_hh0 = rng.standard_normal((hidden, hidden)) / hidden ** 0.5
+    h00 = rng.standard_normal((batch, hidden)) * 0.5
+    xw, w_hh, h0 = leaves = [mg.tensor(a, requires_grad=True) for a in (xw0, w_hh0, h00)]
+    if layout == "unbind":
+        cs = list(xw.unbind(0))
+    elif layout == "separate":
+        cs = [xw[t] * 1.0 for t in range(seq_len)]
+    elif layout == "reversed":
+        cs = list(xw.flip(0).unbind(0))[::-1]
+    else:  # the last step's rows twice as far apart (a view of a wider copy)
+        wide = mg.cat([xw[-1], xw[-1]], dim=1)
+        cs = list(xw.unbind(0))[:-1] + [wide[:, :hidden]]
+    buf = np.empty((seq_len, batch, hidden))
+    states = _recurrent.sequence([cs], [h0], [_recurrent.ReusedOperand(w_hh.T)], [buf], [False], "tanh")[0]
+    mg.stack(states).sum().backward()
+    txw, tw_hh, th0 = tleaves = [torch.from_numpy(a.copy()).requires_grad_() for a in (xw0, w_hh0, h00)]
+    th, tstates = th0, []
+    for t in range(seq_len):
+        th = torch.tanh(txw[t] + th @ tw_hh.T)
+        tstates.append(th)
+    torch.stack(tstates).sum().backward()
+    for h, th in zip(states, tstates):
+        assert_close(h, th, np.float64, "state")
+    for leaf, tleaf in zip(leaves, tleaves):
+        assert_close(leaf.grad, tleaf.grad, np.float64, "gradient")
+
+
+def test_sequence_rejects_addends_of_another_shape_or_dtype():
+    from minigrad.nn import _recurrent
+    h0 = mg.zeros(4, 8)
+    r = _recurrent.ReusedOperand(mg.zeros(8, 8))
+    good = [mg.zeros(4, 8) for _ in range(3)]
+    buf = np.empty((3, 4, 8), np.float32)
+    for bad in (mg.zeros(4, 9), mg.zeros(2, 4, 8), mg.zeros(4, 8, dtype=mg.float64)):
+        with pytest.raises(ValueError, match="the addends of one direction need one shape and dtype"):
+            _recurrent.sequence([good[:2] + [bad]], [h0], [r], [buf], [False], "tanh")
+
+
 def test_sequence_backward_refuses_changed_saved_states():
     """A state changed in place after the forward (one step's, through a view) makes the backward raise
     torch's error, as the node-by-node backward does: the fused job never runs on changed values."""
