@@ -345,7 +345,7 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * re-packing its A in each of 8 groups: as 2 slices it ran 1.37x faster in float32 and 1.22x in float64
      * on 2 threads of an Intel Xeon, family 6, model 207.)  A tall row-major A of MG_SPLIT_M_BYTES or more (a
      * layer's input x (T * N, I) @ W_ih.T, or its gradient dz (T * N, 4H) @ W_ih) is cut along M into two
-     * slices per thread instead: each group would stream all of it from memory for a few columns of B. */
+     * slices per thread instead: each group would read all of it for a few columns of B. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
     /* (A long-column A is read in place by gemm_serial when N is narrow, but every task would read all of it:
      * for the split it counts as packed.) */
