@@ -79,13 +79,20 @@ def test_fma_peak_parse(text, expected):
 def test_core_speeds_measure_every_usable_cpu_at_once():
     """One float32 figure per CPU this process may use, each a plausible fraction of the full measurement;
     a chosen CPU alone; the balance is the slowest over the fastest."""
-    speeds = harness.core_speeds()
     cpus = sorted(os.sched_getaffinity(0))
-    assert speeds is not None and sorted(speeds) == cpus
-    # the peak measured once more (the best of its runs): a first measurement at a slow moment of a shared
-    # host can read below a core's quick figure taken a moment later
-    peak = harness.fma_peak(again=True)
-    assert all(0 < v <= 1.5 * peak["f32"] for v in speeds.values()), (speeds, peak)
+    # The peak measured once more (the best of its runs), just before and just after the quick figures: a
+    # shared host's speed moves between measurements (seen here: both cores' quick figures at 158 and the
+    # full measurement a moment later at 104; fma_peak gave 102-181 within one hour), so the figures are
+    # compared with the faster of the two, and measured again (at most three times) when the host's speed
+    # changed in between.
+    for _ in range(3):
+        before = harness.fma_peak(again=True)["f32"]
+        speeds = harness.core_speeds()
+        peak = max(before, harness.fma_peak(again=True)["f32"])
+        assert speeds is not None and sorted(speeds) == cpus
+        if all(0 < v <= 1.5 * peak for v in speeds.values()):
+            break
+    assert all(0 < v <= 1.5 * peak for v in speeds.values()), (speeds, peak)
     one = harness.core_speeds([cpus[-1]])
     assert list(one) == [cpus[-1]] and one[cpus[-1]] > 0
     assert harness.core_balance({0: 80.0, 1: 160.0}) == 0.5
