@@ -117,6 +117,41 @@ def test_matches_torch(kind, num_layers, bidir, batch_first, bias, proj, tb, giv
     _assert_pair(ours, theirs, *results, dtype)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_threads_sharing_a_module_add_up_torchs_gradients(kind):
+    """Threads training one module at once (two bidirectional layers: the fused sequence jobs, the shared
+    packed weights, both threads' kernel jobs on the pool together): every parameter ends with the sum of
+    torch's gradients for all of their passes, and each thread's outputs are torch's."""
+    import threading
+
+    ours, theirs = _modules(kind, 6, 16, 2, 0, np.float64, bidirectional=True)
+    rng = np.random.default_rng(19)
+    xs = [rng.standard_normal((12, 8, 6)) for _ in range(4)]
+    passes = 6
+    errors, outs = [], {}
+
+    def work(i):
+        try:
+            for _ in range(passes):
+                out, _ = ours(mg.tensor(xs[i]))
+                (out * out).sum().backward()
+            outs[i] = out.data.copy()
+        except Exception as e:  # reported below: an exception in a thread would not fail the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for i, x in enumerate(xs):
+        tout, _ = theirs(torch.from_numpy(x))
+        (tout * tout).sum().mul(passes).backward()
+        assert_close(outs[i], tout, np.float64, f"thread {i}'s output")
+    assert_grads_match(ours, theirs, np.float64)
+
+
 @pytest.mark.parametrize("kind,bias,dtype", [("LSTM", True, np.float64), ("LSTM", False, np.float32),
                                              ("GRU", True, np.float32), ("GRU", False, np.float64)])
 def test_cells_match_torch_in_a_hand_loop(kind, bias, dtype):
