@@ -4,6 +4,7 @@ dicts both ways; dropout; torch's errors for bad calls."""
 import itertools
 import math
 import random
+import threading
 import warnings
 
 import numpy as np
@@ -122,8 +123,6 @@ def test_threads_sharing_a_module_add_up_torchs_gradients(kind):
     """Threads training one module at once (two bidirectional layers: the fused sequence jobs, the shared
     packed weights, both threads' kernel jobs on the pool together): every parameter ends with the sum of
     torch's gradients for all of their passes, and each thread's outputs are torch's."""
-    import threading
-
     ours, theirs = _modules(kind, 6, 16, 2, 0, np.float64, bidirectional=True)
     rng = np.random.default_rng(19)
     xs = [rng.standard_normal((12, 8, 6)) for _ in range(4)]
