@@ -19,12 +19,13 @@
  * (matmul_run), not into groups of B panels that each read all of it.  Measured on 2 threads of an Intel Xeon
  * (family 6, model 207), blocks alternating in one process, same bits: float32 (8192, 768) @ (768, 512)
  * 1.25-1.29x, (8192, 512) @ (512, 1024) 1.19x, (8192, 1024) @ (1024, 512) 1.13-1.22x, (2048, 512) @
- * (512, 256) 1.07-1.12x; float64 1.0-1.23x; 1024^3 unchanged.  Below 1 MB, a first layer's input projection
- * x (T * N, I) @ W_ih.T with I = 64: (2048, 64) @ (64, 128) 1.26x (float64 1.27x), (64, 384) 1.21x
- * (1.08x), (64, 512) 1.16x (1.10x); (4096, 32) @ (32, 128) 1.65x (1.48x); (1024, 64) @ (64, 128) 1.31x
- * (1.33x); (640, 128) @ (128, 64), 320 KB, 0.96x (1.12x).  Whole training steps (two bidirectional layers):
- * float32 GRU and LSTM at B = 64, H = 256 1.05x, RNN 1.03x, float64 LSTM at B = 32, H = 128 1.04x; one layer
- * at B = 32, within the noise (0.98-1.04x). */
+ * (512, 256) 1.07-1.12x; float64 1.0-1.23x; 1024^3 unchanged.  Smaller products, which the 1 MB threshold
+ * first tried left out in float32, a first layer's input projection x (T * N, I) @ W_ih.T with I = 64:
+ * (2048, 64) @ (64, 128) 1.26x (float64 1.27x), (64, 384) 1.21x (1.08x), (64, 512) 1.16x (1.10x);
+ * (4096, 32) @ (32, 128) 1.65x (1.48x); (1024, 64) @ (64, 128) 1.31x (1.33x); (640, 128) @ (128, 64),
+ * 320 KB, 0.96x (1.12x).  Whole training steps (two bidirectional layers): float32 GRU and LSTM at B = 64,
+ * H = 256 1.05x, RNN 1.03x, float64 LSTM at B = 32, H = 128 1.04x; one layer at B = 32, within the noise
+ * (0.98-1.04x). */
 #define MG_SPLIT_M_BYTES ((size_t)256 << 10)
 
 /* A weight gradient's A = g.T of at least this many bytes (g comes from memory) is computed transposed
