@@ -26,7 +26,9 @@ typedef struct {
     FN(ukr_fn) ukr;
     FN(pack_fn) pack_t; /* panel of an operand contiguous along k (a transposed B) */
     FN(pack_fn) pack_n; /* panel of an operand contiguous along the panel's width (a row-major B) */
-    mg_int direct_b_rows; /* up to this many rows of A, a row-major B is read in place (0: never) */
+    mg_int direct_b_rows; /* up to this many rows of A, a row-major B is read in place (0: never) ... */
+    mg_int direct_b_span; /* ... and, if not 0, only while M rows of B's row stride span at most this many
+                           * bytes, and one row at most 1 KB (FN(b_in_place)) */
     FN(pack_rows_fn) pack_rows; /* panel of an operand given as a table of row pointers (mg_matmul_rows) */
 } FN(gemm_cfg);
 
@@ -130,6 +132,21 @@ static inline int FN(a_in_place)(const FN(gemm_cfg) *g, const T *const *arows, m
     return !arows && (sak == 1 || (sam == 1 && (sak <= 2 * g->mr || nc <= 2 * g->nr)));
 }
 
+/* Whether gemm_serial reads a row-major B (row stride sbk) in place rather than packing it, for M rows of A.
+ * The AVX-512 paths do so for up to 64 rows.  The AVX2 path (an L1 of 32 KB, 8 ways, on the cores it was
+ * measured on) does so only while B's rows are at most 1 KB apart and M times that is at most 32 KB: on one
+ * core of an AMD EPYC (family 25, model 1), products of both kinds alternating in one process, float32
+ * 32 x 128 @ 128 x 128 1.32x faster read in place (float64 1.22x), 16 x 256 @ 256 x 256 1.48x, 32 x 256 @
+ * 256 x 256 1.12x, 64 x 128 @ 128 x 128 1.15x, 64^3 1.14x; but 64 x 256 @ 256 x 256 0.98x (float64
+ * 0.86x), 64 x 128 @ 128 x 512 0.92x, 32 x 128 @ 128 x 512 1.00x and 8 x 1024 @ 1024 x 1024 0.91x. */
+static inline int FN(b_in_place)(const FN(gemm_cfg) *g, mg_int M, mg_int sbk)
+{
+    if (M > g->direct_b_rows)
+        return 0;
+    const mg_int row = sbk * (mg_int)sizeof(T);
+    return !g->direct_b_span || (row <= 1024 && M * row <= g->direct_b_span);
+}
+
 /* D[0:m, 0:n] = S[0:m, 0:n] (strided). */
 static void FN(copy_rows)(mg_int m, mg_int n, const T *S, mg_int ssm, mg_int ssn, T *D, mg_int sdm, mg_int sdn)
 {
@@ -159,7 +176,7 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
 {
     const mg_int mr = g->mr, nr = g->nr;
     const int direct_a = FN(a_in_place)(g, arows, sam, sak, N);
-    const int direct_b = !packed && !brows && sbn == 1 && M <= g->direct_b_rows;
+    const int direct_b = !packed && !brows && sbn == 1 && FN(b_in_place)(g, M, sbk);
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
     /* Cin with contiguous rows (a bias broadcast down the rows included) is added by the micro-kernel as it
      * stores the product's first K slice; any other is copied into C first. */

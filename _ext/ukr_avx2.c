@@ -1,4 +1,6 @@
-/* AVX2+FMA GEMM micro-kernels: 6 x 16 (float32) and 6 x 8 (float64) tiles of C in 12 ymm accumulators. */
+/* AVX2+FMA GEMM micro-kernels: 6 x 16 (float32) and 6 x 8 (float64) tiles of C in 12 ymm accumulators.
+ * Laid out as the AVX-512 ones: a full-width k loop, and a masked one for an N tail, so that B may be read
+ * in place (an unpacked B ends at its nr-th column: lanes past it are never loaded). */
 #include "mg_internal.h"
 
 #if MG_X86
@@ -38,14 +40,34 @@
         STOREU(tile + (r) * 2 * W + W, c##r##1);                                            \
     } while (0)
 
+/* The C tile (and the addend's) is requested before the k loop, so that its update after the loop does not
+ * wait on memory: a row of the tile is 64 bytes, at most two lines. */
+#define PREFETCH_C                                                                          \
+    if (csc == 1)                                                                           \
+        for (mg_int r_ = 0; r_ < mr; ++r_) {                                                \
+            _mm_prefetch((const char *)(c + r_ * rsc), _MM_HINT_T0);                        \
+            _mm_prefetch((const char *)(c + r_ * rsc + 2 * W - 1), _MM_HINT_T0);            \
+            if (ci) {                                                                       \
+                _mm_prefetch((const char *)(ci + r_ * rsi), _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)(ci + r_ * rsi + 2 * W - 1), _MM_HINT_T0);       \
+            }                                                                               \
+        }
 #define UKR_BODY                                                                            \
     DECL_ROW(0); DECL_ROW(1); DECL_ROW(2); DECL_ROW(3); DECL_ROW(4); DECL_ROW(5);           \
-    for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {                 \
-        const V_T b0 = LOADU(b + kb), b1 = LOADU(b + kb + W);                               \
-        FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);             \
+    const I_T m0 = LANEMASK(nr), m1 = LANEMASK(nr - W);                                     \
+    PREFETCH_C                                                                              \
+    if (nr == 2 * W) {                                                                      \
+        for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {             \
+            const V_T b0 = LOADU(b + kb), b1 = LOADU(b + kb + W);                           \
+            FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);         \
+        }                                                                                   \
+    } else {                                                                                \
+        for (mg_int k = 0, ka = 0, kb = 0; k < kc; ++k, ka += aks, kb += bks) {             \
+            const V_T b0 = MLOAD(b + kb, m0), b1 = MLOAD(b + kb + W, m1);                   \
+            FMA_ROW(0); FMA_ROW(1); FMA_ROW(2); FMA_ROW(3); FMA_ROW(4); FMA_ROW(5);         \
+        }                                                                                   \
     }                                                                                       \
     if (csc == 1) {                                                                         \
-        const I_T m0 = LANEMASK(nr), m1 = LANEMASK(nr - W);                                 \
         STORE_ROW(0); STORE_ROW(1); STORE_ROW(2); STORE_ROW(3); STORE_ROW(4); STORE_ROW(5); \
     } else {                                                                                \
         E_T tile[6 * 2 * W];                                                                \

@@ -170,6 +170,44 @@ def test_matmul_broadcast_views(K, rng, dtype):
     assert_matmul_close(K.matmul(row, b[0]), row, b[0])
 
 
+GUARDED_B_SCRIPT = r"""
+import ctypes, mmap, sys
+import numpy as np
+import minigrad._backend as b
+page = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+buf = mmap.mmap(-1, 4 * page)
+base = np.frombuffer(buf, np.uint8)
+start = base.ctypes.data
+assert libc.mprotect(start + 3 * page, page, 0) == 0, ctypes.get_errno()   # the last page: no access
+rng = np.random.default_rng(0)
+for isa in b.available_isas():
+    b.set_isa(isa)
+    for dtype in (np.float32, np.float64):
+        size = np.dtype(dtype).itemsize
+        for m, k, n in [(1, 1, 1), (3, 5, 17), (6, 7, 9), (32, 3, 33), (64, 2, 63), (5, 40, 1)]:
+            # B's last element ends where the unreadable page begins
+            off = 3 * page - k * n * size
+            bm = np.frombuffer(buf, dtype, count=k * n, offset=off).reshape(k, n)
+            bm[...] = rng.standard_normal((k, n))
+            a = rng.standard_normal((m, k)).astype(dtype)
+            c = b.matmul(a, bm)
+            ref = a.astype(np.float64) @ bm.astype(np.float64)
+            assert np.allclose(c, ref, rtol=1e-5, atol=1e-5), (isa, dtype, m, k, n)
+print("ok")
+"""
+
+
+def test_matmul_reads_no_element_past_the_end_of_b():
+    """A row-major B read in place by the micro-kernel (a short A) must not load past its last element: B here
+    ends where an unreadable page begins, on every kernel path (a load past it would end the process)."""
+    if _backend.name != "c" or not sys.platform.startswith("linux"):
+        pytest.skip("needs the C backend and mprotect")
+    r = run_backend({}, GUARDED_B_SCRIPT)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n,k", [(0, 5, 3), (4, 0, 3), (0, 0, 0), (4, 5, 0)])
 def test_matmul_empty(K, dtype, m, n, k):
