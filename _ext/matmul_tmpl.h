@@ -143,7 +143,7 @@ static inline int FN(b_in_place)(const FN(gemm_cfg) *g, mg_int M, mg_int sbk)
 {
     if (M > g->direct_b_rows)
         return 0;
-    const mg_int row = sbk * (mg_int)sizeof(T);
+    const mg_int row = (sbk < 0 ? -sbk : sbk) * (mg_int)sizeof(T); /* (rows reversed, a B[::-1]: as far apart) */
     return !g->direct_b_span || (row <= 1024 && M * row <= g->direct_b_span);
 }
 
