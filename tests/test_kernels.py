@@ -199,11 +199,11 @@ print("ok")
 """
 
 
+@pytest.mark.skipif(_backend.name != "c" or not sys.platform.startswith("linux"),
+                    reason="needs the C backend and Linux's mprotect")
 def test_matmul_reads_no_element_past_the_end_of_b():
     """A row-major B read in place by the micro-kernel (a short A) must not load past its last element: B here
     ends where an unreadable page begins, on every kernel path (a load past it would end the process)."""
-    if _backend.name != "c" or not sys.platform.startswith("linux"):
-        pytest.skip("needs the C backend and mprotect")
     r = run_backend({}, GUARDED_B_SCRIPT)
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
 
