@@ -171,7 +171,7 @@ def test_matmul_broadcast_views(K, rng, dtype):
 
 
 GUARDED_B_SCRIPT = r"""
-import ctypes, mmap, sys
+import ctypes, mmap
 import numpy as np
 import minigrad._backend as b
 page = mmap.PAGESIZE
