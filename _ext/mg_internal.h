@@ -143,6 +143,10 @@ mg_binary_f64 mg_tanh_backward_serial_f64(int isa);
 #if MG_X86
 void mg_pack_t_f32(MG_PACK_ARGS(float));
 void mg_pack_t_f64(MG_PACK_ARGS(double));
+void mg_pack_n_avx2_f32(MG_PACK_ARGS(float));
+void mg_pack_n_avx2_f64(MG_PACK_ARGS(double));
+void mg_pack_rows_avx2_f32(MG_PACK_ROWS_ARGS(float));
+void mg_pack_rows_avx2_f64(MG_PACK_ROWS_ARGS(double));
 void mg_pack_n_avx512_f32(MG_PACK_ARGS(float));
 void mg_pack_n_avx512_f64(MG_PACK_ARGS(double));
 void mg_pack_rows_avx512_f32(MG_PACK_ROWS_ARGS(float));

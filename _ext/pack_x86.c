@@ -1,7 +1,10 @@
 /* Packers for B panels.  An operand whose k dimension is contiguous (a transposed B, as in x @ W.T): blocks
  * of 8 x 8 (float) or 4 x 4 (double) are transposed in registers, several times faster than the scalar
- * strided copy (AVX2 and AVX-512 paths; every AVX-512 CPU has AVX2).  A row-major B: masked vector copies
- * (AVX-512 path). */
+ * strided copy (AVX2 and AVX-512 paths; every AVX-512 CPU has AVX2).  A row-major B, or one given as a
+ * table of rows: vector copies, masked for a narrow panel (both paths).  On the AVX2 path against the scalar
+ * copy, two threads of an AMD EPYC (family 25, model 1), both ways alternating in one process: float32
+ * 256^3 1.08x, 1024^3 1.04x, x.T @ dz (64 x 2048 @ 2048 x 512) 1.04x; float64 1024^3 1.08x, x.T @ dz 1.17x,
+ * matmul_stacked_t of dz.T @ h (M = 512, K = 2048, N = 128) 1.10x. */
 #include "mg_internal.h"
 
 #if MG_X86
@@ -120,5 +123,65 @@ MG_TARGET_AVX512 void mg_pack_rows_avx512_f32(MG_PACK_ROWS_ARGS(float))
 MG_TARGET_AVX512 void mg_pack_rows_avx512_f64(MG_PACK_ROWS_ARGS(double))
 {
     PACK_N_BODY(8, __mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, rows[k] + off)
+}
+#endif
+
+#if MG_X86
+/* The AVX2 path's row-major packer: PACK_N_BODY with AVX2's masked loads (a lane mask as a vector) for a
+ * panel narrower than W, plain loads for a full one (a B panel inside the matrix, the common case).  W is at
+ * most two vectors (the AVX2 micro-kernels' NR: 16 floats / 8 doubles); a W that is not a whole number of
+ * vectors (an A panel, mr = 6) stores its last vector under a mask, so nothing past row k's W is written. */
+#define PACK_N_AVX2_BODY(LANES, V, LOADU, STOREU, MLOAD, MSTORE, ROW)                        \
+    const int nv = (int)((W + LANES - 1) / LANES), tail = (int)(W - (nv - 1) * LANES);      \
+    __m256i m[2], st = lane_mask##LANES(tail);                                    \
+    for (int v = 0; v < 2; ++v)                                                             \
+        m[v] = lane_mask##LANES((int)(w - v * LANES));                            \
+    for (mg_int k = 0; k < kc; ++k) {                                                       \
+        const __typeof__(*dst) *s = (ROW);                                                  \
+        __typeof__(dst) d = dst + k * W;                                                    \
+        for (int v = 0; v < nv; ++v) {                                                      \
+            const V x = w == W ? LOADU(s + v * LANES) : MLOAD(s + v * LANES, m[v]);         \
+            if (v == nv - 1 && tail != LANES)                                               \
+                MSTORE(d + v * LANES, st, x);                                               \
+            else                                                                            \
+                STOREU(d + v * LANES, x);                                                   \
+        }                                                                                   \
+    }
+
+/* lanes [0, n) of an AVX2 mask: all ones, the rest zero */
+MG_TARGET_AVX2 static inline __m256i lane_mask8(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+MG_TARGET_AVX2 static inline __m256i lane_mask4(int n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+MG_TARGET_AVX2 void mg_pack_n_avx2_f32(MG_PACK_ARGS(float))
+{
+    (void)sw;
+    PACK_N_AVX2_BODY(8, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+                     src + k * sk)
+}
+
+MG_TARGET_AVX2 void mg_pack_n_avx2_f64(MG_PACK_ARGS(double))
+{
+    (void)sw;
+    PACK_N_AVX2_BODY(4, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_maskload_pd, _mm256_maskstore_pd,
+                     src + k * sk)
+}
+
+MG_TARGET_AVX2 void mg_pack_rows_avx2_f32(MG_PACK_ROWS_ARGS(float))
+{
+    PACK_N_AVX2_BODY(8, __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+                     rows[k] + off)
+}
+
+MG_TARGET_AVX2 void mg_pack_rows_avx2_f64(MG_PACK_ROWS_ARGS(double))
+{
+    PACK_N_AVX2_BODY(4, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_maskload_pd, _mm256_maskstore_pd,
+                     rows[k] + off)
 }
 #endif
