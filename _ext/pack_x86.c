@@ -131,11 +131,11 @@ MG_TARGET_AVX512 void mg_pack_rows_avx512_f64(MG_PACK_ROWS_ARGS(double))
  * panel narrower than W, plain loads for a full one (a B panel inside the matrix, the common case).  W is at
  * most two vectors (the AVX2 micro-kernels' NR: 16 floats / 8 doubles); a W that is not a whole number of
  * vectors (an A panel, mr = 6) stores its last vector under a mask, so nothing past row k's W is written. */
-#define PACK_N_AVX2_BODY(LANES, V, LOADU, STOREU, MLOAD, MSTORE, ROW)                        \
+#define PACK_N_AVX2_BODY(LANES, V, LOADU, STOREU, MLOAD, MSTORE, ROW)                       \
     const int nv = (int)((W + LANES - 1) / LANES), tail = (int)(W - (nv - 1) * LANES);      \
-    __m256i m[2], st = lane_mask##LANES(tail);                                    \
+    __m256i m[2], st = lane_mask##LANES(tail);                                              \
     for (int v = 0; v < 2; ++v)                                                             \
-        m[v] = lane_mask##LANES((int)(w - v * LANES));                            \
+        m[v] = lane_mask##LANES((int)(w - v * LANES));                                      \
     for (mg_int k = 0; k < kc; ++k) {                                                       \
         const __typeof__(*dst) *s = (ROW);                                                  \
         __typeof__(dst) d = dst + k * W;                                                    \
