@@ -14,7 +14,10 @@ import numpy as np
 
 cimport numpy as cnp
 
+from cpython.long cimport PyLong_FromSsize_t
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 cdef extern from "Python.h":
     int PyObject_IS_GC(PyObject *op)
@@ -311,6 +314,19 @@ cdef void _untrack_leaf_tuple(object t) noexcept:
     PyObject_GC_UnTrack(<PyObject *>t)
 
 
+cdef tuple _shape_of(cnp.ndarray a):
+    """``a.shape`` built from its dimensions (no attribute lookup), hidden from the cycle collector: a tuple of
+    ints cannot be part of a cycle."""
+    cdef int nd = cnp.PyArray_NDIM(a), i
+    cdef tuple shape = PyTuple_New(nd)
+    for i in range(nd):
+        dim = PyLong_FromSsize_t(cnp.PyArray_DIMS(a)[i])
+        Py_INCREF(dim)
+        PyTuple_SET_ITEM(shape, i, dim)
+    PyObject_GC_UnTrack(<PyObject *>shape)
+    return shape
+
+
 cdef tuple _shape_like(object array, tuple shape):
     """``array.shape``, as the tuple ``shape`` itself when it is equal (no new tuple)."""
     cdef cnp.ndarray a = <cnp.ndarray>array
@@ -321,20 +337,23 @@ cdef tuple _shape_like(object array, tuple shape):
                 break
         else:
             return shape
-    shape = array.shape
-    _untrack_leaf_tuple(shape)
-    return shape
+    return _shape_of(a)
 
 
 cdef tuple _input_shapes(tuple inputs):
     """The inputs' shapes, for a ShapedNode: inputs of one shape share one tuple."""
-    cdef tuple shape = None, shapes
-    cdef list out = []
-    for t in inputs:
-        shape = _shape_like((<Tensor>t)._data, shape)
-        out.append(shape)
-    shapes = tuple(out)
-    _untrack_leaf_tuple(shapes)
+    cdef tuple first, shapes
+    cdef Py_ssize_t n = len(inputs)
+    if n == 0:
+        return ()
+    first = _shape_of(<cnp.ndarray>(<Tensor>inputs[0])._data)
+    if n == 1:
+        shapes = (first,)
+    elif n == 2:
+        shapes = (first, _shape_like((<Tensor>inputs[1])._data, first))
+    else:
+        shapes = tuple([first] + [_shape_like((<Tensor>t)._data, first) for t in inputs[1:]])
+    PyObject_GC_UnTrack(<PyObject *>shapes)  # its items are untracked tuples of ints
     return shapes
 
 

@@ -157,7 +157,8 @@ cdef tuple operands(object a, object b, bint promote=True):
         if is_float(ta):
             if type(b) is float or type(b) is int:
                 return ta, wrap(scalar_array(b, ta._data))
-            tb = as_tensor(b, ta._data.dtype)
+            # (the dtype, an attribute lookup, only for an operand that is not a tensor yet)
+            tb = <Tensor>b if isinstance(b, Tensor) else as_tensor(b, ta._data.dtype)
         elif _is_scalar(b):
             return _with_scalar(ta, b, promote)
         else:
@@ -167,7 +168,7 @@ cdef tuple operands(object a, object b, bint promote=True):
         if is_float(tb):
             if type(a) is float or type(a) is int:
                 return wrap(scalar_array(a, tb._data)), tb
-            ta = as_tensor(a, tb._data.dtype)
+            ta = as_tensor(a, tb._data.dtype)  # (a is not a tensor here)
         elif _is_scalar(a):
             return _with_scalar(tb, a, promote)[::-1]
         else:
