@@ -71,6 +71,38 @@ def test_recorded_node_holds_edges_saved_arrays_and_shapes():
     np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12)
 
 
+def test_recorded_shapes_are_the_arrays_shapes_for_every_rank_and_arity():
+    """A ShapedNode's input shapes and a node's output shape are built from the arrays' dimensions: equal to
+    numpy's shapes for 0-d to 3-d operands and for addmm's three inputs, shared by inputs of one shape,
+    hidden from the cycle collector; the gradients that read them match torch's."""
+    rng = np.random.default_rng(7)
+    cases = [((), (2, 1, 3)), ((2, 1, 3), ()), ((4,), (3, 4)), ((3, 4), (3, 4)), ((0, 2), (2,)), ((1,), ())]
+    for sa, sb in cases:
+        a0, b0 = rng.standard_normal(sa), rng.standard_normal(sb)
+        a, b = mg.tensor(a0, requires_grad=True), mg.tensor(b0, requires_grad=True)
+        y = a + b
+        node = y.grad_fn
+        assert node.input_shapes == (sa, sb) and y.shape == np.broadcast_shapes(sa, sb)
+        assert all(not gc.is_tracked(s) for s in node.input_shapes) and not gc.is_tracked(node.input_shapes)
+        if sa == sb:
+            assert node.input_shapes[0] is node.input_shapes[1]
+        w = rng.standard_normal(y.shape)
+        (y * mg.tensor(w)).sum().backward()
+        ta, tb = (torch.tensor(v, requires_grad=True) for v in (a0, b0))
+        ((ta + tb) * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(a.grad.data, ta.grad.numpy(), rtol=1e-12, err_msg=str((sa, sb)))
+        np.testing.assert_allclose(b.grad.data, tb.grad.numpy(), rtol=1e-12, err_msg=str((sa, sb)))
+    bias0, m0, n0 = rng.standard_normal(5), rng.standard_normal((3, 4)), rng.standard_normal((4, 5))
+    bias, m, n = (mg.tensor(v, requires_grad=True) for v in (bias0, m0, n0))
+    z = mg.addmm(bias, m, n)
+    assert z.grad_fn.input_shapes == ((5,), (3, 4), (4, 5))
+    z.sum().backward()
+    tbias, tm, tn = (torch.tensor(v, requires_grad=True) for v in (bias0, m0, n0))
+    torch.addmm(tbias, tm, tn).sum().backward()
+    for mine, theirs in ((bias, tbias), (m, tm), (n, tn)):
+        np.testing.assert_allclose(mine.grad.data, theirs.grad.numpy(), rtol=1e-12)
+
+
 def test_inplace_op_keeps_a_copy_of_the_values_it_overwrites():
     """y *= x saves the old y for x's gradient: the recording path keeps a copy, not y's storage."""
     data = np.array([0.5, -1.5, 2.0])
