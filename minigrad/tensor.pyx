@@ -341,18 +341,13 @@ cdef tuple _shape_like(object array, tuple shape):
 
 
 cdef tuple _input_shapes(tuple inputs):
-    """The inputs' shapes, for a ShapedNode: inputs of one shape share one tuple."""
-    cdef tuple first, shapes
-    cdef Py_ssize_t n = len(inputs)
-    if n == 0:
-        return ()
-    first = _shape_of(<cnp.ndarray>(<Tensor>inputs[0])._data)
-    if n == 1:
-        shapes = (first,)
-    elif n == 2:
-        shapes = (first, _shape_like((<Tensor>inputs[1])._data, first))
-    else:
-        shapes = tuple([first] + [_shape_like((<Tensor>t)._data, first) for t in inputs[1:]])
+    """The inputs' shapes, for a ShapedNode: an input of the same shape as the one before shares its tuple."""
+    cdef Py_ssize_t i, n = len(inputs)
+    cdef tuple shapes = PyTuple_New(n), shape = None
+    for i in range(n):
+        shape = _shape_like((<Tensor>inputs[i])._data, shape)
+        Py_INCREF(shape)
+        PyTuple_SET_ITEM(shapes, i, shape)
     PyObject_GC_UnTrack(<PyObject *>shapes)  # its items are untracked tuples of ints
     return shapes
 
