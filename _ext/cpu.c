@@ -102,10 +102,10 @@ int mg_helper_delay_us(void)
 /* ---- whether sharing pays (mg_internal.h) ---- */
 #include <time.h>
 
-/* Jobs judged together; the first pause after a losing window, and the longest; the jobs a probe may take
- * before it decides, while its helpers (asleep after the pause) take no task. */
+/* Jobs judged together; the first pause after a losing window, and the longest; how long a probe may wait,
+ * job after job, for its helpers (asleep after the pause) to take a task before it decides without them. */
 #define SHARE_WINDOW 16
-#define PROBE_JOBS 4
+#define PROBE_WAIT_NS 1000000LL
 #define BACKOFF_MIN_NS 50000000LL
 #define BACKOFF_MAX_NS 2000000000LL
 
@@ -133,6 +133,7 @@ static void share_pause(mg_share_state *s, long long now, long long job)
     atomic_store_explicit(&s->serial_until, now + (window > s->backoff ? window : s->backoff),
                           memory_order_relaxed);
     s->probing = 1;
+    s->probe_since = 0;
 }
 
 void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
@@ -146,13 +147,19 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
          * stay late loses one job per pause, not a window.  After a pause the helpers are asleep, and the
          * job that wakes them mostly ends before they arrive: the caller alone, plus the hand-off, always
          * lost, so one slow moment kept a process on one thread for good (an LSTM step from core ops: 12.5
-         * ms, then 19-20 ms for the rest of the process).  Such a job tells nothing; up to PROBE_JOBS of
-         * them wait for one a helper joins, and the last decides anyway (helpers that never come). */
-        if (mine >= ntasks && s->probing < PROBE_JOBS) {
-            ++s->probing;
-            return;
+         * ms, then 19-20 ms for the rest of the process).  Such a job tells nothing; the probe waits for one
+         * a helper joins, for PROBE_WAIT_NS at most, and then decides anyway (helpers that never come).  A
+         * bound in jobs rather than time was too short for small jobs: woken on this VM, a helper took longer
+         * than four 10 us products, so f32 32 x 128 @ 128 x 128 products in a loop stayed on one thread (1.0x
+         * against 1.3-1.65x with sharing). */
+        if (mine >= ntasks) {
+            if (!s->probe_since)
+                s->probe_since = t0;
+            if (t3 - s->probe_since < PROBE_WAIT_NS)
+                return;
         }
         s->probing = 0;
+        s->probe_since = 0;
         if (t3 - t0 > serial)
             share_pause(s, t3, serial);
         else
@@ -191,7 +198,7 @@ void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
 void mg_share_reset(mg_share_state *s)
 {
     atomic_store_explicit(&s->serial_until, 0, memory_order_relaxed);
-    s->backoff = s->wall = s->serial = 0;
+    s->backoff = s->wall = s->serial = s->probe_since = 0;
     s->jobs = s->probing = 0;
 }
 

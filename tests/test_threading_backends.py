@@ -227,8 +227,9 @@ def test_a_probe_whose_helpers_were_asleep_does_not_decide_alone():
     probe.  The helpers are asleep by then, and the probe that wakes them mostly ends before they arrive:
     judged alone it always lost, so one slow moment kept a process on one thread for good (an LSTM step from
     core ops went from 12.5 to 19-20 ms for the rest of the process).  Such a job decides nothing; the next
-    one that a helper joins does -- and helpers that never come still pause sharing again after a few
-    probes.  (The judge on synthetic job times: _kernels._share_judge_trace.)"""
+    one that a helper joins does -- and helpers that never come still pause sharing again once the probe has
+    waited a millisecond for them (counted in time, not jobs: a woken helper took longer than four 10 us
+    products).  (The judge on synthetic job times: _kernels._share_judge_trace.)"""
     from minigrad import _kernels
     ms = 1_000_000
     lose = (0, 100_000, 60_000, 2, 2)     # the caller ran both tasks and took 100 us: 60 us alone
@@ -238,7 +239,11 @@ def test_a_probe_whose_helpers_were_asleep_does_not_decide_alone():
     trace = _kernels._share_judge_trace([lose] * 16 + [after, win, win])
     assert trace[:15] == [0] * 15 and trace[15] == 50 * ms
     assert trace[16:] == [0, 0, 0]
-    trace = _kernels._share_judge_trace([lose] * 16 + [after] + [asleep] * 3)
-    assert trace[16:19] == [0, 0, 0] and trace[19] == 100 * ms
+    # 90 us each: the twelfth job of the probe ends past its millisecond of waiting and decides alone
+    trace = _kernels._share_judge_trace([lose] * 16 + [after] + [asleep] * 14)
+    assert trace[16:27] == [0] * 11 and trace[27] == 100 * ms
+    small = (0, 12_000, 10_000, 2, 2)     # 10 us jobs whose woken helper comes after the fourth of them
+    trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms,) + small[1:]] + [small] * 5 + [win])
+    assert trace[16:] == [0] * 7
     trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms, 100_000, 40_000, 1, 2)])
     assert trace[16] == 100 * ms  # a probe a helper joined, and lost (80 us alone): paused again, twice as long
