@@ -814,20 +814,21 @@ cdef tuple _gated_seq(str fn, int gates, object xgs, object h0s, object mids, ob
 
 def _share_judge_trace(jobs):
     """Test hook: mg_share_trace on ``jobs``, a list of (idle gap, wall, caller's own tasks' time, tasks the
-    caller ran, tasks) in ns, from a fresh state; returns, after each job, how long sharing stays paused in
-    ns (0: sharing)."""
+    caller ran, tasks[, woke]) -- times in ns, ``woke`` true when the job woke sleeping helpers (default
+    false) -- from a fresh state; returns, after each job, how long sharing stays paused in ns (0: sharing)."""
     cdef Py_ssize_t n = len(jobs), k, i
-    cdef long long *buf = <long long *>malloc(max(n, 1) * 6 * sizeof(long long))
+    cdef long long *buf = <long long *>malloc(max(n, 1) * 7 * sizeof(long long))
     if buf == NULL:
         raise MemoryError("_share_judge_trace: out of memory")
     try:
         for k in range(n):
-            if len(jobs[k]) != 5:
-                raise ValueError(f"_share_judge_trace: jobs[{k}] must be (gap, wall, caller, mine, tasks)")
+            if len(jobs[k]) not in (5, 6):
+                raise ValueError(f"_share_judge_trace: jobs[{k}] must be (gap, wall, caller, mine, tasks[, woke])")
             for i in range(5):
-                buf[5 * k + i] = jobs[k][i]
-        mg_share_trace(n, buf, buf + 5 * n)
-        return [buf[5 * n + k] for k in range(n)]
+                buf[6 * k + i] = jobs[k][i]
+            buf[6 * k + 5] = 1 if len(jobs[k]) == 6 and jobs[k][5] else 0
+        mg_share_trace(n, buf, buf + 6 * n)
+        return [buf[6 * n + k] for k in range(n)]
     finally:
         free(buf)
 

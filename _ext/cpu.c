@@ -102,9 +102,13 @@ int mg_helper_delay_us(void)
 /* ---- whether sharing pays (mg_internal.h) ---- */
 #include <time.h>
 
-/* Jobs judged together; the first pause after a losing window, and the longest; how long a probe may wait,
- * job after job, for its helpers (asleep after the pause) to take a task before it decides without them. */
+/* A window of jobs judged together: at least SHARE_WINDOW jobs and WINDOW_NS of their time.  (16 jobs alone
+ * were 160 us of 10 us products, and on a VM a helper holding a task now and then stalled for 170 us: one
+ * stall lost the window, while over 2000 such products sharing took 0.55x of one thread's time.)  The first
+ * pause after a losing window, and the longest; how long the judge waits, job after job, for helpers it woke
+ * (or a probe for its helpers) to take a task before it judges without them. */
 #define SHARE_WINDOW 16
+#define WINDOW_NS 1000000LL
 #define PROBE_WAIT_NS 1000000LL
 #define BACKOFF_MIN_NS 50000000LL
 #define BACKOFF_MAX_NS 2000000000LL
@@ -137,11 +141,31 @@ static void share_pause(mg_share_state *s, long long now, long long job)
 }
 
 void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
-                    mg_int ntasks)
+                    mg_int ntasks, int woke)
 {
     if (mine <= 0)
         return; /* the helpers ran every task: no estimate of the caller alone, and nobody was late */
     const long long serial = (long long)((double)(t2 - t1) * (double)ntasks / (double)mine);
+    /* Helpers woken (or started) for this job: it pays the wake-up call and mostly ends before they arrive,
+     * and the first job they join waits on a helper not yet up to speed.  Traced on a Zen 4 VM, 10 us
+     * products after an idle moment: the waking job took 22-55 us against 12-26 us alone, the next 3-5 ran
+     * before the helper came (100-130 us), and the first it joined took 13.5 us against 10 alone; every job
+     * after that 5.5.  Counted, those jobs made the first window of a process lose, and they were all a
+     * probe saw, so a loop of such products stayed on one thread for good (0.97x of one thread).  So the
+     * jobs from the waking one to the first a helper joins are not judged -- up to PROBE_WAIT_NS: helpers
+     * that never come still count. */
+    if (woke && !s->warming) {
+        s->warming = 1;
+        s->warm_since = t0;
+    }
+    if (s->warming) {
+        if (t3 - s->warm_since < PROBE_WAIT_NS) {
+            if (mine < ntasks)
+                s->warming = 0; /* a helper joined: the next job is judged */
+            return;
+        }
+        s->warming = 0;
+    }
     if (s->probing) {
         /* The first job after a pause in which a helper ran a task decides alone: a process whose helpers
          * stay late loses one job per pause, not a window.  After a pause the helpers are asleep, and the
@@ -168,10 +192,10 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
     }
     s->wall += t3 - t0;
     s->serial += serial;
-    if (++s->jobs < SHARE_WINDOW)
+    if (++s->jobs < SHARE_WINDOW || s->wall < WINDOW_NS)
         return;
     if (s->wall > s->serial)
-        share_pause(s, t3, s->serial / SHARE_WINDOW);
+        share_pause(s, t3, s->serial / s->jobs);
     s->wall = s->serial = 0;
     s->jobs = 0;
 }
@@ -181,13 +205,13 @@ void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
     mg_share_state s = {0};
     long long now = 0;
     for (mg_int k = 0; k < n; ++k) {
-        const long long *j = jobs + 5 * k; /* idle gap, wall, caller's own tasks, tasks it ran, tasks */
+        const long long *j = jobs + 6 * k; /* idle gap, wall, caller's own tasks, tasks it ran, tasks, woke */
         now += j[0];
         const long long until = atomic_load_explicit(&s.serial_until, memory_order_relaxed);
         if (until && now < until) {
             now += j[2]; /* paused: the caller runs the job alone, and nothing is judged */
         } else {
-            mg_share_judge(&s, now, now, now + j[2], now + j[1], (mg_int)j[3], (mg_int)j[4]);
+            mg_share_judge(&s, now, now, now + j[2], now + j[1], (mg_int)j[3], (mg_int)j[4], (int)j[5]);
             now += j[1];
         }
         const long long after = atomic_load_explicit(&s.serial_until, memory_order_relaxed);
@@ -198,8 +222,8 @@ void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
 void mg_share_reset(mg_share_state *s)
 {
     atomic_store_explicit(&s->serial_until, 0, memory_order_relaxed);
-    s->backoff = s->wall = s->serial = s->probe_since = 0;
-    s->jobs = s->probing = 0;
+    s->backoff = s->wall = s->serial = s->probe_since = s->warm_since = 0;
+    s->jobs = s->probing = s->warming = 0;
 }
 
 /* ---- where helpers run (mg_internal.h) ---- */
@@ -443,6 +467,8 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
         }
         pthread_once(&pool_once, pool_init);
         const int want = (nthreads < ntasks ? nthreads : (int)ntasks) - 1;
+        /* helpers this job starts or wakes (the judge leaves out their warm-up) */
+        int woke = helpers < want || helpers - atomic_load(&pool_sleepers) < want;
         while (helpers < want) {
             pthread_t th;
             pthread_attr_t attr;
@@ -464,6 +490,8 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
             atomic_store(&pool_joined, 0);
             const uint64_t gen = (GEN(atomic_load(&pool_state)) + 1) & ((1ull << (64 - 2 * BITS)) - 1);
             atomic_store(&pool_state, gen << (2 * BITS) | (uint64_t)ntasks);
+            if (!wake)
+                woke = 0; /* asleep helpers stay asleep: the job only finds those awake */
             if (wake && atomic_load(&pool_sleepers) > 0) {
                 pthread_mutex_lock(&sleep_lock);
                 pthread_cond_broadcast(&sleep_cond);
@@ -480,7 +508,7 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
                 else
                     sched_yield();
             }
-            mg_share_judge(&pool_share, t0, t1, t2, mg_now_ns(), mine, ntasks);
+            mg_share_judge(&pool_share, t0, t1, t2, mg_now_ns(), mine, ntasks, woke);
             pthread_mutex_unlock(&pool_lock);
             return;
         }

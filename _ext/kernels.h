@@ -90,10 +90,10 @@ int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
 
 /* Test hook: the judge of whether sharing a job pays (mg_internal.h's mg_share_judge, what each threading
  * runtime runs after a shared job) on n synthetic jobs from a fresh state, on a clock of its own that starts
- * at 0.  jobs[5k .. 5k+4] = job k's idle gap before it, its wall time, the time of the caller's own tasks, how
- * many tasks the caller ran, and how many there were (ns); a job that starts while sharing is paused runs
- * on the caller alone, judged by nobody.  paused_for[k]: after job k, how long sharing stays paused (0:
- * sharing). */
+ * at 0.  jobs[6k .. 6k+5] = job k's idle gap before it, its wall time, the time of the caller's own tasks (ns),
+ * how many tasks the caller ran, how many there were, and whether the job woke helpers (0 or 1); a job that
+ * starts while sharing is paused runs on the caller alone, judged by nobody.  paused_for[k]: after job k,
+ * how long sharing stays paused (0: sharing). */
 void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for);
 
 /* An LSTM layer's forward over whole sequences as one parallel job (count directions, the same bits as the

@@ -71,6 +71,7 @@ void mg_omp_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, v
         pthread_once(&fork_once, register_fork);
         pthread_once(&binds_once, read_binds);
         const int caller_cpu = user_binds ? -1 : mg_current_cpu();
+        const int woke = mg_omp_awake() < n - 1; /* the team (or part of it) starts or wakes for this region */
         atomic_store(&used, 1);
         const int delay = mg_helper_delay_us();
         atomic_long next = 0;
@@ -104,7 +105,7 @@ void mg_omp_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, v
             }
         }
         const long long t3 = mg_now_ns();
-        mg_share_judge(&omp_share, t0, t1, t2, t3, mine, ntasks);
+        mg_share_judge(&omp_share, t0, t1, t2, t3, mine, ntasks, woke);
         atomic_store_explicit(&last_team, n, memory_order_relaxed);
         atomic_store_explicit(&last_end_ns, t3, memory_order_relaxed);
         atomic_flag_clear(&busy);

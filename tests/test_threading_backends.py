@@ -247,3 +247,51 @@ def test_a_probe_whose_helpers_were_asleep_does_not_decide_alone():
     assert trace[16:] == [0] * 7
     trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms, 100_000, 40_000, 1, 2)])
     assert trace[16] == 100 * ms  # a probe a helper joined, and lost (80 us alone): paused again, twice as long
+
+
+@needs_c
+def test_the_jobs_that_wake_helpers_are_not_judged():
+    """The job that wakes (or starts) helpers pays the wake-up call and mostly ends before they come; the
+    next few run on the caller alone; the first one a helper joins waits on a helper not yet up to speed.
+    Traced on a VM with 10 us products: 22-55 us for the waking job against 12-26 alone, 3-5 jobs without the
+    helper, 13.5 us for the first it joined, then 5.5 us each.  Judged, those jobs lost the first window of
+    a process and every probe after it, so a loop of such products ran on one thread for good (0.97x of one
+    thread's speed; 1.37-1.57x once they were left out).  Helpers that never come are judged after a
+    millisecond."""
+    from minigrad import _kernels
+    ms = 1_000_000
+    waking = (0, 45_000, 25_000, 2, 2, True)   # the caller ran both tasks, and paid the wake-up call
+    asleep = (0, 10_100, 10_000, 2, 2)         # the helper not there yet: the caller alone, plus the hand-off
+    first = (0, 13_500, 5_000, 1, 2)           # the first job the helper joins: 13.5 us against 10 alone
+    win = (0, 5_500, 5_000, 1, 2)              # sharing from then on: 5.5 us against 10
+    lose = (0, 100_000, 60_000, 2, 2)
+    # a process's first jobs: none of the warm-up counts, and the window after it wins
+    assert _kernels._share_judge_trace([waking] + [asleep] * 14 + [first] + [win] * 200) == [0] * 216
+    # a probe after a pause: its waking job and the first joined one do not decide; the next one does
+    trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms,) + waking[1:]] + [asleep] * 4 + [first, win])
+    assert trace[15] == 50 * ms and trace[16:] == [0] * 7
+    slow = (0, 16_000, 5_000, 1, 2)            # but a probe that loses after the warm-up still pauses
+    trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms,) + waking[1:], first, slow])
+    assert trace[16:18] == [0, 0] and trace[18] == 100 * ms
+    # helpers woken that never come: after a millisecond of waiting the jobs count, and a window of them
+    # (16 jobs and a millisecond) loses
+    trace = _kernels._share_judge_trace([waking] + [asleep] * 300)
+    paused = [k for k, p in enumerate(trace) if p]
+    assert paused and 150 < paused[0] < 250, paused[:3]
+
+
+@needs_c
+def test_one_stall_does_not_lose_a_window_of_small_jobs():
+    """A window is at least 16 jobs and a millisecond of them.  On a VM a helper holding a task now and then
+    stalls for ~170 us; with 16 jobs of 10 us products as the window, one stall lost it and sharing paused
+    for 50 ms although it took 0.55x of one thread's time.  Jobs that lose for a whole millisecond still
+    pause sharing."""
+    from minigrad import _kernels
+    ms = 1_000_000
+    win = (0, 5_500, 5_000, 1, 2)
+    stall = (0, 179_000, 6_000, 1, 2)          # a helper's task took 179 us: 12 alone
+    trace = _kernels._share_judge_trace([win] * 10 + [stall] + [win] * 400 + [stall] + [win] * 100)
+    assert trace == [0] * len(trace)
+    behind = (0, 12_000, 5_000, 1, 2)          # every job 12 us against 10 alone
+    trace = _kernels._share_judge_trace([behind] * 100)
+    assert trace[:83] == [0] * 83 and trace[83] == 50 * ms  # at 1 ms of jobs, not at the 16th
