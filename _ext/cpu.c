@@ -137,7 +137,8 @@ static void share_pause(mg_share_state *s, long long now, long long job)
     atomic_store_explicit(&s->serial_until, now + (window > s->backoff ? window : s->backoff),
                           memory_order_relaxed);
     s->probing = 1;
-    s->probe_since = 0;
+    s->warming = 1; /* by the probe its helpers are asleep: it starts as a wake-up (its first job: below) */
+    s->warm_since = -1;
 }
 
 void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
@@ -152,13 +153,16 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
      * before the helper came (100-130 us), and the first it joined took 13.5 us against 10 alone; every job
      * after that 5.5.  Counted, those jobs made the first window of a process lose, and they were all a
      * probe saw, so a loop of such products stayed on one thread for good (0.97x of one thread).  So the
-     * jobs from the waking one to the first a helper joins are not judged -- up to PROBE_WAIT_NS: helpers
-     * that never come still count. */
+     * jobs from the waking one to the first a helper joins are not judged -- up to PROBE_WAIT_NS (in time,
+     * not jobs: a woken helper took longer than four 10 us products), so that helpers that never come
+     * still count. */
     if (woke && !s->warming) {
         s->warming = 1;
         s->warm_since = t0;
     }
     if (s->warming) {
+        if (s->warm_since < 0)
+            s->warm_since = t0; /* a probe's first job */
         if (t3 - s->warm_since < PROBE_WAIT_NS) {
             if (mine < ntasks)
                 s->warming = 0; /* a helper joined: the next job is judged */
@@ -167,23 +171,12 @@ void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2,
         s->warming = 0;
     }
     if (s->probing) {
-        /* The first job after a pause in which a helper ran a task decides alone: a process whose helpers
-         * stay late loses one job per pause, not a window.  After a pause the helpers are asleep, and the
-         * job that wakes them mostly ends before they arrive: the caller alone, plus the hand-off, always
-         * lost, so one slow moment kept a process on one thread for good (an LSTM step from core ops: 12.5
-         * ms, then 19-20 ms for the rest of the process).  Such a job tells nothing; the probe waits for one
-         * a helper joins, for PROBE_WAIT_NS at most, and then decides anyway (helpers that never come).  A
-         * bound in jobs rather than time was too short for small jobs: woken on this VM, a helper took longer
-         * than four 10 us products, so f32 32 x 128 @ 128 x 128 products in a loop stayed on one thread (1.0x
-         * against 1.3-1.65x with sharing). */
-        if (mine >= ntasks) {
-            if (!s->probe_since)
-                s->probe_since = t0;
-            if (t3 - s->probe_since < PROBE_WAIT_NS)
-                return;
-        }
+        /* The probe: the first job after a pause that is judged decides alone, so a process whose helpers
+         * stay late loses one job per pause, not a window.  By then the helpers are asleep; the jobs of its
+         * wake-up (above) were what a probe saw before, and they always lost, so one slow moment kept a
+         * process on one thread for good (an LSTM step from core ops: 12.5 ms, then 19-20 ms for the rest of
+         * the process). */
         s->probing = 0;
-        s->probe_since = 0;
         if (t3 - t0 > serial)
             share_pause(s, t3, serial);
         else
@@ -222,7 +215,7 @@ void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
 void mg_share_reset(mg_share_state *s)
 {
     atomic_store_explicit(&s->serial_until, 0, memory_order_relaxed);
-    s->backoff = s->wall = s->serial = s->probe_since = s->warm_since = 0;
+    s->backoff = s->wall = s->serial = s->warm_since = 0;
     s->jobs = s->probing = s->warming = 0;
 }
 

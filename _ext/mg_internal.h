@@ -43,14 +43,14 @@ enum { MG_THREADING_POOL = 0, MG_THREADING_OPENMP = 1 };
  * job loses when it took longer than its caller alone would have -- the caller's time per task times the
  * tasks -- as when a helper was preempted holding a task, or never came; when a window of jobs lost more
  * time than it saved, the runtime's jobs run on the caller alone for a while, then one job tries sharing
- * again -- the first one a helper joins, within PROBE_WAIT_NS (cpu.c).  The pause doubles, from 50 ms up to
- * 2 s, while such probes lose, and lasts at least a window of jobs run alone, so that a probe stays a small
- * share of the time when jobs are long.  The jobs that wake helpers, up to the first one a woken helper
- * joins, are not judged: they measure the wake-up, not the sharing.  So a parallel call stays near one
+ * again.  The pause doubles, from 50 ms up to 2 s, while such probes lose, and lasts at least a window of
+ * jobs run alone, so that a probe stays a small share of the time when jobs are long.  The jobs that wake
+ * helpers (a probe's first among them), up to the first one a woken helper joins, are not judged -- for
+ * PROBE_WAIT_NS at most (cpu.c): they measure the wake-up, not the sharing.  So a parallel call stays near one
  * thread's speed, never far below it, on a machine whose other cores are busy or slow to answer. */
 typedef struct {
     _Atomic long long serial_until; /* CLOCK_MONOTONIC ns; 0: sharing */
-    long long backoff, wall, serial, probe_since, warm_since; /* written by the job's caller only (one job at a time) */
+    long long backoff, wall, serial, warm_since; /* written by the job's caller only (one job at a time) */
     int jobs, probing, warming;
 } mg_share_state;
 long long mg_now_ns(void);

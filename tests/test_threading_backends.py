@@ -226,10 +226,11 @@ def test_a_probe_whose_helpers_were_asleep_does_not_decide_alone():
     """After a losing window the runtimes run jobs on the caller alone for a while (50 ms, doubling), then
     probe.  The helpers are asleep by then, and the probe that wakes them mostly ends before they arrive:
     judged alone it always lost, so one slow moment kept a process on one thread for good (an LSTM step from
-    core ops went from 12.5 to 19-20 ms for the rest of the process).  Such a job decides nothing; the next
-    one that a helper joins does -- and helpers that never come still pause sharing again once the probe has
-    waited a millisecond for them (counted in time, not jobs: a woken helper took longer than four 10 us
-    products).  (The judge on synthetic job times: _kernels._share_judge_trace.)"""
+    core ops went from 12.5 to 19-20 ms for the rest of the process).  Such jobs decide nothing, nor does the
+    first one a helper joins (its warm-up); the job after it does -- and helpers that never come still pause
+    sharing again once the probe has waited a millisecond for them (counted in time, not jobs: a woken
+    helper took longer than four 10 us products).  (The judge on synthetic job times:
+    _kernels._share_judge_trace.)"""
     from minigrad import _kernels
     ms = 1_000_000
     lose = (0, 100_000, 60_000, 2, 2)     # the caller ran both tasks and took 100 us: 60 us alone
@@ -245,8 +246,9 @@ def test_a_probe_whose_helpers_were_asleep_does_not_decide_alone():
     small = (0, 12_000, 10_000, 2, 2)     # 10 us jobs whose woken helper comes after the fourth of them
     trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms,) + small[1:]] + [small] * 5 + [win])
     assert trace[16:] == [0] * 7
-    trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms, 100_000, 40_000, 1, 2)])
-    assert trace[16] == 100 * ms  # a probe a helper joined, and lost (80 us alone): paused again, twice as long
+    joined_late = (0, 100_000, 40_000, 1, 2)  # a helper joined, and the job lost (80 us alone)
+    trace = _kernels._share_judge_trace([lose] * 16 + [(60 * ms,) + joined_late[1:], joined_late])
+    assert trace[16:] == [0, 100 * ms]  # the warm-up, then the probe: paused again, twice as long
 
 
 @needs_c
