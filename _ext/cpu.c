@@ -460,8 +460,9 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
         }
         pthread_once(&pool_once, pool_init);
         const int want = (nthreads < ntasks ? nthreads : (int)ntasks) - 1;
-        /* helpers this job starts or wakes (the judge leaves out their warm-up) */
-        int woke = helpers < want || helpers - atomic_load(&pool_sleepers) < want;
+        /* helpers this job starts, or wakes (only a job that may wake them does): the judge leaves out
+         * their warm-up */
+        const int woke = helpers < want || (wake && helpers - atomic_load(&pool_sleepers) < want);
         while (helpers < want) {
             pthread_t th;
             pthread_attr_t attr;
@@ -483,8 +484,6 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
             atomic_store(&pool_joined, 0);
             const uint64_t gen = (GEN(atomic_load(&pool_state)) + 1) & ((1ull << (64 - 2 * BITS)) - 1);
             atomic_store(&pool_state, gen << (2 * BITS) | (uint64_t)ntasks);
-            if (!wake)
-                woke = 0; /* asleep helpers stay asleep: the job only finds those awake */
             if (wake && atomic_load(&pool_sleepers) > 0) {
                 pthread_mutex_lock(&sleep_lock);
                 pthread_cond_broadcast(&sleep_cond);
