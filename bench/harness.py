@@ -212,26 +212,31 @@ def openmp_runtime() -> dict[str, Any]:
             "loaded_before_bench": bench.LOADED_BEFORE_BENCH}
 
 
-def _fma_exe() -> str | None:
-    """bench/fma_peak.c compiled with the C compiler Python was built with, once per process (removed at
+def _compiled(name: str, flags: tuple[str, ...] = ()) -> str | None:
+    """bench/<name>.c compiled with the C compiler Python was built with, once per process (removed at
     exit); None when that fails."""
-    global _FMA_EXE
-    if _FMA_EXE is False:
-        _FMA_EXE = None
-        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+    if name not in _EXES:
+        _EXES[name] = None
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".c")
         cc = (sysconfig.get_config_var("CC") or "cc").split()
         tmp = tempfile.mkdtemp()
         atexit.register(shutil.rmtree, tmp, True)
-        exe = os.path.join(tmp, "fma_peak")
+        exe = os.path.join(tmp, name)
         try:
-            if subprocess.run(cc + ["-O2", src, "-o", exe], check=False, capture_output=True).returncode == 0:
-                _FMA_EXE = exe
+            if subprocess.run(cc + ["-O2", *flags, src, "-o", exe], check=False,
+                              capture_output=True).returncode == 0:
+                _EXES[name] = exe
         except OSError:
             pass
-    return _FMA_EXE
+    return _EXES[name]
 
 
-_FMA_EXE: Any = False
+_EXES: dict[str, str | None] = {}
+
+
+def _fma_exe() -> str | None:
+    """bench/fma_peak.c, compiled (None when that fails)."""
+    return _compiled("fma_peak")
 
 
 def fma_peak(again: bool = False) -> dict[str, Any] | None:
@@ -286,6 +291,39 @@ def core_balance(speeds: dict[int, float] | None) -> float | None:
     if not speeds:
         return None
     return min(speeds.values()) / max(speeds.values())
+
+
+def core_round_trip(cpus: list[int] | None = None) -> float | None:
+    """How far apart the first two usable CPUs are right now: the round trip of one cache line between a
+    thread on each, in ns (bench/core_latency.c, best of 5 runs, ~10 ms).  On a virtual machine the two
+    vCPUs sometimes share an L3 cache and sometimes do not (a 2-vCPU Zen 4 guest: 55-80 ns, then 330-370 ns
+    for tens of seconds); then every hand-off and every cache line one thread writes and the other reads
+    costs several times more, whichever library's threads they are.  None with fewer than two CPUs, off
+    Linux or without a C compiler."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0)) if cpus is None else list(cpus)
+    exe = _compiled("core_latency", ("-pthread",)) if len(cpus) >= 2 else None
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, str(cpus[0]), str(cpus[1])], check=False, capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_round_trip(out)
+
+
+def parse_round_trip(out: str) -> float | None:
+    """core_latency.c's output, ``round_trip_ns <ns>``, as a float; None for anything else."""
+    words = out.split()
+    if len(words) != 2 or words[0] != "round_trip_ns":
+        return None
+    try:
+        ns = float(words[1])
+    except ValueError:
+        return None
+    return ns if 0 < ns < float("inf") else None
 
 
 _FMA_PEAK: Any = False
@@ -417,6 +455,14 @@ def describe(m: dict[str, Any]) -> list[str]:
                      + " GFLOP/s" + ("" if lowest >= 0.9 else
                                     f" -- unequal cores (the slower at {lowest:.0%} of the faster): a 2-thread "
                                     "row waits for the slower one, whichever library runs it"))
+    trip = m.get("core_round_trip_ns") or {}
+    if trip.get("start") or trip.get("end"):
+        ns = [v for v in (trip.get("start"), trip.get("end")) if v]
+        lines.append("one cache line's round trip between the first two CPUs (bench/core_latency.c), at the start / "
+                     "end of the run: " + " / ".join("–" if not trip.get(k) else f"{trip[k]:.0f}"
+                                                     for k in ("start", "end")) + " ns"
+                     + ("" if max(ns) < 2.5 * min(ns) else
+                        " -- the CPUs moved apart or together during the run: 2-thread rows differ by phase"))
     load = m.get("load_average")
     if load:
         busy = load[0] > 0.5 * (m["usable_cpus"] or 1)

@@ -61,6 +61,7 @@ class Result:
     times: dict[str, dict[str, float]] = field(default_factory=dict)  # impl -> best/median/rounds/loops
     threads: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    round_trip_ns: float | None = None  # the CPUs' distance just before the case (harness.core_round_trip)
 
     def time(self, impl: str) -> float | None:
         """Median seconds per call (per graph node, per window, ...)."""
@@ -112,7 +113,9 @@ def run_cases(selected: list[cases.Case], args: argparse.Namespace, impls: list[
     results = []
     for i, case in enumerate(selected, 1):
         t0 = time.perf_counter()
+        trip = harness.core_round_trip() if (case.threads or 1) > 1 and args.mode != "smoke" else None
         results.append(measure(case, args.rounds, args.block, impls, args.budget, args.gap))
+        results[-1].round_trip_ns = trip
         status = results[-1].error or case.meta.get("unavailable") or f"{time.perf_counter() - t0:.1f} s"
         print(f"{label}[{i}/{len(selected)}] {case.title}: {status}", file=sys.stderr, flush=True)
     return results
@@ -517,12 +520,16 @@ def render_readme(machine: dict[str, Any], summary: list[Summary], how: str, tot
     """The README's Performance table: the machine, then one row per headline case."""
     peak, blas = machine.get("fma_peak_per_core"), machine["numpy_blas"]
     cfg, jx = machine["minigrad"], machine.get("jax") or {}
+    trip = machine.get("core_round_trip_ns") or {}
     forced = blas["OPENBLAS_CORETYPE"]
     command = "python bench/report.py" + ("" if mode == "full" else f" --{mode}") + " --markdown"
     lines = [f"Measured with `{command}` on {machine['cpu']}, "
              f"{machine['usable_cpus']} CPUs; one core's FMA peak "
              + (f"{peak['f32']:.0f} GFLOP/s f32, {peak['f64']:.0f} f64 ({peak['isa']}, bench/fma_peak.c)"
-                if peak else "not measured"),
+                if peak else "not measured")
+             + ("; a cache line's round trip between its CPUs "
+                + " / ".join("–" if not trip.get(k) else f"{trip[k]:.0f}" for k in ("start", "end"))
+                + " ns at the start / end (bench/core_latency.c)" if trip.get("start") or trip.get("end") else ""),
              f"numpy {machine['numpy']} on {blas.get('internal_api')} {blas.get('version')} with its "
              f"{blas.get('architecture')} kernels (OPENBLAS_CORETYPE "
              + ("unset: the CPU's own choice" if forced == "(unset)" else f"forced to {forced}")
@@ -594,7 +601,7 @@ def saved_run(args: argparse.Namespace) -> tuple:
         for case in cases.FAMILIES[fam](args.mode):
             if case.id in saved:
                 c = saved[case.id]
-                results[fam].append(Result(case, c["times"], c["threads"], c["error"]))
+                results[fam].append(Result(case, c["times"], c["threads"], c["error"], c.get("round_trip_ns")))
     machine = data["machine"]
     harness.set_fma_peak(machine.get("fma_peak_per_core"))
     return (results, machine, data["numpy_own_kernel"], data["tbptt_memory"], data["summary"]["seconds"],
@@ -611,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(args)
     started = time.perf_counter()
     harness.fma_peak()
-    speeds_at_start = harness.core_speeds()
+    speeds_at_start, trip_at_start = harness.core_speeds(), harness.core_round_trip()
     # the child first: it imports minigrad afresh, and in a checkout that others are editing the build can
     # go stale (and the import fail) while the rest runs
     own = numpy_own_kernel(args) if "matmul" in args.families and args.mode != "smoke" else {}
@@ -620,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         harness.fma_peak(again=True)
     machine = harness.machine()  # after the cases: JAX's threads exist once it has run
     machine["core_speeds"] = {"start": speeds_at_start, "end": harness.core_speeds()}
+    machine["core_round_trip_ns"] = {"start": trip_at_start, "end": harness.core_round_trip()}
     memory = None
     if "tbptt" in results:
         late = results["tbptt"][0].case.meta["late"]
@@ -627,25 +635,57 @@ def main(argv: list[str] | None = None) -> int:
     return present(args, results, machine, own, memory, time.perf_counter() - started, harness.load_average())
 
 
+# A 2-thread row measured with the CPUs' round trip at least this many times the run's shortest is named in
+# its table's notes: on a VM whose two vCPUs moved onto separate L3 caches, every hand-off and every line one
+# thread writes and the other reads costs several times more (a 2-vCPU Zen 4 guest: 55-80 ns, then 330-370
+# ns; the RNN f32 one-layer step took 3.1-3.6 ms on 2 threads instead of 2.15-2.4, one thread 3.4-3.65).
+FAR_APART = 2.5
+
+
+def distance_note(results: list[Result], nearest: float | None) -> str | None:
+    """The note naming the rows of ``results`` measured while the CPUs were far apart (see FAR_APART), or
+    None when there is none or nothing was measured."""
+    trips = [r.round_trip_ns for r in results if r.round_trip_ns]
+    if not trips or not nearest:
+        return None
+    far = [r for r in results if r.round_trip_ns and r.round_trip_ns >= FAR_APART * nearest]
+    span = f"{min(trips):.0f}-{max(trips):.0f} ns" if len(trips) > 1 else f"{trips[0]:.0f} ns"
+    text = (f"The CPUs' distance before each 2-thread row (one cache line's round trip, bench/core_latency.c): "
+            f"{span}.")
+    if far:
+        text += (f" Measured while they were far apart (at least {FAR_APART:g}x the run's shortest, "
+                 f"{nearest:.0f} ns), so every library's 2-thread time there is slower: "
+                 + "; ".join(f"{r.case.title} ({r.round_trip_ns:.0f} ns)" for r in far) + ".")
+    return text
+
+
 def present(args: argparse.Namespace, results: dict[str, list[Result]], machine: dict[str, Any],
             own: dict[str, Any], memory: dict[str, Any] | None, elapsed: float, load: list[float] | None) -> int:
     """Print the tables (or the README's table) and write the JSON; returns main()'s exit status."""
     record: list = []
     summary: list[Summary] = []
-    tables = []
+    made: list[tuple[list[Result], Table]] = []  # each table with the results it shows
     if "matmul" in results:
-        tables.append(matmul_table(results["matmul"], own, record, summary))
+        made.append((results["matmul"], matmul_table(results["matmul"], own, record, summary)))
     if "tanh" in results:
-        tables.append(tanh_table(results["tanh"], record, summary))
+        made.append((results["tanh"], tanh_table(results["tanh"], record, summary)))
     if "engine" in results:
-        tables.append(engine_table(results["engine"], record, summary))
+        made.append((results["engine"], engine_table(results["engine"], record, summary)))
     if "rnn" in results:
         core_ops = [r for r in results["rnn"] if r.case.meta["kind"] == "core-ops-lstm"]
-        tables.append(rnn_table([r for r in results["rnn"] if r not in core_ops], record, summary))
+        steps = [r for r in results["rnn"] if r not in core_ops]
+        made.append((steps, rnn_table(steps, record, summary)))
         if core_ops:
-            tables.append(core_ops_lstm_table(core_ops, record, summary))
+            made.append((core_ops, core_ops_lstm_table(core_ops, record, summary)))
     if "tbptt" in results:
-        tables.append(tbptt_table(results["tbptt"], memory, record))
+        made.append((results["tbptt"], tbptt_table(results["tbptt"], memory, record)))
+    trips = [r.round_trip_ns for fam in results.values() for r in fam if r.round_trip_ns]
+    trips += [v for v in (machine.get("core_round_trip_ns") or {}).values() if v]
+    for shown, table in made:
+        note = distance_note(shown, min(trips) if trips else None)
+        if note:
+            table.notes.append(note)
+    tables = [table for _, table in made]
     passed, total, errors = summarize(record)
 
     how = (f"Times are medians of up to {args.rounds} interleaved rounds (A B C, C B A, …), each round a block of at least {args.block * 1e3:g} ms of back-to-back calls per "
@@ -670,7 +710,8 @@ def present(args: argparse.Namespace, results: dict[str, list[Result]], machine:
                             "load_average_at_end": load},
                 "cases": [{"id": r.case.id, "family": r.case.family, "title": r.case.title,
                            "threads": r.threads, "per": r.case.per, "work": r.case.work, "unit": r.case.unit,
-                           "meta": r.case.meta, "times": r.times, "error": r.error}
+                           "meta": r.case.meta, "times": r.times, "error": r.error,
+                           "round_trip_ns": r.round_trip_ns}
                           for fam in results.values() for r in fam]}
         Path(args.json).write_text(json.dumps(data, indent=1, default=str))
     return 1 if errors else 0

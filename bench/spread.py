@@ -10,7 +10,12 @@ Before and after each process, every usable CPU's float32 FMA speed is measured 
 ``core_speeds``): on a virtual machine one core can run at half the other's speed for minutes while its
 host sibling is busy, and a step split evenly over both then waits for it.  Each process is shown with the
 lower of the two balances (slowest core over fastest), and each configuration's medians are summarised
-separately for the processes that ran on equal cores (balance >= 0.9) and on unequal ones.
+separately for the processes that ran on equal cores (balance >= 0.9) and on unequal ones.  The CPUs'
+distance is measured too (``core_round_trip``: one cache line's round trip between the first two): a
+virtual machine's two vCPUs sometimes share an L3 cache and sometimes do not (a Zen 4 guest: 55-80 ns, then
+330-370 ns for tens of seconds), and then every 2-thread step is slower.  Each process is shown with the
+longer of its two round trips, and the medians are summarised for near and far processes (far: at least
+FAR_APART times the shortest round trip seen).
 
     python bench/spread.py                       # 8 processes per configuration
     python bench/spread.py --procs 10 --blocks 40 --threading pool,openmp
@@ -91,43 +96,70 @@ def _balance():
     return harness.core_balance(harness.core_speeds())
 
 
+def _round_trip():
+    """One cache line's round trip between the first two usable CPUs right now, in ns (None where it cannot
+    be measured)."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from bench import harness
+
+    return harness.core_round_trip()
+
+
 EQUAL = 0.9  # cores at least this close count as equal
+FAR_APART = 2.5  # a round trip at least this many times the shortest seen: the CPUs were far apart
 
 
 def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp"), torch=True):
     """({configuration: [median ms per step of each process]}, {configuration: [the cores' balance around
-    each process]}), the processes alternating configurations."""
+    each process]}, {configuration: [the longer round trip around each process]}), the processes
+    alternating configurations."""
     confs = configurations(threadings, torch)
     medians = {name: [] for name, _, _ in confs}
     balances = {name: [] for name, _, _ in confs}
+    trips = {name: [] for name, _, _ in confs}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MINIGRAD_") and k != "OMP_NUM_THREADS"}
     for p in range(procs):
         for name, lib, env in confs[p % len(confs):] + confs[:p % len(confs)]:
-            before = _balance()
+            before, trip_before = _balance(), _round_trip()
             r = subprocess.run([sys.executable, __file__, "--child", lib, "--blocks", str(blocks),
                                 "--steps", str(steps)], env={**base, **env}, cwd=REPO, capture_output=True,
                                text=True, timeout=600, check=False)
             if r.returncode:
                 raise RuntimeError(f"{name}: the child process failed:\n{r.stderr}")
-            after = _balance()
+            after, trip_after = _balance(), _round_trip()
             medians[name].append(statistics.median(json.loads(r.stdout)))
             balances[name].append(None if before is None or after is None else min(before, after))
+            trips[name].append(None if trip_before is None or trip_after is None else max(trip_before, trip_after))
             cores = "" if balances[name][-1] is None else f" (cores {balances[name][-1]:.2f})"
-            print(f"process {p + 1}/{procs}, {name}: {medians[name][-1]:.2f} ms{cores}", file=sys.stderr,
+            trip = "" if trips[name][-1] is None else f" (round trip {trips[name][-1]:.0f} ns)"
+            print(f"process {p + 1}/{procs}, {name}: {medians[name][-1]:.2f} ms{cores}{trip}", file=sys.stderr,
                   flush=True)
-    return medians, balances
+    return medians, balances, trips
 
 
-def show(medians, balances=None):
+def _split(medians, marks, keep):
+    """Per configuration, the medians whose mark passes ``keep`` and those whose mark does not."""
+    return {name: ([m for m, k in zip(ms, marks[name]) if keep(k)], [m for m, k in zip(ms, marks[name])
+                                                                      if not keep(k)])
+            for name, ms in medians.items()}
+
+
+def show(medians, balances=None, trips=None):
     width = max(len(n) for n in medians)
     print(f"{'':<{width}}  {'min':>6} {'median':>6} {'max':>6}  max/min  per-process medians (ms per step)"
-          + ("" if balances is None else ", with the cores' balance"))
+          + ("" if balances is None else ", with the cores' balance")
+          + ("" if trips is None else " and the CPUs' round trip"))
     for name, ms in medians.items():
         bal = balances[name] if balances else [None] * len(ms)
-        pairs = sorted(zip(ms, bal), key=lambda mb: mb[0])
+        trp = trips[name] if trips else [None] * len(ms)
+        rows = sorted(zip(ms, bal, trp), key=lambda mbt: mbt[0])
         print(f"{name:<{width}}  {min(ms):6.2f} {statistics.median(ms):6.2f} {max(ms):6.2f}  "
               f"{max(ms) / min(ms):6.2f}x  "
-              + " ".join(f"{m:.2f}" + ("" if b is None else f" ({b:.2f})") for m, b in pairs))
+              + " ".join(f"{m:.2f}" + ("" if b is None and t is None else
+                                       " (" + ", ".join(([] if b is None else [f"{b:.2f}"])
+                                                        + ([] if t is None else [f"{t:.0f} ns"])) + ")")
+                         for m, b, t in rows))
     if balances and all(b is not None for bs in balances.values() for b in bs):
         print(f"by the cores' balance around each process (slowest core's FMA speed over the fastest's; "
               f"equal: >= {EQUAL}):")
@@ -136,6 +168,14 @@ def show(medians, balances=None):
             unequal = [m for m, b in zip(ms, balances[name]) if b < EQUAL]
             part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}" for label, v in
                     (("equal cores", equal), ("unequal cores", unequal)) if v]
+            print(f"  {name:<{width}}  " + "; ".join(part))
+    if trips and all(t is not None for ts in trips.values() for t in ts):
+        nearest = min(t for ts in trips.values() for t in ts)
+        print(f"by the CPUs' distance around each process (one cache line's round trip; far: >= {FAR_APART:g}x "
+              f"the shortest, {nearest:.0f} ns):")
+        for name, (near, far) in _split(medians, trips, lambda t: t < FAR_APART * nearest).items():
+            part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}" for label, v in
+                    (("near", near), ("far", far)) if v]
             print(f"  {name:<{width}}  " + "; ".join(part))
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load:

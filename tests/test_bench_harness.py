@@ -99,6 +99,38 @@ def test_core_speeds_measure_every_usable_cpu_at_once():
     assert harness.core_balance({0: 100.0}) == 1.0 and harness.core_balance(None) is None
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("round_trip_ns 61.2\n", 61.2),
+    ("", None),                                  # not Linux: the program prints nothing
+    ("round_trip_ns", None),
+    ("round_trip_ns fast", None),
+    ("round_trip_ns nan", None),
+    ("round_trip_ns 0", None),
+    ("round_trip_ns -3", None),
+    ("latency_ns 61.2", None),
+])
+def test_round_trip_parse(text, expected):
+    assert harness.parse_round_trip(text) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="core_latency.c pins a thread to each of two CPUs (Linux)")
+def test_core_round_trip_between_two_usable_cpus():
+    """A plausible round trip (a cache line goes there and back in well under a millisecond); nothing with
+    one CPU; the program refuses one CPU given twice and a CPU this process may not use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    ns = harness.core_round_trip()
+    assert ns is not None and 1 < ns < 1e6, ns
+    assert harness.core_round_trip([cpus[0]]) is None
+    exe = harness._compiled("core_latency", ("-pthread",))
+    same = subprocess.run([exe, str(cpus[0]), str(cpus[0])], capture_output=True, text=True, timeout=60)
+    assert same.returncode == 2 and same.stdout == ""
+    outside = max(cpus) + 1
+    if outside < 1024:
+        far = subprocess.run([exe, str(cpus[0]), str(outside)], capture_output=True, text=True, timeout=60)
+        assert far.returncode == 1 and far.stdout == "" and f"CPU {outside}" in far.stderr
+
+
 def test_interleaved_blocks_hold_min_loops_and_idle_gap_and_report_median():
     calls = {"a": 0, "b": 0}
 
@@ -172,6 +204,10 @@ def test_report_smoke_runs_every_family(tmp_path):
     data = json.loads(out.read_text())
     assert {c["family"] for c in data["cases"]} == set(cases.FAMILIES)
     assert data["settings"]["mode"] == "smoke" and data["summary"]["check_failures"] == 0
+    # the CPUs' distance at the start and end (a figure, or None where it cannot be measured); per case only
+    # in timed runs
+    assert set(data["machine"]["core_round_trip_ns"]) == {"start", "end"}
+    assert all("round_trip_ns" in c and c["round_trip_ns"] is None for c in data["cases"])
     # the new recurrent rows run at smoke size: the other losses and the core-ops LSTM, with the README row
     ids = {c["id"] for c in data["cases"]}
     key = cases.RNN_SMOKE_CONFIG.key
@@ -189,6 +225,19 @@ def _timed(case, **medians):
     res.times = {impl.replace("_", " ").replace("torch cell", "torch-cell"): {"median": t, "best": t}
                  for impl, t in medians.items()}
     return res
+
+
+def test_distance_note_names_the_rows_measured_far_apart():
+    small = cases.RNN_CONFIGS[0]
+    rows = [_timed(cases.rnn_case(small, dt, kind), minigrad=1.0, torch=2.0)
+            for dt, kind in ((np.float32, "rnn"), (np.float32, "lstm"), (np.float64, "gru"))]
+    rows[0].round_trip_ns, rows[1].round_trip_ns = 60.0, 340.0  # the third was not measured
+    note = report.distance_note(rows, 55.0)
+    assert "60-340 ns" in note and f"{rows[1].case.title} (340 ns)" in note
+    assert rows[0].case.title not in note and rows[2].case.title not in note
+    calm = report.distance_note(rows[:1], 55.0)
+    assert calm is not None and "far apart" not in calm
+    assert report.distance_note(rows, None) is None and report.distance_note(rows[2:], 55.0) is None
 
 
 def test_lstm_gru_targets_by_size_cell_loop_and_loss():
@@ -220,3 +269,16 @@ def test_core_ops_lstm_row_is_its_time_over_nn_lstm_times():
     assert summary[0].vs["torch"] == pytest.approx(2 / 3) and summary[0].verdict == "PASS"
     res = _timed(case, minigrad_core_ops=3.1, torch=2.0, minigrad=1.0, torch_core_ops=6.0)
     assert "MISS: ≤1.5× torch nn.LSTM's time" in report.render_text(report.core_ops_lstm_table([res], [], []))
+
+
+def test_spread_summarises_processes_by_core_balance_and_distance(capsys):
+    from bench import spread
+
+    spread.show({"a": [2.0, 3.5, 2.1]}, {"a": [1.0, 1.0, 0.5]}, {"a": [60.0, 350.0, 70.0]})
+    out = capsys.readouterr().out
+    assert "2.00 (1.00, 60 ns) 2.10 (0.50, 70 ns) 3.50 (1.00, 350 ns)" in out
+    assert "equal cores 2.75 ms median over 2; unequal cores 2.10 ms median over 1" in out
+    assert "near 2.05 ms median over 2; far 3.50 ms median over 1" in out
+    spread.show({"a": [2.0]})  # nothing measured around the processes: no summaries
+    out = capsys.readouterr().out
+    assert "by the" not in out and "1.00x  2.00" in out
