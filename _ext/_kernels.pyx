@@ -833,6 +833,33 @@ def _share_judge_trace(jobs):
         free(buf)
 
 
+def _distance_trace(samples):
+    """Test hook: a fresh distance estimate (mg_distance_sample) fed ``samples``, hand-off latencies in ns;
+    returns its verdict (True: far apart) after each."""
+    cdef Py_ssize_t n = len(samples), k
+    cdef long long *ns = <long long *>malloc(max(n, 1) * sizeof(long long))
+    cdef int *far = <int *>malloc(max(n, 1) * sizeof(int))
+    if ns == NULL or far == NULL:
+        free(ns)
+        free(far)
+        raise MemoryError("_distance_trace: out of memory")
+    try:
+        for k in range(n):
+            ns[k] = samples[k]
+        mg_distance_trace(n, ns, far)
+        return [bool(far[k]) for k in range(n)]
+    finally:
+        free(ns)
+        free(far)
+
+
+def threads_far():
+    """Whether the pool's threads found their cores far apart in their last window of hand-offs (a
+    cache line's round trip above about 200 ns, as when a VM's two vCPUs sit on separate L3 caches); small
+    and short-K products then run on one thread.  False under OpenMP, and until the pool has measured."""
+    return bool(mg_threads_far())
+
+
 cdef struct _Span:
     char *lo
     char *hi

@@ -212,6 +212,27 @@ void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
     }
 }
 
+void mg_distance_sample(mg_distance_state *d, long long ns)
+{
+    if (ns < 0)
+        return;
+    if (d->samples == 0 || ns < d->shortest)
+        d->shortest = ns;
+    if (++d->samples >= MG_DISTANCE_SAMPLES) {
+        atomic_store_explicit(&d->far, d->shortest > MG_FAR_NS, memory_order_relaxed);
+        d->samples = 0;
+    }
+}
+
+void mg_distance_trace(mg_int n, const long long *ns, int *far)
+{
+    mg_distance_state d = {0};
+    for (mg_int k = 0; k < n; ++k) {
+        mg_distance_sample(&d, ns[k]);
+        far[k] = atomic_load_explicit(&d.far, memory_order_relaxed);
+    }
+}
+
 void mg_share_reset(mg_share_state *s)
 {
     atomic_store_explicit(&s->serial_until, 0, memory_order_relaxed);
@@ -361,6 +382,28 @@ static inline void cpu_relax(void)
 }
 
 static mg_share_state pool_share;
+static mg_distance_state pool_distance;
+/* When the first helper that was spinning saw the current job (> 0); before that, -(generation + 1). */
+static _Atomic long long claim_ns;
+
+static int far_forced = -1;
+static pthread_once_t far_once = PTHREAD_ONCE_INIT;
+static void read_far_forced(void)
+{
+    const char *v = getenv("MINIGRAD_TEST_CPUS_FAR");
+    if (v && (v[0] == '0' || v[0] == '1') && v[1] == 0)
+        far_forced = v[0] - '0';
+}
+
+int mg_threads_far(void)
+{
+    pthread_once(&far_once, read_far_forced);
+    if (far_forced >= 0)
+        return far_forced;
+    if (mg_get_threading() != MG_THREADING_POOL)
+        return 0;
+    return atomic_load_explicit(&pool_distance.far, memory_order_relaxed);
+}
 
 /* Claim and run tasks of generation gen until none is left; returns how many this thread ran.  job_fn and
  * job_ctx are read only after a successful claim, which orders them after the caller's publication of gen;
@@ -402,7 +445,11 @@ static void *helper_main(void *arg)
             cpu_relax();
             s = atomic_load(&pool_state);
         }
-        if (GEN(s) == seen) {
+        if (GEN(s) != seen) {
+            /* seen while spinning: the hand-off's latency (only the first helper's, only for this job) */
+            long long tag = -(long long)GEN(s) - 1;
+            atomic_compare_exchange_strong(&claim_ns, &tag, mg_now_ns());
+        } else {
             pthread_mutex_lock(&sleep_lock);
             atomic_fetch_add(&pool_sleepers, 1);
             while (GEN(s = atomic_load(&pool_state)) == seen)
@@ -428,6 +475,8 @@ static void pool_after_fork_child(void)
     atomic_store(&pool_sleepers, 0);
     atomic_store_explicit(&pool_helpers, 0, memory_order_relaxed);
     mg_share_reset(&pool_share);
+    pool_distance.samples = 0; /* the child's threads may run anywhere: measure afresh */
+    atomic_store_explicit(&pool_distance.far, 0, memory_order_relaxed);
 }
 
 int mg_pool_awake(void)
@@ -483,6 +532,8 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
             atomic_store(&pool_done, 0);
             atomic_store(&pool_joined, 0);
             const uint64_t gen = (GEN(atomic_load(&pool_state)) + 1) & ((1ull << (64 - 2 * BITS)) - 1);
+            atomic_store_explicit(&claim_ns, -(long long)gen - 1, memory_order_relaxed);
+            const long long published = mg_now_ns();
             atomic_store(&pool_state, gen << (2 * BITS) | (uint64_t)ntasks);
             if (wake && atomic_load(&pool_sleepers) > 0) {
                 pthread_mutex_lock(&sleep_lock);
@@ -501,6 +552,9 @@ void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void 
                     sched_yield();
             }
             mg_share_judge(&pool_share, t0, t1, t2, mg_now_ns(), mine, ntasks, woke);
+            const long long claimed = atomic_load(&claim_ns);
+            if (claimed > 0 && !woke)
+                mg_distance_sample(&pool_distance, claimed - published);
             pthread_mutex_unlock(&pool_lock);
             return;
         }
@@ -529,6 +583,8 @@ void *mg_scratch(size_t bytes)
 }
 
 int mg_pool_awake(void) { return 0; }
+
+int mg_threads_far(void) { return 0; }
 
 void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx)
 {

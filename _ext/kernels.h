@@ -95,6 +95,11 @@ int mg_addmm_seq_f64(int isa, mg_int count, mg_int L, mg_int M, mg_int N, const 
  * starts while sharing is paused runs on the caller alone, judged by nobody.  paused_for[k]: after job k,
  * how long sharing stays paused (0: sharing). */
 void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for);
+/* Whether the pool found its threads' cores far apart in its last window of hand-offs (mg_internal.h:
+ * mg_distance_state); and, as a test hook, a fresh estimate's verdict after each of the hand-off latencies
+ * ns[0..n) (far[k]: 1 far, 0 near). */
+int mg_threads_far(void);
+void mg_distance_trace(mg_int n, const long long *ns, int *far);
 
 /* An LSTM layer's forward over whole sequences as one parallel job (count directions, the same bits as the
  * loop of mg_addmm and mg_lstm_forward it replaces): per direction d, for each step s of L, with t = s

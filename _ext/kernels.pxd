@@ -94,6 +94,8 @@ cdef extern from "kernels.h" nogil:
                                 const mg_int *hps, const double *P, double *const *DX, const mg_int *dxs,
                                 double *const *DHG, const mg_int *dhgs, double *DHP, mg_int dhps)
     void mg_share_trace(mg_int n, const long long *jobs, long long *paused_for)
+    void mg_distance_trace(mg_int n, const long long *ns, int *far)
+    int mg_threads_far()
     int mg_tanh_seq_backward_f32(int isa, mg_int n, mg_int M, mg_int N, const float *const *G, const mg_int *gs,
                                  const float *const *Y, const mg_int *ys, const float *P, float *const *DZ,
                                  const mg_int *ds)

@@ -42,6 +42,17 @@
 #ifndef MG_WAKE_FLOPS
 #define MG_WAKE_FLOPS 1e6
 #endif
+/* With the cores far apart (mg_threads_far), a plain product is shared only from MG_FAR_SHARE_FLOPS (float32
+ * FLOP; a float64 FLOP counts twice, as it takes twice as long) and with K >= MG_FAR_MIN_K: its threads write
+ * halves of C that the caller reads next, a line at a time across the caches, and a short K gives each line
+ * few FLOPs.  Measured on a 2-vCPU Zen 4 guest in its far phases (cache-line round trip 330-370 ns), 1-thread
+ * time / 2-thread time: float32 (128, 32) @ (32, 512) with A a transposed view (h.T @ g, a weight gradient
+ * with K = the batch) 0.53-0.58 (near: 1.37), 32 x 128 @ 128 x 128 0.87-1.05 (near: 1.5-1.6); still above 1:
+ * (32, 128) @ (128, 512) 1.1-1.33, float64 32 x 128 @ 128 x 128 1.1-1.36, 64 x 256 @ 256 x 256 1.5-1.8,
+ * 256^3 1.45-1.6.  (The sequence jobs, whose threads keep their rows through every step, still gain there:
+ * they keep their own rule.) */
+#define MG_FAR_SHARE_FLOPS 2e6
+#define MG_FAR_MIN_K 64
 /* Blocking (AVX-512): KC = 256 rows of B per slice; a packed KC x NC block of B is 512 KB (half of L2), swept
  * for every MR-row panel of A.  Swept on this Zen machine over KC 128..512 and NC 256..1024 (n = 256..1024,
  * one core): within noise of each other from KC 256 on; KC 128 loses 5-10 %. */

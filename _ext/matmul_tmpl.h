@@ -394,6 +394,8 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
     int nt = flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
     if (nt > 1 && !wake && !mg_pool_awake())
         nt = 1; /* no helper to share a small product with: do not cut it up */
+    if (nt > 1 && (K < MG_FAR_MIN_K || flops * (double)sizeof(T) / 4 < MG_FAR_SHARE_FLOPS) && mg_threads_far())
+        nt = 1; /* the cores far apart: C's lines would cost more to gather than the split saves */
     FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, tab, epi, C, sab, sam, sak, sbb,
                     sbk, sbn, sim, sin, scb, scm, scn, 0, 0};
 

@@ -60,6 +60,24 @@ int mg_share_paused(mg_share_state *s);
 void mg_share_judge(mg_share_state *s, long long t0, long long t1, long long t2, long long t3, mg_int mine,
                     mg_int ntasks, int woke);
 void mg_share_reset(mg_share_state *s);
+/* How far apart the caller and the pool's helpers are, measured on the pool's own jobs: from publishing a job
+ * to a helper that was spinning seeing it -- about one round trip of a cache line between the two cores.  On
+ * a virtual machine whose two vCPUs the host sometimes places on one L3 cache and sometimes on two, this took
+ * 55-80 ns, then 330-370 ns for tens of seconds (bench/README.md, "Near and far vCPUs"); far apart, every line
+ * one thread writes and the other reads costs several times more.  The shortest of each window of
+ * MG_DISTANCE_SAMPLES hand-offs decides: far when above MG_FAR_NS (a slow sample -- a helper preempted, a
+ * wake-up -- never makes the cores look near).  mg_threads_far: whether the last window found them far (0
+ * under OpenMP, whose hand-offs are libgomp's, and until a window is complete; MINIGRAD_TEST_CPUS_FAR=1 or 0,
+ * read once, forces it for tests). */
+#define MG_DISTANCE_SAMPLES 16
+#define MG_FAR_NS 200
+typedef struct {
+    long long shortest; /* this window's shortest hand-off so far (ns) */
+    int samples;        /* in this window */
+    _Atomic int far;    /* the last complete window's verdict */
+} mg_distance_state;
+void mg_distance_sample(mg_distance_state *d, long long ns); /* (mg_threads_far: kernels.h) */
+
 /* Test hook (MINIGRAD_TEST_HELPER_DELAY_US, read once): a helper sleeps this long after claiming each task,
  * as if preempted while holding it. */
 int mg_helper_delay_us(void);

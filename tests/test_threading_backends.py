@@ -297,3 +297,69 @@ def test_one_stall_does_not_lose_a_window_of_small_jobs():
     behind = (0, 12_000, 5_000, 1, 2)          # every job 12 us against 10 alone
     trace = _kernels._share_judge_trace([behind] * 100)
     assert trace[:83] == [0] * 83 and trace[83] == 50 * ms  # at 1 ms of jobs, not at the 16th
+
+
+# ---------------------------------------------------------------- cores far apart
+
+@needs_c
+def test_the_cores_distance_is_the_shortest_hand_off_of_a_window():
+    """The pool times each hand-off to a helper that was spinning (about one round trip of a cache line
+    between the two cores); the shortest of each window of 16 decides whether the cores are far apart
+    (above 200 ns): a slow sample -- a preempted or just-woken helper -- never makes them look far, one
+    quick one makes the window near, and a verdict holds until the next window is complete."""
+    from minigrad import _kernels
+    n = 16
+    near, far = [60] * n, [350] * n
+    assert _kernels._distance_trace(near) == [False] * n
+    assert _kernels._distance_trace(far) == [False] * (n - 1) + [True]
+    assert _kernels._distance_trace([350] * (n - 1) + [60])[-1] is False
+    assert _kernels._distance_trace([5000] * (n - 1) + [201])[-1] is True
+    trace = _kernels._distance_trace(far + [60] * n)
+    assert trace[n:2 * n - 1] == [True] * (n - 1) and trace[-1] is False
+    assert _kernels._distance_trace([-5] * n) == [False] * n  # no sample (clock trouble): no verdict
+    assert _kernels._distance_trace([-5] * n + far)[-1] is True
+    assert _kernels.threads_far() in (True, False)
+
+
+FAR = """
+import time
+import numpy as np
+from minigrad import _backend as b
+rng = np.random.default_rng(5)
+h = rng.standard_normal((32, 128)).astype(np.float32).T   # h.T: K = 32 (a weight gradient's batch)
+g = rng.standard_normal((32, 512)).astype(np.float32)
+s = rng.standard_normal((32, 128)).astype(np.float32)
+w = rng.standard_normal((128, 512)).astype(np.float32)    # K = 128, 4.2 MFLOP
+b.set_num_threads(1)
+want32, want128 = b.matmul(h, g), b.matmul(s, w)
+b.set_num_threads(2)
+def slowest(a, c, want):
+    ok, worst = True, 0.0
+    for _ in range(40):
+        t0 = time.perf_counter()
+        ok &= np.array_equal(b.matmul(a, c), want)
+        worst = max(worst, time.perf_counter() - t0)
+    return ok, worst
+ok32, k32 = slowest(h, g, want32)
+ok128, k128 = slowest(s, w, want128)
+print(ok32 and ok128, k32, k128)
+"""
+
+
+@needs_c
+@pytest.mark.parametrize("kind,far", [(k, "1") for k in THREADINGS] + [("pool", "0")])
+def test_far_cores_keep_short_products_on_one_thread(kind, far):
+    """With the cores far apart (forced here: MINIGRAD_TEST_CPUS_FAR=1) a product with K < 64, or under 2
+    MFLOP, runs on the caller alone: a helper that holds each task it claims for 0.1 s (the test hook
+    MINIGRAD_TEST_HELPER_DELAY_US) never delays it, while a 4.2 MFLOP product with K = 128 is still shared
+    (some call waits for the helper).  Near (forced 0), the K = 32 product is shared too.  Every result has
+    one thread's bits."""
+    r = run_python(FAR, timeout=240, MINIGRAD_THREADING=kind, MINIGRAD_TEST_CPUS_FAR=far,
+                   MINIGRAD_TEST_HELPER_DELAY_US="100000")
+    assert r.returncode == 0, r.stderr
+    ok, k32, k128 = r.stdout.split()
+    assert ok == "True", r.stdout
+    if far == "1":
+        assert float(k32) < 0.05 and float(k128) >= 0.09, r.stdout
+    else:
+        assert float(k32) >= 0.09, r.stdout
