@@ -520,16 +520,15 @@ def render_readme(machine: dict[str, Any], summary: list[Summary], how: str, tot
     """The README's Performance table: the machine, then one row per headline case."""
     peak, blas = machine.get("fma_peak_per_core"), machine["numpy_blas"]
     cfg, jx = machine["minigrad"], machine.get("jax") or {}
-    trip = machine.get("core_round_trip_ns") or {}
+    trips = harness.round_trips_text(machine.get("core_round_trip_ns") or {})
     forced = blas["OPENBLAS_CORETYPE"]
     command = "python bench/report.py" + ("" if mode == "full" else f" --{mode}") + " --markdown"
     lines = [f"Measured with `{command}` on {machine['cpu']}, "
              f"{machine['usable_cpus']} CPUs; one core's FMA peak "
              + (f"{peak['f32']:.0f} GFLOP/s f32, {peak['f64']:.0f} f64 ({peak['isa']}, bench/fma_peak.c)"
                 if peak else "not measured")
-             + ("; a cache line's round trip between its CPUs "
-                + " / ".join("–" if not trip.get(k) else f"{trip[k]:.0f}" for k in ("start", "end"))
-                + " ns at the start / end (bench/core_latency.c)" if trip.get("start") or trip.get("end") else ""),
+             + (f"; a cache line's round trip between its CPUs {trips} at the start / end (bench/core_latency.c)"
+                if trips else ""),
              f"numpy {machine['numpy']} on {blas.get('internal_api')} {blas.get('version')} with its "
              f"{blas.get('architecture')} kernels (OPENBLAS_CORETYPE "
              + ("unset: the CPU's own choice" if forced == "(unset)" else f"forced to {forced}")
@@ -635,26 +634,22 @@ def main(argv: list[str] | None = None) -> int:
     return present(args, results, machine, own, memory, time.perf_counter() - started, harness.load_average())
 
 
-# A 2-thread row measured with the CPUs' round trip at least this many times the run's shortest is named in
-# its table's notes: on a VM whose two vCPUs moved onto separate L3 caches, every hand-off and every line one
-# thread writes and the other reads costs several times more (a 2-vCPU Zen 4 guest: 55-80 ns, then 330-370
-# ns; the RNN f32 one-layer step took 3.1-3.6 ms on 2 threads instead of 2.15-2.4, one thread 3.4-3.65).
-FAR_APART = 2.5
-
-
 def distance_note(results: list[Result], nearest: float | None) -> str | None:
-    """The note naming the rows of ``results`` measured while the CPUs were far apart (see FAR_APART), or
-    None when there is none or nothing was measured."""
+    """The note naming the rows of ``results`` measured while the CPUs were far apart: a round trip at least
+    harness.FAR_APART times the run's shortest (``nearest``).  On a VM whose two vCPUs moved onto separate L3
+    caches every hand-off and every line one thread writes and the other reads costs several times more (a
+    2-vCPU Zen 4 guest: the RNN f32 one-layer step took 3.1-3.6 ms on 2 threads instead of 2.15-2.4, on one
+    thread 3.4-3.65).  None when nothing was measured."""
     trips = [r.round_trip_ns for r in results if r.round_trip_ns]
     if not trips or not nearest:
         return None
-    far = [r for r in results if r.round_trip_ns and r.round_trip_ns >= FAR_APART * nearest]
+    far = [r for r in results if r.round_trip_ns and r.round_trip_ns >= harness.FAR_APART * nearest]
     span = f"{min(trips):.0f}-{max(trips):.0f} ns" if len(trips) > 1 else f"{trips[0]:.0f} ns"
     text = (f"The CPUs' distance before each 2-thread row (one cache line's round trip, bench/core_latency.c): "
             f"{span}.")
     if far:
-        text += (f" Measured while they were far apart (at least {FAR_APART:g}x the run's shortest, "
-                 f"{nearest:.0f} ns), so every library's 2-thread time there is slower: "
+        text += (f" Measured while they were far apart (at least {harness.FAR_APART:g}x the run's shortest, "
+                 f"{nearest:.0f} ns), where 2-thread times run slower (bench/README.md, \"Near and far vCPUs\"): "
                  + "; ".join(f"{r.case.title} ({r.round_trip_ns:.0f} ns)" for r in far) + ".")
     return text
 

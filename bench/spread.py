@@ -15,7 +15,7 @@ distance is measured too (``core_round_trip``: one cache line's round trip betwe
 virtual machine's two vCPUs sometimes share an L3 cache and sometimes do not (a Zen 4 guest: 55-80 ns, then
 330-370 ns for tens of seconds), and then every 2-thread step is slower.  Each process is shown with the
 longer of its two round trips, and the medians are summarised for near and far processes (far: at least
-FAR_APART times the shortest round trip seen).
+harness.FAR_APART times the shortest round trip seen).
 
     python bench/spread.py                       # 8 processes per configuration
     python bench/spread.py --procs 10 --blocks 40 --threading pool,openmp
@@ -107,7 +107,6 @@ def _round_trip():
 
 
 EQUAL = 0.9  # cores at least this close count as equal
-FAR_APART = 2.5  # a round trip at least this many times the shortest seen: the CPUs were far apart
 
 
 def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp"), torch=True):
@@ -171,9 +170,11 @@ def show(medians, balances=None, trips=None):
             print(f"  {name:<{width}}  " + "; ".join(part))
     if trips and all(t is not None for ts in trips.values() for t in ts):
         nearest = min(t for ts in trips.values() for t in ts)
-        print(f"by the CPUs' distance around each process (one cache line's round trip; far: >= {FAR_APART:g}x "
-              f"the shortest, {nearest:.0f} ns):")
-        for name, (near, far) in _split(medians, trips, lambda t: t < FAR_APART * nearest).items():
+        from bench import harness
+
+        print(f"by the CPUs' distance around each process (one cache line's round trip; far: >= "
+              f"{harness.FAR_APART:g}x the shortest, {nearest:.0f} ns):")
+        for name, (near, far) in _split(medians, trips, lambda t: t < harness.FAR_APART * nearest).items():
             part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}" for label, v in
                     (("near", near), ("far", far)) if v]
             print(f"  {name:<{width}}  " + "; ".join(part))
