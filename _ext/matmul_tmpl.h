@@ -411,7 +411,9 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * g.T @ x measured 164 -> 180 GFLOP/s, float64, from memory), else along M.  (A small A went into
      * groups too, until an LSTM's dW_hh = sum_t h_t.T @ dz_t, (128, 2048) @ (2048, 512), was measured
      * re-packing its A in each of 8 groups: as 2 slices it ran 1.37x faster in float32 and 1.22x in float64
-     * on 2 threads of an Intel Xeon, family 6, model 207.)  A tall row-major A of MG_SPLIT_M_BYTES or more (a
+     * on 2 threads of an Intel Xeon, family 6, model 207.)  With a small B (MG_SMALL_B_BYTES: a weight
+     * gradient whose K is the batch, h.T @ g) such a product is cut along M even when B is the wider: each
+     * thread packs all of B, which costs little, and writes whole rows of C.  A tall row-major A of MG_SPLIT_M_BYTES or more (a
      * layer's input x (T * N, I) @ W_ih.T, or its gradient dz (T * N, 4H) @ W_ih) is cut along M into two
      * slices per thread instead: each group would read all of it for a few columns of B. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
@@ -421,10 +423,12 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
     if (nt > 1 && batch < (tab ? nt : 2 * nt)) {
         const int tall_a = sak == 1 && !arows && M >= 2 * N && nb_m >= 4 * nt &&
                            (size_t)M * (size_t)K * sizeof(T) >= MG_SPLIT_M_BYTES;
+        const int small_b = !arows && !brows && !a_in_place && nb_m >= nt &&
+                            (size_t)K * (size_t)N * sizeof(T) <= MG_SMALL_B_BYTES;
         if (nb_n >= nt && (a_in_place || nb_m < nt) && !tall_a) {
             j.parts = nb_n < 4 * nt ? nb_n : 4 * nt;
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
-        } else if (nb_n >= nt && N >= M) {
+        } else if (nb_n >= nt && N >= M && !small_b) {
             j.parts = nt;
             j.chunk = (nb_n + j.parts - 1) / j.parts * g->nr;
         } else {

@@ -275,12 +275,13 @@ def test_matmul_threads_bitwise_identical(C, threads, rng, dtype):
 def test_matmul_threads_task_splits(C, threads, rng, dtype):
     """Every way a product is cut into tasks -- along N into panel groups, along M when N has one panel,
     along N into one part per thread or along M when every task packs A (a weight gradient's x.T @ g), along
-    M into two slices per thread for a tall row-major A, whole products of a batch, packed B -- gives the
-    bits of one thread."""
+    M when every task packs A and B is small (h.T @ g with K the batch), along M into two slices per thread
+    for a tall row-major A, whole products of a batch, packed B -- gives the bits of one thread."""
     cases = [(randn(rng, (300, 256), dtype), randn(rng, (256, 1000), dtype)),      # N panels
              (randn(rng, (1000, 300), dtype), randn(rng, (300, 30), dtype)),       # one panel: split M
              (randn(rng, (1030, 130), dtype).T, randn(rng, (1030, 200), dtype)),   # A packed, N >= M: split N
              (randn(rng, (1030, 200), dtype).T, randn(rng, (1030, 130), dtype)),   # A packed, N < M: split M
+             (randn(rng, (32, 130), dtype).T, randn(rng, (32, 515), dtype)),       # A packed, small B: split M
              (randn(rng, (2101, 130), dtype), randn(rng, (130, 70), dtype)),       # tall A: 2 per thread
              (randn(rng, (5, 90, 200), dtype), randn(rng, (5, 200, 70), dtype)),   # batch of products
              (randn(rng, (3, 90, 200), dtype), randn(rng, (200, 70), dtype).T.copy().T)]
