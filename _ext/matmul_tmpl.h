@@ -394,7 +394,8 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
     int nt = flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
     if (nt > 1 && !wake && !mg_pool_awake())
         nt = 1; /* no helper to share a small product with: do not cut it up */
-    if (nt > 1 && (K < MG_FAR_MIN_K || flops * (double)sizeof(T) / 4 < MG_FAR_SHARE_FLOPS) && mg_threads_far())
+    if (nt > 1 && (K < MG_FAR_MIN_K || flops * (double)sizeof(T) / 4 < MG_FAR_SHARE_FLOPS) &&
+        mg_threads_far())
         nt = 1; /* the cores far apart: C's lines would cost more to gather than the split saves */
     FN(mm_job) j = {g, M, N, K, 1, 0, 1, accumulate, A, B, packed, arows, brows, cin, tab, epi, C, sab, sam, sak, sbb,
                     sbk, sbn, sim, sin, scb, scm, scn, 0, 0};
@@ -413,9 +414,10 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
      * re-packing its A in each of 8 groups: as 2 slices it ran 1.37x faster in float32 and 1.22x in float64
      * on 2 threads of an Intel Xeon, family 6, model 207.)  With a small B (MG_SMALL_B_BYTES: a weight
      * gradient whose K is the batch, h.T @ g) such a product is cut along M even when B is the wider: each
-     * thread packs all of B, which costs little, and writes whole rows of C.  A tall row-major A of MG_SPLIT_M_BYTES or more (a
-     * layer's input x (T * N, I) @ W_ih.T, or its gradient dz (T * N, 4H) @ W_ih) is cut along M into two
-     * slices per thread instead: each group would read all of it for a few columns of B. */
+     * thread packs all of B, which costs little, and writes whole rows of C.  A tall row-major A of
+     * MG_SPLIT_M_BYTES or more (a layer's input x (T * N, I) @ W_ih.T, or its gradient dz (T * N, 4H) @ W_ih)
+     * is cut along M into two slices per thread instead: each group would read all of it for a few columns
+     * of B. */
     const mg_int nb_m = (M + g->mr - 1) / g->mr, nb_n = (N + g->nr - 1) / g->nr;
     /* (A long-column A is read in place by gemm_serial when N is narrow, but every task would read all of it:
      * for the split it counts as packed.) */
