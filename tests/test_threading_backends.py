@@ -334,8 +334,9 @@ b.set_num_threads(1)
 want32, want128 = b.matmul(h, g), b.matmul(s, w)
 b.set_num_threads(2)
 def slowest(a, c, want):
-    ok, worst = True, 0.0
-    for _ in range(40):
+    # calls for a second, or until one waits for the helper (it may take a while to be scheduled)
+    ok, worst, start = True, 0.0, time.perf_counter()
+    while time.perf_counter() - start < 1.0 and worst < 0.09:
         t0 = time.perf_counter()
         ok &= np.array_equal(b.matmul(a, c), want)
         worst = max(worst, time.perf_counter() - t0)
@@ -351,8 +352,8 @@ print(ok32 and ok128, k32, k128)
 def test_far_cores_keep_short_products_on_one_thread(kind, far):
     """With the cores far apart (forced here: MINIGRAD_TEST_CPUS_FAR=1) a product with K < 64, or under 2
     MFLOP, runs on the caller alone: a helper that holds each task it claims for 0.1 s (the test hook
-    MINIGRAD_TEST_HELPER_DELAY_US) never delays it, while a 4.2 MFLOP product with K = 128 is still shared
-    (some call waits for the helper).  Near (forced 0), the K = 32 product is shared too.  Every result has
+    MINIGRAD_TEST_HELPER_DELAY_US) never delays it in a second of calls, while a 4.2 MFLOP product with
+    K = 128 is still shared (some call waits for the helper).  Near (forced 0), the K = 32 product is shared too.  Every result has
     one thread's bits."""
     r = run_python(FAR, timeout=240, MINIGRAD_THREADING=kind, MINIGRAD_TEST_CPUS_FAR=far,
                    MINIGRAD_TEST_HELPER_DELAY_US="100000")
@@ -360,6 +361,6 @@ def test_far_cores_keep_short_products_on_one_thread(kind, far):
     ok, k32, k128 = r.stdout.split()
     assert ok == "True", r.stdout
     if far == "1":
-        assert float(k32) < 0.05 and float(k128) >= 0.09, r.stdout
+        assert float(k32) < 0.09 <= float(k128), r.stdout
     else:
         assert float(k32) >= 0.09, r.stdout
