@@ -66,7 +66,7 @@ void mg_share_reset(mg_share_state *s);
  * 55-80 ns, then 330-370 ns for tens of seconds (bench/README.md, "Near and far vCPUs"); far apart, every line
  * one thread writes and the other reads costs several times more.  The shortest of each window of
  * MG_DISTANCE_SAMPLES hand-offs decides: far when above MG_FAR_NS (a slow sample -- a helper preempted, a
- * wake-up -- never makes the cores look near).  mg_threads_far: whether the last window found them far (0
+ * wake-up -- never makes the cores look far).  mg_threads_far: whether the last window found them far (0
  * under OpenMP, whose hand-offs are libgomp's, and until a window is complete; MINIGRAD_TEST_CPUS_FAR=1 or 0,
  * read once, forces it for tests). */
 #define MG_DISTANCE_SAMPLES 16

@@ -87,23 +87,24 @@ def configurations(threadings, torch=True):
     return confs
 
 
-def _balance():
-    """The slowest usable CPU's FMA speed over the fastest's right now (None where it cannot be measured)."""
+def _harness():
+    """bench.harness, importable when this file runs as a script."""
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     from bench import harness
 
-    return harness.core_balance(harness.core_speeds())
+    return harness
+
+
+def _balance():
+    """The slowest usable CPU's FMA speed over the fastest's right now (None where it cannot be measured)."""
+    return _harness().core_balance(_harness().core_speeds())
 
 
 def _round_trip():
     """One cache line's round trip between the first two usable CPUs right now, in ns (None where it cannot
     be measured)."""
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
-    from bench import harness
-
-    return harness.core_round_trip()
+    return _harness().core_round_trip()
 
 
 EQUAL = 0.9  # cores at least this close count as equal
@@ -137,11 +138,15 @@ def run(procs=8, blocks=30, steps=10, threadings=("pool", "openmp"), torch=True)
     return medians, balances, trips
 
 
-def _split(medians, marks, keep):
-    """Per configuration, the medians whose mark passes ``keep`` and those whose mark does not."""
-    return {name: ([m for m, k in zip(ms, marks[name]) if keep(k)], [m for m, k in zip(ms, marks[name])
-                                                                      if not keep(k)])
-            for name, ms in medians.items()}
+def _summarise(medians, marks, first, labels, width):
+    """Per configuration, the median of the process medians whose mark passes ``first`` and of the others,
+    under ``labels``."""
+    for name, ms in medians.items():
+        groups = ([m for m, k in zip(ms, marks[name]) if first(k)],
+                  [m for m, k in zip(ms, marks[name]) if not first(k)])
+        part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}"
+                for label, v in zip(labels, groups) if v]
+        print(f"  {name:<{width}}  " + "; ".join(part))
 
 
 def show(medians, balances=None, trips=None):
@@ -162,22 +167,12 @@ def show(medians, balances=None, trips=None):
     if balances and all(b is not None for bs in balances.values() for b in bs):
         print(f"by the cores' balance around each process (slowest core's FMA speed over the fastest's; "
               f"equal: >= {EQUAL}):")
-        for name, ms in medians.items():
-            equal = [m for m, b in zip(ms, balances[name]) if b >= EQUAL]
-            unequal = [m for m, b in zip(ms, balances[name]) if b < EQUAL]
-            part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}" for label, v in
-                    (("equal cores", equal), ("unequal cores", unequal)) if v]
-            print(f"  {name:<{width}}  " + "; ".join(part))
+        _summarise(medians, balances, lambda b: b >= EQUAL, ("equal cores", "unequal cores"), width)
     if trips and all(t is not None for ts in trips.values() for t in ts):
-        nearest = min(t for ts in trips.values() for t in ts)
-        from bench import harness
-
+        nearest, far_apart = min(t for ts in trips.values() for t in ts), _harness().FAR_APART
         print(f"by the CPUs' distance around each process (one cache line's round trip; far: >= "
-              f"{harness.FAR_APART:g}x the shortest, {nearest:.0f} ns):")
-        for name, (near, far) in _split(medians, trips, lambda t: t < harness.FAR_APART * nearest).items():
-            part = [f"{label} {statistics.median(v):.2f} ms median over {len(v)}" for label, v in
-                    (("near", near), ("far", far)) if v]
-            print(f"  {name:<{width}}  " + "; ".join(part))
+              f"{far_apart:g}x the shortest, {nearest:.0f} ns):")
+        _summarise(medians, trips, lambda t: t < far_apart * nearest, ("near", "far"), width)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load:
         print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
