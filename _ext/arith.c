@@ -92,8 +92,9 @@ static void arith_task_f64(void *ctx, mg_int t)
         j.part.x = a;                                                                       \
         j.part.y = b;                                                                       \
         j.part.out = out;                                                                   \
-        const int nt = ew_split(n, MG_WAKE_ELEMS, MG_WAKE_ELEMS, &j.part);                  \
-        mg_parallel_for((n + j.part.chunk - 1) / j.part.chunk, nt, 1, TASK, &j);            \
+        int wake_ = MG_WAKE_ELEMS;                                                          \
+        const int nt = ew_split(n, MG_WAKE_ELEMS, &wake_, &j.part);                         \
+        mg_parallel_for((n + j.part.chunk - 1) / j.part.chunk, nt, wake_, TASK, &j);        \
     } while (0)
 
 void mg_arith_f32(int op, mg_int n, const float *a, int sa, const float *b, int sb, float *out)

@@ -488,6 +488,22 @@ int mg_pool_awake(void)
     return awake > 0 ? awake : 0;
 }
 
+/* The last job that wanted helpers and found none awake (mg_job_threads). */
+static _Atomic long long lone_job_ns;
+
+int mg_job_threads(int share, int *wake)
+{
+    const int nt = share ? mg_get_num_threads() : 1;
+    if (nt == 1 || *wake || mg_pool_awake())
+        return nt;
+    const long long now = mg_now_ns();
+    if (now - atomic_exchange_explicit(&lone_job_ns, now, memory_order_relaxed) < MG_STREAM_NS) {
+        *wake = 1;
+        return nt;
+    }
+    return 1;
+}
+
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
 
@@ -583,6 +599,13 @@ void *mg_scratch(size_t bytes)
 }
 
 int mg_pool_awake(void) { return 0; }
+
+int mg_job_threads(int share, int *wake)
+{
+    (void)share;
+    (void)wake;
+    return 1;
+}
 
 int mg_threads_far(void) { return 0; }
 

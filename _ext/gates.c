@@ -94,14 +94,13 @@ static void gate_run(gate_job *j, int kind, int f64, mg_int B, mg_int H, mg_int 
         return;
     gate_setup(j, kind, f64, B, H);
     const mg_int elems = B * width;
-    int nt = elems >= GATE_SHARE_ELEMS ? mg_get_num_threads() : 1;
-    if (nt > 1 && elems < GATE_WAKE_ELEMS && !mg_pool_awake())
-        nt = 1;
+    int wake = elems >= GATE_WAKE_ELEMS;
+    const int nt = mg_job_threads(elems >= GATE_SHARE_ELEMS, &wake);
     /* a few tasks per thread, each at least half the share threshold */
     mg_int rows = (B + 4 * nt - 1) / (4 * nt);
     const mg_int min_rows = (GATE_SHARE_ELEMS / 2 + width - 1) / width;
     j->rows_per_task = rows < min_rows ? min_rows : rows;
-    mg_parallel_for((B + j->rows_per_task - 1) / j->rows_per_task, nt, elems >= GATE_WAKE_ELEMS, gate_task, j);
+    mg_parallel_for((B + j->rows_per_task - 1) / j->rows_per_task, nt, wake, gate_task, j);
 }
 
 #define GATE_API(SFX, T)                                                                                        \

@@ -20,12 +20,11 @@ typedef struct {
     double *part;
 } sq_job;
 
-static int sq_threads(mg_int n)
+/* The threads for n elements, and in *wake whether they may be woken. */
+static int sq_threads(mg_int n, int *wake)
 {
-    int nt = n >= SQ_SHARE ? mg_get_num_threads() : 1;
-    if (nt > 1 && n < SQ_WAKE && !mg_pool_awake())
-        nt = 1;
-    return nt;
+    *wake = n >= SQ_WAKE;
+    return mg_job_threads(n >= SQ_SHARE, wake);
 }
 
 #define SQ_TASK(name, T)                                                                       \
@@ -64,7 +63,9 @@ static int sub_sqsum(mg_int n, const void *x, const void *t, void *diff, double 
     if (!part)
         return -1;
     sq_job j = {n, x, t, diff, part};
-    mg_parallel_for(chunks, sq_threads(n), n >= SQ_WAKE, task, &j);
+    int wake;
+    const int nt = sq_threads(n, &wake);
+    mg_parallel_for(chunks, nt, wake, task, &j);
     double s = 0;
     for (mg_int c = 0; c < chunks; ++c) /* in order: the same sum whatever ran each chunk */
         s += part[c];

@@ -390,10 +390,8 @@ static int FN(matmul_run)(const FN(gemm_cfg) *g, mg_int batch, mg_int M, mg_int 
                           T *C, mg_int scb, mg_int scm, mg_int scn, int accumulate, const FN(batch_tab) *tab)
 {
     const double flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
-    const int wake = flops >= MG_WAKE_FLOPS;
-    int nt = flops >= MG_SHARE_FLOPS ? mg_get_num_threads() : 1;
-    if (nt > 1 && !wake && !mg_pool_awake())
-        nt = 1; /* no helper to share a small product with: do not cut it up */
+    int wake = flops >= MG_WAKE_FLOPS;
+    int nt = mg_job_threads(flops >= MG_SHARE_FLOPS, &wake);
     if (nt > 1 && (K < MG_FAR_MIN_K || flops * (double)sizeof(T) / 4 < MG_FAR_SHARE_FLOPS) &&
         mg_threads_far())
         nt = 1; /* the cores far apart: C's lines would cost more to gather than the split saves */

@@ -11,7 +11,8 @@
 #endif
 
 /* float32 arrays of at least MG_SHARE_ELEMS elements are cut into tasks for pool threads that are awake;
- * from MG_WAKE_ELEMS on, sleeping pool threads are woken for them too. */
+ * from MG_WAKE_ELEMS on (or in a stream of calls: mg_job_threads), sleeping pool threads are woken for them
+ * too. */
 #ifndef MG_SHARE_ELEMS
 #define MG_SHARE_ELEMS 16384
 #endif
@@ -120,11 +121,11 @@ typedef struct {
     void *out;
 } ew_job;
 
-static int ew_split(mg_int n, mg_int share, mg_int wake, ew_job *j)
+/* Returns the threads, and in *wake whether they may be woken (in: the wake size). */
+static int ew_split(mg_int n, mg_int share, int *wake, ew_job *j)
 {
-    int nt = n >= share ? mg_get_num_threads() : 1;
-    if (nt > 1 && n < wake && !mg_pool_awake())
-        nt = 1;
+    *wake = n >= *wake;
+    const int nt = mg_job_threads(n >= share, wake);
     mg_int chunk = (n + 4 * nt - 1) / (4 * nt);
     if (chunk < share / 2)
         chunk = share / 2;
@@ -156,8 +157,9 @@ EW_TASK(ew_binary_task_f64, b64,
         j.x = X;                                                                            \
         j.y = Y;                                                                            \
         j.out = OUT;                                                                        \
-        const int nt = ew_split(n, share, wake, &j);                                        \
-        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, n >= (wake), task, &j);            \
+        int wake_ = (wake);                                                                 \
+        const int nt = ew_split(n, share, &wake_, &j);                                      \
+        mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, wake_, task, &j);                  \
     } while (0)
 
 #endif

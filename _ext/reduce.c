@@ -86,14 +86,13 @@ static void sum_rows_task_f64(void *ctx, mg_int t)
 }
 
 /* Memory-bound like the elementwise kernels: shared with pool threads that are awake from MG_SHARE_ELEMS
- * elements on, sleeping ones woken from MG_WAKE_ELEMS. */
-static int sum_rows_threads(mg_int M, mg_int N)
+ * elements on, sleeping ones woken from MG_WAKE_ELEMS (or in a stream of calls: mg_job_threads). */
+static void sum_rows_run(mg_int M, mg_int N, sum_rows_job *j, mg_task_fn task)
 {
     const mg_int tasks = (N + SR_COLS - 1) / SR_COLS, elems = M * N;
-    int nt = tasks > 1 && elems >= MG_SHARE_ELEMS ? mg_get_num_threads() : 1;
-    if (nt > 1 && elems < MG_WAKE_ELEMS && !mg_pool_awake())
-        nt = 1;
-    return nt;
+    int wake = elems >= MG_WAKE_ELEMS;
+    const int nt = mg_job_threads(tasks > 1 && elems >= MG_SHARE_ELEMS, &wake);
+    mg_parallel_for(tasks, nt, wake, task, j);
 }
 
 void mg_sum_rows_f32(mg_int M, mg_int N, const float *a, mg_int sam, float *out)
@@ -101,8 +100,7 @@ void mg_sum_rows_f32(mg_int M, mg_int N, const float *a, mg_int sam, float *out)
     if (N <= 0)
         return;
     sum_rows_job j = {M, N, sam, a, out, sum_rows_f32_by_isa[mg_get_isa()], NULL};
-    mg_parallel_for((N + SR_COLS - 1) / SR_COLS, sum_rows_threads(M, N), M * N >= MG_WAKE_ELEMS,
-                    sum_rows_task_f32, &j);
+    sum_rows_run(M, N, &j, sum_rows_task_f32);
 }
 
 void mg_sum_rows_f64(mg_int M, mg_int N, const double *a, mg_int sam, double *out)
@@ -110,6 +108,5 @@ void mg_sum_rows_f64(mg_int M, mg_int N, const double *a, mg_int sam, double *ou
     if (N <= 0)
         return;
     sum_rows_job j = {M, N, sam, a, out, NULL, sum_rows_f64_by_isa[mg_get_isa()]};
-    mg_parallel_for((N + SR_COLS - 1) / SR_COLS, sum_rows_threads(M, N), M * N >= MG_WAKE_ELEMS,
-                    sum_rows_task_f64, &j);
+    sum_rows_run(M, N, &j, sum_rows_task_f64);
 }

@@ -299,6 +299,45 @@ def test_one_stall_does_not_lose_a_window_of_small_jobs():
     assert trace[:83] == [0] * 83 and trace[83] == 50 * ms  # at 1 ms of jobs, not at the 16th
 
 
+# ---------------------------------------------------------------- a stream of mid-sized jobs
+
+STREAM = """
+import time
+import numpy as np
+from minigrad import _backend as b
+x = np.linspace(-5, 5, 16384, dtype=np.float32)  # between float32 tanh's share and wake sizes
+b.set_num_threads(1)
+want = b.tanh(x)
+b.set_num_threads(2)
+ok, lone = True, 0.0
+for _ in range(50):  # 2 ms apart: each call alone, none pays to wake a helper
+    time.sleep(0.002)
+    t0 = time.perf_counter()
+    ok &= np.array_equal(b.tanh(x), want)
+    lone = max(lone, time.perf_counter() - t0)
+stream, start = 0.0, time.perf_counter()
+while time.perf_counter() - start < 1.0 and stream < 0.09:  # back to back, until a call waits for the helper
+    t0 = time.perf_counter()
+    ok &= np.array_equal(b.tanh(x), want)
+    stream = max(stream, time.perf_counter() - t0)
+print(ok, lone, stream)
+"""
+
+
+@needs_c
+@pytest.mark.parametrize("kind", THREADINGS)
+def test_a_stream_of_mid_sized_jobs_wakes_the_helpers_and_a_lone_one_does_not(kind):
+    """A float32 tanh of 16K elements is shared with helpers that are awake but too short to pay for waking
+    sleeping ones.  Called 2 ms apart it runs on the caller alone: a helper that holds each task it claims
+    for 0.1 s (MINIGRAD_TEST_HELPER_DELAY_US) never delays it.  Called back to back, the second call wakes the
+    helpers and some later call is shared (it waits for the helper).  Every result has one thread's bits."""
+    r = run_python(STREAM, timeout=120, MINIGRAD_THREADING=kind, MINIGRAD_TEST_HELPER_DELAY_US="100000")
+    assert r.returncode == 0, r.stderr
+    ok, lone, stream = r.stdout.split()
+    assert ok == "True", r.stdout
+    assert float(lone) < 0.09 <= float(stream), r.stdout
+
+
 # ---------------------------------------------------------------- cores far apart
 
 @needs_c
