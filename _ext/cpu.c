@@ -494,7 +494,11 @@ static _Atomic long long lone_job_ns;
 int mg_job_threads(int share, int *wake)
 {
     const int nt = share ? mg_get_num_threads() : 1;
-    if (nt == 1 || *wake || mg_pool_awake())
+    if (nt == 1 || *wake)
+        return nt;
+    if (mg_threads_far())
+        return 1;
+    if (mg_pool_awake())
         return nt;
     const long long now = mg_now_ns();
     if (now - atomic_exchange_explicit(&lone_job_ns, now, memory_order_relaxed) < MG_STREAM_NS) {

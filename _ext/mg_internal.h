@@ -37,7 +37,11 @@ int mg_pool_awake(void);
  * the wake size gets helpers only if some are awake -- or if another such job found none within
  * MG_STREAM_NS before it: then *wake is set.  So a lone job never pays for a wake-up, while in a stream of
  * them the second wakes the helpers, which then spin between jobs and share the rest (float32 tanh of 16K
- * elements called back to back: 5.2 -> 3.2 us on 2 Zen 4 cores). */
+ * elements called back to back: 5.2 -> 3.2 us on 2 Zen 4 cores).  With the cores far apart
+ * (mg_threads_far) a job below its wake size runs alone: on a Zen 4 guest in a far phase (round trip
+ * 480-570 ns), 1-thread time / 2-thread time of 14 such calls (tanh, sigmoid, tanh_backward, the LSTM gate
+ * kernels, sum_rows, sub_sqsum; both dtypes) was 0.55-1.73 with 8 at or below 1.1 (float32 sigmoid of 16K
+ * elements 0.66, float64 lstm_forward B=32 H=128 0.55); near (61-63 ns) 1.10-1.83. */
 #define MG_STREAM_NS 100000
 int mg_job_threads(int share, int *wake);
 
