@@ -41,7 +41,7 @@ int mg_pool_awake(void);
  * (mg_threads_far) a job below its wake size runs alone: on a Zen 4 guest in a far phase (round trip
  * 480-570 ns), 1-thread time / 2-thread time of 14 such calls (tanh, sigmoid, tanh_backward, the LSTM gate
  * kernels, sum_rows, sub_sqsum; both dtypes) was 0.55-1.73 with 8 at or below 1.1 (float32 sigmoid of 16K
- * elements 0.66, float64 lstm_forward B=32 H=128 0.55); near (61-63 ns) 1.10-1.83. */
+ * elements 0.66, float64 lstm_forward B=32 H=128 0.55); near (61-63 ns) 1.13-1.83. */
 #define MG_STREAM_NS 100000
 int mg_job_threads(int share, int *wake);
 
