@@ -488,8 +488,11 @@ int mg_pool_awake(void)
     return awake > 0 ? awake : 0;
 }
 
-/* The last job that wanted helpers and found none awake (mg_job_threads). */
+/* When the last job that wanted helpers and found none awake (mg_job_threads) began, and once it has run
+ * (on its caller alone), when it ended: a stream is told by the gap between such jobs, however long each
+ * takes (a sanitizer build's take 10-100x as long). */
 static _Atomic long long lone_job_ns;
+static _Thread_local int lone_job_running; /* this thread's next mg_parallel_for is such a job */
 
 int mg_job_threads(int share, int *wake)
 {
@@ -505,13 +508,25 @@ int mg_job_threads(int share, int *wake)
         *wake = 1;
         return nt;
     }
+    lone_job_running = 1;
     return 1;
 }
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
 
+static void parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx);
+
 void mg_parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx)
+{
+    const int lone = lone_job_running;
+    lone_job_running = 0;
+    parallel_for(ntasks, nthreads, wake, fn, ctx);
+    if (lone)
+        atomic_store_explicit(&lone_job_ns, mg_now_ns(), memory_order_relaxed);
+}
+
+static void parallel_for(mg_int ntasks, int nthreads, int wake, mg_task_fn fn, void *ctx)
 {
     mg_int t = 0;
     if (mg_get_threading() == MG_THREADING_OPENMP) {
