@@ -92,8 +92,8 @@ static void arith_task_f64(void *ctx, mg_int t)
         j.part.x = a;                                                                       \
         j.part.y = b;                                                                       \
         j.part.out = out;                                                                   \
-        int wake_ = MG_WAKE_ELEMS;                                                          \
-        const int nt = ew_split(n, MG_WAKE_ELEMS, &wake_, &j.part);                         \
+        int wake_;                                                                          \
+        const int nt = ew_split(n, MG_WAKE_ELEMS, MG_WAKE_ELEMS, &wake_, &j.part);          \
         mg_parallel_for((n + j.part.chunk - 1) / j.part.chunk, nt, wake_, TASK, &j);        \
     } while (0)
 

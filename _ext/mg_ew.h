@@ -121,10 +121,10 @@ typedef struct {
     void *out;
 } ew_job;
 
-/* Returns the threads, and in *wake whether they may be woken (in: the wake size). */
-static int ew_split(mg_int n, mg_int share, int *wake, ew_job *j)
+/* Returns the threads for n elements, and in *wake whether sleeping ones may be woken for them. */
+static int ew_split(mg_int n, mg_int share, mg_int wake_size, int *wake, ew_job *j)
 {
-    *wake = n >= *wake;
+    *wake = n >= wake_size;
     const int nt = mg_job_threads(n >= share, wake);
     mg_int chunk = (n + 4 * nt - 1) / (4 * nt);
     if (chunk < share / 2)
@@ -157,8 +157,8 @@ EW_TASK(ew_binary_task_f64, b64,
         j.x = X;                                                                            \
         j.y = Y;                                                                            \
         j.out = OUT;                                                                        \
-        int wake_ = (wake);                                                                 \
-        const int nt = ew_split(n, share, &wake_, &j);                                      \
+        int wake_;                                                                          \
+        const int nt = ew_split(n, share, wake, &wake_, &j);                                \
         mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, wake_, task, &j);                  \
     } while (0)
 

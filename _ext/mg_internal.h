@@ -35,9 +35,9 @@ int mg_pool_awake(void);
 /* The threads for a job whose kernel would share it (`share`: it is at least the kernel's share size), and
  * whether it may wake sleeping pool threads (*wake, in: it is at least the kernel's wake size).  A job below
  * the wake size gets helpers only if some are awake -- or if another such job, which found none, began or
- * ended within MG_STREAM_NS before it: then *wake is set.  So a lone job never pays for a wake-up, while in a stream of
- * them the second wakes the helpers, which then spin between jobs and share the rest (float32 tanh of 16K
- * elements called back to back: 5.2 -> 3.2 us on 2 Zen 4 cores).  With the cores far apart
+ * ended within MG_STREAM_NS before it: then *wake is set.  So a lone job never pays for a wake-up, while
+ * in a stream of them the second wakes the helpers, which then spin between jobs and share the rest
+ * (float32 tanh of 16K elements called back to back: 5.2 -> 3.2 us on 2 Zen 4 cores).  With the cores far apart
  * (mg_threads_far) a job below its wake size runs alone: on a Zen 4 guest in a far phase (round trip
  * 480-570 ns), 1-thread time / 2-thread time of 14 such calls (tanh, sigmoid, tanh_backward, the LSTM gate
  * kernels, sum_rows, sub_sqsum; both dtypes) was 0.55-1.73 with 8 at or below 1.1 (float32 sigmoid of 16K

@@ -434,8 +434,8 @@ ROWS_TASK(tanh_bw_rows_task_f64, b64, double)
         j.gs = gs;                                                                                  \
         j.ys = ys;                                                                                  \
         j.os = os;                                                                                  \
-        int wake_ = MG_WAKE_ELEMS;                                                                  \
-        const int nt = ew_split(rows * cols, MG_SHARE_ELEMS, &wake_, &j.e);                         \
+        int wake_;                                                                                  \
+        const int nt = ew_split(rows * cols, MG_SHARE_ELEMS, MG_WAKE_ELEMS, &wake_, &j.e);          \
         j.rows_per_task = (j.e.chunk + cols - 1) / cols;                                            \
         j.e.n = rows;                                                                               \
         mg_parallel_for((rows + j.rows_per_task - 1) / j.rows_per_task, nt, wake_, task, &j);       \
