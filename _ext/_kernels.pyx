@@ -5,6 +5,7 @@ order, ndim, shapes, writability, alignment, overlap) so that the C code can tru
 then run without the GIL.  Plain ``cnp`` macros rather than typed memoryviews keep a call near a microsecond.
 """
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
 from libc.stdlib cimport free, malloc, qsort
 
 import numpy as np
@@ -1561,6 +1562,14 @@ def arith(op, a, b, out=None):
         else:
             mg_arith_f64(c, n, <const double *>pa, sa, <const double *>pb, sb, <double *>po)
     return O
+
+
+# ops/fast.pyx's small elementwise ops call mg_arith_rows_* through this capsule (it is another extension
+# module: it reaches these functions only by pointer).
+cdef mg_arith_rows_api _arith_rows_api
+_arith_rows_api.f32 = mg_arith_rows_f32
+_arith_rows_api.f64 = mg_arith_rows_f64
+arith_rows_api = PyCapsule_New(<void *>&_arith_rows_api, MG_ARITH_ROWS_CAPSULE, NULL)
 
 
 # ---------------------------------------------------------------- gated cells (LSTM, GRU)

@@ -106,3 +106,23 @@ void mg_arith_f64(int op, mg_int n, const double *a, int sa, const double *b, in
 {
     ARITH_RUN(f64, arith_f64_by_isa, arith_task_f64);
 }
+
+/* The serial row loop of ops/fast.pyx's small ops: rows x cols, each operand's rows `ra` / `rb` elements
+ * apart (0: one row for all, a bias) with element stride sa / sb (0: one value), out contiguous.  Run on
+ * the caller's thread, on the current ISA path: these ops take a microsecond or less, far below any size
+ * worth a hand-off. */
+void mg_arith_rows_f32(int op, mg_int rows, mg_int cols, const float *a, mg_int ra, int sa, const float *b,
+                       mg_int rb, int sb, float *out)
+{
+    const arith_f32 f = arith_f32_by_isa[mg_get_isa()];
+    for (mg_int r = 0; r < rows; ++r)
+        f(op, cols, a + r * ra, sa != 0, b + r * rb, sb != 0, out + r * cols);
+}
+
+void mg_arith_rows_f64(int op, mg_int rows, mg_int cols, const double *a, mg_int ra, int sa, const double *b,
+                       mg_int rb, int sb, double *out)
+{
+    const arith_f64 f = arith_f64_by_isa[mg_get_isa()];
+    for (mg_int r = 0; r < rows; ++r)
+        f(op, cols, a + r * ra, sa != 0, b + r * rb, sb != 0, out + r * cols);
+}

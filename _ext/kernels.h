@@ -222,6 +222,19 @@ void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double 
 enum { MG_OP_ADD = 0, MG_OP_SUB = 1, MG_OP_MUL = 2, MG_OP_DIV = 3 };
 void mg_arith_f32(int op, mg_int n, const float *a, int sa, const float *b, int sb, float *out);
 void mg_arith_f64(int op, mg_int n, const double *a, int sa, const double *b, int sb, double *out);
+/* The same on one thread, over rows x cols: row r of a starts ra elements after row r - 1's (0: every row
+ * reads the same one), as does b's (rb); out is contiguous and overlaps neither operand unless it is one of
+ * them.  The loop of ops/fast.pyx's small elementwise ops. */
+void mg_arith_rows_f32(int op, mg_int rows, mg_int cols, const float *a, mg_int ra, int sa, const float *b,
+                       mg_int rb, int sb, float *out);
+void mg_arith_rows_f64(int op, mg_int rows, mg_int cols, const double *a, mg_int ra, int sa, const double *b,
+                       mg_int rb, int sb, double *out);
+/* Both, for another extension module: _kernels.arith_rows_api is a capsule (named as below) of one. */
+#define MG_ARITH_ROWS_CAPSULE "minigrad._kernels.arith_rows_api"
+typedef struct {
+    void (*f32)(int, mg_int, mg_int, const float *, mg_int, int, const float *, mg_int, int, float *);
+    void (*f64)(int, mg_int, mg_int, const double *, mg_int, int, const double *, mg_int, int, double *);
+} mg_arith_rows_api;
 
 /* The gated cells' elementwise epilogues (gates.c), B rows of H-wide gate sections in torch's order, every
  * operand's rows contiguous and the given number of elements apart.  Each result has the bits of the plain

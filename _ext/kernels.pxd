@@ -122,6 +122,16 @@ cdef extern from "kernels.h" nogil:
         MG_OP_DIV
     void mg_arith_f32(int op, mg_int n, const float *a, int sa, const float *b, int sb, float *out)
     void mg_arith_f64(int op, mg_int n, const double *a, int sa, const double *b, int sb, double *out)
+    void mg_arith_rows_f32(int op, mg_int rows, mg_int cols, const float *a, mg_int ra, int sa, const float *b,
+                           mg_int rb, int sb, float *out) noexcept nogil
+    void mg_arith_rows_f64(int op, mg_int rows, mg_int cols, const double *a, mg_int ra, int sa, const double *b,
+                           mg_int rb, int sb, double *out) noexcept nogil
+    const char *MG_ARITH_ROWS_CAPSULE
+    ctypedef struct mg_arith_rows_api:
+        void (*f32)(int, mg_int, mg_int, const float *, mg_int, int, const float *, mg_int, int,
+                    float *) noexcept nogil
+        void (*f64)(int, mg_int, mg_int, const double *, mg_int, int, const double *, mg_int, int,
+                    double *) noexcept nogil
     void mg_lstm_forward_f32(mg_int B, mg_int H, const float *gates, mg_int gs, const float *c_prev, mg_int cps,
                              float *act, mg_int as_, float *c, mg_int cs, float *tanh_c, mg_int tcs, float *h,
                              mg_int hs)

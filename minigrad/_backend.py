@@ -145,6 +145,8 @@ tanh_backward = _impl.tanh_backward
 sigmoid = _impl.sigmoid
 sigmoid_backward = _impl.sigmoid_backward
 arith = _impl.arith
+# the C functions behind ops/fast.pyx's small elementwise ops (a capsule; None on the NumPy reference)
+arith_rows_api = getattr(_impl, "arith_rows_api", None)
 lstm_forward = _impl.lstm_forward
 lstm_backward = _impl.lstm_backward
 gru_forward = _impl.gru_forward

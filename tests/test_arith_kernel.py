@@ -180,3 +180,75 @@ def test_large_tensor_ops_on_one_thread(threads, rng):
     one = (x * x).numpy()
     _same_bits(one, two)
     _same_bits(one, x0 * x0)
+
+
+
+def _row_loop(dtype):
+    """mg_arith_rows_f32 / _f64 from the capsule minigrad._kernels.arith_rows_api, callable from ctypes."""
+    import ctypes
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    ptr = get(mg._backend.arith_rows_api, b"minigrad._kernels.arith_rows_api")
+
+    class Api(ctypes.Structure):
+        _fields_ = [("f32", ctypes.c_void_p), ("f64", ctypes.c_void_p)]
+    api = Api.from_address(ptr)
+    i, p = ctypes.c_ssize_t, ctypes.c_void_p
+    fn = ctypes.CFUNCTYPE(None, ctypes.c_int, i, i, p, i, ctypes.c_int, p, i, ctypes.c_int, p)
+    return fn(api.f32 if dtype == np.float32 else api.f64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 7), (5, 16), (32, 128), (9, 1000)])
+def test_row_loop_bits_equal_numpys(C, rng, rows, cols, dtype):
+    """The small tensor ops' loop (mg_arith_rows, on the forced path): rows apart in memory, one row for every
+    row (a bias), one value (a scalar), in place -- numpy's bits for every op, special values included."""
+    loop = _row_loop(dtype)
+    flat_a, flat_b = _operands(rng, rows * (cols + 3), dtype)
+    wa, wb = flat_a.reshape(rows, cols + 3), flat_b.reshape(rows, cols + 3)  # rows cols + 3 apart
+    for code, (name, fn) in enumerate(OPS.items()):
+        for a, ra, sa, b, rb, sb in ((wa[:, :cols], cols + 3, 1, wb[:, 3:], cols + 3, 1),
+                                     (wa[:, :cols], cols + 3, 1, wb[0, :cols], 0, 1),   # a bias row
+                                     (wb[0, :cols], 0, 1, wa[:, 2:cols + 2], cols + 3, 1),
+                                     (wa[:, :cols], cols + 3, 1, wb[0:1, cols + 2:], 0, 0),  # a scalar
+                                     (wb[0:1, cols + 2:], 0, 0, wa[:, 1:cols + 1], cols + 3, 1)):
+            with np.errstate(all="ignore"):
+                want = fn(a, b)
+            out = np.full((rows, cols), 7.0, dtype)
+            loop(code, rows, cols, a.ctypes.data, ra, sa, b.ctypes.data, rb, sb, out.ctypes.data)
+            _same_bits(out, np.broadcast_to(want, (rows, cols)))
+        # in place: out is a itself (contiguous)
+        a = np.ascontiguousarray(wa[:, :cols])
+        with np.errstate(all="ignore"):
+            want = fn(a, wb[:, :cols])
+        loop(code, rows, cols, a.ctypes.data, cols, 1, wb.ctypes.data, cols + 3, 1, a.ctypes.data)
+        _same_bits(a, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 7), (32, 128), (64, 512), (300, 999)])
+def test_tensor_ops_row_loop_gives_numpys_bits_on_every_path(C, monkeypatch, rng, rows, cols, dtype):
+    """The small and mid-sized tensor ops run the kernels' row loop (ops/fast.pyx -> mg_arith_rows on the
+    forced path, below 512 KiB an operand, and at any size for a bias row or row-strided views): numpy's
+    bits, special values included, for contiguous operands, chunks of a wider matrix, a bias row on either
+    side and a scalar -- and no numpy ufunc runs (past the old 16,384-element limit too)."""
+    wide = rng.standard_normal((rows, 3 * cols)).astype(dtype)
+    flat_a, flat_b = _operands(rng, rows * cols, dtype)
+    a0, b0 = flat_a.reshape(rows, cols), flat_b.reshape(rows, cols)
+    bias0 = rng.standard_normal(cols).astype(dtype)
+    wt = mg.tensor(wide)
+    a, b, bias = mg.tensor(a0), mg.tensor(b0), mg.tensor(bias0)
+    p, q = wt[:, :cols], wt[:, 2 * cols:]  # row-strided views, as chunks of a gate matrix
+    p0, q0 = wide[:, :cols], wide[:, 2 * cols:]
+    cases = [((a, b), (a0, b0)), ((p, q), (p0, q0)), ((a, q), (a0, q0)), ((a, bias), (a0, bias0)),
+             ((bias, p), (bias0, p0)), ((a, 2.5), (a0, dtype(2.5))), ((-1.5, q), (dtype(-1.5), q0))]
+    with np.errstate(all="ignore"):
+        expected = [[fn(x, y) for (_, (x, y)) in cases] for fn in OPS.values()]
+    called = []
+    for fn in OPS.values():
+        monkeypatch.setattr(np, fn.__name__, lambda *a_, _fn=fn, **k: called.append(_fn) or _fn(*a_, **k))
+    for name, want in zip(OPS, expected):
+        op = getattr(mg, name)
+        for ((x, y), _), w in zip(cases, want):
+            _same_bits(op(x, y).numpy(), w)
+    assert called == []
