@@ -74,9 +74,12 @@
 #define DIRECT_B_ROWS 64
 #define DIRECT_B_SPAN_AVX2 32768
 /* An A contiguous along M (a transposed operand, a row table) is packed this many panels at a time on the
- * AVX2 path (matmul_tmpl.h, pack_a_group).  The AVX-512 paths pack one at a time: groups of 16 measured
- * 0.95-1.06x on a Zen 4 (bench/README.md). */
+ * AVX2 path (matmul_tmpl.h, pack_a_group).  The AVX-512 paths do so only where its columns lie a multiple of
+ * A_GROUP_STRIDE_AVX512 bytes apart (matmul_tmpl.h, a_grouped); elsewhere groups of 16 measured 0.95-1.06x
+ * on a Zen 4 (bench/README.md). */
 #define A_GROUP_AVX2 16
+#define A_GROUP_AVX512 16
+#define A_GROUP_STRIDE_AVX512 2048
 
 /* A thread waiting for the others in a job (mg_addmm_seq's steps): pause, then yield the core after a
  * while, so that a thread it waits for, queued on this core, gets to run. */
@@ -289,13 +292,13 @@ static void mg_rows_task(mg_rows_share *sh, mg_int i, mg_int d, mg_int lo, mg_in
 
 #define T float
 #define SFX f32
-#define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0, 0, pack_rows_portable_f32, 1}
+#define CFG_PORTABLE {4, 16, 256, 1024, ukr_portable_f32, NULL, NULL, 0, 0, pack_rows_portable_f32, 1, 0}
 #define CFG_AVX2                                                                                           \
     {6, 16, 256, 1024, mg_ukr_avx2_f32, mg_pack_t_f32, mg_pack_n_avx2_f32, DIRECT_B_ROWS, DIRECT_B_SPAN_AVX2,         \
-     mg_pack_rows_avx2_f32, A_GROUP_AVX2}
+     mg_pack_rows_avx2_f32, A_GROUP_AVX2, 0}
 #define CFG_AVX512                                                                                         \
     {6, 64, KC32, NC32, mg_ukr_avx512_f32, mg_pack_t_f32, mg_pack_n_avx512_f32, DIRECT_B_ROWS, 0,                \
-     mg_pack_rows_avx512_f32, 1}
+     mg_pack_rows_avx512_f32, A_GROUP_AVX512, A_GROUP_STRIDE_AVX512}
 #include "matmul_tmpl.h"
 #undef T
 #undef SFX
@@ -305,11 +308,11 @@ static void mg_rows_task(mg_rows_share *sh, mg_int i, mg_int d, mg_int lo, mg_in
 
 #define T double
 #define SFX f64
-#define CFG_PORTABLE {4, 16, 256, 512, ukr_portable_f64, NULL, NULL, 0, 0, pack_rows_portable_f64, 1}
+#define CFG_PORTABLE {4, 16, 256, 512, ukr_portable_f64, NULL, NULL, 0, 0, pack_rows_portable_f64, 1, 0}
 #define CFG_AVX2                                                                                           \
     {6, 8, 256, 512, mg_ukr_avx2_f64, mg_pack_t_f64, mg_pack_n_avx2_f64, DIRECT_B_ROWS, DIRECT_B_SPAN_AVX2,          \
-     mg_pack_rows_avx2_f64, A_GROUP_AVX2}
+     mg_pack_rows_avx2_f64, A_GROUP_AVX2, 0}
 #define CFG_AVX512                                                                                         \
     {6, 32, KC64, NC64, mg_ukr_avx512_f64, mg_pack_t_f64, mg_pack_n_avx512_f64, DIRECT_B_ROWS, 0,                \
-     mg_pack_rows_avx512_f64, 1}
+     mg_pack_rows_avx512_f64, A_GROUP_AVX512, A_GROUP_STRIDE_AVX512}
 #include "matmul_tmpl.h"

@@ -31,6 +31,7 @@ typedef struct {
                            * bytes, and one row at most 1 KB (FN(b_in_place)) */
     FN(pack_rows_fn) pack_rows; /* panel of an operand given as a table of row pointers (mg_matmul_rows) */
     mg_int a_group; /* an A whose rows are contiguous along M is packed this many panels at a time (FN(pack_a_group)) */
+    mg_int a_group_stride; /* ... always (0), or only when its columns lie a multiple of this many bytes apart */
 } FN(gemm_cfg);
 
 #define PMR 4
@@ -122,8 +123,7 @@ static void FN(pack_a_group)(mg_int kc, mg_int rows, mg_int mr, const T *src, mg
         mg_int p = 0;
         if (mr == 6) {
             for (; p < full; ++p)
-                for (int j = 0; j < 6; ++j)
-                    d[p * ps + j] = s[p * 6 + j];
+                memcpy(d + p * ps, s + p * 6, 6 * sizeof(T));
         }
         for (; p < np; ++p) {
             const mg_int w = rows - p * mr < mr ? rows - p * mr : mr;
@@ -170,6 +170,28 @@ static inline int FN(a_in_place)(const FN(gemm_cfg) *g, const T *const *arows, m
 {
     const mg_int nc = N < g->nc ? N : g->nc;
     return !arows && (sak == 1 || (sam == 1 && (sak <= 2 * g->mr || nc <= 2 * g->nr)));
+}
+
+/* Whether a long-column A that gemm_serial packs (a transposed operand, a row table) is packed g->a_group
+ * panels at a time (FN(pack_a_group)) rather than one: always where a_group_stride is 0 (AVX2); else only
+ * when A's columns lie a multiple of a_group_stride bytes apart, so that the lines one panel reads share a
+ * few L1 sets (AVX-512: 2 KiB, two sets of a 32 KiB 8-way L1 -- an LSTM's dz.T at H = 128 in float32).
+ * Measured on a 2-vCPU Zen 4 guest, both ways alternating in one process, matmul_stacked_t on 2 threads
+ * (percent of the two cores' peak): float32 (1024, 8192) @ (8192, 256) 77 -> 85, @ (8192, 512) 84 -> 89,
+ * (512, 2048) @ (2048, 256) 87 -> 91; float64 (512, 2048) @ (2048, 128) 79 -> 83, (1024, 8192) @
+ * (8192, 256) 81 -> 84.  Where the columns do not alias (an RNN's or a GRU's: 512 B, 1.5 KiB, 3 KiB apart),
+ * groups gained nothing and lost up to 5 % (float32 (128, 2048) @ (2048, 256) 88 -> 83). */
+static inline int FN(a_grouped)(const FN(gemm_cfg) *g, mg_int sak, const T *const *arows, mg_int K)
+{
+    if (g->a_group <= 1)
+        return 0;
+    if (!g->a_group_stride)
+        return 1;
+    ptrdiff_t bytes = arows ? (K > 1 ? (const char *)arows[1] - (const char *)arows[0] : 0)
+                            : sak * (ptrdiff_t)sizeof(T);
+    if (bytes < 0)
+        bytes = -bytes;
+    return bytes != 0 && bytes % g->a_group_stride == 0;
 }
 
 /* Whether gemm_serial reads a row-major B (row stride sbk) in place rather than packing it, for M rows of A.
@@ -219,7 +241,8 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
     const int direct_b = !packed && !brows && sbn == 1 && FN(b_in_place)(g, M, sbk);
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
     /* an A contiguous along M (a transposed operand, or a row table) not read in place: packed in groups */
-    const mg_int ga = !direct_a && (arows || (sam == 1 && sak != 1)) ? g->a_group : 1;
+    const mg_int ga = !direct_a && (arows || (sam == 1 && sak != 1)) && FN(a_grouped)(g, sak, arows, K) ? g->a_group
+                                                                                                   : 1;
     /* Cin with contiguous rows (a bias broadcast down the rows included) is added by the micro-kernel as it
      * stores the product's first K slice; any other is copied into C first. */
     const int cin_in_ukr = cin && sin == 1 && scn == 1;

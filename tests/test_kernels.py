@@ -1229,6 +1229,30 @@ def test_matmul_stacked_t_threads_bitwise_identical(C, threads, rng, dtype):
         assert np.array_equal(one, two)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n", [(500, 200), (96, 129), (97, 300), (512, 256)])
+def test_long_column_a_whose_columns_alias_in_l1(C, threads, rng, dtype, m, n):
+    """A weight gradient's g.T whose columns lie a multiple of 2 KiB apart (an LSTM's dz.T: 4H = 512 floats)
+    is packed several panels at a time (matmul_tmpl.h, a_grouped), also as a row table, with rows past a
+    whole group: the bits of the product of the contiguous operands, at 1 and 2 threads."""
+    width = 4096 // np.dtype(dtype).itemsize  # 4 KiB rows: the columns of g.T alias
+    g, x = randn(rng, (640, width), dtype), randn(rng, (640, n), dtype)
+    a = g[:, :m].T
+    want = C.matmul(np.ascontiguousarray(a), x)
+    assert_matmul_close(want, a, x)
+    results = []
+    for t in (1, 2):
+        threads(t)
+        results += [C.matmul(a, x), C.matmul_stacked_t([g[s:s + 32, :m] for s in range(0, 640, 32)],
+                                                       [x[s:s + 32] for s in range(0, 640, 32)]),
+                    C.matmul_stacked_t([g[s:s + 32, :m] for s in range(0, 640, 64)] * 2,
+                                       [x[s:s + 32] for s in range(0, 640, 64)] * 2)]
+    doubled = C.matmul(np.ascontiguousarray(np.concatenate([g[s:s + 32, :m] for s in range(0, 640, 64)] * 2).T),
+                       np.concatenate([x[s:s + 32] for s in range(0, 640, 64)] * 2))
+    for i, got in enumerate(results):
+        assert np.array_equal(got, doubled if i % 3 == 2 else want), i
+
+
 def test_matmul_stacked_t_empty_rows(K):
     got = K.matmul_stacked_t([np.ones((0, 3))], [np.ones((0, 4))])
     assert got.shape == (3, 4) and not got.any()
