@@ -48,6 +48,7 @@ from minigrad import _backend as K
 from minigrad.autograd.engine cimport GraphTask, InputBuffer, Node, anomaly_enabled
 from minigrad.autograd.versions cimport check_saved
 from minigrad.ops.common cimport norm_dim
+from minigrad.ops.fast cimport OP_SUB, binary, scalar_array
 from minigrad.ops.elementwise import MulBackward, ReluBackward, SigmoidBackward, TanhBackward
 from minigrad.ops.linalg cimport AddmmBackward
 from minigrad.ops.linalg import ProductSum
@@ -1014,6 +1015,16 @@ cdef Tensor _gru_recorded(Tensor xg, Tensor hg, Tensor hp, object act, object h_
     return out
 
 
+cdef object _one_minus_z(object act, Py_ssize_t H):
+    """``1 - z`` of a GRU sequence's activations ``act`` (L, N, 3H) as one (L, N, H) array: the z sections
+    taken as rows 3H apart by the small-op loop (ops/fast.pyx; numpy's buffered path copied them first)."""
+    cdef Py_ssize_t L = act.shape[0], N = act.shape[1]
+    out = binary(OP_SUB, scalar_array(1.0, act), act.reshape(L * N, 3 * H)[:, H:2 * H])
+    if out is None:
+        return act.dtype.type(1) - act[:, :, H:2 * H]
+    return out.reshape(L, N, H)
+
+
 def gru_sequence(xgs, addends, states, rs, outs, reverse):
     """Equals the loop a GRU layer runs over whole sequences: per direction i, from ``h = states[i]``, for
     each step s with t = s (``L - 1 - s`` when ``reverse[i]``), ``hg = step(addends[i], h, rs[i])`` and
@@ -1053,7 +1064,7 @@ def gru_sequence(xgs, addends, states, rs, outs, reverse):
     cdef tuple operands = tuple(hs) + tuple(addends) + tuple([(<ReusedOperand>r).b for r in rs])
     for i in range(n):
         operands += tuple(xgs[i])
-    omzs = [one - a[:, :, H:2 * H] for a in acts] if any_requires_grad(operands) else [None] * n
+    omzs = [_one_minus_z(a, H) for a in acts] if any_requires_grad(operands) else [None] * n
     cdef Tensor one_t = wrap(np.asarray(one))
     for s in range(length):
         for i in range(n):
