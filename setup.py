@@ -124,7 +124,8 @@ def extensions():
     for pyx in sorted(glob("minigrad/**/*.pyx", recursive=True)):
         name = pyx[:-4].replace("/", ".").replace(os.sep, ".")
         exts.append(Extension(name, [pyx], include_dirs=include, define_macros=core_macros))
-    return cythonize(exts, language_level=3, nthreads=os.cpu_count() or 1,
+    # _ext on Cython's include path too: a module may cimport the kernels' C declarations (_ext/kernels.pxd)
+    return cythonize(exts, language_level=3, nthreads=os.cpu_count() or 1, include_path=[os.path.join(HERE, "_ext")],
                      compiler_directives={"embedsignature": True})
 
 

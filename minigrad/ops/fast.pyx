@@ -25,18 +25,12 @@ cimport cython
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
+# _ext/kernels.pxd (on every extension's include path): the kernels module's C declarations
+from kernels cimport MG_ARITH_ROWS_CAPSULE, mg_arith_rows_api
+
 from minigrad import _backend as K
 
 cnp.import_array()
-
-cdef extern from "kernels.h":
-    ctypedef long long mg_int
-    const char *MG_ARITH_ROWS_CAPSULE
-    ctypedef struct mg_arith_rows_api:
-        void (*f32)(int, mg_int, mg_int, const float *, mg_int, int, const float *, mg_int, int,
-                    float *) noexcept nogil
-        void (*f64)(int, mg_int, mg_int, const double *, mg_int, int, const double *, mg_int, int,
-                    double *) noexcept nogil
 
 # The compiled kernels' row loop (arith.c, on the CPU's widest vector path), or NULL with the NumPy
 # reference backend: the loops below, compiled for the baseline x86-64 (SSE2), then do the work.
