@@ -1319,17 +1319,29 @@ cdef inline void _tanh_call(int typenum, mg_int n, const void *x, void *y) noexc
 
 cdef void _unary_rows(bint is_sigmoid, int typenum, cnp.ndarray X, cnp.ndarray O) noexcept:
     """tanh or sigmoid of a 2-D ``X`` whose rows are contiguous but apart (a chunk of an LSTM's gates) into
-    the C-contiguous ``O``, row by row: no contiguous copy of ``X`` first."""
-    cdef mg_int r, rows = cnp.PyArray_DIMS(X)[0], cols = cnp.PyArray_DIMS(X)[1]
-    cdef mg_int xs = cnp.PyArray_STRIDES(X)[0], os = cols * cnp.PyArray_ITEMSIZE(X)
-    cdef const char *x = <const char *>cnp.PyArray_DATA(X)
-    cdef char *o = <char *>cnp.PyArray_DATA(O)
-    with nogil:  # (one call per row: the GIL's cost is small beside rows * its share of a call)
-        for r in range(rows):
-            if is_sigmoid:
-                _sigmoid_call(typenum, cols, x + r * xs, o + r * os)
-            else:
-                _tanh_call(typenum, cols, x + r * xs, o + r * os)
+    the C-contiguous ``O``: one call over the rows, no contiguous copy of ``X`` first."""
+    cdef mg_int rows = cnp.PyArray_DIMS(X)[0], cols = cnp.PyArray_DIMS(X)[1], isz = cnp.PyArray_ITEMSIZE(X)
+    cdef mg_int xs = cnp.PyArray_STRIDES(X)[0] // isz
+    cdef const void *x = cnp.PyArray_DATA(X)
+    cdef void *o = cnp.PyArray_DATA(O)
+    if rows * cols >= _NOGIL_ELEMS:
+        with nogil:
+            _unary_rows_call(is_sigmoid, typenum, rows, cols, x, xs, o)
+    else:
+        _unary_rows_call(is_sigmoid, typenum, rows, cols, x, xs, o)
+
+
+cdef inline void _unary_rows_call(bint is_sigmoid, int typenum, mg_int rows, mg_int cols, const void *x,
+                                  mg_int xs, void *o) noexcept nogil:
+    if is_sigmoid:
+        if typenum == cnp.NPY_FLOAT32:
+            mg_sigmoid_rows_f32(rows, cols, <const float *>x, xs, <float *>o, cols)
+        else:
+            mg_sigmoid_rows_f64(rows, cols, <const double *>x, xs, <double *>o, cols)
+    elif typenum == cnp.NPY_FLOAT32:
+        mg_tanh_rows_f32(rows, cols, <const float *>x, xs, <float *>o, cols)
+    else:
+        mg_tanh_rows_f64(rows, cols, <const double *>x, xs, <double *>o, cols)
 
 
 def tanh(x, out=None):
@@ -1355,57 +1367,69 @@ def tanh(x, out=None):
     return O
 
 
-cdef inline void _tanh_backward_rows(int typenum, mg_int rows, mg_int cols, const void *g, mg_int gs,
-                                     const void *y, mg_int ys, void *o, mg_int os) noexcept nogil:
+cdef inline void _backward_rows(bint is_sigmoid, int typenum, mg_int rows, mg_int cols, const void *g, mg_int gs,
+                                const void *y, mg_int ys, void *o, mg_int os) noexcept nogil:
     if rows == 1:  # one contiguous run: cut into tasks by elements
-        if typenum == cnp.NPY_FLOAT32:
+        if is_sigmoid:
+            _sigmoid_backward_call(typenum, cols, g, y, o)
+        elif typenum == cnp.NPY_FLOAT32:
             mg_tanh_backward_f32(cols, <const float *>g, <const float *>y, <float *>o)
         else:
             mg_tanh_backward_f64(cols, <const double *>g, <const double *>y, <double *>o)
+    elif is_sigmoid:
+        if typenum == cnp.NPY_FLOAT32:
+            mg_sigmoid_backward_rows_f32(rows, cols, <const float *>g, gs, <const float *>y, ys, <float *>o, os)
+        else:
+            mg_sigmoid_backward_rows_f64(rows, cols, <const double *>g, gs, <const double *>y, ys, <double *>o, os)
     elif typenum == cnp.NPY_FLOAT32:
         mg_tanh_backward_rows_f32(rows, cols, <const float *>g, gs, <const float *>y, ys, <float *>o, os)
     else:
         mg_tanh_backward_rows_f64(rows, cols, <const double *>g, gs, <const double *>y, ys, <double *>o, os)
 
 
-cdef void _tanh_backward_call(int typenum, mg_int rows, mg_int cols, const void *g, mg_int gs, const void *y,
-                              mg_int ys, void *o, mg_int os) noexcept:
-    """tanh_backward over `rows` rows of `cols` (strides in elements), releasing the GIL for large ones."""
+cdef void _backward_call(bint is_sigmoid, int typenum, mg_int rows, mg_int cols, const void *g, mg_int gs,
+                         const void *y, mg_int ys, void *o, mg_int os) noexcept:
+    """tanh's or sigmoid's backward over `rows` rows of `cols` (strides in elements), one call however many
+    rows, releasing the GIL for large ones."""
     if rows * cols >= _NOGIL_ELEMS:
         with nogil:
-            _tanh_backward_rows(typenum, rows, cols, g, gs, y, ys, o, os)
+            _backward_rows(is_sigmoid, typenum, rows, cols, g, gs, y, ys, o, os)
     else:
-        _tanh_backward_rows(typenum, rows, cols, g, gs, y, ys, o, os)
+        _backward_rows(is_sigmoid, typenum, rows, cols, g, gs, y, ys, o, os)
 
 
-def tanh_backward(grad, y, out=None):
-    """grad * (1 - y*y): the gradient through tanh from its saved output y (same shape and dtype as grad)."""
-    cdef cnp.ndarray G = _float_array(grad, "tanh_backward", "grad")
-    cdef cnp.ndarray Y = _float_array(y, "tanh_backward", "y")
+cdef object _backward(bint is_sigmoid, object grad, object y, object out, str fn):
+    """tanh_backward and sigmoid_backward: validation, then rows in place wherever they lie (one direction's
+    half of a bidirectional RNN's state, an LSTM gate's chunk of the gates), else contiguous copies."""
+    cdef cnp.ndarray G = _float_array(grad, fn, "grad")
+    cdef cnp.ndarray Y = _float_array(y, fn, "y")
     cdef cnp.ndarray O, g, yy, dst
     cdef mg_int n = cnp.PyArray_SIZE(G)
-    _check_pair(G, Y, "tanh_backward", "grad", "y")
-    O = _elementwise_out(out, G, "tanh_backward")
+    _check_pair(G, Y, fn, "grad", "y")
+    O = _elementwise_out(out, G, fn)
     if out is not None:
-        _check_alias(O, G, "tanh_backward", "grad")
-        _check_alias(O, Y, "tanh_backward", "y")
+        _check_alias(O, G, fn, "grad")
+        _check_alias(O, Y, fn, "y")
     cdef mg_int isz = cnp.PyArray_ITEMSIZE(G)
     if (not (_contiguous(G) and _contiguous(Y) and _contiguous(O))
             and _contiguous_rows(G) and _contiguous_rows(Y) and _contiguous_rows(O)):
-        # rows in place, wherever they lie (one direction's half of a bidirectional RNN's state): no copies
-        _tanh_backward_call(cnp.PyArray_TYPE(G), cnp.PyArray_DIMS(G)[0], cnp.PyArray_DIMS(G)[1],
-                            cnp.PyArray_DATA(G), cnp.PyArray_STRIDES(G)[0] // isz, cnp.PyArray_DATA(Y),
-                            cnp.PyArray_STRIDES(Y)[0] // isz, cnp.PyArray_DATA(O),
-                            cnp.PyArray_STRIDES(O)[0] // isz)
+        _backward_call(is_sigmoid, cnp.PyArray_TYPE(G), cnp.PyArray_DIMS(G)[0], cnp.PyArray_DIMS(G)[1],
+                       cnp.PyArray_DATA(G), cnp.PyArray_STRIDES(G)[0] // isz, cnp.PyArray_DATA(Y),
+                       cnp.PyArray_STRIDES(Y)[0] // isz, cnp.PyArray_DATA(O), cnp.PyArray_STRIDES(O)[0] // isz)
         return O
     g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
     yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
     dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
-    _tanh_backward_call(cnp.PyArray_TYPE(G), 1, n, cnp.PyArray_DATA(g), n, cnp.PyArray_DATA(yy), n,
-                        cnp.PyArray_DATA(dst), n)
+    _backward_call(is_sigmoid, cnp.PyArray_TYPE(G), 1, n, cnp.PyArray_DATA(g), n, cnp.PyArray_DATA(yy), n,
+                   cnp.PyArray_DATA(dst), n)
     if dst is not O:
         cnp.PyArray_CopyInto(O, dst)
     return O
+
+
+def tanh_backward(grad, y, out=None):
+    """grad * (1 - y*y): the gradient through tanh from its saved output y (same shape and dtype as grad)."""
+    return _backward(False, grad, y, out, "tanh_backward")
 
 
 cdef inline void _sigmoid_call(int typenum, mg_int n, const void *x, void *y) noexcept nogil:
@@ -1450,39 +1474,7 @@ cdef inline void _sigmoid_backward_call(int typenum, mg_int n, const void *g, co
 def sigmoid_backward(grad, y, out=None):
     """(grad * y) * (1 - y): the gradient through sigmoid from its saved output y (same shape and dtype as
     grad), the bits of numpy's grad * y * (1 - y); out may be grad or y itself."""
-    cdef cnp.ndarray G = _float_array(grad, "sigmoid_backward", "grad")
-    cdef cnp.ndarray Y = _float_array(y, "sigmoid_backward", "y")
-    cdef cnp.ndarray O, g, yy, dst
-    cdef mg_int n = cnp.PyArray_SIZE(G)
-    _check_pair(G, Y, "sigmoid_backward", "grad", "y")
-    O = _elementwise_out(out, G, "sigmoid_backward")
-    if out is not None:
-        _check_alias(O, G, "sigmoid_backward", "grad")
-        _check_alias(O, Y, "sigmoid_backward", "y")
-    cdef mg_int r, isz = cnp.PyArray_ITEMSIZE(G)
-    if (not (_contiguous(G) and _contiguous(Y) and _contiguous(O))
-            and _contiguous_rows(G) and _contiguous_rows(Y) and _contiguous_rows(O)):
-        # rows in place, wherever they lie (an LSTM gate's gradient written into its chunk of the gates'):
-        # no copies
-        for r in range(cnp.PyArray_DIMS(G)[0]):
-            _sigmoid_backward_call(cnp.PyArray_TYPE(G), cnp.PyArray_DIMS(G)[1],
-                                   <const char *>cnp.PyArray_DATA(G) + r * cnp.PyArray_STRIDES(G)[0],
-                                   <const char *>cnp.PyArray_DATA(Y) + r * cnp.PyArray_STRIDES(Y)[0],
-                                   <char *>cnp.PyArray_DATA(O) + r * cnp.PyArray_STRIDES(O)[0])
-        return O
-    g = G if _contiguous(G) else cnp.PyArray_NewCopy(G, cnp.NPY_CORDER)
-    yy = Y if _contiguous(Y) else cnp.PyArray_NewCopy(Y, cnp.NPY_CORDER)
-    dst = O if _contiguous(O) else cnp.PyArray_NewCopy(O, cnp.NPY_CORDER)
-    if n >= _NOGIL_ELEMS:
-        with nogil:
-            _sigmoid_backward_call(cnp.PyArray_TYPE(G), n, cnp.PyArray_DATA(g), cnp.PyArray_DATA(yy),
-                                   cnp.PyArray_DATA(dst))
-    else:
-        _sigmoid_backward_call(cnp.PyArray_TYPE(G), n, cnp.PyArray_DATA(g), cnp.PyArray_DATA(yy),
-                               cnp.PyArray_DATA(dst))
-    if dst is not O:
-        cnp.PyArray_CopyInto(O, dst)
-    return O
+    return _backward(True, grad, y, out, "sigmoid_backward")
 
 
 cdef dict _ARITH_OPS = {"add": MG_OP_ADD, "sub": MG_OP_SUB, "mul": MG_OP_MUL, "div": MG_OP_DIV}

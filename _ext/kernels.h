@@ -203,7 +203,10 @@ void mg_tanh_f64(mg_int n, const double *x, double *y);
 /* out = g * (1 - y*y), the derivative of tanh from its saved output y. */
 void mg_tanh_backward_f32(mg_int n, const float *g, const float *y, float *out);
 void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *out);
-/* The same for `rows` rows of `cols` contiguous elements whose rows lie gs, ys, os elements apart. */
+/* The same for `rows` rows of `cols` contiguous elements whose rows lie xs (gs), ys, os elements apart: one
+ * call, cut into blocks of rows for the threads where a contiguous array of rows * cols elements would be. */
+void mg_tanh_rows_f32(mg_int rows, mg_int cols, const float *x, mg_int xs, float *y, mg_int ys);
+void mg_tanh_rows_f64(mg_int rows, mg_int cols, const double *x, mg_int xs, double *y, mg_int ys);
 void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y, mg_int ys,
                                float *out, mg_int os);
 void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y, mg_int ys,
@@ -216,6 +219,13 @@ void mg_sigmoid_f64(mg_int n, const double *x, double *y);
 /* out = (g * y) * (1 - y), the derivative of sigmoid from its saved output y. */
 void mg_sigmoid_backward_f32(mg_int n, const float *g, const float *y, float *out);
 void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double *out);
+/* Both row by row, as mg_tanh_rows and mg_tanh_backward_rows. */
+void mg_sigmoid_rows_f32(mg_int rows, mg_int cols, const float *x, mg_int xs, float *y, mg_int ys);
+void mg_sigmoid_rows_f64(mg_int rows, mg_int cols, const double *x, mg_int xs, double *y, mg_int ys);
+void mg_sigmoid_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y, mg_int ys,
+                                  float *out, mg_int os);
+void mg_sigmoid_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y,
+                                  mg_int ys, double *out, mg_int os);
 
 /* out = a (op) b elementwise (arith.c), op one of MG_OP_*: a and b each contiguous (sa, sb = 1) or one value
  * (0); out contiguous, n elements, and may be a or b itself (when contiguous), but no partial overlap. */

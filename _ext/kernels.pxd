@@ -159,10 +159,18 @@ cdef extern from "kernels.h" nogil:
     void mg_sum_rows_f64(mg_int M, mg_int N, const double *a, mg_int sam, double *out)
     int mg_sub_sqsum_f32(mg_int n, const float *x, const float *t, float *diff, double *sum)
     int mg_sub_sqsum_f64(mg_int n, const double *x, const double *t, double *diff, double *sum)
+    void mg_tanh_rows_f32(mg_int rows, mg_int cols, const float *x, mg_int xs, float *y, mg_int ys)
+    void mg_tanh_rows_f64(mg_int rows, mg_int cols, const double *x, mg_int xs, double *y, mg_int ys)
     void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y,
                                    mg_int ys, float *out, mg_int os)
     void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y,
                                    mg_int ys, double *out, mg_int os)
+    void mg_sigmoid_rows_f32(mg_int rows, mg_int cols, const float *x, mg_int xs, float *y, mg_int ys)
+    void mg_sigmoid_rows_f64(mg_int rows, mg_int cols, const double *x, mg_int xs, double *y, mg_int ys)
+    void mg_sigmoid_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y,
+                                      mg_int ys, float *out, mg_int os)
+    void mg_sigmoid_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y,
+                                      mg_int ys, double *out, mg_int os)
 
     void *mg_cache_malloc(void *ctx, size_t size)
     void *mg_cache_calloc(void *ctx, size_t nelem, size_t elsize)

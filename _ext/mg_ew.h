@@ -162,4 +162,52 @@ EW_TASK(ew_binary_task_f64, b64,
         mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, wake_, task, &j);                  \
     } while (0)
 
+
+/* Row by row: `rows` rows of `cols` contiguous elements, each operand's rows its own stride (in elements)
+ * apart (a column block of a wider matrix: an LSTM gate's chunk of the gates).  One kernel call per row;
+ * tasks are blocks of whole rows, about as many elements as RUN's, so an array splits across threads where
+ * a contiguous one of its size would, and each element gets the instructions it gets there. */
+typedef struct {
+    ew_job e;
+    mg_int cols, rows_per_task, xs, ys, os;
+} rows_job;
+
+#define EW_ROWS_TASK(name, CALL)                                                            \
+    static void name(void *ctx, mg_int t)                                                   \
+    {                                                                                       \
+        const rows_job *j = ctx;                                                            \
+        const mg_int lo = t * j->rows_per_task;                                             \
+        const mg_int hi = j->e.n - lo < j->rows_per_task ? j->e.n : lo + j->rows_per_task;  \
+        for (mg_int r = lo; r < hi; ++r)                                                    \
+            CALL;                                                                           \
+    }
+EW_ROWS_TASK(ew_unary_rows_task_f32, j->e.f.u32(j->cols, (const float *)j->e.x + r * j->xs, (float *)j->e.out + r * j->os))
+EW_ROWS_TASK(ew_unary_rows_task_f64,
+             j->e.f.u64(j->cols, (const double *)j->e.x + r * j->xs, (double *)j->e.out + r * j->os))
+EW_ROWS_TASK(ew_binary_rows_task_f32, j->e.f.b32(j->cols, (const float *)j->e.x + r * j->xs,
+                                                (const float *)j->e.y + r * j->ys, (float *)j->e.out + r * j->os))
+EW_ROWS_TASK(ew_binary_rows_task_f64, j->e.f.b64(j->cols, (const double *)j->e.x + r * j->xs,
+                                                (const double *)j->e.y + r * j->ys, (double *)j->e.out + r * j->os))
+
+/* RUN over rows: X's rows XS elements apart, Y's YS (a unary kernel: Y NULL), OUT's OS. */
+#define RUN_ROWS(field, table, task, share, wake, rows, cols, X, XS, Y, YS, OUT, OS)         \
+    do {                                                                                    \
+        if ((rows) <= 0 || (cols) <= 0)                                                     \
+            break;                                                                          \
+        rows_job j;                                                                         \
+        j.e.f.field = table[mg_get_isa()];                                                  \
+        j.e.x = X;                                                                          \
+        j.e.y = Y;                                                                          \
+        j.e.out = OUT;                                                                      \
+        j.cols = cols;                                                                      \
+        j.xs = XS;                                                                          \
+        j.ys = YS;                                                                          \
+        j.os = OS;                                                                          \
+        int wake_;                                                                          \
+        const int nt = ew_split((rows) * (cols), share, wake, &wake_, &j.e);                \
+        j.rows_per_task = (j.e.chunk + (cols) - 1) / (cols);                                \
+        j.e.n = rows;                                                                       \
+        mg_parallel_for(((rows) + j.rows_per_task - 1) / j.rows_per_task, nt, wake_, task, &j); \
+    } while (0)
+
 #endif

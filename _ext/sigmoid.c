@@ -360,3 +360,29 @@ void mg_sigmoid_backward_f64(mg_int n, const double *g, const double *y, double 
 {
     RUN(b64, sigmoid_backward_f64_by_isa, ew_binary_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
 }
+
+void mg_sigmoid_rows_f32(mg_int rows, mg_int cols, const float *x, mg_int xs, float *y, mg_int ys)
+{
+    RUN_ROWS(u32, sigmoid_f32_by_isa, ew_unary_rows_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, rows, cols, x, xs,
+             NULL, 0, y, ys);
+}
+
+void mg_sigmoid_rows_f64(mg_int rows, mg_int cols, const double *x, mg_int xs, double *y, mg_int ys)
+{
+    RUN_ROWS(u64, sigmoid_f64_by_isa, ew_unary_rows_task_f64, MG_SHARE_ELEMS / 2, MG_WAKE_ELEMS / 4, rows, cols, x,
+             xs, NULL, 0, y, ys);
+}
+
+void mg_sigmoid_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y, mg_int ys,
+                                  float *out, mg_int os)
+{
+    RUN_ROWS(b32, sigmoid_backward_f32_by_isa, ew_binary_rows_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, rows, cols,
+             g, gs, y, ys, out, os);
+}
+
+void mg_sigmoid_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y,
+                                  mg_int ys, double *out, mg_int os)
+{
+    RUN_ROWS(b64, sigmoid_backward_f64_by_isa, ew_binary_rows_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, rows, cols,
+             g, gs, y, ys, out, os);
+}

@@ -403,54 +403,28 @@ void mg_tanh_backward_f64(mg_int n, const double *g, const double *y, double *ou
     RUN(b64, tanh_backward_f64_by_isa, ew_binary_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, n, g, y, out);
 }
 
-/* Row by row: `rows` rows of `cols` contiguous elements, each operand's rows its own stride (in elements)
- * apart.  Tasks are blocks of whole rows, as many elements as RUN's. */
-typedef struct {
-    ew_job e;
-    mg_int cols, rows_per_task, gs, ys, os;
-} rows_job;
+void mg_tanh_rows_f32(mg_int rows, mg_int cols, const float *x, mg_int xs, float *y, mg_int ys)
+{
+    RUN_ROWS(u32, tanh_f32_by_isa, ew_unary_rows_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, rows, cols, x, xs, NULL,
+             0, y, ys);
+}
 
-#define ROWS_TASK(name, F, T)                                                                       \
-    static void name(void *ctx, mg_int t)                                                           \
-    {                                                                                               \
-        const rows_job *j = ctx;                                                                    \
-        const mg_int lo = t * j->rows_per_task, n = j->e.n;                                         \
-        const mg_int hi = n - lo < j->rows_per_task ? n : lo + j->rows_per_task;                    \
-        for (mg_int r = lo; r < hi; ++r)                                                            \
-            j->e.f.F(j->cols, (const T *)j->e.x + r * j->gs, (const T *)j->e.y + r * j->ys,         \
-                     (T *)j->e.out + r * j->os);                                                    \
-    }
-ROWS_TASK(tanh_bw_rows_task_f32, b32, float)
-ROWS_TASK(tanh_bw_rows_task_f64, b64, double)
-
-#define RUN_ROWS(field, table, task)                                                                \
-    do {                                                                                            \
-        rows_job j;                                                                                 \
-        j.e.f.field = table[mg_get_isa()];                                                       \
-        j.e.x = g;                                                                                  \
-        j.e.y = y;                                                                                  \
-        j.e.out = out;                                                                              \
-        j.cols = cols;                                                                              \
-        j.gs = gs;                                                                                  \
-        j.ys = ys;                                                                                  \
-        j.os = os;                                                                                  \
-        int wake_;                                                                                  \
-        const int nt = ew_split(rows * cols, MG_SHARE_ELEMS, MG_WAKE_ELEMS, &wake_, &j.e);          \
-        j.rows_per_task = (j.e.chunk + cols - 1) / cols;                                            \
-        j.e.n = rows;                                                                               \
-        mg_parallel_for((rows + j.rows_per_task - 1) / j.rows_per_task, nt, wake_, task, &j);       \
-    } while (0)
+void mg_tanh_rows_f64(mg_int rows, mg_int cols, const double *x, mg_int xs, double *y, mg_int ys)
+{
+    RUN_ROWS(u64, tanh_f64_by_isa, ew_unary_rows_task_f64, MG_SHARE_ELEMS / 2, MG_WAKE_ELEMS / 4, rows, cols, x, xs,
+             NULL, 0, y, ys);
+}
 
 void mg_tanh_backward_rows_f32(mg_int rows, mg_int cols, const float *g, mg_int gs, const float *y, mg_int ys,
                                float *out, mg_int os)
 {
-    if (rows > 0 && cols > 0)
-        RUN_ROWS(b32, tanh_backward_f32_by_isa, tanh_bw_rows_task_f32);
+    RUN_ROWS(b32, tanh_backward_f32_by_isa, ew_binary_rows_task_f32, MG_SHARE_ELEMS, MG_WAKE_ELEMS, rows, cols, g,
+             gs, y, ys, out, os);
 }
 
 void mg_tanh_backward_rows_f64(mg_int rows, mg_int cols, const double *g, mg_int gs, const double *y, mg_int ys,
                                double *out, mg_int os)
 {
-    if (rows > 0 && cols > 0)
-        RUN_ROWS(b64, tanh_backward_f64_by_isa, tanh_bw_rows_task_f64);
+    RUN_ROWS(b64, tanh_backward_f64_by_isa, ew_binary_rows_task_f64, MG_SHARE_ELEMS, MG_WAKE_ELEMS, rows, cols, g,
+             gs, y, ys, out, os);
 }

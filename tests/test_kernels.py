@@ -1710,6 +1710,50 @@ def test_tanh_backward_strided_rows_threads_bitwise_identical(C, threads, rng, d
         assert np.isnan(ow[:, :200]).all() and np.isnan(ow[:, 500:]).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["tanh", "sigmoid", "sigmoid_backward"])
+@pytest.mark.parametrize("rows,cols,width", [(32, 128, 512), (600, 300, 700), (3, 17, 40)])
+def test_gate_chunk_rows_in_one_call_on_any_thread_count(C, threads, rng, op, dtype, rows, cols, width):
+    """tanh, sigmoid and sigmoid's backward of an LSTM gate's chunk (rows contiguous, `width` apart) run as
+    one call over the rows, cut into blocks of rows for the threads when large (600 x 300): on 1, 2 and 3
+    threads the results are those of the contiguous copies, tanh and sigmoid within 2 ulp of a long double
+    reference and the backward numpy's g * y * (1 - y); the wider arrays' other columns stay untouched."""
+    _, x = column_block(rng, rows, cols, width, width - cols, dtype, rng.uniform(-12, 12, (rows, cols)))
+    gw, g = column_block(rng, rows, cols, width, 0, dtype)
+    wide = np.longdouble
+    if op == "tanh":
+        run = lambda out=None: C.tanh(x, out=out)  # noqa: E731
+        ref = np.tanh(x.astype(wide))
+    elif op == "sigmoid":
+        run = lambda out=None: C.sigmoid(x, out=out)  # noqa: E731
+        ref = 1 / (1 + np.exp(-x.astype(wide)))
+    else:
+        y = np.ascontiguousarray(1 / (1 + np.exp(-x)))
+        _, y = column_block(rng, rows, cols, width, width - cols, dtype, y)
+        run = lambda out=None: C.sigmoid_backward(g, y, out=out)  # noqa: E731
+        ref = g * y * (1 - y)
+    for nt in (1, 2, 3):
+        threads(nt)
+        got = run()
+        assert got.flags.c_contiguous and got.shape == (rows, cols)
+        if op == "sigmoid_backward":
+            assert np.array_equal(got, ref)
+        else:
+            assert ulp_error(got, ref).max() <= 2.0
+        ow, out = column_block(rng, rows, cols, width, 1, dtype)
+        assert run(out) is out and np.array_equal(out, got)
+        assert np.isnan(ow[:, :1]).all() and np.isnan(ow[:, 1 + cols:]).all()
+        if nt == 1:
+            first = got
+        assert np.array_equal(got, first)
+    assert np.isnan(gw[:, cols:]).all()
+    if op == "sigmoid_backward":  # grad written in place, and y one row broadcast down all (rows 0 apart)
+        _, inplace = column_block(rng, rows, cols, width, 0, dtype, g)
+        assert C.sigmoid_backward(inplace, y, out=inplace) is inplace and np.array_equal(inplace, ref)
+        row = np.broadcast_to(y[1], (rows, cols))
+        assert np.array_equal(C.sigmoid_backward(g, row), g * row * (1 - row))
+
+
 def test_tanh_backward_strided_rows_no_copies(C, threads, rng):
     """Contiguous rows lying apart are used where they are: no temporary copies of grad, y or out (numpy
     reports its allocations to tracemalloc), where rows with a column step still go through copies."""
