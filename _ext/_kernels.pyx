@@ -1280,7 +1280,8 @@ cdef inline bint _contiguous_rows(cnp.ndarray arr):
 
 
 cdef cnp.ndarray _elementwise_out(object out, cnp.ndarray like, str fn):
-    """out validated against `like` (same shape and dtype, writable), or a new C-contiguous array."""
+    """out validated against `like` (same shape and dtype, writable, no two elements at one address), or a new
+    C-contiguous array."""
     if out is None:
         return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(like), cnp.PyArray_DIMS(like), cnp.PyArray_TYPE(like), 0)
     cdef cnp.ndarray o = _float_array(out, fn, "out")
@@ -1289,7 +1290,40 @@ cdef cnp.ndarray _elementwise_out(object out, cnp.ndarray like, str fn):
     if (cnp.PyArray_NDIM(o) != nd
             or not cnp.PyArray_CompareLists(cnp.PyArray_DIMS(o), cnp.PyArray_DIMS(like), nd)):
         raise ValueError(f"{fn}: out has shape {_shape(o)}, expected {_shape(like)}")
+    if _array_self_overlapping(o):
+        # (its rows would be written by several threads at once, in no fixed order)
+        raise ValueError(f"{fn}: out's strides {_strides(o)} make its elements overlap; pass an array whose "
+                         "elements are distinct")
     return o
+
+
+cdef bint _array_self_overlapping(cnp.ndarray a) noexcept:
+    """_self_overlapping for an array of any number of dimensions: conservative, True unless, taking the
+    dimensions by increasing stride, each stride clears the span of those before it (in bytes, from the
+    itemsize).  A C-contiguous array and any slice or transpose of one pass."""
+    if cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_SIZE(a) == 0:
+        return False
+    cdef int nd = cnp.PyArray_NDIM(a), i, j, k = 0
+    cdef mg_int st[64]
+    cdef mg_int ext[64]
+    cdef mg_int span = cnp.PyArray_ITEMSIZE(a), s, e
+    for i in range(nd):
+        if cnp.PyArray_DIMS(a)[i] > 1:
+            s = cnp.PyArray_STRIDES(a)[i]
+            st[k] = s if s >= 0 else -s
+            ext[k] = cnp.PyArray_DIMS(a)[i]
+            k += 1
+    for i in range(1, k):
+        j = i
+        while j > 0 and st[j - 1] > st[j]:
+            s = st[j]; st[j] = st[j - 1]; st[j - 1] = s
+            e = ext[j]; ext[j] = ext[j - 1]; ext[j - 1] = e
+            j -= 1
+    for i in range(k):
+        if st[i] < span:
+            return True
+        span += st[i] * (ext[i] - 1)
+    return False
 
 
 cdef int _check_alias(cnp.ndarray out, cnp.ndarray x, str fn, str name) except -1:

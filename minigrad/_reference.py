@@ -140,6 +140,9 @@ def _elementwise_out(out, inputs, fn):
         return np.empty(like.shape, like.dtype)
     if not _check_out(out, like, like.shape, fn):
         raise ValueError(f"{fn}: out has shape {out.shape}, expected {like.shape}")
+    if _self_overlapping(out):
+        raise ValueError(f"{fn}: out's strides {out.strides} make its elements overlap; pass an array whose "
+                         "elements are distinct")
     for x, name in inputs:
         same_view = out.ctypes.data == x.ctypes.data and out.strides == x.strides
         if not same_view and _shares_memory(out, x):

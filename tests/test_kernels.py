@@ -1754,6 +1754,31 @@ def test_gate_chunk_rows_in_one_call_on_any_thread_count(C, threads, rng, op, dt
         assert np.array_equal(C.sigmoid_backward(g, row), g * row * (1 - row))
 
 
+@pytest.mark.parametrize("op", ["tanh", "sigmoid", "tanh_backward", "sigmoid_backward"])
+def test_elementwise_out_whose_elements_overlap_is_refused(K, threads, rng, op):
+    """An out whose rows overlap each other (as_strided, writeable) or repeat one row (stride 0) would have
+    several threads write one address in no fixed order: every elementwise kernel refuses it with a
+    ValueError naming the strides, as matmul does, on every path; outs whose elements are distinct (a column
+    block, a transpose, rows reversed) are still written in place."""
+    from numpy.lib.stride_tricks import as_strided
+    x = randn(rng, (600, 300), np.float32)
+    y = np.tanh(randn(rng, (600, 300), np.float32))
+    run = {"tanh": lambda out: K.tanh(x, out=out), "sigmoid": lambda out: K.sigmoid(x, out=out),
+           "tanh_backward": lambda out: K.tanh_backward(x, y, out=out),
+           "sigmoid_backward": lambda out: K.sigmoid_backward(x, y, out=out)}[op]
+    threads(2)
+    want = run(None)
+    buf = np.zeros(600 * 100 + 300, np.float32)
+    for strides in ((400, 4), (0, 4), (4, 4)):
+        bad = as_strided(buf, (600, 300), strides, writeable=True)
+        with pytest.raises(ValueError, match="overlap"):
+            run(bad)
+    assert not buf.any()
+    wide = np.zeros((600, 700), np.float32)
+    for out in (wide[:, 100:400], np.zeros((300, 600), np.float32).T, np.zeros((600, 300), np.float32)[::-1]):
+        assert run(out) is out and np.array_equal(out, want)
+
+
 def test_tanh_backward_strided_rows_no_copies(C, threads, rng):
     """Contiguous rows lying apart are used where they are: no temporary copies of grad, y or out (numpy
     reports its allocations to tracemalloc), where rows with a column step still go through copies."""
