@@ -37,12 +37,33 @@ typedef struct {
     mg_int outs[4];
 } gate_job;
 
+/* The AVX-512 instantiation's vectors (gates_tmpl.h, GATE_VEC): the type, its lanes, a lane mask, and the
+ * intrinsic named op for the element type. */
+#if MG_X86
+#include <immintrin.h>
+#endif
 #define T float
 #define SFX f32
+#define GATE_V __m512
+#define GATE_M __mmask16
+#define GATE_W 16
+#define GV_(op) _mm512_##op##_ps
 #include "gates_isas.h"
+#undef GATE_V
+#undef GATE_M
+#undef GATE_W
+#undef GV_
 #define T double
 #define SFX f64
+#define GATE_V __m512d
+#define GATE_M __mmask8
+#define GATE_W 8
+#define GV_(op) _mm512_##op##_pd
 #include "gates_isas.h"
+#undef GATE_V
+#undef GATE_M
+#undef GATE_W
+#undef GV_
 
 typedef void (*gate_row_fn)(const gate_job *, mg_int);
 #if MG_X86

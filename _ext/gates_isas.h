@@ -13,7 +13,9 @@
 #undef TARGET
 #define ISA avx512
 #define TARGET MG_TARGET_AVX512
+#define GATE_VEC
 #include "gates_tmpl.h"
+#undef GATE_VEC
 #endif
 #undef T
 #undef SFX
