@@ -99,8 +99,7 @@ cdef bint _self_overlapping(const Mat *m):
     """Conservative: True unless each dim's stride clears the span of all shorter-stride dims."""
     cdef mg_int ext[3]
     cdef mg_int st[3]
-    cdef mg_int span = 1, e, s
-    cdef int k = 0, i, j
+    cdef int k = 0, i
     for i in range(3):
         if m.shape[i] == 0:
             return False
@@ -108,6 +107,14 @@ cdef bint _self_overlapping(const Mat *m):
             ext[k] = m.shape[i]
             st[k] = m.strides[i] if m.strides[i] >= 0 else -m.strides[i]
             k += 1
+    return _strides_overlap(st, ext, k, 1)
+
+
+cdef bint _strides_overlap(mg_int *st, mg_int *ext, int k, mg_int span) noexcept:
+    """For k dimensions of ext[i] > 1 elements st[i] >= 0 apart (sorted here by stride), the first element
+    span wide: True unless each stride clears the span of the dimensions of shorter stride."""
+    cdef int i, j
+    cdef mg_int e, s
     for i in range(1, k):
         j = i
         while j > 0 and st[j - 1] > st[j]:
@@ -1298,32 +1305,21 @@ cdef cnp.ndarray _elementwise_out(object out, cnp.ndarray like, str fn):
 
 
 cdef bint _array_self_overlapping(cnp.ndarray a) noexcept:
-    """_self_overlapping for an array of any number of dimensions: conservative, True unless, taking the
-    dimensions by increasing stride, each stride clears the span of those before it (in bytes, from the
-    itemsize).  A C-contiguous array and any slice or transpose of one pass."""
+    """_self_overlapping for an array of any number of dimensions, in bytes from its itemsize: a C-contiguous
+    array and any slice or transpose of one pass."""
     if cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_SIZE(a) == 0:
         return False
-    cdef int nd = cnp.PyArray_NDIM(a), i, j, k = 0
+    cdef int i, k = 0
     cdef mg_int st[64]
     cdef mg_int ext[64]
-    cdef mg_int span = cnp.PyArray_ITEMSIZE(a), s, e
-    for i in range(nd):
+    cdef mg_int s
+    for i in range(cnp.PyArray_NDIM(a)):
         if cnp.PyArray_DIMS(a)[i] > 1:
             s = cnp.PyArray_STRIDES(a)[i]
             st[k] = s if s >= 0 else -s
             ext[k] = cnp.PyArray_DIMS(a)[i]
             k += 1
-    for i in range(1, k):
-        j = i
-        while j > 0 and st[j - 1] > st[j]:
-            s = st[j]; st[j] = st[j - 1]; st[j - 1] = s
-            e = ext[j]; ext[j] = ext[j - 1]; ext[j - 1] = e
-            j -= 1
-    for i in range(k):
-        if st[i] < span:
-            return True
-        span += st[i] * (ext[i] - 1)
-    return False
+    return _strides_overlap(st, ext, k, cnp.PyArray_ITEMSIZE(a))
 
 
 cdef int _check_alias(cnp.ndarray out, cnp.ndarray x, str fn, str name) except -1:

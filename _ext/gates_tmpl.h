@@ -8,6 +8,10 @@
 #define NAME(x) CAT(CAT(x, SFX), ISA)
 #define ROW_IN(k) ((const T *)j->in[k] + r * j->ins[k])
 #define ROW_OUT(k) ((T *)j->out[k] + r * j->outs[k])
+#ifdef GATE_VEC
+/* the lanes of the next vector of a row that has `left` elements to go */
+#define GATE_LANES(left) ((left) >= GATE_W ? (GATE_M)-1 : (GATE_M)((1u << (left)) - 1u))
+#endif
 
 /* in: gates (i, f, g, o), c_prev; out: act, c, tanh_c, h */
 TARGET static void NAME(lstm_forward_row)(const gate_job *j, mg_int r)
@@ -44,7 +48,7 @@ TARGET static void NAME(lstm_backward_row)(const gate_job *j, mg_int r)
      * the same bits, with each operand read and each result written once instead of a dozen passes. */
     const GATE_V one = GV_(set1)(1);
     for (mg_int k = 0; k < H; k += GATE_W) {
-        const GATE_M m = H - k >= GATE_W ? (GATE_M)-1 : (GATE_M)((1u << (H - k)) - 1u);
+        const GATE_M m = GATE_LANES(H - k);
         const GATE_V vdh = GV_(maskz_loadu)(m, dh + k), vtc = GV_(maskz_loadu)(m, tc + k);
         const GATE_V vi = GV_(maskz_loadu)(m, i + k), vf = GV_(maskz_loadu)(m, f + k);
         const GATE_V vg = GV_(maskz_loadu)(m, g + k), vo = GV_(maskz_loadu)(m, o + k);
@@ -114,7 +118,7 @@ TARGET static void NAME(gru_backward_row)(const gate_job *j, mg_int r)
     /* one pass, as the LSTM's */
     const GATE_V one = GV_(set1)(1);
     for (mg_int k = 0; k < H; k += GATE_W) {
-        const GATE_M m = H - k >= GATE_W ? (GATE_M)-1 : (GATE_M)((1u << (H - k)) - 1u);
+        const GATE_M m = GATE_LANES(H - k);
         const GATE_V vdh = GV_(maskz_loadu)(m, dh + k), vr = GV_(maskz_loadu)(m, rr + k);
         const GATE_V vz = GV_(maskz_loadu)(m, z + k), vn = GV_(maskz_loadu)(m, n + k);
         const GATE_V dn = GV_(mul)(GV_(mul)(vdh, GV_(sub)(one, vz)), GV_(fnmadd)(vn, vn, one));
@@ -160,3 +164,4 @@ static void (*const NAME(gate_rows)[MG_GATE_KINDS])(const gate_job *, mg_int) = 
 #undef FN
 #undef ROW_IN
 #undef ROW_OUT
+#undef GATE_LANES
