@@ -56,7 +56,8 @@ TARGET static void NAME(lstm_backward_row)(const gate_job *j, mg_int r)
         if (dc)
             d = GV_(add)(GV_(maskz_loadu)(m, dc + k), d);
         GV_(mask_storeu)(dcp + k, m, GV_(mul)(d, vf));
-        GV_(mask_storeu)(df + k, m, GV_(mul)(GV_(mul)(GV_(mul)(d, GV_(maskz_loadu)(m, cp + k)), vf), GV_(sub)(one, vf)));
+        const GATE_V vcp = GV_(maskz_loadu)(m, cp + k);
+        GV_(mask_storeu)(df + k, m, GV_(mul)(GV_(mul)(GV_(mul)(d, vcp), vf), GV_(sub)(one, vf)));
         GV_(mask_storeu)(di + k, m, GV_(mul)(GV_(mul)(GV_(mul)(d, vg), vi), GV_(sub)(one, vi)));
         GV_(mask_storeu)(dout + k, m, GV_(mul)(GV_(mul)(GV_(mul)(vdh, vtc), vo), GV_(sub)(one, vo)));
         GV_(mask_storeu)(dgg + k, m, GV_(mul)(GV_(mul)(d, vi), GV_(fnmadd)(vg, vg, one)));

@@ -162,11 +162,11 @@ EW_TASK(ew_binary_task_f64, b64,
         mg_parallel_for((n + j.chunk - 1) / j.chunk, nt, wake_, task, &j);                  \
     } while (0)
 
-
 /* Row by row: `rows` rows of `cols` contiguous elements, each operand's rows its own stride (in elements)
- * apart (a column block of a wider matrix: an LSTM gate's chunk of the gates).  One kernel call per row;
- * tasks are blocks of whole rows, about as many elements as RUN's, so an array splits across threads where
- * a contiguous one of its size would, and each element gets the instructions it gets there. */
+ * apart (a column block of a wider matrix: an LSTM gate's chunk of the gates).  The path's serial kernel
+ * runs once per row; tasks are blocks of whole rows, about as many elements as RUN's, so an array splits
+ * across threads where a contiguous one of its size would, and each element gets the instructions it gets
+ * there. */
 typedef struct {
     ew_job e;
     mg_int cols, rows_per_task, xs, ys, os;
@@ -181,7 +181,8 @@ typedef struct {
         for (mg_int r = lo; r < hi; ++r)                                                    \
             CALL;                                                                           \
     }
-EW_ROWS_TASK(ew_unary_rows_task_f32, j->e.f.u32(j->cols, (const float *)j->e.x + r * j->xs, (float *)j->e.out + r * j->os))
+EW_ROWS_TASK(ew_unary_rows_task_f32,
+             j->e.f.u32(j->cols, (const float *)j->e.x + r * j->xs, (float *)j->e.out + r * j->os))
 EW_ROWS_TASK(ew_unary_rows_task_f64,
              j->e.f.u64(j->cols, (const double *)j->e.x + r * j->xs, (double *)j->e.out + r * j->os))
 EW_ROWS_TASK(ew_binary_rows_task_f32, j->e.f.b32(j->cols, (const float *)j->e.x + r * j->xs,
