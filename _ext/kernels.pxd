@@ -123,9 +123,9 @@ cdef extern from "kernels.h" nogil:
     void mg_arith_f32(int op, mg_int n, const float *a, int sa, const float *b, int sb, float *out)
     void mg_arith_f64(int op, mg_int n, const double *a, int sa, const double *b, int sb, double *out)
     void mg_arith_rows_f32(int op, mg_int rows, mg_int cols, const float *a, mg_int ra, int sa, const float *b,
-                           mg_int rb, int sb, float *out) noexcept nogil
+                           mg_int rb, int sb, float *out)
     void mg_arith_rows_f64(int op, mg_int rows, mg_int cols, const double *a, mg_int ra, int sa, const double *b,
-                           mg_int rb, int sb, double *out) noexcept nogil
+                           mg_int rb, int sb, double *out)
     const char *MG_ARITH_ROWS_CAPSULE
     ctypedef struct mg_arith_rows_api:
         void (*f32)(int, mg_int, mg_int, const float *, mg_int, int, const float *, mg_int, int,

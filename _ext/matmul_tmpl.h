@@ -241,8 +241,8 @@ static void FN(gemm_serial)(const FN(gemm_cfg) *g, mg_int M, mg_int N, mg_int K,
     const int direct_b = !packed && !brows && sbn == 1 && FN(b_in_place)(g, M, sbk);
     const mg_int ars = direct_a ? sam : 1, aks = direct_a ? sak : mr;
     /* an A contiguous along M (a transposed operand, or a row table) not read in place: packed in groups */
-    const mg_int ga = !direct_a && (arows || (sam == 1 && sak != 1)) && FN(a_grouped)(g, sak, arows, K) ? g->a_group
-                                                                                                   : 1;
+    const int a_packed_long = !direct_a && (arows || (sam == 1 && sak != 1));
+    const mg_int ga = a_packed_long && FN(a_grouped)(g, sak, arows, K) ? g->a_group : 1;
     /* Cin with contiguous rows (a bias broadcast down the rows included) is added by the micro-kernel as it
      * stores the product's first K slice; any other is copied into C first. */
     const int cin_in_ukr = cin && sin == 1 && scn == 1;
