@@ -1,4 +1,6 @@
 # The autograd engine's compiled interface, shared by the tensor core and the ops.
+cimport numpy as cnp
+
 from minigrad.autograd.collector cimport LiveNode
 
 cdef class LazyGrad:
@@ -60,12 +62,16 @@ cdef bint grad_enabled() noexcept nogil
 cdef void set_grad_enabled_c(bint mode) noexcept nogil
 cdef bint anomaly_enabled() noexcept nogil
 cdef void check_forward(Node node, object array) except *
+cdef bint has_shape(cnp.ndarray a, object shape) except -1
 
 
 cdef class InputBuffer:
     # The gradients of one node's outputs, summed over their uses as they arrive (torch's InputBuffer).
     cdef list grads                    # per output: an array, a LazyGrad or None
     cdef list owned                    # per output: the engine allocated the array and may add into it
+                                       # (None while none is)
+    cdef bint is_owned(self, int nr)
+    cdef void set_owned(self, int nr, bint owned) except *
     cdef void add(self, int nr, object g) except *
 
 

@@ -22,9 +22,18 @@ import weakref
 
 import numpy as np
 
+cimport numpy as cnp
+
 from minigrad.autograd.collector cimport holds_user_object, on_new_node, plain
 from minigrad.autograd.collector import expose_graph, graph_hidden, live_nodes  # noqa: F401  (re-exported)
 from minigrad.autograd.versions cimport bump, check_saved
+
+cnp.import_array()
+
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object obj, int *overflow) except? -1
+    Py_ssize_t PyTuple_GET_SIZE(object t)
+    void *PyTuple_GET_ITEM(object t, Py_ssize_t i)
 
 cdef extern from *:
     """
@@ -378,6 +387,24 @@ cdef object _run_hooks(list hooks, int output_nr, object grad):
     return grad
 
 
+cdef bint has_shape(cnp.ndarray a, object shape) except -1:
+    """``a.shape == shape``, read from the array's dimensions (no tuple made) when ``shape`` is a tuple of
+    ints, as the recording path makes them."""
+    if type(shape) is not tuple:
+        return (<object>a).shape == shape
+    cdef tuple s = <tuple>shape
+    cdef int i, nd = cnp.PyArray_NDIM(a), overflow
+    if PyTuple_GET_SIZE(s) != nd:
+        return False
+    for i in range(nd):
+        item = <object>PyTuple_GET_ITEM(s, i)
+        if type(item) is not int:
+            return (<object>a).shape == shape
+        if PyLong_AsLongLongAndOverflow(item, &overflow) != cnp.PyArray_DIMS(a)[i] or overflow:
+            return False
+    return True
+
+
 cdef object _check_grad(Node node, int nr, object g):
     """Every gradient must have the shape of the tensor it belongs to; cast it to that tensor's dtype."""
     shape = node.shape[nr] if node.multi_output else node.shape
@@ -388,10 +415,11 @@ cdef object _check_grad(Node node, int nr, object g):
         g = (<LazyGrad>g).materialize()
     if type(g) is not np.ndarray:
         g = np.asarray(g)
-    if g.shape != shape:
+    if not has_shape(<cnp.ndarray>g, shape):
         raise RuntimeError("%s: gradient of shape %s does not match the output's shape %s"
                            % (node.name(), g.shape, shape))
-    if g.dtype != dtype:
+    # (the dtype objects of an op's output and of its gradient are usually the same object)
+    if <object>cnp.PyArray_DESCR(<cnp.ndarray>g) is not dtype and g.dtype != dtype:
         g = g.astype(dtype)
     return g
 
@@ -477,7 +505,7 @@ cdef object _run_node(GraphTask task, Node node, InputBuffer buffer):
         array = _materialized(g)
         grad = _finish_output(node, 0, array)
         # made by the engine (a sum it allocated, a product it evaluated) and not kept by a hook
-        task.owns_grad = (buffer.owned[0] or isinstance(g, LazyGrad)) and grad is array
+        task.owns_grad = (buffer.is_owned(0) or isinstance(g, LazyGrad)) and grad is array
     if node.saved is not None:
         check_saved(node, node.saved, node._epoch)
     input_grads = node.apply(task, grad)
@@ -511,7 +539,17 @@ cdef class InputBuffer:
 
     def __cinit__(self, int n_outputs):
         self.grads = [None] * n_outputs
-        self.owned = [False] * n_outputs
+        self.owned = None  # no gradient the engine allocated yet: made with the first sum (most arrive once)
+
+    cdef bint is_owned(self, int nr):
+        return self.owned is not None and self.owned[nr]
+
+    cdef void set_owned(self, int nr, bint owned) except *:
+        if self.owned is None:
+            if not owned:
+                return
+            self.owned = [False] * len(self.grads)
+        self.owned[nr] = owned
 
     cdef void add(self, int nr, object g) except *:
         old = self.grads[nr]
@@ -522,15 +560,15 @@ cdef class InputBuffer:
             if isinstance(g, LazyGrad) and (<LazyGrad>old).merge(<LazyGrad>g):
                 return
             old = self.grads[nr] = (<LazyGrad>old).materialize()
-            self.owned[nr] = True
+            self.set_owned(nr, True)
         g = _materialized(g)
-        if self.owned[nr]:
+        if self.is_owned(nr):
             np.add(old, g, out=old)
         else:
             # Never write into an array the engine did not allocate: it may be a saved tensor or a user's.
             # (np.asarray: numpy turns a 0-d sum into a scalar, which cannot be added into later.)
             self.grads[nr] = np.asarray(old + g)
-            self.owned[nr] = True
+            self.set_owned(nr, True)
 
 
 cdef class GraphTask:
@@ -557,7 +595,7 @@ cdef class GraphTask:
         """Hand each input's gradient to the node that produced that input; a producer whose consumers have
         all run becomes ready."""
         cdef Node nxt
-        cdef int i = 0
+        cdef int i = 0, left
         for edge in node.next_functions:
             if edge is not None and (self.runs is None or edge[0] in self.deps):
                 nxt = edge[0]
@@ -565,8 +603,9 @@ cdef class GraphTask:
                     g = input_grads[i]
                     if g is not None:
                         self.buffer(nxt).add(edge[1], _check_grad(nxt, edge[1], g))
-                self.deps[nxt] -= 1
-                if self.deps[nxt] == 0:
+                left = <int>self.deps[nxt] - 1
+                self.deps[nxt] = left
+                if left == 0:
                     self.ready.append(nxt)
             i += 1
 
@@ -603,11 +642,12 @@ cdef dict _count_consumers(list roots):
             if edge is None:
                 continue
             nxt = edge[0]
-            if nxt in deps:
-                deps[nxt] += 1
-            else:
+            count = deps.get(nxt)
+            if count is None:
                 deps[nxt] = 1
                 stack.append(nxt)
+            else:
+                deps[nxt] = <int>count + 1
     return deps
 
 
@@ -661,7 +701,7 @@ cdef void _capture(Node node, InputBuffer buffer, dict where, list captured, bin
             continue
         if isinstance(g, LazyGrad):
             g = buffer.grads[nr] = (<LazyGrad>g).materialize()
-            buffer.owned[nr] = False  # captured: the node's backward must not add into it
+            buffer.set_owned(nr, False)  # captured: the node's backward must not add into it
         if not runs:
             g = _finish_output(node, nr, g)
             leaf = (<AccumulateGrad>node)._leaf_ref() if type(node) is AccumulateGrad else None

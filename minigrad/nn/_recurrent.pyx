@@ -156,7 +156,7 @@ cdef class SeqTanhBackward(Node):
             node = chain[i]
             b = task.buffer(node)
             (<InputBuffer>b).grads[0] = dzs[i]
-            (<InputBuffer>b).owned[0] = False
+            (<InputBuffer>b).set_owned(0, False)
             task.node_state[node] = True
             task.node_state[<Node>(<Node>chain[i - 1]).next_functions[0][0]] = True
         return (dzs[0],)

@@ -4,6 +4,7 @@ import numpy as np
 
 from minigrad import _backend as K
 
+from minigrad.autograd.engine cimport has_shape
 from minigrad.ops.fast cimport scalar_array
 from minigrad.tensor cimport Tensor, grad_edge, wrap, zero_dim_side
 from minigrad.tensor import as_array, bool_, get_default_dtype, int64
@@ -13,7 +14,7 @@ cnp.import_array()
 
 cdef object unbroadcast(object grad, tuple shape):
     """Sum ``grad`` over the axes that broadcasting added or stretched, so it gets back ``shape``."""
-    if grad.shape == shape:
+    if has_shape(grad, shape) if type(grad) is np.ndarray else grad.shape == shape:
         return grad
     cdef int lead = grad.ndim - len(shape)
     axes = list(range(lead))
