@@ -282,3 +282,28 @@ def test_spread_summarises_processes_by_core_balance_and_distance(capsys):
     spread.show({"a": [2.0]})  # nothing measured around the processes: no summaries
     out = capsys.readouterr().out
     assert "by the" not in out and "1.00x  2.00" in out
+
+
+def test_after_pause_summary_by_hand(capsys):
+    from bench import after_pause
+
+    assert after_pause.BLOCK_OF_REPORT == cases.RNN_MIN_LOOPS  # the block it prices is the report's
+    steady = [2.0] * 10
+    times = {"loop": [[2.2, 2.0] + steady, [1.8, 2.0] + steady],  # steady step: 2.0
+             "pause": [[3.0, 2.4] + steady, [2.0, 2.0] + steady]}  # medians: 2.5, 2.2, then 2.0
+    s = after_pause.summary(times)
+    assert s["steady"] == 2.0
+    assert s["pause first"] == pytest.approx(1.25) and s["pause second"] == pytest.approx(1.1)
+    assert s["pause rest"] == 1.0
+    assert s["pause block"] == pytest.approx((2.5 + 2.2 + 8 * 2.0) / 10 / 2.0)
+    after_pause.show({"minigrad": times})
+    assert "minigrad   pause    1.25x   1.10x   1.00x         1.035x" in capsys.readouterr().out
+
+
+def test_after_pause_refuses_blocks_shorter_than_the_reports():
+    from bench import after_pause
+
+    with pytest.raises(SystemExit):
+        after_pause.main(["--steps", "5", "--libs", "minigrad"])
+    with pytest.raises(SystemExit):
+        after_pause.main(["--libs", "minigrad,tensorflow", "--blocks", "1"])
