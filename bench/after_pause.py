@@ -80,13 +80,13 @@ def run(libs: list[str], blocks: int, steps: int, pause: float) -> dict[str, dic
     import minigrad as mg
     from bench import cases, jax_peer
 
-    mg.set_num_threads(2)
-    torch.set_num_threads(2)
     cfg, make = cases.RNN_CONFIGS[0], {"minigrad": cases._minigrad_rnn_step, "torch": cases._torch_rnn_step,
                                        "jax": cases._jax_rnn_step}
     unknown = [lib for lib in libs if lib not in make]
     if unknown:
         raise ValueError(f"--libs: unknown {', '.join(unknown)} (choose from {', '.join(make)})")
+    mg.set_num_threads(2)
+    torch.set_num_threads(2)
     if "jax" in libs and jax_peer.unavailable_reason():
         print(f"jax left out: {jax_peer.unavailable_reason()}")
         libs = [lib for lib in libs if lib != "jax"]

@@ -305,5 +305,7 @@ def test_after_pause_refuses_blocks_shorter_than_the_reports():
 
     with pytest.raises(SystemExit):
         after_pause.main(["--steps", "5", "--libs", "minigrad"])
+    threads = mg.get_num_threads(), torch.get_num_threads()
     with pytest.raises(SystemExit):
         after_pause.main(["--libs", "minigrad,tensorflow", "--blocks", "1"])
+    assert (mg.get_num_threads(), torch.get_num_threads()) == threads  # refused before it set anything
